@@ -1,0 +1,63 @@
+/* comm.h — collectives between the GPUs of one process: NCCL in the cuda build,
+ * an in-process exchange between emulated devices in the sim, same semantics.
+ *
+ * One communicator handle per rank; rank r belongs to devices[r] and is used by
+ * one host thread (the one driving that device). Every rank calls each
+ * collective in the same order. Buffers are device memory on the rank's
+ * device; counts are in elements. Operations are ordered on `stream`.
+ *
+ * Sums are computed in fp32 for f16/bf16 in the sim; NCCL sums in the element
+ * type, so tests compare with a tolerance for 16-bit types. */
+#ifndef QILIN_COMM_H
+#define QILIN_COMM_H
+
+#include <stddef.h>
+
+#include "device.h"
+#include "dtype.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct qilin_comm qilin_comm;
+
+/* Creates `ndev` communicators, one per entry of `devices` (rank = index);
+ * comms must hold ndev pointers. Call from one thread; then hand comms[r] to
+ * the thread that drives devices[r]. */
+qilin_status qilin_comm_init_all(int ndev, const int *devices, qilin_comm **comms);
+qilin_status qilin_comm_destroy(qilin_comm *comm); /* NULL is a no-op */
+int qilin_comm_rank(const qilin_comm *comm);
+int qilin_comm_size(const qilin_comm *comm);
+
+/* recv[i] = sum over ranks of send[i]; send == recv is allowed. */
+qilin_status qilin_comm_all_reduce_sum(qilin_comm *comm, const void *send, void *recv,
+                                       size_t count, qilin_dtype dtype, qilin_stream *stream);
+/* recv[r*count + i] = send of rank r [i]; recv holds size*count elements. */
+qilin_status qilin_comm_all_gather(qilin_comm *comm, const void *send, void *recv,
+                                   size_t count, qilin_dtype dtype, qilin_stream *stream);
+/* recv[i] = sum over ranks of send[rank*recv_count + i]; send holds size*recv_count. */
+qilin_status qilin_comm_reduce_scatter_sum(qilin_comm *comm, const void *send, void *recv,
+                                           size_t recv_count, qilin_dtype dtype,
+                                           qilin_stream *stream);
+/* recv on every rank = send of `root` (send is read on root only). */
+qilin_status qilin_comm_broadcast(qilin_comm *comm, const void *send, void *recv, size_t count,
+                                  qilin_dtype dtype, int root, qilin_stream *stream);
+
+/* Point-to-point. Between qilin_comm_group_start/end, sends and receives are
+ * issued together and may not block one another (the all-to-all pattern). */
+qilin_status qilin_comm_send(qilin_comm *comm, const void *buf, size_t count, qilin_dtype dtype,
+                             int peer, qilin_stream *stream);
+qilin_status qilin_comm_recv(qilin_comm *comm, void *buf, size_t count, qilin_dtype dtype,
+                             int peer, qilin_stream *stream);
+qilin_status qilin_comm_group_start(void);
+qilin_status qilin_comm_group_end(void);
+
+/* All-to-all of equal chunks: recv[p*count + i] = send of rank p [rank*count + i]. */
+qilin_status qilin_comm_all_to_all(qilin_comm *comm, const void *send, void *recv, size_t count,
+                                   qilin_dtype dtype, qilin_stream *stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* QILIN_COMM_H */

@@ -1,0 +1,53 @@
+/* common.cuh — device helpers shared by the kernel families: dtype
+ * conversion, warp and block reductions. Header-only, included after
+ * kernel.h; the conversions are __host__ __device__ so CPU references decode
+ * exactly as the kernels do. */
+#ifndef QILIN_COMMON_CUH
+#define QILIN_COMMON_CUH
+
+#include "kernel.h"
+
+/* ---- element conversion: fp32 is the arithmetic type of every kernel ---- */
+__host__ __device__ inline float to_float(float v) { return v; }
+__host__ __device__ inline float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+__host__ __device__ inline float to_float(__half v) { return __half2float(v); }
+
+template <class T> __host__ __device__ inline T from_float(float v);
+template <> __host__ __device__ inline float from_float<float>(float v) { return v; }
+template <> __host__ __device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
+    return __float2bfloat16_rn(v);
+}
+template <> __host__ __device__ inline __half from_float<__half>(float v) { return __float2half_rn(v); }
+
+/* 16 bytes of T: the unit of a coalesced vector load. */
+template <class T> struct alignas(16) Vec16 {
+    static constexpr int n = 16 / sizeof(T);
+    T v[n];
+};
+
+/* ---- reductions ------------------------------------------------------------ */
+__device__ inline float warp_reduce_sum(float v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
+}
+
+__device__ inline float warp_reduce_max(float v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+    return v;
+}
+
+/* Sum over the block, returned to every thread. blockDim.x must be a multiple
+ * of 32. Ends with a barrier so the helper can be called again at once. */
+__device__ inline float block_reduce_sum(float v) {
+    __shared__ float partial[32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    v = warp_reduce_sum(v);
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    v = lane < nwarps ? partial[lane] : 0.0f;
+    v = warp_reduce_sum(v);
+    __syncthreads();
+    return v;
+}
+
+#endif /* QILIN_COMMON_CUH */

@@ -1,0 +1,27 @@
+/* sim_api.h — what the rest of the sim backend (device layer) needs from the
+ * emulator's scheduler. C linkage so device_sim.cpp and tests can use it. */
+#ifndef QILIN_SIM_API_H
+#define QILIN_SIM_API_H
+
+#include "../status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status of the calling thread's last kernel launch, cleared by the call
+ * (like cudaGetLastError). On failure the thread's error message names the
+ * kernel and what went wrong (divergent barrier, bad launch shape, trap). */
+qilin_status qsim_take_launch_status(void);
+
+/* Number of fiber switches (into or out of a thread) this host thread has made. */
+unsigned long long qsim_switch_count(void);
+
+/* Reseeds the calling thread's scheduler (the order in which fibers run
+ * between scheduling points). The default seed is QILIN_SIM_SEED, else 1. */
+void qsim_set_seed(unsigned long long seed);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* QILIN_SIM_API_H */

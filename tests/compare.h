@@ -1,0 +1,75 @@
+/* compare.h — the repository's one comparator for kernel outputs.
+ *
+ * Reports the max absolute error, the max relative error and where it
+ * occurs, a cosine similarity, and NaN/Inf agreement; a result passes when
+ * every element satisfies |got - want| <= atol + rtol * |want| and the
+ * non-finite values agree. Tolerances come from the table below, each with
+ * the arithmetic that justifies it. */
+#ifndef QILIN_TESTS_COMPARE_H
+#define QILIN_TESTS_COMPARE_H
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+struct Tolerance {
+    double atol, rtol;
+    const char *why;
+};
+
+/* Outputs stored in fp32 from fp32 arithmetic: reductions of n terms err by
+ * about n * 2^-24 relative at worst; 1e-5 covers n up to ~100 with pairwise
+ * or warp-tree order. */
+static const Tolerance kTolF32 = {1e-6, 1e-5, "fp32 arithmetic, fp32 storage"};
+/* bf16 storage: rounding the output is half an ulp = 2^-9 relative; the fp32
+ * arithmetic before it is negligible, a neighbouring rounding of an
+ * intermediate (the residual sum) can move the result by one more ulp. */
+static const Tolerance kTolBF16 = {1e-6, 1.0 / 128, "bf16 storage: 2 ulp of 2^-8"};
+/* fp16 storage: 10 mantissa bits, same reasoning as bf16. */
+static const Tolerance kTolF16 = {1e-6, 1.0 / 1024, "fp16 storage: 2 ulp of 2^-11"};
+
+struct Comparison {
+    bool ok = true;
+    double max_abs = 0, max_rel = 0, cosine = 1;
+    size_t worst = 0, mismatched_nonfinite = 0, bad = 0;
+    std::string summary;
+};
+
+inline Comparison compare(const std::vector<double> &got, const std::vector<double> &want, const Tolerance &tol) {
+    Comparison c;
+    double dot = 0, ng = 0, nw = 0, worst_excess = -1;
+    for (size_t i = 0; i < want.size() && i < got.size(); i++) {
+        double g = got[i], w = want[i];
+        if (!std::isfinite(g) || !std::isfinite(w)) {
+            bool same = (std::isnan(g) && std::isnan(w)) || g == w;
+            if (!same) c.mismatched_nonfinite++;
+            continue;
+        }
+        double err = std::fabs(g - w), rel = err / std::max(std::fabs(w), 1e-30);
+        double excess = err - (tol.atol + tol.rtol * std::fabs(w));
+        if (excess > 0) c.bad++;
+        if (excess > worst_excess) {
+            worst_excess = excess;
+            c.worst = i;
+        }
+        c.max_abs = std::max(c.max_abs, err);
+        if (std::fabs(w) > tol.atol) c.max_rel = std::max(c.max_rel, rel);
+        dot += g * w;
+        ng += g * g;
+        nw += w * w;
+    }
+    c.cosine = (ng > 0 && nw > 0) ? dot / std::sqrt(ng * nw) : (ng == nw ? 1.0 : 0.0);
+    c.ok = got.size() == want.size() && c.bad == 0 && c.mismatched_nonfinite == 0;
+    char buf[512];
+    snprintf(buf, sizeof buf,
+             "n=%zu max_abs=%.3g max_rel=%.3g cosine=%.9f worst[%zu]: got %.9g want %.9g; "
+             "out of tolerance: %zu, non-finite mismatches: %zu (tol: %s)",
+             want.size(), c.max_abs, c.max_rel, c.cosine, c.worst,
+             c.worst < got.size() ? got[c.worst] : NAN, c.worst < want.size() ? want[c.worst] : NAN, c.bad,
+             c.mismatched_nonfinite, tol.why);
+    c.summary = buf;
+    return c;
+}
+
+#endif /* QILIN_TESTS_COMPARE_H */
