@@ -6,7 +6,14 @@
  * leading dimension is the distance between rows; column-major: between
  * columns), `trans_a/trans_b` apply op() to the stored matrix. Accumulation
  * is fp32 for every input type. A and B share a type (f32, f16 or bf16); C is
- * that type or f32. Strided-batched: batch b uses a + b*stride_a, etc.
+ * that type or f32. Strided-batched: batch b uses a + b*stride_a, etc.;
+ * stride 0 for A or B reuses one matrix for every batch, while the batches of
+ * C may not overlap (disjoint blocks, or side by side within ldc as in a
+ * per-head output [tokens, heads * dim] with stride_c = dim).
+ *
+ * Edge cases follow BLAS: m == 0 or n == 0 does nothing; k == 0 sets
+ * C = beta * C; beta == 0 never reads C (it may hold NaN). A and B may be
+ * NULL when k == 0, C when m or n is 0.
  *
  * The common linear layer Y[tokens,out] = X[tokens,in] * W[out,in]^T is
  * layout=ROW_MAJOR, trans_a=NO, trans_b=TRANS, m=tokens, n=out, k=in. */

@@ -45,7 +45,12 @@ qilin_status qilin_comm_broadcast(qilin_comm *comm, const void *send, void *recv
                                   qilin_dtype dtype, int root, qilin_stream *stream);
 
 /* Point-to-point. Between qilin_comm_group_start/end, sends and receives are
- * issued together and may not block one another (the all-to-all pattern). */
+ * issued together and may not block one another (the all-to-all pattern).
+ * Outside a group a send may wait until the peer posts the matching receive
+ * (NCCL does; the sim's sends are eager and do not), so exchanges in which
+ * both sides send must be grouped. A receive must name the same count and
+ * dtype as the send (the sim checks; NCCL does not). Group state belongs to
+ * the calling host thread; groups nest. */
 qilin_status qilin_comm_send(qilin_comm *comm, const void *buf, size_t count, qilin_dtype dtype,
                              int peer, qilin_stream *stream);
 qilin_status qilin_comm_recv(qilin_comm *comm, void *buf, size_t count, qilin_dtype dtype,

@@ -56,7 +56,11 @@ qilin_status qilin_device_synchronize(void);
 
 /* Device memory on the current device, with accounting. `what` names the
  * buffer in error messages ("layer 3 wq"); it may be NULL. Freeing NULL is a
- * no-op. Allocation is 256-byte aligned. */
+ * no-op. Allocation is 256-byte aligned; 0 bytes gives NULL and QILIN_OK.
+ * Accounting counts the bytes requested. Over budget: QILIN_ERR_OUT_OF_MEMORY
+ * naming `what`, the bytes, the device and its free/total memory. Freeing a
+ * pointer qilin_malloc did not return (or freeing twice) is
+ * QILIN_ERR_INVALID_ARGUMENT; any thread may free, whatever its device. */
 qilin_status qilin_malloc(void **ptr, size_t bytes, const char *what);
 qilin_status qilin_free(void *ptr);
 /* Bytes currently allocated through qilin_malloc on `device`, and the peak. */
@@ -81,14 +85,16 @@ qilin_status qilin_stream_synchronize(qilin_stream *stream);
 /* The native handle (cudaStream_t in the cuda build, the sim's stream object
  * in the sim) for kernel launchers; the per-thread default stream for NULL. */
 void *qilin_stream_native(qilin_stream *stream);
-/* The device a stream belongs to (the current device for NULL). */
+/* The device a stream belongs to (the current device for NULL; -1 if the
+ * CUDA runtime cannot say). */
 int qilin_stream_device(qilin_stream *stream);
 
 qilin_status qilin_event_create(qilin_event **event);
 qilin_status qilin_event_destroy(qilin_event *event); /* NULL is a no-op */
 qilin_status qilin_event_record(qilin_event *event, qilin_stream *stream);
 qilin_status qilin_event_synchronize(qilin_event *event);
-/* Milliseconds between two recorded events. */
+/* Milliseconds between two recorded events; QILIN_ERR_INVALID_ARGUMENT if
+ * either was never recorded. */
 qilin_status qilin_event_elapsed_ms(qilin_event *start, qilin_event *stop, float *ms);
 
 /* Called by every kernel launcher after a launch: turns a launch error into a

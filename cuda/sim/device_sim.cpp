@@ -1,0 +1,620 @@
+/* device_sim.cpp — the device layer (device.h) for the CPU emulator.
+ *
+ * Emulated devices look like H100s (cc 9.0, 132 SMs, 227 KiB opt-in shared
+ * memory, 50 MiB L2). Their count comes from QILIN_SIM_DEVICES (default 8,
+ * 1..64) and each one's memory budget from QILIN_SIM_DEVICE_MEMORY (bytes, with
+ * an optional K/M/G/T or KiB/MiB/GiB/TiB suffix, binary multiples; default
+ * 80 GiB); both are read once, on first use.
+ *
+ * Device memory is 256-byte aligned host memory, accounted against the
+ * device's budget (so an over-budget plan fails here as it would on a GPU) and
+ * filled with 0xFF on allocation, so a float read before it was written is a
+ * NaN. Copies check that their device side lies inside one live allocation and
+ * their host side outside all of them, which catches overruns and swapped
+ * directions that host memory would otherwise forgive.
+ *
+ * Work on a stream runs when it is issued — a legal schedule of asynchronous
+ * work — so synchronisation only validates its argument. Streams and events
+ * are small heap objects kept in registries, so a destroyed or foreign handle
+ * is reported instead of dereferenced. */
+#include "../device.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iterator>
+#include <map>
+#include <mutex>
+#include <new>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "sim_api.h"
+
+struct qilin_stream {
+    int device;
+};
+
+struct qilin_event {
+    int device;
+    bool recorded;
+    std::chrono::steady_clock::time_point when;
+};
+
+namespace {
+
+constexpr int kMaxDevices = 64;
+constexpr int kDefaultDevices = 8;
+constexpr size_t kDefaultMemory = size_t(80) << 30;
+constexpr size_t kAlign = 256;
+constexpr int kPoison = 0xFF;            /* every float made of it is a NaN */
+constexpr double kDatasheetGbs = 3350.0; /* H100 SXM HBM3 */
+
+/* ---- configuration (environment, read once) ------------------------------ */
+
+struct Config {
+    qilin_status status = QILIN_OK;
+    std::string error; /* why the environment was rejected */
+    int devices = kDefaultDevices;
+    size_t memory_bytes = kDefaultMemory;
+};
+
+bool parse_devices(const char *text, int *devices) {
+    char *end = nullptr;
+    errno = 0;
+    long v = std::strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v < 1 || v > kMaxDevices) return false;
+    *devices = int(v);
+    return true;
+}
+
+/* Suffix -> shift; the letter may be either case, "iB" is optional. */
+bool memory_suffix_shift(const char *suffix, int *shift) {
+    if (*suffix == '\0') {
+        *shift = 0;
+        return true;
+    }
+    static const char letters[] = "KMGT";
+    const char *at = std::strchr(letters, std::toupper((unsigned char)suffix[0]));
+    if (at == nullptr) return false;
+    if (suffix[1] != '\0' && std::strcmp(suffix + 1, "iB") != 0) return false;
+    *shift = 10 * int(at - letters + 1);
+    return true;
+}
+
+bool parse_memory(const char *text, size_t *bytes) {
+    if (!std::isdigit((unsigned char)text[0])) return false;
+    char *end = nullptr;
+    errno = 0;
+    unsigned long long v = std::strtoull(text, &end, 10);
+    int shift = 0;
+    if (errno != 0 || !memory_suffix_shift(end, &shift) || v == 0) return false;
+    if (shift > 0 && v > (~0ull >> shift)) return false;
+    *bytes = size_t(v << shift);
+    return true;
+}
+
+Config read_config() {
+    Config c;
+    if (const char *v = std::getenv("QILIN_SIM_DEVICES"); v && !parse_devices(v, &c.devices)) {
+        c.status = QILIN_ERR_INVALID_ARGUMENT;
+        c.error = "QILIN_SIM_DEVICES='" + std::string(v) + "' is not a device count in 1.." +
+                  std::to_string(kMaxDevices);
+    }
+    if (const char *v = std::getenv("QILIN_SIM_DEVICE_MEMORY");
+        v && !parse_memory(v, &c.memory_bytes) && c.status == QILIN_OK) {
+        c.status = QILIN_ERR_INVALID_ARGUMENT;
+        c.error = "QILIN_SIM_DEVICE_MEMORY='" + std::string(v) +
+                  "' is not a positive byte count (digits, optionally followed by K, M, G, T, "
+                  "KiB, MiB, GiB or TiB)";
+    }
+    return c;
+}
+
+const Config &config() {
+    static const Config c = read_config(); /* thread-safe, once */
+    return c;
+}
+
+/* Every entry point starts here, so a bad environment is reported by every
+ * call, each time naming the operation and the variable. */
+qilin_status check_config(const char *op) {
+    const Config &c = config();
+    if (c.status != QILIN_OK) return qilin_error(c.status, "%s: %s", op, c.error.c_str());
+    return QILIN_OK;
+}
+
+qilin_status check_device(int device, const char *op) {
+    QILIN_TRY(check_config(op));
+    if (device < 0 || device >= config().devices)
+        return qilin_error(QILIN_ERR_NO_DEVICE,
+                           "%s: device %d does not exist (the sim has %d devices; "
+                           "QILIN_SIM_DEVICES)",
+                           op, device, config().devices);
+    return QILIN_OK;
+}
+
+/* ---- shared state -------------------------------------------------------- */
+
+struct Allocation {
+    size_t bytes;
+    int device;
+};
+
+struct DeviceState {
+    size_t allocated = 0, peak = 0;
+    double measured_gbs = 0.0; /* 0 until measured */
+};
+
+struct State {
+    std::mutex mu;
+    std::map<uintptr_t, Allocation> allocations; /* ordered, to find the one holding an address */
+    std::unordered_set<void *> pinned;
+    std::unordered_set<const qilin_stream *> streams;
+    std::unordered_set<const qilin_event *> events;
+    DeviceState devices[kMaxDevices];
+};
+
+/* Never destroyed, so buffers freed from other static destructors still find it. */
+State &state() {
+    static State *s = new State;
+    return *s;
+}
+
+thread_local int current_device = 0;
+thread_local qilin_stream default_stream{0};
+
+const char *name_of(const char *what) { return what ? what : "unnamed buffer"; }
+
+size_t round_up(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
+
+/* ---- checking the two sides of a copy (call with mu held) ---------------- */
+
+/* The allocation whose range holds address p, or end(). */
+std::map<uintptr_t, Allocation>::const_iterator holder(const State &s, uintptr_t p) {
+    auto it = s.allocations.upper_bound(p);
+    if (it == s.allocations.begin()) return s.allocations.end();
+    --it;
+    return p < it->first + it->second.bytes ? it : s.allocations.end();
+}
+
+qilin_status check_device_range(const State &s, const char *op, const char *side, const void *ptr,
+                                size_t bytes) {
+    uintptr_t p = uintptr_t(ptr);
+    auto it = holder(s, p);
+    if (it == s.allocations.end())
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "%s: %s %p (%zu bytes) is not device memory from qilin_malloc", op, side, ptr,
+                           bytes);
+    size_t room = it->first + it->second.bytes - p;
+    if (bytes > room)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "%s: %s %p + %zu bytes overruns its allocation (%p, %zu bytes, device "
+                           "%d) by %zu bytes",
+                           op, side, ptr, bytes, (void *)it->first, it->second.bytes, it->second.device,
+                           bytes - room);
+    return QILIN_OK;
+}
+
+qilin_status check_host_range(const State &s, const char *op, const char *side, const void *ptr,
+                              size_t bytes) {
+    uintptr_t p = uintptr_t(ptr);
+    /* The last allocation starting before the end of [p, p + bytes). */
+    auto it = s.allocations.lower_bound(p + bytes);
+    if (it != s.allocations.begin() && std::prev(it)->first + std::prev(it)->second.bytes > p) {
+        --it;
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "%s: %s %p (%zu bytes) should be host memory but overlaps device "
+                           "allocation %p on device %d (arguments swapped?)",
+                           op, side, ptr, bytes, (void *)it->first, it->second.device);
+    }
+    return QILIN_OK;
+}
+
+/* NULL and this thread's default-stream object are always valid. */
+qilin_status check_stream(const State &s, const char *op, const qilin_stream *stream) {
+    if (stream == nullptr || stream == &default_stream || s.streams.count(stream)) return QILIN_OK;
+    return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                       "%s: stream %p is not a live qilin stream (destroyed, or another thread's "
+                       "default stream?)",
+                       op, (const void *)stream);
+}
+
+qilin_status check_event(const State &s, const char *op, const qilin_event *event) {
+    if (event != nullptr && s.events.count(event)) return QILIN_OK;
+    return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: event %p is not a live qilin event", op,
+                       (const void *)event);
+}
+
+enum class Side { host, device };
+
+/* Validates and performs one copy; the sim's "device" memory is host memory. */
+qilin_status copy(const char *op, void *dst, Side dst_side, const void *src, Side src_side, size_t bytes,
+                  qilin_stream *stream) {
+    QILIN_TRY(check_config(op));
+    if (bytes == 0) return QILIN_OK;
+    if (dst == nullptr || src == nullptr)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL (%zu bytes)", op,
+                           dst == nullptr ? "dst" : "src", bytes);
+    State &s = state();
+    {
+        std::lock_guard<std::mutex> lock(s.mu);
+        QILIN_TRY(check_stream(s, op, stream));
+        QILIN_TRY(dst_side == Side::device ? check_device_range(s, op, "dst", dst, bytes)
+                                           : check_host_range(s, op, "dst", dst, bytes));
+        QILIN_TRY(src_side == Side::device ? check_device_range(s, op, "src", src, bytes)
+                                           : check_host_range(s, op, "src", src, bytes));
+    }
+    std::memmove(dst, src, bytes); /* cudaMemcpy does not promise overlap, but d2d may alias */
+    return QILIN_OK;
+}
+
+/* Median time of host memcpys of `bytes`, in seconds. */
+double time_memcpy(void *dst, const void *src, size_t bytes) {
+    constexpr int kWarmup = 1, kReps = 5;
+    std::vector<double> seconds;
+    for (int i = 0; i < kWarmup + kReps; i++) {
+        auto t0 = std::chrono::steady_clock::now();
+        std::memcpy(dst, src, bytes);
+        auto t1 = std::chrono::steady_clock::now();
+        if (i >= kWarmup) seconds.push_back(std::chrono::duration<double>(t1 - t0).count());
+    }
+    std::sort(seconds.begin(), seconds.end());
+    return seconds[seconds.size() / 2];
+}
+
+} // namespace
+
+/* ---- devices ------------------------------------------------------------- */
+
+extern "C" qilin_status qilin_device_count(int *count) {
+    if (count == nullptr) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_device_count: count is NULL");
+    *count = 0;
+    QILIN_TRY(check_config("qilin_device_count"));
+    *count = config().devices;
+    return QILIN_OK;
+}
+
+extern "C" qilin_status qilin_device_get_props(int device, qilin_device_props *props) {
+    if (props == nullptr)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_device_get_props: props is NULL");
+    QILIN_TRY(check_device(device, "qilin_device_get_props"));
+    *props = qilin_device_props{};
+    props->index = device;
+    std::snprintf(props->name, sizeof props->name, "%s", "qilin-sim (emulated H100)");
+    props->is_sim = 1;
+    props->cc_major = 9;
+    props->cc_minor = 0;
+    props->sm_count = 132;
+    props->max_threads_per_block = 1024;
+    props->shared_mem_per_block_optin = size_t(227) << 10;
+    props->l2_bytes = size_t(50) << 20;
+    props->total_mem_bytes = config().memory_bytes;
+    State &s = state();
+    std::lock_guard<std::mutex> lock(s.mu);
+    double measured = s.devices[device].measured_gbs;
+    props->peak_bandwidth_measured = measured > 0.0;
+    props->peak_bandwidth_gbs = measured > 0.0 ? measured : kDatasheetGbs;
+    return QILIN_OK;
+}
+
+extern "C" qilin_status qilin_device_measure_bandwidth(int device, double *gbs) {
+    if (gbs == nullptr)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_device_measure_bandwidth: gbs is NULL");
+    QILIN_TRY(check_device(device, "qilin_device_measure_bandwidth"));
+    /* The sim's device copies are host memcpys, so that is what is timed.
+     * 64 MiB is well past the last-level cache and quick to run. */
+    const size_t bytes = size_t(64) << 20;
+    void *src = std::aligned_alloc(kAlign, bytes), *dst = std::aligned_alloc(kAlign, bytes);
+    double seconds = 0.0;
+    if (src && dst) {
+        std::memset(src, 1, bytes);
+        std::memset(dst, 0, bytes); /* fault the pages in before timing */
+        seconds = time_memcpy(dst, src, bytes);
+    }
+    std::free(src);
+    std::free(dst);
+    if (!(src && dst))
+        return qilin_error(QILIN_ERR_OUT_OF_MEMORY,
+                           "qilin_device_measure_bandwidth: no host memory for 2 x %zu bytes", bytes);
+    /* A clock too coarse to see the copy: report the copy as taking one tick. */
+    seconds = std::max(seconds, 1e-9);
+    double measured = 2.0 * double(bytes) / seconds / 1e9;
+    State &s = state();
+    {
+        std::lock_guard<std::mutex> lock(s.mu);
+        s.devices[device].measured_gbs = measured;
+    }
+    *gbs = measured;
+    return QILIN_OK;
+}
+
+extern "C" qilin_status qilin_device_set(int device) {
+    QILIN_TRY(check_device(device, "qilin_device_set"));
+    current_device = device;
+    return QILIN_OK;
+}
+
+extern "C" qilin_status qilin_device_get(int *device) {
+    if (device == nullptr) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_device_get: device is NULL");
+    QILIN_TRY(check_config("qilin_device_get"));
+    *device = current_device;
+    return QILIN_OK;
+}
+
+extern "C" qilin_status qilin_device_synchronize(void) {
+    return check_config("qilin_device_synchronize"); /* all work already ran */
+}
+
+/* ---- memory -------------------------------------------------------------- */
+
+extern "C" qilin_status qilin_malloc(void **ptr, size_t bytes, const char *what) {
+    if (ptr == nullptr)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_malloc: ptr is NULL (allocating '%s')",
+                           name_of(what));
+    *ptr = nullptr;
+    QILIN_TRY(check_config("qilin_malloc"));
+    if (bytes == 0) return QILIN_OK;
+    const int device = current_device;
+    const size_t total = config().memory_bytes;
+    State &s = state();
+    {
+        /* Reserve first, so concurrent allocations cannot overshoot the budget. */
+        std::lock_guard<std::mutex> lock(s.mu);
+        DeviceState &d = s.devices[device];
+        if (bytes > total - d.allocated || bytes > SIZE_MAX - kAlign)
+            return qilin_error(QILIN_ERR_OUT_OF_MEMORY,
+                               "qilin_malloc: out of device memory allocating '%s' (%zu bytes) on "
+                               "sim device %d: %zu of %zu bytes in use (QILIN_SIM_DEVICE_MEMORY)",
+                               name_of(what), bytes, device, d.allocated, total);
+        d.allocated += bytes;
+    }
+    void *p = std::aligned_alloc(kAlign, round_up(bytes));
+    std::lock_guard<std::mutex> lock(s.mu);
+    DeviceState &d = s.devices[device];
+    if (p == nullptr) {
+        d.allocated -= bytes;
+        return qilin_error(QILIN_ERR_OUT_OF_MEMORY,
+                           "qilin_malloc: the host has no memory for sim device %d's '%s' "
+                           "(%zu bytes)",
+                           device, name_of(what), bytes);
+    }
+    std::memset(p, kPoison, round_up(bytes));
+    s.allocations[uintptr_t(p)] = Allocation{bytes, device};
+    d.peak = std::max(d.peak, d.allocated);
+    *ptr = p;
+    return QILIN_OK;
+}
+
+extern "C" qilin_status qilin_free(void *ptr) {
+    if (ptr == nullptr) return QILIN_OK;
+    State &s = state();
+    {
+        std::lock_guard<std::mutex> lock(s.mu);
+        auto it = s.allocations.find(uintptr_t(ptr));
+        if (it == s.allocations.end()) {
+            auto in = holder(s, uintptr_t(ptr));
+            if (in != s.allocations.end())
+                return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                                   "qilin_free: %p points inside allocation %p (%zu bytes), not at "
+                                   "its start",
+                                   ptr, (void *)in->first, in->second.bytes);
+            return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                               "qilin_free: %p was not allocated by qilin_malloc, or was already "
+                               "freed",
+                               ptr);
+        }
+        s.devices[it->second.device].allocated -= it->second.bytes;
+        s.allocations.erase(it);
+    }
+    std::free(ptr);
+    return QILIN_OK;
+}
+
+extern "C" qilin_status qilin_memory_used(int device, size_t *allocated, size_t *peak) {
+    QILIN_TRY(check_device(device, "qilin_memory_used"));
+    State &s = state();
+    std::lock_guard<std::mutex> lock(s.mu);
+    if (allocated) *allocated = s.devices[device].allocated;
+    if (peak) *peak = s.devices[device].peak;
+    return QILIN_OK;
+}
+
+extern "C" qilin_status qilin_memory_info(int device, size_t *free_bytes, size_t *total_bytes) {
+    if (free_bytes == nullptr || total_bytes == nullptr)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "qilin_memory_info: free_bytes or total_bytes is NULL");
+    QILIN_TRY(check_device(device, "qilin_memory_info"));
+    State &s = state();
+    std::lock_guard<std::mutex> lock(s.mu);
+    *total_bytes = config().memory_bytes;
+    *free_bytes = *total_bytes - s.devices[device].allocated;
+    return QILIN_OK;
+}
+
+extern "C" qilin_status qilin_host_alloc_pinned(void **ptr, size_t bytes) {
+    if (ptr == nullptr)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_host_alloc_pinned: ptr is NULL");
+    *ptr = nullptr;
+    if (bytes == 0) return QILIN_OK;
+    void *p = bytes > SIZE_MAX - kAlign ? nullptr : std::aligned_alloc(kAlign, round_up(bytes));
+    if (p == nullptr)
+        return qilin_error(QILIN_ERR_OUT_OF_MEMORY,
+                           "qilin_host_alloc_pinned: cannot allocate %zu bytes of host memory", bytes);
+    std::memset(p, kPoison, round_up(bytes)); /* pinned memory is not zeroed either */
+    State &s = state();
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.pinned.insert(p);
+    *ptr = p;
+    return QILIN_OK;
+}
+
+extern "C" qilin_status qilin_host_free_pinned(void *ptr) {
+    if (ptr == nullptr) return QILIN_OK;
+    State &s = state();
+    {
+        std::lock_guard<std::mutex> lock(s.mu);
+        if (s.pinned.erase(ptr) == 0)
+            return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                               "qilin_host_free_pinned: %p was not allocated by "
+                               "qilin_host_alloc_pinned, or was already freed",
+                               ptr);
+    }
+    std::free(ptr);
+    return QILIN_OK;
+}
+
+/* ---- copies -------------------------------------------------------------- */
+
+extern "C" qilin_status qilin_memcpy_h2d(void *dst, const void *src, size_t bytes, qilin_stream *stream) {
+    return copy("qilin_memcpy_h2d", dst, Side::device, src, Side::host, bytes, stream);
+}
+
+extern "C" qilin_status qilin_memcpy_d2h(void *dst, const void *src, size_t bytes, qilin_stream *stream) {
+    return copy("qilin_memcpy_d2h", dst, Side::host, src, Side::device, bytes, stream);
+}
+
+extern "C" qilin_status qilin_memcpy_d2d(void *dst, const void *src, size_t bytes, qilin_stream *stream) {
+    return copy("qilin_memcpy_d2d", dst, Side::device, src, Side::device, bytes, stream);
+}
+
+extern "C" qilin_status qilin_memset(void *dst, int byte_value, size_t bytes, qilin_stream *stream) {
+    const char *op = "qilin_memset";
+    QILIN_TRY(check_config(op));
+    if (bytes == 0) return QILIN_OK;
+    if (dst == nullptr)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: dst is NULL (%zu bytes)", op, bytes);
+    State &s = state();
+    {
+        std::lock_guard<std::mutex> lock(s.mu);
+        QILIN_TRY(check_stream(s, op, stream));
+        QILIN_TRY(check_device_range(s, op, "dst", dst, bytes));
+    }
+    std::memset(dst, byte_value, bytes);
+    return QILIN_OK;
+}
+
+/* ---- streams ------------------------------------------------------------- */
+
+extern "C" qilin_status qilin_stream_create(qilin_stream **stream) {
+    if (stream == nullptr)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_stream_create: stream is NULL");
+    *stream = nullptr;
+    QILIN_TRY(check_config("qilin_stream_create"));
+    auto *s = new (std::nothrow) qilin_stream{current_device};
+    if (s == nullptr) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_stream_create: out of host memory");
+    State &st = state();
+    std::lock_guard<std::mutex> lock(st.mu);
+    st.streams.insert(s);
+    *stream = s;
+    return QILIN_OK;
+}
+
+extern "C" qilin_status qilin_stream_destroy(qilin_stream *stream) {
+    if (stream == nullptr) return QILIN_OK;
+    State &s = state();
+    {
+        std::lock_guard<std::mutex> lock(s.mu);
+        if (s.streams.erase(stream) == 0)
+            return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                               "qilin_stream_destroy: stream %p is not a live qilin stream", (void *)stream);
+    }
+    delete stream;
+    return QILIN_OK;
+}
+
+extern "C" qilin_status qilin_stream_synchronize(qilin_stream *stream) {
+    QILIN_TRY(check_config("qilin_stream_synchronize"));
+    State &s = state();
+    std::lock_guard<std::mutex> lock(s.mu);
+    return check_stream(s, "qilin_stream_synchronize", stream); /* its work already ran */
+}
+
+extern "C" void *qilin_stream_native(qilin_stream *stream) {
+    if (stream != nullptr) return stream;
+    default_stream.device = current_device;
+    return &default_stream;
+}
+
+extern "C" int qilin_stream_device(qilin_stream *stream) {
+    if (stream == nullptr || stream == &default_stream) return current_device;
+    return stream->device;
+}
+
+/* ---- events -------------------------------------------------------------- */
+
+extern "C" qilin_status qilin_event_create(qilin_event **event) {
+    if (event == nullptr) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_event_create: event is NULL");
+    *event = nullptr;
+    QILIN_TRY(check_config("qilin_event_create"));
+    auto *e = new (std::nothrow) qilin_event{current_device, false, {}};
+    if (e == nullptr) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_event_create: out of host memory");
+    State &s = state();
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.events.insert(e);
+    *event = e;
+    return QILIN_OK;
+}
+
+extern "C" qilin_status qilin_event_destroy(qilin_event *event) {
+    if (event == nullptr) return QILIN_OK;
+    State &s = state();
+    {
+        std::lock_guard<std::mutex> lock(s.mu);
+        if (s.events.erase(event) == 0)
+            return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                               "qilin_event_destroy: event %p is not a live qilin event", (void *)event);
+    }
+    delete event;
+    return QILIN_OK;
+}
+
+extern "C" qilin_status qilin_event_record(qilin_event *event, qilin_stream *stream) {
+    const char *op = "qilin_event_record";
+    State &s = state();
+    std::lock_guard<std::mutex> lock(s.mu);
+    QILIN_TRY(check_event(s, op, event));
+    QILIN_TRY(check_stream(s, op, stream));
+    /* All work issued before now has run, so the event completes at once. */
+    event->when = std::chrono::steady_clock::now();
+    event->recorded = true;
+    return QILIN_OK;
+}
+
+extern "C" qilin_status qilin_event_synchronize(qilin_event *event) {
+    State &s = state();
+    std::lock_guard<std::mutex> lock(s.mu);
+    return check_event(s, "qilin_event_synchronize", event);
+}
+
+extern "C" qilin_status qilin_event_elapsed_ms(qilin_event *start, qilin_event *stop, float *ms) {
+    const char *op = "qilin_event_elapsed_ms";
+    if (ms == nullptr) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: ms is NULL", op);
+    State &s = state();
+    std::lock_guard<std::mutex> lock(s.mu);
+    QILIN_TRY(check_event(s, op, start));
+    QILIN_TRY(check_event(s, op, stop));
+    if (!start->recorded || !stop->recorded)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: the %s event was never recorded", op,
+                           start->recorded ? "stop" : "start");
+    *ms = std::chrono::duration<float, std::milli>(stop->when - start->when).count();
+    return QILIN_OK;
+}
+
+/* ---- launch checking ----------------------------------------------------- */
+
+extern "C" qilin_status qilin_check_launch(const char *kernel, const char *file, int line) {
+    /* The emulator ran the kernel to completion during the launch, so there is
+     * nothing to synchronise for QILIN_SYNC_LAUNCHES: its status is final, and
+     * its message already names the kernel, the launch site and the block. */
+    (void)kernel;
+    (void)file;
+    (void)line;
+    return qsim_take_launch_status();
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# install_deps.sh — installs the Debian packages qilin builds and tests with,
+# non-interactively, skipping those already present. The CUDA toolkit itself
+# (/usr/local/cuda: nvcc, cuBLAS, NCCL) is a prerequisite, not installed here.
+set -euo pipefail
+
+packages=(
+  cmake          # >= 3.25
+  ninja-build
+  g++
+  ccache
+  libgtest-dev   # GoogleTest, found by find_package(GTest)
+  libjansson-dev # JSON: config.json, safetensors headers
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install_deps: all packages present"
+  exit 0
+fi
+
+echo "install_deps: installing ${missing[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
