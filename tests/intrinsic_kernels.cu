@@ -181,7 +181,7 @@ qilin_status launch_atomics(const int *vals, int n, int *gi, unsigned *gu, float
 __global__ void bits_kernel(const unsigned *in, unsigned *out, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    unsigned x = in[i], y = in[(i + 1) % n];
+    unsigned x = __ldg(&in[i]), y = __ldcg(&in[(i + 1) % n]); /* read-only and L2-only loads */
     unsigned *o = out + 16 * i;
     o[0] = (unsigned)__popc(x);
     o[1] = (unsigned)__clz((int)x);
