@@ -13,6 +13,7 @@
 
 #include "cuda/kernels.h"
 #include "tests/compare.h"
+#include "tests/dtype_io.h"
 #include "tests/sim_test_kernels.h"
 #include "tests/test_util.h"
 
@@ -30,42 +31,6 @@ std::string case_name(const testing::TestParamInfo<Case> &info) {
            std::to_string(c.dim) + (c.residual ? "_residual" : "");
 }
 
-/* Storage conversions, so the reference sees exactly the rounded inputs. */
-uint16_t bits16_from(double v, qilin_dtype t) {
-    uint16_t b;
-    if (t == QILIN_BF16) {
-        __nv_bfloat16 h = __float2bfloat16_rn((float)v);
-        std::memcpy(&b, &h, 2);
-    } else {
-        __half h = __float2half_rn((float)v);
-        std::memcpy(&b, &h, 2);
-    }
-    return b;
-}
-double value_of(const std::vector<unsigned char> &buf, size_t i, qilin_dtype t) {
-    if (t == QILIN_F32) {
-        float f;
-        std::memcpy(&f, &buf[4 * i], 4);
-        return f;
-    }
-    if (t == QILIN_BF16) {
-        __nv_bfloat16 h;
-        std::memcpy(&h, &buf[2 * i], 2);
-        return __bfloat162float(h);
-    }
-    __half h;
-    std::memcpy(&h, &buf[2 * i], 2);
-    return __half2float(h);
-}
-void store(std::vector<unsigned char> &buf, size_t i, double v, qilin_dtype t) {
-    if (t == QILIN_F32) {
-        float f = (float)v;
-        std::memcpy(&buf[4 * i], &f, 4);
-    } else {
-        uint16_t b = bits16_from(v, t);
-        std::memcpy(&buf[2 * i], &b, 2);
-    }
-}
 
 class Rmsnorm : public testing::TestWithParam<Case> {};
 
