@@ -25,6 +25,36 @@ template <class T> struct alignas(16) Vec16 {
     T v[n];
 };
 
+/* Element group i of a row: the i-th 16-byte vector when kVec, else the i-th
+ * element. Kernels that stride over rows in groups use these so one body
+ * serves the aligned (vector) and the unaligned (scalar) instantiation. */
+template <class T, bool kVec> __device__ inline void load_elems(T *dst, const T *src, int i) {
+    if constexpr (kVec)
+        *reinterpret_cast<Vec16<T> *>(dst) = reinterpret_cast<const Vec16<T> *>(src)[i];
+    else
+        dst[0] = src[i];
+}
+template <class T, bool kVec> __device__ inline void store_elems(T *dst, const T *src, int i) {
+    if constexpr (kVec)
+        reinterpret_cast<Vec16<T> *>(dst)[i] = *reinterpret_cast<const Vec16<T> *>(src);
+    else
+        dst[i] = src[0];
+}
+
+/* h = group i of x, plus group i of residual when there is one; the sum is
+ * rounded to T (the model adds in the activation dtype) and written back to
+ * residual: the fused residual add in front of the norms. */
+template <class T, bool kVec> __device__ inline void load_add_residual(T *h, const T *x, T *residual, int i) {
+    constexpr int V = kVec ? Vec16<T>::n : 1;
+    load_elems<T, kVec>(h, x, i);
+    if (!residual) return;
+    T r[V];
+    load_elems<T, kVec>(r, residual, i);
+#pragma unroll
+    for (int k = 0; k < V; k++) h[k] = from_float<T>(to_float(h[k]) + to_float(r[k]));
+    store_elems<T, kVec>(residual, h, i);
+}
+
 /* ---- reductions ------------------------------------------------------------ */
 __device__ inline float warp_reduce_sum(float v) {
     for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);

@@ -21,20 +21,6 @@
 #include "common.cuh"
 #include "kernels.h"
 
-/* Loads V elements (one 16-byte vector or one scalar) at vector index i. */
-template <class T, bool kVec> static __device__ inline void load_elems(T *dst, const T *src, int i) {
-    if constexpr (kVec)
-        *reinterpret_cast<Vec16<T> *>(dst) = reinterpret_cast<const Vec16<T> *>(src)[i];
-    else
-        dst[0] = src[i];
-}
-template <class T, bool kVec> static __device__ inline void store_elems(T *dst, const T *src, int i) {
-    if constexpr (kVec)
-        reinterpret_cast<Vec16<T> *>(dst)[i] = *reinterpret_cast<const Vec16<T> *>(src);
-    else
-        dst[i] = src[0];
-}
-
 template <class T, bool kVec>
 __global__ void layernorm_kernel(T *out, T *residual, const T *x, const T *weight, const T *bias, int dim,
                                  float eps) {
@@ -49,14 +35,7 @@ __global__ void layernorm_kernel(T *out, T *residual, const T *x, const T *weigh
     float sum = 0.0f;
     for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
         T h[V];
-        load_elems<T, kVec>(h, xr, i);
-        if (rr) {
-            T r[V];
-            load_elems<T, kVec>(r, rr, i);
-#pragma unroll
-            for (int k = 0; k < V; k++) h[k] = from_float<T>(to_float(h[k]) + to_float(r[k]));
-            store_elems<T, kVec>(rr, h, i);
-        }
+        load_add_residual<T, kVec>(h, xr, rr, i);
 #pragma unroll
         for (int k = 0; k < V; k++) sum += to_float(h[k]);
     }

@@ -23,17 +23,7 @@ __global__ void rmsnorm_kernel(T *out, T *residual, const T *x, const T *weight,
     float sumsq = 0.0f;
     for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
         T h[V];
-        if constexpr (kVec) *reinterpret_cast<Vec16<T> *>(h) = reinterpret_cast<const Vec16<T> *>(xr)[i];
-        else h[0] = xr[i];
-        if (rr) {
-            T r[V];
-            if constexpr (kVec) *reinterpret_cast<Vec16<T> *>(r) = reinterpret_cast<const Vec16<T> *>(rr)[i];
-            else r[0] = rr[i];
-#pragma unroll
-            for (int k = 0; k < V; k++) h[k] = from_float<T>(to_float(h[k]) + to_float(r[k]));
-            if constexpr (kVec) reinterpret_cast<Vec16<T> *>(rr)[i] = *reinterpret_cast<Vec16<T> *>(h);
-            else rr[i] = h[0];
-        }
+        load_add_residual<T, kVec>(h, xr, rr, i);
 #pragma unroll
         for (int k = 0; k < V; k++) sumsq += to_float(h[k]) * to_float(h[k]);
     }
@@ -42,17 +32,11 @@ __global__ void rmsnorm_kernel(T *out, T *residual, const T *x, const T *weight,
     const T *hr = rr ? rr : xr; /* each thread re-reads only what it wrote itself */
     for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
         T h[V], w[V], o[V];
-        if constexpr (kVec) {
-            *reinterpret_cast<Vec16<T> *>(h) = reinterpret_cast<const Vec16<T> *>(hr)[i];
-            *reinterpret_cast<Vec16<T> *>(w) = reinterpret_cast<const Vec16<T> *>(weight)[i];
-        } else {
-            h[0] = hr[i];
-            w[0] = weight[i];
-        }
+        load_elems<T, kVec>(h, hr, i);
+        load_elems<T, kVec>(w, weight, i);
 #pragma unroll
         for (int k = 0; k < V; k++) o[k] = from_float<T>(to_float(h[k]) * scale * to_float(w[k]));
-        if constexpr (kVec) reinterpret_cast<Vec16<T> *>(orow)[i] = *reinterpret_cast<Vec16<T> *>(o);
-        else orow[i] = o[0];
+        store_elems<T, kVec>(orow, o, i);
     }
 }
 
