@@ -51,7 +51,7 @@ struct Thread {
     Context ctx;
     Stack stack;
     uint3 idx{};
-    int linear = 0, warp = 0, lane = 0;
+    int warp = 0, lane = 0;
     Wait wait = Wait::running;
     const char *file = "";
     int line = 0;
@@ -285,7 +285,7 @@ bool release_barrier(Executor &ex) {
     return true;
 }
 
-bool divergent_barrier(Executor &ex, Thread &culprit) {
+bool divergent_barrier(Executor &ex, Thread &culprit) { /* culprit: an exited thread */
     Thread *waiter = nullptr;
     for (int i = 0; i < ex.nthreads && !waiter; i++)
         if (ex.threads[i]->wait == Wait::barrier) waiter = ex.threads[i].get();
@@ -293,8 +293,7 @@ bool divergent_barrier(Executor &ex, Thread &culprit) {
                     "there but thread (%u,%u,%u) has exited (every thread of a block must reach "
                     "each __syncthreads)",
                 barrier_name(waiter->barrier_mode), waiter->file, waiter->line, ex.n_barrier,
-                ex.nthreads, culprit.wait == Wait::done ? culprit.idx.x : 0,
-                culprit.wait == Wait::done ? culprit.idx.y : 0, culprit.wait == Wait::done ? culprit.idx.z : 0);
+                ex.nthreads, culprit.idx.x, culprit.idx.y, culprit.idx.z);
 }
 
 /* ---- warp collectives ---------------------------------------------------- */
@@ -320,19 +319,25 @@ int shfl_source(WarpOp op, int lane, unsigned b, unsigned c) {
     return ok ? j : lane;
 }
 
-void resolve_group(Executor &ex, int warp, const Group &g) {
-    Thread *lanes[32] = {};
-    for (int l = 0; l < 32; l++)
-        if (g.mask & (1u << l)) lanes[l] = ex.threads[warp * 32 + l].get();
+/* The result every lane of the group receives, for the collectives whose
+ * result is the same for all lanes (votes, match_all, reductions, sync). */
+uint64_t uniform_result(const Group &g, Thread *const lanes[32]) {
     unsigned votes = 0;
-    for (int l = 0; l < 32; l++)
-        if (lanes[l] && lanes[l]->value) votes |= 1u << l;
     uint32_t acc = 0;
     bool first = true, all_equal = true;
+    uint64_t first_value = 0;
     for (int l = 0; l < 32; l++) {
         if (!lanes[l]) continue;
-        uint32_t v = (uint32_t)lanes[l]->value;
-        if (first) { acc = v; first = false; continue; }
+        uint64_t value = lanes[l]->value;
+        uint32_t v = (uint32_t)value;
+        if (value) votes |= 1u << l;
+        if (first) {
+            acc = v;
+            first_value = value;
+            first = false;
+            continue;
+        }
+        all_equal = all_equal && value == first_value;
         switch (g.op) {
         case WarpOp::reduce_add: acc += v; break;
         case WarpOp::reduce_min: acc = std::min(acc, v); break;
@@ -345,36 +350,36 @@ void resolve_group(Executor &ex, int warp, const Group &g) {
         default: break;
         }
     }
-    uint64_t first_value = 0;
-    for (int l = 0; l < 32; l++)
-        if (lanes[l]) { first_value = lanes[l]->value; break; }
-    for (int l = 0; l < 32; l++)
-        if (lanes[l] && lanes[l]->value != first_value) all_equal = false;
+    switch (g.op) {
+    case WarpOp::sync: return 0;
+    case WarpOp::ballot: return votes;
+    case WarpOp::any: return votes != 0;
+    case WarpOp::all: return votes == g.mask;
+    case WarpOp::match_all: return all_equal ? ((uint64_t)1 << 32) | g.mask : 0;
+    default: return acc; /* the reductions */
+    }
+}
 
+void resolve_group(Executor &ex, int warp, const Group &g) {
+    Thread *lanes[32] = {};
+    for (int l = 0; l < 32; l++)
+        if (g.mask & (1u << l)) lanes[l] = ex.threads[warp * 32 + l].get();
+    bool per_lane = g.op == WarpOp::shfl_idx || g.op == WarpOp::shfl_up || g.op == WarpOp::shfl_down ||
+                    g.op == WarpOp::shfl_bfly || g.op == WarpOp::match_any;
+    uint64_t uniform = per_lane ? 0 : uniform_result(g, lanes); /* shuffles, the common case, skip it */
     for (int l = 0; l < 32; l++) {
         Thread *t = lanes[l];
         if (!t) continue;
-        uint64_t r = 0;
-        switch (g.op) {
-        case WarpOp::sync: break;
-        case WarpOp::shfl_idx: case WarpOp::shfl_up: case WarpOp::shfl_down: case WarpOp::shfl_bfly: {
-            int j = shfl_source(g.op, l, t->b, t->c);
-            /* a source outside the mask is undefined on the GPU; we return the lane's own value */
-            r = lanes[j] ? lanes[j]->value : t->value;
-            break;
-        }
-        case WarpOp::ballot: r = votes; break;
-        case WarpOp::any: r = votes != 0; break;
-        case WarpOp::all: r = votes == g.mask; break;
-        case WarpOp::match_any: {
+        uint64_t r = uniform;
+        if (g.op == WarpOp::match_any) {
             unsigned m = 0;
             for (int k = 0; k < 32; k++)
                 if (lanes[k] && lanes[k]->value == t->value) m |= 1u << k;
             r = m;
-            break;
-        }
-        case WarpOp::match_all: r = all_equal ? ((uint64_t)1 << 32) | g.mask : 0; break;
-        default: r = acc; break; /* the reductions */
+        } else if (per_lane) {
+            int j = shfl_source(g.op, l, t->b, t->c);
+            /* a source outside the mask is undefined on the GPU; we return the lane's own value */
+            r = lanes[j] ? lanes[j]->value : t->value;
         }
         make_runnable(ex, *t, r);
     }
@@ -479,7 +484,6 @@ bool run_block(Executor &ex, uint3 block) {
         Thread &t = *ex.threads[i];
         t.idx = uint3{(unsigned)i % blockDim.x, (unsigned)i / blockDim.x % blockDim.y,
                       (unsigned)i / (blockDim.x * blockDim.y)};
-        t.linear = i;
         t.warp = i / 32;
         t.lane = i % 32;
         t.wait = Wait::running;
