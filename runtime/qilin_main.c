@@ -15,6 +15,7 @@
 
 #include "cuda/device.h"
 #include "cuda/kernels.h"
+#include "commands.h"
 
 static int fail(const char *what, qilin_status st) {
     fprintf(stderr, "qilin: %s: %s: %s\n", what, qilin_status_name(st), qilin_last_error());
@@ -115,6 +116,10 @@ int main(int argc, char **argv) {
     const char *cmd = argc > 1 ? argv[1] : "demo";
     if (!strcmp(cmd, "demo")) return cmd_demo();
     if (!strcmp(cmd, "devices")) return cmd_devices();
-    fprintf(stderr, "usage: qilin [demo|devices]\n");
+    if (!strcmp(cmd, "inspect")) return qilin_cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(cmd, "plan")) return qilin_cmd_plan(argc - 1, argv + 1);
+    if (!strcmp(cmd, "logits")) return qilin_cmd_logits(argc - 1, argv + 1);
+    if (!strcmp(cmd, "run")) return qilin_cmd_run(argc - 1, argv + 1);
+    fprintf(stderr, "usage: qilin [demo|devices|inspect|plan|logits|run] ...\n");
     return strcmp(cmd, "-h") && strcmp(cmd, "--help") ? 2 : 0;
 }

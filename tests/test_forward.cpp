@@ -1,0 +1,2 @@
+// test_forward.cpp — (in progress)
+#include <gtest/gtest.h>

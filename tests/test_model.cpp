@@ -1,0 +1,2 @@
+// test_model.cpp — (in progress)
+#include <gtest/gtest.h>

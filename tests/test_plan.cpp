@@ -1,0 +1,2 @@
+// test_plan.cpp — (in progress)
+#include <gtest/gtest.h>

@@ -1,0 +1,2 @@
+// test_sampling.cpp — tests of cuda/sampling.cu (to come with the kernels).
+#include <gtest/gtest.h>

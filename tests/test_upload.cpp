@@ -1,0 +1,2 @@
+// test_upload.cpp — (in progress)
+#include <gtest/gtest.h>
