@@ -1,5 +1,6 @@
 # Thin wrapper over the CMake presets (see CMakePresets.json).
-#   make run    build and run qilin on the CPU emulator (or the GPU when one is present)
+#   make run    build qilin and continue BOS by 64 tokens with the embedded stories260K model
+#               (on the GPU when one is present, else on the CPU emulator)
 #   make test   build the sim preset and run the test suite
 #   make cuda | sim | asan   build one preset;  make ci   what CI runs
 PRESET ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo cuda || echo sim)
@@ -10,7 +11,7 @@ JOBS ?= $(shell nproc)
 run: deps
 	cmake --preset $(PRESET) >/dev/null
 	cmake --build --preset $(PRESET) -j $(JOBS) --target qilin
-	build/$(PRESET)/runtime/qilin demo
+	build/$(PRESET)/runtime/qilin run --model models/stories260K --ids 1 -n 64
 
 test: deps sim
 	ctest --preset sim -j $(JOBS)

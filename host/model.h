@@ -76,6 +76,7 @@ typedef enum qilin_ffn_kind {
     X(QILIN_W_FINAL_NORM_BIAS,  "final_norm_bias")                                 \
     X(QILIN_W_LM_HEAD,          "lm_head")         /* absent when tied */          \
     X(QILIN_W_LM_HEAD_BIAS,     "lm_head_bias")    /* GPT-J */                     \
+    X(QILIN_W_ROPE_FREQS,       "rope_freqs")      /* GGUF llama3: [rot/2] divisors, optional */ \
     X(QILIN_W_ATTN_NORM,        "attn_norm")                                       \
     X(QILIN_W_ATTN_NORM_BIAS,   "attn_norm_bias")                                  \
     X(QILIN_W_FFN_NORM,         "ffn_norm")        /* post_attention_layernorm */  \
@@ -132,7 +133,7 @@ typedef struct qilin_tensor_spec {
     int expert;                   /* -1 unless one routed expert's tensor */
     int n_dims;                   /* 1, 2 or 3 */
     int64_t shape[3];             /* logical, row-major, HF order */
-    bool optional;                /* may be absent (e.g. tied lm_head handled separately) */
+    bool optional;                /* may be absent (GGUF rope_freqs) */
 } qilin_tensor_spec;
 
 enum { QILIN_MAX_LAYERS = 256, QILIN_MAX_EOS = 8 };
@@ -180,12 +181,19 @@ typedef struct qilin_model_desc {
 
     /* tokens */
     int64_t bos_id;               /* -1 = none */
-    int64_t eos_ids[QILIN_MAX_EOS];
+    int64_t eos_ids[QILIN_MAX_EOS]; /* config's eos_token_id (+ generation_config.json's) */
     int n_eos;
+
+    /* checkpoint format hints */
+    int n_mtp_layers;             /* num_nextn_predict_layers: layers n_layers.. are ignored */
+    char quant_method[32];        /* quantization_config.quant_method ("fp8", ...); "" = none */
+    int weight_block[2];          /* FP8 block-scale block [rows, cols]; 0 = not FP8 */
+    int weight_group;             /* INT4 compressed-tensors group size; 0 = none */
 
     /* the checkpoint's tensors, computed from the above */
     qilin_tensor_spec *tensors;
     int n_tensors;
+    int *spec_index;              /* private: qilin_model_find_spec's lookup table */
 } qilin_model_desc;
 
 /* Builds a descriptor from a model directory (config.json), a config.json
@@ -211,6 +219,31 @@ int qilin_model_find_spec(const qilin_model_desc *d, qilin_slot slot, int layer,
 
 /* Prints architecture, hyper-parameters and parameter counts (qilin inspect). */
 void qilin_model_desc_print(const qilin_model_desc *d, void *file /* FILE * */);
+
+/* ---- descriptor construction, shared by host/model.c and host/model_gguf.c
+ * (not for other callers) ---- */
+
+/* Per-load scratch: the names of the hyper-parameter keys in the source (for
+ * messages) and what the GGUF reader learnt from the tensor table. */
+typedef struct qilin_model_keys {
+    const char *vocab, *hidden, *layers, *heads, *kv_heads, *head_dim, *ffn;
+    const char *experts, *top_k, *n_group, *topk_group, *rot_dim, *act;
+    char store[16][96];           /* storage for GGUF key names ("llama.embedding_length") */
+    bool gguf_split_kv_b;         /* deepseek2: attn_k_b + attn_v_b instead of attn_kv_b */
+    bool gguf_rope_freqs;         /* llama: a rope_freqs tensor is present */
+} qilin_model_keys;
+/* Fills the hyper-parameters of `d` from a GGUF file (host/model_gguf.c). */
+qilin_status qilin_model_read_gguf(const char *path, qilin_model_desc *d, qilin_model_keys *keys);
+/* Finds the single *.gguf file in `dir` (host/model_gguf.c). */
+bool qilin_model_find_gguf(const char *dir, char *out, size_t cap);
+/* Appends the GGUF tensor list (host/model_gguf.c). */
+qilin_status qilin_model_gguf_tensors(qilin_model_desc *d, const qilin_model_keys *keys);
+/* Appends one spec; the name is printf-formatted. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 7, 8)))
+#endif
+qilin_status qilin_model_add_tensor(qilin_model_desc *d, qilin_slot slot, int layer, int expert, int n_dims,
+                                    const int64_t shape[3], const char *fmt, ...);
 
 #ifdef __cplusplus
 }

@@ -1,11 +1,213 @@
-/* cmd_plan.c — `qilin plan` (model-zoo issue). */
+/* cmd_plan.c — `qilin plan`: will a model fit on these GPUs, and how many KV
+ * tokens remain? Computed from config.json (or a GGUF header) alone.
+ *
+ *   qilin plan MODEL [--tp N] [--ep] [--gpus H100|H200|A100] [--gpu-mem 80GiB]
+ *                    [--util 0.9] [--dtype bf16|fp16|fp32|fp8|int4]
+ *                    [--kv-dtype bf16|fp16|fp8] [--max-batch-tokens T]
+ *                    [--max-batch-seqs S] [--reserve 1GiB] [--slices]
+ *
+ * MODEL: a model directory, its config.json, or a .gguf file. The weight
+ * format is the checkpoint's (config.json torch_dtype / quantization_config)
+ * unless --dtype names one. GPU memory: --gpu-mem (a number with B, KB/MB/GB/TB
+ * = powers of 1000, or KiB/MiB/GiB/TiB = powers of 1024; a bare number is
+ * GiB), or --gpus (H100 and A100 = 80 GiB, H200 = 141 GiB), else device 0's.
+ * --slices lists GPU 0's slices (as does QILIN_PRINT_PLANS=1).
+ *
+ * Exit status: 0 it fits; 1 it does not (the shortfall is printed); 2 bad
+ * arguments or a model that does not split over N GPUs. */
+#define _POSIX_C_SOURCE 200809L /* strcasecmp */
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 #include "commands.h"
+#include "cuda/device.h"
+#include "host/model.h"
+#include "host/plan.h"
+
+typedef struct plan_args {
+    const char *model, *dtype, *kv_dtype, *gpus;
+    double gpu_mem; /* bytes; 0 = not given */
+    qilin_plan_options plan;
+    qilin_memory_options mem;
+    bool slices;
+} plan_args;
+
+static int usage(void) {
+    fprintf(stderr,
+            "usage: qilin plan MODEL [--tp N] [--ep] [--gpus H100|H200|A100] [--gpu-mem 80GiB] [--util 0.9]\n"
+            "                  [--dtype bf16|fp16|fp32|fp8|int4] [--kv-dtype bf16|fp16|fp8]\n"
+            "                  [--max-batch-tokens T] [--max-batch-seqs S] [--reserve 1GiB] [--slices]\n");
+    return 2;
+}
+
+/* "80GiB", "141 GB", "80" (GiB) -> bytes; < 0 on error. */
+static double parse_bytes(const char *s) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || !(v > 0)) return -1;
+    while (*end == ' ') end++;
+    static const struct {
+        const char *unit;
+        double scale;
+    } units[] = {{"", 1073741824.0},    {"B", 1},
+                 {"KB", 1e3},           {"MB", 1e6},
+                 {"GB", 1e9},           {"TB", 1e12},
+                 {"KiB", 1024.0},       {"MiB", 1048576.0},
+                 {"GiB", 1073741824.0}, {"TiB", 1099511627776.0},
+                 {"K", 1024.0},         {"M", 1048576.0},
+                 {"G", 1073741824.0},   {"T", 1099511627776.0}};
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (strcmp(end, units[i].unit) == 0) return v * units[i].scale;
+    return -1;
+}
+
+static int parse_double(const char *flag, const char *s, double *v) {
+    char *end;
+    errno = 0;
+    *v = strtod(s, &end);
+    if (errno || end == s || *end) {
+        fprintf(stderr, "qilin plan: %s: '%s' is not a number\n", flag, s);
+        return -1;
+    }
+    return 0;
+}
+
+static int gpu_preset(const char *name, double *bytes) {
+    static const struct {
+        const char *name;
+        double gib;
+    } gpus[] = {{"H100", 80}, {"H200", 141}, {"A100", 80}};
+    for (size_t i = 0; i < sizeof gpus / sizeof gpus[0]; i++)
+        if (strcasecmp(name, gpus[i].name) == 0) {
+            *bytes = gpus[i].gib * 1073741824.0;
+            return 0;
+        }
+    fprintf(stderr,
+            "qilin plan: --gpus %s: known GPUs are H100 (80 GiB), H200 (141 GiB), A100 (80 GiB); "
+            "use --gpu-mem for others\n",
+            name);
+    return -1;
+}
+
+static int parse_args(int argc, char **argv, plan_args *a) {
+    memset(a, 0, sizeof *a);
+    qilin_plan_options_default(&a->plan);
+    qilin_memory_options_default(&a->mem);
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i];
+        if (f[0] != '-') {
+            if (a->model)
+                return fprintf(stderr, "qilin plan: two models given ('%s', '%s')\n", a->model, f), -1;
+            a->model = f;
+            continue;
+        }
+        if (!strcmp(f, "--ep"))
+            a->plan.ep = true;
+        else if (!strcmp(f, "--slices"))
+            a->slices = true;
+        else if (!strcmp(f, "-h") || !strcmp(f, "--help"))
+            return -1;
+        else {
+            static const char *const valued[] = {
+                "--tp",    "--gpus",     "--gpu-mem",          "--reserve",       "--util",
+                "--dtype", "--kv-dtype", "--max-batch-tokens", "--max-batch-seqs"};
+            bool known = false;
+            for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= !strcmp(f, valued[k]);
+            if (!known) return fprintf(stderr, "qilin plan: unknown option %s\n", f), -1;
+            const char *v = i + 1 < argc ? argv[++i] : NULL;
+            double x = 0;
+            if (!v) return fprintf(stderr, "qilin plan: %s needs a value\n", f), -1;
+            if (!strcmp(f, "--tp")) {
+                if (parse_double(f, v, &x) || x < 1 || x > 1024 || x != floor(x))
+                    return fprintf(stderr, "qilin plan: --tp %s: need a whole number of GPUs, 1..1024\n", v),
+                           -1;
+                a->plan.tp = (int)x;
+            } else if (!strcmp(f, "--gpus")) {
+                if (gpu_preset(v, &a->gpu_mem)) return -1;
+            } else if (!strcmp(f, "--gpu-mem") || !strcmp(f, "--reserve")) {
+                if ((x = parse_bytes(v)) < 0)
+                    return fprintf(stderr, "qilin plan: %s %s: not a size (e.g. 80GiB, 141GB)\n", f, v), -1;
+                if (!strcmp(f, "--gpu-mem"))
+                    a->gpu_mem = x;
+                else
+                    a->mem.reserve_bytes = (uint64_t)x;
+            } else if (!strcmp(f, "--util")) {
+                if (parse_double(f, v, &a->mem.util)) return -1;
+            } else if (!strcmp(f, "--max-batch-tokens") || !strcmp(f, "--max-batch-seqs")) {
+                if (parse_double(f, v, &x) || x < 1 || x != floor(x) || x > 1e9)
+                    return fprintf(stderr, "qilin plan: %s %s: need a positive whole number\n", f, v), -1;
+                if (!strcmp(f, "--max-batch-tokens"))
+                    a->mem.max_batch_tokens = (int64_t)x;
+                else
+                    a->mem.max_batch_seqs = (int)x;
+            } else if (!strcmp(f, "--dtype")) {
+                a->dtype = v;
+            } else { /* --kv-dtype */
+                if (!strcmp(v, "bf16") || !strcmp(v, "fp16"))
+                    a->mem.kv_elem_bytes = 2;
+                else if (!strcmp(v, "fp8"))
+                    a->mem.kv_elem_bytes = 1;
+                else
+                    return fprintf(stderr, "qilin plan: --kv-dtype %s: bf16, fp16 or fp8\n", v), -1;
+            }
+        }
+    }
+    if (!a->model) return fprintf(stderr, "qilin plan: no model given\n"), -1;
+    return 0;
+}
+
+/* GPU memory when neither --gpus nor --gpu-mem was given: device 0's. */
+static int device_memory(double *bytes) {
+    int n = 0;
+    qilin_device_props p;
+    if (qilin_device_count(&n) != QILIN_OK || n == 0 || qilin_device_get_props(0, &p) != QILIN_OK) {
+        fprintf(stderr, "qilin plan: no device to measure; give --gpus H100|H200 or --gpu-mem SIZE\n");
+        return -1;
+    }
+    *bytes = (double)p.total_mem_bytes;
+    fprintf(stderr, "qilin plan: GPU memory of device 0 (%s%s): %.1f GiB\n", p.name,
+            p.is_sim ? ", emulated" : "", *bytes / 1073741824.0);
+    return 0;
+}
 
 int qilin_cmd_plan(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "qilin plan: not implemented yet\n");
-    return 2;
+    plan_args a;
+    if (parse_args(argc, argv, &a)) return usage();
+    if (a.gpu_mem == 0 && device_memory(&a.gpu_mem)) return 2;
+    a.mem.gpu_mem_bytes = (uint64_t)a.gpu_mem;
+
+    qilin_model_desc *d = NULL;
+    qilin_plan *p = NULL;
+    qilin_status st = qilin_model_desc_load(a.model, &d);
+    if (st != QILIN_OK) {
+        fprintf(stderr, "qilin plan: %s\n", qilin_last_error());
+        return 2;
+    }
+    bool known = false;
+    st = a.dtype ? qilin_weight_format_parse(a.dtype, &a.plan.format)
+                 : qilin_weight_format_from_config(d->from_gguf ? NULL : d->source, &a.plan.format, &known);
+    if (st == QILIN_OK && !a.dtype && !known)
+        fprintf(stderr, "qilin plan: %s does not say how its weights are stored; assuming bf16 (--dtype)\n",
+                d->source);
+    if (st == QILIN_OK) st = qilin_plan_create(d, &a.plan, &p);
+    if (st != QILIN_OK) {
+        fprintf(stderr, "qilin plan: %s\n", qilin_last_error());
+        qilin_model_desc_free(d);
+        return 2;
+    }
+    qilin_memory_plan m;
+    st = qilin_plan_memory(p, &a.mem, &m);
+    int rc = st == QILIN_OK ? 0 : st == QILIN_ERR_OUT_OF_MEMORY ? 1 : 2;
+    if (rc != 2) qilin_plan_print(p, &m, stdout);
+    const char *env = getenv("QILIN_PRINT_PLANS");
+    if (a.slices || (env && strcmp(env, "0") != 0)) qilin_plan_print_slices(p, 0, stdout);
+    if (st != QILIN_OK) fprintf(stderr, "qilin plan: %s\n", qilin_last_error());
+    qilin_plan_free(p);
+    qilin_model_desc_free(d);
+    return rc;
 }
