@@ -313,8 +313,10 @@ static qilin_status tensor_size(cursor *c, gguf_tensor *t) {
     if (t->ne[0] % blck != 0)
         return qilin_error(QILIN_ERR_FORMAT, "%s: %s: ne[0] = %lld is not a multiple of the %s block size %d",
                            c->f->path, c->what, (long long)t->ne[0], gguf_dtype_name(t->type), blck);
-    /* Saturating product: anything above the file size fails the range check. */
-    uint64_t bytes = (uint64_t)(t->ne[0] / blck) * bb;
+    /* Saturating product: anything above the file size fails the range check.
+     * The first factor saturates too: ne[0] = 2^62 F32 would wrap to 0 bytes. */
+    uint64_t blocks = (uint64_t)(t->ne[0] / blck);
+    uint64_t bytes = blocks != 0 && bb > UINT64_MAX / blocks ? UINT64_MAX : blocks * bb;
     for (int d = 1; d < GGUF_MAX_DIMS; d++) {
         uint64_t n = (uint64_t)t->ne[d];
         bytes = n != 0 && bytes > UINT64_MAX / n ? UINT64_MAX : bytes * n;

@@ -11,6 +11,8 @@ packages=(
   ccache
   libgtest-dev   # GoogleTest, found by find_package(GTest)
   libjansson-dev # JSON: config.json, safetensors headers
+  clang          # fuzz targets (scripts/run_fuzz.sh)
+  libclang-rt-dev # libFuzzer + sanitizer runtimes for that clang
 )
 
 missing=()
