@@ -28,77 +28,8 @@
 #include "cuda/blas.h"
 #include "cuda/device.h"
 #include "cuda/kernels.h"
+#include "host/quant.h"
 #include "host/safetensors.h"
-
-/* ---- host-side conversions for the upload ------------------------------ */
-
-static float bf16_to_f32(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static uint16_t f32_to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
-    u += 0x7fffu + ((u >> 16) & 1u);                                         /* round to nearest even */
-    return (uint16_t)(u >> 16);
-}
-
-static float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, u;
-    if (exp == 0x1f) {
-        u = sign | 0x7f800000u | (man << 13);
-    } else if (exp != 0) {
-        u = sign | ((exp + 112) << 23) | (man << 13);
-    } else if (man == 0) {
-        u = sign;
-    } else { /* subnormal: value = man * 2^-24 */
-        float f = ldexpf((float)man, -24);
-        memcpy(&u, &f, 4);
-        u |= sign;
-    }
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static uint16_t f32_to_f16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
-    float a = fabsf(f);
-    if (a != a) return sign | 0x7e00;
-    if (a >= 65520.0f) return sign | 0x7c00;
-    if (a < ldexpf(1, -14)) return sign | (uint16_t)lrintf(a * ldexpf(1, 24)); /* subnormal, RNE */
-    int e;
-    float m = frexpf(a, &e); /* a = m 2^e, m in [0.5, 1) */
-    uint32_t man = (uint32_t)lrintf(m * 2048.0f) - 1024; /* 10 bits after the leading 1, RNE */
-    int exp = e - 1 + 15;
-    if (man == 1024) man = 0, exp++;
-    if (exp >= 31) return sign | 0x7c00;
-    return sign | (uint16_t)(exp << 10) | (uint16_t)man;
-}
-
-static float load_host(const void *p, st_dtype t, size_t i) {
-    switch (t) {
-    case ST_F32: return ((const float *)p)[i];
-    case ST_BF16: return bf16_to_f32(((const uint16_t *)p)[i]);
-    case ST_F16: return f16_to_f32(((const uint16_t *)p)[i]);
-    default: return NAN;
-    }
-}
-
-static void store_host(void *p, qilin_dtype t, size_t i, float v) {
-    switch (t) {
-    case QILIN_F32: ((float *)p)[i] = v; break;
-    case QILIN_BF16: ((uint16_t *)p)[i] = f32_to_bf16(v); break;
-    case QILIN_F16: ((uint16_t *)p)[i] = f32_to_f16(v); break;
-    default: break;
-    }
-}
 
 /* ---- the model ---------------------------------------------------------- */
 
@@ -219,23 +150,35 @@ static qilin_status destination(qilin_model *m, const qilin_tensor_spec *s, void
     return QILIN_OK;
 }
 
-static qilin_status upload_tensor(qilin_model *m, const st_tensor *t, const qilin_tensor_spec *s) {
-    int64_t n = 1;
-    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
-    if (n != numel(s))
+/* Dequantises (or converts) checkpoint tensor t into its destination:
+ * F32/F16/BF16 convert, FP8 block-scaled weights (a companion
+ * <name>_scale_inv) are dequantised on the host — the forward pass runs in
+ * the activation dtype; native FP8 GEMMs come with the quantized-matmul work. */
+static qilin_status upload_tensor(qilin_model *m, const st_checkpoint *ck, const st_tensor *t,
+                                  const qilin_tensor_spec *s) {
+    quant_weight w;
+    if (t->dtype == ST_F8_E4M3) {
+        char scale_name[160];
+        snprintf(scale_name, sizeof scale_name, "%s_scale_inv", s->name);
+        const st_tensor *scale = st_checkpoint_find(ck, scale_name);
+        if (!scale)
+            return qilin_error(QILIN_ERR_FORMAT, "%s: FP8 tensor %s has no %s", t->file, s->name, scale_name);
+        QILIN_TRY(quant_weight_fp8(t, scale, &w));
+    } else {
+        QILIN_TRY(quant_weight_from_st(t, &w));
+    }
+    if (w.rows * w.cols != numel(s))
         return qilin_error(QILIN_ERR_FORMAT, "%s: tensor %s has %lld elements, the %s descriptor expects %lld",
-                           t->file, s->name, (long long)n, qilin_arch_hf_name(m->desc->arch), (long long)numel(s));
-    if (t->dtype != ST_F32 && t->dtype != ST_BF16 && t->dtype != ST_F16)
-        return qilin_error(QILIN_ERR_UNSUPPORTED, "%s: tensor %s is %s; the forward pass loads F32, BF16 and F16 weights",
-                           t->file, s->name, st_dtype_name(t->dtype));
+                           t->file, s->name, (long long)(w.rows * w.cols), qilin_arch_hf_name(m->desc->arch),
+                           (long long)numel(s));
     void *dst = NULL;
     qilin_dtype dtype;
     QILIN_TRY(destination(m, s, &dst, &dtype));
-    size_t bytes = (size_t)n * qilin_dtype_size(dtype);
+    size_t bytes = (size_t)numel(s) * qilin_dtype_size(dtype);
     void *tmp = malloc(bytes ? bytes : 1);
     if (!tmp) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "%s: no host memory to convert %s", t->file, s->name);
-    for (int64_t i = 0; i < n; i++) store_host(tmp, dtype, (size_t)i, load_host(t->data, t->dtype, (size_t)i));
-    qilin_status st = qilin_memcpy_h2d(dst, tmp, bytes, m->stream);
+    qilin_status st = quant_dequantize(&w, 0, w.rows, dtype, tmp);
+    if (st == QILIN_OK) st = qilin_memcpy_h2d(dst, tmp, bytes, m->stream);
     if (st == QILIN_OK) st = qilin_stream_synchronize(m->stream);
     free(tmp);
     return st;
@@ -264,7 +207,7 @@ static qilin_status load_weights(qilin_model *m, const char *path) {
             st = qilin_error(QILIN_ERR_FORMAT, "%s: tensor %s is missing", dir, s->name);
             break;
         }
-        st = upload_tensor(m, t, s);
+        st = upload_tensor(m, ck, t, s);
         done += numel(s);
         if (m->opt.progress)
             fprintf(stderr, "\rloading %s: %5.1f%%", dir, total ? 100.0 * (double)done / (double)total : 100.0);

@@ -71,8 +71,9 @@ static const struct {
 
 qilin_status qilin_model_add_tensor(qilin_model_desc *d, qilin_slot slot, int layer, int expert, int n_dims,
                                     const int64_t shape[3], const char *fmt, ...) {
-    if ((d->n_tensors & (d->n_tensors - 1)) == 0) { /* grow at powers of two */
-        size_t cap = d->n_tensors ? 2 * (size_t)d->n_tensors : 64;
+    int n = d->n_tensors;
+    if (n == 0 || (n >= 64 && (n & (n - 1)) == 0)) { /* capacity 64, then doubling at powers of two */
+        size_t cap = n ? 2 * (size_t)n : 64;
         qilin_tensor_spec *t = realloc(d->tensors, cap * sizeof *t);
         if (!t) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "%s: tensor list of %zu entries", d->source, cap);
         d->tensors = t;
@@ -81,9 +82,9 @@ qilin_status qilin_model_add_tensor(qilin_model_desc *d, qilin_slot slot, int la
     memset(s, 0, sizeof *s);
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(s->name, sizeof s->name, fmt, ap);
+    int len = vsnprintf(s->name, sizeof s->name, fmt, ap);
     va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof s->name)
+    if (len < 0 || (size_t)len >= sizeof s->name)
         return qilin_error(QILIN_ERR_INTERNAL, "%s: tensor name longer than %zu bytes", d->source,
                            sizeof s->name);
     s->slot = slot;
