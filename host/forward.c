@@ -28,6 +28,7 @@
 #include "cuda/blas.h"
 #include "cuda/device.h"
 #include "cuda/kernels.h"
+#include "host/checkpoint.h"
 #include "host/quant.h"
 #include "host/safetensors.h"
 
@@ -194,9 +195,17 @@ static qilin_status load_weights(qilin_model *m, const char *path) {
         if (slash) *slash = 0;
         else snprintf(dir, sizeof dir, ".");
     }
+    /* binding checks the whole checkpoint first: a missing, misshaped or
+     * unexpected tensor is reported before anything is uploaded */
+    qilin_checkpoint *whole = NULL;
+    qilin_bound_model *bound = NULL;
+    QILIN_TRY(qilin_checkpoint_open(dir, &whole));
+    qilin_status st = qilin_model_bind(d, whole, &bound);
+    qilin_bound_model_free(bound);
+    qilin_checkpoint_close(whole);
+    if (st != QILIN_OK) return st;
     st_checkpoint *ck = NULL;
     QILIN_TRY(st_checkpoint_open(dir, &ck));
-    qilin_status st = QILIN_OK;
     int64_t done = 0, total = 0;
     for (int i = 0; i < d->n_tensors; i++) total += numel(&d->tensors[i]);
     for (int i = 0; i < d->n_tensors && st == QILIN_OK; i++) {
