@@ -14,7 +14,11 @@
  * Cache layout of one layer: element d of KV head g at position t of slot s
  * is at cache + s*slot_stride + t*pos_stride + g*head_stride + d (elements).
  * seq_slot[b] names the slot of sequence b. q/out are [tokens, heads, dim]
- * with strides so that fused QKV outputs need no copy. */
+ * with strides so that fused QKV outputs need no copy.
+ *
+ * head_dim and head_dim_v are multiples of 8 up to 256 (they may differ);
+ * n_q(b) may be 0 (that sequence produces nothing); max_kv_len must bound
+ * every kv_len[b]. */
 #ifndef QILIN_ATTENTION_H
 #define QILIN_ATTENTION_H
 
@@ -34,7 +38,8 @@ typedef struct qilin_kv_layout {
 } qilin_kv_layout;
 
 /* Writes the K and V rows of new tokens into the cache: token t goes to slot
- * token_slot[t], position positions[t]. */
+ * token_slot[t], position positions[t]; a token with a negative slot is
+ * skipped too (padding). */
 typedef struct qilin_kv_append_args {
     void *k_cache, *v_cache;
     qilin_kv_layout k_layout, v_layout;
@@ -76,7 +81,9 @@ qilin_status qilin_attention_prefill(const qilin_attention_args *args, qilin_str
 
 /* One query per sequence (q_start[b] = b): the sequence is split into
  * chunks processed by separate blocks, partial (max, sum, acc) in the
- * workspace, then merged — long contexts use the whole GPU. */
+ * workspace, then merged — long contexts use the whole GPU. The workspace
+ * (16-byte aligned) may be NULL or smaller than the size below: then fewer
+ * chunks are used (one per sequence at worst); 0 bytes means no split. */
 qilin_status qilin_attention_decode(const qilin_attention_args *args, qilin_stream *stream);
 size_t qilin_attention_decode_workspace(int n_seqs, int n_heads, int head_dim_v, int max_kv_len);
 

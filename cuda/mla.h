@@ -59,7 +59,9 @@ typedef struct qilin_mla_attention_args {
 } qilin_mla_attention_args;
 
 /* Causal absorbed attention; sequences are split along their length for long
- * contexts (partials merged through the workspace). */
+ * contexts (partials merged through the workspace, which may be NULL or
+ * smaller: fewer splits). r is a multiple of 8 up to 512, dr a multiple of 8
+ * up to 128; n_q(b) may be 0. */
 qilin_status qilin_mla_attention(const qilin_mla_attention_args *args, qilin_stream *stream);
 size_t qilin_mla_attention_workspace(int tokens, int n_heads, int r, int max_kv_len);
 

@@ -35,6 +35,23 @@ static const Tolerance kTolF16 = {1e-6, 1.0 / 1024, "fp16 storage: 2 ulp of 2^-1
 static const Tolerance kTolLayernormOffsetF32 = {1e-4, 1e-5, "fp32 layernorm, |mean|/std = 48: mean err / std"};
 static const Tolerance kTolLayernormOffsetBF16 = {1e-4, 1.0 / 128, "bf16 layernorm, |mean|/std = 48: + storage"};
 
+/* Softmax attention, output o = sum_t p_t v_t with |v| ~ N(0,1): the fp32
+ * score q.k over up to 256 (MLA: 576) products errs by ~sqrt(D) * 2^-24 *
+ * |terms| ~ 1e-6 after scaling, a relative error of each weight p_t that
+ * moves o by ~1e-6 * max|v| ~ 5e-6 absolute; fp32 accumulation over n <= a
+ * few thousand keys adds sqrt(n) * 2^-24 relative. Outputs are averages that
+ * can sit near 0, so the bound is absolute: 5e-5 (10x margin), then storage
+ * rounding of the result (2 ulp) for bf16/f16. */
+static const Tolerance kTolAttnF32 = {5e-5, 1e-5, "fp32 attention: score/exp2 error ~5e-6 abs, 10x margin"};
+static const Tolerance kTolAttnBF16 = {5e-5, 1.0 / 128, "bf16 attention: fp32 error + 2 ulp of 2^-8 storage"};
+static const Tolerance kTolAttnF16 = {5e-5, 1.0 / 1024, "f16 attention: fp32 error + 2 ulp of 2^-11 storage"};
+
+/* MLA end to end in bf16 against the float64 naive form: each path rounds
+ * different intermediates to bf16 (absorbed: q_lat, o_lat; naive: k_nope, v)
+ * plus the output; each rounding (2^-9 relative) moves an output, a weighted
+ * average of values |v| <= ~4, by at most 2^-9 * 4. Four of them: 2^-5. */
+static const Tolerance kTolMlaFormsBF16 = {1.0 / 32, 1.0 / 128, "bf16 MLA forms: 4 roundings of 2^-9 * max|v| 4"};
+
 struct Comparison {
     bool ok = true;
     double max_abs = 0, max_rel = 0, cosine = 1;
