@@ -52,6 +52,7 @@ struct qilin_model {
     int n_sms;
 
     void *global[QILIN_W_LAYER_FIRST]; /* embed, final norm (+bias), lm_head (+bias) */
+    float *lm_head_bias_f32;      /* GPT-J's lm_head bias again in fp32, for the GEMM path's fp32 logits */
     layer *layers;
     float *inv_freq;
     float cos_sin_scale;
@@ -185,6 +186,20 @@ static qilin_status upload_tensor(qilin_model *m, const st_checkpoint *ck, const
     return st;
 }
 
+static qilin_status upload_f32_copy(qilin_model *m, const st_tensor *t, float **dst) {
+    quant_weight w;
+    QILIN_TRY(quant_weight_from_st(t, &w));
+    size_t bytes = (size_t)(w.rows * w.cols) * sizeof(float);
+    float *tmp = malloc(bytes ? bytes : 1);
+    if (!tmp) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "%s: no host memory for %s", t->file, t->name);
+    qilin_status st = quant_dequantize(&w, 0, w.rows, QILIN_F32, tmp);
+    if (st == QILIN_OK) st = dalloc((void **)dst, bytes, "lm_head bias (fp32)");
+    if (st == QILIN_OK) st = qilin_memcpy_h2d(*dst, tmp, bytes, m->stream);
+    if (st == QILIN_OK) st = qilin_stream_synchronize(m->stream);
+    free(tmp);
+    return st;
+}
+
 static qilin_status load_weights(qilin_model *m, const char *path) {
     const qilin_model_desc *d = m->desc;
     char dir[1024];
@@ -217,6 +232,7 @@ static qilin_status load_weights(qilin_model *m, const char *path) {
             break;
         }
         st = upload_tensor(m, ck, t, s);
+        if (st == QILIN_OK && s->slot == QILIN_W_LM_HEAD_BIAS) st = upload_f32_copy(m, t, &m->lm_head_bias_f32);
         done += numel(s);
         if (m->opt.progress)
             fprintf(stderr, "\rloading %s: %5.1f%%", dir, total ? 100.0 * (double)done / (double)total : 100.0);
@@ -389,7 +405,7 @@ void qilin_model_free(qilin_model *m) {
     }
     if (m->desc && m->desc->tied_embeddings) m->global[QILIN_W_LM_HEAD] = NULL;
     for (int s = 0; s < QILIN_W_LAYER_FIRST; s++) qilin_free(m->global[s]);
-    void *bufs[] = {m->inv_freq, m->R, m->X, m->N, m->B1, m->B2, m->B3, m->B4, m->d_single, m->router_logits, m->topk_w, m->logits,
+    void *bufs[] = {m->lm_head_bias_f32, m->inv_freq, m->R, m->X, m->N, m->B1, m->B2, m->B3, m->B4, m->d_single, m->router_logits, m->topk_w, m->logits,
                     m->topk_ids, m->d_tokens, m->d_positions, m->d_token_slot, m->d_q_start, m->d_kv_len,
                     m->d_seq_slot, m->d_rows, m->d_error, m->attn_ws, m->moe_ws, m->mla_kvb, m->mla_k,
                     m->d_sample_ids, m->d_params, m->sample_ws};
@@ -419,6 +435,11 @@ static qilin_status linear(qilin_model *m, void *y, int64_t ldy, const void *x, 
                          .alpha = 1.0f, .beta = 0.0f};
     QILIN_TRY(qilin_gemm(m->blas, &g, m->stream));
     if (!bias) return QILIN_OK;
+    if (y_f32) { /* fp32 output (logits): the bias add needs an fp32 copy of the bias */
+        if (bias != m->global[QILIN_W_LM_HEAD_BIAS] || !m->lm_head_bias_f32)
+            return qilin_error(QILIN_ERR_INTERNAL, "linear: an fp32 output with a bias other than lm_head's");
+        bias = m->lm_head_bias_f32;
+    }
     qilin_add_bias_args b = {.x = y, .bias = bias, .rows = rows, .cols = out, .ld = ldy, .dtype = y_f32 ? QILIN_F32 : dt};
     return qilin_add_bias(&b, m->stream);
 }
