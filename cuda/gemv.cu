@@ -1,10 +1,195 @@
-/* gemv.cu — placeholder: the launchers return QILIN_ERR_UNSUPPORTED until the
- * kernels land (first-light issue). */
-#include <cmath>
+/* gemv.cu — the decode-time linear layer (gemv.h):
+ *
+ *   y[m, n] = sum_k x[m, k] * W[n, k] (+ bias[n])     m <= 8, W [n, k] row-major,
+ *                                                      fp32 accumulation, y in
+ *                                                      dtype or f32 (logits)
+ *
+ * Bound by reading W once. A block is 8 warps; `ksplit` consecutive warps
+ * form a group that owns 2 rows of W and splits k between them (ksplit = 1
+ * when n is large: one warp per 2 rows; up to 8 when n is small, e.g. a
+ * router's 256 rows, so that enough loads are in flight to fill the GPU).
+ * The block stages x in shared memory in chunks of k (all m rows, dtype,
+ * at most 32 KB, so k = 18432 and beyond just takes more chunks); each lane
+ * then streams its W rows with 16-byte loads, two per row in flight, and
+ * reuses every W vector for all m rows of x read back from shared memory.
+ * At the end each warp reduces its 2 x M sums with shuffles, the group's
+ * warps add their partials in a fixed order (deterministic), bias is added
+ * and the result rounded once.
+ *
+ * m is rounded up to M in {1, 2, 4, 8} (the x rows past m are staged as
+ * zeros): few instantiations, and the extra multiply-adds are free in a
+ * bandwidth-bound kernel. Rows, k not a multiple of the vector width, or a
+ * pointer or stride off 16-byte alignment take the scalar path (one element
+ * per load): correct, slower, never used by the target models. */
+#include <cstring>
 
 #include "common.cuh"
 #include "kernels.h"
 
-extern "C" qilin_status qilin_gemv(const qilin_gemv_args *, qilin_stream *) {
-    return qilin_error(QILIN_ERR_UNSUPPORTED, "qilin_gemv: not implemented yet");
+namespace {
+
+constexpr int kWarps = 8, kRows = 2, kUnroll = 2; /* warps per block, W rows per group, vectors per row in flight */
+constexpr size_t kChunkBytes = 32 * 1024;         /* staged x per block */
+constexpr int kTargetBlocks = 256;                /* ~2 per SM on an H100: below it, split k across warps */
+
+template <class T> struct dtype_tag { using type = T; };
+
+/* The family's one dtype switch: calls launch(dtype_tag<T>{}). */
+template <class F> qilin_status with_dtype(qilin_dtype t, F &&launch) {
+    switch (t) {
+    case QILIN_F32: return launch(dtype_tag<float>{});
+    case QILIN_BF16: return launch(dtype_tag<__nv_bfloat16>{});
+    case QILIN_F16: return launch(dtype_tag<__half>{});
+    default:
+        return qilin_error(QILIN_ERR_UNSUPPORTED, "qilin_gemv: dtype %s is not supported (f32, bf16, f16)",
+                           qilin_dtype_name(t));
+    }
+}
+
+} // namespace
+
+template <class T, int M, bool kVec>
+__global__ void __launch_bounds__(kWarps * 32)
+    gemv_kernel(void *y, const T *x, const T *w, const T *bias, int m, int n, int k, int64_t ldx, int64_t ldw,
+                int64_t ldy, bool y_f32, int chunk, int ksplit) {
+    constexpr int V = kVec ? Vec16<T>::n : 1;
+    QILIN_DYNAMIC_SMEM(T, xs); /* [M][chunk] */
+    __shared__ float partial[kWarps][kRows][M];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int groups = kWarps / ksplit, group = warp / ksplit, part = warp % ksplit;
+    const int row0 = (blockIdx.x * groups + group) * kRows;
+
+    const T *wrow[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; r++) wrow[r] = row0 + r < n ? w + (size_t)(row0 + r) * ldw : nullptr;
+    float acc[kRows][M];
+#pragma unroll
+    for (int r = 0; r < kRows; r++)
+#pragma unroll
+        for (int i = 0; i < M; i++) acc[r][i] = 0.0f;
+
+    for (int c0 = 0; c0 < k; c0 += chunk) {
+        const int nv = (k - c0 < chunk ? k - c0 : chunk) / V; /* k % V == 0 on the vector path */
+        __syncthreads(); /* the previous chunk is consumed */
+        for (int idx = tid; idx < M * nv; idx += blockDim.x) {
+            int i = idx / nv, v = idx % nv;
+            alignas(16) T t[V];
+            if (i < m) {
+                load_elems<T, kVec>(t, x + (size_t)i * ldx + c0, v);
+            } else {
+#pragma unroll
+                for (int e = 0; e < V; e++) t[e] = from_float<T>(0.0f);
+            }
+            store_elems<T, kVec>(xs + (size_t)i * chunk, t, v);
+        }
+        __syncthreads();
+        if (!wrow[0]) continue; /* warp-uniform: no row of this group exists */
+        const int stride = 32 * ksplit;
+        for (int v0 = part * 32 + lane; v0 < nv; v0 += stride * kUnroll) {
+            alignas(16) T wv[kRows][kUnroll][V];
+#pragma unroll
+            for (int r = 0; r < kRows; r++)
+#pragma unroll
+                for (int u = 0; u < kUnroll; u++) {
+                    int v = v0 + u * stride;
+                    if (wrow[r] && v < nv) {
+                        load_elems<T, kVec>(wv[r][u], wrow[r] + c0, v);
+                    } else {
+#pragma unroll
+                        for (int e = 0; e < V; e++) wv[r][u][e] = from_float<T>(0.0f);
+                    }
+                }
+#pragma unroll
+            for (int u = 0; u < kUnroll; u++) {
+                int v = v0 + u * stride;
+                if (v >= nv) break;
+#pragma unroll
+                for (int i = 0; i < M; i++) {
+                    alignas(16) T xv[V];
+                    load_elems<T, kVec>(xv, xs + (size_t)i * chunk, v);
+#pragma unroll
+                    for (int e = 0; e < V; e++) {
+                        float xf = to_float(xv[e]);
+#pragma unroll
+                        for (int r = 0; r < kRows; r++) acc[r][i] = fmaf(to_float(wv[r][u][e]), xf, acc[r][i]);
+                    }
+                }
+            }
+        }
+    }
+
+#pragma unroll
+    for (int r = 0; r < kRows; r++)
+#pragma unroll
+        for (int i = 0; i < M; i++) {
+            float s = warp_reduce_sum(acc[r][i]);
+            if (lane == 0) partial[warp][r][i] = s;
+        }
+    __syncthreads();
+    for (int idx = tid; idx < groups * kRows * M; idx += blockDim.x) {
+        int g = idx / (kRows * M), r = idx / M % kRows, i = idx % M;
+        int row = (blockIdx.x * groups + g) * kRows + r;
+        if (row >= n || i >= m) continue;
+        float s = bias ? to_float(bias[row]) : 0.0f;
+        for (int p = 0; p < ksplit; p++) s += partial[g * ksplit + p][r][i]; /* fixed order */
+        if (y_f32) static_cast<float *>(y)[(size_t)i * ldy + row] = s;
+        else static_cast<T *>(y)[(size_t)i * ldy + row] = from_float<T>(s);
+    }
+}
+
+namespace {
+
+template <class T, int M>
+qilin_status launch_gemv(const qilin_gemv_args *a, qilin_stream *stream) {
+    constexpr int VW = Vec16<T>::n;
+    uintptr_t bits = (uintptr_t)a->x | (uintptr_t)a->w;
+    bool vec = a->k % VW == 0 && bits % 16 == 0 && (a->ldx * sizeof(T)) % 16 == 0 &&
+               (a->ldw * sizeof(T)) % 16 == 0;
+    const int V = vec ? VW : 1, step = 32 * V;
+    /* x chunk: all of k when it fits, else the most whole warp steps that do */
+    int kr = (a->k + V - 1) / V * V;
+    int fit = (int)(kChunkBytes / (M * sizeof(T))) / step * step;
+    int chunk = kr < fit ? kr : fit;
+    /* split k across warps while the grid is short of blocks and k is long */
+    int ksplit = 1;
+    while (ksplit < kWarps && (a->n + kRows * kWarps / ksplit - 1) / (kRows * kWarps / ksplit) < kTargetBlocks &&
+           a->k >= 2 * ksplit * step * kUnroll)
+        ksplit *= 2;
+    int rows_per_block = kRows * kWarps / ksplit;
+    dim3 grid((a->n + rows_per_block - 1) / rows_per_block), block(kWarps * 32);
+    size_t smem = (size_t)M * chunk * sizeof(T);
+    bool y_f32 = a->y_dtype == QILIN_F32;
+    const T *x = (const T *)a->x, *w = (const T *)a->w, *bias = (const T *)a->bias;
+    if (vec)
+        return QILIN_LAUNCH((gemv_kernel<T, M, true>), grid, block, smem, stream, a->y, x, w, bias, a->m, a->n,
+                            a->k, a->ldx, a->ldw, a->ldy, y_f32, chunk, ksplit);
+    return QILIN_LAUNCH((gemv_kernel<T, M, false>), grid, block, smem, stream, a->y, x, w, bias, a->m, a->n, a->k,
+                        a->ldx, a->ldw, a->ldy, y_f32, chunk, ksplit);
+}
+
+} // namespace
+
+extern "C" qilin_status qilin_gemv(const qilin_gemv_args *a, qilin_stream *stream) {
+    if (!a || !a->y || !a->x || !a->w)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_gemv: y, x and w must be set");
+    if (a->m < 0 || a->m > QILIN_GEMV_MAX_M)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_gemv: m=%d must be in [0, %d] (larger m: qilin_gemm)",
+                           a->m, (int)QILIN_GEMV_MAX_M);
+    if (a->n < 0 || a->k < 1)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_gemv: bad shape n=%d k=%d", a->n, a->k);
+    if (a->ldx < a->k || a->ldw < a->k || a->ldy < a->n)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "qilin_gemv: strides ldx=%lld ldw=%lld must be >= k=%d and ldy=%lld >= n=%d",
+                           (long long)a->ldx, (long long)a->ldw, a->k, (long long)a->ldy, a->n);
+    if (a->y_dtype != a->dtype && a->y_dtype != QILIN_F32)
+        return qilin_error(QILIN_ERR_UNSUPPORTED, "qilin_gemv: y_dtype %s with dtype %s (same dtype, or f32)",
+                           qilin_dtype_name(a->y_dtype), qilin_dtype_name(a->dtype));
+    if (a->m == 0 || a->n == 0) return QILIN_OK;
+    return with_dtype(a->dtype, [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        if (a->m == 1) return launch_gemv<T, 1>(a, stream);
+        if (a->m == 2) return launch_gemv<T, 2>(a, stream);
+        if (a->m <= 4) return launch_gemv<T, 4>(a, stream);
+        return launch_gemv<T, 8>(a, stream);
+    });
 }

@@ -39,7 +39,8 @@ typedef enum qilin_moe_group_score {
  * models.md §13.3); then the top_k experts by masked selection score.
  * Weights are the *unbiased* scores of the chosen experts, divided by their
  * sum when renormalize, then times routed_scale. Ties go to the lower expert
- * index. Output in descending selection score order. */
+ * index. Output in descending selection score order. Limits: n_experts <=
+ * 2048, top_k <= 32, n_group <= 32. */
 typedef struct qilin_moe_route_args {
     int *topk_ids;                /* [tokens, top_k] int32 */
     float *topk_weights;          /* [tokens, top_k] fp32 */
@@ -63,7 +64,9 @@ qilin_status qilin_moe_route(const qilin_moe_route_args *args, qilin_stream *str
  * GEMM with fp32 accumulation; the combine sums each token's k results in a
  * fixed order (deterministic, no atomics). expert_counts, when set, receives
  * the rows routed to each expert (load statistics). Expert ids outside
- * [0, n_experts) are skipped and counted in *bad_ids when set. */
+ * [0, n_experts) are skipped and their number added to *bad_ids when set
+ * (the caller zeroes it; the kernel never clears it). Limits: n_experts <=
+ * 2048, top_k <= 32. */
 typedef struct qilin_moe_experts_args {
     void *out;                    /* [tokens, hidden] */
     bool accumulate;              /* out += result instead of out = result */

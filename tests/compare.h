@@ -51,6 +51,28 @@ static const Tolerance kTolAttnF16 = {5e-5, 1.0 / 1024, "f16 attention: fp32 err
  * plus the output; each rounding (2^-9 relative) moves an output, a weighted
  * average of values |v| <= ~4, by at most 2^-9 * 4. Four of them: 2^-5. */
 static const Tolerance kTolMlaFormsBF16 = {1.0 / 32, 1.0 / 128, "bf16 MLA forms: 4 roundings of 2^-9 * max|v| 4"};
+/* Dot products of length n in fp32 against a float64 reference (GEMV, the
+ * MoE GEMMs): the accumulation error scales with sum |x_i w_i|, not with
+ * |result|, and random-sign sums cancel, so atol is given here as a
+ * FRACTION OF THE REFERENCE OUTPUT'S RMS and the test multiplies it in
+ * (scaled_tolerance). fp32: a few rounding errors of 2^-24 on partial sums
+ * up to sqrt(n) = 64 times the output scale: 2^-24 * 64 * ~4 ~ 1.5e-5.
+ * bf16/f16 storage of the output (and, for MoE, of the per-expert rows y and
+ * the hidden rows h before it) adds 2 ulp relative to each rounded value;
+ * y_j's rounding is relative to |y_j|, which the weighted sum can cancel,
+ * hence the same 2 ulp again as atol against the RMS. */
+static const Tolerance kTolDotF32 = {3e-5, 1e-5, "fp32 dot products vs float64; atol x output RMS"};
+static const Tolerance kTolDotBF16 = {1.0 / 128, 1.0 / 128, "bf16 storage: 2 ulp of 2^-8; atol x output RMS"};
+static const Tolerance kTolDotF16 = {1.0 / 1024, 1.0 / 1024, "fp16 storage: 2 ulp of 2^-11; atol x output RMS"};
+
+/* tol with its atol multiplied by the RMS of the finite values of want. */
+inline Tolerance scaled_tolerance(const Tolerance &tol, const std::vector<double> &want) {
+    double ss = 0;
+    size_t n = 0;
+    for (double w : want)
+        if (std::isfinite(w)) ss += w * w, n++;
+    return Tolerance{tol.atol * (n ? std::sqrt(ss / n) : 1.0), tol.rtol, tol.why};
+}
 
 struct Comparison {
     bool ok = true;
