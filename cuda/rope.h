@@ -43,7 +43,7 @@ typedef struct qilin_rope_config {
     double original_max_position; /* llama3, yarn: original_max_position_embeddings */
     double low_freq_factor;       /* llama3 (1) */
     double high_freq_factor;      /* llama3 (4) */
-    double beta_fast, beta_slow;  /* yarn (32, 1) */
+    double beta_fast, beta_slow;  /* yarn; 0 = default (32, 1) */
     double mscale, mscale_all_dim; /* yarn; 0 = absent */
     double attention_factor;      /* yarn: explicit override; 0 = derive */
 } qilin_rope_config;

@@ -73,6 +73,15 @@ inline Tolerance scaled_tolerance(const Tolerance &tol, const std::vector<double
         if (std::isfinite(w)) ss += w * w, n++;
     return Tolerance{tol.atol * (n ? std::sqrt(ss / n) : 1.0), tol.rtol, tol.why};
 }
+/* RoPE on inputs |x| <= 1.5 with |cos|, |sin| <= cos_sin_scale <= 1.14: the
+ * kernel's fp32 cos/sin (sincosf, <= 2 ulp) and the reference's double cos/sin
+ * may round to neighbouring values of the storage type; one ulp of a value
+ * below 2 (2^-7 bf16, 2^-10 f16, 2^-22 f32 incl. the 2 ulp) in each of the
+ * two products of a rotated element gives atol = 2 * 1.5 * ulp; the output
+ * rounding is the rtol. */
+static const Tolerance kTolRopeF32 = {2 * 1.5 * 0x1p-22, 1e-6, "rope f32: 2-ulp cos/sin, fp32 arithmetic"};
+static const Tolerance kTolRopeBF16 = {2 * 1.5 * 0x1p-7, 1.0 / 256, "rope bf16: cos/sin rounding flip + storage"};
+static const Tolerance kTolRopeF16 = {2 * 1.5 * 0x1p-10, 1.0 / 2048, "rope f16: cos/sin rounding flip + storage"};
 
 struct Comparison {
     bool ok = true;
