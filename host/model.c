@@ -488,7 +488,7 @@ static qilin_status read_moe(const hf_config *c, qilin_model_desc *d, qilin_mode
             d->n_shared_experts = d->shared_ffn_dim > 0;
             d->shared_expert_gate = d->shared_ffn_dim > 0;
         }
-        int step;
+        int step = 1;
         OPT_INT("decoder_sparse_step", 1, 1, &step);
         int64_t only[QILIN_MAX_LAYERS];
         size_t n_only = 0;
@@ -513,7 +513,7 @@ static qilin_status read_moe(const hf_config *c, qilin_model_desc *d, qilin_mode
     REQ_INT("moe_intermediate_size", &d->moe_ffn_dim);
     OPT_INT("n_shared_experts", 0, 0, &d->n_shared_experts);
     d->shared_ffn_dim = d->n_shared_experts * d->moe_ffn_dim;
-    int first_dense, freq;
+    int first_dense = 0, freq = 1;
     OPT_INT("first_k_dense_replace", 0, 0, &first_dense);
     OPT_INT("moe_layer_freq", 1, 1, &freq);
     for (int l = 0; l < d->n_layers; l++)

@@ -166,7 +166,7 @@ qilin_status quant_sizes(const quant_weight *w, size_t *data_bytes, size_t *scal
 }
 
 qilin_status quant_check(const quant_weight *w) {
-    size_t db, sb;
+    size_t db = 0, sb = 0;
     QILIN_TRY(quant_sizes(w, &db, &sb));
     const char *n = wname(w), *fmt = qilin_wformat_name(w->format);
     if (!w->data || w->data_bytes != db)
