@@ -619,7 +619,7 @@ static qilin_status read_hf(const hf_config *c, qilin_model_desc *d, qilin_model
         OPT_INT("intermediate_size", 0, 0, &d->ffn_dim);
     else
         REQ_INT("intermediate_size", &d->ffn_dim);
-    int max_pos;
+    int max_pos = 0;
     OPT_INT(gptj ? "n_positions" : "max_position_embeddings", 2048, 1, &max_pos);
     d->max_position = max_pos;
 
