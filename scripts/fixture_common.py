@@ -18,9 +18,11 @@ Golden format (tests/fixtures/models/<name>/golden.json):
   min_router_gap        (MoE only) smallest gap, over every MoE layer and every token of both
                         sequences, between the last selected and the first rejected candidate
                         in the router's selection space (see router_gaps()); null for dense
+  hf_bf16               transformers itself in bf16 vs these fp32 logits (hf_bf16_report())
   notes
 """
 
+import copy
 import json
 import os
 import re
@@ -198,19 +200,213 @@ def min_router_gap(model, seqs):
     return gap, extra_min
 
 
+# --------------------------------------------------------------------------------------------
+# bf16 run of transformers itself (how far plain bf16 inference drifts from the fp32 golden)
+
+# bf16 reference: weights and activations bf16 as transformers runs them (its RMSNorm / softmax
+# upcast to fp32 internally); buffers (rotary inv_freq, DeepSeek-V3 e_score_correction_bias) stay
+# fp32, as from_pretrained(dtype=bfloat16) leaves them.
+BF16_LOAD_KW = {"dtype": torch.bfloat16, "attn_implementation": "eager", "experts_implementation": "eager"}
+# a position is "confident" when its fp32 top-1/top-2 gap exceeds this fraction of its logit range
+CONFIDENT_MARGIN = 0.01
+
+
+def bf16_copy(model, fp32_routers=False):
+    """Copy of an fp32 model with parameters cast to bf16 and buffers left as they are: the same
+    model from_pretrained(dtype=bfloat16) builds from the stored bf16 file. fp32_routers: keep the
+    router weights fp32 and feed the routers fp32 inputs (bf16 activations upcast), i.e. router
+    logits / softmax in fp32 as DeepSeek's routers always do, instead of Mixtral's / Qwen's bf16
+    F.linear."""
+    m = copy.deepcopy(model)
+    routers = {id(r) for _, r in router_modules(m)} if fp32_routers else set()
+    with torch.no_grad():
+        for mod in m.modules():
+            if id(mod) in routers:
+                mod.register_forward_pre_hook(lambda _m, args: (args[0].float(),) + tuple(args[1:]))
+                continue
+            for p in mod.parameters(recurse=False):
+                p.data = p.data.to(torch.bfloat16)
+    m.eval()
+    return m
+
+
+@torch.no_grad()
+def routing_choices(model, seqs):
+    """Expert sets chosen by every router call (one forward per sequence, no cache): list of
+    [T, k] tensors sorted along k, in call order (sequence-major, then layer)."""
+    mods = router_modules(model)
+    out = []
+    hooks = [m.register_forward_hook(lambda mod, inp, o: out.append(torch.sort(o[2], dim=-1).values))
+             for _, m in mods]
+    try:
+        for s in seqs:
+            full_logits(model, s)
+    finally:
+        for h in hooks:
+            h.remove()
+    return out
+
+
+def _router_inputs(model, seqs):
+    """[(router module, input [T, H])] for every router call over seqs (one forward each)."""
+    captured = []
+    hooks = [m.register_forward_hook(lambda mod, inp, out: captured.append((mod, inp[0].detach())))
+             for _, m in router_modules(model)]
+    try:
+        with torch.no_grad():
+            for s in seqs:
+                full_logits(model, s)
+    finally:
+        for h in hooks:
+            h.remove()
+    return captured
+
+
+def _selection_scores(mod, x):
+    """fp32 selection scores (router logits, or DeepSeek-V3's biased sigmoid) of tokens x [T, H]."""
+    logits = x.reshape(-1, x.shape[-1]).float() @ mod.weight.float().t()
+    if type(mod).__name__ == "DeepseekV3TopkRouter":
+        return logits.sigmoid() + mod.e_score_correction_bias.float()
+    return logits
+
+
+@torch.no_grad()
+def router_bf16_safety(model32, model16, seqs):
+    """How far the routing is from being flipped by bf16 (MoE only; None for dense models).
+
+    For every router call and token: gap = the token's routing gap in fp32 (router_gaps), and
+    D = max over experts of |s16 - s32| + 2^-9 max|s32|, where s32 are the fp32 selection scores
+    and s16 the same scores computed (in fp32) from the bf16 model's router input; the 2^-9 term
+    is the rounding of the scores themselves to bf16. A choice flips only if some pair moves
+    against each other by more than the gap, i.e. by at most 2 D (4 D for DeepSeek-V3 group
+    scores, sums of two scores), so safety = gap / (2 D) (/ (4 D) for V3) > 1 means this bf16
+    drift plus rounding cannot flip it, and the value is the headroom factor. rounding_safety is
+    the same with D = 2^-9 max|s32| alone: > 1 means rounding the fp32 scores to bf16 cannot flip
+    any choice. Returns (min safety, min rounding_safety, min gap / range of the token's scores)."""
+    a = _router_inputs(model32, seqs)
+    b = _router_inputs(model16, seqs)
+    assert len(a) == len(b)
+    safety = rel = rounding = float("inf")
+    for (mod, x32), (_, x16) in zip(a, b):
+        x32 = x32.reshape(-1, x32.shape[-1]).float()
+        s32 = _selection_scores(mod, x32)
+        s16 = _selection_scores(mod, x16.reshape(-1, x16.shape[-1]).float())
+        R = 2.0 ** -9 * s32.abs().max(-1).values
+        D = (s16 - s32).abs().max(-1).values + R
+        rng = (s32.max(-1).values - s32.min(-1).values).clamp_min(1e-30)
+        f = 4.0 if type(mod).__name__ == "DeepseekV3TopkRouter" else 2.0
+        for t in range(x32.shape[0]):
+            g, _ = router_gaps(mod, x32[t:t + 1])
+            safety = min(safety, g / (f * float(D[t])))
+            rounding = min(rounding, g / (f * float(R[t])))
+            rel = min(rel, g / float(rng[t]))
+    return safety, rounding, rel
+
+
+@torch.no_grad()
+def hf_bf16_report(model32, model16, prompts, ref_logits, greedy_ids):
+    """Compares transformers' own bf16 forward (model16) with the fp32 golden logits.
+
+    ref_logits: list of fp32 [T, V] golden logits of prompts. Returns a dict:
+      rel_error             per prompt, max|bf16 - fp32| / max|fp32| over all positions
+      confident_mismatches  per prompt, positions whose fp32 top-1/top-2 gap exceeds
+                            CONFIDENT_MARGIN of the row's range and whose bf16 top-1 differs
+      greedy_flips          teacher-forced on prompt 0 + greedy ids: greedy steps whose bf16 top-1
+                            is not the fp32 greedy token (informative; greedy margins may be < 1%)
+      routing_mismatches    MoE only: [plain bf16, bf16 with fp32 routers] counts of (token, MoE
+                            layer) pairs, over prompt 0 + greedy ids and prompt 1, where that
+                            bf16 run routes to another expert set than fp32
+      router_safety         MoE only: min over routing decisions of gap / (the most this bf16
+                            run's drift plus bf16 rounding of the scores can close it); > 1 means
+                            they cannot flip it, the value is the headroom (router_bf16_safety)
+      router_rounding_safety  MoE only: the same for rounding the fp32 router scores to bf16
+                            alone (> 1: that rounding cannot flip any choice)
+      min_router_gap_rel    MoE only: min_router_gap with each token's gap divided by the range
+                            of its selection scores (fp32)"""
+    rel, conf = [], []
+    for p, ref in zip(prompts, ref_logits):
+        lg = full_logits(model16, p)
+        ref = ref.float()
+        rel.append(float((lg - ref).abs().max() / ref.abs().max()))
+        top = torch.topk(ref, 2, dim=-1).values
+        margin = (top[:, 0] - top[:, 1]) / (ref.max(-1).values - ref.min(-1).values)
+        bad = (margin > CONFIDENT_MARGIN) & (lg.argmax(-1) != ref.argmax(-1))
+        conf.append([int(i) for i in torch.nonzero(bad).flatten()])
+    seq = list(prompts[0]) + list(greedy_ids)
+    lg = full_logits(model16, seq)
+    n0 = len(prompts[0])
+    pred = lg[n0 - 1:-1].argmax(-1)
+    flips = int((pred != torch.tensor(greedy_ids)).sum())
+    r = {"rel_error": rel, "confident_mismatches": conf, "greedy_flips": flips}
+    if router_modules(model32):
+        seqs = [seq, list(prompts[1])]
+        a = routing_choices(model32, seqs)
+        mm = []
+        for m16 in (model16, bf16_copy(model32, fp32_routers=True)):
+            b = routing_choices(m16, seqs)
+            assert len(a) == len(b)
+            mm.append(int(sum(int((x != y).any(-1).sum()) for x, y in zip(a, b))))
+        r["routing_mismatches"] = mm
+        r["router_safety"], r["router_rounding_safety"], r["min_router_gap_rel"] = \
+            router_bf16_safety(model32, model16, seqs)
+    return r
+
+
+@torch.no_grad()
+def rope_sensitivity(model, prompt, ref=None):
+    """max|Δ| / max|ref| of the fp32 logits of prompt when rotary embedding is switched off (every
+    inv_freq buffer zeroed; GPT-J's [sin | cos] table set to [0 | 1]): how visible position
+    encoding is in the logits (None without either buffer)."""
+    bufs = [b for n, b in model.named_buffers() if n.endswith(("inv_freq", "embed_positions"))]
+    if not bufs:
+        return None
+    if ref is None:
+        ref = full_logits(model, prompt)
+    saved = [b.clone() for b in bufs]
+    try:
+        for n, b in [(n, b) for n, b in model.named_buffers() if n.endswith(("inv_freq", "embed_positions"))]:
+            if n.endswith("inv_freq"):
+                b.zero_()
+            else:
+                half = b.shape[-1] // 2
+                b[..., :half] = 0.0
+                b[..., half:] = 1.0
+        lg = full_logits(model, prompt)
+    finally:
+        for b, v in zip(bufs, saved):
+            b.copy_(v)
+    return float((lg - ref).abs().max() / ref.abs().max())
+
+
+def hf_bf16_of_dir(fx_dir, golden=None):
+    """hf_bf16_report for a fixture directory (reloads it in fp32 and in bf16)."""
+    from transformers import AutoModelForCausalLM
+    g = golden or json.load(open(os.path.join(fx_dir, "golden.json")))
+    m32 = AutoModelForCausalLM.from_pretrained(fx_dir, **LOAD_KW).eval()
+    m16 = AutoModelForCausalLM.from_pretrained(fx_dir, **BF16_LOAD_KW).eval()
+    refs = []
+    for p, fn in zip(g["prompts"], g["logits_files"]):
+        a = np.fromfile(os.path.join(fx_dir, fn), dtype="<f4").reshape(len(p), g["vocab"])
+        refs.append(torch.from_numpy(a.copy()))
+    return hf_bf16_report(m32, m16, g["prompts"], refs, g["greedy"])
+
+
 def write_logits(path, logits):
     arr = logits.detach().to(torch.float32).contiguous().numpy().astype("<f4")
     arr.tofile(path)
 
 
 def make_golden(model, out_dir, arch, prompts, n_greedy, notes, extra=None, check_cache=True):
-    """Computes and writes logitsK.f32 + golden.json. Returns the golden dict."""
+    """Computes and writes logitsK.f32 + golden.json (hf_bf16 included, see hf_bf16_report).
+    Returns the golden dict."""
     V = model.config.vocab_size
     files = []
+    refs = []
     for k, p in enumerate(prompts):
         lg = full_logits(model, p)
         assert lg.shape == (len(p), V), lg.shape
         assert torch.isfinite(lg).all()
+        refs.append(lg)
         fn = f"logits{k}.f32"
         write_logits(os.path.join(out_dir, fn), lg)
         files.append(fn)
@@ -238,6 +434,7 @@ def make_golden(model, out_dir, arch, prompts, n_greedy, notes, extra=None, chec
             print(f"  WARNING: KV-cache decode differs from full-recompute greedy: {cached}")
     if extra:
         g.update(extra)
+    g["hf_bf16"] = hf_bf16_report(model, bf16_copy(model), prompts, refs, new)
     g["notes"] = notes
     write_json(os.path.join(out_dir, "golden.json"), g)
     return g
@@ -336,12 +533,31 @@ Every fixture directory holds `config.json`, `model.safetensors`, `golden.json`,
 | `min_greedy_margin_abs` | the same without the division |
 | `min_router_gap` | MoE only: smallest gap between the last selected and the first rejected routing candidate over every MoE layer and every token of prompt 1 and of prompt 0 + greedy ids, in the router's selection space (router logits for softmax routers; for DeepSeek-V2 `group_limited_greedy` also the per-group max logit; for DeepSeek-V3 `noaux_tc` the biased sigmoid scores, both the group choice and the expert choice) |
 | `greedy_matches_kv_cache_decode` | cross-check: incremental decoding with a transformers KV cache (prefill + one token per step) gave the same ids |
+| `hf_bf16` | transformers itself run in bfloat16 on the same prompts, compared with these fp32 goldens (a yardstick for a runtime's bf16 mode; see below) |
 
 Reference numerics: weights as stored (BF16 for the random fixtures, F32 for the stories260K family)
 are loaded with `from_pretrained(..., dtype=float32, attn_implementation="eager",
 experts_implementation="eager")`, i.e. BF16 values upcast exactly to fp32, MoE experts run as the
 plain per-expert loop (transformers 5 otherwise defaults to a `grouped_mm` kernel), and every
 computation is fp32 on CPU with one thread.
+
+`hf_bf16` (written by every generator and by `scripts/bf16_reference.py`): the same checkpoint loaded
+with `dtype=bfloat16` (eager attention / experts, CPU, one thread; bf16 weights and activations,
+transformers' own fp32 upcasts in RMSNorm and softmax, rotary `inv_freq` kept fp32), teacher-forced:
+
+| key | meaning |
+|---|---|
+| `rel_error` | per prompt, max\|bf16 − fp32\| / max\|fp32\| over all positions and the vocabulary |
+| `confident_mismatches` | per prompt, positions whose fp32 top-1/top-2 gap exceeds 1% of that position's logit range (max − min) and whose bf16 top-1 differs |
+| `greedy_flips` | steps of the greedy continuation (teacher-forced on prompt 0 + `greedy`) whose bf16 top-1 is not the fp32 greedy id (informative: greedy margins may be below bf16 noise) |
+| `routing_mismatches` | MoE: [plain bf16, bf16 with fp32 routers] counts of (token, MoE layer) pairs over prompt 0 + greedy and prompt 1 where that run picks another expert set than fp32 |
+| `router_safety` | MoE: min over routing decisions of gap / (the most that this bf16 run's drift of the router scores plus bf16 rounding of the scores can close it); > 1 means neither can flip any choice, the value is the headroom |
+| `router_rounding_safety` | MoE: the same for rounding the fp32 router scores to bf16 alone (> 1: rounding the router logits cannot flip any choice) |
+| `min_router_gap_rel` | MoE: `min_router_gap` with each token's gap divided by the range of its router scores |
+
+The random fixtures are built so that this run stays within 1e-2 on both prompts with no confident
+mismatch and no routing difference (asserted by `make_fixtures.py`); a runtime's bf16 mode should land in
+the same range. The stories260K family is real / upcycled and only records the numbers.
 
 `config.json` files are written in the classic Hugging Face Hub style (`rope_theta` + `rope_scaling`,
 `rotary_pct`/`rotary_emb_base` for GPT-NeoX), as the released checkpoints ship them. transformers ≥ 5
@@ -351,8 +567,8 @@ must accept that spelling too (not covered by these fixtures).
 ## transformers 5.23 behaviour relative to models.md (checked in its source)
 
 * DeepSeek-V3 `noaux_tc` router: dropped groups are filled with **−inf** (models.md §7.6/§13.3 says
-  0.0; that was older transformers). The fixtures keep every biased score positive anyway, so 0.0 and
-  −inf give the same experts.
+  0.0; that was older transformers). The fixtures keep the k-th largest biased score of the kept
+  groups positive at every token (`router_facts`), so 0.0 and −inf give the same experts.
 * DeepSeek-V2 attention **does** multiply the softmax scale by mscale² when `rope_scaling` has
   `mscale_all_dim` (models.md §13.2 says the native port omits it). The V2 fixtures have no
   rope_scaling, so either reading gives the same result.
@@ -368,12 +584,29 @@ must accept that spelling too (not covered by these fixtures).
 """
 
 
+def _short(v):
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_short(x) for x in v) + "]"
+    return str(v)
+
+
+def _bf16_cells(h):
+    if not h:
+        return "— | — | —"
+    conf = sum(len(c) for c in h["confident_mismatches"])
+    rm = h.get("routing_mismatches")
+    route = "—" if rm is None else f"{'+'.join(str(x) for x in rm)} / {h['router_safety']:.2g}"
+    return f"{h['rel_error'][0]:.4f} / {h['rel_error'][1]:.4f} | {conf} | {route}"
+
+
 def write_readme():
     names = sorted(d for d in os.listdir(FIXTURE_ROOT)
                    if os.path.isfile(os.path.join(FIXTURE_ROOT, d, "golden.json")))
     lines = [README_HEAD, "## Summary\n",
-             "| fixture | arch | size (safetensors) | weights | V | prompts (len) | min greedy margin (rel / abs) | min router gap | transformers |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| fixture | arch | size (safetensors) | weights | V | prompts (len) | min greedy margin (rel / abs) | min router gap | HF bf16 rel error (p0 / p1) | conf. mismatches | routing mismatches / safety | transformers |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     details = []
     for n in names:
         d = os.path.join(FIXTURE_ROOT, n)
@@ -386,11 +619,14 @@ def write_readme():
             f"| `{n}` | `{g['arch']}` | {size / 1024:.0f} KiB | {'+'.join(dtypes)} | {g['vocab']} | "
             f"{', '.join(str(len(p)) for p in g['prompts'])} | "
             f"{g['min_greedy_margin']:.3g} / {g['min_greedy_margin_abs']:.3g} | "
-            f"{'—' if rg is None else f'{rg:.3g}'} | {g['transformers_version']} |")
+            f"{'—' if rg is None else f'{rg:.3g}'} | {_bf16_cells(g.get('hf_bf16'))} | {g['transformers_version']} |")
         det = [f"### `{n}`\n"]
         if g.get("config_highlights"):
             det.append("Config highlights: " + g["config_highlights"] + "\n")
         det.append("Notes: " + g["notes"] + "\n")
+        h = g.get("hf_bf16")
+        if h:
+            det.append("HF bf16: " + ", ".join(f"{k} = {_short(v)}" for k, v in h.items()) + "\n")
         if g.get("router_facts"):
             det.append("Router facts: " + ", ".join(f"{k} = {v:.4g}" for k, v in g["router_facts"].items()) + "\n")
         det.append("| tensor (L = layer, e = expert) | shape | dtype | indices |")
