@@ -31,8 +31,11 @@ namespace {
 
 const double kFp32Tolerance = 1e-4;
 /* bf16 weights and activations, fp32 accumulation: each rounding is 2^-9
- * relative; a few layers of them land around 1e-2 of the logit range. */
-const double kBf16Tolerance = 4e-2;
+ * relative; a few layers of them land around 1e-2 of the logit range. The
+ * bound per prompt is the larger of kBf16Tolerance and twice the error of
+ * transformers' own bf16 run (recorded in golden.json as hf_bf16): a bf16
+ * implementation as careful as the reference passes, a wrong one does not. */
+const double kBf16Tolerance = 2e-2;
 
 std::string models_dir() { return std::string(QILIN_SOURCE_DIR) + "/tests/fixtures/models"; }
 
@@ -52,6 +55,10 @@ std::vector<std::string> list_fixtures() {
 }
 
 struct Golden {
+    /* transformers' own bf16 run against its fp32 golden (scripts/bf16_reference.py),
+     * when recorded: per prompt, the relative error and the confident top-1 mismatches */
+    std::vector<double> hf_bf16_error;
+    std::vector<int> hf_bf16_mismatches;
     std::vector<std::vector<int>> prompts;
     std::vector<std::vector<float>> logits; /* per prompt [len, vocab] */
     std::vector<int> greedy;
@@ -71,6 +78,13 @@ bool load_golden(const std::string &dir, Golden *g, std::string *why) {
     g->vocab = (int)json_integer_value(json_object_get(root, "vocab"));
     g->greedy_prompt = (int)json_integer_value(json_object_get(root, "greedy_prompt"));
     g->greedy = int_array(json_object_get(root, "greedy"));
+    if (json_t *hf = json_object_get(root, "hf_bf16")) {
+        json_t *err = json_object_get(hf, "rel_error"), *mis = json_object_get(hf, "confident_mismatches");
+        for (size_t i = 0; i < json_array_size(err); i++) {
+            g->hf_bf16_error.push_back(json_number_value(json_array_get(err, i)));
+            g->hf_bf16_mismatches.push_back((int)json_array_size(json_array_get(mis, i)));
+        }
+    }
     json_t *prompts = json_object_get(root, "prompts"), *files = json_object_get(root, "logits_files");
     for (size_t i = 0; i < json_array_size(prompts); i++) {
         g->prompts.push_back(int_array(json_array_get(prompts, i)));
@@ -192,10 +206,14 @@ TEST_P(Forward, Bf16LogitsWithinTolerance) {
         double err = rel_error(got.data(), g_.logits[p].data(), got.size());
         std::string where;
         int bad = confident_top1_mismatches(got.data(), g_.logits[p].data(), (int)g_.prompts[p].size(), g_.vocab, &where);
-        printf("[ %s ] bf16 prompt %zu: max|diff|/max|ref| = %.3g, confident top-1 mismatches: %d%s\n",
-               GetParam().c_str(), p, err, bad, where.c_str());
-        EXPECT_LE(err, kBf16Tolerance) << "prompt " << p;
-        EXPECT_EQ(bad, 0) << "positions:" << where;
+        double hf = p < g_.hf_bf16_error.size() ? g_.hf_bf16_error[p] : -1;
+        int hf_bad = p < g_.hf_bf16_mismatches.size() ? g_.hf_bf16_mismatches[p] : 0;
+        double bound = std::max(kBf16Tolerance, 2 * hf);
+        printf("[ %s ] bf16 prompt %zu: max|diff|/max|ref| = %.3g (transformers bf16: %.3g, bound %.3g), "
+               "confident top-1 mismatches: %d (transformers: %d)%s\n",
+               GetParam().c_str(), p, err, hf, bound, bad, hf_bad, where.c_str());
+        EXPECT_LE(err, bound) << "prompt " << p;
+        EXPECT_LE(bad, hf_bad) << "positions:" << where;
     }
     qilin_model_free(m);
 }
