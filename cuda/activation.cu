@@ -21,24 +21,6 @@
 #include "common.cuh"
 #include "kernels.h"
 
-/* Both GELUs are written in forms without cancellation in the negative tail,
- * where 1 + erf(..) and 1 + tanh(..) lose every significant bit:
- * x * Phi(x) through normcdff (erfc-based), and 0.5 (1 + tanh(u)) as the
- * identical 1 / (1 + exp(-2u)). */
-static __device__ inline float act_apply(qilin_act act, float x) {
-    switch (act) {
-    case QILIN_ACT_SILU:
-        return x / (1.0f + expf(-x));
-    case QILIN_ACT_GELU_ERF:
-        return x * normcdff(x);
-    default: {
-        const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
-        float u = k * (x + 0.044715f * x * x * x);
-        return x / (1.0f + expf(-2.0f * u));
-    }
-    }
-}
-
 template <class T, bool kVec>
 __global__ void act_and_mul_kernel(T *out, const T *in, int tokens, int d, qilin_act act) {
     constexpr int V = kVec ? Vec16<T>::n : 1;
@@ -89,22 +71,6 @@ __global__ void activation_kernel(T *out, const T *in, size_t n, qilin_act act) 
 }
 
 /* ---- launchers ------------------------------------------------------------- */
-template <class T> struct dtype_tag { using type = T; };
-
-/* The family's one dtype switch: calls launch(dtype_tag<T>{}). */
-template <class F> static qilin_status with_dtype(const char *op, qilin_dtype t, F &&launch) {
-    switch (t) {
-    case QILIN_F32:
-        return launch(dtype_tag<float>{});
-    case QILIN_BF16:
-        return launch(dtype_tag<__nv_bfloat16>{});
-    case QILIN_F16:
-        return launch(dtype_tag<__half>{});
-    default:
-        return qilin_error(QILIN_ERR_UNSUPPORTED, "%s: dtype %s is not supported (f32, bf16, f16)", op,
-                           qilin_dtype_name(t));
-    }
-}
 
 /* The act field as an int: a C caller may pass any int, and loading an
  * out-of-range value as the C++ enum would itself be undefined. */

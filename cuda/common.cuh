@@ -5,7 +5,10 @@
 #ifndef QILIN_COMMON_CUH
 #define QILIN_COMMON_CUH
 
+#include "activation.h"
+#include "dtype.h"
 #include "kernel.h"
+#include "status.h"
 
 /* ---- element conversion: fp32 is the arithmetic type of every kernel ---- */
 __host__ __device__ inline float to_float(float v) { return v; }
@@ -78,6 +81,42 @@ __device__ inline float block_reduce_sum(float v) {
     v = warp_reduce_sum(v);
     __syncthreads();
     return v;
+}
+
+/* ---- dtype dispatch ------------------------------------------------------- */
+template <class T> struct dtype_tag { using type = T; };
+
+/* A family's one dtype switch: calls launch(dtype_tag<T>{}) for f32, bf16
+ * and f16; any other dtype is UNSUPPORTED naming `op`. */
+template <class F> inline qilin_status with_dtype(const char *op, qilin_dtype t, F &&launch) {
+    switch (t) {
+    case QILIN_F32: return launch(dtype_tag<float>{});
+    case QILIN_BF16: return launch(dtype_tag<__nv_bfloat16>{});
+    case QILIN_F16: return launch(dtype_tag<__half>{});
+    default:
+        return qilin_error(QILIN_ERR_UNSUPPORTED, "%s: dtype %s is not supported (f32, bf16, f16)", op,
+                           qilin_dtype_name(t));
+    }
+}
+
+/* ---- activations (activation.h) ------------------------------------------- */
+/* Both GELUs are written in forms without cancellation in the negative tail,
+ * where 1 + erf(..) and 1 + tanh(..) lose every significant bit:
+ * x * Phi(x) through normcdff (erfc-based), and 0.5 (1 + tanh(u)) as the
+ * identical 1 / (1 + exp(-2u)). Shared by activation.cu and moe.cu's fused
+ * SwiGLU epilogue. */
+__device__ inline float act_apply(qilin_act act, float x) {
+    switch (act) {
+    case QILIN_ACT_SILU:
+        return x / (1.0f + expf(-x));
+    case QILIN_ACT_GELU_ERF:
+        return x * normcdff(x);
+    default: {
+        const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
+        float u = k * (x + 0.044715f * x * x * x);
+        return x / (1.0f + expf(-2.0f * u));
+    }
+    }
 }
 
 #endif /* QILIN_COMMON_CUH */

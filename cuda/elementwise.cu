@@ -135,22 +135,6 @@ template <class I, class O, bool kVec> __global__ void cast_kernel(O *out, const
 }
 
 /* ---- launchers --------------------------------------------------------------- */
-template <class T> struct dtype_tag { using type = T; };
-
-/* The family's one dtype switch: calls launch(dtype_tag<T>{}). */
-template <class F> static qilin_status with_dtype(const char *op, qilin_dtype t, F &&launch) {
-    switch (t) {
-    case QILIN_F32:
-        return launch(dtype_tag<float>{});
-    case QILIN_BF16:
-        return launch(dtype_tag<__nv_bfloat16>{});
-    case QILIN_F16:
-        return launch(dtype_tag<__half>{});
-    default:
-        return qilin_error(QILIN_ERR_UNSUPPORTED, "%s: dtype %s is not supported (f32, bf16, f16)", op,
-                           qilin_dtype_name(t));
-    }
-}
 
 static bool aligned16(const void *p) { return (uintptr_t)p % 16 == 0; }
 

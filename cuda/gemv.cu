@@ -32,19 +32,6 @@ constexpr int kWarps = 8, kRows = 2, kUnroll = 2; /* warps per block, W rows per
 constexpr size_t kChunkBytes = 32 * 1024;         /* staged x per block */
 constexpr int kTargetBlocks = 256;                /* ~2 per SM on an H100: below it, split k across warps */
 
-template <class T> struct dtype_tag { using type = T; };
-
-/* The family's one dtype switch: calls launch(dtype_tag<T>{}). */
-template <class F> qilin_status with_dtype(qilin_dtype t, F &&launch) {
-    switch (t) {
-    case QILIN_F32: return launch(dtype_tag<float>{});
-    case QILIN_BF16: return launch(dtype_tag<__nv_bfloat16>{});
-    case QILIN_F16: return launch(dtype_tag<__half>{});
-    default:
-        return qilin_error(QILIN_ERR_UNSUPPORTED, "qilin_gemv: dtype %s is not supported (f32, bf16, f16)",
-                           qilin_dtype_name(t));
-    }
-}
 
 } // namespace
 
@@ -185,7 +172,7 @@ extern "C" qilin_status qilin_gemv(const qilin_gemv_args *a, qilin_stream *strea
         return qilin_error(QILIN_ERR_UNSUPPORTED, "qilin_gemv: y_dtype %s with dtype %s (same dtype, or f32)",
                            qilin_dtype_name(a->y_dtype), qilin_dtype_name(a->dtype));
     if (a->m == 0 || a->n == 0) return QILIN_OK;
-    return with_dtype(a->dtype, [&](auto tag) {
+    return with_dtype("qilin_gemv", a->dtype, [&](auto tag) {
         using T = typename decltype(tag)::type;
         if (a->m == 1) return launch_gemv<T, 1>(a, stream);
         if (a->m == 2) return launch_gemv<T, 2>(a, stream);

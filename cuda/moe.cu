@@ -73,19 +73,6 @@ constexpr int kGemmThreads = 256;
 constexpr int kBK = 32;           /* k per shared-memory slab */
 constexpr int kBW = 128;          /* weight rows per block */
 
-template <class T> struct dtype_tag { using type = T; };
-
-/* The family's one dtype switch: calls launch(dtype_tag<T>{}). */
-template <class F> qilin_status with_dtype(const char *op, qilin_dtype t, F &&launch) {
-    switch (t) {
-    case QILIN_F32: return launch(dtype_tag<float>{});
-    case QILIN_BF16: return launch(dtype_tag<__nv_bfloat16>{});
-    case QILIN_F16: return launch(dtype_tag<__half>{});
-    default:
-        return qilin_error(QILIN_ERR_UNSUPPORTED, "%s: dtype %s is not supported (f32, bf16, f16)", op,
-                           qilin_dtype_name(t));
-    }
-}
 
 /* An enum field as an int: a C caller may pass any int, and loading an
  * out-of-range value as the C++ enum would itself be undefined. */
@@ -344,21 +331,6 @@ __global__ void moe_align_kernel(int2 *tiles, int *sorted, int *expert_counts, i
 
 /* ---- experts: grouped GEMM ------------------------------------------------- */
 
-/* The act of activation.cu's act_apply, mirrored (it is file-local there). */
-static __device__ inline float moe_act(qilin_act act, float x) {
-    switch (act) {
-    case QILIN_ACT_SILU:
-        return x / (1.0f + expf(-x));
-    case QILIN_ACT_GELU_ERF:
-        return x * normcdff(x);
-    default: {
-        const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
-        float u = k * (x + 0.044715f * x * x * x);
-        return x / (1.0f + expf(-2.0f * u));
-    }
-    }
-}
-
 template <class T, bool kVec> struct GemmLoad {
     static constexpr int V = kVec ? Vec16<T>::n : 1; /* elements per global load */
     static constexpr int KV = kBK / V;                /* loads per row per slab */
@@ -512,7 +484,7 @@ __global__ void __launch_bounds__(kGemmThreads, (gemm_min_blocks<T, kVec>()))
             Quad q;
 #pragma unroll
             for (int j = 0; j < 4; j++) {
-                float v = kGateUp ? moe_act(act, acc[i][j]) * acc[i][4 + j] : acc[i][4 * half + j];
+                float v = kGateUp ? act_apply(act, acc[i][j]) * acc[i][4 + j] : acc[i][4 * half + j];
                 q.v[j] = from_float<T>(v);
             }
             if (quad_ok && col + 3 < n_out) {
