@@ -30,7 +30,6 @@
 #include "cuda/kernels.h"
 #include "host/checkpoint.h"
 #include "host/quant.h"
-#include "host/safetensors.h"
 
 /* ---- the model ---------------------------------------------------------- */
 
@@ -152,98 +151,90 @@ static qilin_status destination(qilin_model *m, const qilin_tensor_spec *s, void
     return QILIN_OK;
 }
 
-/* Dequantises (or converts) checkpoint tensor t into its destination:
- * F32/F16/BF16 convert, FP8 block-scaled weights (a companion
- * <name>_scale_inv) are dequantised on the host — the forward pass runs in
- * the activation dtype; native FP8 GEMMs come with the quantized-matmul work. */
-static qilin_status upload_tensor(qilin_model *m, const st_checkpoint *ck, const st_tensor *t,
-                                  const qilin_tensor_spec *s) {
-    quant_weight w;
-    if (t->dtype == ST_F8_E4M3) {
-        char scale_name[160];
-        snprintf(scale_name, sizeof scale_name, "%s_scale_inv", s->name);
-        const st_tensor *scale = st_checkpoint_find(ck, scale_name);
-        if (!scale)
-            return qilin_error(QILIN_ERR_FORMAT, "%s: FP8 tensor %s has no %s", t->file, s->name, scale_name);
-        QILIN_TRY(quant_weight_fp8(t, scale, &w));
+/* The bound tensor b as a quant_weight: F32/F16/BF16, or FP8 with the
+ * 128x128 block scales binding found beside it. The forward pass runs in
+ * the activation dtype, so everything is dequantised on the host; native
+ * FP8/INT4/GGUF GEMMs come with the quantized-matmul work. */
+static qilin_status weight_of(const qilin_model *m, const qilin_bound_tensor *b, quant_weight *w) {
+    const qilin_tensor_spec *s = &m->desc->tensors[b->spec];
+    int64_t cols = b->n_dims ? b->shape[b->n_dims - 1] : 1, n = 1;
+    for (int i = 0; i < b->n_dims; i++) n *= b->shape[i];
+    *w = (quant_weight){.rows = cols ? n / cols : 0, .cols = cols, .data = b->data, .data_bytes = b->nbytes,
+                        .name = b->name};
+    if (b->quant == QILIN_WQ_FP8_BLOCK) {
+        w->format = QILIN_WF_FP8_BLOCK, w->scales = b->scale, w->scale_bytes = b->scale_nbytes;
+    } else if (b->quant == QILIN_WQ_NONE && b->dtype == QILIN_WDT_F32) {
+        w->format = QILIN_WF_F32;
+    } else if (b->quant == QILIN_WQ_NONE && b->dtype == QILIN_WDT_F16) {
+        w->format = QILIN_WF_F16;
+    } else if (b->quant == QILIN_WQ_NONE && b->dtype == QILIN_WDT_BF16) {
+        w->format = QILIN_WF_BF16;
     } else {
-        QILIN_TRY(quant_weight_from_st(t, &w));
+        return qilin_error(QILIN_ERR_UNSUPPORTED,
+                           "%s: tensor %s is %s%s; the forward pass loads F32, F16, BF16 and FP8 block-scaled weights",
+                           b->file, b->name, qilin_wdtype_name(b->dtype),
+                           b->quant == QILIN_WQ_INT4_GROUP ? " (INT4 groups)" : "");
     }
-    if (w.rows * w.cols != numel(s))
-        return qilin_error(QILIN_ERR_FORMAT, "%s: tensor %s has %lld elements, the %s descriptor expects %lld",
-                           t->file, s->name, (long long)(w.rows * w.cols), qilin_arch_hf_name(m->desc->arch),
-                           (long long)numel(s));
-    void *dst = NULL;
-    qilin_dtype dtype;
-    QILIN_TRY(destination(m, s, &dst, &dtype));
-    size_t bytes = (size_t)numel(s) * qilin_dtype_size(dtype);
+    if (n != numel(s))
+        return qilin_error(QILIN_ERR_FORMAT, "%s: tensor %s has %lld elements, the %s descriptor expects %lld", b->file,
+                           b->name, (long long)n, qilin_arch_hf_name(m->desc->arch), (long long)numel(s));
+    return QILIN_OK;
+}
+
+/* Dequantises w into dtype on the host and copies it to dst. */
+static qilin_status upload_as(qilin_model *m, const quant_weight *w, qilin_dtype dtype, void *dst) {
+    size_t bytes = (size_t)(w->rows * w->cols) * qilin_dtype_size(dtype);
     void *tmp = malloc(bytes ? bytes : 1);
-    if (!tmp) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "%s: no host memory to convert %s", t->file, s->name);
-    qilin_status st = quant_dequantize(&w, 0, w.rows, dtype, tmp);
+    if (!tmp) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "no host memory to convert %s", w->name);
+    qilin_status st = quant_dequantize(w, 0, w->rows, dtype, tmp);
     if (st == QILIN_OK) st = qilin_memcpy_h2d(dst, tmp, bytes, m->stream);
     if (st == QILIN_OK) st = qilin_stream_synchronize(m->stream);
     free(tmp);
     return st;
 }
 
-static qilin_status upload_f32_copy(qilin_model *m, const st_tensor *t, float **dst) {
+static qilin_status upload_tensor(qilin_model *m, const qilin_bound_tensor *b) {
+    const qilin_tensor_spec *s = &m->desc->tensors[b->spec];
     quant_weight w;
-    QILIN_TRY(quant_weight_from_st(t, &w));
-    size_t bytes = (size_t)(w.rows * w.cols) * sizeof(float);
-    float *tmp = malloc(bytes ? bytes : 1);
-    if (!tmp) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "%s: no host memory for %s", t->file, t->name);
-    qilin_status st = quant_dequantize(&w, 0, w.rows, QILIN_F32, tmp);
-    if (st == QILIN_OK) st = dalloc((void **)dst, bytes, "lm_head bias (fp32)");
-    if (st == QILIN_OK) st = qilin_memcpy_h2d(*dst, tmp, bytes, m->stream);
-    if (st == QILIN_OK) st = qilin_stream_synchronize(m->stream);
-    free(tmp);
-    return st;
+    QILIN_TRY(weight_of(m, b, &w));
+    void *dst = NULL;
+    qilin_dtype dtype;
+    QILIN_TRY(destination(m, s, &dst, &dtype));
+    QILIN_TRY(upload_as(m, &w, dtype, dst));
+    if (s->slot != QILIN_W_LM_HEAD_BIAS) return QILIN_OK;
+    /* GPT-J's lm_head bias again in fp32, for the GEMM path's fp32 logits */
+    QILIN_TRY(dalloc((void **)&m->lm_head_bias_f32, (size_t)numel(s) * sizeof(float), "lm_head bias (fp32)"));
+    return upload_as(m, &w, QILIN_F32, m->lm_head_bias_f32);
 }
 
+/* Binds the checkpoint first — a missing, misshaped or unexpected tensor is
+ * reported before anything is uploaded — then uploads the bound tensors. */
 static qilin_status load_weights(qilin_model *m, const char *path) {
     const qilin_model_desc *d = m->desc;
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s", path);
-    size_t len = strlen(dir);
-    if (len > 5 && !strcmp(dir + len - 5, ".json")) { /* a config.json: its directory holds the weights */
-        char *slash = strrchr(dir, '/');
-        if (slash) *slash = 0;
-        else snprintf(dir, sizeof dir, ".");
-    }
-    /* binding checks the whole checkpoint first: a missing, misshaped or
-     * unexpected tensor is reported before anything is uploaded */
-    qilin_checkpoint *whole = NULL;
+    qilin_checkpoint *ck = NULL;
     qilin_bound_model *bound = NULL;
-    QILIN_TRY(qilin_checkpoint_open(dir, &whole));
-    qilin_status st = qilin_model_bind(d, whole, &bound);
-    qilin_bound_model_free(bound);
-    qilin_checkpoint_close(whole);
-    if (st != QILIN_OK) return st;
-    st_checkpoint *ck = NULL;
-    QILIN_TRY(st_checkpoint_open(dir, &ck));
+    QILIN_TRY(qilin_checkpoint_open(path, &ck));
+    const char *where = qilin_checkpoint_path(ck);
+    qilin_status st = qilin_model_bind(d, ck, &bound);
     int64_t done = 0, total = 0;
     for (int i = 0; i < d->n_tensors; i++) total += numel(&d->tensors[i]);
-    for (int i = 0; i < d->n_tensors && st == QILIN_OK; i++) {
-        const qilin_tensor_spec *s = &d->tensors[i];
-        const st_tensor *t = st_checkpoint_find(ck, s->name);
-        if (!t) {
-            if (s->optional) continue;
-            st = qilin_error(QILIN_ERR_FORMAT, "%s: tensor %s is missing", dir, s->name);
-            break;
-        }
-        st = upload_tensor(m, ck, t, s);
-        if (st == QILIN_OK && s->slot == QILIN_W_LM_HEAD_BIAS) st = upload_f32_copy(m, t, &m->lm_head_bias_f32);
-        done += numel(s);
+    for (int i = 0; st == QILIN_OK && i < bound->n_tensors; i++) {
+        const qilin_bound_tensor *b = &bound->tensors[i];
+        if (!b->data) continue; /* an absent optional tensor */
+        st = upload_tensor(m, b);
+        done += numel(&d->tensors[b->spec]);
         if (m->opt.progress)
-            fprintf(stderr, "\rloading %s: %5.1f%%", dir, total ? 100.0 * (double)done / (double)total : 100.0);
+            fprintf(stderr, "\rloading %s: %5.1f%%", where, total ? 100.0 * (double)done / (double)total : 100.0);
     }
     if (m->opt.progress) fprintf(stderr, "\n");
-    st_checkpoint_close(ck);
-    if (st != QILIN_OK) return st;
-    if (d->tied_embeddings) m->global[QILIN_W_LM_HEAD] = m->global[QILIN_W_EMBED];
-    if (!m->global[QILIN_W_EMBED] || !m->global[QILIN_W_LM_HEAD])
-        return qilin_error(QILIN_ERR_FORMAT, "%s: no embedding or lm_head weights", dir);
-    return QILIN_OK;
+    if (st == QILIN_OK) {
+        if (d->tied_embeddings) m->global[QILIN_W_LM_HEAD] = m->global[QILIN_W_EMBED];
+        if (!m->global[QILIN_W_EMBED] || !m->global[QILIN_W_LM_HEAD])
+            st = qilin_error(QILIN_ERR_FORMAT, "%s: no embedding or lm_head weights", where);
+    }
+    qilin_bound_model_free(bound);
+    qilin_checkpoint_close(ck);
+    return st;
 }
 
 /* ---- buffers ------------------------------------------------------------ */
