@@ -13,6 +13,8 @@ packages=(
   libjansson-dev # JSON: config.json, safetensors headers
   clang          # fuzz targets (scripts/run_fuzz.sh)
   libclang-rt-dev # libFuzzer + sanitizer runtimes for that clang
+  libpcre2-dev   # tokenizer split regexes (Unicode classes, look-ahead)
+  libutf8proc-dev # NFC normalisation for tokenizers
 )
 
 missing=()

@@ -1,0 +1,2 @@
+/* chat.c — placeholder, being written. */
+typedef int qilin_placeholder_chat;

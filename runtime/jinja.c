@@ -1,0 +1,2 @@
+/* jinja.c — placeholder, being written. */
+typedef int qilin_placeholder_jinja;

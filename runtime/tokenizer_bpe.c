@@ -1,0 +1,2 @@
+/* tokenizer_bpe.c — placeholder, being written. */
+typedef int qilin_placeholder_tokenizer_bpe;

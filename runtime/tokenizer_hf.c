@@ -1,0 +1,2 @@
+/* tokenizer_hf.c — placeholder, being written. */
+typedef int qilin_placeholder_tokenizer_hf;

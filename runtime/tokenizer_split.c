@@ -1,0 +1,2 @@
+/* tokenizer_split.c — placeholder, being written. */
+typedef int qilin_placeholder_tokenizer_split;

@@ -1,0 +1,2 @@
+// test_chat.cpp — placeholder, being written.
+#include <gtest/gtest.h>

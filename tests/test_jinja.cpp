@@ -1,0 +1,2 @@
+// test_jinja.cpp — placeholder, being written.
+#include <gtest/gtest.h>

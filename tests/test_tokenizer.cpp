@@ -1,0 +1,2 @@
+// test_tokenizer.cpp — placeholder, being written.
+#include <gtest/gtest.h>
