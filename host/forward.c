@@ -825,38 +825,89 @@ static qilin_status sample(qilin_model *m, int rows, const qilin_sampling_params
     return qilin_stream_synchronize(m->stream);
 }
 
-qilin_status qilin_generate(qilin_model *m, int n_seqs, const int *const *prompts, const int *prompt_lens,
-                            const qilin_sampling_params *params, int n_new, int *out) {
-    if (n_seqs < 1 || n_seqs > m->opt.max_seqs || n_new < 0)
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_generate: %d sequences (max %d), %d new tokens", n_seqs,
-                           m->opt.max_seqs, n_new);
-    if (n_new == 0) return QILIN_OK;
-    int total = 0;
-    for (int i = 0; i < n_seqs; i++) total += prompt_lens[i];
-    int *slot = malloc((size_t)n_seqs * sizeof *slot), *start = malloc((size_t)n_seqs * sizeof *start);
-    int *n_tok = malloc((size_t)n_seqs * sizeof *n_tok), *tokens = malloc((size_t)(total + n_seqs) * sizeof *tokens);
-    int *next = malloc((size_t)n_seqs * sizeof *next);
+/* Prefills sequence i's prompt in chunks of at most max_batch_tokens and
+ * samples its first new token from the last chunk's logits. */
+static qilin_status prefill_one(qilin_model *m, int slot, const int *prompt, int len, const qilin_sampling_params *params,
+                                int *first) {
+    int chunk_max = m->opt.max_batch_tokens;
+    for (int start = 0; start < len; start += chunk_max) {
+        int n = len - start < chunk_max ? len - start : chunk_max, rows = 0;
+        qilin_batch b = {.n_seqs = 1, .slot = &slot, .start_pos = &start, .n_tokens = &n, .tokens = prompt + start};
+        QILIN_TRY(run_step(m, &b, &rows));
+    }
+    return sample(m, 1, params, first);
+}
+
+qilin_status qilin_generate_stream(qilin_model *m, int n_seqs, const int *const *prompts, const int *prompt_lens,
+                                   const qilin_sampling_params *params, int max_new, qilin_token_fn on_token,
+                                   void *user) {
+    if (n_seqs < 1 || n_seqs > m->opt.max_seqs || max_new < 0 || !on_token)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_generate: %d sequences (max %d), %d new tokens%s", n_seqs,
+                           m->opt.max_seqs, max_new, on_token ? "" : ", no callback");
+    for (int i = 0; i < n_seqs; i++) {
+        if (prompt_lens[i] < 1)
+            return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_generate: prompt %d is empty", i);
+        if ((int64_t)prompt_lens[i] + max_new > m->opt.max_ctx)
+            return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                               "qilin_generate: prompt %d has %d tokens; with %d new ones that exceeds the context of %d",
+                               i, prompt_lens[i], max_new, m->opt.max_ctx);
+    }
+    if (max_new == 0) return QILIN_OK;
+    /* live[k] is the k-th sequence still generating; its arrays are compacted as sequences end */
+    int *live = malloc((size_t)n_seqs * sizeof *live), *slot = malloc((size_t)n_seqs * sizeof *slot);
+    int *start = malloc((size_t)n_seqs * sizeof *start), *n_tok = malloc((size_t)n_seqs * sizeof *n_tok);
+    int *tokens = malloc((size_t)n_seqs * sizeof *tokens), *next = malloc((size_t)n_seqs * sizeof *next);
     qilin_sampling_params *p = malloc((size_t)n_seqs * sizeof *p);
     qilin_status st = QILIN_OK;
-    if (!slot || !start || !n_tok || !tokens || !next || !p) st = qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_generate");
-    for (int i = 0, t = 0; st == QILIN_OK && i < n_seqs; i++) {
-        slot[i] = i, start[i] = 0, n_tok[i] = prompt_lens[i];
-        memcpy(tokens + t, prompts[i], (size_t)prompt_lens[i] * sizeof(int));
-        t += prompt_lens[i];
-    }
-    qilin_batch b = {.n_seqs = n_seqs, .slot = slot, .start_pos = start, .n_tokens = n_tok, .tokens = tokens};
-    for (int j = 0; st == QILIN_OK && j < n_new; j++) {
-        int rows = 0;
-        st = run_step(m, &b, &rows);
-        for (int i = 0; st == QILIN_OK && i < n_seqs; i++) p[i] = params[i], p[i].step = params[i].step + (uint64_t)j;
-        if (st == QILIN_OK) st = sample(m, n_seqs, p, next);
-        for (int i = 0; st == QILIN_OK && i < n_seqs; i++) {
-            out[i * n_new + j] = next[i];
-            start[i] += n_tok[i];
-            n_tok[i] = 1;
-            tokens[i] = next[i];
+    if (!live || !slot || !start || !n_tok || !tokens || !next || !p)
+        st = qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_generate");
+    int n_live = 0;
+    for (int i = 0; st == QILIN_OK && i < n_seqs; i++) {
+        p[0] = params[i];
+        int first = 0;
+        st = prefill_one(m, i, prompts[i], prompt_lens[i], &p[0], &first);
+        if (st == QILIN_OK && on_token(user, i, first) && max_new > 1) {
+            live[n_live] = i, slot[n_live] = i, start[n_live] = prompt_lens[i], n_tok[n_live] = 1;
+            tokens[n_live++] = first;
         }
     }
-    free(slot), free(start), free(n_tok), free(tokens), free(next), free(p);
+    /* decode: one token for every live sequence per step */
+    for (int j = 1; st == QILIN_OK && n_live > 0 && j < max_new; j++) {
+        qilin_batch b = {.n_seqs = n_live, .slot = slot, .start_pos = start, .n_tokens = n_tok, .tokens = tokens};
+        int rows = 0;
+        st = run_step(m, &b, &rows);
+        for (int k = 0; st == QILIN_OK && k < n_live; k++) p[k] = params[live[k]], p[k].step = params[live[k]].step + (uint64_t)j;
+        if (st == QILIN_OK) st = sample(m, n_live, p, next);
+        int kept = 0;
+        for (int k = 0; st == QILIN_OK && k < n_live; k++) {
+            if (!on_token(user, live[k], next[k]) || j + 1 == max_new) continue;
+            live[kept] = live[k], slot[kept] = slot[k], start[kept] = start[k] + 1, n_tok[kept] = 1;
+            tokens[kept++] = next[k];
+        }
+        n_live = kept;
+    }
+    free(live), free(slot), free(start), free(n_tok), free(tokens), free(next), free(p);
+    return st;
+}
+
+typedef struct fixed_output {
+    int *out, n_new, *count;
+} fixed_output;
+
+static bool store_token(void *user, int seq, int token) {
+    fixed_output *f = user;
+    f->out[seq * f->n_new + f->count[seq]++] = token;
+    return true;
+}
+
+qilin_status qilin_generate(qilin_model *m, int n_seqs, const int *const *prompts, const int *prompt_lens,
+                            const qilin_sampling_params *params, int n_new, int *out) {
+    if (n_seqs < 1 || n_seqs > m->opt.max_seqs)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_generate: %d sequences (max %d)", n_seqs, m->opt.max_seqs);
+    int *count = calloc((size_t)n_seqs, sizeof *count);
+    if (!count) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_generate");
+    fixed_output f = {.out = out, .n_new = n_new, .count = count};
+    qilin_status st = qilin_generate_stream(m, n_seqs, prompts, prompt_lens, params, n_new, store_token, &f);
+    free(count);
     return st;
 }

@@ -63,10 +63,22 @@ typedef struct qilin_batch {
 
 qilin_status qilin_forward(qilin_model *m, const qilin_batch *batch, float *logits);
 
-/* Continues n_seqs prompts by n_new tokens each (prefill all, then one
- * decode step at a time, all sequences batched), sampling on the device with
- * params[i] (temperature 0 = greedy). out[i * n_new + j] is the j-th new
- * token of sequence i. Stops early for nothing (EOS handling is the caller's). */
+/* Called with each new token of sequence `seq`, in order; return false to end
+ * that sequence there (EOS, a stop string, the caller's own limit). */
+typedef bool (*qilin_token_fn)(void *user, int seq, int token);
+
+/* Continues n_seqs prompts (KV slots 0..n_seqs-1) by up to max_new tokens
+ * each: every prompt is prefilled in chunks of max_batch_tokens and gives its
+ * first token, then the live sequences decode together, one token each per
+ * step, sampled on the device with params[i] (temperature 0 = greedy; step
+ * j of a sequence uses params[i].step + j). A prompt whose length plus
+ * max_new exceeds max_ctx is refused before anything runs. */
+qilin_status qilin_generate_stream(qilin_model *m, int n_seqs, const int *const *prompts, const int *prompt_lens,
+                                   const qilin_sampling_params *params, int max_new, qilin_token_fn on_token,
+                                   void *user);
+
+/* qilin_generate_stream for exactly n_new tokens each: out[i * n_new + j] is
+ * the j-th new token of sequence i (EOS handling is the caller's). */
 qilin_status qilin_generate(qilin_model *m, int n_seqs, const int *const *prompts, const int *prompt_lens,
                             const qilin_sampling_params *params, int n_new, int *out);
 

@@ -372,3 +372,57 @@ TEST(ForwardErrors, BadInputsAreRejectedWithoutHarm) {
 }
 
 } // namespace
+
+/* qilin_generate_stream: a sequence whose callback says stop leaves the batch
+ * while the others go on with the same tokens as without it; a prompt longer
+ * than max_batch_tokens is prefilled in chunks; prompt + max_new beyond the
+ * context is refused up front, naming both numbers. */
+struct StreamLog {
+    std::vector<std::vector<int>> got;
+    int stop_seq0_after;
+};
+
+static bool log_token(void *user, int seq, int token) {
+    StreamLog *l = static_cast<StreamLog *>(user);
+    l->got[seq].push_back(token);
+    return !(seq == 0 && (int)l->got[0].size() >= l->stop_seq0_after);
+}
+
+TEST(GenerateStream, StopChunkAndContext) {
+    QILIN_REQUIRE_DEVICES(1);
+    qilin_model_options o;
+    qilin_model_options_default(&o);
+    o.dtype = QILIN_F32;
+    o.max_seqs = 2;
+    o.max_ctx = 64;
+    o.max_batch_tokens = 5; /* the 11-token prompt takes three chunks */
+    qilin_model *m = nullptr;
+    ASSERT_EQ(qilin_model_load((models_dir() + "/stories260K").c_str(), &o, &m), QILIN_OK) << qilin_last_error();
+    std::vector<int> a = {1, 403, 407, 261, 378, 430, 274, 9, 402, 268, 437}, b = {1, 320};
+    const int *prompts[2] = {a.data(), b.data()};
+    int lens[2] = {(int)a.size(), (int)b.size()};
+    qilin_sampling_params greedy[2] = {{0, 0, 1, 0, 1, 0, 0}, {0, 0, 1, 0, 1, 0, 0}};
+    const int n_new = 12;
+    std::vector<int> full(2 * n_new);
+    ASSERT_EQ(qilin_generate(m, 2, prompts, lens, greedy, n_new, full.data()), QILIN_OK) << qilin_last_error();
+
+    StreamLog log{{{}, {}}, 3};
+    ASSERT_EQ(qilin_generate_stream(m, 2, prompts, lens, greedy, n_new, log_token, &log), QILIN_OK)
+        << qilin_last_error();
+    EXPECT_EQ(log.got[0], std::vector<int>(full.begin(), full.begin() + 3));
+    EXPECT_EQ(log.got[1], std::vector<int>(full.begin() + n_new, full.end()));
+
+    /* the same prompt alone, prefilled in one step, continues identically */
+    std::vector<int> alone(n_new);
+    qilin_model_free(m);
+    o.max_batch_tokens = 64;
+    ASSERT_EQ(qilin_model_load((models_dir() + "/stories260K").c_str(), &o, &m), QILIN_OK);
+    ASSERT_EQ(qilin_generate(m, 1, prompts, lens, greedy, n_new, alone.data()), QILIN_OK);
+    EXPECT_EQ(alone, std::vector<int>(full.begin(), full.begin() + n_new));
+
+    EXPECT_EQ(qilin_generate_stream(m, 1, prompts, lens, greedy, 60, log_token, &log), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(qilin_last_error()).find("11 tokens; with 60 new ones that exceeds the context of 64"),
+              std::string::npos)
+        << qilin_last_error();
+    qilin_model_free(m);
+}
