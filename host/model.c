@@ -423,6 +423,8 @@ static qilin_status read_tokens(const hf_config *c, qilin_model_desc *d, const c
         QILIN_TRY(hf_generation_config_load(gen_path, &g));
         for (size_t i = 0; i < g.n_eos; i++) add_eos(d, g.eos_token_ids[i]);
         if (d->bos_id < 0) d->bos_id = g.bos_token_id;
+        d->gen = g;
+        d->has_gen = true;
     }
     return QILIN_OK;
 }

@@ -23,6 +23,7 @@
 #include "cuda/moe.h"
 #include "cuda/rope.h"
 #include "cuda/status.h"
+#include "host/config.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -183,6 +184,8 @@ typedef struct qilin_model_desc {
     int64_t bos_id;               /* -1 = none */
     int64_t eos_ids[QILIN_MAX_EOS]; /* config's eos_token_id (+ generation_config.json's) */
     int n_eos;
+    hf_generation_config gen;     /* generation_config.json (sampling defaults) when has_gen */
+    bool has_gen;
 
     /* checkpoint format hints */
     int n_mtp_layers;             /* num_nextn_predict_layers: layers n_layers.. are ignored */

@@ -1,2 +1,287 @@
-/* cmd_run.c — placeholder, being written. */
-typedef int qilin_placeholder_cmd_run;
+/* cmd_run.c — `qilin run`: generate text with a model and stream it.
+ *
+ *   qilin run --model DIR -p "text" [-n N]            continue a text
+ *   qilin run --model DIR --chat [-p "first message"] [--system S]
+ *             [--chat-template FILE] [--think show|hide]
+ *                                                     chat through the model's template;
+ *                                                     further turns are read from stdin
+ *   qilin run --model DIR --ids 1,2,3 [-n N]          continue token ids, print ids
+ *   common: [--temperature T --top-k K --top-p P --min-p P --repetition-penalty R
+ *            --seed S] [--stop STR]... [--dtype float32|bfloat16|float16]
+ *            [--max-ctx N] [--ignore-eos]
+ *
+ * Text streams to stdout as it is generated (a token that ends inside a UTF-8
+ * character waits for the rest). Generation stops at EOS (the tokenizer's, the
+ * config's and generation_config.json's ids, and in chat mode the template's
+ * end-of-turn tokens), at a --stop string (not printed), or after N tokens.
+ * Sampling defaults to generation_config.json when it says do_sample, else
+ * greedy; flags override. Afterwards stderr gets prompt and generation
+ * tokens/s: prompt = prefill up to the first new token, generation = the
+ * tokens after it over the time after it. */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "host/forward.h"
+#include "text_stream.h"
+#include "tokenizer.h"
+
+enum { MAX_STOPS = 16 };
+
+typedef struct run_args {
+    const char *model, *prompt, *ids, *system, *chat_template, *think;
+    const char *stops[MAX_STOPS];
+    int n_stops, n, max_ctx;
+    bool chat, ignore_eos, sampling_given;
+    qilin_model_options opt;
+    qilin_sampling_params sp;
+} run_args;
+
+static int usage(void) {
+    fprintf(stderr,
+            "usage: qilin run --model DIR (-p TEXT | --chat [-p TEXT] [--system S] | --ids 1,2,3) [-n N]\n"
+            "                 [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R]\n"
+            "                 [--seed S] [--stop STR]... [--chat-template FILE] [--think show|hide]\n"
+            "                 [--dtype float32|bfloat16|float16] [--max-ctx N] [--ignore-eos]\n");
+    return 2;
+}
+
+static int parse_flag_value(run_args *a, const char *f, const char *v) {
+    double x = 0;
+    static const char *const text_flags[] = {"--model", "-p", "--prompt", "--ids", "--system", "--chat-template",
+                                              "--think"};
+    const char **text_dest[] = {&a->model, &a->prompt, &a->prompt, &a->ids, &a->system, &a->chat_template, &a->think};
+    for (size_t i = 0; i < sizeof text_flags / sizeof *text_flags; i++)
+        if (!strcmp(f, text_flags[i])) return *text_dest[i] = v, 0;
+    if (!strcmp(f, "--stop")) {
+        if (a->n_stops == MAX_STOPS) return fprintf(stderr, "qilin run: at most %d --stop strings\n", MAX_STOPS), -1;
+        a->stops[a->n_stops++] = v;
+        return 0;
+    }
+    if (!strcmp(f, "--dtype")) {
+        if (!cli_dtype(v, &a->opt.dtype)) return 0;
+        return fprintf(stderr, "qilin run: --dtype %s: use float32, bfloat16 or float16\n", v), -1;
+    }
+    if (cli_number("run", f, v, &x)) return -1;
+    if (!strcmp(f, "-n")) a->n = (int)x;
+    else if (!strcmp(f, "--max-ctx")) a->max_ctx = (int)x;
+    else if (!strcmp(f, "--seed")) a->sp.seed = (uint64_t)x;
+    else {
+        a->sampling_given = true;
+        if (!strcmp(f, "--temperature")) a->sp.temperature = (float)x;
+        else if (!strcmp(f, "--top-k")) a->sp.top_k = (int)x;
+        else if (!strcmp(f, "--top-p")) a->sp.top_p = (float)x;
+        else if (!strcmp(f, "--min-p")) a->sp.min_p = (float)x;
+        else if (!strcmp(f, "--repetition-penalty")) a->sp.repetition_penalty = (float)x;
+        else return fprintf(stderr, "qilin run: unknown option %s\n", f), -1;
+    }
+    return 0;
+}
+
+static int parse(int argc, char **argv, run_args *a) {
+    memset(a, 0, sizeof *a);
+    qilin_model_options_default(&a->opt);
+    a->opt.max_seqs = 1;
+    a->sp = (qilin_sampling_params){.temperature = 0, .top_k = 0, .top_p = 1, .min_p = 0, .repetition_penalty = 1};
+    a->n = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i];
+        if (!strcmp(f, "--chat")) a->chat = true;
+        else if (!strcmp(f, "--ignore-eos")) a->ignore_eos = true;
+        else if (i + 1 == argc) return fprintf(stderr, "qilin run: %s needs a value\n", f), -1;
+        else if (parse_flag_value(a, f, argv[++i])) return -1;
+    }
+    if (!a->model || (!a->prompt && !a->ids && !a->chat)) return -1;
+    if ((a->ids && (a->prompt || a->chat)) || (a->think && strcmp(a->think, "show") && strcmp(a->think, "hide")))
+        return -1;
+    return 0;
+}
+
+/* ---- token ids in, ids out (first light's interface, kept for scripts) ---- */
+
+static int parse_ids(const char *s, qilin_ids *out) {
+    for (const char *p = s; *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || (*end && *end != ',') || v < 0 || v > 0x7fffffff) {
+            fprintf(stderr, "qilin run: --ids: '%s' is not a comma-separated list of token ids (at '%s')\n", s, p);
+            return -1;
+        }
+        if (out->n == out->cap) {
+            size_t cap = out->cap ? 2 * out->cap : 64;
+            int32_t *grown = realloc(out->ids, cap * sizeof *grown);
+            if (!grown) return -1;
+            out->ids = grown, out->cap = cap;
+        }
+        out->ids[out->n++] = (int32_t)v;
+        p = end + (*end == ',');
+    }
+    return out->n ? 0 : -1;
+}
+
+/* Loads the model with a context that fits prompt + n (or the model's default). */
+static qilin_status load_model(run_args *a, int prompt_len, qilin_model **m) {
+    if (a->max_ctx > 0) a->opt.max_ctx = a->max_ctx;
+    else if (!a->chat) a->opt.max_ctx = prompt_len + a->n;
+    return qilin_model_load(a->model, &a->opt, m);
+}
+
+/* Sampling from generation_config.json unless flags chose (HF: do_sample). */
+static void default_sampling(run_args *a, const qilin_model *m) {
+    const qilin_model_desc *d = qilin_model_get_desc(m);
+    if (a->sampling_given || !d->has_gen || !d->gen.do_sample) return;
+    a->sp.temperature = (float)d->gen.temperature;
+    a->sp.top_p = (float)d->gen.top_p;
+    a->sp.top_k = (int)d->gen.top_k;
+    a->sp.min_p = (float)d->gen.min_p;
+    a->sp.repetition_penalty = (float)d->gen.repetition_penalty;
+}
+
+/* ---- one generation, streamed ---- */
+
+typedef struct generation {
+    qilin_text_stream text;
+    int max_new, n_new;
+    double t_start, t_first, t_last;
+    qilin_status st;
+} generation;
+
+static void write_stdout(void *user, const char *text, size_t n) {
+    fwrite(text, 1, n, stdout);
+    fflush(stdout);
+}
+
+static bool on_token(void *user, int seq, int token) {
+    generation *g = user;
+    g->t_last = cli_now();
+    if (g->n_new++ == 0) g->t_first = g->t_last;
+    bool more = false;
+    g->st = qilin_text_stream_push(&g->text, token, &more);
+    return g->st == QILIN_OK && more;
+}
+
+static void print_rates(const generation *g, int prompt_len) {
+    double prefill = g->t_first - g->t_start, decode = g->t_last - g->t_first;
+    fprintf(stderr, "\nqilin run: prompt %d tokens in %.3f s (%.1f tokens/s); generation %d tokens in %.3f s (%.1f tokens/s)%s\n",
+            prompt_len, prefill, prefill > 0 ? prompt_len / prefill : 0.0, g->n_new, decode,
+            decode > 0 ? (g->n_new - 1) / decode : 0.0,
+            g->text.finish == QILIN_FINISH_EOS ? ", stopped at EOS" : g->text.finish == QILIN_FINISH_STOP ? ", stopped at a stop string" : "");
+}
+
+/* Generates from prompt ids, streaming text through `emit`; the visible text
+ * stays in g->text.text for the caller (chat history). */
+static qilin_status generate_text(qilin_model *m, const qilin_tokenizer *t, const run_args *a, const qilin_ids *prompt,
+                                  const int32_t *stop_ids, size_t n_stop_ids, qilin_emit_fn emit, void *user,
+                                  generation *g) {
+    memset(g, 0, sizeof *g);
+    qilin_text_stream_init(&g->text, t, QILIN_DECODE_SKIP_SPECIAL, stop_ids, n_stop_ids, a->stops, (size_t)a->n_stops,
+                           emit, user);
+    int len = (int)prompt->n, room = qilin_model_get_options(m)->max_ctx - len;
+    if (room < 1)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "the prompt has %d tokens; the context holds %d", len,
+                           qilin_model_get_options(m)->max_ctx);
+    g->max_new = a->n > 0 && a->n < room ? a->n : room;
+    const int *prompts[1] = {prompt->ids};
+    g->t_start = cli_now();
+    qilin_status st = qilin_generate_stream(m, 1, prompts, &len, &a->sp, g->max_new, on_token, g);
+    if (st == QILIN_OK) st = g->st;
+    if (st == QILIN_OK) st = qilin_text_stream_finish(&g->text);
+    return st;
+}
+
+/* Stop ids: the tokenizer's EOS and the model config's (which includes
+ * generation_config.json's), unless --ignore-eos; in chat mode also the
+ * end-of-turn tokens of the known template families that this vocabulary has. */
+static size_t stop_ids(const run_args *a, const qilin_model *m, const qilin_tokenizer *t, int32_t *out, size_t cap) {
+    size_t n = 0;
+    if (a->ignore_eos) return 0;
+    const qilin_model_desc *d = qilin_model_get_desc(m);
+    int32_t candidates[32];
+    size_t k = 0;
+    candidates[k++] = qilin_tokenizer_eos_id(t);
+    for (int i = 0; i < d->n_eos && k < 16; i++) candidates[k++] = (int32_t)d->eos_ids[i];
+    static const char *const end_of_turn[] = {"<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>",
+                                              "<｜end▁of▁sentence｜>", "[EOS]", "</s>", "<|endoftext|>"};
+    for (size_t i = 0; a->chat && i < sizeof end_of_turn / sizeof *end_of_turn; i++)
+        candidates[k++] = qilin_tokenizer_token_id(t, end_of_turn[i]);
+    for (size_t i = 0; i < k && n < cap; i++) {
+        bool seen = candidates[i] < 0;
+        for (size_t j = 0; j < n && !seen; j++) seen = out[j] == candidates[i];
+        if (!seen) out[n++] = candidates[i];
+    }
+    return n;
+}
+
+static int run_ids(run_args *a) {
+    qilin_ids prompt = {0};
+    if (parse_ids(a->ids, &prompt)) return qilin_ids_free(&prompt), 2;
+    if (a->n < 0) a->n = 16;
+    qilin_model *m = NULL;
+    qilin_status st = load_model(a, (int)prompt.n, &m);
+    if (st != QILIN_OK) return qilin_ids_free(&prompt), cli_fail("run", st);
+    default_sampling(a, m);
+    int *out = malloc(((size_t)a->n + 1) * sizeof *out), len = (int)prompt.n, rc = 0;
+    const int *prompts[1] = {prompt.ids};
+    double t0 = cli_now();
+    if (!out) st = qilin_error(QILIN_ERR_OUT_OF_MEMORY, "output ids");
+    if (st == QILIN_OK) st = qilin_generate(m, 1, prompts, &len, &a->sp, a->n, out);
+    double t1 = cli_now();
+    if (st != QILIN_OK) {
+        rc = cli_fail("run", st);
+    } else {
+        for (int i = 0; i < a->n; i++) printf("%s%d", i ? "," : "", out[i]);
+        printf("\n");
+        fprintf(stderr, "qilin run: %d prompt + %d generated tokens in %.3f s (%.1f tokens/s overall)\n", len, a->n,
+                t1 - t0, (len + a->n) / (t1 - t0));
+    }
+    free(out);
+    qilin_ids_free(&prompt);
+    qilin_model_free(m);
+    return rc;
+}
+
+/* Continues a text: BOS as the tokenizer adds it, special tokens in the text matched. */
+static int run_completion(run_args *a, const qilin_tokenizer *t) {
+    if (a->n < 0) a->n = 256;
+    qilin_ids prompt = {0};
+    qilin_status st = qilin_tokenizer_encode(t, a->prompt, strlen(a->prompt),
+                                             QILIN_ENCODE_ADD_SPECIAL | QILIN_ENCODE_PARSE_SPECIAL, &prompt);
+    if (st == QILIN_OK && prompt.n == 0) st = qilin_error(QILIN_ERR_INVALID_ARGUMENT, "-p: the prompt has no tokens");
+    if (st != QILIN_OK) return qilin_ids_free(&prompt), cli_fail("run", st);
+    qilin_model *m = NULL;
+    if ((st = load_model(a, (int)prompt.n, &m)) != QILIN_OK) return qilin_ids_free(&prompt), cli_fail("run", st);
+    default_sampling(a, m);
+    int32_t stops[32];
+    size_t n_stops = stop_ids(a, m, t, stops, 32);
+    generation g;
+    fwrite(a->prompt, 1, strlen(a->prompt), stdout);
+    st = generate_text(m, t, a, &prompt, stops, n_stops, write_stdout, NULL, &g);
+    int rc = st == QILIN_OK ? 0 : cli_fail("run", st);
+    if (st == QILIN_OK) print_rates(&g, (int)prompt.n);
+    qilin_text_stream_free(&g.text);
+    qilin_ids_free(&prompt);
+    qilin_model_free(m);
+    return rc;
+}
+
+static int run_chat(run_args *a, const qilin_tokenizer *t) {
+    fprintf(stderr, "qilin run: --chat is being written\n");
+    return 2;
+}
+
+int qilin_cmd_run(int argc, char **argv) {
+    run_args a;
+    if (parse(argc, argv, &a)) return usage();
+    if (a.ids) return run_ids(&a);
+    qilin_tokenizer *t = NULL;
+    qilin_status st = qilin_tokenizer_load(a.model, &t);
+    if (st != QILIN_OK) return cli_fail("run", st);
+    int rc = a.chat ? run_chat(&a, t) : run_completion(&a, t);
+    qilin_tokenizer_free(t);
+    return rc;
+}

@@ -7,6 +7,7 @@
 int qilin_cmd_inspect(int argc, char **argv); /* cmd_inspect.c */
 int qilin_cmd_plan(int argc, char **argv);    /* cmd_plan.c */
 int qilin_cmd_logits(int argc, char **argv);  /* cmd_logits.c */
-int qilin_cmd_run(int argc, char **argv);     /* cmd_logits.c */
+int qilin_cmd_run(int argc, char **argv);     /* cmd_run.c */
+int qilin_cmd_tokenize(int argc, char **argv); /* cmd_tokenize.c */
 
 #endif

@@ -1,12 +1,12 @@
 /* qilin_main.c — the `qilin` command.
- *
+
  *   qilin demo     run RMSNorm on a random batch on device 0, check it against
  *                  a CPU computation and report the device, the compiler that
  *                  built the kernel, and the error.
  *   qilin devices  list the devices with their properties.
  *
- * Model commands (run, logits, plan, inspect, serve) arrive with the model
- * issues; until then `make run` runs the demo. */
+ * Model commands, one file each: inspect (cmd_inspect.c), plan (cmd_plan.c),
+ * logits (cmd_logits.c), run (cmd_run.c), tokenize (cmd_tokenize.c). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -120,6 +120,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "plan")) return qilin_cmd_plan(argc - 1, argv + 1);
     if (!strcmp(cmd, "logits")) return qilin_cmd_logits(argc - 1, argv + 1);
     if (!strcmp(cmd, "run")) return qilin_cmd_run(argc - 1, argv + 1);
-    fprintf(stderr, "usage: qilin [demo|devices|inspect|plan|logits|run] ...\n");
+    if (!strcmp(cmd, "tokenize")) return qilin_cmd_tokenize(argc - 1, argv + 1);
+    fprintf(stderr, "usage: qilin [demo|devices|inspect|plan|logits|run|tokenize] ...\n");
     return strcmp(cmd, "-h") && strcmp(cmd, "--help") ? 2 : 0;
 }

@@ -1,0 +1,54 @@
+/* cli.c — see cli.h. */
+#define _POSIX_C_SOURCE 200809L
+#include "cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int cli_fail(const char *cmd, qilin_status st) {
+    fprintf(stderr, "qilin %s: %s: %s\n", cmd, qilin_status_name(st), qilin_last_error());
+    return 1;
+}
+
+int cli_number(const char *cmd, const char *flag, const char *s, double *v) {
+    char *end;
+    errno = 0;
+    *v = strtod(s, &end);
+    if (errno || end == s || *end) {
+        fprintf(stderr, "qilin %s: %s: '%s' is not a number\n", cmd, flag, s);
+        return -1;
+    }
+    return 0;
+}
+
+int cli_dtype(const char *s, qilin_dtype *t) {
+    if (!strcmp(s, "float32") || !strcmp(s, "f32") || !strcmp(s, "fp32")) *t = QILIN_F32;
+    else if (!strcmp(s, "bfloat16") || !strcmp(s, "bf16")) *t = QILIN_BF16;
+    else if (!strcmp(s, "float16") || !strcmp(s, "f16") || !strcmp(s, "fp16")) *t = QILIN_F16;
+    else return -1;
+    return 0;
+}
+
+double cli_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+char *cli_read_all(FILE *f, size_t *len) {
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - 1 - n, f);
+        if (n < cap - 1) break;
+        char *bigger = realloc(buf, cap * 2);
+        if (!bigger) free(buf);
+        buf = bigger, cap *= 2;
+    }
+    if (!buf || ferror(f)) return free(buf), NULL;
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}

@@ -1,0 +1,22 @@
+/* cli.h — small helpers the `qilin` subcommands share: error printing,
+ * number and dtype flags, a monotonic clock, reading a whole stream. */
+#ifndef QILIN_RUNTIME_CLI_H
+#define QILIN_RUNTIME_CLI_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "cuda/dtype.h"
+#include "cuda/status.h"
+
+/* Prints "qilin CMD: STATUS: message" to stderr; returns 1 (the exit status). */
+int cli_fail(const char *cmd, qilin_status st);
+/* strtod of the whole string; prints "qilin CMD: FLAG: 'S' is not a number" and returns -1 otherwise. */
+int cli_number(const char *cmd, const char *flag, const char *s, double *v);
+/* float32|f32|fp32, bfloat16|bf16, float16|f16|fp16; -1 otherwise. */
+int cli_dtype(const char *s, qilin_dtype *t);
+double cli_now(void); /* seconds, monotonic */
+/* Reads f to EOF into a malloc'd NUL-terminated buffer; NULL on a read error or no memory. */
+char *cli_read_all(FILE *f, size_t *len);
+
+#endif
