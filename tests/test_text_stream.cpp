@@ -44,7 +44,7 @@ bool whole_utf8(const std::string &s) {
     return true;
 }
 
-struct Run {
+struct Chunks {
     std::vector<std::string> chunks;
     std::string joined() const {
         std::string s;
@@ -53,7 +53,7 @@ struct Run {
     }
 };
 
-void collect(void *user, const char *text, size_t n) { static_cast<Run *>(user)->chunks.emplace_back(text, n); }
+void collect(void *user, const char *text, size_t n) { static_cast<Chunks *>(user)->chunks.emplace_back(text, n); }
 
 // Pushes ids until the stream says stop; returns how many were taken.
 size_t feed(qilin_text_stream *s, const std::vector<int32_t> &ids) {
@@ -76,7 +76,7 @@ TEST(TextStream, StopIdEndsTheStreamUnseen) {
     ASSERT_GE(eos, 0);
     ids.push_back(eos);
     ids.push_back(ids[0]); // never reached
-    Run run;
+    Chunks run;
     qilin_text_stream s;
     qilin_text_stream_init(&s, tok.t, QILIN_DECODE_SKIP_SPECIAL, &eos, 1, nullptr, 0, collect, &run);
     EXPECT_EQ(feed(&s, ids), body + 1);
@@ -93,7 +93,7 @@ TEST(TextStream, StopStringIsCutEvenAcrossTokens) {
     const char *stops[] = {"never", "User:"};
     std::string text = "Sure, here it is.\nUser: and more text after";
     std::vector<int32_t> ids = tok.encode(text);
-    Run run;
+    Chunks run;
     qilin_text_stream s;
     qilin_text_stream_init(&s, tok.t, 0, nullptr, 0, stops, 2, collect, &run);
     size_t taken = feed(&s, ids);
@@ -110,7 +110,7 @@ TEST(TextStream, FalseStartOfAStopStringIsReleased) {
     ASSERT_NE(tok.t, nullptr);
     const char *stops[] = {"the end."};
     std::string text = "not the enemy, the end";
-    Run run;
+    Chunks run;
     qilin_text_stream s;
     qilin_text_stream_init(&s, tok.t, 0, nullptr, 0, stops, 1, collect, &run);
     std::vector<int32_t> ids = tok.encode(text);
@@ -128,7 +128,7 @@ TEST(TextStream, ChunksAreWholeUtf8) {
         Tok tok(src(path));
         ASSERT_NE(tok.t, nullptr);
         std::string text = "Tom said 你好 and 😀👍🏽 then مرحبا — fin";
-        Run run;
+        Chunks run;
         qilin_text_stream s;
         qilin_text_stream_init(&s, tok.t, 0, nullptr, 0, nullptr, 0, collect, &run);
         std::vector<int32_t> ids = tok.encode(text);
