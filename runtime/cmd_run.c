@@ -186,6 +186,9 @@ static qilin_status generate_text(qilin_model *m, const qilin_tokenizer *t, cons
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "the prompt has %d tokens; the context holds %d", len,
                            qilin_model_get_options(m)->max_ctx);
     g->max_new = a->n > 0 && a->n < room ? a->n : room;
+    if (a->n > room)
+        fprintf(stderr, "qilin run: -n %d capped to %d: the context holds %d tokens (--max-ctx)\n", a->n, room,
+                qilin_model_get_options(m)->max_ctx);
     const int *prompts[1] = {prompt->ids};
     g->t_start = cli_now();
     qilin_status st = qilin_generate_stream(m, 1, prompts, &len, &a->sp, g->max_new, on_token, g);
