@@ -1,2 +1,0 @@
-/* jinja.c — placeholder, being written. */
-typedef int qilin_placeholder_jinja;
