@@ -2,9 +2,10 @@
  *
  *   qilin run --model DIR -p "text" [-n N]            continue a text
  *   qilin run --model DIR --chat [-p "first message"] [--system S]
- *             [--chat-template FILE] [--think show|hide]
+ *             [--chat-template FILE] [--template-kwargs JSON] [--think show|hide]
  *                                                     chat through the model's template;
- *                                                     further turns are read from stdin
+ *                                                     further turns are read from stdin,
+ *                                                     one line each, until EOF
  *   qilin run --model DIR --ids 1,2,3 [-n N]          continue token ids, print ids
  *   common: [--temperature T --top-k K --top-p P --min-p P --repetition-penalty R
  *            --seed S] [--stop STR]... [--dtype float32|bfloat16|float16]
@@ -18,6 +19,7 @@
  * greedy; flags override. Afterwards stderr gets prompt and generation
  * tokens/s: prompt = prefill up to the first new token, generation = the
  * tokens after it over the time after it. */
+#define _POSIX_C_SOURCE 200809L /* getline, strdup */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,6 +27,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "chat.h"
 #include "cli.h"
 #include "commands.h"
 #include "host/forward.h"
@@ -34,7 +39,7 @@
 enum { MAX_STOPS = 16 };
 
 typedef struct run_args {
-    const char *model, *prompt, *ids, *system, *chat_template, *think;
+    const char *model, *prompt, *ids, *system, *chat_template, *think, *kwargs;
     const char *stops[MAX_STOPS];
     int n_stops, n, max_ctx;
     bool chat, ignore_eos, sampling_given;
@@ -47,15 +52,17 @@ static int usage(void) {
             "usage: qilin run --model DIR (-p TEXT | --chat [-p TEXT] [--system S] | --ids 1,2,3) [-n N]\n"
             "                 [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R]\n"
             "                 [--seed S] [--stop STR]... [--chat-template FILE] [--think show|hide]\n"
+            "                 [--template-kwargs '{\"enable_thinking\": false}']\n"
             "                 [--dtype float32|bfloat16|float16] [--max-ctx N] [--ignore-eos]\n");
     return 2;
 }
 
 static int parse_flag_value(run_args *a, const char *f, const char *v) {
     double x = 0;
-    static const char *const text_flags[] = {"--model", "-p", "--prompt", "--ids", "--system", "--chat-template",
-                                              "--think"};
-    const char **text_dest[] = {&a->model, &a->prompt, &a->prompt, &a->ids, &a->system, &a->chat_template, &a->think};
+    static const char *const text_flags[] = {"--model", "-p",      "--prompt", "--ids",
+                                              "--system", "--chat-template", "--think",  "--template-kwargs"};
+    const char **text_dest[] = {&a->model,  &a->prompt,        &a->prompt, &a->ids,
+                                &a->system, &a->chat_template, &a->think,  &a->kwargs};
     for (size_t i = 0; i < sizeof text_flags / sizeof *text_flags; i++)
         if (!strcmp(f, text_flags[i])) return *text_dest[i] = v, 0;
     if (!strcmp(f, "--stop")) {
@@ -272,9 +279,108 @@ static int run_completion(run_args *a, const qilin_tokenizer *t) {
     return rc;
 }
 
+/* ---- chat: the model's template, turns from -p and then stdin ---- */
+
+typedef struct chat_output {
+    qilin_think_filter *think;
+    qilin_status st;
+} chat_output;
+
+static void write_visible(void *user, const char *text, size_t n) {
+    chat_output *o = user;
+    const char *visible = NULL;
+    size_t len = 0;
+    if (o->st == QILIN_OK) o->st = qilin_think_filter_push(o->think, text, n, &visible, &len);
+    if (o->st == QILIN_OK) write_stdout(NULL, visible, len);
+}
+
+/* The template: --chat-template FILE, else the model directory's
+ * (chat_template.jinja / tokenizer_config.json), else the tokenizer's own
+ * (GGUF tokenizer.chat_template). */
+static qilin_status load_template(const run_args *a, const qilin_tokenizer *t, qilin_chat_template **tpl) {
+    if (a->chat_template) return qilin_chat_template_load(NULL, a->chat_template, tpl);
+    qilin_status st = qilin_chat_template_load(a->model, NULL, tpl);
+    if (st == QILIN_OK || !qilin_tokenizer_chat_template(t)) return st;
+    return qilin_chat_template_parse(qilin_tokenizer_chat_template(t), a->model, tpl);
+}
+
+static qilin_status add_message(json_t *messages, const char *role, const char *content) {
+    json_t *m = json_pack("{s:s, s:s}", "role", role, "content", content);
+    if (!m || json_array_append_new(messages, m))
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "chat: a %s message that is not valid UTF-8", role);
+    return QILIN_OK;
+}
+
+/* One turn: render the conversation, generate the reply (streamed through
+ * the think filter) and append it to the conversation. */
+static qilin_status chat_turn(const run_args *a, qilin_model *m, const qilin_tokenizer *t, const qilin_chat_template *tpl,
+                              json_t *messages, const int32_t *stops, size_t n_stops) {
+    char *msgs = json_dumps(messages, JSON_COMPACT), *prompt = NULL;
+    qilin_chat_options o = {.bos_token = NULL, .eos_token = NULL, .add_generation_prompt = true,
+                            .kwargs_json = a->kwargs};
+    /* a template from a tokenizer_config.json knows its BOS/EOS; one from a file or GGUF takes the tokenizer's */
+    if (!qilin_chat_template_bos(tpl) && *qilin_tokenizer_bos_text(t)) o.bos_token = qilin_tokenizer_bos_text(t);
+    if (!qilin_chat_template_eos(tpl) && *qilin_tokenizer_eos_text(t)) o.eos_token = qilin_tokenizer_eos_text(t);
+    qilin_status st = msgs ? qilin_chat_render(tpl, msgs, &o, &prompt) : qilin_error(QILIN_ERR_OUT_OF_MEMORY, "chat");
+    free(msgs);
+    qilin_ids ids = {0};
+    if (st == QILIN_OK) st = qilin_tokenizer_encode(t, prompt, strlen(prompt), QILIN_ENCODE_PARSE_SPECIAL, &ids);
+    chat_output out = {0};
+    if (st == QILIN_OK) st = qilin_think_filter_create(!a->think || !strcmp(a->think, "show"),
+                                                       qilin_chat_prompt_opens_think(prompt), &out.think);
+    generation g;
+    memset(&g, 0, sizeof g);
+    if (st == QILIN_OK) st = generate_text(m, t, a, &ids, stops, n_stops, write_visible, &out, &g);
+    const char *rest = NULL;
+    size_t n_rest = 0;
+    if (st == QILIN_OK) st = out.st;
+    if (st == QILIN_OK) st = qilin_think_filter_finish(out.think, &rest, &n_rest);
+    if (st == QILIN_OK) {
+        write_stdout(NULL, rest, n_rest);
+        print_rates(&g, (int)ids.n);
+        st = add_message(messages, "assistant", g.text.text ? g.text.text : "");
+    }
+    qilin_think_filter_free(out.think);
+    qilin_text_stream_free(&g.text);
+    qilin_ids_free(&ids);
+    free(prompt);
+    return st;
+}
+
+/* Next user turn: -p first, then a line of stdin ("> " on a terminal); NULL at EOF. */
+static char *next_user_message(const run_args *a, int turn, char **line, size_t *cap) {
+    if (turn == 0 && a->prompt) return strdup(a->prompt);
+    if (isatty(STDIN_FILENO)) fprintf(stderr, "> "), fflush(stderr);
+    ssize_t n = getline(line, cap, stdin);
+    if (n < 0) return NULL;
+    while (n > 0 && ((*line)[n - 1] == '\n' || (*line)[n - 1] == '\r')) (*line)[--n] = '\0';
+    return strdup(*line);
+}
+
 static int run_chat(run_args *a, const qilin_tokenizer *t) {
-    fprintf(stderr, "qilin run: --chat is being written\n");
-    return 2;
+    if (a->n < 0) a->n = 1024;
+    qilin_chat_template *tpl = NULL;
+    qilin_model *m = NULL;
+    json_t *messages = json_array();
+    qilin_status st = load_template(a, t, &tpl);
+    if (st == QILIN_OK && a->system) st = add_message(messages, "system", a->system);
+    if (st == QILIN_OK) st = load_model(a, 0, &m);
+    int32_t stops[32];
+    size_t n_stops = st == QILIN_OK ? stop_ids(a, m, t, stops, 32) : 0;
+    if (st == QILIN_OK) default_sampling(a, m);
+    char *line = NULL, *user = NULL;
+    size_t cap = 0;
+    for (int turn = 0; st == QILIN_OK && (user = next_user_message(a, turn, &line, &cap)); turn++) {
+        st = add_message(messages, "user", user);
+        if (st == QILIN_OK) st = chat_turn(a, m, t, tpl, messages, stops, n_stops);
+        free(user);
+    }
+    int rc = st == QILIN_OK ? 0 : cli_fail("run", st);
+    free(line);
+    json_decref(messages);
+    qilin_model_free(m);
+    qilin_chat_template_free(tpl);
+    return rc;
 }
 
 int qilin_cmd_run(int argc, char **argv) {
