@@ -551,7 +551,7 @@ static qilin_status stmt_if(parser *P, jnode *n) {
     const char *which;
     QILIN_TRY(body_until(P, ends, &n->body, &which));
     if (!strcmp(which, "elif")) {
-        jnode *e;
+        jnode *e = NULL;
         QILIN_TRY(node_new(P, JN_IF, cur(P)->line, &e));
         QILIN_TRY(push(&n->orelse, e));
         return stmt_if(P, e);

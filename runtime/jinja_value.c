@@ -195,7 +195,7 @@ qilin_status jv_dict_set(jv dict, const char *key, size_t klen, jv val) {
         d->vals = v;
         d->cap = cap;
     }
-    jv k;
+    jv k = jv_none();
     qilin_status st = jv_str(key, klen, &k);
     if (st != QILIN_OK) {
         jv_unref(val);
