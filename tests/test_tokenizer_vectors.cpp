@@ -149,6 +149,8 @@ struct Fixture {
     const char *load; // what to load, relative to the repository root
 };
 
+void PrintTo(const Fixture &f, std::ostream *os) { *os << f.name << " (" << f.load << ")"; }
+
 const Fixture kFixtures[] = {
     {"qwen2", "tests/fixtures/tokenizers/qwen2"},
     {"llama3", "tests/fixtures/tokenizers/llama3"},
