@@ -638,3 +638,16 @@ extern "C" qilin_status qilin_moe_experts(const qilin_moe_experts_args *a, qilin
         return vec ? launch_experts<T, 16, true>(a, p, stream) : launch_experts<T, 16, false>(a, p, stream);
     });
 }
+
+__global__ void moe_local_ids_kernel(int *out, const int *ids, int n, int first) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) out[i] = ids[i] - first;
+}
+
+extern "C" qilin_status qilin_moe_local_ids(const qilin_moe_local_ids_args *a, qilin_stream *stream) {
+    if (!a || (a->n > 0 && (!a->out || !a->ids)) || a->n < 0)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_moe_local_ids: out and ids must be set, n >= 0");
+    if (a->n == 0) return QILIN_OK;
+    int threads = 256, blocks = (a->n + threads - 1) / threads;
+    if (blocks > 1024) blocks = 1024;
+    return QILIN_LAUNCH(moe_local_ids_kernel, dim3(blocks), dim3(threads), 0, stream, a->out, a->ids, a->n, a->first);
+}

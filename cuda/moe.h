@@ -87,6 +87,17 @@ qilin_status qilin_moe_experts(const qilin_moe_experts_args *args, qilin_stream 
 size_t qilin_moe_experts_workspace(int tokens, int top_k, int n_experts, int hidden,
                                    int ffn_dim, qilin_dtype dtype);
 
+/* Expert parallelism: out[i] = ids[i] - first. A GPU holding experts
+ * [first, first + n) hands these local ids to qilin_moe_experts (with
+ * n_experts = n), which skips every id of another GPU's experts as out of
+ * range. */
+typedef struct qilin_moe_local_ids_args {
+    int *out;                     /* [n] int32 */
+    const int *ids;               /* [n] int32, global expert ids */
+    int n, first;
+} qilin_moe_local_ids_args;
+qilin_status qilin_moe_local_ids(const qilin_moe_local_ids_args *args, qilin_stream *stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,4 +1,4 @@
-/* forward.h — a model on one device and its forward pass.
+/* forward.h — a model on one or several devices and its forward pass.
  *
  * qilin_model_load reads a checkpoint (config.json + safetensors), uploads
  * the weights in the activation dtype (bf16 by default; f32 for checking
@@ -7,7 +7,18 @@
  * over a batch of sequences, each with its own number of new tokens (a
  * prefill, a chunk of one, or one decode token) appended at its own
  * position, and returns fp32 logits. The sequence of launches per
- * architecture is in forward.c; models.md describes the math. */
+ * architecture is in forward_layers.c; models.md describes the math.
+ *
+ * With tp > 1 the model is split over devices device .. device + tp - 1 by
+ * the sharding plan (plan.h), one worker thread per device; the split is
+ * invisible in the results (logits keep the one-GPU layout). Collectives
+ * per step: one all-reduce after the vocab-parallel embedding, per layer one
+ * after attention and one after the MLP/MoE (sequential blocks) or a single
+ * one of their sum (GPT-NeoX/GPT-J parallel blocks), and one all-gather of
+ * the logits. Expert parallelism (ep) adds none (forward_layers.c says why).
+ *
+ * Thread safety: one thread at a time per model; the model's worker threads
+ * are its own. */
 #ifndef QILIN_HOST_FORWARD_H
 #define QILIN_HOST_FORWARD_H
 
@@ -31,12 +42,15 @@ typedef enum qilin_mla_mode {
 
 typedef struct qilin_model_options {
     qilin_dtype dtype;        /* activations, weights and KV cache: QILIN_BF16 (default), F16, F32 */
-    int device;               /* 0 */
+    int device;               /* 0; with tp > 1 the first of devices device .. device + tp - 1 */
     int max_seqs;             /* KV slots; default 8 */
     int max_ctx;              /* positions per slot; default min(max_position, 4096) */
     int max_batch_tokens;     /* new tokens per step; default 512 */
     qilin_mla_mode mla_mode;
     bool progress;            /* progress bar on stderr while loading */
+    int tp;                   /* tensor-parallel GPUs; default 1 */
+    bool ep;                  /* MoE: whole experts per GPU (expert parallelism)
+                                 instead of every expert split by its intermediate size */
 } qilin_model_options;
 
 /* Defaults for every field: fills *o. */
@@ -48,6 +62,23 @@ qilin_status qilin_model_load(const char *path, const qilin_model_options *optio
 void qilin_model_free(qilin_model *m); /* NULL does nothing */
 const qilin_model_desc *qilin_model_get_desc(const qilin_model *m);
 const qilin_model_options *qilin_model_get_options(const qilin_model *m);
+
+/* Device bytes the model allocated on its GPU `gpu` (0 .. tp - 1): weights,
+ * KV cache and per-step buffers; 0 for a GPU it does not use. */
+uint64_t qilin_model_gpu_bytes(const qilin_model *m, int gpu);
+
+/* Collectives issued by GPU 0 since the model was loaded. */
+typedef struct qilin_forward_stats {
+    uint64_t steps;           /* forward steps (each qilin_forward, each prefill chunk / decode step) */
+    uint64_t all_reduce, all_gather;
+} qilin_forward_stats;
+void qilin_model_forward_stats(const qilin_model *m, qilin_forward_stats *out);
+
+/* Tokens (rows: token × choice) routed to each of the n_experts routed
+ * experts of `layer` in the last step, gathered from the GPUs that own them;
+ * counts has desc->n_experts entries. A layer without routed experts is
+ * QILIN_ERR_INVALID_ARGUMENT. */
+qilin_status qilin_model_expert_counts(qilin_model *m, int layer, int *counts);
 
 /* One step. Sequence i owns KV slot slot[i] (distinct within the batch), has
  * start_pos[i] tokens already cached there and appends n_tokens[i] >= 1 new

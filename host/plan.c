@@ -572,38 +572,24 @@ uint64_t qilin_kv_bytes_per_token_layer(const qilin_model_desc *d, int tp, int k
         return (uint64_t)(d->kv_lora_rank + d->qk_rope_dim) * (uint64_t)kv_elem_bytes;
     int kv = d->n_kv_heads > 0 ? d->n_kv_heads : d->n_heads;
     int kv_local = kv >= tp ? kv / tp : 1;
-    return 2ull * (uint64_t)kv_local * (uint64_t)d->head_dim * (uint64_t)kv_elem_bytes;
+    int hd_v = d->head_dim_v > 0 ? d->head_dim_v : d->head_dim;
+    return (uint64_t)kv_local * (uint64_t)(d->head_dim + hd_v) * (uint64_t)kv_elem_bytes;
 }
 
 static uint64_t max_u64(uint64_t a, uint64_t b) { return a > b ? a : b; }
 
+/* The most loaded GPU's step buffers (plan_workspace.c). */
 static uint64_t workspace_bytes(const qilin_plan *p, const qilin_memory_options *m) {
     const qilin_model_desc *d = p->desc;
-    uint64_t tp = (uint64_t)p->opt.tp, T = (uint64_t)m->max_batch_tokens;
-    uint64_t S = T < (uint64_t)m->max_batch_seqs ? T : (uint64_t)m->max_batch_seqs;
-    uint64_t H = (uint64_t)d->hidden, nh = (uint64_t)d->n_heads / tp, attn;
-    if (d->attn == QILIN_ATTN_MLA) {
-        uint64_t r = (uint64_t)d->kv_lora_rank, dn = (uint64_t)d->qk_nope_dim, dr = (uint64_t)d->qk_rope_dim;
-        uint64_t dv = (uint64_t)d->v_head_dim;
-        attn =
-            (uint64_t)d->q_lora_rank + nh * (dn + dr) + (r + dr) + nh * (dn + dv) + nh * dv + nh * (r + dr);
-    } else {
-        uint64_t hd = (uint64_t)d->head_dim, hdv = d->head_dim_v > 0 ? (uint64_t)d->head_dim_v : hd;
-        uint64_t kv = d->n_kv_heads > 0 ? (uint64_t)d->n_kv_heads : (uint64_t)d->n_heads;
-        uint64_t kvl = kv >= tp ? kv / tp : 1;
-        attn = (nh + 2 * kvl) * hd + nh * hdv;
+    int ctx = m->max_ctx > 0 ? m->max_ctx : d->max_position > 0 && d->max_position < 4096 ? (int)d->max_position : 4096;
+    int T = m->max_batch_tokens < (1 << 30) ? (int)m->max_batch_tokens : 1 << 30;
+    uint64_t most = 0;
+    for (int g = 0; g < p->n_gpus; g++) {
+        qilin_workspace_plan w;
+        qilin_plan_workspace(p, g, T, m->max_batch_seqs, ctx, m->act_elem_bytes, &w);
+        most = max_u64(most, w.total);
     }
-    uint64_t ffn = 0, extra = 0;
-    if (has_layer_kind(d, QILIN_FFN_GATED) || has_layer_kind(d, QILIN_FFN_PLAIN))
-        ffn = 2 * (uint64_t)d->ffn_dim / tp;
-    if (has_layer_kind(d, QILIN_FFN_MOE)) {
-        uint64_t fm = p->opt.ep ? (uint64_t)d->moe_ffn_dim : (uint64_t)d->moe_ffn_dim / tp;
-        uint64_t k = (uint64_t)d->top_k;
-        ffn = max_u64(ffn, k * (H + 2 * fm) + 2 * (uint64_t)d->shared_ffn_dim / tp);
-        extra = T * (uint64_t)d->n_experts * 4 + T * k * 8;
-    }
-    return T * (uint64_t)m->act_elem_bytes * (3 * H + max_u64(attn, ffn)) + extra +
-           S * (uint64_t)d->vocab * 4;
+    return most;
 }
 
 qilin_status qilin_plan_memory(const qilin_plan *p, const qilin_memory_options *m, qilin_memory_plan *out) {

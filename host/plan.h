@@ -227,24 +227,21 @@ typedef struct qilin_memory_options {
                                  NCCL buffers, allocator slack: 1 GiB */
     int64_t min_kv_tokens;    /* fewer KV tokens than this is "does not fit";
                                  0 = max_batch_tokens (one full step) */
+    int max_ctx;              /* positions per sequence the step buffers are sized
+                                 for; 0 = the model's max_position, at most 4096
+                                 (what qilin_model_load picks) */
 } qilin_memory_options;
 
 void qilin_memory_options_default(qilin_memory_options *m); /* gpu_mem_bytes 0 */
 
-/* All byte counts are per GPU (the most loaded one). Workspace, with
- * T = max_batch_tokens, S = min(T, max_batch_seqs), a = act_elem_bytes and
- * per-GPU widths (_l):
- *   attn  = GQA: (nh_l + 2·nkv_l)·hd + nh_l·hd_v
- *           MLA: q_lora + nh_l·(dn+dr) + (r+dr) + nh_l·(dn+dv) + nh_l·dv + nh_l·(r+dr)
- *                (the last term: absorbed queries of the decode form)
- *   ffn   = dense: 2·F_l; MoE: top_k·(H + 2·F_moe_l) + 2·F_shared_l
- *           ("ep": F_moe_l = F_moe, any GPU may receive every assignment)
- *   workspace = T·a·(3·H + max(attn, ffn))      residual, normed input, layer output
- *             + T·E·4 + T·top_k·8               router logits, top-k ids and weights
- *             + S·vocab·4                       fp32 logits after the vocab all-gather
- * KV per token: GQA n_layers·2·nkv_l·hd·kv_elem_bytes (nkv_l = n_kv/tp, or 1
- * when n_kv < tp); MLA n_layers·(r + dr)·kv_elem_bytes, the latent replicated
- * on every GPU. Sliding windows are not taken into account (full cache). */
+/* All byte counts are per GPU (the most loaded one). Workspace: what
+ * qilin_plan_workspace gives for T = max_batch_tokens, S = max_batch_seqs,
+ * ctx = max_ctx, a = act_elem_bytes on the most loaded GPU (GPU 0, which
+ * holds the full logits); the forward pass allocates the same.
+ * KV per token: GQA n_layers·nkv_l·(hd + hd_v)·kv_elem_bytes (nkv_l = n_kv/tp,
+ * or 1 when n_kv < tp); MLA n_layers·(r + dr)·kv_elem_bytes, the latent
+ * replicated on every GPU. Sliding windows are not taken into account (full
+ * cache). */
 typedef struct qilin_memory_plan {
     uint64_t gpu_mem, budget; /* budget = util · gpu_mem */
     uint64_t weights;         /* max over GPUs */
@@ -262,6 +259,31 @@ typedef struct qilin_memory_plan {
  * QILIN_ERR_OUT_OF_MEMORY with a message giving weights, workspace, reserve,
  * the minimum KV, the budget and the shortfall per GPU. */
 qilin_status qilin_plan_memory(const qilin_plan *p, const qilin_memory_options *m, qilin_memory_plan *out);
+
+/* The forward pass's per-step buffers on GPU `gpu` (forward_load.c
+ * allocates exactly these), for T tokens per step, S sequences (KV slots)
+ * of up to ctx positions and activations of act_elem_bytes:
+ *   activations  R, X, N [T, H] and four scratch rows [T, width], width the
+ *                widest intermediate row on this GPU (heads, MLP/expert
+ *                columns, MLA latents)
+ *   attention    the attention kernel's workspace; MLA: plus the
+ *                up-projected K/V and per-head keys of one sequence [ctx, ..]
+ *   routing      router logits [T, E] fp32, top-k ids and weights (and local
+ *                ids with expert parallelism), expert counts [layers, E_l],
+ *                the MoE kernel's workspace
+ *   logits       GPU 0: full rows [T, vocab] fp32 and sampling; with tp > 1
+ *                every GPU: its vocab columns [T, Vp] and the all-gathered
+ *                [tp, T, Vp]
+ *   indices      the step's index arrays and the rope frequencies */
+typedef struct qilin_workspace_plan {
+    int width;
+    uint64_t attn_ws, mla_kvb, mla_k, moe_ws, sample_ws; /* single buffers the forward sizes from here */
+    uint64_t activations, attention, routing, logits, indices;
+    uint64_t total;
+} qilin_workspace_plan;
+
+void qilin_plan_workspace(const qilin_plan *p, int gpu, int tokens, int seqs, int ctx, int act_elem_bytes,
+                          qilin_workspace_plan *out);
 
 /* KV-cache bytes per token and layer on one GPU of a tp-way plan. */
 uint64_t qilin_kv_bytes_per_token_layer(const qilin_model_desc *d, int tp, int kv_elem_bytes);

@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 
+#include "host/forward.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,4 +53,12 @@ char *cli_read_all(FILE *f, size_t *len) {
     buf[n] = '\0';
     *len = n;
     return buf;
+}
+
+void cli_report_gpus(const char *cmd, const struct qilin_model *m) {
+    int n = qilin_model_get_options(m)->tp;
+    if (n < 2) return;
+    for (int g = 0; g < n; g++)
+        fprintf(stderr, "qilin %s: GPU %d holds %.2f MiB (weights, KV cache, step buffers)\n", cmd, g,
+                (double)qilin_model_gpu_bytes(m, g) / (1024.0 * 1024.0));
 }

@@ -16,6 +16,10 @@ int cli_number(const char *cmd, const char *flag, const char *s, double *v);
 /* float32|f32|fp32, bfloat16|bf16, float16|f16|fp16; -1 otherwise. */
 int cli_dtype(const char *s, qilin_dtype *t);
 double cli_now(void); /* seconds, monotonic */
+/* With more than one GPU: one stderr line per GPU with the bytes the model
+ * holds there (weights, KV cache, step buffers). `m` is a qilin_model *. */
+struct qilin_model;
+void cli_report_gpus(const char *cmd, const struct qilin_model *m);
 /* Reads f to EOF into a malloc'd NUL-terminated buffer; NULL on a read error or no memory. */
 char *cli_read_all(FILE *f, size_t *len);
 

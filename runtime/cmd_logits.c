@@ -1,8 +1,10 @@
 /* cmd_logits.c — `qilin logits`: fp32 logits of every position of a prompt.
  *
  *   qilin logits --model DIR --ids 1,2,3 --out FILE [--dtype float32|bfloat16|float16]
+ *                [--tp N] [--ep]
  *       writes raw little-endian fp32 [n_tokens, vocab]: the hook external
- *       conformance checks use. */
+ *       conformance checks use. --tp splits the model over N GPUs (--ep: MoE
+ *       experts whole per GPU); the logits are the same layout. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +15,8 @@
 #include "host/forward.h"
 
 static int usage(void) {
-    fprintf(stderr, "usage: qilin logits --model DIR --ids 1,2,3 --out FILE [--dtype float32|bfloat16|float16]\n");
+    fprintf(stderr, "usage: qilin logits --model DIR --ids 1,2,3 --out FILE [--dtype float32|bfloat16|float16]\n"
+                    "                    [--tp N] [--ep]\n");
     return 2;
 }
 
@@ -53,15 +56,19 @@ int qilin_cmd_logits(int argc, char **argv) {
     qilin_model_options opt;
     qilin_model_options_default(&opt);
     opt.max_seqs = 1;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        const char *f = argv[i], *v = argv[i + 1];
-        if (!strcmp(f, "--model")) model = v;
-        else if (!strcmp(f, "--ids")) ids_text = v;
-        else if (!strcmp(f, "--out")) out = v;
-        else if (!strcmp(f, "--dtype") && !cli_dtype(v, &opt.dtype)) continue;
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        double x = 0;
+        if (!strcmp(f, "--ep")) opt.ep = true;
+        else if (!v) return usage();
+        else if (!strcmp(f, "--model")) model = v, i++;
+        else if (!strcmp(f, "--ids")) ids_text = v, i++;
+        else if (!strcmp(f, "--out")) out = v, i++;
+        else if (!strcmp(f, "--dtype") && !cli_dtype(v, &opt.dtype)) i++;
+        else if (!strcmp(f, "--tp") && !cli_number("logits", f, v, &x)) opt.tp = (int)x, i++;
         else return fprintf(stderr, "qilin logits: bad option %s %s\n", f, v), usage();
     }
-    if (!model || !ids_text || !out || argc % 2 == 0) return usage();
+    if (!model || !ids_text || !out) return usage();
     int *ids = NULL, n = parse_ids(ids_text, &ids);
     if (n < 0) return 2;
     opt.max_batch_tokens = n;
@@ -69,6 +76,7 @@ int qilin_cmd_logits(int argc, char **argv) {
     qilin_model *m = NULL;
     qilin_status st = qilin_model_load(model, &opt, &m);
     if (st != QILIN_OK) return free(ids), cli_fail("logits", st);
+    cli_report_gpus("logits", m);
     int vocab = qilin_model_get_desc(m)->vocab, slot = 0, start = 0, rc = 0;
     float *logits = malloc((size_t)n * vocab * sizeof *logits);
     qilin_batch b = {.n_seqs = 1, .slot = &slot, .start_pos = &start, .n_tokens = &n, .tokens = ids, .all_logits = true};

@@ -9,7 +9,7 @@
  *   qilin run --model DIR --ids 1,2,3 [-n N]          continue token ids, print ids
  *   common: [--temperature T --top-k K --top-p P --min-p P --repetition-penalty R
  *            --seed S] [--stop STR]... [--dtype float32|bfloat16|float16]
- *            [--max-ctx N] [--ignore-eos]
+ *            [--max-ctx N] [--ignore-eos] [--tp N] [--ep]
  *
  * Text streams to stdout as it is generated (a token that ends inside a UTF-8
  * character waits for the rest). Generation stops at EOS (the tokenizer's, the
@@ -53,7 +53,7 @@ static int usage(void) {
             "                 [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R]\n"
             "                 [--seed S] [--stop STR]... [--chat-template FILE] [--think show|hide]\n"
             "                 [--template-kwargs '{\"enable_thinking\": false}']\n"
-            "                 [--dtype float32|bfloat16|float16] [--max-ctx N] [--ignore-eos]\n");
+            "                 [--dtype float32|bfloat16|float16] [--max-ctx N] [--ignore-eos] [--tp N] [--ep]\n");
     return 2;
 }
 
@@ -78,6 +78,7 @@ static int parse_flag_value(run_args *a, const char *f, const char *v) {
     if (!strcmp(f, "-n")) a->n = (int)x;
     else if (!strcmp(f, "--max-ctx")) a->max_ctx = (int)x;
     else if (!strcmp(f, "--seed")) a->sp.seed = (uint64_t)x;
+    else if (!strcmp(f, "--tp")) a->opt.tp = (int)x;
     else {
         a->sampling_given = true;
         if (!strcmp(f, "--temperature")) a->sp.temperature = (float)x;
@@ -100,6 +101,7 @@ static int parse(int argc, char **argv, run_args *a) {
         const char *f = argv[i];
         if (!strcmp(f, "--chat")) a->chat = true;
         else if (!strcmp(f, "--ignore-eos")) a->ignore_eos = true;
+        else if (!strcmp(f, "--ep")) a->opt.ep = true;
         else if (i + 1 == argc) return fprintf(stderr, "qilin run: %s needs a value\n", f), -1;
         else if (parse_flag_value(a, f, argv[++i])) return -1;
     }
@@ -135,7 +137,9 @@ static int parse_ids(const char *s, qilin_ids *out) {
 static qilin_status load_model(run_args *a, int prompt_len, qilin_model **m) {
     if (a->max_ctx > 0) a->opt.max_ctx = a->max_ctx;
     else if (!a->chat) a->opt.max_ctx = prompt_len + a->n;
-    return qilin_model_load(a->model, &a->opt, m);
+    qilin_status st = qilin_model_load(a->model, &a->opt, m);
+    if (st == QILIN_OK) cli_report_gpus("run", *m);
+    return st;
 }
 
 /* Sampling from generation_config.json unless flags chose (HF: do_sample). */

@@ -513,4 +513,29 @@ TEST(MoeExpertsErrors, BadArgumentsNameTheProblem) {
     EXPECT_GT(qilin_moe_experts_workspace(1, 8, 256, 7168, 2048, QILIN_BF16), (size_t)8 * (7168 + 2048) * 2);
 }
 
+/* Expert parallelism's id shift (qilin_moe_local_ids): out = ids - first for
+ * every element, odd counts (a partial block) and a count past one grid. */
+TEST(MoeLocalIds, ShiftsEveryId) {
+    QILIN_REQUIRE_DEVICES(1);
+    for (int n : {1, 19, 989, 300000}) {
+        std::mt19937 rng(7 + n);
+        std::vector<int> ids(n), out(n, -12345);
+        for (int &v : ids) v = (int)(rng() % 256);
+        DeviceBuffer<int> din(n), dout(n);
+        QILIN_ASSERT_OK(qilin_memcpy_h2d(din.ptr, ids.data(), (size_t)n * 4, nullptr));
+        QILIN_ASSERT_OK(qilin_memset(dout.ptr, 0xff, (size_t)n * 4, nullptr));
+        qilin_moe_local_ids_args a = {.out = dout.ptr, .ids = din.ptr, .n = n, .first = 96};
+        QILIN_ASSERT_OK(qilin_moe_local_ids(&a, nullptr));
+        QILIN_ASSERT_OK(qilin_memcpy_d2h(out.data(), dout.ptr, (size_t)n * 4, nullptr));
+        QILIN_ASSERT_OK(qilin_stream_synchronize(nullptr));
+        int bad = 0;
+        for (int i = 0; i < n; i++) bad += out[i] != ids[i] - 96;
+        EXPECT_EQ(bad, 0) << "n = " << n;
+    }
+    qilin_moe_local_ids_args none = {};
+    EXPECT_EQ(qilin_moe_local_ids(&none, nullptr), QILIN_OK); /* n = 0: nothing to do */
+    none.n = 4;
+    EXPECT_EQ(qilin_moe_local_ids(&none, nullptr), QILIN_ERR_INVALID_ARGUMENT);
+}
+
 } // namespace

@@ -1,0 +1,110 @@
+/* forward_impl.h — what the forward-pass files share (internal to host/).
+ *
+ * A model is split over n GPUs by the sharding plan (plan.h); each GPU holds
+ * a `shard`: its slices of the weights, its KV cache (local KV heads, or the
+ * whole MLA latent), its per-step buffers, stream, BLAS handle and
+ * communicator rank. A shard is touched only by its own worker thread
+ * (workers.h). Local sizes (nh, nkv, F, ...) are this GPU's part of the
+ * model's; with one GPU they equal the model's.
+ *
+ *   forward.c         the public API: load, free, qilin_forward, generation
+ *   forward_load.c    a shard's weights (per plan slice) and buffers
+ *   forward_layers.c  one step on one shard: embedding, layers, lm_head and
+ *                     the collectives between them */
+#ifndef QILIN_HOST_FORWARD_IMPL_H
+#define QILIN_HOST_FORWARD_IMPL_H
+
+#include <stdint.h>
+
+#include "cuda/attention.h"
+#include "cuda/blas.h"
+#include "cuda/comm.h"
+#include "host/checkpoint.h"
+#include "host/forward.h"
+#include "host/plan.h"
+#include "host/workers.h"
+
+typedef struct layer {
+    void *w[QILIN_SLOT_COUNT];    /* device pointers, activation dtype; NULL when absent */
+    void *gate_up;                /* dense gated MLP [2F, H] */
+    void *shared_gate_up;         /* shared experts [2Fs, H] */
+    void *exp_gate_up, *exp_down; /* routed experts [E, 2Fe, H], [E, H, Fe] */
+    float *router_bias;           /* [E_total] fp32 (the router is replicated) */
+    void *k_cache,
+        *v_cache; /* GQA: [slots, ctx, nkv, hd(v)]; MLA: latent [slots, ctx, r], pe [slots, ctx, dr] */
+} layer;
+
+typedef struct shard {
+    int rank, n_ranks, device;
+    const qilin_model_desc *desc;
+    const qilin_model_options *opt;
+    const qilin_gpu_plan *gp;
+    size_t es; /* bytes per activation element */
+    qilin_blas *blas;
+    qilin_stream *stream;
+    qilin_comm *comm; /* NULL with one GPU */
+    int n_sms;
+
+    /* this GPU's part: heads, intermediate sizes, experts [e0, e0 + E), vocab rows */
+    int nh, nkv, F, Fs, Fe, E, e0;
+    int64_t v0, nv, Vp; /* vocab rows [v0, v0 + nv), Vp allocated (padded) */
+
+    void *global[QILIN_W_LAYER_FIRST]; /* embed, final norm (+bias), lm_head (+bias) */
+    float *lm_head_bias_f32; /* GPT-J's lm_head bias again in fp32, for the GEMM path's fp32 logits */
+    layer *layers;
+    float *inv_freq;
+    float cos_sin_scale;
+    qilin_kv_layout k_layout, v_layout, latent_layout, pe_layout;
+
+    /* per-step buffers, sized for max_batch_tokens rows */
+    qilin_workspace_plan ws; /* buffer sizes (plan_workspace.c) */
+    int width;               /* widest intermediate row */
+    void *R, *X, *N, *B1, *B2, *B3, *B4;
+    float *router_logits, *topk_w;
+    float *logits;              /* [T, vocab] fp32: the full rows (rank 0 only when n_ranks > 1) */
+    float *logits_local;        /* [T, Vp] this GPU's vocab columns (n_ranks > 1) */
+    float *logits_all;          /* [n_ranks, T, Vp] after the all-gather (n_ranks > 1) */
+    int *topk_ids, *topk_local; /* topk_local: ids relative to e0 (expert parallelism) */
+    int *expert_counts;         /* [n_layers, E] rows routed to each local expert in the last step */
+    int *d_tokens, *d_positions, *d_token_slot, *d_q_start, *d_kv_len, *d_seq_slot, *d_rows, *d_iota;
+    int *d_single; /* [max_seqs][4]: {0, n_q, kv_len, 0} for one-sequence launches */
+    void *attn_ws, *moe_ws, *mla_kvb, *mla_k;
+    size_t attn_ws_bytes, moe_ws_bytes;
+    int *d_sample_ids;
+    qilin_sampling_params *d_params;
+    void *sample_ws;
+    size_t sample_ws_bytes;
+
+    uint64_t bytes;            /* device bytes this shard allocated */
+    qilin_forward_stats stats; /* collectives issued by this shard */
+} shard;
+
+struct qilin_model {
+    qilin_model_desc *desc;
+    qilin_model_options opt;
+    qilin_plan *plan;
+    int n; /* GPUs = opt.tp */
+    shard *shards;
+    qilin_comm **comms;
+    qilin_workers *workers;
+};
+
+/* What one step needs to know about its batch: host arrays, shared
+ * read-only by the workers, which upload them to their own devices. */
+typedef struct step {
+    int T, n_seqs, max_q, max_kv, rows;
+    bool decode; /* every sequence has one new token */
+    const qilin_batch *b;
+    int *kv_len, *pos, *tslot, *q_start, *single, *last; /* last: each sequence's last row */
+} step;
+
+/* forward_load.c */
+qilin_status shard_alloc(shard *g, void **p, size_t bytes, const char *what);
+qilin_status shard_load(shard *g, const qilin_plan *plan, const qilin_bound_model *bound, const char *where);
+void shard_free(shard *g);
+
+/* forward_layers.c: the whole step on one shard; leaves `s->rows` rows of
+ * fp32 logits (full vocabulary) in g->logits on rank 0. */
+qilin_status shard_step(shard *g, const step *s);
+
+#endif /* QILIN_HOST_FORWARD_IMPL_H */

@@ -1,0 +1,630 @@
+/* forward_layers.c — one forward step on one GPU's shard, as a sequence of
+ * kernel launches and collectives (models.md has the math).
+ *
+ * Data flow of one step over T new tokens (all sequences back to back):
+ *
+ *   ids -> embedding -> R (the residual stream, [T, hidden])
+ *   per layer:
+ *     N = norm1(R)                       (fused: R += X of the previous sub-layer)
+ *     X = attention(N) | MLA(N)          (writes this step's K/V into the cache)
+ *     sequential blocks:  N = norm2(R += X);  X = ffn(N)
+ *     parallel blocks:    X += ffn(norm2(R) or N);  R += X at the next norm
+ *   N = final_norm(R += X) -> lm_head -> fp32 logits
+ *
+ * Tensor parallelism (Megatron): every GPU holds the whole residual stream
+ * R and the replicated norms; attention runs on its heads (q/k/v column
+ * slices, its KV heads in the cache), o_proj on its input columns, so X is
+ * a partial sum; the MLP runs on its intermediate columns (gate/up column,
+ * down row), MoE experts on theirs (or on its whole experts with expert
+ * parallelism), again a partial sum. All-reduces: after the vocab-parallel
+ * embedding, after attention and after the FFN (sequential blocks) or once
+ * after both (parallel blocks); the lm_head's vocab columns are
+ * all-gathered. Row-parallel biases are added on rank 0 only. With one GPU
+ * the collectives are skipped and this is the single-device forward.
+ *
+ * Expert parallelism (opt->ep): GPU g holds experts [e0, e0 + E) whole. The
+ * router runs on every GPU over every token (attention is tensor-parallel,
+ * so each GPU already has all tokens' activations: the "dispatch" needs no
+ * communication), each GPU computes the assignments to its own experts
+ * (others' ids are shifted out of range and skipped by the kernel), and the
+ * per-token partial sums are completed by the same all-reduce that closes
+ * every FFN. So EP costs no extra collective: 2 per layer as in "tp" mode.
+ * An all-to-all exchange of tokens pays off only once attention is
+ * data-parallel (each GPU with its own tokens), which this forward is not.
+ *
+ * The residual add rides in the norm kernels (qilin_rmsnorm/qilin_layernorm
+ * with `residual`), rounded to the activation dtype as Hugging Face adds.
+ * Linear layers: qilin_gemv for up to QILIN_GEMV_MAX_M rows (decode), cuBLAS
+ * (qilin_gemm) otherwise. */
+#include <stdlib.h>
+
+#include "cuda/device.h"
+#include "cuda/kernels.h"
+#include "host/forward_impl.h"
+
+/* ---- building blocks ---------------------------------------------------- */
+
+/* A row-parallel layer's bias is added once: on rank 0, before the all-reduce. */
+static const void *row_bias(const shard *m, const void *bias) { return m->rank == 0 ? bias : NULL; }
+
+/* x = sum over GPUs of x (in place); nothing with one GPU. */
+static qilin_status all_reduce(shard *m, void *x, size_t n) {
+    if (m->n_ranks == 1) return QILIN_OK;
+    m->stats.all_reduce++;
+    return qilin_comm_all_reduce_sum(m->comm, x, x, n, m->opt->dtype, m->stream);
+}
+
+/* y[rows, out] = x[rows, in] W[out, in]^T (+ bias), x row stride ldx, y row
+ * stride ldy; y in the activation dtype or f32 (y_f32). */
+static qilin_status linear(shard *m, void *y, int64_t ldy, const void *x, int64_t ldx, const void *w,
+                           const void *bias, int rows, int out, int in, bool y_f32) {
+    qilin_dtype dt = m->opt->dtype;
+    if (rows <= QILIN_GEMV_MAX_M) {
+        qilin_gemv_args g = {.y = y,
+                             .x = x,
+                             .w = w,
+                             .bias = bias,
+                             .m = rows,
+                             .n = out,
+                             .k = in,
+                             .ldx = ldx,
+                             .ldw = in,
+                             .ldy = ldy,
+                             .dtype = dt,
+                             .y_dtype = y_f32 ? QILIN_F32 : dt};
+        return qilin_gemv(&g, m->stream);
+    }
+    qilin_gemm_desc g = {.layout = QILIN_ROW_MAJOR,
+                         .trans_a = QILIN_OP_N,
+                         .trans_b = QILIN_OP_T,
+                         .m = rows,
+                         .n = out,
+                         .k = in,
+                         .ab_type = dt,
+                         .c_type = y_f32 ? QILIN_F32 : dt,
+                         .a = x,
+                         .lda = ldx,
+                         .b = w,
+                         .ldb = in,
+                         .c = y,
+                         .ldc = ldy,
+                         .batch = 1,
+                         .alpha = 1.0f,
+                         .beta = 0.0f};
+    QILIN_TRY(qilin_gemm(m->blas, &g, m->stream));
+    if (!bias) return QILIN_OK;
+    if (y_f32) { /* fp32 output (logits): the bias add needs an fp32 copy of the bias */
+        if (bias != m->global[QILIN_W_LM_HEAD_BIAS] || !m->lm_head_bias_f32)
+            return qilin_error(QILIN_ERR_INTERNAL, "linear: an fp32 output with a bias other than lm_head's");
+        bias = m->lm_head_bias_f32;
+    }
+    qilin_add_bias_args b = {
+        .x = y, .bias = bias, .rows = rows, .cols = out, .ld = ldy, .dtype = y_f32 ? QILIN_F32 : dt};
+    return qilin_add_bias(&b, m->stream);
+}
+
+/* out = norm(x) with the layer's norm kind; with residual: residual += x first. */
+static qilin_status norm(shard *m, void *out, void *residual, const void *x, const void *w, const void *b,
+                         int rows, int dim, float eps) {
+    if (m->desc->norm == QILIN_NORM_LAYER) {
+        qilin_layernorm_args a = {.out = out,
+                                  .residual = residual,
+                                  .x = x,
+                                  .weight = w,
+                                  .bias = b,
+                                  .rows = rows,
+                                  .dim = dim,
+                                  .eps = eps,
+                                  .dtype = m->opt->dtype};
+        return qilin_layernorm(&a, m->stream);
+    }
+    qilin_rmsnorm_args a = {.out = out,
+                            .residual = residual,
+                            .x = x,
+                            .weight = w,
+                            .rows = rows,
+                            .dim = dim,
+                            .eps = eps,
+                            .dtype = m->opt->dtype};
+    return qilin_rmsnorm(&a, m->stream);
+}
+
+static char *slot_ptr(void *base, int64_t elems, size_t es) { return (char *)base + (size_t)elems * es; }
+
+/* ---- attention ---------------------------------------------------------- */
+
+static qilin_status rope(shard *m, const step *s, void *q, int64_t q_ts, int64_t q_hs, int nq, void *k,
+                         int64_t k_ts, int64_t k_hs, int nk) {
+    const qilin_model_desc *d = m->desc;
+    if (d->rope.rot_dim <= 0) return QILIN_OK;
+    qilin_rope_args r = {.q = q,
+                         .q_token_stride = q_ts,
+                         .q_head_stride = q_hs,
+                         .n_q_heads = nq,
+                         .k = k,
+                         .k_token_stride = k_ts,
+                         .k_head_stride = k_hs,
+                         .n_k_heads = nk,
+                         .positions = m->d_positions,
+                         .inv_freq = m->inv_freq,
+                         .cos_sin_scale = m->cos_sin_scale,
+                         .tokens = s->T,
+                         .rot_dim = d->rope.rot_dim,
+                         .pairing = d->rope.pairing,
+                         .dtype = m->opt->dtype};
+    return qilin_rope(&r, m->stream);
+}
+
+/* Standard attention: Q, K, V projections (fused for GPT-NeoX), optional
+ * per-head q/k RMSNorm (Qwen3), RoPE, cache append, attention, o_proj -> X. */
+static qilin_status gqa_attention(shard *m, int l, const step *s) {
+    const qilin_model_desc *d = m->desc;
+    layer *L = &m->layers[l];
+    int T = s->T, H = d->hidden, nh = m->nh, nkv = m->nkv, hd = d->head_dim, hdv = d->head_dim_v;
+    size_t es = m->es;
+    void *q, *k, *v;
+    int64_t q_ts, q_hs, k_ts, k_hs, v_ts, v_hs;
+    if (L->w[QILIN_W_QKV]) { /* GPT-NeoX: per head [q k v] */
+        QILIN_TRY(linear(m, m->B1, 3 * nh * hd, m->N, H, L->w[QILIN_W_QKV], L->w[QILIN_W_QKV_BIAS], T,
+                         3 * nh * hd, H, false));
+        q = m->B1, k = slot_ptr(m->B1, hd, es), v = slot_ptr(m->B1, 2 * hd, es);
+        q_ts = k_ts = v_ts = 3 * nh * hd;
+        q_hs = k_hs = v_hs = 3 * hd;
+    } else {
+        q = m->B1, k = m->B2, v = m->B4;
+        q_ts = nh * hd, k_ts = nkv * hd, v_ts = nkv * hdv;
+        q_hs = k_hs = hd, v_hs = hdv;
+        QILIN_TRY(linear(m, q, q_ts, m->N, H, L->w[QILIN_W_Q], L->w[QILIN_W_Q_BIAS], T, nh * hd, H, false));
+        QILIN_TRY(linear(m, k, k_ts, m->N, H, L->w[QILIN_W_K], L->w[QILIN_W_K_BIAS], T, nkv * hd, H, false));
+        QILIN_TRY(linear(m, v, v_ts, m->N, H, L->w[QILIN_W_V], L->w[QILIN_W_V_BIAS], T, nkv * hdv, H, false));
+        if (d->qk_norm) { /* Qwen3: RMSNorm over each head's dims, before RoPE */
+            QILIN_TRY(norm(m, q, NULL, q, L->w[QILIN_W_Q_NORM], NULL, T * nh, hd, d->norm_eps));
+            QILIN_TRY(norm(m, k, NULL, k, L->w[QILIN_W_K_NORM], NULL, T * nkv, hd, d->norm_eps));
+        }
+    }
+    QILIN_TRY(rope(m, s, q, q_ts, q_hs, nh, k, k_ts, k_hs, nkv));
+    qilin_kv_append_args ap = {.k_cache = L->k_cache,
+                               .v_cache = L->v_cache,
+                               .k_layout = m->k_layout,
+                               .v_layout = m->v_layout,
+                               .k = k,
+                               .k_token_stride = k_ts,
+                               .k_head_stride = k_hs,
+                               .v = v,
+                               .v_token_stride = v_ts,
+                               .v_head_stride = v_hs,
+                               .token_slot = m->d_token_slot,
+                               .positions = m->d_positions,
+                               .tokens = T,
+                               .n_kv_heads = nkv,
+                               .head_dim = hd,
+                               .head_dim_v = hdv,
+                               .max_ctx = m->opt->max_ctx,
+                               .dtype = m->opt->dtype};
+    QILIN_TRY(qilin_kv_append(&ap, m->stream));
+    void *o = m->B3;
+    qilin_attention_args a = {.out = o,
+                              .out_token_stride = (int64_t)nh * hdv,
+                              .out_head_stride = hdv,
+                              .q = q,
+                              .q_token_stride = q_ts,
+                              .q_head_stride = q_hs,
+                              .k_cache = L->k_cache,
+                              .v_cache = L->v_cache,
+                              .k_layout = m->k_layout,
+                              .v_layout = m->v_layout,
+                              .q_start = m->d_q_start,
+                              .kv_len = m->d_kv_len,
+                              .seq_slot = m->d_seq_slot,
+                              .n_seqs = s->n_seqs,
+                              .tokens = T,
+                              .max_q_len = s->max_q,
+                              .max_kv_len = s->max_kv,
+                              .n_heads = nh,
+                              .n_kv_heads = nkv,
+                              .head_dim = hd,
+                              .head_dim_v = hdv,
+                              .scale = d->attn_scale,
+                              .sliding_window = d->sliding_window,
+                              .dtype = m->opt->dtype,
+                              .workspace = m->attn_ws,
+                              .workspace_bytes = m->attn_ws_bytes};
+    QILIN_TRY(s->decode ? qilin_attention_decode(&a, m->stream) : qilin_attention_prefill(&a, m->stream));
+    return linear(m, m->X, H, o, (int64_t)nh * hdv, L->w[QILIN_W_O], row_bias(m, L->w[QILIN_W_O_BIAS]), T, H,
+                  nh * hdv, false);
+}
+
+/* Per-head GEMM against kv_b [nh (dn + dv), r], batched over heads:
+ * C_h[T, n] = A_h[T, k] op(B_h) with B_h = kv_b rows h (dn + dv) + row0 on. */
+static qilin_status per_head_gemm(shard *m, void *c, int64_t ldc, int64_t stride_c, const void *a,
+                                  int64_t lda, int64_t stride_a, const void *kv_b, int row0, bool trans_b,
+                                  int T, int n, int k) {
+    const qilin_model_desc *d = m->desc;
+    int r = d->kv_lora_rank, per_head = d->qk_nope_dim + d->v_head_dim;
+    qilin_gemm_desc g = {.layout = QILIN_ROW_MAJOR,
+                         .trans_a = QILIN_OP_N,
+                         .trans_b = trans_b ? QILIN_OP_T : QILIN_OP_N,
+                         .m = T,
+                         .n = n,
+                         .k = k,
+                         .ab_type = m->opt->dtype,
+                         .c_type = m->opt->dtype,
+                         .a = a,
+                         .lda = lda,
+                         .stride_a = stride_a,
+                         .b = slot_ptr((void *)kv_b, (int64_t)row0 * r, m->es),
+                         .ldb = r,
+                         .stride_b = (int64_t)per_head * r,
+                         .c = c,
+                         .ldc = ldc,
+                         .stride_c = stride_c,
+                         .batch = m->nh,
+                         .alpha = 1.0f,
+                         .beta = 0.0f};
+    return qilin_gemm(m->blas, &g, m->stream);
+}
+
+/* Naive MLA for sequence b (rows q_row .. q_row + n_q of q): up-project its
+ * cached latents with kv_b, assemble per-head keys [k_nope ; k_pe], run the
+ * ordinary attention kernel with head_dim dn + dr, head_dim_v dv. */
+static qilin_status mla_naive_seq(shard *m, layer *L, const step *s, int b, int q_row, const void *q,
+                                  void *o) {
+    const qilin_model_desc *d = m->desc;
+    int nh = m->nh, dn = d->qk_nope_dim, dr = d->qk_rope_dim, dv = d->v_head_dim, r = d->kv_lora_rank;
+    int slot = s->b->slot[b], kv_len = s->kv_len[b], n_q = s->b->n_tokens[b];
+    size_t es = m->es;
+    const void *latent = slot_ptr(L->k_cache, (int64_t)slot * m->latent_layout.slot_stride, es);
+    const void *pe = slot_ptr(L->v_cache, (int64_t)slot * m->pe_layout.slot_stride, es);
+    int kvw = nh * (dn + dv);
+    QILIN_TRY(linear(m, m->mla_kvb, kvw, latent, r, L->w[QILIN_W_KV_B], NULL, kv_len, kvw, r, false));
+    qilin_mla_expand_k_args e = {.k = m->mla_k,
+                                 .kv = m->mla_kvb,
+                                 .k_pe = pe,
+                                 .pe_stride = dr,
+                                 .n = kv_len,
+                                 .n_heads = nh,
+                                 .dn = dn,
+                                 .dv = dv,
+                                 .dr = dr,
+                                 .dtype = m->opt->dtype};
+    QILIN_TRY(qilin_mla_expand_k(&e, m->stream));
+    int64_t q_ts = (int64_t)nh * (dn + dr);
+    int *one = m->d_single + 4 * b; /* {0, n_q, kv_len, 0}: q_start[2], kv_len, slot */
+    qilin_attention_args a = {.out = slot_ptr(o, (int64_t)q_row * nh * dv, es),
+                              .out_token_stride = (int64_t)nh * dv,
+                              .out_head_stride = dv,
+                              .q = slot_ptr((void *)q, q_row * q_ts, es),
+                              .q_token_stride = q_ts,
+                              .q_head_stride = dn + dr,
+                              .k_cache = m->mla_k,
+                              .v_cache = slot_ptr(m->mla_kvb, dn, es),
+                              .k_layout = {0, (int64_t)nh * (dn + dr), dn + dr},
+                              .v_layout = {0, kvw, dn + dv},
+                              .q_start = one,
+                              .kv_len = one + 2,
+                              .seq_slot = one + 3,
+                              .n_seqs = 1,
+                              .tokens = n_q,
+                              .max_q_len = n_q,
+                              .max_kv_len = kv_len,
+                              .n_heads = nh,
+                              .n_kv_heads = nh,
+                              .head_dim = dn + dr,
+                              .head_dim_v = dv,
+                              .scale = d->attn_scale,
+                              .dtype = m->opt->dtype,
+                              .workspace = m->attn_ws,
+                              .workspace_bytes = m->attn_ws_bytes};
+    return qilin_attention_prefill(&a, m->stream);
+}
+
+/* Multi-head latent attention (DeepSeek V2/V3, Kimi K2), models.md §7.4-7.5. */
+static qilin_status mla_attention(shard *m, int l, const step *s) {
+    const qilin_model_desc *d = m->desc;
+    layer *L = &m->layers[l];
+    int T = s->T, H = d->hidden, nh = m->nh, dn = d->qk_nope_dim, dr = d->qk_rope_dim, dv = d->v_head_dim;
+    int r = d->kv_lora_rank, qw = nh * (dn + dr);
+    size_t es = m->es;
+    void *q = m->B1;
+    if (d->q_lora_rank > 0) {
+        void *qa = m->B3;
+        QILIN_TRY(
+            linear(m, qa, d->q_lora_rank, m->N, H, L->w[QILIN_W_Q_A], NULL, T, d->q_lora_rank, H, false));
+        QILIN_TRY(norm(m, qa, NULL, qa, L->w[QILIN_W_Q_A_NORM], NULL, T, d->q_lora_rank, d->mla_norm_eps));
+        QILIN_TRY(
+            linear(m, q, qw, qa, d->q_lora_rank, L->w[QILIN_W_Q_B], NULL, T, qw, d->q_lora_rank, false));
+    } else {
+        QILIN_TRY(linear(m, q, qw, m->N, H, L->w[QILIN_W_Q], NULL, T, qw, H, false));
+    }
+    /* kv_a_proj_with_mqa rows [0, r) give the latent, [r, r + dr) the rope key:
+     * two GEMMs over the two row ranges keep both outputs contiguous. */
+    void *c = m->B2, *k_pe = slot_ptr(m->B2, (int64_t)T * r, es);
+    const void *w_kv_a = L->w[QILIN_W_KV_A];
+    QILIN_TRY(linear(m, c, r, m->N, H, w_kv_a, NULL, T, r, H, false));
+    QILIN_TRY(
+        linear(m, k_pe, dr, m->N, H, slot_ptr((void *)w_kv_a, (int64_t)r * H, es), NULL, T, dr, H, false));
+    QILIN_TRY(norm(m, c, NULL, c, L->w[QILIN_W_KV_A_NORM], NULL, T, r, d->mla_norm_eps));
+    QILIN_TRY(rope(m, s, slot_ptr(q, dn, es), qw, dn + dr, nh, k_pe, dr, dr, 1));
+    qilin_mla_append_args ap = {.latent_cache = L->k_cache,
+                                .pe_cache = L->v_cache,
+                                .latent_layout = m->latent_layout,
+                                .pe_layout = m->pe_layout,
+                                .latent = c,
+                                .k_pe = k_pe,
+                                .latent_stride = r,
+                                .pe_stride = dr,
+                                .token_slot = m->d_token_slot,
+                                .positions = m->d_positions,
+                                .tokens = T,
+                                .r = r,
+                                .dr = dr,
+                                .max_ctx = m->opt->max_ctx,
+                                .dtype = m->opt->dtype};
+    QILIN_TRY(qilin_mla_append(&ap, m->stream));
+
+    void *o = m->B3; /* [T, nh dv] */
+    bool absorbed =
+        m->opt->mla_mode == QILIN_MLA_ABSORBED || (m->opt->mla_mode == QILIN_MLA_AUTO && s->decode);
+    if (absorbed) {
+        void *q_lat = m->B3, *o_lat = m->B4;
+        /* q_lat[t, h] = W_UK[h]^T q_nope[t, h]: [T, dn] x [dn, r] per head */
+        QILIN_TRY(per_head_gemm(m, q_lat, (int64_t)nh * r, r, q, qw, dn + dr, L->w[QILIN_W_KV_B], 0, false, T,
+                                r, dn));
+        qilin_mla_attention_args a = {.out = o_lat,
+                                      .out_token_stride = (int64_t)nh * r,
+                                      .out_head_stride = r,
+                                      .q_lat = q_lat,
+                                      .q_lat_token_stride = (int64_t)nh * r,
+                                      .q_lat_head_stride = r,
+                                      .q_pe = slot_ptr(q, dn, es),
+                                      .q_pe_token_stride = qw,
+                                      .q_pe_head_stride = dn + dr,
+                                      .latent_cache = L->k_cache,
+                                      .pe_cache = L->v_cache,
+                                      .latent_layout = m->latent_layout,
+                                      .pe_layout = m->pe_layout,
+                                      .q_start = m->d_q_start,
+                                      .kv_len = m->d_kv_len,
+                                      .seq_slot = m->d_seq_slot,
+                                      .n_seqs = s->n_seqs,
+                                      .tokens = T,
+                                      .max_q_len = s->max_q,
+                                      .max_kv_len = s->max_kv,
+                                      .n_heads = nh,
+                                      .r = r,
+                                      .dr = dr,
+                                      .scale = d->attn_scale,
+                                      .dtype = m->opt->dtype,
+                                      .workspace = m->attn_ws,
+                                      .workspace_bytes = m->attn_ws_bytes};
+        QILIN_TRY(qilin_mla_attention(&a, m->stream));
+        /* o[t, h] = W_UV[h] o_lat[t, h]: [T, r] x [dv, r]^T per head */
+        QILIN_TRY(per_head_gemm(m, o, (int64_t)nh * dv, dv, o_lat, (int64_t)nh * r, r, L->w[QILIN_W_KV_B], dn,
+                                true, T, dv, r));
+    } else {
+        for (int b = 0, row = 0; b < s->n_seqs; row += s->b->n_tokens[b], b++)
+            QILIN_TRY(mla_naive_seq(m, L, s, b, row, q, o));
+    }
+    return linear(m, m->X, H, o, (int64_t)nh * dv, L->w[QILIN_W_O], NULL, T, H, nh * dv, false);
+}
+
+/* ---- feed-forward ------------------------------------------------------- */
+
+/* out = down(act(gate x) * up x) with gate_up stacked [2F, H]; out row stride H. */
+static qilin_status gated_mlp(shard *m, void *out, const void *x, const void *gate_up, const void *down,
+                              int T, int F) {
+    int H = m->desc->hidden;
+    QILIN_TRY(linear(m, m->B1, 2 * F, x, H, gate_up, NULL, T, 2 * F, H, false));
+    qilin_act_and_mul_args a = {
+        .out = m->B2, .in = m->B1, .tokens = T, .d = F, .act = m->desc->act, .dtype = m->opt->dtype};
+    QILIN_TRY(qilin_act_and_mul(&a, m->stream));
+    return linear(m, out, H, m->B2, F, down, NULL, T, H, F, false);
+}
+
+/* GPT-NeoX / GPT-J: out = fc_out(act(fc_in x + b)) + b. */
+static qilin_status plain_mlp(shard *m, layer *L, void *out, const void *x, int T) {
+    int H = m->desc->hidden, F = m->F;
+    QILIN_TRY(linear(m, m->B1, F, x, H, L->w[QILIN_W_UP], L->w[QILIN_W_UP_BIAS], T, F, H, false));
+    qilin_activation_args a = {
+        .out = m->B1, .in = m->B1, .n = (size_t)T * F, .act = m->desc->act, .dtype = m->opt->dtype};
+    QILIN_TRY(qilin_activation(&a, m->stream));
+    return linear(m, out, H, m->B1, F, L->w[QILIN_W_DOWN], row_bias(m, L->w[QILIN_W_DOWN_BIAS]), T, H, F,
+                  false);
+}
+
+/* Routed experts (this GPU's part: every expert's Fe columns, or its own E
+ * whole experts), plus the shared expert's Fs columns; out is a partial sum
+ * completed by the caller's all-reduce. The router runs replicated. */
+static qilin_status moe(shard *m, int l, void *out, const void *x, int T) {
+    layer *L = &m->layers[l];
+    const qilin_model_desc *d = m->desc;
+    int H = d->hidden, E = d->n_experts;
+    QILIN_TRY(linear(m, m->router_logits, E, x, H, L->w[QILIN_W_ROUTER], NULL, T, E, H, true));
+    qilin_moe_route_args r = {.topk_ids = m->topk_ids,
+                              .topk_weights = m->topk_w,
+                              .logits = m->router_logits,
+                              .correction_bias = L->router_bias,
+                              .tokens = T,
+                              .n_experts = E,
+                              .top_k = d->top_k,
+                              .n_group = d->n_group > 0 ? d->n_group : 1,
+                              .topk_group = d->topk_group > 0 ? d->topk_group : 1,
+                              .score = d->moe_score,
+                              .group_score = d->moe_group_score,
+                              .renormalize = d->norm_topk_prob,
+                              .routed_scale = d->routed_scale};
+    QILIN_TRY(qilin_moe_route(&r, m->stream));
+    const int *ids = m->topk_ids;
+    if (m->opt->ep) { /* other GPUs' experts become out-of-range ids, which the kernel skips */
+        qilin_moe_local_ids_args li = {
+            .out = m->topk_local, .ids = m->topk_ids, .n = T * d->top_k, .first = m->e0};
+        QILIN_TRY(qilin_moe_local_ids(&li, m->stream));
+        ids = m->topk_local;
+    }
+    qilin_moe_experts_args e = {.out = out,
+                                .accumulate = false,
+                                .x = x,
+                                .topk_ids = ids,
+                                .topk_weights = m->topk_w,
+                                .gate_up = L->exp_gate_up,
+                                .down = L->exp_down,
+                                .tokens = T,
+                                .top_k = d->top_k,
+                                .n_experts = m->E,
+                                .hidden = H,
+                                .ffn_dim = m->Fe,
+                                .act = d->act,
+                                .dtype = m->opt->dtype,
+                                .expert_counts = m->expert_counts + (size_t)l * m->E,
+                                .workspace = m->moe_ws,
+                                .workspace_bytes = m->moe_ws_bytes};
+    QILIN_TRY(qilin_moe_experts(&e, m->stream));
+    if (!L->shared_gate_up) return QILIN_OK;
+    void *shared = m->B3;
+    QILIN_TRY(gated_mlp(m, shared, x, L->shared_gate_up, L->w[QILIN_W_SHARED_DOWN], T, m->Fs));
+    if (L->w[QILIN_W_SHARED_EXPERT_GATE]) { /* Qwen2-MoE: out += sigmoid(x . w_g) * shared */
+        void *g = m->B4;
+        QILIN_TRY(linear(m, g, 1, x, H, L->w[QILIN_W_SHARED_EXPERT_GATE], NULL, T, 1, H, false));
+        qilin_sigmoid_gate_add_args a = {
+            .out = out, .y = shared, .gate = g, .tokens = T, .dim = H, .dtype = m->opt->dtype};
+        return qilin_sigmoid_gate_add(&a, m->stream);
+    }
+    qilin_add_args a = {.out = out, .a = out, .b = shared, .n = (size_t)T * H, .dtype = m->opt->dtype};
+    return qilin_add(&a, m->stream);
+}
+
+static qilin_status ffn(shard *m, int l, void *out, const void *x, int T) {
+    layer *L = &m->layers[l];
+    switch (m->desc->layer_ffn[l]) {
+    case QILIN_FFN_GATED:
+        return gated_mlp(m, out, x, L->gate_up, L->w[QILIN_W_DOWN], T, m->F);
+    case QILIN_FFN_PLAIN:
+        return plain_mlp(m, L, out, x, T);
+    case QILIN_FFN_MOE:
+        return moe(m, l, out, x, T);
+    }
+    return qilin_error(QILIN_ERR_INTERNAL, "layer %d: unknown FFN kind", l);
+}
+
+/* ---- one step ----------------------------------------------------------- */
+
+static qilin_status layer_forward(shard *m, int l, const step *s) {
+    const qilin_model_desc *d = m->desc;
+    layer *L = &m->layers[l];
+    int T = s->T, H = d->hidden;
+    float eps = d->norm_eps;
+    /* N = norm1(R), where R first absorbs the previous layer's output X */
+    QILIN_TRY(norm(m, m->N, l > 0 ? m->R : NULL, l > 0 ? m->X : m->R, L->w[QILIN_W_ATTN_NORM],
+                   L->w[QILIN_W_ATTN_NORM_BIAS], T, H, eps));
+    QILIN_TRY(d->attn == QILIN_ATTN_MLA ? mla_attention(m, l, s) : gqa_attention(m, l, s));
+    if (d->block != QILIN_BLOCK_SEQUENTIAL) {
+        /* parallel residual: X = attn + ffn, both reading the block input (HF
+         * adds the two branches first, then the residual: so does the next norm) */
+        const void *ffn_in = m->N;
+        if (d->block == QILIN_BLOCK_PARALLEL) { /* GPT-NeoX: a second norm of R */
+            QILIN_TRY(
+                norm(m, m->B4, NULL, m->R, L->w[QILIN_W_FFN_NORM], L->w[QILIN_W_FFN_NORM_BIAS], T, H, eps));
+            ffn_in = m->B4;
+        }
+        QILIN_TRY(ffn(m, l, m->B3, ffn_in, T)); /* uses B1, B2 only */
+        qilin_add_args a = {.out = m->X, .a = m->X, .b = m->B3, .n = (size_t)T * H, .dtype = m->opt->dtype};
+        QILIN_TRY(qilin_add(&a, m->stream));
+        return all_reduce(m, m->X, (size_t)T * H); /* both branches' partial sums at once */
+    }
+    QILIN_TRY(all_reduce(m, m->X, (size_t)T * H)); /* attention's o_proj partial sums */
+    QILIN_TRY(norm(m, m->N, m->R, m->X, L->w[QILIN_W_FFN_NORM], L->w[QILIN_W_FFN_NORM_BIAS], T, H, eps));
+    QILIN_TRY(ffn(m, l, m->X, m->N, T));
+    return all_reduce(m, m->X, (size_t)T * H); /* the down projections' partial sums */
+}
+
+/* Uploads the step's index arrays. Token ids are made relative to this
+ * GPU's vocab rows: ids of other GPUs' rows fall outside [0, nv) and the
+ * embedding kernel writes zeros for them, so the all-reduce that follows
+ * assembles every row from its owner. */
+static qilin_status upload_step(shard *m, const step *s) {
+    const qilin_batch *b = s->b;
+    int T = s->T;
+    size_t ns = (size_t)b->n_seqs * sizeof(int);
+    int *ids = malloc((size_t)T * sizeof *ids);
+    if (!ids) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_forward: host memory");
+    for (int t = 0; t < T; t++) ids[t] = (int)(b->tokens[t] - m->v0);
+    qilin_status st = qilin_memcpy_h2d(m->d_tokens, ids, (size_t)T * sizeof(int), m->stream);
+    if (st == QILIN_OK) st = qilin_memcpy_h2d(m->d_positions, s->pos, (size_t)T * sizeof(int), m->stream);
+    if (st == QILIN_OK) st = qilin_memcpy_h2d(m->d_token_slot, s->tslot, (size_t)T * sizeof(int), m->stream);
+    if (st == QILIN_OK) st = qilin_memcpy_h2d(m->d_q_start, s->q_start, ns + sizeof(int), m->stream);
+    if (st == QILIN_OK) st = qilin_memcpy_h2d(m->d_kv_len, s->kv_len, ns, m->stream);
+    if (st == QILIN_OK) st = qilin_memcpy_h2d(m->d_seq_slot, b->slot, ns, m->stream);
+    if (st == QILIN_OK) st = qilin_memcpy_h2d(m->d_single, s->single, 4 * ns, m->stream);
+    if (st == QILIN_OK && !b->all_logits) st = qilin_memcpy_h2d(m->d_rows, s->last, ns, m->stream);
+    if (st == QILIN_OK) st = qilin_stream_synchronize(m->stream); /* ids is freed next */
+    free(ids);
+    return st;
+}
+
+/* Logits of `rows` rows from the final hidden states x: this GPU's vocab
+ * columns, all-gathered ([n_ranks, rows, Vp]) and, on rank 0, laid out as
+ * full rows [rows, vocab] (the padding columns dropped). */
+static qilin_status lm_head(shard *m, const void *x, int rows) {
+    const qilin_model_desc *d = m->desc;
+    int H = d->hidden;
+    const void *w = m->global[QILIN_W_LM_HEAD], *bias = m->global[QILIN_W_LM_HEAD_BIAS];
+    if (m->n_ranks == 1) return linear(m, m->logits, d->vocab, x, H, w, bias, rows, d->vocab, H, true);
+    QILIN_TRY(linear(m, m->logits_local, m->Vp, x, H, w, bias, rows, (int)m->Vp, H, true));
+    m->stats.all_gather++;
+    size_t count = (size_t)rows * (size_t)m->Vp;
+    QILIN_TRY(qilin_comm_all_gather(m->comm, m->logits_local, m->logits_all, count, QILIN_F32, m->stream));
+    if (m->rank != 0) return QILIN_OK;
+    int64_t per = m->Vp;
+    for (int r = 0; r < m->n_ranks; r++) {
+        int64_t first = r * per, n = first + per <= d->vocab ? per : d->vocab - first;
+        if (n <= 0) continue;
+        qilin_gather_rows_args g = {.out = m->logits + first,
+                                    .in = m->logits_all + (size_t)r * count,
+                                    .rows = m->d_iota,
+                                    .n = rows,
+                                    .cols = (int)n,
+                                    .ld_out = d->vocab,
+                                    .ld_in = per,
+                                    .dtype = QILIN_F32};
+        QILIN_TRY(qilin_gather_rows(&g, m->stream));
+    }
+    return QILIN_OK;
+}
+
+qilin_status shard_step(shard *m, const step *s) {
+    const qilin_model_desc *d = m->desc;
+    int T = s->T, H = d->hidden;
+    m->stats.steps++;
+    QILIN_TRY(upload_step(m, s));
+    qilin_embedding_args e = {.out = m->R,
+                              .table = m->global[QILIN_W_EMBED],
+                              .ids = m->d_tokens,
+                              .error = NULL,
+                              .tokens = T,
+                              .dim = H,
+                              .vocab = (int)m->nv,
+                              .dtype = m->opt->dtype,
+                              .out_dtype = m->opt->dtype};
+    QILIN_TRY(qilin_embedding(&e, m->stream));
+    QILIN_TRY(all_reduce(m, m->R, (size_t)T * H)); /* vocab-parallel embedding: each row from its owner */
+    for (int l = 0; l < d->n_layers; l++) {
+        qilin_status st = layer_forward(m, l, s);
+        if (st != QILIN_OK) return qilin_error_context(st, "layer %d", l);
+    }
+    QILIN_TRY(norm(m, m->N, m->R, m->X, m->global[QILIN_W_FINAL_NORM], m->global[QILIN_W_FINAL_NORM_BIAS], T,
+                   H, d->norm_eps));
+    const void *final_in = m->N;
+    if (!s->b->all_logits) { /* only the last token of each sequence gets logits */
+        qilin_gather_rows_args g = {.out = m->B1,
+                                    .in = m->N,
+                                    .rows = m->d_rows,
+                                    .n = s->n_seqs,
+                                    .cols = H,
+                                    .ld_out = H,
+                                    .ld_in = H,
+                                    .dtype = m->opt->dtype};
+        QILIN_TRY(qilin_gather_rows(&g, m->stream));
+        final_in = m->B1;
+    }
+    return lm_head(m, final_in, s->rows);
+}

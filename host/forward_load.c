@@ -1,0 +1,409 @@
+/* forward_load.c — one GPU's part of a model: its weight slices, KV cache
+ * and per-step buffers (forward_impl.h).
+ *
+ * Every weight goes through the host: the bound checkpoint tensor is
+ * dequantised to the activation dtype, the plan's slice of it (rows, columns
+ * or whole experts) is packed, and the packed block is copied to the device.
+ * Gate and up projections of each gated MLP are stacked into one [2F, H]
+ * matrix per GPU (its F rows of each), and the routed experts of a layer into
+ * [E, 2Fe, H] and [E, H, Fe] for qilin_moe_experts. Vocab slices are padded
+ * to Vp rows with zeros, so padded logits are exactly 0 and dropped when
+ * the logits are assembled. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda/device.h"
+#include "cuda/kernels.h"
+#include "host/forward_impl.h"
+#include "host/quant.h"
+
+qilin_status shard_alloc(shard *g, void **p, size_t bytes, const char *what) {
+    QILIN_TRY(qilin_malloc(p, bytes ? bytes : 1, what));
+    g->bytes += bytes ? bytes : 1;
+    return QILIN_OK;
+}
+
+static int64_t numel(const qilin_tensor_spec *s) {
+    int64_t n = 1;
+    for (int i = 0; i < s->n_dims; i++) n *= s->shape[i];
+    return n;
+}
+
+/* Elements of this GPU's slice of s, padding included. */
+static int64_t slice_numel(const qilin_tensor_spec *s, const qilin_shard_slice *sl) {
+    int64_t n = 1;
+    for (int i = 0; i < s->n_dims; i++) n *= i == sl->dim ? sl->alloc_count : s->shape[i];
+    return n;
+}
+
+/* A zeroed allocation of `elems` elements of `es` bytes, when *p is unset. */
+static qilin_status alloc_once(shard *g, void **p, int64_t elems, size_t es, const char *what) {
+    if (*p) return QILIN_OK;
+    QILIN_TRY(shard_alloc(g, p, (size_t)elems * es, what));
+    return qilin_memset(*p, 0, (size_t)elems * es, g->stream);
+}
+
+/* Where spec s's slice lands: *dst (allocating the whole destination on
+ * first use) and the dtype stored there. */
+static qilin_status destination(shard *g, const qilin_tensor_spec *s, const qilin_shard_slice *sl, void **dst,
+                                qilin_dtype *dtype) {
+    const qilin_model_desc *d = g->desc;
+    size_t es = g->es, H = (size_t)d->hidden;
+    const char *what = s->name;
+    *dtype = g->opt->dtype;
+    if (s->layer < 0) {
+        QILIN_TRY(alloc_once(g, &g->global[s->slot], slice_numel(s, sl), es, what));
+        *dst = g->global[s->slot];
+        return QILIN_OK;
+    }
+    layer *L = &g->layers[s->layer];
+    switch (s->slot) {
+    case QILIN_W_GATE:
+    case QILIN_W_UP:
+        if (d->layer_ffn[s->layer] != QILIN_FFN_GATED) break; /* plain MLP: up = fc_in, own buffer */
+        QILIN_TRY(alloc_once(g, &L->gate_up, 2 * (int64_t)g->F * (int64_t)H, es, what));
+        *dst = (char *)L->gate_up + (s->slot == QILIN_W_UP ? (size_t)g->F * H * es : 0);
+        return QILIN_OK;
+    case QILIN_W_SHARED_GATE:
+    case QILIN_W_SHARED_UP:
+        QILIN_TRY(alloc_once(g, &L->shared_gate_up, 2 * (int64_t)g->Fs * (int64_t)H, es, what));
+        *dst = (char *)L->shared_gate_up + (s->slot == QILIN_W_SHARED_UP ? (size_t)g->Fs * H * es : 0);
+        return QILIN_OK;
+    case QILIN_W_EXP_GATE:
+    case QILIN_W_EXP_UP:
+    case QILIN_W_EXP_DOWN: {
+        if (s->expert < 0)
+            return qilin_error(QILIN_ERR_UNSUPPORTED,
+                               "%s: tensor %s: stacked (GGUF) experts are not loaded by the forward pass yet",
+                               d->source, s->name);
+        size_t F = (size_t)g->Fe, E = (size_t)g->E, e = (size_t)(s->expert - g->e0);
+        QILIN_TRY(alloc_once(g, &L->exp_gate_up, (int64_t)(E * 2 * F * H), es, what));
+        QILIN_TRY(alloc_once(g, &L->exp_down, (int64_t)(E * H * F), es, what));
+        if (s->slot == QILIN_W_EXP_DOWN)
+            *dst = (char *)L->exp_down + e * H * F * es;
+        else
+            *dst = (char *)L->exp_gate_up + (e * 2 * F + (s->slot == QILIN_W_EXP_UP ? F : 0)) * H * es;
+        return QILIN_OK;
+    }
+    case QILIN_W_ROUTER_BIAS:
+        *dtype = QILIN_F32;
+        QILIN_TRY(alloc_once(g, (void **)&L->router_bias, numel(s), 4, what));
+        *dst = L->router_bias;
+        return QILIN_OK;
+    default:
+        break;
+    }
+    QILIN_TRY(alloc_once(g, &L->w[s->slot], slice_numel(s, sl), es, what));
+    *dst = L->w[s->slot];
+    return QILIN_OK;
+}
+
+/* The bound tensor b as a quant_weight: F32/F16/BF16, or FP8 with the
+ * 128x128 block scales binding found beside it. The forward pass runs in
+ * the activation dtype, so everything is dequantised on the host; native
+ * FP8/INT4/GGUF GEMMs come with the quantized-matmul work. */
+static qilin_status weight_of(const qilin_model_desc *d, const qilin_bound_tensor *b, quant_weight *w) {
+    const qilin_tensor_spec *s = &d->tensors[b->spec];
+    int64_t cols = b->n_dims ? b->shape[b->n_dims - 1] : 1, n = 1;
+    for (int i = 0; i < b->n_dims; i++) n *= b->shape[i];
+    *w = (quant_weight){
+        .rows = cols ? n / cols : 0, .cols = cols, .data = b->data, .data_bytes = b->nbytes, .name = b->name};
+    if (b->quant == QILIN_WQ_FP8_BLOCK) {
+        w->format = QILIN_WF_FP8_BLOCK, w->scales = b->scale, w->scale_bytes = b->scale_nbytes;
+    } else if (b->quant == QILIN_WQ_NONE && b->dtype == QILIN_WDT_F32) {
+        w->format = QILIN_WF_F32;
+    } else if (b->quant == QILIN_WQ_NONE && b->dtype == QILIN_WDT_F16) {
+        w->format = QILIN_WF_F16;
+    } else if (b->quant == QILIN_WQ_NONE && b->dtype == QILIN_WDT_BF16) {
+        w->format = QILIN_WF_BF16;
+    } else {
+        return qilin_error(
+            QILIN_ERR_UNSUPPORTED,
+            "%s: tensor %s is %s%s; the forward pass loads F32, F16, BF16 and FP8 block-scaled weights",
+            b->file, b->name, qilin_wdtype_name(b->dtype),
+            b->quant == QILIN_WQ_INT4_GROUP ? " (INT4 groups)" : "");
+    }
+    if (n != numel(s))
+        return qilin_error(QILIN_ERR_FORMAT,
+                           "%s: tensor %s has %lld elements, the %s descriptor expects %lld", b->file,
+                           b->name, (long long)n, qilin_arch_hf_name(d->arch), (long long)numel(s));
+    return QILIN_OK;
+}
+
+/* Packs slice sl of the dequantised tensor `full` (shape of s): for every
+ * index before the split dim, the [start, start + count) block of it. */
+static void pack_slice(void *out, const void *full, const qilin_tensor_spec *s, const qilin_shard_slice *sl,
+                       size_t es) {
+    int64_t outer = 1, inner = 1, ext = s->shape[sl->dim];
+    for (int i = 0; i < sl->dim; i++) outer *= s->shape[i];
+    for (int i = sl->dim + 1; i < s->n_dims; i++) inner *= s->shape[i];
+    size_t run = (size_t)(sl->count * inner) * es;
+    for (int64_t o = 0; o < outer; o++)
+        memcpy((char *)out + (size_t)o * run,
+               (const char *)full + (size_t)((o * ext + sl->start) * inner) * es, run);
+}
+
+/* Dequantises this GPU's slice of w into dtype on the host and copies it to
+ * dst. A row split of a matrix converts only its rows; any other split
+ * converts the whole tensor and packs the slice. */
+static qilin_status upload_slice(shard *g, const quant_weight *w, const qilin_tensor_spec *s,
+                                 const qilin_shard_slice *sl, qilin_dtype dtype, void *dst) {
+    size_t es = qilin_dtype_size(dtype), full_bytes = (size_t)(w->rows * w->cols) * es;
+    bool whole = sl->dim < 0, rows_only = sl->dim == 0 && s->n_dims == 2;
+    size_t bytes = whole ? full_bytes : (size_t)numel(s) / (size_t)s->shape[sl->dim] * (size_t)sl->count * es;
+    void *tmp = malloc(full_bytes ? full_bytes : 1),
+         *packed = whole || rows_only ? NULL : malloc(bytes ? bytes : 1);
+    qilin_status st = QILIN_OK;
+    if (!tmp || (!whole && !rows_only && !packed))
+        st = qilin_error(QILIN_ERR_OUT_OF_MEMORY, "no host memory to convert %s", w->name);
+    if (st == QILIN_OK && rows_only)
+        st = quant_dequantize(w, sl->start, sl->count, dtype, tmp);
+    else if (st == QILIN_OK)
+        st = quant_dequantize(w, 0, w->rows, dtype, tmp);
+    if (st == QILIN_OK && packed) pack_slice(packed, tmp, s, sl, es);
+    if (st == QILIN_OK) st = qilin_memcpy_h2d(dst, packed ? packed : tmp, bytes, g->stream);
+    if (st == QILIN_OK) st = qilin_stream_synchronize(g->stream);
+    free(tmp), free(packed);
+    return st;
+}
+
+static qilin_status upload_tensor(shard *g, const qilin_bound_tensor *b, const qilin_shard_slice *sl) {
+    const qilin_tensor_spec *s = &g->desc->tensors[b->spec];
+    quant_weight w;
+    QILIN_TRY(weight_of(g->desc, b, &w));
+    void *dst = NULL;
+    qilin_dtype dtype;
+    QILIN_TRY(destination(g, s, sl, &dst, &dtype));
+    QILIN_TRY(upload_slice(g, &w, s, sl, dtype, dst));
+    if (s->slot != QILIN_W_LM_HEAD_BIAS) return QILIN_OK;
+    /* GPT-J's lm_head bias again in fp32, for the GEMM path's fp32 logits */
+    QILIN_TRY(alloc_once(g, (void **)&g->lm_head_bias_f32, slice_numel(s, sl), sizeof(float),
+                         "lm_head bias (fp32)"));
+    return upload_slice(g, &w, s, sl, QILIN_F32, g->lm_head_bias_f32);
+}
+
+/* Uploads this GPU's slices of the bound tensors (rank 0 shows progress). */
+static qilin_status load_weights(shard *g, const qilin_plan *plan, const qilin_bound_model *bound,
+                                 const char *where) {
+    const qilin_model_desc *d = g->desc;
+    bool progress = g->opt->progress && g->rank == 0;
+    int64_t done = 0, total = 0;
+    for (int i = 0; i < d->n_tensors; i++) total += numel(&d->tensors[i]);
+    for (int i = 0; i < bound->n_tensors; i++) {
+        const qilin_bound_tensor *b = &bound->tensors[i];
+        const qilin_shard_slice *sl = qilin_plan_find_slice(plan, g->rank, b->spec);
+        if (b->data && sl) QILIN_TRY(upload_tensor(g, b, sl)); /* no data: an absent optional tensor */
+        done += numel(&d->tensors[b->spec]);
+        if (progress)
+            fprintf(stderr, "\rloading %s: %5.1f%%", where,
+                    total ? 100.0 * (double)done / (double)total : 100.0);
+    }
+    if (progress) fprintf(stderr, "\n");
+    if (d->tied_embeddings) g->global[QILIN_W_LM_HEAD] = g->global[QILIN_W_EMBED];
+    if (!g->global[QILIN_W_EMBED] || !g->global[QILIN_W_LM_HEAD])
+        return qilin_error(QILIN_ERR_FORMAT, "%s: no embedding or lm_head weights", where);
+    return QILIN_OK;
+}
+
+/* ---- buffers: sizes from qilin_plan_workspace ---------------------------- */
+
+static qilin_status alloc_cache(shard *g) {
+    const qilin_model_desc *d = g->desc;
+    size_t slots = (size_t)g->opt->max_seqs, ctx = (size_t)g->opt->max_ctx, es = g->es;
+    if (d->attn == QILIN_ATTN_MLA) { /* the latent is shared by all heads: every GPU caches all of it */
+        size_t r = (size_t)d->kv_lora_rank, dr = (size_t)d->qk_rope_dim;
+        g->latent_layout = (qilin_kv_layout){(int64_t)(ctx * r), (int64_t)r, 0};
+        g->pe_layout = (qilin_kv_layout){(int64_t)(ctx * dr), (int64_t)dr, 0};
+        for (int l = 0; l < d->n_layers; l++) {
+            QILIN_TRY(shard_alloc(g, &g->layers[l].k_cache, slots * ctx * r * es, "MLA latent cache"));
+            QILIN_TRY(shard_alloc(g, &g->layers[l].v_cache, slots * ctx * dr * es, "MLA rope-key cache"));
+        }
+        return QILIN_OK;
+    }
+    size_t nkv = (size_t)g->nkv, hd = (size_t)d->head_dim, hdv = (size_t)d->head_dim_v;
+    g->k_layout = (qilin_kv_layout){(int64_t)(ctx * nkv * hd), (int64_t)(nkv * hd), (int64_t)hd};
+    g->v_layout = (qilin_kv_layout){(int64_t)(ctx * nkv * hdv), (int64_t)(nkv * hdv), (int64_t)hdv};
+    for (int l = 0; l < d->n_layers; l++) {
+        QILIN_TRY(shard_alloc(g, &g->layers[l].k_cache, slots * ctx * nkv * hd * es, "K cache"));
+        QILIN_TRY(shard_alloc(g, &g->layers[l].v_cache, slots * ctx * nkv * hdv * es, "V cache"));
+    }
+    return QILIN_OK;
+}
+
+static qilin_status alloc_moe(shard *g, int T) {
+    const qilin_model_desc *d = g->desc;
+    if (d->n_experts <= 0) return QILIN_OK;
+    QILIN_TRY(shard_alloc(g, (void **)&g->router_logits, (size_t)T * d->n_experts * 4, "router logits"));
+    QILIN_TRY(shard_alloc(g, (void **)&g->topk_w, (size_t)T * d->top_k * 4, "top-k weights"));
+    QILIN_TRY(shard_alloc(g, (void **)&g->topk_ids, (size_t)T * d->top_k * 4, "top-k ids"));
+    if (g->opt->ep)
+        QILIN_TRY(shard_alloc(g, (void **)&g->topk_local, (size_t)T * d->top_k * 4, "local top-k ids"));
+    QILIN_TRY(alloc_once(g, (void **)&g->expert_counts, (int64_t)d->n_layers * g->E, 4, "expert counts"));
+    g->moe_ws_bytes = g->ws.moe_ws;
+    return shard_alloc(g, &g->moe_ws, g->moe_ws_bytes, "MoE workspace");
+}
+
+/* Full-vocabulary logits and sampling live on rank 0; every rank has its
+ * vocab columns and the all-gathered block. */
+static qilin_status alloc_logits(shard *g, int T, int S) {
+    const qilin_model_desc *d = g->desc;
+    if (g->rank == 0) {
+        QILIN_TRY(shard_alloc(g, (void **)&g->logits, (size_t)T * d->vocab * 4, "logits"));
+        QILIN_TRY(shard_alloc(g, (void **)&g->d_sample_ids, (size_t)S * 4, "sampled ids"));
+        QILIN_TRY(shard_alloc(g, (void **)&g->d_params, (size_t)S * sizeof(qilin_sampling_params),
+                              "sampling params"));
+        g->sample_ws_bytes = g->ws.sample_ws;
+        QILIN_TRY(shard_alloc(g, &g->sample_ws, g->sample_ws_bytes, "sampling workspace"));
+    }
+    if (g->n_ranks == 1) return QILIN_OK;
+    QILIN_TRY(shard_alloc(g, (void **)&g->logits_local, (size_t)T * g->Vp * 4, "logits (this GPU's vocab)"));
+    QILIN_TRY(
+        shard_alloc(g, (void **)&g->logits_all, (size_t)g->n_ranks * T * g->Vp * 4, "logits (all GPUs)"));
+    if (g->rank != 0) return QILIN_OK;
+    int *iota = malloc((size_t)T * sizeof *iota);
+    if (!iota) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "logit rows: host memory");
+    for (int i = 0; i < T; i++) iota[i] = i;
+    qilin_status st = shard_alloc(g, (void **)&g->d_iota, (size_t)T * 4, "logit row ids");
+    if (st == QILIN_OK) st = qilin_memcpy_h2d(g->d_iota, iota, (size_t)T * 4, g->stream);
+    if (st == QILIN_OK) st = qilin_stream_synchronize(g->stream);
+    free(iota);
+    return st;
+}
+
+static qilin_status alloc_attention(shard *g) {
+    g->attn_ws_bytes = g->ws.attn_ws;
+    if (g->desc->attn == QILIN_ATTN_MLA) {
+        QILIN_TRY(shard_alloc(g, &g->mla_kvb, g->ws.mla_kvb, "MLA up-projected K/V"));
+        QILIN_TRY(shard_alloc(g, &g->mla_k, g->ws.mla_k, "MLA per-head keys"));
+    }
+    return shard_alloc(g, &g->attn_ws, g->attn_ws_bytes, "attention workspace");
+}
+
+static qilin_status alloc_buffers(shard *g) {
+    const qilin_model_desc *d = g->desc;
+    int T = g->opt->max_batch_tokens, S = g->opt->max_seqs;
+    g->width = g->ws.width;
+    size_t es = g->es, row = (size_t)g->width * es;
+    QILIN_TRY(shard_alloc(g, &g->R, (size_t)T * d->hidden * es, "residual stream"));
+    QILIN_TRY(shard_alloc(g, &g->X, (size_t)T * d->hidden * es, "sub-layer output"));
+    QILIN_TRY(shard_alloc(g, &g->N, (size_t)T * d->hidden * es, "normed input"));
+    QILIN_TRY(shard_alloc(g, &g->B1, (size_t)T * row, "scratch 1"));
+    QILIN_TRY(shard_alloc(g, &g->B2, (size_t)T * row, "scratch 2"));
+    QILIN_TRY(shard_alloc(g, &g->B3, (size_t)T * row, "scratch 3"));
+    QILIN_TRY(shard_alloc(g, &g->B4, (size_t)T * row, "scratch 4"));
+    QILIN_TRY(
+        shard_alloc(g, (void **)&g->d_single, (size_t)S * 4 * sizeof(int), "per-sequence launch arguments"));
+    QILIN_TRY(alloc_moe(g, T));
+    QILIN_TRY(alloc_logits(g, T, S));
+    QILIN_TRY(shard_alloc(g, (void **)&g->d_tokens, (size_t)T * 4, "token ids"));
+    QILIN_TRY(shard_alloc(g, (void **)&g->d_positions, (size_t)T * 4, "positions"));
+    QILIN_TRY(shard_alloc(g, (void **)&g->d_token_slot, (size_t)T * 4, "token slots"));
+    QILIN_TRY(shard_alloc(g, (void **)&g->d_q_start, (size_t)(S + 1) * 4, "query starts"));
+    QILIN_TRY(shard_alloc(g, (void **)&g->d_kv_len, (size_t)S * 4, "kv lengths"));
+    QILIN_TRY(shard_alloc(g, (void **)&g->d_seq_slot, (size_t)S * 4, "sequence slots"));
+    QILIN_TRY(shard_alloc(g, (void **)&g->d_rows, (size_t)T * 4, "logit rows"));
+    QILIN_TRY(alloc_attention(g));
+    return alloc_cache(g);
+}
+
+static qilin_status init_rope(shard *g) {
+    const qilin_model_desc *d = g->desc;
+    int half = d->rope.rot_dim / 2;
+    if (half <= 0) return QILIN_OK;
+    float *inv = malloc((size_t)half * sizeof *inv);
+    if (!inv) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "rope frequencies");
+    qilin_status st = qilin_rope_inv_freq(&d->rope, inv, &g->cos_sin_scale);
+    if (st == QILIN_OK) st = shard_alloc(g, (void **)&g->inv_freq, (size_t)half * 4, "rope inv_freq");
+    if (st == QILIN_OK) st = qilin_memcpy_h2d(g->inv_freq, inv, (size_t)half * 4, g->stream);
+    if (st == QILIN_OK) st = qilin_stream_synchronize(g->stream);
+    free(inv);
+    return st;
+}
+
+/* This GPU's sizes from the plan. */
+static void local_sizes(shard *g) {
+    const qilin_model_desc *d = g->desc;
+    const qilin_gpu_plan *gp = g->gp;
+    int n = g->n_ranks;
+    g->nh = gp->n_q_heads;
+    g->nkv = d->attn == QILIN_ATTN_MLA ? 0 : gp->n_kv_heads;
+    g->F = d->ffn_dim / n, g->Fs = d->shared_ffn_dim / n;
+    g->Fe = g->opt->ep ? d->moe_ffn_dim : d->moe_ffn_dim / n;
+    g->E = gp->n_experts, g->e0 = gp->expert_first;
+    g->v0 = gp->vocab_first, g->nv = gp->n_vocab, g->Vp = (d->vocab + n - 1) / n;
+}
+
+qilin_status shard_load(shard *g, const qilin_plan *plan, const qilin_bound_model *bound, const char *where) {
+    const qilin_model_desc *d = g->desc;
+    g->gp = &plan->gpus[g->rank];
+    g->es = qilin_dtype_size(g->opt->dtype);
+    local_sizes(g);
+    const qilin_model_options *o = g->opt;
+    qilin_plan_workspace(plan, g->rank, o->max_batch_tokens, o->max_seqs, o->max_ctx, (int)g->es, &g->ws);
+    qilin_device_props props;
+    QILIN_TRY(qilin_device_set(g->device));
+    QILIN_TRY(qilin_device_get_props(g->device, &props));
+    g->n_sms = props.sm_count;
+    QILIN_TRY(qilin_stream_create(&g->stream));
+    QILIN_TRY(qilin_blas_create(&g->blas));
+    if (!(g->layers = calloc((size_t)d->n_layers, sizeof *g->layers)))
+        return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_model_load: host memory");
+    QILIN_TRY(load_weights(g, plan, bound, where));
+    QILIN_TRY(alloc_buffers(g));
+    return init_rope(g);
+}
+
+void shard_free(shard *g) {
+    if (g->stream) qilin_stream_synchronize(g->stream); /* the last step may still be running */
+    if (g->desc && g->layers) {
+        for (int l = 0; l < g->desc->n_layers; l++) {
+            layer *L = &g->layers[l];
+            for (int s = 0; s < QILIN_SLOT_COUNT; s++) qilin_free(L->w[s]);
+            void *per_layer[] = {L->gate_up,     L->shared_gate_up, L->exp_gate_up, L->exp_down,
+                                 L->router_bias, L->k_cache,        L->v_cache};
+            for (size_t i = 0; i < sizeof per_layer / sizeof per_layer[0]; i++) qilin_free(per_layer[i]);
+        }
+    }
+    if (g->desc && g->desc->tied_embeddings) g->global[QILIN_W_LM_HEAD] = NULL;
+    for (int s = 0; s < QILIN_W_LAYER_FIRST; s++) qilin_free(g->global[s]);
+    void *bufs[] = {g->lm_head_bias_f32,
+                    g->inv_freq,
+                    g->R,
+                    g->X,
+                    g->N,
+                    g->B1,
+                    g->B2,
+                    g->B3,
+                    g->B4,
+                    g->d_single,
+                    g->router_logits,
+                    g->topk_w,
+                    g->logits,
+                    g->logits_local,
+                    g->logits_all,
+                    g->topk_ids,
+                    g->topk_local,
+                    g->expert_counts,
+                    g->d_tokens,
+                    g->d_positions,
+                    g->d_token_slot,
+                    g->d_q_start,
+                    g->d_kv_len,
+                    g->d_seq_slot,
+                    g->d_rows,
+                    g->d_iota,
+                    g->attn_ws,
+                    g->moe_ws,
+                    g->mla_kvb,
+                    g->mla_k,
+                    g->d_sample_ids,
+                    g->d_params,
+                    g->sample_ws};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) qilin_free(bufs[i]);
+    qilin_blas_destroy(g->blas);
+    qilin_stream_destroy(g->stream);
+    qilin_comm_destroy(g->comm);
+    free(g->layers);
+    memset(g, 0, sizeof *g);
+}
