@@ -151,8 +151,9 @@ TEST_P(Parallel, Fp32LogitsAndGreedyMatch) {
  * layer 1, token 0 of prompt 1 has groups at 0.0976 and 0.0994 (fp32
  * softmax scores, transformers), the top-2 groups flip and that one row is
  * off by 0.025 of the logit range; every other row stays at 0.007 or less.
- * So MoE prompts may have one row over the bound, which is printed; the
- * rest must be within it. */
+ * So MoE prompts may have one row over the bound, which is printed, and
+ * that row no further than 2.5x the bound (a flipped choice, not garbage);
+ * the rest must be within it. */
 TEST_P(Parallel, Bf16LogitsWithinTolerance) {
     QILIN_REQUIRE_DEVICES(GetParam().tp);
     qilin_model *m = load(QILIN_BF16);
@@ -183,6 +184,7 @@ TEST_P(Parallel, Bf16LogitsWithinTolerance) {
                "%.3g%s\n",
                name(), GetParam().tp, GetParam().ep ? " ep" : "", p, worst, worst_in, bound, over.c_str());
         EXPECT_LE(n_over, allowed) << "prompt " << p << ":" << over;
+        EXPECT_LE(worst, 2.5 * bound) << "prompt " << p << ":" << over;
     }
     qilin_model_free(m);
 }
