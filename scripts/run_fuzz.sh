@@ -7,7 +7,7 @@
 # times out or fails to build. See fuzz/README.md.
 #
 #   scripts/run_fuzz.sh [seconds per target, default 20] [target ...]
-#   targets: safetensors gguf config (default: all three)
+#   targets: safetensors gguf config jinja (default: all four)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/cuda/bin:$PATH # configuring the project finds the CUDA toolkit headers
@@ -15,7 +15,7 @@ export PATH=/usr/local/cuda/bin:$PATH # configuring the project finds the CUDA t
 secs=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors gguf config)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors gguf config jinja)
 build=${QILIN_FUZZ_BUILD:-build/fuzz}
 jobs=${JOBS:-$(nproc)}
 
@@ -35,7 +35,8 @@ for t in "${targets[@]}"; do
     safetensors) seeds+=($fixtures/malformed/safetensors $fixtures/malformed/safetensors_index) ;;
     gguf) seeds+=($fixtures/malformed/gguf $fixtures/gguf) ;;
     config) seeds+=($fixtures/malformed/config $fixtures/configs) ;;
-    *) die "unknown target '$t' (safetensors, gguf, config)" ;;
+    jinja) seeds+=($fixtures/chat/templates) ;;
+    *) die "unknown target '$t' (safetensors, gguf, config, jinja)" ;;
   esac
   corpus=$build/corpus/$t
   artifacts=$build/artifacts/$t
