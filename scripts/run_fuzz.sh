@@ -7,7 +7,7 @@
 # times out or fails to build. See fuzz/README.md.
 #
 #   scripts/run_fuzz.sh [seconds per target, default 20] [target ...]
-#   targets: safetensors gguf config jinja (default: all four)
+#   targets: safetensors gguf config jinja tokenizer (default: all five)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/cuda/bin:$PATH # configuring the project finds the CUDA toolkit headers
@@ -15,7 +15,7 @@ export PATH=/usr/local/cuda/bin:$PATH # configuring the project finds the CUDA t
 secs=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors gguf config jinja)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors gguf config jinja tokenizer)
 build=${QILIN_FUZZ_BUILD:-build/fuzz}
 jobs=${JOBS:-$(nproc)}
 
@@ -36,7 +36,8 @@ for t in "${targets[@]}"; do
     gguf) seeds+=($fixtures/malformed/gguf $fixtures/gguf) ;;
     config) seeds+=($fixtures/malformed/config $fixtures/configs) ;;
     jinja) seeds+=($fixtures/chat/templates) ;;
-    *) die "unknown target '$t' (safetensors, gguf, config, jinja)" ;;
+    tokenizer) ;;
+    *) die "unknown target '$t' (safetensors, gguf, config, jinja, tokenizer)" ;;
   esac
   corpus=$build/corpus/$t
   artifacts=$build/artifacts/$t
