@@ -85,11 +85,12 @@ static qilin_status check_options(const qilin_model_options *o) {
                            o->max_batch_tokens, o->max_ctx);
     int n_dev = 0;
     QILIN_TRY(qilin_device_count(&n_dev));
-    if (o->tp < 1 || o->device < 0 || o->device + o->tp > n_dev)
-        return qilin_error(
-            QILIN_ERR_INVALID_ARGUMENT,
-            "qilin_model_load: tensor parallelism over %d GPUs from device %d, but %d devices are present",
-            o->tp, o->device, n_dev);
+    if (o->tp < 1 || o->device < 0)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_model_load: tp %d, device %d", o->tp, o->device);
+    if (o->device + o->tp > n_dev) /* a missing GPU is NO_DEVICE, as for one GPU (callers skip on it) */
+        return qilin_error(QILIN_ERR_NO_DEVICE,
+                           "qilin_model_load: %d GPU(s) from device %d wanted, but %d device(s) are present", o->tp,
+                           o->device, n_dev);
     return QILIN_OK;
 }
 
