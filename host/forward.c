@@ -370,28 +370,28 @@ qilin_status qilin_generate_stream(qilin_model *m, int n_seqs, const int *const 
                 prompt_lens[i], max_new, m->opt.max_ctx);
     }
     if (max_new == 0) return QILIN_OK;
-    /* live[k] is the k-th sequence still generating; its arrays are compacted as sequences end */
-    int *live = malloc((size_t)n_seqs * sizeof *live), *slot = malloc((size_t)n_seqs * sizeof *slot);
-    int *start = malloc((size_t)n_seqs * sizeof *start), *n_tok = malloc((size_t)n_seqs * sizeof *n_tok);
-    int *tokens = malloc((size_t)n_seqs * sizeof *tokens), *next = malloc((size_t)n_seqs * sizeof *next);
+    /* live[k] is the k-th sequence still generating, and also its KV slot
+     * (sequence i owns slot i); the arrays are compacted as sequences end */
+    int *live = malloc((size_t)n_seqs * sizeof *live), *start = malloc((size_t)n_seqs * sizeof *start);
+    int *n_tok = malloc((size_t)n_seqs * sizeof *n_tok), *tokens = malloc((size_t)n_seqs * sizeof *tokens);
+    int *next = malloc((size_t)n_seqs * sizeof *next);
     qilin_sampling_params *p = malloc((size_t)n_seqs * sizeof *p);
     qilin_status st = QILIN_OK;
-    if (!live || !slot || !start || !n_tok || !tokens || !next || !p)
+    if (!live || !start || !n_tok || !tokens || !next || !p)
         st = qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_generate");
     int n_live = 0;
     for (int i = 0; st == QILIN_OK && i < n_seqs; i++) {
-        p[0] = params[i];
         int first = 0;
-        st = prefill_one(m, i, prompts[i], prompt_lens[i], &p[0], &first);
+        st = prefill_one(m, i, prompts[i], prompt_lens[i], &params[i], &first);
         if (st == QILIN_OK && on_token(user, i, first) && max_new > 1) {
-            live[n_live] = i, slot[n_live] = i, start[n_live] = prompt_lens[i], n_tok[n_live] = 1;
+            live[n_live] = i, start[n_live] = prompt_lens[i], n_tok[n_live] = 1;
             tokens[n_live++] = first;
         }
     }
     /* decode: one token for every live sequence per step */
     for (int j = 1; st == QILIN_OK && n_live > 0 && j < max_new; j++) {
         qilin_batch b = {
-            .n_seqs = n_live, .slot = slot, .start_pos = start, .n_tokens = n_tok, .tokens = tokens};
+            .n_seqs = n_live, .slot = live, .start_pos = start, .n_tokens = n_tok, .tokens = tokens};
         st = run_step(m, &b, NULL);
         for (int k = 0; st == QILIN_OK && k < n_live; k++)
             p[k] = params[live[k]], p[k].step = params[live[k]].step + (uint64_t)j;
@@ -399,12 +399,12 @@ qilin_status qilin_generate_stream(qilin_model *m, int n_seqs, const int *const 
         int kept = 0;
         for (int k = 0; st == QILIN_OK && k < n_live; k++) {
             if (!on_token(user, live[k], next[k]) || j + 1 == max_new) continue;
-            live[kept] = live[k], slot[kept] = slot[k], start[kept] = start[k] + 1, n_tok[kept] = 1;
+            live[kept] = live[k], start[kept] = start[k] + 1, n_tok[kept] = 1;
             tokens[kept++] = next[k];
         }
         n_live = kept;
     }
-    free(live), free(slot), free(start), free(n_tok), free(tokens), free(next), free(p);
+    free(live), free(start), free(n_tok), free(tokens), free(next), free(p);
     return st;
 }
 
@@ -420,10 +420,8 @@ static bool store_token(void *user, int seq, int token) {
 
 qilin_status qilin_generate(qilin_model *m, int n_seqs, const int *const *prompts, const int *prompt_lens,
                             const qilin_sampling_params *params, int n_new, int *out) {
-    if (n_seqs < 1 || n_seqs > m->opt.max_seqs)
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_generate: %d sequences (max %d)", n_seqs,
-                           m->opt.max_seqs);
-    int *count = calloc((size_t)n_seqs, sizeof *count);
+    /* qilin_generate_stream checks the arguments; n_seqs < 1 only needs a valid allocation here */
+    int *count = calloc(n_seqs > 0 ? (size_t)n_seqs : 1, sizeof *count);
     if (!count) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_generate");
     fixed_output f = {.out = out, .n_new = n_new, .count = count};
     qilin_status st = qilin_generate_stream(m, n_seqs, prompts, prompt_lens, params, n_new, store_token, &f);

@@ -39,6 +39,21 @@ double cli_now(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+int cli_parse_ids(const char *cmd, const char *s, qilin_ids *out) {
+    for (const char *p = s;;) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno || end == p || (*end && *end != ',') || v < 0 || v > 0x7fffffff) {
+            fprintf(stderr, "qilin %s: --ids: '%s' is not a comma-separated list of token ids (at '%s')\n", cmd, s, p);
+            return -1;
+        }
+        if (qilin_ids_push(out, (int32_t)v) != QILIN_OK) return cli_fail(cmd, QILIN_ERR_OUT_OF_MEMORY), -1;
+        if (!*end) return 0;
+        p = end + 1;
+    }
+}
+
 char *cli_read_all(FILE *f, size_t *len) {
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);

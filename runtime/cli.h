@@ -1,5 +1,5 @@
 /* cli.h — small helpers the `qilin` subcommands share: error printing,
- * number and dtype flags, a monotonic clock, reading a whole stream. */
+ * number, dtype and --ids flags, a monotonic clock, reading a whole stream. */
 #ifndef QILIN_RUNTIME_CLI_H
 #define QILIN_RUNTIME_CLI_H
 
@@ -8,6 +8,7 @@
 
 #include "cuda/dtype.h"
 #include "cuda/status.h"
+#include "tokenizer.h"
 
 /* Prints "qilin CMD: STATUS: message" to stderr; returns 1 (the exit status). */
 int cli_fail(const char *cmd, qilin_status st);
@@ -16,6 +17,8 @@ int cli_number(const char *cmd, const char *flag, const char *s, double *v);
 /* float32|f32|fp32, bfloat16|bf16, float16|f16|fp16; -1 otherwise. */
 int cli_dtype(const char *s, qilin_dtype *t);
 double cli_now(void); /* seconds, monotonic */
+/* "1,2,3" (--ids) -> appended to *out; prints "qilin CMD: --ids: ..." and returns -1 on a malformed list. */
+int cli_parse_ids(const char *cmd, const char *s, qilin_ids *out);
 /* With more than one GPU: one stderr line per GPU with the bytes the model
  * holds there (weights, KV cache, step buffers). `m` is a qilin_model *. */
 struct qilin_model;

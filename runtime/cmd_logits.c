@@ -20,29 +20,6 @@ static int usage(void) {
     return 2;
 }
 
-/* "1,2,3" -> ids; returns the count, -1 on a malformed list. */
-static int parse_ids(const char *s, int **out) {
-    int n = 1;
-    for (const char *p = s; *p; p++) n += *p == ',';
-    int *ids = malloc((size_t)n * sizeof *ids);
-    if (!ids) return -1;
-    const char *p = s;
-    for (int i = 0; i < n; i++) {
-        char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (errno || end == p || (*end && *end != ',') || v < 0 || v > 0x7fffffff) {
-            fprintf(stderr, "qilin logits: --ids: '%s' is not a comma-separated list of token ids (at '%s')\n", s, p);
-            free(ids);
-            return -1;
-        }
-        ids[i] = (int)v;
-        p = end + (*end == ',');
-    }
-    *out = ids;
-    return n;
-}
-
 static int write_logits(const char *path, const float *logits, size_t count) {
     FILE *f = fopen(path, "wb");
     int rc = !f || fwrite(logits, sizeof *logits, count, f) != count;
@@ -69,13 +46,14 @@ int qilin_cmd_logits(int argc, char **argv) {
         else return fprintf(stderr, "qilin logits: bad option %s %s\n", f, v), usage();
     }
     if (!model || !ids_text || !out) return usage();
-    int *ids = NULL, n = parse_ids(ids_text, &ids);
-    if (n < 0) return 2;
+    qilin_ids prompt = {0};
+    if (cli_parse_ids("logits", ids_text, &prompt)) return qilin_ids_free(&prompt), 2;
+    int n = (int)prompt.n, *ids = prompt.ids;
     opt.max_batch_tokens = n;
     opt.max_ctx = n;
     qilin_model *m = NULL;
     qilin_status st = qilin_model_load(model, &opt, &m);
-    if (st != QILIN_OK) return free(ids), cli_fail("logits", st);
+    if (st != QILIN_OK) return qilin_ids_free(&prompt), cli_fail("logits", st);
     cli_report_gpus("logits", m);
     int vocab = qilin_model_get_desc(m)->vocab, slot = 0, start = 0, rc = 0;
     float *logits = malloc((size_t)n * vocab * sizeof *logits);
@@ -86,7 +64,7 @@ int qilin_cmd_logits(int argc, char **argv) {
     else if (!(rc = write_logits(out, logits, (size_t)n * vocab)))
         fprintf(stderr, "qilin logits: wrote %d x %d fp32 logits to %s\n", n, vocab, out);
     free(logits);
-    free(ids);
+    qilin_ids_free(&prompt);
     qilin_model_free(m);
     return rc;
 }

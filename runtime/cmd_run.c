@@ -111,28 +111,6 @@ static int parse(int argc, char **argv, run_args *a) {
     return 0;
 }
 
-/* ---- token ids in, ids out (first light's interface, kept for scripts) ---- */
-
-static int parse_ids(const char *s, qilin_ids *out) {
-    for (const char *p = s; *p;) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || (*end && *end != ',') || v < 0 || v > 0x7fffffff) {
-            fprintf(stderr, "qilin run: --ids: '%s' is not a comma-separated list of token ids (at '%s')\n", s, p);
-            return -1;
-        }
-        if (out->n == out->cap) {
-            size_t cap = out->cap ? 2 * out->cap : 64;
-            int32_t *grown = realloc(out->ids, cap * sizeof *grown);
-            if (!grown) return -1;
-            out->ids = grown, out->cap = cap;
-        }
-        out->ids[out->n++] = (int32_t)v;
-        p = end + (*end == ',');
-    }
-    return out->n ? 0 : -1;
-}
-
 /* Loads the model with a context that fits prompt + n (or the model's default). */
 static qilin_status load_model(run_args *a, int prompt_len, qilin_model **m) {
     if (a->max_ctx > 0) a->opt.max_ctx = a->max_ctx;
@@ -231,9 +209,11 @@ static size_t stop_ids(const run_args *a, const qilin_model *m, const qilin_toke
     return n;
 }
 
+/* ---- token ids in, ids out (first light's interface, kept for scripts) ---- */
+
 static int run_ids(run_args *a) {
     qilin_ids prompt = {0};
-    if (parse_ids(a->ids, &prompt)) return qilin_ids_free(&prompt), 2;
+    if (cli_parse_ids("run", a->ids, &prompt)) return qilin_ids_free(&prompt), 2;
     if (a->n < 0) a->n = 16;
     qilin_model *m = NULL;
     qilin_status st = load_model(a, (int)prompt.n, &m);

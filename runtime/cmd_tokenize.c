@@ -93,13 +93,8 @@ static int decode(const qilin_tokenizer *t, const tokenize_args *a) {
             rc = 2;
             break;
         }
-        if (ids.n == ids.cap) {
-            size_t cap = ids.cap ? 2 * ids.cap : 256;
-            int32_t *grown = realloc(ids.ids, cap * sizeof *grown);
-            if (!grown) rc = (fprintf(stderr, "qilin tokenize: out of memory\n"), 1);
-            else ids.ids = grown, ids.cap = cap;
-        }
-        if (!rc) ids.ids[ids.n++] = (int32_t)v;
+        qilin_status st = qilin_ids_push(&ids, (int32_t)v);
+        if (st != QILIN_OK) rc = cli_fail("tokenize", st);
         p = end;
     }
     free(in);

@@ -15,14 +15,19 @@ void qilin_text_stream_init(qilin_text_stream *s, const qilin_tokenizer *t, unsi
     s->last_id = -1;
 }
 
+/* Room for `need` bytes in *buf. */
+static qilin_status reserve(char **buf, size_t *cap, size_t need) {
+    if (need <= *cap) return QILIN_OK;
+    size_t want = *cap ? *cap : 256;
+    while (want < need) want *= 2;
+    char *grown = realloc(*buf, want);
+    if (!grown) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "text stream: %zu bytes", want);
+    *buf = grown, *cap = want;
+    return QILIN_OK;
+}
+
 static qilin_status append(char **buf, size_t *n, size_t *cap, const char *text, size_t len) {
-    if (*n + len + 1 > *cap) {
-        size_t want = *cap ? *cap : 256;
-        while (want < *n + len + 1) want *= 2;
-        char *grown = realloc(*buf, want);
-        if (!grown) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "text stream: %zu bytes", want);
-        *buf = grown, *cap = want;
-    }
+    QILIN_TRY(reserve(buf, cap, *n + len + 1));
     memcpy(*buf + *n, text, len);
     *n += len;
     (*buf)[*n] = '\0';
@@ -76,13 +81,11 @@ qilin_status qilin_text_stream_push(qilin_text_stream *s, int32_t id, bool *more
             s->finish = QILIN_FINISH_EOS, s->last_id = id;
             return qilin_text_stream_finish(s);
         }
-    size_t cap = 64 + qilin_tokenizer_max_token_bytes(s->detok.t), n = 0;
-    char *piece = malloc(cap);
-    if (!piece) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "text stream: %zu bytes", cap);
-    qilin_status st = qilin_detokenizer_push(&s->detok, id, piece, cap, &n);
-    if (st == QILIN_OK) st = append(&s->held, &s->n_held, &s->cap_held, piece, n);
-    free(piece);
-    QILIN_TRY(st);
+    /* decode straight onto the end of the held text (no per-token buffer) */
+    size_t room = 64 + qilin_tokenizer_max_token_bytes(s->detok.t), n = 0;
+    QILIN_TRY(reserve(&s->held, &s->cap_held, s->n_held + room + 1));
+    QILIN_TRY(qilin_detokenizer_push(&s->detok, id, s->held + s->n_held, room, &n));
+    s->n_held += n;
     long stop = find_stop(s);
     if (stop >= 0) {
         s->finish = QILIN_FINISH_STOP;

@@ -271,7 +271,7 @@ static qilin_status encode_piece(enc_ctx *c, const char *p, size_t n, qilin_ids 
     for (; c->cache[j].key_len; j = (j + 1) & c->cache_mask) {
         cache_slot *s = &c->cache[j];
         if (s->hash == h && s->key_len == n && memcmp(c->cache_keys.p + s->key_off, p, n) == 0) {
-            for (uint32_t k = 0; k < s->n_ids; k++) QILIN_TRY(tok_ids_push(out, c->cache_ids.ids[s->ids_off + k]));
+            for (uint32_t k = 0; k < s->n_ids; k++) QILIN_TRY(qilin_ids_push(out, c->cache_ids.ids[s->ids_off + k]));
             return QILIN_OK;
         }
     }
@@ -280,7 +280,7 @@ static qilin_status encode_piece(enc_ctx *c, const char *p, size_t n, qilin_ids 
     if (c->cache_count >= CACHE_MAX_ENTRIES) return QILIN_OK;
     cache_slot s = {h, (uint32_t)c->cache_keys.n, (uint32_t)n, (uint32_t)c->cache_ids.n, (uint32_t)(out->n - before)};
     QILIN_TRY(tok_buf_put(&c->cache_keys, p, n));
-    for (size_t k = before; k < out->n; k++) QILIN_TRY(tok_ids_push(&c->cache_ids, out->ids[k]));
+    for (size_t k = before; k < out->n; k++) QILIN_TRY(qilin_ids_push(&c->cache_ids, out->ids[k]));
     c->cache[j] = s;
     if (++c->cache_count * 2 > c->cache_mask + 1) QILIN_TRY(cache_grow(c));
     return QILIN_OK;
@@ -374,7 +374,7 @@ static qilin_status split_added(enc_ctx *c, const char *p, size_t n, bool normal
         }
         while (tok->rstrip && me < n && is_space_at(p + me, n - me, &l)) me += l;
         QILIN_TRY(fn(c, p + seg, ms - seg, at_origin && seg == 0, out));
-        QILIN_TRY(tok_ids_push(out, tok->id));
+        QILIN_TRY(qilin_ids_push(out, tok->id));
         seg = i = me;
     }
     return fn(c, p + seg, n - seg, at_origin && seg == 0, out);
@@ -403,10 +403,10 @@ qilin_status qilin_tokenizer_encode(const qilin_tokenizer *t, const char *text, 
     enc_ctx c = {.t = t, .flags = flags};
     qilin_status st = QILIN_OK;
     if (flags & QILIN_ENCODE_ADD_SPECIAL)
-        for (int i = 0; i < t->n_post_prefix && st == QILIN_OK; i++) st = tok_ids_push(out, t->post_prefix[i]);
+        for (int i = 0; i < t->n_post_prefix && st == QILIN_OK; i++) st = qilin_ids_push(out, t->post_prefix[i]);
     if (st == QILIN_OK) st = split_added(&c, text, len, false, true, normalized_segment, out);
     if (flags & QILIN_ENCODE_ADD_SPECIAL)
-        for (int i = 0; i < t->n_post_suffix && st == QILIN_OK; i++) st = tok_ids_push(out, t->post_suffix[i]);
+        for (int i = 0; i < t->n_post_suffix && st == QILIN_OK; i++) st = qilin_ids_push(out, t->post_suffix[i]);
     tok_split_ctx_free(&c.split);
     tok_bpe_scratch_free(&c.bpe);
     free(c.cache);

@@ -65,6 +65,7 @@ typedef struct qilin_ids {
     size_t n, cap;
 } qilin_ids;
 void qilin_ids_free(qilin_ids *v);
+qilin_status qilin_ids_push(qilin_ids *v, int32_t id); /* appends one id (QILIN_ERR_OUT_OF_MEMORY) */
 
 /* Appends the ids of text[0..len) to *out (text need not be NUL-terminated
  * and may be invalid UTF-8). */

@@ -248,7 +248,7 @@ invalid:
     return 1;
 }
 
-qilin_status tok_ids_push(qilin_ids *v, int32_t id) {
+qilin_status qilin_ids_push(qilin_ids *v, int32_t id) {
     if (v->n == v->cap) {
         size_t cap = v->cap ? v->cap * 2 : 64;
         int32_t *p = realloc(v->ids, cap * sizeof *p);
@@ -391,11 +391,11 @@ static qilin_status scratch_reserve(tok_bpe_scratch *s, size_t n) {
 
 /* Emits a finished symbol; a SentencePiece symbol that is not a token becomes its bytes. */
 static qilin_status emit_sym(const qilin_tokenizer *t, const char *p, const struct tok_sym *s, qilin_ids *out) {
-    if (s->id >= 0) return tok_ids_push(out, s->id);
+    if (s->id >= 0) return qilin_ids_push(out, s->id);
     for (uint32_t i = s->start; i < s->end; i++) {
         int32_t b = t->byte_token[(uint8_t)p[i]];
         if (b < 0) b = t->unk_id;
-        if (b >= 0) QILIN_TRY(tok_ids_push(out, b));
+        if (b >= 0) QILIN_TRY(qilin_ids_push(out, b));
     }
     return QILIN_OK;
 }
@@ -405,7 +405,7 @@ qilin_status tok_bpe_piece(const qilin_tokenizer *t, tok_bpe_scratch *s, const c
     if (t->ignore_merges || t->model == TOK_MODEL_RANKS) { /* a whole-piece token wins outright */
         const tok_strmap *m = t->byte_level || t->model == TOK_MODEL_RANKS ? &t->vocab_bytes : &t->vocab;
         int32_t id = tok_strmap_get(m, p, n);
-        if (id >= 0) return tok_ids_push(out, id);
+        if (id >= 0) return qilin_ids_push(out, id);
     }
     QILIN_TRY(scratch_reserve(s, n));
     struct tok_sym *sym = s->sym;

@@ -200,7 +200,6 @@ typedef struct tok_bpe_scratch {
 /* Appends the ids of one pre-tokenized piece. */
 qilin_status tok_bpe_piece(const qilin_tokenizer *t, tok_bpe_scratch *s, const char *p, size_t n, qilin_ids *out);
 void tok_bpe_scratch_free(tok_bpe_scratch *s);
-qilin_status tok_ids_push(qilin_ids *v, int32_t id);
 
 /* The GPT-2 byte <-> unicode table. */
 uint32_t tok_byte_to_cp(uint8_t b);
