@@ -31,6 +31,7 @@ void qilin_model_options_default(qilin_model_options *o) {
     o->max_batch_tokens = 512;
     o->mla_mode = QILIN_MLA_AUTO;
     o->tp = 1;
+    o->nodes = 1;
 }
 
 const qilin_model_desc *qilin_model_get_desc(const qilin_model *m) { return m->desc; }

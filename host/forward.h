@@ -40,6 +40,17 @@ typedef enum qilin_mla_mode {
     QILIN_MLA_NAIVE,     /* always up-project the cached latents */
 } qilin_mla_mode;
 
+/* How MoE tokens reach the GPUs that own their experts under expert
+ * parallelism (forward_layers.c has the trade-off). */
+typedef enum qilin_ep_dispatch {
+    QILIN_EP_REPLICATED = 0, /* every GPU routes every token (tensor-parallel attention left all
+                                tokens on every GPU), runs its own experts; partial sums ride
+                                the FFN's all-reduce: no extra collective */
+    QILIN_EP_ALL_TO_ALL,     /* each GPU routes its share of the tokens and sends each row to
+                                its experts' owner by all-to-all; results come back the same
+                                way (what data-parallel attention needs) */
+} qilin_ep_dispatch;
+
 typedef struct qilin_model_options {
     qilin_dtype dtype;        /* activations, weights and KV cache: QILIN_BF16 (default), F16, F32 */
     int device;               /* 0; with tp > 1 the first of devices device .. device + tp - 1 */
@@ -51,6 +62,13 @@ typedef struct qilin_model_options {
     int tp;                   /* tensor-parallel GPUs; default 1 */
     bool ep;                  /* MoE: whole experts per GPU (expert parallelism)
                                  instead of every expert split by its intermediate size */
+    qilin_ep_dispatch ep_dispatch; /* with ep; default QILIN_EP_REPLICATED */
+    /* Several processes (one per node) sharing the tp GPUs: node n drives
+     * global ranks n * tp / nodes .. (n + 1) * tp / nodes - 1 on its devices
+     * device .. device + tp / nodes - 1. See qilin_model_follow. */
+    int nodes;               /* default 1 */
+    int node_rank;           /* 0 (the leader, which calls qilin_forward) .. nodes - 1 */
+    const char *coordinator; /* "host:port" where node 0 listens (cluster.h) */
 } qilin_model_options;
 
 /* Defaults for every field: fills *o. */
