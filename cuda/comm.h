@@ -1,5 +1,6 @@
-/* comm.h — collectives between the GPUs of one process: NCCL in the cuda build,
- * an in-process exchange between emulated devices in the sim, same semantics.
+/* comm.h — collectives between GPUs: NCCL in the cuda build, an exchange
+ * between emulated devices in the sim (in-process, and over loopback TCP
+ * between processes on one machine), same semantics.
  *
  * One communicator handle per rank; rank r belongs to devices[r] and is used by
  * one host thread (the one driving that device). Every rank calls each
@@ -26,7 +27,36 @@ typedef struct qilin_comm qilin_comm;
  * comms must hold ndev pointers. Call from one thread; then hand comms[r] to
  * the thread that drives devices[r]. */
 qilin_status qilin_comm_init_all(int ndev, const int *devices, qilin_comm **comms);
+
+/* Several processes (one per node): the process that will hold global rank
+ * 0 makes a unique id, sends it to the others by its own means (cluster.h),
+ * and every process creates its own ranks' communicators from it.
+ * NCCL: ncclGetUniqueId / ncclCommInitRank. Sim: the id names a loopback
+ * listener in the id's process, which the others connect to; it works for
+ * processes on one machine only. */
+#define QILIN_COMM_ID_BYTES 128
+typedef struct qilin_comm_id {
+    unsigned char bytes[QILIN_COMM_ID_BYTES];
+} qilin_comm_id;
+qilin_status qilin_comm_get_unique_id(qilin_comm_id *id);
+
+/* This process's nlocal ranks first_rank .. first_rank + nlocal - 1 of a
+ * communicator of `world` ranks, on devices[0 .. nlocal - 1]; every process
+ * passes the same id and world, and the call returns once all world ranks
+ * have joined (or fails after the timeout). comms must hold nlocal
+ * pointers; comms[i] is global rank first_rank + i. */
+qilin_status qilin_comm_init_ranks(const qilin_comm_id *id, int world, int first_rank, int nlocal,
+                                   const int *devices, qilin_comm **comms);
+
 qilin_status qilin_comm_destroy(qilin_comm *comm); /* NULL is a no-op */
+
+/* Ends this rank's communication because a peer failed (a process died, a
+ * rank's step failed): from any thread, operations in progress and later
+ * ones fail with QILIN_ERR_COMM and `reason` instead of waiting for the
+ * peer forever. The handle must still be destroyed. NCCL: ncclCommAbort
+ * (an operation entering NCCL at the very moment of the abort may still use
+ * the freed NCCL communicator: abort only when the rank is stuck waiting). */
+void qilin_comm_abort(qilin_comm *comm, const char *reason);
 int qilin_comm_rank(const qilin_comm *comm);
 int qilin_comm_size(const qilin_comm *comm);
 

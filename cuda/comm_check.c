@@ -24,6 +24,17 @@ qilin_status qilin_comm_check_init(int ndev, const int *devices, qilin_comm **co
     return QILIN_OK;
 }
 
+qilin_status qilin_comm_check_init_ranks(const qilin_comm_id *id, int world, int first_rank, int nlocal,
+                                         const int *devices, qilin_comm **comms) {
+    if (id == NULL) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "comm_init_ranks: id = NULL");
+    if (world < 1 || nlocal < 1 || first_rank < 0 || first_rank > world - nlocal)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "comm_init_ranks: ranks %d .. %d of world %d (nlocal %d) are not a range of "
+                           "0 .. world - 1",
+                           first_rank, first_rank + nlocal - 1, world, nlocal);
+    return qilin_comm_check_init(nlocal, devices, comms);
+}
+
 qilin_status qilin_comm_check_dtype(qilin_comm_site s, qilin_dtype dtype) {
     if ((int)dtype < 0 || (int)dtype >= (int)QILIN_DTYPE_COUNT)
         return qilin_error(QILIN_ERR_UNSUPPORTED, "%s (rank %d of %d): dtype = %d is not a qilin_dtype", s.op,

@@ -24,6 +24,10 @@ typedef struct qilin_comm_site {
 /* ndev >= 1, devices and comms non-NULL, every device exists and appears
  * once (NCCL does not support one device twice in a communicator). */
 qilin_status qilin_comm_check_init(int ndev, const int *devices, qilin_comm **comms);
+/* The same for qilin_comm_init_ranks, plus 0 <= first_rank, first_rank +
+ * nlocal <= world, id non-NULL. */
+qilin_status qilin_comm_check_init_ranks(const qilin_comm_id *id, int world, int first_rank, int nlocal,
+                                         const int *devices, qilin_comm **comms);
 
 /* dtype is in qilin's table (QILIN_ERR_UNSUPPORTED otherwise). */
 qilin_status qilin_comm_check_dtype(qilin_comm_site s, qilin_dtype dtype);

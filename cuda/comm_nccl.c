@@ -1,8 +1,11 @@
 /* comm_nccl.c — qilin's collectives on NCCL (cuda build).
  *
  * qilin_comm_init_all is ncclCommInitAll over the given devices (one process,
- * one communicator per GPU); each qilin_comm wraps one ncclComm_t with its
- * rank, size and device. Collectives map one to one (sums are ncclSum);
+ * one communicator per GPU); qilin_comm_init_ranks is ncclCommInitRank per
+ * local GPU inside one group (several processes, the id from
+ * ncclGetUniqueId); each qilin_comm wraps one ncclComm_t with its rank,
+ * size and device. qilin_comm_abort is ncclCommAbort; later calls on the
+ * rank fail with the abort's reason instead of touching NCCL. Collectives map one to one (sums are ncclSum);
  * group start/end are NCCL's (per host thread); all-to-all is a group of one
  * send and one receive per peer. Arguments are checked first (comm_check.c,
  * shared with the sim) so that a bad call gets a message naming the field
@@ -10,13 +13,18 @@
 #include "comm.h"
 
 #include <nccl.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "comm_check.h"
 
 struct qilin_comm {
     ncclComm_t nccl;
     int rank, size, device;
+    atomic_int aborted; /* ncclCommAbort has freed `nccl` */
+    char reason[256];   /* why, written before `aborted` is set */
 };
 
 static qilin_status nccl_fail(ncclResult_t r, const char *stmt, const char *file, int line) {
@@ -93,6 +101,9 @@ static qilin_status nccl_type(qilin_comm_site s, qilin_dtype dtype, ncclDataType
 static qilin_status check_call(const char *op, const qilin_comm *comm, qilin_dtype dtype,
                                qilin_stream *stream, qilin_comm_site *s, ncclDataType_t *t) {
     if (comm == NULL) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: comm = NULL", op);
+    if (atomic_load(&comm->aborted))
+        return qilin_error(QILIN_ERR_COMM, "%s (rank %d of %d): communicator aborted: %s", op, comm->rank,
+                           comm->size, comm->reason);
     s->op = op;
     s->rank = comm->rank;
     s->size = comm->size;
@@ -145,12 +156,71 @@ qilin_status qilin_comm_init_all(int ndev, const int *devices, qilin_comm **comm
     return st;
 }
 
+qilin_status qilin_comm_get_unique_id(qilin_comm_id *id) {
+    if (id == NULL) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "comm_get_unique_id: id = NULL");
+    _Static_assert(sizeof(ncclUniqueId) <= QILIN_COMM_ID_BYTES, "qilin_comm_id holds an ncclUniqueId");
+    ncclUniqueId raw;
+    NCCL_TRY(ncclGetUniqueId(&raw));
+    memset(id, 0, sizeof *id);
+    memcpy(id->bytes, &raw, sizeof raw);
+    return QILIN_OK;
+}
+
+/* ncclCommInitRank for each local GPU, in one group so that one thread can
+ * create several ranks that wait for one another. */
+static qilin_status init_ranks_raw(const qilin_comm_id *id, int world, int first_rank, int nlocal,
+                                   const int *devices, ncclComm_t *raw) {
+    ncclUniqueId uid;
+    memcpy(&uid, id->bytes, sizeof uid);
+    NCCL_TRY(ncclGroupStart());
+    ncclResult_t r = ncclSuccess;
+    for (int i = 0; i < nlocal && r == ncclSuccess; i++) {
+        qilin_status st = qilin_device_set(devices[i]);
+        if (st != QILIN_OK) {
+            ncclGroupEnd();
+            return st;
+        }
+        r = ncclCommInitRank(&raw[i], world, uid, first_rank + i);
+    }
+    ncclResult_t end = ncclGroupEnd();
+    if (r != ncclSuccess) return nccl_fail(r, "ncclCommInitRank", __FILE__, __LINE__);
+    if (end != ncclSuccess) return nccl_fail(end, "ncclGroupEnd() after ncclCommInitRank", __FILE__, __LINE__);
+    return QILIN_OK;
+}
+
+qilin_status qilin_comm_init_ranks(const qilin_comm_id *id, int world, int first_rank, int nlocal,
+                                   const int *devices, qilin_comm **comms) {
+    QILIN_TRY(qilin_comm_check_init_ranks(id, world, first_rank, nlocal, devices, comms));
+    for (int i = 0; i < nlocal; i++) comms[i] = NULL;
+    ncclComm_t *raw = (ncclComm_t *)calloc((size_t)nlocal, sizeof *raw);
+    if (raw == NULL) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "comm_init_ranks: out of host memory");
+    int previous = -1;
+    qilin_status st = qilin_device_get(&previous);
+    if (st == QILIN_OK) st = init_ranks_raw(id, world, first_rank, nlocal, devices, raw);
+    if (st == QILIN_OK) st = wrap_all(nlocal, devices, raw, comms);
+    for (int i = 0; st == QILIN_OK && i < nlocal; i++) comms[i]->rank = first_rank + i, comms[i]->size = world;
+    if (previous >= 0) {
+        qilin_status rst = qilin_device_set(previous);
+        if (st == QILIN_OK) st = rst;
+    }
+    free(raw);
+    return st;
+}
+
 qilin_status qilin_comm_destroy(qilin_comm *comm) {
     if (comm == NULL) return QILIN_OK;
     ncclComm_t nccl = comm->nccl;
+    int aborted = atomic_load(&comm->aborted);
     free(comm);
-    NCCL_TRY(ncclCommDestroy(nccl));
+    if (!aborted) NCCL_TRY(ncclCommDestroy(nccl));
     return QILIN_OK;
+}
+
+void qilin_comm_abort(qilin_comm *comm, const char *reason) {
+    if (comm == NULL || atomic_load(&comm->aborted)) return;
+    snprintf(comm->reason, sizeof comm->reason, "%s", reason ? reason : "aborted");
+    atomic_store(&comm->aborted, 1);
+    ncclCommAbort(comm->nccl); /* frees it; the rank's stuck kernels end */
 }
 
 int qilin_comm_rank(const qilin_comm *comm) { return comm ? comm->rank : -1; }

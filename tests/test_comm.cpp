@@ -15,11 +15,17 @@
  * exactly and be bit-identical on every rank.
  *
  * A thread destroys its own communicator when its part ends, so a rank that
- * fails early makes its peers fail fast in the sim instead of waiting. */
+ * fails early makes its peers fail fast in the sim instead of waiting.
+ *
+ * The "procs" instances run the same cases with the ranks split into
+ * groups as separate processes would hold them (qilin_comm_init_ranks from
+ * one unique id, one init per group on its own thread): in the sim that
+ * takes the loopback transport between processes, on GPUs ncclCommInitRank. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -41,13 +47,48 @@ struct DeviceBuffer {
     ~DeviceBuffer() { qilin_free(ptr); }
 };
 
+/* How many ranks each "process" holds when the ranks are split (n = 2, 3, 4):
+ * the process holding rank 0 with one and with several ranks, likewise the others. */
+std::vector<int> process_sizes(int n) {
+    if (n == 4) return {2, 1, 1};
+    if (n == 3) return {1, 2};
+    return std::vector<int>(n, 1);
+}
+
+/* Set by the "procs" instances: run_ranks splits the ranks into processes. */
+bool g_split_processes = false;
+
+/* qilin_comm_init_ranks for each group of process_sizes(n), concurrently
+ * (each blocks until all have joined). */
+void init_split(int n, const std::vector<int> &devices, std::vector<qilin_comm *> &comms) {
+    qilin_comm_id id;
+    QILIN_ASSERT_OK(qilin_comm_get_unique_id(&id));
+    std::vector<int> sizes = process_sizes(n);
+    std::vector<qilin_status> st(sizes.size(), QILIN_OK);
+    std::vector<std::string> msg(sizes.size());
+    std::vector<std::thread> threads;
+    for (size_t p = 0, first = 0; p < sizes.size(); first += sizes[p], p++)
+        threads.emplace_back([&, p, first] {
+            st[p] = qilin_comm_init_ranks(&id, n, (int)first, sizes[p], &devices[first], &comms[first]);
+            msg[p] = qilin_last_error();
+        });
+    for (std::thread &t : threads) t.join();
+    for (size_t p = 0; p < sizes.size(); p++) ASSERT_EQ(st[p], QILIN_OK) << "process " << p << ": " << msg[p];
+}
+
 /* Runs body(rank, comm) on one thread per rank; each thread binds to device
  * `rank` first and destroys its communicator when the body returns. */
 void run_ranks(int n, const std::function<void(int, qilin_comm *)> &body) {
     std::vector<int> devices(n);
     for (int r = 0; r < n; r++) devices[r] = r;
     std::vector<qilin_comm *> comms(n, nullptr);
-    QILIN_ASSERT_OK(qilin_comm_init_all(n, devices.data(), comms.data()));
+    if (g_split_processes && n > 1) {
+        init_split(n, devices, comms);
+        for (int r = 0; r < n; r++)
+            if (!comms[r]) return;
+    } else {
+        QILIN_ASSERT_OK(qilin_comm_init_all(n, devices.data(), comms.data()));
+    }
     std::vector<std::thread> threads;
     for (int r = 0; r < n; r++)
         threads.emplace_back([&, r] {
@@ -148,10 +189,16 @@ void expect_equal(const char *what, const std::vector<T> &got, const std::vector
 
 constexpr size_t kCount = 1031; /* prime: no chunking of NCCL's lines up evenly */
 
+/* Parameter: ranks, plus 100 for the instances split into processes. */
 class Comm : public ::testing::TestWithParam<int> {
   protected:
-    void SetUp() override { QILIN_REQUIRE_DEVICES(GetParam()); }
-    int n() const { return GetParam(); }
+    void SetUp() override {
+        QILIN_REQUIRE_DEVICES(n());
+        g_split_processes = split();
+    }
+    void TearDown() override { g_split_processes = false; }
+    int n() const { return GetParam() % 100; }
+    bool split() const { return GetParam() >= 100; }
 };
 
 /* ---- all-reduce -------------------------------------------------------- */
@@ -306,6 +353,9 @@ TEST_P(Comm, AllToAll) {
 /* Each rank receives from its left neighbour and sends to its right one, the
  * receive posted first: only the group makes this order safe. */
 TEST_P(Comm, GroupedSendRecvRing) {
+#ifdef QILIN_SIM
+    if (split()) GTEST_SKIP() << "the sim carries only collectives between processes";
+#endif
     const int n = this->n();
     std::vector<std::vector<float>> in(n), out(n);
     for (int r = 0; r < n; r++) in[r] = random_f32(kCount, 600 + r);
@@ -326,9 +376,9 @@ TEST_P(Comm, GroupedSendRecvRing) {
     for (int r = 0; r < n; r++) expect_equal("ring send/recv", out[r], in[(r + n - 1) % n], r);
 }
 
-INSTANTIATE_TEST_SUITE_P(Comm, Comm, ::testing::Values(1, 2, 3, 4),
+INSTANTIATE_TEST_SUITE_P(Comm, Comm, ::testing::Values(1, 2, 3, 4, 102, 103, 104),
                          [](const ::testing::TestParamInfo<int> &i) {
-                             return "ranks" + std::to_string(i.param);
+                             return "ranks" + std::to_string(i.param % 100) + (i.param >= 100 ? "_procs" : "");
                          });
 
 /* ---- argument checks (both builds; no call reaches the transport) -------- */
@@ -534,3 +584,125 @@ TEST(CommSim, AllReduceFp8RoundsOnce) {
 #endif /* QILIN_SIM */
 
 } // namespace
+
+/* ---- ranks in several processes (sim transport) ------------------------- */
+
+#ifdef QILIN_SIM
+namespace {
+
+/* Two one-rank "processes" from one id, created concurrently. */
+void init_two_processes(qilin_comm *comms[2]) {
+    qilin_comm_id id;
+    QILIN_ASSERT_OK(qilin_comm_get_unique_id(&id));
+    int dev[2] = {0, 1};
+    qilin_status st[2];
+    std::thread other([&] { st[1] = qilin_comm_init_ranks(&id, 2, 1, 1, &dev[1], &comms[1]); });
+    st[0] = qilin_comm_init_ranks(&id, 2, 0, 1, &dev[0], &comms[0]);
+    other.join();
+    ASSERT_EQ(st[0], QILIN_OK);
+    ASSERT_EQ(st[1], QILIN_OK);
+}
+
+} // namespace
+
+/* Another thread aborts rank 0 while it waits for a process that never
+ * comes: rank 0 fails with the reason, and the other process, arriving
+ * later, finds the connection closed instead of waiting. */
+TEST(CommSim, AbortEndsAWaitBetweenProcesses) {
+    QILIN_REQUIRE_DEVICES(2);
+    qilin_comm *comms[2] = {nullptr, nullptr};
+    init_two_processes(comms);
+    DeviceBuffer a;
+    QILIN_ASSERT_OK(qilin_malloc(&a.ptr, 64, "a"));
+    std::thread watchdog([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        qilin_comm_abort(comms[0], "node 1 reported a failure");
+    });
+    EXPECT_EQ(qilin_comm_all_reduce_sum(comms[0], a.ptr, a.ptr, 4, QILIN_F32, nullptr), QILIN_ERR_COMM);
+    EXPECT_TRUE(names("node 1 reported a failure")) << qilin_last_error();
+    watchdog.join();
+    std::thread late([&] { /* rank 1, on its own device */
+        DeviceBuffer b;
+        ASSERT_EQ(qilin_device_set(1), QILIN_OK);
+        QILIN_ASSERT_OK(qilin_malloc(&b.ptr, 64, "b"));
+        EXPECT_EQ(qilin_comm_all_reduce_sum(comms[1], b.ptr, b.ptr, 4, QILIN_F32, nullptr), QILIN_ERR_COMM);
+        EXPECT_TRUE(names("closed")) << qilin_last_error();
+    });
+    late.join();
+    EXPECT_EQ(qilin_comm_all_reduce_sum(comms[0], a.ptr, a.ptr, 4, QILIN_F32, nullptr), QILIN_ERR_COMM);
+    EXPECT_TRUE(names("aborted")) << qilin_last_error(); /* and stays so */
+    qilin_comm_destroy(comms[0]);
+    qilin_comm_destroy(comms[1]);
+}
+
+/* A process that goes away (its communicators destroyed) fails the other's
+ * next collective at once. */
+TEST(CommSim, ProcessGoneIsAnErrorNotAHang) {
+    QILIN_REQUIRE_DEVICES(2);
+    qilin_comm *comms[2] = {nullptr, nullptr};
+    init_two_processes(comms);
+    qilin_comm_destroy(comms[1]);
+    DeviceBuffer a;
+    QILIN_ASSERT_OK(qilin_malloc(&a.ptr, 64, "a"));
+    EXPECT_EQ(qilin_comm_all_gather(comms[0], a.ptr, a.ptr, 0, QILIN_F32, nullptr), QILIN_ERR_COMM);
+    EXPECT_TRUE(names("closed")) << qilin_last_error();
+    qilin_comm_destroy(comms[0]);
+}
+
+TEST(CommSim, MismatchBetweenProcessesFailsOnBoth) {
+    QILIN_REQUIRE_DEVICES(2);
+    qilin_comm *comms[2] = {nullptr, nullptr};
+    init_two_processes(comms);
+    qilin_status st[2];
+    std::string msg[2];
+    std::thread other([&] {
+        DeviceBuffer b;
+        qilin_device_set(1);
+        QILIN_ASSERT_OK(qilin_malloc(&b.ptr, 64, "b"));
+        st[1] = qilin_comm_all_reduce_sum(comms[1], b.ptr, b.ptr, 3, QILIN_F32, nullptr);
+        msg[1] = qilin_last_error();
+    });
+    DeviceBuffer a;
+    QILIN_ASSERT_OK(qilin_malloc(&a.ptr, 64, "a"));
+    st[0] = qilin_comm_all_reduce_sum(comms[0], a.ptr, a.ptr, 4, QILIN_F32, nullptr);
+    msg[0] = qilin_last_error();
+    other.join();
+    for (int r = 0; r < 2; r++) {
+        EXPECT_EQ(st[r], QILIN_ERR_COMM);
+        EXPECT_NE(msg[r].find("rank 1 all_reduce_sum(count=3"), std::string::npos) << msg[r];
+    }
+    qilin_comm_destroy(comms[0]);
+    qilin_comm_destroy(comms[1]);
+}
+
+TEST(CommSim, PointToPointBetweenProcessesIsRefused) {
+    QILIN_REQUIRE_DEVICES(2);
+    qilin_comm *comms[2] = {nullptr, nullptr};
+    init_two_processes(comms);
+    DeviceBuffer a;
+    QILIN_ASSERT_OK(qilin_malloc(&a.ptr, 64, "a"));
+    EXPECT_EQ(qilin_comm_send(comms[0], a.ptr, 4, QILIN_F32, 1, nullptr), QILIN_ERR_UNSUPPORTED);
+    EXPECT_TRUE(names("peer = 1 is in another process")) << qilin_last_error();
+    qilin_comm_destroy(comms[0]);
+    qilin_comm_destroy(comms[1]);
+}
+
+TEST(CommSim, JoiningFailsClearly) {
+    QILIN_REQUIRE_DEVICES(2);
+    int dev[1] = {0};
+    qilin_comm *comm = nullptr;
+    qilin_comm_id id;
+    std::memset(&id, 0, sizeof id);
+    EXPECT_EQ(qilin_comm_init_ranks(&id, 2, 0, 1, dev, &comm), QILIN_ERR_COMM);
+    EXPECT_TRUE(names("not made by qilin_comm_get_unique_id")) << qilin_last_error();
+    QILIN_ASSERT_OK(qilin_comm_get_unique_id(&id));
+    EXPECT_EQ(qilin_comm_init_ranks(&id, 2, 1, 2, dev, &comm), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_TRUE(names("ranks 1 .. 2 of world 2")) << qilin_last_error();
+    ASSERT_EQ(setenv("QILIN_SIM_COMM_TIMEOUT_S", "0.3", 1), 0);
+    EXPECT_EQ(qilin_comm_init_ranks(&id, 2, 0, 1, dev, &comm), QILIN_ERR_COMM); /* nobody else comes */
+    EXPECT_TRUE(names("1 of 2 ranks never joined")) << qilin_last_error();
+    EXPECT_EQ(qilin_comm_init_ranks(&id, 2, 0, 1, dev, &comm), QILIN_ERR_COMM); /* an id is used once */
+    EXPECT_TRUE(names("already used")) << qilin_last_error();
+    unsetenv("QILIN_SIM_COMM_TIMEOUT_S");
+}
+#endif

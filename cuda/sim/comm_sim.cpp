@@ -26,6 +26,12 @@
  * collective with count 0 still meets the other ranks (NCCL may skip it), so
  * the sim also catches ranks that disagree about empty calls.
  *
+ * Ranks in several processes (qilin_comm_init_ranks): the ranks of each
+ * process meet in their own clique as above, and the last local rank to
+ * arrive exchanges all local arguments and send buffers with the other
+ * processes (comm_sim_net.h) before computing; only its own ranks' recv
+ * buffers are written. Point-to-point stays within a process.
+ *
  * Hangs become errors: a rank waiting for a peer that destroyed its
  * communicator fails at once, and any wait longer than QILIN_SIM_COMM_TIMEOUT_S
  * seconds (default 300, read at init) fails. Both mark the clique broken, and
@@ -47,6 +53,7 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
+#include "comm_sim_net.h"
 #include "cuda/comm.h"
 #include "cuda/comm_check.h"
 
@@ -89,7 +96,10 @@ struct Message {
 using Clock = std::chrono::steady_clock;
 
 struct Clique {
-    int size = 0;
+    int size = 0;            /* world: ranks in every process */
+    int first = 0, nlocal = 0; /* this process's ranks [first, first + nlocal); the vectors below
+                                  are indexed by rank - first */
+    std::unique_ptr<qilin_sim_net::Group> net; /* the other processes; NULL when none */
     double timeout_s = 300.0;
     std::mutex mu;
     std::condition_variable cv;
@@ -106,6 +116,9 @@ struct Clique {
     std::vector<char> destroyed;
     std::string broken; /* non-empty once a timeout or a vanished peer broke the clique */
 };
+
+int local(const Clique &c, int rank) { return rank - c.first; }
+bool is_local(const Clique &c, int rank) { return rank >= c.first && rank < c.first + c.nlocal; }
 
 } // namespace
 
@@ -204,83 +217,168 @@ std::string describe(const Post &p, int rank) {
     return s + ")";
 }
 
+/* Every rank's post, by global rank; recv is NULL for another process's ranks. */
+using Posts = std::vector<Post>;
+
 /* Empty when every rank posted the same call as rank 0. */
-std::string mismatch(const Clique &c) {
-    const Post &p0 = c.posts[0];
+std::string mismatch(const Posts &posts) {
+    const Post &p0 = posts[0];
     bool same = true;
-    for (int r = 1; r < c.size; r++) {
-        const Post &p = c.posts[r];
+    for (size_t r = 1; r < posts.size(); r++) {
+        const Post &p = posts[r];
         same = same && p.op == p0.op && p.count == p0.count && p.dtype == p0.dtype && p.root == p0.root;
     }
     if (same) return {};
     std::string s = "comm: ranks disagree on the collective: ";
-    for (int r = 0; r < c.size; r++) s += (r ? "; " : "") + describe(c.posts[r], r);
+    for (size_t r = 0; r < posts.size(); r++) s += (r ? "; " : "") + describe(posts[r], (int)r);
     return s;
 }
 
-void run_reduce(Clique &c, size_t elems, std::vector<unsigned char> &tmp) {
-    std::vector<const unsigned char *> src(c.size);
-    for (int r = 0; r < c.size; r++) src[r] = static_cast<const unsigned char *>(c.posts[r].send);
-    tmp.resize(elems * qilin_dtype_size(c.posts[0].dtype));
-    if (elems > 0) sum_any(c.posts[0].dtype, src, elems, tmp.data());
+void run_reduce(const Posts &posts, size_t elems, std::vector<unsigned char> &tmp) {
+    std::vector<const unsigned char *> src(posts.size());
+    for (size_t r = 0; r < posts.size(); r++) src[r] = static_cast<const unsigned char *>(posts[r].send);
+    tmp.resize(elems * qilin_dtype_size(posts[0].dtype));
+    if (elems > 0) sum_any(posts[0].dtype, src, elems, tmp.data());
 }
 
 /* Concatenates every rank's `bytes` of send, rank-major. */
-void gather_sends(Clique &c, size_t bytes, std::vector<unsigned char> &tmp) {
-    tmp.resize(bytes * c.size);
-    for (int r = 0; r < c.size; r++) copy_bytes(tmp.data() + r * bytes, c.posts[r].send, bytes);
+void gather_sends(const Posts &posts, size_t bytes, std::vector<unsigned char> &tmp) {
+    tmp.resize(bytes * posts.size());
+    for (size_t r = 0; r < posts.size(); r++) copy_bytes(tmp.data() + r * bytes, posts[r].send, bytes);
 }
 
-void execute(Clique &c) {
-    const Post &p0 = c.posts[0];
+/* copy_bytes into a rank's recv, skipped for ranks of other processes. */
+void deliver(const Post &p, size_t offset, const unsigned char *src, size_t n) {
+    if (p.recv != nullptr) copy_bytes(static_cast<unsigned char *>(p.recv) + offset, src, n);
+}
+
+void execute(const Posts &posts) {
+    const Post &p0 = posts[0];
     const size_t n = p0.count, esz = qilin_dtype_size(p0.dtype), bytes = n * esz;
-    const int size = c.size;
+    const int size = (int)posts.size();
     std::vector<unsigned char> tmp;
     switch (p0.op) {
     case Op::AllReduce:
-        run_reduce(c, n, tmp);
-        for (int r = 0; r < size; r++) copy_bytes(c.posts[r].recv, tmp.data(), bytes);
+        run_reduce(posts, n, tmp);
+        for (int r = 0; r < size; r++) deliver(posts[r], 0, tmp.data(), bytes);
         break;
     case Op::ReduceScatter:
-        run_reduce(c, n * size, tmp);
-        for (int r = 0; r < size; r++) copy_bytes(c.posts[r].recv, tmp.data() + r * bytes, bytes);
+        run_reduce(posts, n * size, tmp);
+        for (int r = 0; r < size; r++) deliver(posts[r], 0, tmp.data() + r * bytes, bytes);
         break;
     case Op::AllGather:
-        gather_sends(c, bytes, tmp);
-        for (int r = 0; r < size; r++) copy_bytes(c.posts[r].recv, tmp.data(), bytes * size);
+        gather_sends(posts, bytes, tmp);
+        for (int r = 0; r < size; r++) deliver(posts[r], 0, tmp.data(), bytes * size);
         break;
     case Op::Broadcast:
         tmp.resize(bytes);
-        copy_bytes(tmp.data(), c.posts[p0.root].send, bytes);
-        for (int r = 0; r < size; r++) copy_bytes(c.posts[r].recv, tmp.data(), bytes);
+        copy_bytes(tmp.data(), posts[p0.root].send, bytes);
+        for (int r = 0; r < size; r++) deliver(posts[r], 0, tmp.data(), bytes);
         break;
     case Op::AllToAll:
         /* recv of rank q, chunk p = send of rank p, chunk q */
-        gather_sends(c, bytes * size, tmp);
+        gather_sends(posts, bytes * size, tmp);
         for (int q = 0; q < size; q++)
-            for (int p = 0; p < size; p++)
-                copy_bytes(static_cast<unsigned char *>(c.posts[q].recv) + p * bytes,
-                           tmp.data() + (p * size + q) * bytes, bytes);
+            for (int p = 0; p < size; p++) deliver(posts[q], p * bytes, tmp.data() + (p * size + q) * bytes, bytes);
         break;
     }
+}
+
+/* ---- several processes ------------------------------------------------ */
+
+/* What one rank contributes to an exchange between processes. */
+struct WireHeader {
+    int32_t rank, op, dtype, root;
+    uint64_t count, bytes;
+};
+
+/* Bytes of send a rank's call reads. */
+size_t send_bytes(const Post &p, int rank, int size) {
+    size_t b = p.count * qilin_dtype_size(p.dtype);
+    switch (p.op) {
+    case Op::ReduceScatter:
+    case Op::AllToAll:
+        return b * (size_t)size;
+    case Op::Broadcast:
+        return rank == p.root ? b : 0;
+    default:
+        return b;
+    }
+}
+
+void pack_local(const Clique &c, std::vector<unsigned char> &blob) {
+    for (int i = 0; i < c.nlocal; i++) {
+        const Post &p = c.posts[i];
+        WireHeader h{c.first + i, (int32_t)p.op, (int32_t)p.dtype, p.root, p.count,
+                     send_bytes(p, c.first + i, c.size)};
+        size_t at = blob.size();
+        blob.resize(at + sizeof h + h.bytes);
+        std::memcpy(blob.data() + at, &h, sizeof h);
+        copy_bytes(blob.data() + at + sizeof h, p.send, h.bytes);
+    }
+}
+
+/* Every rank's post from the processes' blobs (pointing into `all`). */
+bool unpack_all(const Clique &c, const std::vector<unsigned char> &all, Posts &posts, std::string &err) {
+    posts.assign(c.size, Post{});
+    std::vector<char> seen(c.size, 0);
+    size_t at = 0;
+    while (at < all.size()) {
+        WireHeader h{};
+        if (all.size() - at < sizeof h) break;
+        std::memcpy(&h, all.data() + at, sizeof h);
+        at += sizeof h;
+        if (h.rank < 0 || h.rank >= c.size || seen[h.rank] || h.bytes > all.size() - at) break;
+        seen[h.rank] = 1;
+        void *recv = is_local(c, h.rank) ? c.posts[local(c, h.rank)].recv : nullptr;
+        posts[h.rank] = Post{(Op)h.op, h.count, (qilin_dtype)h.dtype, h.root, all.data() + at, recv};
+        at += h.bytes;
+    }
+    for (int r = 0; r < c.size; r++)
+        if (!seen[r]) {
+            err = "comm: the exchange between processes lacks rank " + std::to_string(r) + "'s part";
+            return false;
+        }
+    return true;
+}
+
+/* Runs the collective the local ranks posted: directly when every rank is
+ * local, else after the exchange with the other processes. */
+qilin_status run_collective(Clique &c, std::string &bad) {
+    std::vector<unsigned char> all;
+    Posts global;
+    const Posts *posts = &c.posts;
+    if (c.net) {
+        std::vector<unsigned char> mine;
+        pack_local(c, mine);
+        std::string err;
+        if (!qilin_sim_net::exchange(*c.net, mine, all, c.timeout_s, err) || !unpack_all(c, all, global, err)) {
+            std::string why = c.net->why(); /* set when this process aborted */
+            bad = "comm: " + std::string(op_name(c.posts[0].op)) + " between processes: " +
+                  (why.empty() ? err : why);
+            c.broken = bad;
+            c.net->shut(bad); /* the other processes fail at once instead of timing out */
+            return QILIN_ERR_COMM;
+        }
+        posts = &global;
+    }
+    bad = mismatch(*posts);
+    if (!bad.empty()) return QILIN_ERR_COMM;
+    execute(*posts);
+    return QILIN_OK;
 }
 
 /* Sets every rank's outcome and releases the waiters. */
 void complete(Clique &c) {
-    std::string bad = mismatch(c);
+    std::string bad;
     qilin_status st = QILIN_OK;
-    if (bad.empty()) {
-        try {
-            execute(c);
-        } catch (const std::bad_alloc &) {
-            st = QILIN_ERR_OUT_OF_MEMORY;
-            bad = std::string("comm: ") + op_name(c.posts[0].op) +
-                  ": no host memory for the sim's staging buffer";
-        }
-    } else {
-        st = QILIN_ERR_COMM;
+    try {
+        st = run_collective(c, bad);
+    } catch (const std::bad_alloc &) {
+        st = QILIN_ERR_OUT_OF_MEMORY;
+        bad = std::string("comm: ") + op_name(c.posts[0].op) + ": no host memory for the sim's staging buffer";
     }
-    for (int r = 0; r < c.size; r++) {
+    for (int r = 0; r < c.nlocal; r++) {
         c.result[r] = st;
         c.result_msg[r] = bad;
         c.posted[r] = 0;
@@ -300,15 +398,15 @@ Clock::time_point deadline(const Clique &c) {
 /* A rank that has not joined the collective but destroyed its communicator;
  * -1 when none. */
 int vanished_peer(const Clique &c) {
-    for (int r = 0; r < c.size; r++)
-        if (!c.posted[r] && c.destroyed[r]) return r;
+    for (int r = 0; r < c.nlocal; r++)
+        if (!c.posted[r] && c.destroyed[r]) return c.first + r;
     return -1;
 }
 
 std::string missing_ranks(const Clique &c) {
     std::string s;
-    for (int r = 0; r < c.size; r++)
-        if (!c.posted[r]) s += (s.empty() ? "" : ", ") + std::to_string(r);
+    for (int r = 0; r < c.nlocal; r++)
+        if (!c.posted[r]) s += (s.empty() ? "" : ", ") + std::to_string(c.first + r);
     return s;
 }
 
@@ -325,8 +423,9 @@ qilin_status wait_collective(qilin_comm *comm, std::unique_lock<std::mutex> &loc
     bool done = c.cv.wait_until(
         lock, until, [&] { return c.generation != gen || !c.broken.empty() || vanished_peer(c) >= 0; });
     if (c.generation != gen) {
-        if (c.result[comm->rank] == QILIN_OK) return QILIN_OK;
-        return qilin_error(c.result[comm->rank], "%s", c.result_msg[comm->rank].c_str());
+        int i = local(c, comm->rank);
+        if (c.result[i] == QILIN_OK) return QILIN_OK;
+        return qilin_error(c.result[i], "%s", c.result_msg[i].c_str());
     }
     if (c.broken.empty()) {
         int gone = vanished_peer(c);
@@ -350,12 +449,13 @@ qilin_status collective(qilin_comm *comm, const Post &post) {
     const char *op = op_name(post.op);
     std::unique_lock<std::mutex> lock(c.mu);
     if (!c.broken.empty()) return fail_broken(c, op, comm->rank);
-    c.posts[comm->rank] = post;
-    c.posted[comm->rank] = 1;
-    if (++c.arrived == c.size) {
+    const int i = local(c, comm->rank);
+    c.posts[i] = post;
+    c.posted[i] = 1;
+    if (++c.arrived == c.nlocal) {
         complete(c);
-        if (c.result[comm->rank] == QILIN_OK) return QILIN_OK;
-        return qilin_error(c.result[comm->rank], "%s", c.result_msg[comm->rank].c_str());
+        if (c.result[i] == QILIN_OK) return QILIN_OK;
+        return qilin_error(c.result[i], "%s", c.result_msg[i].c_str());
     }
     return wait_collective(comm, lock, op);
 }
@@ -402,9 +502,9 @@ qilin_status do_recv(const DeferredRecv &r) {
     qilin_comm *comm = r.comm;
     Clique &c = *comm->clique;
     std::unique_lock<std::mutex> lock(c.mu);
-    std::deque<Message> &box = c.mailbox[(size_t)r.peer * c.size + comm->rank];
-    bool ready = c.cv.wait_until(lock, deadline(c),
-                                 [&] { return !box.empty() || !c.broken.empty() || c.destroyed[r.peer]; });
+    std::deque<Message> &box = c.mailbox[(size_t)local(c, r.peer) * c.nlocal + local(c, comm->rank)];
+    bool ready = c.cv.wait_until(
+        lock, deadline(c), [&] { return !box.empty() || !c.broken.empty() || c.destroyed[local(c, r.peer)]; });
     if (!box.empty()) {
         Message m = std::move(box.front());
         box.pop_front();
@@ -443,17 +543,29 @@ qilin_status read_timeout(double *out) {
     return QILIN_OK;
 }
 
-std::shared_ptr<Clique> make_clique(int ndev, double timeout_s) {
+std::shared_ptr<Clique> make_clique(int world, int first, int nlocal, double timeout_s) {
     auto c = std::make_shared<Clique>();
-    c->size = ndev;
+    c->size = world;
+    c->first = first;
+    c->nlocal = nlocal;
     c->timeout_s = timeout_s;
-    c->posts.resize(ndev);
-    c->posted.assign(ndev, 0);
-    c->result.assign(ndev, QILIN_OK);
-    c->result_msg.resize(ndev);
-    c->mailbox.resize((size_t)ndev * ndev);
-    c->destroyed.assign(ndev, 0);
+    c->posts.resize(nlocal);
+    c->posted.assign(nlocal, 0);
+    c->result.assign(nlocal, QILIN_OK);
+    c->result_msg.resize(nlocal);
+    c->mailbox.resize((size_t)nlocal * nlocal);
+    c->destroyed.assign(nlocal, 0);
     return c;
+}
+
+/* Point-to-point stays inside one process (the exchange carries collectives). */
+qilin_status check_local_peer(const qilin_comm *comm, const char *op, int peer) {
+    const Clique &c = *comm->clique;
+    if (is_local(c, peer)) return QILIN_OK;
+    return qilin_error(QILIN_ERR_UNSUPPORTED,
+                       "%s (rank %d of %d): peer = %d is in another process; the sim carries only "
+                       "collectives between processes",
+                       op, comm->rank, c.size, peer);
 }
 
 } // namespace
@@ -466,7 +578,7 @@ qilin_status qilin_comm_init_all(int ndev, const int *devices, qilin_comm **comm
     QILIN_TRY(read_timeout(&timeout_s));
     for (int r = 0; r < ndev; r++) comms[r] = nullptr;
     try {
-        auto clique = make_clique(ndev, timeout_s);
+        auto clique = make_clique(ndev, 0, ndev, timeout_s);
         for (int r = 0; r < ndev; r++) comms[r] = new qilin_comm{clique, r, devices[r]};
     } catch (const std::bad_alloc &) {
         for (int r = 0; r < ndev; r++) {
@@ -478,12 +590,55 @@ qilin_status qilin_comm_init_all(int ndev, const int *devices, qilin_comm **comm
     return QILIN_OK;
 }
 
+qilin_status qilin_comm_get_unique_id(qilin_comm_id *id) {
+    if (id == nullptr) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "comm_get_unique_id: id = NULL");
+    std::string err;
+    if (!qilin_sim_net::make_id(id, err)) return qilin_error(QILIN_ERR_COMM, "comm_get_unique_id: %s", err.c_str());
+    return QILIN_OK;
+}
+
+qilin_status qilin_comm_init_ranks(const qilin_comm_id *id, int world, int first_rank, int nlocal,
+                                   const int *devices, qilin_comm **comms) {
+    QILIN_TRY(qilin_comm_check_init_ranks(id, world, first_rank, nlocal, devices, comms));
+    double timeout_s = 300.0;
+    QILIN_TRY(read_timeout(&timeout_s));
+    for (int i = 0; i < nlocal; i++) comms[i] = nullptr;
+    try {
+        auto clique = make_clique(world, first_rank, nlocal, timeout_s);
+        if (nlocal < world) {
+            clique->net.reset(new qilin_sim_net::Group);
+            std::string err;
+            if (!qilin_sim_net::join(id, world, first_rank, nlocal, timeout_s, *clique->net, err))
+                return qilin_error(QILIN_ERR_COMM, "comm_init_ranks (ranks %d..%d of %d): %s", first_rank,
+                                   first_rank + nlocal - 1, world, err.c_str());
+        }
+        for (int i = 0; i < nlocal; i++) comms[i] = new qilin_comm{clique, first_rank + i, devices[i]};
+    } catch (const std::bad_alloc &) {
+        for (int i = 0; i < nlocal; i++) {
+            delete comms[i];
+            comms[i] = nullptr;
+        }
+        return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "comm_init_ranks: out of host memory");
+    }
+    return QILIN_OK;
+}
+
+void qilin_comm_abort(qilin_comm *comm, const char *reason) {
+    if (comm == nullptr) return;
+    Clique &c = *comm->clique;
+    std::string why = "rank " + std::to_string(comm->rank) + " aborted: " + (reason ? reason : "no reason given");
+    if (c.net) c.net->shut(why); /* first, without the lock: an exchange may hold it while it waits */
+    std::lock_guard<std::mutex> lock(c.mu);
+    if (c.broken.empty()) c.broken = why;
+    c.cv.notify_all();
+}
+
 qilin_status qilin_comm_destroy(qilin_comm *comm) {
     if (comm == nullptr) return QILIN_OK;
     {
         Clique &c = *comm->clique;
         std::lock_guard<std::mutex> lock(c.mu);
-        c.destroyed[comm->rank] = 1;
+        c.destroyed[local(c, comm->rank)] = 1;
         c.cv.notify_all(); /* peers waiting on this rank fail instead of hanging */
     }
     delete comm;
@@ -548,6 +703,7 @@ qilin_status qilin_comm_send(qilin_comm *comm, const void *buf, size_t count, qi
     QILIN_TRY(check_call("send", comm, dtype, stream, &s));
     QILIN_TRY(qilin_comm_check_rank(s, "peer", peer));
     QILIN_TRY(qilin_comm_check_buffer(s, "buf", buf, count, 1, dtype));
+    QILIN_TRY(check_local_peer(comm, "send", peer));
     Clique &c = *comm->clique;
     size_t bytes = count * qilin_dtype_size(dtype);
     try {
@@ -555,11 +711,11 @@ qilin_status qilin_comm_send(qilin_comm *comm, const void *buf, size_t count, qi
         copy_bytes(m.data.data(), buf, bytes); /* eager: the sender may reuse buf at once */
         std::lock_guard<std::mutex> lock(c.mu);
         if (!c.broken.empty()) return fail_broken(c, "send", comm->rank);
-        if (c.destroyed[peer])
+        if (c.destroyed[local(c, peer)])
             return qilin_error(QILIN_ERR_COMM,
                                "send (rank %d of %d): peer = %d has destroyed its communicator", comm->rank,
                                c.size, peer);
-        c.mailbox[(size_t)comm->rank * c.size + peer].push_back(std::move(m));
+        c.mailbox[(size_t)local(c, comm->rank) * c.nlocal + local(c, peer)].push_back(std::move(m));
     } catch (const std::bad_alloc &) {
         return qilin_error(QILIN_ERR_OUT_OF_MEMORY,
                            "send (rank %d of %d): no host memory for a %zu-byte message", comm->rank, c.size,
@@ -575,6 +731,7 @@ qilin_status qilin_comm_recv(qilin_comm *comm, void *buf, size_t count, qilin_dt
     QILIN_TRY(check_call("recv", comm, dtype, stream, &s));
     QILIN_TRY(qilin_comm_check_rank(s, "peer", peer));
     QILIN_TRY(qilin_comm_check_buffer(s, "buf", buf, count, 1, dtype));
+    QILIN_TRY(check_local_peer(comm, "recv", peer));
     DeferredRecv r{comm, buf, count, dtype, peer};
     if (group_state.depth == 0) return do_recv(r);
     try {
