@@ -9,10 +9,12 @@
  * checked and its index arrays built here, on the calling thread, before any
  * worker starts: a bad batch never leaves some ranks waiting in a collective.
  * Then every worker runs the step on its shard (forward_layers.c); rank 0
- * holds the full logits and samples. A device error on one rank in the
- * middle of a step still leaves the others waiting in their next collective
- * (the sim's communicator times out after QILIN_SIM_COMM_TIMEOUT_S, NCCL
- * waits): aborting the communicators on a failed rank is still to do. */
+ * holds the full logits and samples. With several nodes (forward_nodes.c)
+ * the batch goes to the other processes first and a failing node makes the
+ * others abort their communicators. Within one process a device error on
+ * one rank in the middle of a step still leaves the others waiting in their
+ * next collective (the sim's communicator times out after
+ * QILIN_SIM_COMM_TIMEOUT_S, NCCL waits). */
 #include "host/forward.h"
 
 #include <stdio.h>
@@ -21,6 +23,7 @@
 
 #include "cuda/device.h"
 #include "cuda/kernels.h"
+#include "host/cluster.h"
 #include "host/forward_impl.h"
 
 void qilin_model_options_default(qilin_model_options *o) {
@@ -88,9 +91,19 @@ static qilin_status check_options(const qilin_model_options *o) {
     QILIN_TRY(qilin_device_count(&n_dev));
     if (o->tp < 1 || o->device < 0)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_model_load: tp %d, device %d", o->tp, o->device);
-    if (o->device + o->tp > n_dev) /* a missing GPU is NO_DEVICE, as for one GPU (callers skip on it) */
+    if (o->nodes < 1 || o->tp % o->nodes != 0 || o->node_rank < 0 || o->node_rank >= o->nodes)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "qilin_model_load: nodes %d, node_rank %d: tp %d must split evenly over the nodes and "
+                           "node_rank be in 0 .. nodes - 1",
+                           o->nodes, o->node_rank, o->tp);
+    if (o->nodes > 1 && (!o->coordinator || !o->coordinator[0]))
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "qilin_model_load: nodes %d needs a coordinator (\"host:port\" where node 0 listens)",
+                           o->nodes);
+    int local = o->tp / o->nodes;
+    if (o->device + local > n_dev) /* a missing GPU is NO_DEVICE, as for one GPU (callers skip on it) */
         return qilin_error(QILIN_ERR_NO_DEVICE,
-                           "qilin_model_load: %d GPU(s) from device %d wanted, but %d device(s) are present", o->tp,
+                           "qilin_model_load: %d GPU(s) from device %d wanted, but %d device(s) are present", local,
                            o->device, n_dev);
     return QILIN_OK;
 }
@@ -106,7 +119,8 @@ static qilin_status make_plan(qilin_model *m) {
     return qilin_plan_create(m->desc, &po, &m->plan);
 }
 
-/* Shards, communicators (more than one GPU) and worker threads. */
+/* Shards, communicators (more than one GPU) and worker threads; with
+ * several nodes the cluster bootstrap first (forward_nodes.c). */
 static qilin_status start_workers(qilin_model *m) {
     int n = m->n;
     int *devices = malloc((size_t)n * sizeof *devices);
@@ -117,10 +131,11 @@ static qilin_status start_workers(qilin_model *m) {
         st = qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_model_load: host memory");
     for (int r = 0; st == QILIN_OK && r < n; r++) {
         devices[r] = m->opt.device + r;
-        m->shards[r] =
-            (shard){.rank = r, .n_ranks = n, .device = devices[r], .desc = m->desc, .opt = &m->opt};
+        m->shards[r] = (shard){
+            .rank = m->first_rank + r, .n_ranks = m->opt.tp, .device = devices[r], .desc = m->desc, .opt = &m->opt};
     }
-    if (st == QILIN_OK && n > 1) st = qilin_comm_init_all(n, devices, m->comms);
+    if (st == QILIN_OK && m->opt.nodes > 1) st = nodes_start(m, devices);
+    else if (st == QILIN_OK && n > 1) st = qilin_comm_init_all(n, devices, m->comms);
     for (int r = 0; st == QILIN_OK && r < n; r++) m->shards[r].comm = m->comms[r];
     if (st == QILIN_OK) st = qilin_workers_create(n, &m->workers);
     free(devices);
@@ -146,13 +161,16 @@ qilin_status qilin_model_load(const char *path, const qilin_model_options *optio
     if (opt.max_ctx == 0)
         opt.max_ctx = d->max_position > 0 && d->max_position < 4096 ? (int)d->max_position : 4096;
     m->opt = opt;
-    m->n = opt.tp;
+    m->n = opt.tp / opt.nodes;
+    m->first_rank = opt.node_rank * m->n;
     st = make_plan(m);
     if (st == QILIN_OK) st = start_workers(m);
     if (st == QILIN_OK) st = load_weights(m, path);
+    if (st == QILIN_OK && opt.nodes > 1) st = nodes_ready(m);
     if (st != QILIN_OK) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", qilin_last_error());
+        if (m->cluster && opt.node_rank > 0) qilin_cluster_report(m->cluster, msg); /* node 0 shows it */
         qilin_model_free(m);
         return qilin_error(st, "%s", msg); /* freeing may have touched the message */
     }
@@ -162,6 +180,7 @@ qilin_status qilin_model_load(const char *path, const qilin_model_options *optio
 
 void qilin_model_free(qilin_model *m) {
     if (!m) return;
+    nodes_end(m); /* first: its watcher may abort the communicators */
     if (m->workers) {
         qilin_workers_run(m->workers, free_shard, m);
         qilin_workers_destroy(m->workers);
@@ -259,25 +278,52 @@ typedef struct step_job {
     float *host_logits;
 } step_job;
 
-static qilin_status step_shard(int rank, void *ctx) {
-    step_job *j = ctx;
-    shard *g = &j->m->shards[rank];
+static qilin_status step_on_shard(const step_job *j, shard *g) {
     QILIN_TRY(shard_step(g, &j->s));
-    if (rank != 0 || !j->host_logits) return QILIN_OK;
+    if (g->rank != 0 || !j->host_logits) return QILIN_OK;
     size_t bytes = (size_t)j->s.rows * (size_t)j->m->desc->vocab * sizeof(float);
     QILIN_TRY(qilin_memcpy_d2h(j->host_logits, g->logits, bytes, g->stream));
     return qilin_stream_synchronize(g->stream);
 }
 
-static qilin_status run_step(qilin_model *m, const qilin_batch *b, float *host_logits) {
+/* A rank that fails mid-step would leave the others waiting in their next
+ * collective: it aborts every local communicator so that they fail too
+ * (the model is then broken: its ranks stopped at different layers). */
+static qilin_status step_shard(int rank, void *ctx) {
+    step_job *j = ctx;
+    qilin_model *m = j->m;
+    qilin_status st = step_on_shard(j, &m->shards[rank]);
+    if (st == QILIN_OK || m->opt.tp == 1) return st;
+    char why[512];
+    snprintf(why, sizeof why, "rank %d failed: %s", m->shards[rank].rank, qilin_last_error());
+    atomic_store(&m->ranks_aborted, 1);
+    for (int r = 0; r < m->n; r++) qilin_comm_abort(m->comms[r], why);
+    return qilin_error(st, "%s", why);
+}
+
+qilin_status forward_run_step(qilin_model *m, const qilin_batch *b, float *host_logits) {
+    if (m->broken)
+        return qilin_error(QILIN_ERR_COMM, "qilin_forward: an earlier step failed on this multi-GPU model "
+                                           "(its GPUs' caches no longer agree); load it again");
     step_job j = {.m = m, .host_logits = host_logits};
     QILIN_TRY(prepare_step(m, b, &j.s));
-    qilin_status st = qilin_workers_run(m->workers, step_shard, &j);
+    qilin_status st = QILIN_OK;
+    if (m->cluster && m->opt.node_rank == 0) st = nodes_send_step(m, b); /* checked: safe to send */
+    if (st == QILIN_OK) st = qilin_workers_run(m->workers, step_shard, &j);
     step_free(&j.s);
-    return st;
+    if (atomic_load(&m->ranks_aborted)) m->broken = true;
+    return nodes_explain(m, st);
+}
+
+static qilin_status run_step(qilin_model *m, const qilin_batch *b, float *host_logits) {
+    return forward_run_step(m, b, host_logits);
 }
 
 qilin_status qilin_forward(qilin_model *m, const qilin_batch *b, float *logits) {
+    if (m->opt.node_rank != 0)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "qilin_forward: node %d follows node 0 (qilin_model_follow); only node 0 runs steps",
+                           m->opt.node_rank);
     return run_step(m, b, logits);
 }
 
@@ -293,8 +339,8 @@ typedef struct sample_job {
 
 static qilin_status sample_shard(int rank, void *ctx) {
     sample_job *j = ctx;
-    if (rank != 0) return QILIN_OK;
-    shard *g = &j->m->shards[0];
+    shard *g = &j->m->shards[rank];
+    if (g->rank != 0) return QILIN_OK;
     int rows = j->rows, vocab = j->m->desc->vocab;
     QILIN_TRY(qilin_memcpy_h2d(g->d_params, j->params, (size_t)rows * sizeof *j->params, g->stream));
     qilin_sample_args a = {.out_ids = g->d_sample_ids,
@@ -325,7 +371,7 @@ typedef struct counts_job {
 static qilin_status counts_shard(int rank, void *ctx) {
     counts_job *j = ctx;
     shard *g = &j->m->shards[rank];
-    if (!j->m->opt.ep && rank != 0) return QILIN_OK; /* "tp" mode: every GPU saw every assignment */
+    if (!j->m->opt.ep && g->rank != 0) return QILIN_OK; /* "tp" mode: every GPU saw every assignment */
     QILIN_TRY(qilin_memcpy_d2h(j->counts + g->e0, g->expert_counts + (size_t)j->layer * g->E,
                                (size_t)g->E * sizeof(int), g->stream));
     return qilin_stream_synchronize(g->stream);
@@ -336,6 +382,11 @@ qilin_status qilin_model_expert_counts(qilin_model *m, int layer, int *counts) {
     if (layer < 0 || layer >= d->n_layers || d->layer_ffn[layer] != QILIN_FFN_MOE)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
                            "qilin_model_expert_counts: layer %d has no routed experts", layer);
+    if (m->opt.nodes > 1 && m->opt.ep)
+        return qilin_error(QILIN_ERR_UNSUPPORTED,
+                           "qilin_model_expert_counts: with expert parallelism over %d nodes the other nodes' "
+                           "experts are counted there; gathering them is not implemented",
+                           m->opt.nodes);
     counts_job j = {.m = m, .layer = layer, .counts = counts};
     return qilin_workers_run(m->workers, counts_shard, &j);
 }
@@ -357,6 +408,9 @@ static qilin_status prefill_one(qilin_model *m, int slot, const int *prompt, int
 qilin_status qilin_generate_stream(qilin_model *m, int n_seqs, const int *const *prompts,
                                    const int *prompt_lens, const qilin_sampling_params *params, int max_new,
                                    qilin_token_fn on_token, void *user) {
+    if (m->opt.node_rank != 0)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_generate: node %d follows node 0; only node 0 generates",
+                           m->opt.node_rank);
     if (n_seqs < 1 || n_seqs > m->opt.max_seqs || max_new < 0 || !on_token)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
                            "qilin_generate: %d sequences (max %d), %d new tokens%s", n_seqs, m->opt.max_seqs,

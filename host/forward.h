@@ -17,6 +17,12 @@
  * one of their sum (GPT-NeoX/GPT-J parallel blocks), and one all-gather of
  * the logits. Expert parallelism (ep) adds none (forward_layers.c says why).
  *
+ * Several nodes (nodes > 1, one process each, e.g. two 8-GPU machines for
+ * DeepSeek-V3 at tp 16): every node loads its own GPUs' slices; node 0 is
+ * the model its caller drives, the others call qilin_model_follow
+ * (forward_nodes.c has the protocol). qilin_model_gpu_bytes then covers
+ * this process's GPUs (0 .. tp / nodes - 1).
+ *
  * Thread safety: one thread at a time per model; the model's worker threads
  * are its own. */
 #ifndef QILIN_HOST_FORWARD_H
@@ -111,6 +117,13 @@ typedef struct qilin_batch {
 } qilin_batch;
 
 qilin_status qilin_forward(qilin_model *m, const qilin_batch *batch, float *logits);
+
+/* Several nodes: on every node but 0, after qilin_model_load, runs the
+ * steps node 0 sends (each qilin_forward, prefill chunk and decode step of
+ * node 0's caller) until node 0 frees its model, then returns QILIN_OK. A
+ * failure (this node's step, node 0 gone) is returned after telling node 0,
+ * whose call fails with this node's message. Then free the model. */
+qilin_status qilin_model_follow(qilin_model *m);
 
 /* Called with each new token of sequence `seq`, in order; return false to end
  * that sequence there (EOS, a stop string, the caller's own limit). */

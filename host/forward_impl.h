@@ -10,10 +10,16 @@
  *   forward.c         the public API: load, free, qilin_forward, generation
  *   forward_load.c    a shard's weights (per plan slice) and buffers
  *   forward_layers.c  one step on one shard: embedding, layers, lm_head and
- *                     the collectives between them */
+ *                     the collectives between them
+ *   forward_nodes.c   several processes: bootstrap, steps sent to the
+ *                     other nodes, qilin_model_follow
+ *
+ * With several nodes a process holds only its own GPUs' shards: shards[i]
+ * is global rank first_rank + i; shard.rank and n_ranks are global. */
 #ifndef QILIN_HOST_FORWARD_IMPL_H
 #define QILIN_HOST_FORWARD_IMPL_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "cuda/attention.h"
@@ -83,10 +89,17 @@ struct qilin_model {
     qilin_model_desc *desc;
     qilin_model_options opt;
     qilin_plan *plan;
-    int n; /* GPUs = opt.tp */
+    int n;          /* this process's GPUs: opt.tp / opt.nodes */
+    int first_rank; /* global rank of shards[0] */
     shard *shards;
     qilin_comm **comms;
     qilin_workers *workers;
+    /* several nodes (forward_nodes.c) */
+    struct qilin_cluster *cluster;
+    atomic_int peer_failed; /* set by the cluster's watcher thread ... */
+    char peer_failure[512]; /* ... after writing the peer's message here */
+    atomic_int ranks_aborted; /* a rank failed mid-step and aborted the communicators */
+    bool broken;              /* a step failed: the GPUs' KV caches no longer agree */
 };
 
 /* What one step needs to know about its batch: host arrays, shared
@@ -102,6 +115,16 @@ typedef struct step {
 qilin_status shard_alloc(shard *g, void **p, size_t bytes, const char *what);
 qilin_status shard_load(shard *g, const qilin_plan *plan, const qilin_bound_model *bound, const char *where);
 void shard_free(shard *g);
+
+/* forward.c: one step on every local GPU (checked, then run). */
+qilin_status forward_run_step(qilin_model *m, const qilin_batch *b, float *host_logits);
+
+/* forward_nodes.c */
+qilin_status nodes_start(qilin_model *m, const int *devices); /* bootstrap, comm ranks, watcher */
+qilin_status nodes_ready(qilin_model *m);                     /* after load: every node loaded */
+qilin_status nodes_send_step(qilin_model *m, const qilin_batch *b);
+qilin_status nodes_explain(qilin_model *m, qilin_status st); /* a failure's message; marks broken */
+void nodes_end(qilin_model *m);
 
 /* forward_layers.c: the whole step on one shard; leaves `s->rows` rows of
  * fp32 logits (full vocabulary) in g->logits on rank 0. */

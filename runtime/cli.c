@@ -71,9 +71,33 @@ char *cli_read_all(FILE *f, size_t *len) {
 }
 
 void cli_report_gpus(const char *cmd, const struct qilin_model *m) {
-    int n = qilin_model_get_options(m)->tp;
-    if (n < 2) return;
+    const qilin_model_options *o = qilin_model_get_options(m);
+    int n = o->tp / o->nodes, first = o->node_rank * n;
+    if (o->tp < 2) return;
     for (int g = 0; g < n; g++)
-        fprintf(stderr, "qilin %s: GPU %d holds %.2f MiB (weights, KV cache, step buffers)\n", cmd, g,
+        fprintf(stderr, "qilin %s: GPU %d holds %.2f MiB (weights, KV cache, step buffers)\n", cmd, first + g,
                 (double)qilin_model_gpu_bytes(m, g) / (1024.0 * 1024.0));
+}
+
+int cli_node_flag(const char *cmd, const char *flag, const char *value, struct qilin_model_options *opt) {
+    double x = 0;
+    if (!strcmp(flag, "--coordinator")) return opt->coordinator = value, 1;
+    if (strcmp(flag, "--nodes") && strcmp(flag, "--node-rank")) return 0;
+    if (cli_number(cmd, flag, value, &x)) return -1;
+    if (!strcmp(flag, "--nodes")) opt->nodes = (int)x;
+    else opt->node_rank = (int)x;
+    return 1;
+}
+
+int cli_follow(const char *cmd, const char *model, const struct qilin_model_options *opt) {
+    qilin_model *m = NULL;
+    qilin_status st = qilin_model_load(model, opt, &m);
+    if (st != QILIN_OK) return cli_fail(cmd, st);
+    cli_report_gpus(cmd, m);
+    fprintf(stderr, "qilin %s: node %d of %d loaded; following node 0\n", cmd, opt->node_rank, opt->nodes);
+    st = qilin_model_follow(m);
+    qilin_model_free(m);
+    if (st != QILIN_OK) return cli_fail(cmd, st);
+    fprintf(stderr, "qilin %s: node %d: node 0 finished\n", cmd, opt->node_rank);
+    return 0;
 }

@@ -23,6 +23,14 @@ int cli_parse_ids(const char *cmd, const char *s, qilin_ids *out);
  * holds there (weights, KV cache, step buffers). `m` is a qilin_model *. */
 struct qilin_model;
 void cli_report_gpus(const char *cmd, const struct qilin_model *m);
+/* --nodes N, --node-rank R, --coordinator HOST:PORT into *opt (a
+ * qilin_model_options *): 1 when `flag` is one of them, 0 when not, -1 (after
+ * a message) on a bad value. */
+struct qilin_model_options;
+int cli_node_flag(const char *cmd, const char *flag, const char *value, struct qilin_model_options *opt);
+/* Nodes other than 0 of a multi-node model: loads it, runs node 0's steps
+ * until node 0 ends, frees it; returns the exit status. */
+int cli_follow(const char *cmd, const char *model, const struct qilin_model_options *opt);
 /* Reads f to EOF into a malloc'd NUL-terminated buffer; NULL on a read error or no memory. */
 char *cli_read_all(FILE *f, size_t *len);
 

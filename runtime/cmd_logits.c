@@ -4,7 +4,9 @@
  *                [--tp N] [--ep]
  *       writes raw little-endian fp32 [n_tokens, vocab]: the hook external
  *       conformance checks use. --tp splits the model over N GPUs (--ep: MoE
- *       experts whole per GPU); the logits are the same layout. */
+ *       experts whole per GPU); the logits are the same layout. With
+ *       --nodes N every node runs the same command with its --node-rank;
+ *       nodes other than 0 need only --model and the parallel flags. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +18,7 @@
 
 static int usage(void) {
     fprintf(stderr, "usage: qilin logits --model DIR --ids 1,2,3 --out FILE [--dtype float32|bfloat16|float16]\n"
-                    "                    [--tp N] [--ep]\n");
+                    "                    [--tp N] [--ep] [--nodes N --node-rank R --coordinator HOST:PORT]\n");
     return 2;
 }
 
@@ -38,6 +40,10 @@ int qilin_cmd_logits(int argc, char **argv) {
         double x = 0;
         if (!strcmp(f, "--ep")) opt.ep = true;
         else if (!v) return usage();
+        else if ((x = cli_node_flag("logits", f, v, &opt)) != 0) {
+            if (x < 0) return usage();
+            i++;
+        }
         else if (!strcmp(f, "--model")) model = v, i++;
         else if (!strcmp(f, "--ids")) ids_text = v, i++;
         else if (!strcmp(f, "--out")) out = v, i++;
@@ -45,6 +51,7 @@ int qilin_cmd_logits(int argc, char **argv) {
         else if (!strcmp(f, "--tp") && !cli_number("logits", f, v, &x)) opt.tp = (int)x, i++;
         else return fprintf(stderr, "qilin logits: bad option %s %s\n", f, v), usage();
     }
+    if (model && opt.node_rank > 0) return cli_follow("logits", model, &opt);
     if (!model || !ids_text || !out) return usage();
     qilin_ids prompt = {0};
     if (cli_parse_ids("logits", ids_text, &prompt)) return qilin_ids_free(&prompt), 2;

@@ -10,6 +10,7 @@
  *   common: [--temperature T --top-k K --top-p P --min-p P --repetition-penalty R
  *            --seed S] [--stop STR]... [--dtype float32|bfloat16|float16]
  *            [--max-ctx N] [--ignore-eos] [--tp N] [--ep]
+ *            [--nodes N --node-rank R --coordinator HOST:PORT]   (node R > 0 needs no prompt)
  *
  * Text streams to stdout as it is generated (a token that ends inside a UTF-8
  * character waits for the rest). Generation stops at EOS (the tokenizer's, the
@@ -53,7 +54,8 @@ static int usage(void) {
             "                 [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R]\n"
             "                 [--seed S] [--stop STR]... [--chat-template FILE] [--think show|hide]\n"
             "                 [--template-kwargs '{\"enable_thinking\": false}']\n"
-            "                 [--dtype float32|bfloat16|float16] [--max-ctx N] [--ignore-eos] [--tp N] [--ep]\n");
+            "                 [--dtype float32|bfloat16|float16] [--max-ctx N] [--ignore-eos] [--tp N] [--ep]\n"
+            "                 [--nodes N --node-rank R --coordinator HOST:PORT]\n");
     return 2;
 }
 
@@ -74,6 +76,8 @@ static int parse_flag_value(run_args *a, const char *f, const char *v) {
         if (!cli_dtype(v, &a->opt.dtype)) return 0;
         return fprintf(stderr, "qilin run: --dtype %s: use float32, bfloat16 or float16\n", v), -1;
     }
+    int node = cli_node_flag("run", f, v, &a->opt);
+    if (node) return node < 0 ? -1 : 0;
     if (cli_number("run", f, v, &x)) return -1;
     if (!strcmp(f, "-n")) a->n = (int)x;
     else if (!strcmp(f, "--max-ctx")) a->max_ctx = (int)x;
@@ -105,6 +109,7 @@ static int parse(int argc, char **argv, run_args *a) {
         else if (i + 1 == argc) return fprintf(stderr, "qilin run: %s needs a value\n", f), -1;
         else if (parse_flag_value(a, f, argv[++i])) return -1;
     }
+    if (a->model && a->opt.node_rank > 0) return 0; /* a follower needs no prompt */
     if (!a->model || (!a->prompt && !a->ids && !a->chat)) return -1;
     if ((a->ids && (a->prompt || a->chat)) || (a->think && strcmp(a->think, "show") && strcmp(a->think, "hide")))
         return -1;
@@ -370,6 +375,7 @@ static int run_chat(run_args *a, const qilin_tokenizer *t) {
 int qilin_cmd_run(int argc, char **argv) {
     run_args a;
     if (parse(argc, argv, &a)) return usage();
+    if (a.opt.node_rank > 0) return cli_follow("run", a.model, &a.opt);
     if (a.ids) return run_ids(&a);
     qilin_tokenizer *t = NULL;
     qilin_status st = qilin_tokenizer_load(a.model, &t);

@@ -1,0 +1,238 @@
+/* test_nodes.cpp — one model over several nodes (forward_nodes.c).
+ *
+ * Each "node" is a thread here with its own qilin_model_load (nodes = 2,
+ * its own node_rank and devices), talking to the others only through the
+ * cluster's TCP channel and the communicator's transport between processes
+ * — the path separate processes take (tests/cli_nodes.sh runs the same with
+ * two `qilin` processes). For every fixture the tensor-parallel split
+ * allows at 2 GPUs (one per node), and at 4 GPUs (two per node) for some:
+ *   - fp32 logits within 1e-4 of transformers' and the greedy continuation
+ *     identical (node 0 drives qilin_forward / qilin_generate, node 1
+ *     follows);
+ *   - node 1 returns from qilin_model_follow when node 0 frees its model.
+ * And the failures: nodes started with different settings both fail naming
+ * the difference; a node that leaves makes node 0's next step fail with a
+ * message instead of a hang, and later steps are refused. */
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "host/forward.h"
+#include "host/plan.h"
+#include "tests/golden.h"
+#include "tests/test_util.h"
+
+namespace {
+
+using namespace golden;
+
+/* A free loopback port (bound then released: the race is harmless here). */
+int free_port() {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a);
+    getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+struct NodeCase {
+    std::string fixture;
+    int tp;
+    bool ep;
+};
+
+void PrintTo(const NodeCase &c, std::ostream *os) { *os << c.fixture << " tp" << c.tp << (c.ep ? " ep" : ""); }
+
+bool splits(const std::string &fixture, int tp, bool ep) {
+    qilin_model_desc *d = nullptr;
+    if (qilin_model_desc_load((models_dir() + "/" + fixture).c_str(), &d) != QILIN_OK) return false;
+    bool ok = !ep || d->n_experts > 0;
+    qilin_plan_options po;
+    qilin_plan_options_default(&po);
+    po.tp = tp, po.ep = ep;
+    qilin_plan *p = nullptr;
+    ok = ok && qilin_plan_create(d, &po, &p) == QILIN_OK;
+    qilin_plan_free(p);
+    qilin_model_desc_free(d);
+    return ok;
+}
+
+/* Every fixture at tp 2 over 2 nodes; MoE fixtures also with EP; a dense,
+ * an MLA and a MoE fixture at tp 4 (2 GPUs per node). */
+std::vector<NodeCase> list_cases() {
+    std::vector<NodeCase> cases;
+    for (const std::string &f : list_fixtures()) {
+        if (splits(f, 2, false)) cases.push_back({f, 2, false});
+        if (splits(f, 2, true)) cases.push_back({f, 2, true});
+    }
+    for (const char *f : {"llama", "deepseek_v3", "mixtral"})
+        if (splits(f, 4, false)) cases.push_back({f, 4, std::string(f) == "mixtral"});
+    return cases;
+}
+
+qilin_model_options node_options(int tp, bool ep, int node_rank, const char *coordinator) {
+    qilin_model_options o;
+    qilin_model_options_default(&o);
+    o.dtype = QILIN_F32;
+    o.max_seqs = 2;
+    o.max_ctx = 128;
+    o.max_batch_tokens = 160;
+    o.tp = tp;
+    o.ep = ep;
+    o.nodes = 2;
+    o.node_rank = node_rank;
+    o.coordinator = coordinator;
+    o.device = node_rank * (tp / 2); /* distinct emulated devices per node, as on two machines */
+    return o;
+}
+
+/* Node 1 on its own thread: load, follow until node 0 ends, free. */
+struct Follower {
+    std::thread thread;
+    qilin_status load = QILIN_OK, follow = QILIN_OK;
+    std::string message;
+
+    void start(const std::string &dir, qilin_model_options o) {
+        thread = std::thread([this, dir, o] {
+            qilin_model *m = nullptr;
+            load = qilin_model_load(dir.c_str(), &o, &m);
+            if (load != QILIN_OK) {
+                message = qilin_last_error();
+                return;
+            }
+            follow = qilin_model_follow(m);
+            if (follow != QILIN_OK) message = qilin_last_error();
+            qilin_model_free(m);
+        });
+    }
+    void join() {
+        if (thread.joinable()) thread.join();
+    }
+};
+
+class Nodes : public testing::TestWithParam<NodeCase> {};
+
+TEST_P(Nodes, Fp32LogitsAndGreedyMatch) {
+    const NodeCase &c = GetParam();
+    QILIN_REQUIRE_DEVICES(c.tp);
+    std::string dir = models_dir() + "/" + c.fixture, why;
+    Golden g;
+    ASSERT_TRUE(load_golden(dir, &g, &why)) << why;
+    std::string coordinator = "127.0.0.1:" + std::to_string(free_port());
+    Follower node1;
+    node1.start(dir, node_options(c.tp, c.ep, 1, coordinator.c_str()));
+    qilin_model_options o = node_options(c.tp, c.ep, 0, coordinator.c_str());
+    qilin_model *m = nullptr;
+    qilin_status st = qilin_model_load(dir.c_str(), &o, &m);
+    if (st != QILIN_OK) node1.join();
+    ASSERT_EQ(st, QILIN_OK) << qilin_last_error() << " / node 1: " << node1.message;
+    for (size_t p = 0; p < g.prompts.size(); p++) {
+        const std::vector<int> &ids = g.prompts[p];
+        std::vector<float> out(ids.size() * (size_t)g.vocab);
+        int slot = 0, start = 0, n = (int)ids.size();
+        qilin_batch b = {1, &slot, &start, &n, ids.data(), true};
+        ASSERT_EQ(qilin_forward(m, &b, out.data()), QILIN_OK) << qilin_last_error();
+        double err = rel_error(out.data(), g.logits[p].data(), out.size());
+        printf("[ %s tp%d%s, 2 nodes ] fp32 prompt %zu: max|diff|/max|ref| = %.3g\n", c.fixture.c_str(), c.tp,
+               c.ep ? " ep" : "", p, err);
+        EXPECT_LE(err, kFp32Tolerance) << "prompt " << p;
+    }
+    const std::vector<int> &prompt = g.prompts[g.greedy_prompt];
+    std::vector<int> greedy(g.greedy.size());
+    const int *prompts[1] = {prompt.data()};
+    int len = (int)prompt.size();
+    qilin_sampling_params params = {0, 0, 1, 0, 1, 0, 0};
+    EXPECT_EQ(qilin_generate(m, 1, prompts, &len, &params, (int)greedy.size(), greedy.data()), QILIN_OK)
+        << qilin_last_error();
+    EXPECT_EQ(greedy, g.greedy);
+    qilin_model_free(m); /* tells node 1 to stop */
+    node1.join();
+    EXPECT_EQ(node1.load, QILIN_OK) << node1.message;
+    EXPECT_EQ(node1.follow, QILIN_OK) << node1.message;
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, Nodes, testing::ValuesIn(list_cases()),
+                         [](const testing::TestParamInfo<NodeCase> &i) {
+                             return i.param.fixture + "_tp" + std::to_string(i.param.tp) + (i.param.ep ? "_ep" : "");
+                         });
+
+/* Node 1 started with bf16, node 0 with f32: both refuse, showing both settings. */
+TEST(NodesErrors, DifferentSettingsAreRefused) {
+    QILIN_REQUIRE_DEVICES(2);
+    std::string dir = models_dir() + "/llama";
+    std::string coordinator = "127.0.0.1:" + std::to_string(free_port());
+    Follower node1;
+    qilin_model_options o1 = node_options(2, false, 1, coordinator.c_str());
+    o1.dtype = QILIN_BF16;
+    node1.start(dir, o1);
+    qilin_model_options o = node_options(2, false, 0, coordinator.c_str());
+    qilin_model *m = nullptr;
+    EXPECT_NE(qilin_model_load(dir.c_str(), &o, &m), QILIN_OK);
+    std::string msg = qilin_last_error();
+    node1.join();
+    EXPECT_EQ(m, nullptr);
+    EXPECT_NE(msg.find("dtype=f32"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("dtype=bf16"), std::string::npos) << msg;
+    EXPECT_NE(node1.load, QILIN_OK);
+    EXPECT_NE(node1.message.find("dtype="), std::string::npos) << node1.message;
+}
+
+/* Node 1 loads and then leaves without following: node 0's step fails with
+ * an error (no hang) and the model refuses further steps. */
+TEST(NodesErrors, NodeThatLeavesFailsTheStep) {
+    QILIN_REQUIRE_DEVICES(2);
+    std::string dir = models_dir() + "/llama";
+    std::string coordinator = "127.0.0.1:" + std::to_string(free_port());
+    qilin_model_options o1 = node_options(2, false, 1, coordinator.c_str());
+    std::thread node1([&] {
+        qilin_model *m1 = nullptr;
+        if (qilin_model_load(dir.c_str(), &o1, &m1) == QILIN_OK) qilin_model_free(m1); /* leaves */
+    });
+    qilin_model_options o = node_options(2, false, 0, coordinator.c_str());
+    qilin_model *m = nullptr;
+    qilin_status st = qilin_model_load(dir.c_str(), &o, &m);
+    node1.join();
+    ASSERT_EQ(st, QILIN_OK) << qilin_last_error();
+    int slot = 0, start = 0, n = 3, ids[3] = {1, 5, 7};
+    std::vector<float> out(3 * 256);
+    qilin_batch b = {1, &slot, &start, &n, ids, true};
+    EXPECT_NE(qilin_forward(m, &b, out.data()), QILIN_OK);
+    std::string msg = qilin_last_error();
+    EXPECT_NE(msg.find("node 0"), std::string::npos) << msg;
+    EXPECT_NE(qilin_forward(m, &b, out.data()), QILIN_OK);
+    msg = qilin_last_error();
+    EXPECT_NE(msg.find("an earlier step failed"), std::string::npos) << msg;
+    qilin_model_free(m);
+}
+
+TEST(NodesErrors, OptionsAreChecked) {
+    QILIN_REQUIRE_DEVICES(1);
+    std::string dir = models_dir() + "/llama";
+    qilin_model *m = nullptr;
+    qilin_model_options o = node_options(2, false, 0, "");
+    EXPECT_EQ(qilin_model_load(dir.c_str(), &o, &m), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(qilin_last_error()).find("needs a coordinator"), std::string::npos) << qilin_last_error();
+    o = node_options(3, false, 0, "127.0.0.1:1");
+    EXPECT_EQ(qilin_model_load(dir.c_str(), &o, &m), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(qilin_last_error()).find("tp 3 must split evenly"), std::string::npos)
+        << qilin_last_error();
+    qilin_model_options one;
+    qilin_model_options_default(&one);
+    one.dtype = QILIN_F32, one.max_ctx = 16;
+    ASSERT_EQ(qilin_model_load(dir.c_str(), &one, &m), QILIN_OK) << qilin_last_error();
+    EXPECT_EQ(qilin_model_follow(m), QILIN_ERR_INVALID_ARGUMENT);
+    qilin_model_free(m);
+}
+
+} // namespace
