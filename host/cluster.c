@@ -190,6 +190,26 @@ static int try_connect(const char *host, const char *port) {
 
 /* ---- bootstrap -------------------------------------------------------------- */
 
+/* The space-separated words of `a` that `b` lacks, joined by spaces
+ * (configuration texts are "key=value ..."): the settings that differ. */
+static void words_not_in(const char *a, const char *b, char *out, size_t n) {
+    size_t used = 0;
+    out[0] = '\0';
+    for (const char *w = a; *w;) {
+        size_t len = strcspn(w, " ");
+        bool found = false;
+        for (const char *v = b; *v && !found;) {
+            size_t vl = strcspn(v, " ");
+            found = vl == len && memcmp(v, w, len) == 0;
+            v += vl + (v[vl] == ' ');
+        }
+        if (!found && len > 0 && used + len + 2 < n) {
+            used += (size_t)snprintf(out + used, n - used, "%s%.*s", used ? " " : "", (int)len, w);
+        }
+        w += len + (w[len] == ' ');
+    }
+}
+
 typedef struct hello {
     uint32_t node_rank, nodes;
 } hello;
@@ -220,9 +240,13 @@ static int admit(qilin_cluster *c, int fd, const char *config, double deadline, 
         snprintf(why, sizeof why, "a node says it is node %u; node ranks are 1 .. %d", h.node_rank, c->nodes - 1);
     else if (c->fds[h.node_rank] >= 0)
         snprintf(why, sizeof why, "node %u joined twice", h.node_rank);
-    else if (strcmp(theirs, config) != 0)
-        snprintf(why, sizeof why, "node %u's configuration differs from node 0's: node %u has \"%s\", node 0 has \"%s\"",
-                 h.node_rank, h.node_rank, theirs, config);
+    else if (strcmp(theirs, config) != 0) {
+        char only_theirs[512], only_ours[512];
+        words_not_in(theirs, config, only_theirs, sizeof only_theirs);
+        words_not_in(config, theirs, only_ours, sizeof only_ours);
+        snprintf(why, sizeof why, "node %u was started differently: node %u has %s, node 0 has %s (node 0: \"%s\")",
+                 h.node_rank, h.node_rank, only_theirs, only_ours, config);
+    }
     free(data);
     if (why[0]) {
         send_frame(fd, QILIN_MSG_ERROR, why, strlen(why), now_s() + 1);

@@ -181,6 +181,7 @@ TEST(NodesErrors, DifferentSettingsAreRefused) {
     EXPECT_NE(qilin_model_load(dir.c_str(), &o, &m), QILIN_OK);
     std::string msg = qilin_last_error();
     node1.join();
+    printf("[ nodes ] node 0: %s\n[ nodes ] node 1: %s\n", msg.c_str(), node1.message.c_str());
     EXPECT_EQ(m, nullptr);
     EXPECT_NE(msg.find("dtype=f32"), std::string::npos) << msg;
     EXPECT_NE(msg.find("dtype=bf16"), std::string::npos) << msg;
@@ -209,6 +210,7 @@ TEST(NodesErrors, NodeThatLeavesFailsTheStep) {
     qilin_batch b = {1, &slot, &start, &n, ids, true};
     EXPECT_NE(qilin_forward(m, &b, out.data()), QILIN_OK);
     std::string msg = qilin_last_error();
+    printf("[ nodes ] node 0's step after node 1 left: %s\n", msg.c_str());
     EXPECT_NE(msg.find("node 0"), std::string::npos) << msg;
     EXPECT_NE(qilin_forward(m, &b, out.data()), QILIN_OK);
     msg = qilin_last_error();
