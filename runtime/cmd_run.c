@@ -9,7 +9,7 @@
  *   qilin run --model DIR --ids 1,2,3 [-n N]          continue token ids, print ids
  *   common: [--temperature T --top-k K --top-p P --min-p P --repetition-penalty R
  *            --seed S] [--stop STR]... [--dtype float32|bfloat16|float16]
- *            [--max-ctx N] [--ignore-eos] [--tp N] [--ep]
+ *            [--max-ctx N] [--ignore-eos] [--tp N] [--ep [--ep-dispatch replicated|all-to-all]]
  *
  * Text streams to stdout as it is generated (a token that ends inside a UTF-8
  * character waits for the rest). Generation stops at EOS (the tokenizer's, the
@@ -53,7 +53,8 @@ static int usage(void) {
             "                 [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R]\n"
             "                 [--seed S] [--stop STR]... [--chat-template FILE] [--think show|hide]\n"
             "                 [--template-kwargs '{\"enable_thinking\": false}']\n"
-            "                 [--dtype float32|bfloat16|float16] [--max-ctx N] [--ignore-eos] [--tp N] [--ep]\n");
+            "                 [--dtype float32|bfloat16|float16] [--max-ctx N] [--ignore-eos] [--tp N] [--ep]\n"
+            "                 [--ep-dispatch replicated|all-to-all]\n");
     return 2;
 }
 
@@ -73,6 +74,12 @@ static int parse_flag_value(run_args *a, const char *f, const char *v) {
     if (!strcmp(f, "--dtype")) {
         if (!cli_dtype(v, &a->opt.dtype)) return 0;
         return fprintf(stderr, "qilin run: --dtype %s: use float32, bfloat16 or float16\n", v), -1;
+    }
+    if (!strcmp(f, "--ep-dispatch")) {
+        if (!strcmp(v, "replicated")) a->opt.ep_dispatch = QILIN_EP_REPLICATED;
+        else if (!strcmp(v, "all-to-all")) a->opt.ep_dispatch = QILIN_EP_ALL_TO_ALL;
+        else return fprintf(stderr, "qilin run: --ep-dispatch %s: use replicated or all-to-all\n", v), -1;
+        return 0;
     }
     if (cli_number("run", f, v, &x)) return -1;
     if (!strcmp(f, "-n")) a->n = (int)x;
