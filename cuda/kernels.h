@@ -18,6 +18,7 @@
 #include "gemv.h"
 #include "mla.h"
 #include "moe.h"
+#include "moe_dispatch.h"
 #include "rope.h"
 #include "sampling.h"
 

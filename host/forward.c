@@ -87,6 +87,14 @@ static qilin_status check_options(const qilin_model_options *o) {
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
                            "qilin_model_load: max_seqs %d, max_batch_tokens %d, max_ctx %d", o->max_seqs,
                            o->max_batch_tokens, o->max_ctx);
+    if (o->ep_dispatch != QILIN_EP_REPLICATED && o->ep_dispatch != QILIN_EP_ALL_TO_ALL)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_model_load: unknown ep_dispatch %d",
+                           (int)o->ep_dispatch);
+    if (o->ep_dispatch == QILIN_EP_ALL_TO_ALL && (!o->ep || o->tp < 2))
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "qilin_model_load: all-to-all expert dispatch needs expert parallelism (ep) over "
+                           "tp >= 2 GPUs (ep %s, tp %d)",
+                           o->ep ? "on" : "off", o->tp);
     int n_dev = 0;
     QILIN_TRY(qilin_device_count(&n_dev));
     if (o->tp < 1 || o->device < 0)
@@ -114,6 +122,7 @@ static qilin_status make_plan(qilin_model *m) {
     qilin_plan_options_default(&po);
     po.tp = m->opt.tp;
     po.ep = m->opt.ep;
+    po.ep_all_to_all = m->opt.ep_dispatch == QILIN_EP_ALL_TO_ALL;
     const char *fmt = m->opt.dtype == QILIN_F32 ? "fp32" : m->opt.dtype == QILIN_F16 ? "fp16" : "bf16";
     QILIN_TRY(qilin_weight_format_parse(fmt, &po.format));
     return qilin_plan_create(m->desc, &po, &m->plan);

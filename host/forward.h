@@ -15,7 +15,9 @@
  * per step: one all-reduce after the vocab-parallel embedding, per layer one
  * after attention and one after the MLP/MoE (sequential blocks) or a single
  * one of their sum (GPT-NeoX/GPT-J parallel blocks), and one all-gather of
- * the logits. Expert parallelism (ep) adds none (forward_layers.c says why).
+ * the logits. Expert parallelism (ep) adds none in QILIN_EP_REPLICATED mode;
+ * QILIN_EP_ALL_TO_ALL adds, per MoE layer, an all-gather of the dispatch
+ * counts and three all-to-alls (forward_layers.c says when each pays off).
  *
  * Several nodes (nodes > 1, one process each, e.g. two 8-GPU machines for
  * DeepSeek-V3 at tp 16): every node loads its own GPUs' slices; node 0 is
@@ -95,6 +97,7 @@ uint64_t qilin_model_gpu_bytes(const qilin_model *m, int gpu);
 typedef struct qilin_forward_stats {
     uint64_t steps;           /* forward steps (each qilin_forward, each prefill chunk / decode step) */
     uint64_t all_reduce, all_gather;
+    uint64_t all_to_all;      /* QILIN_EP_ALL_TO_ALL: 3 per MoE layer (rows, ids, results back) */
 } qilin_forward_stats;
 void qilin_model_forward_stats(const qilin_model *m, qilin_forward_stats *out);
 

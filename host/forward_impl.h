@@ -75,6 +75,12 @@ typedef struct shard {
     int *d_tokens, *d_positions, *d_token_slot, *d_q_start, *d_kv_len, *d_seq_slot, *d_rows, *d_iota;
     int *d_single; /* [max_seqs][4]: {0, n_q, kv_len, 0} for one-sequence launches */
     void *attn_ws, *moe_ws, *mla_kvb, *mla_k;
+    /* all-to-all expert dispatch (QILIN_EP_ALL_TO_ALL), chunk = ws.ep_chunk rows per rank */
+    void *a2a_send, *a2a_recv;              /* [n_ranks, chunk, hidden] */
+    int *a2a_send_ids, *a2a_recv_ids;       /* [n_ranks, chunk] local expert ids, -1 padding */
+    float *a2a_ones;                        /* [n_ranks chunk] 1.0f: the experts' top-1 weights */
+    int *a2a_pos, *a2a_counts, *a2a_matrix; /* [S, top_k]; [n_ranks]; [n_ranks, n_ranks] gathered */
+    int *a2a_matrix_host;                   /* host copy of a2a_matrix (malloc) */
     size_t attn_ws_bytes, moe_ws_bytes;
     int *d_sample_ids;
     qilin_sampling_params *d_params;

@@ -22,15 +22,32 @@
  * all-gathered. Row-parallel biases are added on rank 0 only. With one GPU
  * the collectives are skipped and this is the single-device forward.
  *
- * Expert parallelism (opt->ep): GPU g holds experts [e0, e0 + E) whole. The
- * router runs on every GPU over every token (attention is tensor-parallel,
- * so each GPU already has all tokens' activations: the "dispatch" needs no
- * communication), each GPU computes the assignments to its own experts
- * (others' ids are shifted out of range and skipped by the kernel), and the
- * per-token partial sums are completed by the same all-reduce that closes
- * every FFN. So EP costs no extra collective: 2 per layer as in "tp" mode.
- * An all-to-all exchange of tokens pays off only once attention is
- * data-parallel (each GPU with its own tokens), which this forward is not.
+ * Expert parallelism (opt->ep): GPU g holds experts [e0, e0 + E) whole.
+ * Two ways bring tokens to them (opt->ep_dispatch):
+ *   replicated (default): the router runs on every GPU over every token
+ *     (attention is tensor-parallel, so each GPU already has all tokens'
+ *     activations: the "dispatch" needs no communication), each GPU
+ *     computes the assignments to its own experts (others' ids are shifted
+ *     out of range and skipped by the kernel), and the per-token partial
+ *     sums are completed by the same all-reduce that closes every FFN: no
+ *     extra collective, 2 per layer as in "tp" mode.
+ *   all-to-all: GPU r routes only its share of the rows, [r S, (r + 1) S)
+ *     with S = ceil(T / n), sends each (row, choice) to the GPU owning the
+ *     expert and gets the result back (moe_dispatch.h: count, an all-gather
+ *     of the n x n counts read on the host, which sets the equal chunk size
+ *     of the all-to-alls, pack, all-to-all of rows and ids, the experts,
+ *     all-to-all back, combine); its rows of the routed sum are complete,
+ *     the others zero, so the FFN's all-reduce (which also carries the
+ *     tensor-parallel shared expert) still closes the layer: 2 all-reduces,
+ *     plus 1 all-gather and 3 all-to-alls per MoE layer, and one host sync.
+ * With tensor-parallel attention the replicated form is cheaper: the
+ * all-to-all moves about top_k rows per token each way (padded to the
+ * largest chunk) and waits for a host sync, where replicated adds nothing
+ * to the all-reduce every FFN has anyway; what all-to-all saves (the router
+ * and the row grouping over all T rows on every GPU) is small. It is the
+ * path that data-parallel attention (each GPU with its own tokens, no
+ * all-reduce to ride on) and multi-node expert parallelism (experts spread
+ * wider than the tensor-parallel group) need.
  *
  * The residual add rides in the norm kernels (qilin_rmsnorm/qilin_layernorm
  * with `residual`), rounded to the activation dtype as Hugging Face adds.
@@ -432,19 +449,16 @@ static qilin_status plain_mlp(shard *m, layer *L, void *out, const void *x, int 
                   false);
 }
 
-/* Routed experts (this GPU's part: every expert's Fe columns, or its own E
- * whole experts), plus the shared expert's Fs columns; out is a partial sum
- * completed by the caller's all-reduce. The router runs replicated. */
-static qilin_status moe(shard *m, int l, void *out, const void *x, int T) {
-    layer *L = &m->layers[l];
+/* Router logits and top-k choices of `rows` rows of x (topk_ids, topk_w). */
+static qilin_status route(shard *m, layer *L, const void *x, int rows) {
     const qilin_model_desc *d = m->desc;
     int H = d->hidden, E = d->n_experts;
-    QILIN_TRY(linear(m, m->router_logits, E, x, H, L->w[QILIN_W_ROUTER], NULL, T, E, H, true));
+    QILIN_TRY(linear(m, m->router_logits, E, x, H, L->w[QILIN_W_ROUTER], NULL, rows, E, H, true));
     qilin_moe_route_args r = {.topk_ids = m->topk_ids,
                               .topk_weights = m->topk_w,
                               .logits = m->router_logits,
                               .correction_bias = L->router_bias,
-                              .tokens = T,
+                              .tokens = rows,
                               .n_experts = E,
                               .top_k = d->top_k,
                               .n_group = d->n_group > 0 ? d->n_group : 1,
@@ -453,32 +467,147 @@ static qilin_status moe(shard *m, int l, void *out, const void *x, int T) {
                               .group_score = d->moe_group_score,
                               .renormalize = d->norm_topk_prob,
                               .routed_scale = d->routed_scale};
-    QILIN_TRY(qilin_moe_route(&r, m->stream));
-    const int *ids = m->topk_ids;
-    if (m->opt->ep) { /* other GPUs' experts become out-of-range ids, which the kernel skips */
-        qilin_moe_local_ids_args li = {
-            .out = m->topk_local, .ids = m->topk_ids, .n = T * d->top_k, .first = m->e0};
-        QILIN_TRY(qilin_moe_local_ids(&li, m->stream));
-        ids = m->topk_local;
+    return qilin_moe_route(&r, m->stream);
+}
+
+/* Expert parallelism by all-to-all (QILIN_EP_ALL_TO_ALL): this rank routes
+ * its share of the T rows, [row0, row0 + rows) with S = ceil(T / n) per
+ * rank (possibly empty), sends each (row, choice) to the owner of its expert
+ * and gets the results back; out = the routed sum on the share rows, zeros
+ * elsewhere (the caller's all-reduce assembles each row from its router).
+ * Every rank issues the same collectives with the same counts: the chunk C
+ * is the largest entry of the all-gathered count matrix. */
+static qilin_status moe_all_to_all(shard *m, int l, void *out, const void *x, int T) {
+    layer *L = &m->layers[l];
+    const qilin_model_desc *d = m->desc;
+    int H = d->hidden, k = d->top_k, n = m->n_ranks, E = m->E;
+    int S = (T + n - 1) / n, row0 = m->rank * S < T ? m->rank * S : T;
+    int rows = (row0 + S < T ? row0 + S : T) - row0;
+    const void *xs = slot_ptr((void *)x, (int64_t)row0 * H, m->es);
+    if (rows > 0) QILIN_TRY(route(m, L, xs, rows));
+    qilin_moe_dispatch_count_args c = {.pos = m->a2a_pos,
+                                       .counts = m->a2a_counts,
+                                       .topk_ids = m->topk_ids,
+                                       .rows = rows,
+                                       .top_k = k,
+                                       .n_ranks = n,
+                                       .experts_per_rank = E};
+    QILIN_TRY(qilin_moe_dispatch_count(&c, m->stream));
+    m->stats.all_gather++;
+    QILIN_TRY(qilin_comm_all_gather(m->comm, m->a2a_counts, m->a2a_matrix, (size_t)n, QILIN_I32, m->stream));
+    /* The chunk size is a launch and collective argument, so the matrix comes
+     * to the host: one stream synchronisation per MoE layer in this mode. */
+    QILIN_TRY(qilin_memcpy_d2h(m->a2a_matrix_host, m->a2a_matrix, (size_t)n * n * sizeof(int), m->stream));
+    QILIN_TRY(qilin_stream_synchronize(m->stream));
+    int C = 0;
+    for (int i = 0; i < n * n; i++) C = m->a2a_matrix_host[i] > C ? m->a2a_matrix_host[i] : C;
+    if (C > m->ws.ep_chunk)
+        return qilin_error(QILIN_ERR_INTERNAL,
+                           "layer %d: %d rows for one GPU exceed the all-to-all chunk of %d", l, C,
+                           m->ws.ep_chunk);
+    int *counts = m->expert_counts + (size_t)l * m->E;
+    if (C == 0) { /* no valid choice on any rank: all ranks see the same matrix and skip alike */
+        QILIN_TRY(qilin_memset(counts, 0, (size_t)m->E * sizeof(int), m->stream));
+        return qilin_memset(out, 0, (size_t)T * H * m->es, m->stream);
     }
-    qilin_moe_experts_args e = {.out = out,
+    qilin_dtype dt = m->opt->dtype;
+    qilin_moe_dispatch_pack_args p = {.send = m->a2a_send,
+                                      .send_ids = m->a2a_send_ids,
+                                      .x = xs,
+                                      .topk_ids = m->topk_ids,
+                                      .pos = m->a2a_pos,
+                                      .counts = m->a2a_counts,
+                                      .rows = rows,
+                                      .top_k = k,
+                                      .n_ranks = n,
+                                      .experts_per_rank = E,
+                                      .hidden = H,
+                                      .chunk = C,
+                                      .dtype = dt};
+    QILIN_TRY(qilin_moe_dispatch_pack(&p, m->stream));
+    m->stats.all_to_all += 2;
+    size_t chunk_elems = (size_t)C * H;
+    QILIN_TRY(qilin_comm_all_to_all(m->comm, m->a2a_send, m->a2a_recv, chunk_elems, dt, m->stream));
+    QILIN_TRY(
+        qilin_comm_all_to_all(m->comm, m->a2a_send_ids, m->a2a_recv_ids, (size_t)C, QILIN_I32, m->stream));
+    /* n C received rows, one expert each (weight 1: the source applies the
+     * routing weights); padding rows have id -1 and are skipped. The results
+     * go to the send buffer, free again, and travel back to their sources. */
+    qilin_moe_experts_args e = {.out = m->a2a_send,
                                 .accumulate = false,
-                                .x = x,
-                                .topk_ids = ids,
-                                .topk_weights = m->topk_w,
+                                .x = m->a2a_recv,
+                                .topk_ids = m->a2a_recv_ids,
+                                .topk_weights = m->a2a_ones,
                                 .gate_up = L->exp_gate_up,
                                 .down = L->exp_down,
-                                .tokens = T,
-                                .top_k = d->top_k,
-                                .n_experts = m->E,
+                                .tokens = n * C,
+                                .top_k = 1,
+                                .n_experts = E,
                                 .hidden = H,
                                 .ffn_dim = m->Fe,
                                 .act = d->act,
-                                .dtype = m->opt->dtype,
-                                .expert_counts = m->expert_counts + (size_t)l * m->E,
+                                .dtype = dt,
+                                .expert_counts = counts,
                                 .workspace = m->moe_ws,
                                 .workspace_bytes = m->moe_ws_bytes};
     QILIN_TRY(qilin_moe_experts(&e, m->stream));
+    m->stats.all_to_all++;
+    QILIN_TRY(qilin_comm_all_to_all(m->comm, m->a2a_send, m->a2a_recv, chunk_elems, dt, m->stream));
+    qilin_moe_dispatch_combine_args cb = {.out = out,
+                                          .back = m->a2a_recv,
+                                          .topk_ids = m->topk_ids,
+                                          .pos = m->a2a_pos,
+                                          .topk_weights = m->topk_w,
+                                          .tokens = T,
+                                          .row0 = row0,
+                                          .rows = rows,
+                                          .top_k = k,
+                                          .n_ranks = n,
+                                          .experts_per_rank = E,
+                                          .hidden = H,
+                                          .chunk = C,
+                                          .dtype = dt};
+    return qilin_moe_dispatch_combine(&cb, m->stream);
+}
+
+/* Routed experts (this GPU's part: every expert's Fe columns, or its own E
+ * whole experts, or by all-to-all the rows sent to those), plus the shared
+ * expert's Fs columns; out is a partial sum completed by the caller's
+ * all-reduce. The router runs replicated (all-to-all: on this GPU's rows). */
+static qilin_status moe(shard *m, int l, void *out, const void *x, int T) {
+    layer *L = &m->layers[l];
+    const qilin_model_desc *d = m->desc;
+    int H = d->hidden;
+    if (m->ws.ep_chunk > 0) {
+        QILIN_TRY(moe_all_to_all(m, l, out, x, T));
+    } else {
+        QILIN_TRY(route(m, L, x, T));
+        const int *ids = m->topk_ids;
+        if (m->opt->ep) { /* other GPUs' experts become out-of-range ids, which the kernel skips */
+            qilin_moe_local_ids_args li = {
+                .out = m->topk_local, .ids = m->topk_ids, .n = T * d->top_k, .first = m->e0};
+            QILIN_TRY(qilin_moe_local_ids(&li, m->stream));
+            ids = m->topk_local;
+        }
+        qilin_moe_experts_args e = {.out = out,
+                                    .accumulate = false,
+                                    .x = x,
+                                    .topk_ids = ids,
+                                    .topk_weights = m->topk_w,
+                                    .gate_up = L->exp_gate_up,
+                                    .down = L->exp_down,
+                                    .tokens = T,
+                                    .top_k = d->top_k,
+                                    .n_experts = m->E,
+                                    .hidden = H,
+                                    .ffn_dim = m->Fe,
+                                    .act = d->act,
+                                    .dtype = m->opt->dtype,
+                                    .expert_counts = m->expert_counts + (size_t)l * m->E,
+                                    .workspace = m->moe_ws,
+                                    .workspace_bytes = m->moe_ws_bytes};
+        QILIN_TRY(qilin_moe_experts(&e, m->stream));
+    }
     if (!L->shared_gate_up) return QILIN_OK;
     void *shared = m->B3;
     QILIN_TRY(gated_mlp(m, shared, x, L->shared_gate_up, L->w[QILIN_W_SHARED_DOWN], T, m->Fs));

@@ -231,17 +231,43 @@ static qilin_status alloc_cache(shard *g) {
     return QILIN_OK;
 }
 
+/* The all-to-all dispatch buffers (plan_workspace.c sizes them: chunk rows
+ * per rank), and the experts' constant weights of 1. */
+static qilin_status alloc_all_to_all(shard *g, int T) {
+    const qilin_model_desc *d = g->desc;
+    size_t n = (size_t)g->n_ranks, C = (size_t)g->ws.ep_chunk, S = (size_t)(T + g->n_ranks - 1) / n;
+    size_t rows = n * C * (size_t)d->hidden * g->es;
+    QILIN_TRY(shard_alloc(g, &g->a2a_send, rows, "all-to-all send rows"));
+    QILIN_TRY(shard_alloc(g, &g->a2a_recv, rows, "all-to-all received rows"));
+    QILIN_TRY(shard_alloc(g, (void **)&g->a2a_send_ids, n * C * 4, "all-to-all send ids"));
+    QILIN_TRY(shard_alloc(g, (void **)&g->a2a_recv_ids, n * C * 4, "all-to-all received ids"));
+    QILIN_TRY(shard_alloc(g, (void **)&g->a2a_ones, n * C * 4, "all-to-all expert weights"));
+    QILIN_TRY(shard_alloc(g, (void **)&g->a2a_pos, S * (size_t)d->top_k * 4, "all-to-all positions"));
+    QILIN_TRY(shard_alloc(g, (void **)&g->a2a_counts, n * 4, "all-to-all counts"));
+    QILIN_TRY(shard_alloc(g, (void **)&g->a2a_matrix, n * n * 4, "all-to-all count matrix"));
+    g->a2a_matrix_host = malloc(n * n * sizeof(int));
+    float *ones = malloc(n * C * sizeof(float));
+    qilin_status st = QILIN_OK;
+    if (!g->a2a_matrix_host || !ones) st = qilin_error(QILIN_ERR_OUT_OF_MEMORY, "all-to-all: host memory");
+    for (size_t i = 0; st == QILIN_OK && i < n * C; i++) ones[i] = 1.0f;
+    if (st == QILIN_OK) st = qilin_memcpy_h2d(g->a2a_ones, ones, n * C * 4, g->stream);
+    if (st == QILIN_OK) st = qilin_stream_synchronize(g->stream); /* ones is freed next */
+    free(ones);
+    return st;
+}
+
 static qilin_status alloc_moe(shard *g, int T) {
     const qilin_model_desc *d = g->desc;
     if (d->n_experts <= 0) return QILIN_OK;
     QILIN_TRY(shard_alloc(g, (void **)&g->router_logits, (size_t)T * d->n_experts * 4, "router logits"));
     QILIN_TRY(shard_alloc(g, (void **)&g->topk_w, (size_t)T * d->top_k * 4, "top-k weights"));
     QILIN_TRY(shard_alloc(g, (void **)&g->topk_ids, (size_t)T * d->top_k * 4, "top-k ids"));
-    if (g->opt->ep)
+    if (g->opt->ep && g->ws.ep_chunk == 0)
         QILIN_TRY(shard_alloc(g, (void **)&g->topk_local, (size_t)T * d->top_k * 4, "local top-k ids"));
     QILIN_TRY(alloc_once(g, (void **)&g->expert_counts, (int64_t)d->n_layers * g->E, 4, "expert counts"));
     g->moe_ws_bytes = g->ws.moe_ws;
-    return shard_alloc(g, &g->moe_ws, g->moe_ws_bytes, "MoE workspace");
+    QILIN_TRY(shard_alloc(g, &g->moe_ws, g->moe_ws_bytes, "MoE workspace"));
+    return g->ws.ep_chunk > 0 ? alloc_all_to_all(g, T) : QILIN_OK;
 }
 
 /* Full-vocabulary logits and sampling live on rank 0; every rank has its
@@ -399,8 +425,17 @@ void shard_free(shard *g) {
                     g->mla_k,
                     g->d_sample_ids,
                     g->d_params,
-                    g->sample_ws};
+                    g->sample_ws,
+                    g->a2a_send,
+                    g->a2a_recv,
+                    g->a2a_send_ids,
+                    g->a2a_recv_ids,
+                    g->a2a_ones,
+                    g->a2a_pos,
+                    g->a2a_counts,
+                    g->a2a_matrix};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) qilin_free(bufs[i]);
+    free(g->a2a_matrix_host);
     qilin_blas_destroy(g->blas);
     qilin_stream_destroy(g->stream);
     qilin_comm_destroy(g->comm);

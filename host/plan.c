@@ -650,8 +650,10 @@ void qilin_plan_print(const qilin_plan *p, const qilin_memory_plan *m, void *fil
     const qilin_model_desc *d = p->desc;
     const qilin_plan_options *o = &p->opt;
     fprintf(f, "model      %s (%s, %s)\n", d->source, qilin_arch_hf_name(d->arch), d->model_type);
+    bool a2a = o->ep && o->ep_all_to_all && p->n_gpus > 1;
     fprintf(f, "GPUs       %d, tensor parallel%s\n", p->n_gpus,
             !d->n_moe_layers ? ""
+            : a2a            ? "; routed experts whole per GPU (ep), tokens sent to them by all-to-all"
             : o->ep          ? "; routed experts whole per GPU (ep)"
                              : "; routed experts split by intermediate dim (tp)");
     fprintf(f, "weights    %s projections, %s others (%s); %.2f GiB unsharded\n",

@@ -162,6 +162,8 @@ qilin_wcat qilin_wcat_of(qilin_slot slot);
 typedef struct qilin_plan_options {
     int tp;  /* GPUs, >= 1 */
     bool ep; /* MoE mode "ep" (whole experts per GPU); false: "tp" */
+    bool ep_all_to_all; /* with ep and tp > 1: tokens reach their experts by all-to-all
+                           (QILIN_EP_ALL_TO_ALL), which adds its exchange buffers */
     qilin_weight_format format;
     /* Optional, desc->n_tensors entries: the format each tensor really has
      * (from a bound checkpoint); overrides `format` per tensor. NULL: none. */
@@ -278,6 +280,7 @@ qilin_status qilin_plan_memory(const qilin_plan *p, const qilin_memory_options *
 typedef struct qilin_workspace_plan {
     int width;
     uint64_t attn_ws, mla_kvb, mla_k, moe_ws, sample_ws; /* single buffers the forward sizes from here */
+    int ep_chunk; /* all-to-all dispatch: row slots per destination rank (0: not used) */
     uint64_t activations, attention, routing, logits, indices;
     uint64_t total;
 } qilin_workspace_plan;

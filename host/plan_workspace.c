@@ -32,6 +32,19 @@ static int row_width(const qilin_model_desc *d, int tp, bool ep) {
     return w;
 }
 
+/* All-to-all dispatch (plan.h's ep_all_to_all): a rank routes at most
+ * S = ceil(T / tp) rows and sends a destination at most min(top_k, E) of
+ * each (top_k distinct experts, E of them there), so every chunk holds
+ * C = S min(top_k, E) rows. Buffers: send and receive rows [tp, C, H],
+ * their expert ids, fp32 weights of 1 for the experts' top-1 call, the
+ * positions [S, top_k], this rank's counts [tp] and the gathered [tp, tp]. */
+static uint64_t all_to_all_bytes(int tp, int T, int top_k, int E, uint64_t H, uint64_t a, int *chunk) {
+    uint64_t S = (uint64_t)(T + tp - 1) / (uint64_t)tp, n = (uint64_t)tp;
+    uint64_t C = S * (uint64_t)(top_k < E ? top_k : E);
+    *chunk = (int)C;
+    return 2 * n * C * H * a + 3 * n * C * 4 + S * (uint64_t)top_k * 4 + n * 4 + n * n * 4;
+}
+
 static void attention_ws(const qilin_model_desc *d, int tp, int T, int S, int ctx, uint64_t a,
                          qilin_workspace_plan *w) {
     int nh = d->n_heads / tp;
@@ -59,11 +72,18 @@ void qilin_plan_workspace(const qilin_plan *p, int gpu, int T, int S, int ctx, i
     w->attention = w->attn_ws + w->mla_kvb + w->mla_k;
     if (d->n_experts > 0) {
         int E = ep ? d->n_experts / tp : d->n_experts, Fe = ep ? d->moe_ffn_dim : d->moe_ffn_dim / tp;
-        uint64_t k = (uint64_t)d->top_k;
-        w->moe_ws =
-            qilin_moe_experts_workspace(T, d->top_k, E, d->hidden, Fe, a == 4 ? QILIN_F32 : QILIN_BF16);
-        w->routing = t * (uint64_t)d->n_experts * 4 + t * k * (ep ? 12 : 8) + (uint64_t)d->n_layers * E * 4 +
-                     w->moe_ws;
+        uint64_t k = (uint64_t)d->top_k, a2a = 0;
+        qilin_dtype dt = a == 4 ? QILIN_F32 : QILIN_BF16;
+        bool all_to_all = ep && p->opt.ep_all_to_all && tp > 1;
+        if (all_to_all) { /* the experts see the received rows, one expert each */
+            a2a = all_to_all_bytes(tp, T, d->top_k, E, H, a, &w->ep_chunk);
+            w->moe_ws = qilin_moe_experts_workspace(tp * w->ep_chunk, 1, E, d->hidden, Fe, dt);
+        } else {
+            w->moe_ws = qilin_moe_experts_workspace(T, d->top_k, E, d->hidden, Fe, dt);
+        }
+        /* router logits, top-k ids and weights (+ local ids in replicated ep), expert counts */
+        w->routing = t * (uint64_t)d->n_experts * 4 + t * k * (ep && !all_to_all ? 12 : 8) +
+                     (uint64_t)d->n_layers * E * 4 + w->moe_ws + a2a;
     }
     w->sample_ws = qilin_sample_workspace(S, d->vocab);
     uint64_t Vp = (uint64_t)(d->vocab + tp - 1) / (uint64_t)tp;

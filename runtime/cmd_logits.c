@@ -1,12 +1,13 @@
 /* cmd_logits.c — `qilin logits`: fp32 logits of every position of a prompt.
  *
  *   qilin logits --model DIR --ids 1,2,3 --out FILE [--dtype float32|bfloat16|float16]
- *                [--tp N] [--ep]
+ *                [--tp N] [--ep [--ep-dispatch replicated|all-to-all]]
  *       writes raw little-endian fp32 [n_tokens, vocab]: the hook external
  *       conformance checks use. --tp splits the model over N GPUs (--ep: MoE
- *       experts whole per GPU); the logits are the same layout. With
- *       --nodes N every node runs the same command with its --node-rank;
- *       nodes other than 0 need only --model and the parallel flags. */
+ *       experts whole per GPU; --ep-dispatch all-to-all: tokens sent to
+ *       them, forward.h); the logits are the same layout. With --nodes N
+ *       every node runs the same command with its --node-rank; nodes
+ *       other than 0 need only --model and the parallel flags. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,8 @@
 
 static int usage(void) {
     fprintf(stderr, "usage: qilin logits --model DIR --ids 1,2,3 --out FILE [--dtype float32|bfloat16|float16]\n"
-                    "                    [--tp N] [--ep] [--nodes N --node-rank R --coordinator HOST:PORT]\n");
+                    "                    [--tp N] [--ep [--ep-dispatch replicated|all-to-all]]\n"
+                    "                    [--nodes N --node-rank R --coordinator HOST:PORT]\n");
     return 2;
 }
 
@@ -49,6 +51,8 @@ int qilin_cmd_logits(int argc, char **argv) {
         else if (!strcmp(f, "--out")) out = v, i++;
         else if (!strcmp(f, "--dtype") && !cli_dtype(v, &opt.dtype)) i++;
         else if (!strcmp(f, "--tp") && !cli_number("logits", f, v, &x)) opt.tp = (int)x, i++;
+        else if (!strcmp(f, "--ep-dispatch") && !strcmp(v, "replicated")) opt.ep_dispatch = QILIN_EP_REPLICATED, i++;
+        else if (!strcmp(f, "--ep-dispatch") && !strcmp(v, "all-to-all")) opt.ep_dispatch = QILIN_EP_ALL_TO_ALL, i++;
         else return fprintf(stderr, "qilin logits: bad option %s %s\n", f, v), usage();
     }
     if (model && opt.node_rank > 0) return cli_follow("logits", model, &opt);

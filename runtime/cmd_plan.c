@@ -1,7 +1,8 @@
 /* cmd_plan.c — `qilin plan`: will a model fit on these GPUs, and how many KV
  * tokens remain? Computed from config.json (or a GGUF header) alone.
  *
- *   qilin plan MODEL [--tp N] [--ep] [--gpus H100|H200|A100] [--gpu-mem 80GiB]
+ *   qilin plan MODEL [--tp N] [--ep [--ep-dispatch replicated|all-to-all]]
+ *                    [--gpus H100|H200|A100] [--gpu-mem 80GiB]
  *                    [--util 0.9] [--dtype bf16|fp16|fp32|fp8|int4]
  *                    [--kv-dtype bf16|fp16|fp8] [--max-batch-tokens T]
  *                    [--max-batch-seqs S] [--reserve 1GiB] [--slices]
@@ -40,7 +41,8 @@ static int usage(void) {
     fprintf(stderr,
             "usage: qilin plan MODEL [--tp N] [--ep] [--gpus H100|H200|A100] [--gpu-mem 80GiB] [--util 0.9]\n"
             "                  [--dtype bf16|fp16|fp32|fp8|int4] [--kv-dtype bf16|fp16|fp8]\n"
-            "                  [--max-batch-tokens T] [--max-batch-seqs S] [--reserve 1GiB] [--slices]\n");
+            "                  [--max-batch-tokens T] [--max-batch-seqs S] [--reserve 1GiB] [--slices]\n"
+            "                  [--ep-dispatch replicated|all-to-all]\n");
     return 2;
 }
 
@@ -114,8 +116,8 @@ static int parse_args(int argc, char **argv, plan_args *a) {
             return -1;
         else {
             static const char *const valued[] = {
-                "--tp",    "--gpus",     "--gpu-mem",          "--reserve",       "--util",
-                "--dtype", "--kv-dtype", "--max-batch-tokens", "--max-batch-seqs"};
+                "--tp",    "--gpus",     "--gpu-mem",          "--reserve",        "--util",
+                "--dtype", "--kv-dtype", "--max-batch-tokens", "--max-batch-seqs", "--ep-dispatch"};
             bool known = false;
             for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= !strcmp(f, valued[k]);
             if (!known) return fprintf(stderr, "qilin plan: unknown option %s\n", f), -1;
@@ -147,6 +149,10 @@ static int parse_args(int argc, char **argv, plan_args *a) {
                     a->mem.max_batch_seqs = (int)x;
             } else if (!strcmp(f, "--dtype")) {
                 a->dtype = v;
+            } else if (!strcmp(f, "--ep-dispatch")) { /* all-to-all adds its exchange buffers */
+                if (strcmp(v, "replicated") && strcmp(v, "all-to-all"))
+                    return fprintf(stderr, "qilin plan: --ep-dispatch %s: replicated or all-to-all\n", v), -1;
+                a->plan.ep_all_to_all = !strcmp(v, "all-to-all");
             } else { /* --kv-dtype */
                 if (!strcmp(v, "bf16") || !strcmp(v, "fp16"))
                     a->mem.kv_elem_bytes = 2;

@@ -9,7 +9,7 @@
  *   qilin run --model DIR --ids 1,2,3 [-n N]          continue token ids, print ids
  *   common: [--temperature T --top-k K --top-p P --min-p P --repetition-penalty R
  *            --seed S] [--stop STR]... [--dtype float32|bfloat16|float16]
- *            [--max-ctx N] [--ignore-eos] [--tp N] [--ep]
+ *            [--max-ctx N] [--ignore-eos] [--tp N] [--ep [--ep-dispatch replicated|all-to-all]]
  *            [--nodes N --node-rank R --coordinator HOST:PORT]   (node R > 0 needs no prompt)
  *
  * Text streams to stdout as it is generated (a token that ends inside a UTF-8
@@ -55,6 +55,7 @@ static int usage(void) {
             "                 [--seed S] [--stop STR]... [--chat-template FILE] [--think show|hide]\n"
             "                 [--template-kwargs '{\"enable_thinking\": false}']\n"
             "                 [--dtype float32|bfloat16|float16] [--max-ctx N] [--ignore-eos] [--tp N] [--ep]\n"
+            "                 [--ep-dispatch replicated|all-to-all]\n"
             "                 [--nodes N --node-rank R --coordinator HOST:PORT]\n");
     return 2;
 }
@@ -78,6 +79,12 @@ static int parse_flag_value(run_args *a, const char *f, const char *v) {
     }
     int node = cli_node_flag("run", f, v, &a->opt);
     if (node) return node < 0 ? -1 : 0;
+    if (!strcmp(f, "--ep-dispatch")) {
+        if (!strcmp(v, "replicated")) a->opt.ep_dispatch = QILIN_EP_REPLICATED;
+        else if (!strcmp(v, "all-to-all")) a->opt.ep_dispatch = QILIN_EP_ALL_TO_ALL;
+        else return fprintf(stderr, "qilin run: --ep-dispatch %s: use replicated or all-to-all\n", v), -1;
+        return 0;
+    }
     if (cli_number("run", f, v, &x)) return -1;
     if (!strcmp(f, "-n")) a->n = (int)x;
     else if (!strcmp(f, "--max-ctx")) a->max_ctx = (int)x;

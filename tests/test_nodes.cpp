@@ -49,10 +49,12 @@ int free_port() {
 struct NodeCase {
     std::string fixture;
     int tp;
-    bool ep;
+    bool ep, a2a; /* a2a: expert parallelism by all-to-all dispatch */
 };
 
-void PrintTo(const NodeCase &c, std::ostream *os) { *os << c.fixture << " tp" << c.tp << (c.ep ? " ep" : ""); }
+std::string mode(const NodeCase &c) { return c.a2a ? "_ep_a2a" : c.ep ? "_ep" : ""; }
+
+void PrintTo(const NodeCase &c, std::ostream *os) { *os << c.fixture << " tp" << c.tp << mode(c); }
 
 bool splits(const std::string &fixture, int tp, bool ep) {
     qilin_model_desc *d = nullptr;
@@ -69,19 +71,22 @@ bool splits(const std::string &fixture, int tp, bool ep) {
 }
 
 /* Every fixture at tp 2 over 2 nodes; MoE fixtures also with EP; a dense,
- * an MLA and a MoE fixture at tp 4 (2 GPUs per node). */
+ * an MLA and a MoE fixture at tp 4 (2 GPUs per node); all-to-all dispatch
+ * across the nodes for two MoE fixtures. */
 std::vector<NodeCase> list_cases() {
     std::vector<NodeCase> cases;
     for (const std::string &f : list_fixtures()) {
-        if (splits(f, 2, false)) cases.push_back({f, 2, false});
-        if (splits(f, 2, true)) cases.push_back({f, 2, true});
+        if (splits(f, 2, false)) cases.push_back({f, 2, false, false});
+        if (splits(f, 2, true)) cases.push_back({f, 2, true, false});
     }
     for (const char *f : {"llama", "deepseek_v3", "mixtral"})
-        if (splits(f, 4, false)) cases.push_back({f, 4, std::string(f) == "mixtral"});
+        if (splits(f, 4, false)) cases.push_back({f, 4, std::string(f) == "mixtral", false});
+    if (splits("deepseek_v3", 2, true)) cases.push_back({"deepseek_v3", 2, true, true});
+    if (splits("mixtral", 4, true)) cases.push_back({"mixtral", 4, true, true});
     return cases;
 }
 
-qilin_model_options node_options(int tp, bool ep, int node_rank, const char *coordinator) {
+qilin_model_options node_options(int tp, bool ep, int node_rank, const char *coordinator, bool a2a = false) {
     qilin_model_options o;
     qilin_model_options_default(&o);
     o.dtype = QILIN_F32;
@@ -90,6 +95,7 @@ qilin_model_options node_options(int tp, bool ep, int node_rank, const char *coo
     o.max_batch_tokens = 160;
     o.tp = tp;
     o.ep = ep;
+    o.ep_dispatch = a2a ? QILIN_EP_ALL_TO_ALL : QILIN_EP_REPLICATED;
     o.nodes = 2;
     o.node_rank = node_rank;
     o.coordinator = coordinator;
@@ -131,8 +137,8 @@ TEST_P(Nodes, Fp32LogitsAndGreedyMatch) {
     ASSERT_TRUE(load_golden(dir, &g, &why)) << why;
     std::string coordinator = "127.0.0.1:" + std::to_string(free_port());
     Follower node1;
-    node1.start(dir, node_options(c.tp, c.ep, 1, coordinator.c_str()));
-    qilin_model_options o = node_options(c.tp, c.ep, 0, coordinator.c_str());
+    node1.start(dir, node_options(c.tp, c.ep, 1, coordinator.c_str(), c.a2a));
+    qilin_model_options o = node_options(c.tp, c.ep, 0, coordinator.c_str(), c.a2a);
     qilin_model *m = nullptr;
     qilin_status st = qilin_model_load(dir.c_str(), &o, &m);
     if (st != QILIN_OK) node1.join();
@@ -145,7 +151,7 @@ TEST_P(Nodes, Fp32LogitsAndGreedyMatch) {
         ASSERT_EQ(qilin_forward(m, &b, out.data()), QILIN_OK) << qilin_last_error();
         double err = rel_error(out.data(), g.logits[p].data(), out.size());
         printf("[ %s tp%d%s, 2 nodes ] fp32 prompt %zu: max|diff|/max|ref| = %.3g\n", c.fixture.c_str(), c.tp,
-               c.ep ? " ep" : "", p, err);
+               mode(c).c_str(), p, err);
         EXPECT_LE(err, kFp32Tolerance) << "prompt " << p;
     }
     const std::vector<int> &prompt = g.prompts[g.greedy_prompt];
@@ -164,7 +170,7 @@ TEST_P(Nodes, Fp32LogitsAndGreedyMatch) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, Nodes, testing::ValuesIn(list_cases()),
                          [](const testing::TestParamInfo<NodeCase> &i) {
-                             return i.param.fixture + "_tp" + std::to_string(i.param.tp) + (i.param.ep ? "_ep" : "");
+                             return i.param.fixture + "_tp" + std::to_string(i.param.tp) + mode(i.param);
                          });
 
 /* Node 1 started with bf16, node 0 with f32: both refuse, showing both settings. */
