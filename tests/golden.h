@@ -12,6 +12,9 @@
 
 #include <jansson.h>
 
+#include "host/model.h"
+#include "host/plan.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -126,6 +129,21 @@ inline int confident_top1_mismatches(const float *got, const float *want, int ro
             bad++, *where += " " + std::to_string(r);
     }
     return bad;
+}
+
+/* Whether the plan splits the fixture over tp GPUs in this mode. */
+inline bool splits(const std::string &fixture, int tp, bool ep) {
+    qilin_model_desc *d = nullptr;
+    if (qilin_model_desc_load((models_dir() + "/" + fixture).c_str(), &d) != QILIN_OK) return false;
+    bool ok = !ep || d->n_experts > 0;
+    qilin_plan_options po;
+    qilin_plan_options_default(&po);
+    po.tp = tp, po.ep = ep;
+    qilin_plan *p = nullptr;
+    ok = ok && qilin_plan_create(d, &po, &p) == QILIN_OK;
+    qilin_plan_free(p);
+    qilin_model_desc_free(d);
+    return ok;
 }
 
 } // namespace golden

@@ -15,11 +15,6 @@
  * message instead of a hang, and later steps are refused. */
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,24 +22,13 @@
 #include "host/forward.h"
 #include "host/plan.h"
 #include "tests/golden.h"
+#include "tests/loopback.h"
 #include "tests/test_util.h"
 
 namespace {
 
 using namespace golden;
 
-/* A free loopback port (bound then released: the race is harmless here). */
-int free_port() {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a);
-    getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 struct NodeCase {
     std::string fixture;
@@ -56,19 +40,6 @@ std::string mode(const NodeCase &c) { return c.a2a ? "_ep_a2a" : c.ep ? "_ep" : 
 
 void PrintTo(const NodeCase &c, std::ostream *os) { *os << c.fixture << " tp" << c.tp << mode(c); }
 
-bool splits(const std::string &fixture, int tp, bool ep) {
-    qilin_model_desc *d = nullptr;
-    if (qilin_model_desc_load((models_dir() + "/" + fixture).c_str(), &d) != QILIN_OK) return false;
-    bool ok = !ep || d->n_experts > 0;
-    qilin_plan_options po;
-    qilin_plan_options_default(&po);
-    po.tp = tp, po.ep = ep;
-    qilin_plan *p = nullptr;
-    ok = ok && qilin_plan_create(d, &po, &p) == QILIN_OK;
-    qilin_plan_free(p);
-    qilin_model_desc_free(d);
-    return ok;
-}
 
 /* Every fixture at tp 2 over 2 nodes; MoE fixtures also with EP; a dense,
  * an MLA and a MoE fixture at tp 4 (2 GPUs per node); all-to-all dispatch

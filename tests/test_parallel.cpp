@@ -56,20 +56,6 @@ std::string case_name(const testing::TestParamInfo<Case> &i) {
                          : "");
 }
 
-/* Whether the plan splits the fixture over tp GPUs in this mode. */
-bool splits(const std::string &fixture, int tp, bool ep) {
-    qilin_model_desc *d = nullptr;
-    if (qilin_model_desc_load((models_dir() + "/" + fixture).c_str(), &d) != QILIN_OK) return false;
-    bool ok = !ep || d->n_experts > 0;
-    qilin_plan_options po;
-    qilin_plan_options_default(&po);
-    po.tp = tp, po.ep = ep;
-    qilin_plan *p = nullptr;
-    ok = ok && qilin_plan_create(d, &po, &p) == QILIN_OK;
-    qilin_plan_free(p);
-    qilin_model_desc_free(d);
-    return ok;
-}
 
 std::vector<Case> list_cases() {
     std::vector<Case> cases;
