@@ -9,12 +9,11 @@
  * checked and its index arrays built here, on the calling thread, before any
  * worker starts: a bad batch never leaves some ranks waiting in a collective.
  * Then every worker runs the step on its shard (forward_layers.c); rank 0
- * holds the full logits and samples. With several nodes (forward_nodes.c)
- * the batch goes to the other processes first and a failing node makes the
- * others abort their communicators. Within one process a device error on
- * one rank in the middle of a step still leaves the others waiting in their
- * next collective (the sim's communicator times out after
- * QILIN_SIM_COMM_TIMEOUT_S, NCCL waits). */
+ * holds the full logits and samples. A rank that fails mid-step aborts the
+ * local communicators, so the others fail in their next collective instead
+ * of waiting, and the model refuses later steps. With several nodes
+ * (forward_nodes.c) the batch goes to the other processes first and a
+ * failing node makes the others abort their communicators likewise. */
 #include "host/forward.h"
 
 #include <stdio.h>
@@ -305,13 +304,13 @@ static qilin_status step_shard(int rank, void *ctx) {
     if (st == QILIN_OK || m->opt.tp == 1) return st;
     char why[512];
     snprintf(why, sizeof why, "rank %d failed: %s", m->shards[rank].rank, qilin_last_error());
-    atomic_store(&m->ranks_aborted, 1);
+    atomic_store(&m->broken, 1);
     for (int r = 0; r < m->n; r++) qilin_comm_abort(m->comms[r], why);
     return qilin_error(st, "%s", why);
 }
 
 qilin_status forward_run_step(qilin_model *m, const qilin_batch *b, float *host_logits) {
-    if (m->broken)
+    if (atomic_load(&m->broken))
         return qilin_error(QILIN_ERR_COMM, "qilin_forward: an earlier step failed on this multi-GPU model "
                                            "(its GPUs' caches no longer agree); load it again");
     step_job j = {.m = m, .host_logits = host_logits};
@@ -320,12 +319,7 @@ qilin_status forward_run_step(qilin_model *m, const qilin_batch *b, float *host_
     if (m->cluster && m->opt.node_rank == 0) st = nodes_send_step(m, b); /* checked: safe to send */
     if (st == QILIN_OK) st = qilin_workers_run(m->workers, step_shard, &j);
     step_free(&j.s);
-    if (atomic_load(&m->ranks_aborted)) m->broken = true;
     return nodes_explain(m, st);
-}
-
-static qilin_status run_step(qilin_model *m, const qilin_batch *b, float *host_logits) {
-    return forward_run_step(m, b, host_logits);
 }
 
 qilin_status qilin_forward(qilin_model *m, const qilin_batch *b, float *logits) {
@@ -333,7 +327,7 @@ qilin_status qilin_forward(qilin_model *m, const qilin_batch *b, float *logits) 
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
                            "qilin_forward: node %d follows node 0 (qilin_model_follow); only node 0 runs steps",
                            m->opt.node_rank);
-    return run_step(m, b, logits);
+    return forward_run_step(m, b, logits);
 }
 
 /* ---- generation --------------------------------------------------------- */
@@ -409,7 +403,7 @@ static qilin_status prefill_one(qilin_model *m, int slot, const int *prompt, int
         int n = len - start < chunk_max ? len - start : chunk_max;
         qilin_batch b = {
             .n_seqs = 1, .slot = &slot, .start_pos = &start, .n_tokens = &n, .tokens = prompt + start};
-        QILIN_TRY(run_step(m, &b, NULL));
+        QILIN_TRY(forward_run_step(m, &b, NULL));
     }
     return sample(m, 1, params, first);
 }
@@ -456,7 +450,7 @@ qilin_status qilin_generate_stream(qilin_model *m, int n_seqs, const int *const 
     for (int j = 1; st == QILIN_OK && n_live > 0 && j < max_new; j++) {
         qilin_batch b = {
             .n_seqs = n_live, .slot = live, .start_pos = start, .n_tokens = n_tok, .tokens = tokens};
-        st = run_step(m, &b, NULL);
+        st = forward_run_step(m, &b, NULL);
         for (int k = 0; st == QILIN_OK && k < n_live; k++)
             p[k] = params[live[k]], p[k].step = params[live[k]].step + (uint64_t)j;
         if (st == QILIN_OK) st = sample(m, n_live, p, next);

@@ -104,8 +104,7 @@ struct qilin_model {
     struct qilin_cluster *cluster;
     atomic_int peer_failed; /* set by the cluster's watcher thread ... */
     char peer_failure[512]; /* ... after writing the peer's message here */
-    atomic_int ranks_aborted; /* a rank failed mid-step and aborted the communicators */
-    bool broken;              /* a step failed: the GPUs' KV caches no longer agree */
+    atomic_int broken;      /* a step failed (set by a worker or a node): the GPUs' caches no longer agree */
 };
 
 /* What one step needs to know about its batch: host arrays, shared

@@ -470,6 +470,30 @@ static qilin_status route(shard *m, layer *L, const void *x, int rows) {
     return qilin_moe_route(&r, m->stream);
 }
 
+/* This GPU's experts over `tokens` rows of x, top_k choices each (ids
+ * local to this GPU, others skipped), into out; counts: rows per expert. */
+static qilin_status run_experts(shard *m, layer *L, void *out, const void *x, const int *ids, const float *weights,
+                                int tokens, int top_k, int *counts) {
+    qilin_moe_experts_args e = {.out = out,
+                                .accumulate = false,
+                                .x = x,
+                                .topk_ids = ids,
+                                .topk_weights = weights,
+                                .gate_up = L->exp_gate_up,
+                                .down = L->exp_down,
+                                .tokens = tokens,
+                                .top_k = top_k,
+                                .n_experts = m->E,
+                                .hidden = m->desc->hidden,
+                                .ffn_dim = m->Fe,
+                                .act = m->desc->act,
+                                .dtype = m->opt->dtype,
+                                .expert_counts = counts,
+                                .workspace = m->moe_ws,
+                                .workspace_bytes = m->moe_ws_bytes};
+    return qilin_moe_experts(&e, m->stream);
+}
+
 /* Expert parallelism by all-to-all (QILIN_EP_ALL_TO_ALL): this rank routes
  * its share of the T rows, [row0, row0 + rows) with S = ceil(T / n) per
  * rank (possibly empty), sends each (row, choice) to the owner of its expert
@@ -533,24 +557,7 @@ static qilin_status moe_all_to_all(shard *m, int l, void *out, const void *x, in
     /* n C received rows, one expert each (weight 1: the source applies the
      * routing weights); padding rows have id -1 and are skipped. The results
      * go to the send buffer, free again, and travel back to their sources. */
-    qilin_moe_experts_args e = {.out = m->a2a_send,
-                                .accumulate = false,
-                                .x = m->a2a_recv,
-                                .topk_ids = m->a2a_recv_ids,
-                                .topk_weights = m->a2a_ones,
-                                .gate_up = L->exp_gate_up,
-                                .down = L->exp_down,
-                                .tokens = n * C,
-                                .top_k = 1,
-                                .n_experts = E,
-                                .hidden = H,
-                                .ffn_dim = m->Fe,
-                                .act = d->act,
-                                .dtype = dt,
-                                .expert_counts = counts,
-                                .workspace = m->moe_ws,
-                                .workspace_bytes = m->moe_ws_bytes};
-    QILIN_TRY(qilin_moe_experts(&e, m->stream));
+    QILIN_TRY(run_experts(m, L, m->a2a_send, m->a2a_recv, m->a2a_recv_ids, m->a2a_ones, n * C, 1, counts));
     m->stats.all_to_all++;
     QILIN_TRY(qilin_comm_all_to_all(m->comm, m->a2a_send, m->a2a_recv, chunk_elems, dt, m->stream));
     qilin_moe_dispatch_combine_args cb = {.out = out,
@@ -589,24 +596,7 @@ static qilin_status moe(shard *m, int l, void *out, const void *x, int T) {
             QILIN_TRY(qilin_moe_local_ids(&li, m->stream));
             ids = m->topk_local;
         }
-        qilin_moe_experts_args e = {.out = out,
-                                    .accumulate = false,
-                                    .x = x,
-                                    .topk_ids = ids,
-                                    .topk_weights = m->topk_w,
-                                    .gate_up = L->exp_gate_up,
-                                    .down = L->exp_down,
-                                    .tokens = T,
-                                    .top_k = d->top_k,
-                                    .n_experts = m->E,
-                                    .hidden = H,
-                                    .ffn_dim = m->Fe,
-                                    .act = d->act,
-                                    .dtype = m->opt->dtype,
-                                    .expert_counts = m->expert_counts + (size_t)l * m->E,
-                                    .workspace = m->moe_ws,
-                                    .workspace_bytes = m->moe_ws_bytes};
-        QILIN_TRY(qilin_moe_experts(&e, m->stream));
+        QILIN_TRY(run_experts(m, L, out, x, ids, m->topk_w, T, d->top_k, m->expert_counts + (size_t)l * m->E));
     }
     if (!L->shared_gate_up) return QILIN_OK;
     void *shared = m->B3;

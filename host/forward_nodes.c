@@ -134,7 +134,7 @@ qilin_status nodes_explain(qilin_model *m, qilin_status st) {
     char mine[512];
     snprintf(mine, sizeof mine, "%s", qilin_last_error());
     for (int i = 0; i < 50 && !atomic_load(&m->peer_failed); i++) nanosleep(&(struct timespec){0, 20000000}, NULL);
-    m->broken = true;
+    atomic_store(&m->broken, 1);
     if (atomic_load(&m->peer_failed))
         return qilin_error(st, "node %d: a peer failed: %s (here: %s)", m->opt.node_rank, m->peer_failure, mine);
     return qilin_error(st, "node %d: %s", m->opt.node_rank, mine);
@@ -217,7 +217,7 @@ qilin_status qilin_model_follow(qilin_model *m) {
  * every node closes its connections. */
 void nodes_end(qilin_model *m) {
     if (!m->cluster) return;
-    if (m->opt.node_rank == 0 && !m->broken) qilin_cluster_send_all(m->cluster, MSG_END, NULL, 0);
+    if (m->opt.node_rank == 0 && !atomic_load(&m->broken)) qilin_cluster_send_all(m->cluster, MSG_END, NULL, 0);
     qilin_cluster_close(m->cluster);
     m->cluster = NULL;
 }

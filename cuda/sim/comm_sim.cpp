@@ -568,26 +568,41 @@ qilin_status check_local_peer(const qilin_comm *comm, const char *op, int peer) 
                        op, comm->rank, c.size, peer);
 }
 
+/* The clique of this process's ranks [first, first + nlocal) of `world`
+ * (joined to the other processes through `id` when it is not all of them)
+ * and one handle per local rank; on failure no handle is left. */
+qilin_status init_clique(const qilin_comm_id *id, int world, int first, int nlocal, const int *devices,
+                         qilin_comm **comms, const char *op) {
+    double timeout_s = 300.0;
+    QILIN_TRY(read_timeout(&timeout_s));
+    for (int i = 0; i < nlocal; i++) comms[i] = nullptr;
+    try {
+        auto clique = make_clique(world, first, nlocal, timeout_s);
+        if (nlocal < world) {
+            clique->net.reset(new qilin_sim_net::Group);
+            std::string err;
+            if (!qilin_sim_net::join(id, world, first, nlocal, timeout_s, *clique->net, err))
+                return qilin_error(QILIN_ERR_COMM, "%s (ranks %d..%d of %d): %s", op, first, first + nlocal - 1,
+                                   world, err.c_str());
+        }
+        for (int i = 0; i < nlocal; i++) comms[i] = new qilin_comm{clique, first + i, devices[i]};
+    } catch (const std::bad_alloc &) {
+        for (int i = 0; i < nlocal; i++) {
+            delete comms[i];
+            comms[i] = nullptr;
+        }
+        return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "%s: out of host memory", op);
+    }
+    return QILIN_OK;
+}
+
 } // namespace
 
 extern "C" {
 
 qilin_status qilin_comm_init_all(int ndev, const int *devices, qilin_comm **comms) {
     QILIN_TRY(qilin_comm_check_init(ndev, devices, comms));
-    double timeout_s = 300.0;
-    QILIN_TRY(read_timeout(&timeout_s));
-    for (int r = 0; r < ndev; r++) comms[r] = nullptr;
-    try {
-        auto clique = make_clique(ndev, 0, ndev, timeout_s);
-        for (int r = 0; r < ndev; r++) comms[r] = new qilin_comm{clique, r, devices[r]};
-    } catch (const std::bad_alloc &) {
-        for (int r = 0; r < ndev; r++) {
-            delete comms[r];
-            comms[r] = nullptr;
-        }
-        return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "comm_init_all: out of host memory");
-    }
-    return QILIN_OK;
+    return init_clique(nullptr, ndev, 0, ndev, devices, comms, "comm_init_all");
 }
 
 qilin_status qilin_comm_get_unique_id(qilin_comm_id *id) {
@@ -600,27 +615,7 @@ qilin_status qilin_comm_get_unique_id(qilin_comm_id *id) {
 qilin_status qilin_comm_init_ranks(const qilin_comm_id *id, int world, int first_rank, int nlocal,
                                    const int *devices, qilin_comm **comms) {
     QILIN_TRY(qilin_comm_check_init_ranks(id, world, first_rank, nlocal, devices, comms));
-    double timeout_s = 300.0;
-    QILIN_TRY(read_timeout(&timeout_s));
-    for (int i = 0; i < nlocal; i++) comms[i] = nullptr;
-    try {
-        auto clique = make_clique(world, first_rank, nlocal, timeout_s);
-        if (nlocal < world) {
-            clique->net.reset(new qilin_sim_net::Group);
-            std::string err;
-            if (!qilin_sim_net::join(id, world, first_rank, nlocal, timeout_s, *clique->net, err))
-                return qilin_error(QILIN_ERR_COMM, "comm_init_ranks (ranks %d..%d of %d): %s", first_rank,
-                                   first_rank + nlocal - 1, world, err.c_str());
-        }
-        for (int i = 0; i < nlocal; i++) comms[i] = new qilin_comm{clique, first_rank + i, devices[i]};
-    } catch (const std::bad_alloc &) {
-        for (int i = 0; i < nlocal; i++) {
-            delete comms[i];
-            comms[i] = nullptr;
-        }
-        return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "comm_init_ranks: out of host memory");
-    }
-    return QILIN_OK;
+    return init_clique(id, world, first_rank, nlocal, devices, comms, "comm_init_ranks");
 }
 
 void qilin_comm_abort(qilin_comm *comm, const char *reason) {
