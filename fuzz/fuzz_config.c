@@ -97,6 +97,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             probe_key(c, path);
         }
     }
+    /* An alias (transformers attribute_map): equal or absent succeeds, a conflict is FORMAT;
+     * afterwards the key reads the alias's value when only the alias was set. */
+    check(hf_config_alias(c, "num_experts", "num_local_experts"), "hf_config_alias", "num_experts");
+    probe_key(c, "num_experts");
     hf_generation_config g;
     check(hf_generation_config_read(c, &g), "generation_config_read", "");
     if (hf_generation_config_read(c, &g) == QILIN_OK) FUZZ_CHECK(g.n_eos <= HF_MAX_EOS, "n_eos %zu", g.n_eos);

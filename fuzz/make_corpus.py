@@ -235,6 +235,66 @@ def seeds():
           '"bos_token_id": 1.0, "pad_token_id": 0, "max_new_tokens": 512, "repetition_penalty": 1.05}')
 
 
+# ---------------------------------------------------------------- hostile seeds (issue 12)
+# Absurd counts and ids that once cost gigabytes, alias conflicts and normalizers that
+# grow text without bound: the fuzzers start from them (tests/test_malformed.cpp and
+# tests/test_tokenizer.cpp check the same shapes under a 1 GiB address-space limit).
+
+
+def byte_level_vocab():
+    printable = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    n, table = 0, {}
+    for b in range(256):
+        if b in printable:
+            table[b] = b
+        else:
+            table[b] = 256 + n
+            n += 1
+    return {chr(table[b]): b for b in range(256)}
+
+
+def tokenizer_json(vocab=None, added=(), normalizer=None, post=None, decoder=None):
+    import json
+    vocab = dict(byte_level_vocab()) if vocab is None else vocab
+    return json.dumps({"version": "1.0", "added_tokens": list(added), "normalizer": normalizer,
+                       "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True},
+                       "post_processor": post, "decoder": decoder or {"type": "ByteLevel"},
+                       "model": {"type": "BPE", "dropout": None, "unk_token": None, "vocab": vocab, "merges": []}},
+                      ensure_ascii=False)
+
+
+def hostile_seeds():
+    qwen3_moe = ('{"architectures": ["Qwen3MoeForCausalLM"], "vocab_size": 256, "hidden_size": 64, '
+                 '"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, '
+                 '"moe_intermediate_size": 32, "num_experts_per_tok": 2, %s}')
+    write(SEEDS, "config", "experts_int_max.json", qwen3_moe % '"num_experts": 2147483647')
+    write(SEEDS, "config", "alias_conflict.json", qwen3_moe % '"num_experts": 8, "num_local_experts": 9')
+    write(SEEDS, "config", "alias_only.json", qwen3_moe % '"num_local_experts": 8')
+    write(SEEDS, "config", "sizes_2_24.json",
+          '{"architectures": ["LlamaForCausalLM"], "vocab_size": 16777216, "hidden_size": 16777216, '
+          '"intermediate_size": 16777216, "num_hidden_layers": 256, "num_attention_heads": 1, '
+          '"max_position_embeddings": 2147483647, "rotary_pct": 1e30, "eos_token_id": [%s]}'
+          % ", ".join(str(i) for i in range(1000)))
+
+    vocab = byte_level_vocab()
+    huge = dict(vocab)
+    huge["hostile"] = 200000000
+    write(SEEDS, "tokenizer", "huge_vocab_id.json", tokenizer_json(huge))
+    write(SEEDS, "tokenizer", "huge_added_id.json",
+          tokenizer_json(added=[{"id": 200000000, "content": "<x>", "special": True}]))
+    write(SEEDS, "tokenizer", "post_processor_huge_id.json",
+          tokenizer_json(post={"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>"}},
+                                                                         {"Sequence": {"id": "A"}}],
+                               "special_tokens": {"<s>": {"ids": [200000000]}}}))
+    write(SEEDS, "tokenizer", "chained_replace.json",
+          tokenizer_json(normalizer={"type": "Sequence", "normalizers": [
+              {"type": "Replace", "pattern": {"String": "e"}, "content": "eeeeeeee"}] * 16}))
+    write(SEEDS, "tokenizer", "long_decoder_replace.json",
+          tokenizer_json(decoder={"type": "Sequence", "decoders": [
+              {"type": "Replace", "pattern": {"String": "\u0120"}, "content": "<space-space-space-space>"},
+              {"type": "ByteFallback"}, {"type": "Fuse"}]}))
+
+
 def main():
     shutil.rmtree(MALFORMED, ignore_errors=True)
     shutil.rmtree(SEEDS, ignore_errors=True)
@@ -249,6 +309,7 @@ def main():
     for k, v in CONFIG.items():
         write(MALFORMED, "config", k, v)
     seeds()
+    hostile_seeds()
     # The index seed resolves against a valid shard beside it.
     write(SEEDS, "safetensors", "shard-ok.safetensors", SHARD_OK)
 

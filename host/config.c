@@ -2,6 +2,8 @@
  * generation_config.json kept as a jansson tree (see config.h). */
 #include "host/config.h"
 
+#include "host/fileio.h"
+
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -57,20 +59,10 @@ qilin_status hf_config_parse(const char *text, size_t len, const char *name, hf_
 
 qilin_status hf_config_open(const char *path, hf_config **out) {
     *out = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return qilin_error(QILIN_ERR_IO, "%s: cannot open", path);
-    char *buf = malloc(HF_CONFIG_MAX_BYTES);
-    size_t n = buf ? fread(buf, 1, HF_CONFIG_MAX_BYTES, fp) : 0;
-    int too_big = buf && n == HF_CONFIG_MAX_BYTES;
-    int failed = !buf || ferror(fp);
-    fclose(fp);
-    qilin_status s;
-    if (failed)
-        s = qilin_error(QILIN_ERR_IO, "%s: read failed", path);
-    else if (too_big)
-        s = qilin_error(QILIN_ERR_FORMAT, "%s: larger than %zu bytes", path, HF_CONFIG_MAX_BYTES);
-    else
-        s = hf_config_parse(buf, n, path, out);
+    char *buf;
+    size_t n;
+    QILIN_TRY(qilin_file_read(path, HF_CONFIG_MAX_BYTES, &buf, &n));
+    qilin_status s = hf_config_parse(buf, n, path, out);
     free(buf);
     return s;
 }
@@ -226,6 +218,26 @@ qilin_status hf_config_string_or(const hf_config *c, const char *key, const char
     }
     if (!json_is_string(v)) return wrong(c, key, v, "a string");
     *out = json_string_value(v);
+    return QILIN_OK;
+}
+
+qilin_status hf_config_alias(hf_config *c, const char *key, const char *alias) {
+    json_t *a = json_object_get(c->obj, alias), *k = json_object_get(c->obj, key);
+    if (json_is_null(a)) a = NULL;
+    if (json_is_null(k)) k = NULL;
+    if (!a) return QILIN_OK;
+    if (k) {
+        if (json_equal(a, k)) return QILIN_OK;
+        char *ka = json_dumps(a, JSON_ENCODE_ANY | JSON_COMPACT), *kk = json_dumps(k, JSON_ENCODE_ANY | JSON_COMPACT);
+        qilin_status s = qilin_error(QILIN_ERR_FORMAT,
+                                     "%s: key '%s' (%.40s) and its alias '%s' (%.40s) are both set and differ",
+                                     c->name, key, kk ? kk : "?", alias, ka ? ka : "?");
+        free(ka);
+        free(kk);
+        return s;
+    }
+    if (json_object_set(c->obj, key, a) != 0)
+        return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "%s: alias '%s' for '%s'", c->name, alias, key);
     return QILIN_OK;
 }
 

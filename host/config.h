@@ -40,6 +40,13 @@ const char *hf_config_name(const hf_config *c);
 /* The underlying jansson object (json_t *), borrowed; for keys not covered below. */
 void *hf_config_json(const hf_config *c);
 
+/* A transformers attribute_map alias: `alias` is another spelling of the
+ * top-level `key` (Mixtral's "num_experts" for "num_local_experts"). When only
+ * the alias is set, `key` reads its value from then on; when both are set
+ * (not null) and differ, QILIN_ERR_FORMAT names both. Changes the handle:
+ * call it before sharing the handle between threads. */
+qilin_status hf_config_alias(hf_config *c, const char *key, const char *alias);
+
 /* true when the key exists and is not null. */
 bool hf_config_has(const hf_config *c, const char *key);
 

@@ -7,6 +7,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "host/gguf.h"
 
+#include "host/fileio.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -440,14 +442,8 @@ static qilin_status read_header(gguf_file *f) {
 }
 
 static qilin_status map_file(gguf_file *f) {
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return qilin_error(QILIN_ERR_IO, "%s: cannot open: %s", f->path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return qilin_error(QILIN_ERR_IO, "%s: not a regular file", f->path);
-    }
-    f->size = (size_t)sb.st_size;
+    int fd;
+    QILIN_TRY(qilin_file_open(f->path, &fd, &f->size));
     /* mmap rejects length 0; an empty file then fails the first bounds check. */
     void *m = f->size ? mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
     close(fd);

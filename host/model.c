@@ -67,6 +67,30 @@ static const struct {
     {"gptj", QILIN_ARCH_GPTJ},
 };
 
+/* transformers' attribute_map aliases (transformers 5.25 configuration_*.py):
+ * a config.json may spell `key` (the name read below) as `alias`. Kimi K2
+ * uses DeepseekV3's config class. The other supported classes have none. */
+static const struct {
+    qilin_arch arch;
+    const char *key, *alias;
+} config_aliases[] = {
+    {QILIN_ARCH_MIXTRAL, "num_local_experts", "num_experts"},
+    {QILIN_ARCH_QWEN3_MOE, "num_experts", "num_local_experts"},
+    {QILIN_ARCH_DEEPSEEK_V2, "n_routed_experts", "num_experts"},
+    {QILIN_ARCH_DEEPSEEK_V3, "n_routed_experts", "num_local_experts"},
+    {QILIN_ARCH_DEEPSEEK_V3, "num_nextn_predict_layers", "num_mtp_layers"},
+    {QILIN_ARCH_GPTJ, "n_positions", "max_position_embeddings"},
+    {QILIN_ARCH_GPTJ, "n_embd", "hidden_size"},
+    {QILIN_ARCH_GPTJ, "n_head", "num_attention_heads"},
+    {QILIN_ARCH_GPTJ, "n_layer", "num_hidden_layers"},
+};
+
+static qilin_status apply_aliases(hf_config *c, qilin_arch arch) {
+    for (size_t i = 0; i < sizeof config_aliases / sizeof config_aliases[0]; i++)
+        if (config_aliases[i].arch == arch) QILIN_TRY(hf_config_alias(c, config_aliases[i].key, config_aliases[i].alias));
+    return QILIN_OK;
+}
+
 /* ---- tensor list ---------------------------------------------------------- */
 
 qilin_status qilin_model_add_tensor(qilin_model_desc *d, qilin_slot slot, int layer, int expert, int n_dims,
@@ -87,6 +111,17 @@ qilin_status qilin_model_add_tensor(qilin_model_desc *d, qilin_slot slot, int la
     if (len < 0 || (size_t)len >= sizeof s->name)
         return qilin_error(QILIN_ERR_INTERNAL, "%s: tensor name longer than %zu bytes", d->source,
                            sizeof s->name);
+    int64_t numel = 1;
+    for (int i = 0; i < n_dims; i++) {
+        if (shape[i] < 0 || shape[i] > QILIN_MAX_TENSOR_ELEMS || numel > QILIN_MAX_TENSOR_ELEMS / (shape[i] ? shape[i] : 1))
+            return qilin_error(QILIN_ERR_FORMAT, "%s: tensor %s: dimension %d is %lld; a tensor holds at most 2^40 "
+                               "elements (check the sizes above)", d->source, s->name, i, (long long)shape[i]);
+        numel *= shape[i];
+    }
+    if (numel > QILIN_MAX_PARAMS - d->n_params_listed)
+        return qilin_error(QILIN_ERR_FORMAT, "%s: the sizes describe more than 2^44 parameters (at tensor %s)",
+                           d->source, s->name);
+    d->n_params_listed += numel;
     s->slot = slot;
     s->layer = layer;
     s->expert = expert;
@@ -288,18 +323,20 @@ int qilin_model_find_spec(const qilin_model_desc *d, qilin_slot slot, int layer,
 
 /* ---- config.json ---------------------------------------------------------- */
 
-/* An int-sized integer >= min: required when def is NULL. */
-static qilin_status cfg_int(const hf_config *c, const char *key, const int64_t *def, int64_t min, int *out) {
+/* An integer in min .. max: required when def is NULL. */
+static qilin_status cfg_int(const hf_config *c, const char *key, const int64_t *def, int64_t min, int64_t max,
+                            int *out) {
     int64_t v = 0;
     QILIN_TRY(def ? hf_config_int_or(c, key, *def, &v) : hf_config_int(c, key, &v));
-    if (v < min || v > INT_MAX)
-        return qilin_error(QILIN_ERR_FORMAT, "%s: key '%s' is %lld; expected %lld .. %d", hf_config_name(c),
-                           key, (long long)v, (long long)min, INT_MAX);
+    if (v < min || v > max)
+        return qilin_error(QILIN_ERR_FORMAT, "%s: key '%s' is %lld; expected %lld .. %lld", hf_config_name(c),
+                           key, (long long)v, (long long)min, (long long)max);
     *out = (int)v;
     return QILIN_OK;
 }
-#define REQ_INT(key, out) QILIN_TRY(cfg_int(c, (key), NULL, 1, (out)))
-#define OPT_INT(key, def, min, out) QILIN_TRY(cfg_int(c, (key), &(int64_t){def}, (min), (out)))
+/* Sizes and counts: at most QILIN_MAX_DIM, so sums and products of two stay far inside int64. */
+#define REQ_INT(key, out) QILIN_TRY(cfg_int(c, (key), NULL, 1, QILIN_MAX_DIM, (out)))
+#define OPT_INT(key, def, min, out) QILIN_TRY(cfg_int(c, (key), &(int64_t){def}, (min), QILIN_MAX_DIM, (out)))
 
 static qilin_status cfg_float(const hf_config *c, const char *key, double def, float *out) {
     double v;
@@ -514,6 +551,9 @@ static qilin_status read_moe(const hf_config *c, qilin_model_desc *d, qilin_mode
     REQ_INT("num_experts_per_tok", &d->top_k);
     REQ_INT("moe_intermediate_size", &d->moe_ffn_dim);
     OPT_INT("n_shared_experts", 0, 0, &d->n_shared_experts);
+    if ((int64_t)d->n_shared_experts * d->moe_ffn_dim > QILIN_MAX_DIM)
+        return qilin_error(QILIN_ERR_FORMAT, "%s: 'n_shared_experts' (%d) x 'moe_intermediate_size' (%d) exceeds %d",
+                           f, d->n_shared_experts, d->moe_ffn_dim, QILIN_MAX_DIM);
     d->shared_ffn_dim = d->n_shared_experts * d->moe_ffn_dim;
     int first_dense = 0, freq = 1;
     OPT_INT("first_k_dense_replace", 0, 0, &first_dense);
@@ -568,11 +608,11 @@ static qilin_status read_mla(const hf_config *c, qilin_model_desc *d, qilin_mode
     return QILIN_OK;
 }
 
-static qilin_status read_hf(const hf_config *c, qilin_model_desc *d, qilin_model_keys *k,
-                            const char *gen_path) {
+static qilin_status read_hf(hf_config *c, qilin_model_desc *d, qilin_model_keys *k, const char *gen_path) {
     const char *f = hf_config_name(c);
     QILIN_TRY(find_arch(c, d));
     qilin_arch a = d->arch;
+    QILIN_TRY(apply_aliases(c, a));
     bool gptj = a == QILIN_ARCH_GPTJ, neox = a == QILIN_ARCH_GPT_NEOX;
     bool ds = a == QILIN_ARCH_DEEPSEEK_V2 || a == QILIN_ARCH_DEEPSEEK_V3;
     *k = (qilin_model_keys){.vocab = "vocab_size",
@@ -621,8 +661,8 @@ static qilin_status read_hf(const hf_config *c, qilin_model_desc *d, qilin_model
         OPT_INT("intermediate_size", 0, 0, &d->ffn_dim);
     else
         REQ_INT("intermediate_size", &d->ffn_dim);
-    int max_pos = 0;
-    OPT_INT(gptj ? "n_positions" : "max_position_embeddings", 2048, 1, &max_pos);
+    int max_pos = 0; /* positions are not sizes: a context of 2^31 - 1 is only a number here */
+    QILIN_TRY(cfg_int(c, gptj ? "n_positions" : "max_position_embeddings", &(int64_t){2048}, 1, INT_MAX, &max_pos));
     d->max_position = max_pos;
 
     /* block, norm, activation */
@@ -686,6 +726,9 @@ static qilin_status read_hf(const hf_config *c, qilin_model_desc *d, qilin_model
                      : hf_config_has(c, "partial_rotary_factor") ? "partial_rotary_factor"
                                                                  : "rotary_pct";
         QILIN_TRY(hf_config_float_or(c, k->rot_dim, 0.25, &pct));
+        if (!(pct > 0 && pct <= 1))
+            return qilin_error(QILIN_ERR_FORMAT, "%s: key '%s' is %g; expected a fraction in (0, 1]", f, k->rot_dim,
+                               pct);
         d->rope.rot_dim = (int)(d->head_dim * pct);
     }
     if (gptj && hf_config_has(c, "rotary_dim")) REQ_INT("rotary_dim", &d->rope.rot_dim);
@@ -727,6 +770,19 @@ static qilin_status validate(qilin_model_desc *d, const qilin_model_keys *k) {
     if (d->n_layers > QILIN_MAX_LAYERS)
         return qilin_error(QILIN_ERR_UNSUPPORTED, "%s: key '%s' is %d; at most %d layers are supported",
                            d->source, k->layers, d->n_layers, QILIN_MAX_LAYERS);
+    const struct {
+        const char *name;
+        int v;
+    } sizes[] = {{k->vocab, d->vocab},           {k->hidden, d->hidden},         {k->heads, d->n_heads},
+                 {k->kv_heads, d->n_kv_heads},   {"head_dim", d->head_dim},      {"value head_dim", d->head_dim_v},
+                 {k->ffn, d->ffn_dim},           {"expert ffn", d->moe_ffn_dim}, {"shared expert ffn", d->shared_ffn_dim},
+                 {"q_lora_rank", d->q_lora_rank}, {"kv_lora_rank", d->kv_lora_rank}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) /* GGUF's vocabulary comes from a tensor shape */
+        if (sizes[i].v > QILIN_MAX_DIM)
+            return bad(d, "'%s' is %d; sizes above %d are not supported", sizes[i].name, sizes[i].v, QILIN_MAX_DIM);
+    if (d->n_experts > QILIN_MAX_EXPERTS) /* before the tensor list, which has 3 entries per expert and layer */
+        return qilin_error(QILIN_ERR_UNSUPPORTED, "%s: key '%s' is %d; at most %d experts are supported", d->source,
+                           k->experts, d->n_experts, QILIN_MAX_EXPERTS);
     if (d->attn == QILIN_ATTN_GQA && d->n_heads % d->n_kv_heads)
         return bad(d, "key '%s' (%d) does not divide '%s' (%d)", k->kv_heads, d->n_kv_heads, k->heads,
                    d->n_heads);
@@ -747,6 +803,9 @@ static qilin_status validate(qilin_model_desc *d, const qilin_model_keys *k) {
     }
     if (dense && d->ffn_dim <= 0)
         return bad(d, "key '%s' is missing or 0 but dense MLP layers exist", k->ffn);
+    if ((int64_t)d->n_moe_layers * d->n_experts * 3 + (int64_t)d->n_layers * 64 > QILIN_MAX_TENSORS)
+        return bad(d, "%d MoE layers of %d experts give more than %d tensors", d->n_moe_layers, d->n_experts,
+                   QILIN_MAX_TENSORS);
     if (d->n_moe_layers > 0) {
         if (d->n_experts <= 0) return bad(d, "key '%s' is %d", k->experts, d->n_experts);
         if (d->top_k <= 0 || d->top_k > d->n_experts)

@@ -137,7 +137,19 @@ typedef struct qilin_tensor_spec {
     bool optional;                /* may be absent (GGUF rope_freqs) */
 } qilin_tensor_spec;
 
-enum { QILIN_MAX_LAYERS = 256, QILIN_MAX_EOS = 8 };
+/* Bounds on what a config or GGUF may describe, checked before anything is
+ * sized by it (a few bytes of config must not cost gigabytes):
+ *   QILIN_MAX_DIM      any width, head count, rank or vocabulary size (the
+ *                      largest released models use ~2^17 vocab, 2^14 hidden);
+ *   QILIN_MAX_EXPERTS  routed experts, the MoE routing kernel's bound (cuda/moe.h);
+ *   QILIN_MAX_TENSORS  entries in the tensor list (Kimi K2 has ~70k);
+ *   QILIN_MAX_TENSOR_ELEMS, QILIN_MAX_PARAMS: one tensor (2^40) and the model
+ *                      (2^44, ~17.6T parameters), which keeps every byte count
+ *                      the plan and loader compute from overflowing int64. */
+enum { QILIN_MAX_LAYERS = 256, QILIN_MAX_EOS = 8, QILIN_MAX_EXPERTS = 2048, QILIN_MAX_TENSORS = 1 << 20 };
+#define QILIN_MAX_DIM (1 << 24)
+#define QILIN_MAX_TENSOR_ELEMS ((int64_t)1 << 40)
+#define QILIN_MAX_PARAMS ((int64_t)1 << 44)
 
 typedef struct qilin_model_desc {
     qilin_arch arch;
@@ -197,6 +209,7 @@ typedef struct qilin_model_desc {
     qilin_tensor_spec *tensors;
     int n_tensors;
     int *spec_index;              /* private: qilin_model_find_spec's lookup table */
+    int64_t n_params_listed;      /* private: elements of the specs so far (QILIN_MAX_PARAMS) */
 } qilin_model_desc;
 
 /* Builds a descriptor from a model directory (config.json), a config.json

@@ -72,7 +72,7 @@ static bool int_value(const gguf_kv *kv, int64_t *v) {
 }
 
 /* An integer of any width; required when def is NULL. */
-static qilin_status get_int(reader *r, const char *key, const int64_t *def, int64_t min, int *out) {
+static qilin_status get_int(reader *r, const char *key, const int64_t *def, int64_t min, int64_t max, int *out) {
     char tmp[96];
     const char *name = key_name(r, key, false, tmp, sizeof tmp);
     const gguf_kv *kv = gguf_find_kv(r->f, name);
@@ -85,14 +85,15 @@ static qilin_status get_int(reader *r, const char *key, const int64_t *def, int6
         return qilin_error(QILIN_ERR_FORMAT, "%s: metadata key '%s' is %s; expected an integer",
                            gguf_path(r->f), name, gguf_type_name(kv->type));
     }
-    if (v < min || v > INT_MAX)
-        return qilin_error(QILIN_ERR_FORMAT, "%s: metadata key '%s' is %lld; expected %lld .. %d",
-                           gguf_path(r->f), name, (long long)v, (long long)min, INT_MAX);
+    if (v < min || v > max)
+        return qilin_error(QILIN_ERR_FORMAT, "%s: metadata key '%s' is %lld; expected %lld .. %lld",
+                           gguf_path(r->f), name, (long long)v, (long long)min, (long long)max);
     *out = (int)v;
     return QILIN_OK;
 }
-#define REQ(key, out) QILIN_TRY(get_int(r, (key), NULL, 1, (out)))
-#define OPT(key, def, min, out) QILIN_TRY(get_int(r, (key), &(int64_t){def}, (min), (out)))
+/* Sizes and counts: at most QILIN_MAX_DIM (model.h). */
+#define REQ(key, out) QILIN_TRY(get_int(r, (key), NULL, 1, QILIN_MAX_DIM, (out)))
+#define OPT(key, def, min, out) QILIN_TRY(get_int(r, (key), &(int64_t){def}, (min), QILIN_MAX_DIM, (out)))
 
 static qilin_status get_float(reader *r, const char *key, double def, double *out) {
     char tmp[96];
@@ -201,6 +202,9 @@ static qilin_status read_moe(reader *r, qilin_model_desc *d) {
         double scale;
         OPT("leading_dense_block_count", 0, 0, &first_dense);
         OPT("expert_shared_count", 0, 0, &d->n_shared_experts);
+        if ((int64_t)d->n_shared_experts * d->moe_ffn_dim > QILIN_MAX_DIM)
+            return qilin_error(QILIN_ERR_FORMAT, "%s: expert_shared_count (%d) x expert_feed_forward_length (%d) "
+                               "exceeds %d", gguf_path(r->f), d->n_shared_experts, d->moe_ffn_dim, QILIN_MAX_DIM);
         d->shared_ffn_dim = d->n_shared_experts * d->moe_ffn_dim;
         OPT("expert_gating_func", 1, 0, &gating); /* 1 softmax, 2 sigmoid; absent in V2-era files */
         QILIN_TRY(get_float(r, "expert_weights_scale", 1.0, &scale));
@@ -292,7 +296,7 @@ static qilin_status read_sizes(reader *r, qilin_model_desc *d) {
     OPT("attention.value_length", d->head_dim, 1, &d->head_dim_v);
     OPT("feed_forward_length", 0, 0, &d->ffn_dim);
     int ctx;
-    OPT("context_length", 2048, 1, &ctx);
+    QILIN_TRY(get_int(r, "context_length", &(int64_t){2048}, 1, INT_MAX, &ctx)); /* a number, not a size */
     d->max_position = ctx;
     /* vocabulary: embedding rows, else the metadata */
     const gguf_tensor *emb = gguf_find_tensor(r->f, "token_embd.weight");

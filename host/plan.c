@@ -4,6 +4,8 @@
  * printing is in the last part. */
 #include "host/plan.h"
 
+#include "host/gguf.h"
+
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,11 +151,44 @@ static qilin_status format_from_hf(const hf_config *c, qilin_weight_format *out,
     return QILIN_OK;
 }
 
+/* A float GGUF type as a storage format; quantised blocks are dequantised to bf16 when loaded. */
+static qilin_wfmt gguf_wfmt(gguf_dtype t) {
+    return t == GGUF_DT_F32 ? QILIN_WFMT_FP32 : t == GGUF_DT_F16 ? QILIN_WFMT_FP16 : QILIN_WFMT_BF16;
+}
+
+/* A GGUF says how its weights are stored in its tensor table: the projections
+ * take the type most 2-D tensors have, the rest the embedding's. */
+static qilin_status format_from_gguf(const char *path, qilin_weight_format *out, bool *known) {
+    gguf_file *g = NULL;
+    QILIN_TRY(gguf_open(path, &g));
+    int64_t count[64] = {0}; /* by type id; GGUF types are below 64 */
+    gguf_dtype common = GGUF_DT_BF16, embed = GGUF_DT_BF16;
+    bool have_embed = false;
+    for (int64_t i = 0; i < gguf_tensor_count(g); i++) {
+        const gguf_tensor *t = gguf_tensor_at(g, i);
+        if (t->n_dims == 2 && (unsigned)t->type < 64 && ++count[t->type] > count[common]) common = t->type;
+        if (!strcmp(t->name, "token_embd.weight")) embed = t->type, have_embed = true;
+    }
+    if (gguf_tensor_count(g) > 0) {
+        *known = true;
+        qilin_wfmt linear = gguf_wfmt(common), dense = gguf_wfmt(have_embed ? embed : common);
+        if (dense == QILIN_WFMT_BF16 && linear != QILIN_WFMT_BF16) dense = linear; /* quantised embedding */
+        char origin[96];
+        snprintf(origin, sizeof origin, "GGUF tensors %s%s", gguf_dtype_name(common),
+                 common != GGUF_DT_F32 && common != GGUF_DT_F16 && common != GGUF_DT_BF16 ? " (dequantised to bf16)"
+                                                                                            : "");
+        format_init(out, linear, dense, origin);
+    }
+    gguf_close(g);
+    return QILIN_OK;
+}
+
 qilin_status qilin_weight_format_from_config(const char *path, qilin_weight_format *out, bool *known) {
     *known = false;
     format_init(out, QILIN_WFMT_BF16, QILIN_WFMT_BF16, "default");
     size_t n = path ? strlen(path) : 0;
-    if (n == 0 || (n > 5 && strcmp(path + n - 5, ".gguf") == 0)) return QILIN_OK;
+    if (n == 0) return QILIN_OK;
+    if (n > 5 && strcmp(path + n - 5, ".gguf") == 0) return format_from_gguf(path, out, known);
     char file[1024];
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))

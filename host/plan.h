@@ -101,9 +101,11 @@ qilin_status qilin_weight_format_parse(const char *name, qilin_weight_format *ou
  * quant_method "fp8" gives fp8 blocks of weight_block_size, "compressed-tensors"
  * with 4-bit weights gives int4 for routed experts only (the Kimi-K2-Thinking
  * layout), "gptq"/"awq" with bits 4 give int4 of group_size for all
- * projections. *known is false (and *out bf16) when the config says nothing or
- * `path` is not a config (GGUF); an unreadable config or an unknown
- * quant_method is an error. */
+ * projections. A .gguf path gives its tensor types: F32 -> fp32, F16 -> fp16,
+ * BF16 and quantised blocks (dequantised when loaded) -> bf16; projections take
+ * the type most 2-D tensors have, the rest token_embd's. *known is false (and
+ * *out bf16) when the config says nothing or the GGUF has no tensors; an
+ * unreadable file or an unknown quant_method is an error. */
 qilin_status qilin_weight_format_from_config(const char *path, qilin_weight_format *out, bool *known);
 
 /* The format `spec` is stored in under `wf`. */

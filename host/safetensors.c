@@ -8,6 +8,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "host/safetensors.h"
 
+#include "host/fileio.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -80,17 +82,10 @@ static char *dup_string(const char *s) {
  * index resolver can name a missing shard precisely. */
 static qilin_status map_file(const char *path, const uint8_t **map, size_t *size, int *missing) {
     *missing = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        *missing = errno == ENOENT;
-        return qilin_error(QILIN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    }
     struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return qilin_error(QILIN_ERR_IO, "%s: not a regular file", path);
-    }
-    *size = (size_t)sb.st_size;
+    *missing = stat(path, &sb) != 0 && errno == ENOENT;
+    int fd;
+    QILIN_TRY(qilin_file_open(path, &fd, size));
     if (*size < 8) {
         close(fd);
         return qilin_error(QILIN_ERR_FORMAT, "%s: file is %zu bytes, shorter than the 8-byte header length",
@@ -382,10 +377,10 @@ static char *dir_of(const char *path) {
 }
 
 static qilin_status load_index(const char *path, json_t **root) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return qilin_error(QILIN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || sb.st_size > ST_INDEX_MAX) {
+    int fd;
+    size_t size;
+    QILIN_TRY(qilin_file_open(path, &fd, &size));
+    if (size > (size_t)ST_INDEX_MAX) {
         close(fd);
         return qilin_error(QILIN_ERR_FORMAT, "%s: unreadable or larger than %lld bytes", path,
                            (long long)ST_INDEX_MAX);

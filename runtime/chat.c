@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "host/fileio.h"
 #include "runtime/jinja.h"
 
 #define CHAT_FILE_MAX ((size_t)16 << 20) /* tokenizer_config.json / .jinja files are KBs */
@@ -29,8 +30,9 @@ struct qilin_chat_template {
 /* ---------------------------------------------------------------- loading */
 
 static qilin_status read_file(const char *path, char **out, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return qilin_error(QILIN_ERR_IO, "chat template: cannot open '%s'", path);
+    FILE *f;
+    qilin_status opened = qilin_file_fopen(path, &f); /* a FIFO or directory is refused, not waited on */
+    if (opened != QILIN_OK) return qilin_error_context(opened, "chat template: ");
     {
         char *buf = NULL;
         size_t n = 0, cap = 0;
@@ -122,7 +124,12 @@ static qilin_status token_string(const json_t *cfg, const char *key, const char 
 /* Reads tokenizer_config.json: BOS/EOS always, the template(s) when want_template. */
 static qilin_status load_config(qilin_chat_template *t, const char *file, bool want_template) {
     json_error_t je;
-    json_t *cfg = json_load_file(file, JSON_DECODE_INT_AS_REAL, &je); /* Kimi's model_max_length is 1e30 */
+    char *text;
+    size_t len;
+    qilin_status read = read_file(file, &text, &len);
+    if (read != QILIN_OK) return read;
+    json_t *cfg = json_loadb(text, len, JSON_DECODE_INT_AS_REAL, &je); /* Kimi's model_max_length is 1e30 */
+    free(text);
     if (!cfg)
         return qilin_error(QILIN_ERR_FORMAT, "chat template: %s: invalid JSON at line %d: %s", file, je.line,
                            je.text);

@@ -196,7 +196,7 @@ int qilin_cmd_plan(int argc, char **argv) {
     }
     bool known = false;
     st = a.dtype ? qilin_weight_format_parse(a.dtype, &a.plan.format)
-                 : qilin_weight_format_from_config(d->from_gguf ? NULL : d->source, &a.plan.format, &known);
+                 : qilin_weight_format_from_config(d->source, &a.plan.format, &known);
     if (st == QILIN_OK && !a.dtype && !known)
         fprintf(stderr, "qilin plan: %s does not say how its weights are stored; assuming bf16 (--dtype)\n",
                 d->source);

@@ -35,6 +35,10 @@ static qilin_status append(char **buf, size_t *n, size_t *cap, const char *text,
 }
 
 /* Moves the first n held bytes to the output. */
+void qilin_text_stream_set_model_vocab(qilin_text_stream *s, int32_t model_vocab) {
+    qilin_detokenizer_set_model_vocab(&s->detok, model_vocab);
+}
+
 static qilin_status release(qilin_text_stream *s, size_t n) {
     if (n == 0) return QILIN_OK;
     QILIN_TRY(append(&s->text, &s->n_text, &s->cap_text, s->held, n));

@@ -50,6 +50,9 @@ typedef struct qilin_text_stream {
 void qilin_text_stream_init(qilin_text_stream *s, const qilin_tokenizer *t, unsigned decode_flags,
                             const int32_t *stop_ids, size_t n_stop_ids, const char *const *stops, size_t n_stops,
                             qilin_emit_fn emit, void *user);
+/* The model's vocabulary size: ids past the tokenizer's, below it, are padding
+ * and decode to empty text (qilin_detokenizer_set_model_vocab). */
+void qilin_text_stream_set_model_vocab(qilin_text_stream *s, int32_t model_vocab);
 /* Takes one generated id; *more is false once the stream has finished. */
 qilin_status qilin_text_stream_push(qilin_text_stream *s, int32_t id, bool *more);
 /* End of generation (length limit or a finished stream): emits what is held. */

@@ -17,7 +17,9 @@
 #include <sys/stat.h>
 #include <utf8proc.h>
 
+#include "host/fileio.h"
 #include "host/gguf.h"
+#include "host/model.h"
 #include "runtime/tokenizer_impl.h"
 
 /* ---- building ------------------------------------------------------------------------------- */
@@ -42,6 +44,8 @@ qilin_status tok_new(const char *source, qilin_tokenizer **out) {
 qilin_status tok_reserve_vocab(qilin_tokenizer *t, int32_t n) {
     if (n <= t->cap_vocab) return QILIN_OK;
     if (n < t->cap_vocab * 2) n = t->cap_vocab * 2;
+    if (n > t->id_limit) n = (int32_t)t->id_limit; /* never more than the files can fill */
+    if (n <= t->cap_vocab) return QILIN_OK;
     const char **text = realloc(t->text, (size_t)n * sizeof *text);
     if (text) t->text = text;
     uint32_t *text_len = realloc(t->text_len, (size_t)n * sizeof *text_len);
@@ -63,8 +67,17 @@ qilin_status tok_reserve_vocab(qilin_tokenizer *t, int32_t n) {
     return QILIN_OK;
 }
 
+void tok_allow_ids(qilin_tokenizer *t, uint64_t n) {
+    t->id_limit = n > (uint64_t)(TOK_MAX_VOCAB - t->id_limit) ? TOK_MAX_VOCAB : t->id_limit + (int64_t)n;
+}
+
 qilin_status tok_set_vocab(qilin_tokenizer *t, int32_t id, const char *text, size_t len, bool model) {
-    if (id < 0 || id >= (1 << 30)) return qilin_error(QILIN_ERR_FORMAT, "%s: token \"%.*s\" has id %d", t->source, (int)len, text, (int)id);
+    if (id < 0) return qilin_error(QILIN_ERR_FORMAT, "%s: token \"%.*s\" has id %d", t->source, (int)len, text, (int)id);
+    /* Checked before the per-id arrays grow: a huge id would otherwise cost gigabytes. */
+    if (id >= t->id_limit)
+        return qilin_error(QILIN_ERR_FORMAT, "%s: token \"%.*s\" has id %d, but the tokenizer files list only %lld "
+                           "tokens (ids must run 0 .. %lld without gaps)", t->source, (int)len, text, (int)id,
+                           (long long)t->id_limit, (long long)t->id_limit - 1);
     QILIN_TRY(tok_reserve_vocab(t, id + 1));
     if (id >= t->n_vocab) t->n_vocab = id + 1;
     if (t->text[id] && model)
@@ -155,7 +168,10 @@ qilin_status tok_add_added(qilin_tokenizer *t, const tok_added *a) {
 static qilin_status decoded_bytes(qilin_tokenizer *t, int32_t id) {
     const char *s = t->text[id];
     size_t n = t->text_len[id];
-    char small[256], *out = n * 3 + 1 <= sizeof small ? small : malloc(n * 3 + 1), *o = out;
+    /* Room for the decoder's Replace, whose content may be longer than its pattern, at every position. */
+    size_t nf = t->dec_from ? strlen(t->dec_from) : 0, nt = t->dec_to ? strlen(t->dec_to) : 0;
+    size_t need = n * 3 + 1 + (nf ? n / nf * nt : 0);
+    char small[256], *out = need <= sizeof small ? small : malloc(need), *o = out;
     if (!out) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "%s: decoding token %d", t->source, (int)id);
     bool raw = !t->dec_bytelevel;
     for (size_t i = 0; i < n && !raw;) { /* byte-level: every char must map back to a byte */
@@ -167,10 +183,8 @@ static qilin_status decoded_bytes(qilin_tokenizer *t, int32_t id) {
     }
     if (raw) {
         o = out;
-        size_t nf = t->dec_from ? strlen(t->dec_from) : 0;
         for (size_t i = 0; i < n;) {
             if (nf && n - i >= nf && memcmp(s + i, t->dec_from, nf) == 0) {
-                size_t nt = strlen(t->dec_to);
                 memcpy(o, t->dec_to, nt);
                 o += nt;
                 i += nf;
@@ -194,6 +208,12 @@ static qilin_status decoded_bytes(qilin_tokenizer *t, int32_t id) {
 }
 
 qilin_status tok_finish(qilin_tokenizer *t) {
+    for (int i = 0; i < t->n_post_prefix + t->n_post_suffix; i++) { /* ids the post-processor adds */
+        int32_t id = i < t->n_post_prefix ? t->post_prefix[i] : t->post_suffix[i - t->n_post_prefix];
+        if (id < 0 || id >= t->n_vocab)
+            return qilin_error(QILIN_ERR_FORMAT, "%s: post_processor adds id %d, outside the %d tokens", t->source,
+                               (int)id, (int)t->n_vocab);
+    }
     for (int32_t id = 0; id < t->n_vocab; id++) {
         if (!t->text[id])
             return qilin_error(QILIN_ERR_FORMAT, "%s: no token has id %d (ids run to %d with a gap)", t->source,
@@ -452,6 +472,8 @@ void qilin_detokenizer_init(qilin_detokenizer *d, const qilin_tokenizer *t, unsi
     *d = (qilin_detokenizer){.t = t, .flags = flags};
 }
 
+void qilin_detokenizer_set_model_vocab(qilin_detokenizer *d, int32_t model_vocab) { d->model_vocab = model_vocab; }
+
 /* Bytes at the end of p[0..n) that begin a UTF-8 character still missing bytes. */
 static size_t incomplete_tail(const char *p, size_t n) {
     for (size_t back = 1; back <= 3 && back <= n; back++) {
@@ -466,9 +488,11 @@ static size_t incomplete_tail(const char *p, size_t n) {
 qilin_status qilin_detokenizer_push(qilin_detokenizer *d, int32_t id, char *out, size_t cap, size_t *n) {
     const qilin_tokenizer *t = d->t;
     *n = 0;
+    if (id >= t->n_vocab && id < d->model_vocab) return QILIN_OK; /* a padding row of the model: no text */
     if (id < 0 || id >= t->n_vocab)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_detokenizer_push: id %d is outside the vocabulary (%d "
-                           "tokens) of %s", (int)id, (int)t->n_vocab, t->source);
+                           "tokens) of %s%s", (int)id, (int)t->n_vocab, t->source,
+                           d->model_vocab > t->n_vocab ? " and the model's padded vocabulary" : "");
     if (skipped(t, id, d->flags)) return QILIN_OK;
     const char *b = t->bytes[id];
     size_t nb = t->bytes_len[id];
@@ -542,9 +566,11 @@ void qilin_tokenizer_free(qilin_tokenizer *t) {
 
 /* ---- choosing a loader --------------------------------------------------------------------- */
 
+/* Present at all: a FIFO or directory under a tokenizer file's name is then
+ * refused by the reader (host/fileio.h), naming it, rather than skipped. */
 bool tok_file_exists(const char *path) {
     struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    return stat(path, &st) == 0;
 }
 
 static bool ends_with(const char *s, const char *suffix) {
@@ -553,18 +579,19 @@ static bool ends_with(const char *s, const char *suffix) {
 }
 
 /* A tiktoken file starts with "<base64> <rank>\n"; a SentencePiece model is protobuf. */
-static bool looks_like_tiktoken(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return false;
+static qilin_status looks_like_tiktoken(const char *path, bool *yes) {
+    *yes = false;
+    FILE *f;
+    QILIN_TRY(qilin_file_fopen(path, &f));
     char line[512];
     bool ok = fgets(line, sizeof line, f) != NULL;
     fclose(f);
-    if (!ok) return false;
-    char *sp = strchr(line, ' ');
-    if (!sp || sp == line) return false;
+    char *sp = ok ? strchr(line, ' ') : NULL;
+    if (!sp || sp == line) return QILIN_OK;
     for (char *q = line; q < sp; q++)
-        if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=", *q)) return false;
-    return sp[1] >= '0' && sp[1] <= '9';
+        if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=", *q)) return QILIN_OK;
+    *yes = sp[1] >= '0' && sp[1] <= '9';
+    return QILIN_OK;
 }
 
 static qilin_status load_gguf_path(const char *path, qilin_tokenizer **out) {
@@ -578,7 +605,9 @@ static qilin_status load_gguf_path(const char *path, qilin_tokenizer **out) {
 static qilin_status load_tiktoken_file(const char *path, const char *dir, qilin_tokenizer **out) {
     char config[4096];
     snprintf(config, sizeof config, "%s/tokenizer_config.json", dir);
-    if (!looks_like_tiktoken(path))
+    bool tiktoken;
+    QILIN_TRY(looks_like_tiktoken(path, &tiktoken));
+    if (!tiktoken)
         return qilin_error(QILIN_ERR_UNSUPPORTED, "%s: not a tiktoken rank file (a SentencePiece .model? qilin reads "
                            "the tokenizer.json converted from it)", path);
     return tok_load_tiktoken(path, config, out);
@@ -590,7 +619,7 @@ qilin_status qilin_tokenizer_load(const char *path, qilin_tokenizer **out) {
     struct stat st;
     if (stat(path, &st) != 0) return qilin_error(QILIN_ERR_IO, "tokenizer: %s does not exist", path);
     char dir[4096], f[4200];
-    if (S_ISREG(st.st_mode)) {
+    if (!S_ISDIR(st.st_mode)) { /* a file; its reader refuses a FIFO or a device, naming it */
         snprintf(dir, sizeof dir, "%s", path);
         char *slash = strrchr(dir, '/');
         if (slash) *slash = 0;
@@ -609,6 +638,8 @@ qilin_status qilin_tokenizer_load(const char *path, qilin_tokenizer **out) {
     if (tok_file_exists(f)) return load_tiktoken_file(f, path, out);
     snprintf(f, sizeof f, "%s/tokenizer.model", path);
     if (tok_file_exists(f)) return load_tiktoken_file(f, path, out);
+    /* A directory holding only a GGUF: its tokenizer.ggml.* keys (and chat template), as the model loader does. */
+    if (qilin_model_find_gguf(path, f, sizeof f)) return load_gguf_path(f, out);
     return qilin_error(QILIN_ERR_IO, "tokenizer: %s has none of tokenizer.json, vocab.json + merges.txt, "
-                       "tiktoken.model, tokenizer.model", path);
+                       "tiktoken.model, tokenizer.model or a single .gguf file", path);
 }

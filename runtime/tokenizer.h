@@ -13,6 +13,7 @@
  *                                      GPT-NeoX, Mistral/Llama 2 sentencepiece-style BPE)
  *   vocab.json + merges.txt            GPT-2/Qwen2 byte-level BPE without tokenizer.json
  *   tiktoken.model / tokenizer.model   tiktoken ranks (Kimi K2, Llama 3 original/)
+ *   a single *.gguf                    its tokenizer.ggml.* keys and tokenizer.chat_template
  * plus tokenizer_config.json next to them for added tokens, BOS/EOS and
  * add_bos_token. qilin_tokenizer_load_gguf reads tokenizer.ggml.* metadata.
  *
@@ -86,15 +87,26 @@ qilin_status qilin_tokenizer_decode(const qilin_tokenizer *t, const int32_t *ids
 /* Streaming decode for generation: push one id at a time, get back the text
  * that is now complete. A token that ends inside a multi-byte UTF-8 character
  * is held back until the character completes (or becomes impossible, then the
- * bytes are released as they are). */
+ * bytes are released as they are).
+ *
+ * Padded vocabularies: most releases (Qwen2.5, DeepSeek-V3, ...) pad the
+ * embedding and lm_head past the tokenizer's last id, so a model can sample an
+ * id the tokenizer does not have. As transformers does, such ids decode to
+ * empty text: after qilin_detokenizer_set_model_vocab(d, V), ids in
+ * [qilin_tokenizer_vocab_size(t), V) give no bytes; ids >= V (or < 0) remain an
+ * error. The padding ids are NOT masked from sampling (transformers does not
+ * mask them either); a trained model gives them negligible probability. */
 typedef struct qilin_detokenizer {
     const qilin_tokenizer *t;
     unsigned flags;
+    int32_t model_vocab;  /* the model's vocabulary (embedding rows); 0 = the tokenizer's */
     bool started;         /* a token has been emitted (SentencePiece strips the first space) */
     size_t n_pending;     /* bytes held back */
     char pending[8];
 } qilin_detokenizer;
 void qilin_detokenizer_init(qilin_detokenizer *d, const qilin_tokenizer *t, unsigned flags);
+/* The model's vocabulary size (config vocab_size); ids past the tokenizer and below it decode to "". */
+void qilin_detokenizer_set_model_vocab(qilin_detokenizer *d, int32_t model_vocab);
 /* Writes the newly completed bytes to out (at most cap; cap >= 64 +
  * qilin_tokenizer_max_token_bytes(t) always suffices) and their count to *n. */
 qilin_status qilin_detokenizer_push(qilin_detokenizer *d, int32_t id, char *out, size_t cap, size_t *n);

@@ -37,6 +37,10 @@ static qilin_status opt_id(const gguf_file *g, const char *key, int32_t *v) {
 
 static qilin_status read_tokens(qilin_tokenizer *t, const gguf_file *g, const gguf_array *tokens,
                                 const gguf_array *types) {
+    if (tokens->count > TOK_MAX_VOCAB)
+        return qilin_error(QILIN_ERR_FORMAT, "%s: tokenizer.ggml.tokens has %llu entries; at most %d supported",
+                           gguf_path(g), (unsigned long long)tokens->count, TOK_MAX_VOCAB);
+    tok_allow_ids(t, tokens->count);
     QILIN_TRY(tok_reserve_vocab(t, (int32_t)tokens->count));
     for (uint64_t i = 0; i < tokens->count; i++) {
         const gguf_str *s = &tokens->strs[i];

@@ -10,20 +10,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include "host/fileio.h"
 
 #include "runtime/tokenizer_impl.h"
 
 /* flags: JSON_DECODE_INT_AS_REAL for tokenizer_config.json, whose model_max_length
  * (1e30) overflows an integer and whose ids are object keys anyway. */
 static json_t *load_json(const char *path, size_t flags, qilin_status *st) {
+    char *text;
+    size_t len;
+    if ((*st = qilin_file_read(path, TOK_MAX_FILE_BYTES, &text, &len)) != QILIN_OK) return NULL;
     json_error_t err;
-    json_t *root = json_load_file(path, JSON_ALLOW_NUL | flags, &err);
-    if (root) return root;
-    FILE *f = fopen(path, "rb");
-    if (!f) *st = qilin_error(QILIN_ERR_IO, "tokenizer: cannot open %s", path);
-    else *st = qilin_error(QILIN_ERR_FORMAT, "%s:%d: malformed JSON: %s", path, err.line, err.text);
-    if (f) fclose(f);
-    return NULL;
+    json_t *root = json_loadb(text, len, JSON_ALLOW_NUL | flags, &err);
+    free(text);
+    if (!root) *st = qilin_error(QILIN_ERR_FORMAT, "%s:%d: malformed JSON: %s", path, err.line, err.text);
+    return root;
 }
 
 static bool jbool(const json_t *o, const char *key, bool dflt) {
@@ -215,6 +218,9 @@ static qilin_status template_ids(qilin_tokenizer *t, const json_t *specials, con
     json_array_foreach(ids, i, v) {
         int *n = after ? &t->n_post_suffix : &t->n_post_prefix;
         if (*n == TOK_MAX_POST) return qilin_error(QILIN_ERR_UNSUPPORTED, "%s: post_processor adds too many ids", t->source);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= TOK_MAX_VOCAB)
+            return qilin_error(QILIN_ERR_FORMAT, "%s: post_processor special token \"%s\" has an id that is not in "
+                               "0 .. %d", t->source, name, TOK_MAX_VOCAB - 1);
         (after ? t->post_suffix : t->post_prefix)[(*n)++] = (int32_t)json_integer_value(v);
     }
     return QILIN_OK;
@@ -244,6 +250,8 @@ static qilin_status parse_post(qilin_tokenizer *t, const json_t *p) {
     }
     if (strcmp(type, "BertProcessing") == 0 || strcmp(type, "RobertaProcessing") == 0) {
         const json_t *cls = json_object_get(p, "cls"), *sep = json_object_get(p, "sep");
+        if (t->n_post_prefix == TOK_MAX_POST || t->n_post_suffix == TOK_MAX_POST)
+            return qilin_error(QILIN_ERR_UNSUPPORTED, "%s: post_processor adds too many ids", t->source);
         t->post_prefix[t->n_post_prefix++] = (int32_t)json_integer_value(json_array_get(cls, 1));
         t->post_suffix[t->n_post_suffix++] = (int32_t)json_integer_value(json_array_get(sep, 1));
         return QILIN_OK;
@@ -290,6 +298,7 @@ static qilin_status parse_decoder(qilin_tokenizer *t, const json_t *d) {
 
 static qilin_status parse_vocab(qilin_tokenizer *t, const json_t *vocab, const char *what) {
     if (!json_is_object(vocab)) return qilin_error(QILIN_ERR_FORMAT, "%s: %s is not an object", t->source, what);
+    tok_allow_ids(t, json_object_size(vocab));
     QILIN_TRY(tok_reserve_vocab(t, (int32_t)json_object_size(vocab)));
     QILIN_TRY(tok_strmap_reserve(&t->vocab, json_object_size(vocab)));
     QILIN_TRY(tok_strmap_reserve(&t->vocab_bytes, json_object_size(vocab)));
@@ -297,8 +306,9 @@ static qilin_status parse_vocab(qilin_tokenizer *t, const json_t *vocab, const c
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)vocab, key, v) {
-        if (!json_is_integer(v))
-            return qilin_error(QILIN_ERR_FORMAT, "%s: %s[\"%s\"] is not an integer id", t->source, what, key);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= TOK_MAX_VOCAB)
+            return qilin_error(QILIN_ERR_FORMAT, "%s: %s[\"%s\"] is not an id in 0 .. %d", t->source, what, key,
+                               TOK_MAX_VOCAB - 1);
         QILIN_TRY(tok_set_vocab(t, (int32_t)json_integer_value(v), key, strlen(key), true));
     }
     return QILIN_OK;
@@ -386,7 +396,9 @@ static qilin_status parse_added(qilin_tokenizer *t, const json_t *added) {
     json_t *o;
     json_array_foreach(added, i, o) {
         const json_t *id = json_object_get(o, "id");
-        if (!json_is_integer(id)) return qilin_error(QILIN_ERR_FORMAT, "%s: added_tokens[%zu] has no integer id", t->source, i);
+        if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= TOK_MAX_VOCAB)
+            return qilin_error(QILIN_ERR_FORMAT, "%s: added_tokens[%zu] has no id in 0 .. %d", t->source, i,
+                               TOK_MAX_VOCAB - 1);
         char where[64];
         snprintf(where, sizeof where, "added_tokens[%zu]", i);
         QILIN_TRY(parse_added_token(t, o, (int32_t)json_integer_value(id), where));
@@ -409,17 +421,21 @@ qilin_status tok_read_config(qilin_tokenizer *t, const char *path, bool take_add
     const char *key;
     json_t *v;
     if (take_added) {
+        tok_allow_ids(t, json_object_size(json_object_get(root, "added_tokens_decoder")));
         json_object_foreach(json_object_get(root, "added_tokens_decoder"), key, v) {
             char *end = NULL;
             long id = strtol(key, &end, 10);
-            if (!end || *end || id < 0) {
+            if (!end || end == key || *end || id < 0 || id >= TOK_MAX_VOCAB) {
                 st = qilin_error(QILIN_ERR_FORMAT, "%s: added_tokens_decoder key \"%s\" is not an id", path, key);
                 break;
             }
             if (id < t->n_vocab && t->text[id]) continue; /* tokenizer.json already has it */
             char where[96];
             snprintf(where, sizeof where, "added_tokens_decoder[\"%s\"] in %s", key, path);
-            if ((st = parse_added_token(t, v, (int32_t)id, where)) != QILIN_OK) break;
+            if ((st = parse_added_token(t, v, (int32_t)id, where)) != QILIN_OK) {
+                st = qilin_error_context(st, "%s: ", where);
+                break;
+            }
         }
     }
     const char *bos = token_string(json_object_get(root, "bos_token"));
@@ -447,18 +463,11 @@ qilin_status tok_read_config(qilin_tokenizer *t, const char *path, bool take_add
 qilin_status tok_read_template_file(qilin_tokenizer *t, const char *dir) {
     char path[4200];
     snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
-    FILE *f = fopen(path, "rb");
-    if (!f) return QILIN_OK;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    size_t got = buf ? fread(buf, 1, (size_t)n, f) : 0;
-    fclose(f);
-    if (!buf || got != (size_t)n) {
-        free(buf);
-        return qilin_error(QILIN_ERR_IO, "tokenizer: cannot read %s", path);
-    }
+    struct stat sb;
+    if (stat(path, &sb) != 0) return QILIN_OK; /* no template file; anything else there must be a regular file */
+    char *buf;
+    size_t got;
+    QILIN_TRY(qilin_file_read(path, TOK_MAX_FILE_BYTES, &buf, &got));
     t->chat_template = tok_arena_copy(&t->arena, buf, got);
     free(buf);
     return t->chat_template ? QILIN_OK : qilin_error(QILIN_ERR_OUT_OF_MEMORY, "%s", path);
@@ -496,6 +505,7 @@ static qilin_status load_hf_json(qilin_tokenizer *t, json_t *root, const char *p
     snprintf(config, sizeof config, "%s/tokenizer_config.json", dir);
     const json_t *model = json_object_get(root, "model");
     if (!json_is_object(model)) return qilin_error(QILIN_ERR_FORMAT, "%s: no \"model\" object", path);
+    tok_allow_ids(t, json_array_size(json_object_get(root, "added_tokens"))); /* they may fill vocab gaps */
     QILIN_TRY(parse_model(t, model));
     QILIN_TRY(parse_added(t, json_object_get(root, "added_tokens")));
     QILIN_TRY(parse_normalizer(t, json_object_get(root, "normalizer")));
@@ -531,8 +541,8 @@ qilin_status tok_load_hf_json(const char *path, qilin_tokenizer **out) {
 /* ---- vocab.json + merges.txt -------------------------------------------------------------- */
 
 static qilin_status read_merges_txt(qilin_tokenizer *t, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return qilin_error(QILIN_ERR_IO, "tokenizer: cannot open %s", path);
+    FILE *f;
+    QILIN_TRY(qilin_file_fopen(path, &f));
     char line[2048];
     uint32_t rank = 0;
     qilin_status st = QILIN_OK;

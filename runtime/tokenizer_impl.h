@@ -124,6 +124,15 @@ typedef struct tok_pre {
 } tok_pre;
 
 enum { TOK_MAX_NORM = 16, TOK_MAX_PRE = 16, TOK_MAX_POST = 8 };
+/* Bounds on what a file can make us allocate. Ids: a vocabulary has no gaps,
+ * so no id reaches the number of entries the loaded files list (id_limit);
+ * ids are also below TOK_MAX_VOCAB. Files: TOK_MAX_FILE_BYTES. Normalizers:
+ * the normalized text of an n-byte input stays within TOK_NORM_GROWTH * n +
+ * TOK_NORM_SLACK bytes (NFKD's worst code point gives 11x; a Replace of " "
+ * by "\u2581" 3x), so chained Replace steps cannot grow it without bound. */
+#define TOK_MAX_VOCAB (1 << 30)
+#define TOK_MAX_FILE_BYTES ((size_t)1 << 30)
+enum { TOK_NORM_GROWTH = 32, TOK_NORM_SLACK = 4096 };
 
 struct qilin_tokenizer {
     tok_arena arena;
@@ -131,6 +140,7 @@ struct qilin_tokenizer {
 
     /* Vocabulary, by id (gaps have text NULL). */
     int32_t n_vocab, cap_vocab;
+    int64_t id_limit;    /* while loading: entries listed by the files read so far (see TOK_MAX_VOCAB) */
     const char **text;   /* spelling in the vocabulary ("Ġthe", "▁the", "<|eot_id|>") */
     uint32_t *text_len;
     const char **bytes;  /* what the decoder turns the token into */
@@ -184,6 +194,8 @@ qilin_status tok_new(const char *source, qilin_tokenizer **out);
 /* Sets id's vocabulary spelling (copied); duplicates and out-of-range ids are errors naming source. */
 qilin_status tok_set_vocab(qilin_tokenizer *t, int32_t id, const char *text, size_t len, bool model);
 qilin_status tok_reserve_vocab(qilin_tokenizer *t, int32_t n);
+/* A file lists n more entries (vocabulary, added tokens): ids up to the new total become possible. */
+void tok_allow_ids(qilin_tokenizer *t, uint64_t n);
 /* Registers an added token (text copied; the id's spelling is set if still empty). */
 qilin_status tok_add_added(qilin_tokenizer *t, const tok_added *a);
 /* After all ids are known: checks for gaps, builds the byte maps, decoded bytes, trie. */

@@ -326,19 +326,24 @@ static const char *find_bytes(const char *p, size_t n, const char *needle, size_
     return NULL;
 }
 
-static qilin_status replace_literal(tok_buf *b, const char *p, size_t n, const tok_norm *s) {
+/* Replace output past `limit` bytes stops the step (tok_normalize names it). */
+static qilin_status grown(size_t n, size_t limit) { return n > limit ? QILIN_ERR_FORMAT : QILIN_OK; }
+
+static qilin_status replace_literal(tok_buf *b, const char *p, size_t n, const tok_norm *s, size_t limit) {
     size_t i = 0;
     while (i < n) {
         const char *hit = find_bytes(p + i, n - i, s->a, s->na);
         if (!hit) break;
         QILIN_TRY(tok_buf_put(b, p + i, (size_t)(hit - (p + i))));
         QILIN_TRY(tok_buf_put(b, s->b, s->nb));
+        QILIN_TRY(grown(b->n, limit));
         i = (size_t)(hit - p) + s->na;
     }
     return tok_buf_put(b, p + i, n - i);
 }
 
-static qilin_status replace_regex(tok_split_ctx *c, tok_buf *b, const char *p, size_t n, const tok_norm *s) {
+static qilin_status replace_regex(tok_split_ctx *c, tok_buf *b, const char *p, size_t n, const tok_norm *s,
+                                  size_t limit) {
     size_t i = 0, from = 0;
     while (from <= n) {
         int rc = match_at(c, s->re, p, n, from);
@@ -352,6 +357,7 @@ static qilin_status replace_regex(tok_split_ctx *c, tok_buf *b, const char *p, s
         }
         QILIN_TRY(tok_buf_put(b, p + i, ov[0] - i));
         QILIN_TRY(tok_buf_put(b, s->b, s->nb));
+        QILIN_TRY(grown(b->n, limit));
         i = from = ov[1];
     }
     return tok_buf_put(b, p + i, n - i);
@@ -396,7 +402,8 @@ static qilin_status lowercase(tok_buf *b, const char *p, size_t n) {
     return QILIN_OK;
 }
 
-static qilin_status norm_step(tok_split_ctx *c, const tok_norm *s, const char *p, size_t n, tok_buf *b) {
+static qilin_status norm_step(tok_split_ctx *c, const tok_norm *s, const char *p, size_t n, tok_buf *b,
+                              size_t limit) {
     const utf8proc_option_t base = UTF8PROC_STABLE;
     switch (s->kind) {
     case TOK_NORM_NFC: return unicode_normalize(b, p, n, base | UTF8PROC_COMPOSE, 0xCC);
@@ -406,22 +413,33 @@ static qilin_status norm_step(tok_split_ctx *c, const tok_norm *s, const char *p
     case TOK_NORM_PREPEND:
         if (n) QILIN_TRY(tok_buf_put(b, s->a, s->na));
         return tok_buf_put(b, p, n);
-    case TOK_NORM_REPLACE: return s->re ? replace_regex(c, b, p, n, s) : replace_literal(b, p, n, s);
+    case TOK_NORM_REPLACE: return s->re ? replace_regex(c, b, p, n, s, limit) : replace_literal(b, p, n, s, limit);
     case TOK_NORM_LOWERCASE: return lowercase(b, p, n);
     case TOK_NORM_STRIP: return strip(b, p, n, s);
     }
     return qilin_error(QILIN_ERR_INTERNAL, "tokenizer: normalizer kind %d", (int)s->kind);
 }
 
+static const char *norm_name(tok_norm_kind k) {
+    static const char *const names[] = {"NFC", "NFD", "NFKC", "NFKD", "Prepend", "Replace", "Lowercase", "Strip"};
+    return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
+}
+
 qilin_status tok_normalize(const qilin_tokenizer *t, tok_split_ctx *c, const char *p, size_t n, const char **out,
                            size_t *nout) {
     if (!c->md && !(c->md = pcre2_match_data_create(1, NULL)))
         return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "tokenizer: PCRE2 match data");
+    size_t limit = n > (SIZE_MAX - TOK_NORM_SLACK) / TOK_NORM_GROWTH ? SIZE_MAX : n * TOK_NORM_GROWTH + TOK_NORM_SLACK;
     int w = 0;
     for (int i = 0; i < t->n_norm; i++) {
         c->norm[w].n = 0;
         QILIN_TRY(tok_buf_put(&c->norm[w], "", 0));
-        QILIN_TRY(norm_step(c, &t->norm[i], p, n, &c->norm[w]));
+        qilin_status st = norm_step(c, &t->norm[i], p, n, &c->norm[w], limit);
+        if (c->norm[w].n > limit)
+            return qilin_error(QILIN_ERR_FORMAT, "%s: normalizer step %d (%s) grows %zu bytes of input past "
+                               "%zu bytes (the limit is %dx the input + %d)", t->source, i, norm_name(t->norm[i].kind),
+                               n, limit, TOK_NORM_GROWTH, TOK_NORM_SLACK);
+        QILIN_TRY(st);
         p = c->norm[w].p;
         n = c->norm[w].n;
         w ^= 1;

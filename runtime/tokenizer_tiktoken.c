@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "host/fileio.h"
 #include "runtime/tokenizer_impl.h"
 
 enum { LLAMA3_RANKS = 128000, KIMI_RANKS = 163584, N_SPECIAL = 256 };
@@ -48,10 +49,11 @@ static long b64_decode(const char *s, size_t n, char *out) {
 }
 
 static qilin_status read_ranks(qilin_tokenizer *t, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return qilin_error(QILIN_ERR_IO, "tokenizer: cannot open %s", path);
+    FILE *f;
+    QILIN_TRY(qilin_file_fopen(path, &f));
     char line[4096], raw[3072], text[6144];
     qilin_status st = QILIN_OK;
+    tok_allow_ids(t, KIMI_RANKS + N_SPECIAL); /* the largest of the two rank files qilin accepts, with specials */
     QILIN_TRY(tok_reserve_vocab(t, KIMI_RANKS + N_SPECIAL));
     for (int lineno = 1; st == QILIN_OK && fgets(line, sizeof line, f); lineno++) {
         size_t n = strcspn(line, "\r\n");
@@ -59,7 +61,7 @@ static qilin_status read_ranks(qilin_tokenizer *t, const char *path) {
         char *sp = memchr(line, ' ', n), *end = NULL;
         long rank = sp ? strtol(sp + 1, &end, 10) : -1;
         long len = sp ? b64_decode(line, (size_t)(sp - line), raw) : -1;
-        if (!sp || len <= 0 || rank < 0 || end != line + n) {
+        if (!sp || len <= 0 || rank < 0 || rank >= TOK_MAX_VOCAB || end != line + n) {
             st = qilin_error(QILIN_ERR_FORMAT, "%s:%d: not \"<base64> <rank>\"", path, lineno);
             break;
         }

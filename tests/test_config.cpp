@@ -9,7 +9,11 @@
 #include <string>
 
 #include "host/config.h"
+#include "host/model.h"
 #include "test_util.h"
+
+#include <jansson.h>
+#include <unistd.h>
 
 namespace {
 
@@ -207,6 +211,130 @@ TEST(Config, MutationsNeverCrash) {
         }
         hf_config_close(c);
     }
+}
+
+// ---- transformers attribute_map aliases ------------------------------------------------------
+//
+// A config saved by a current transformers release may spell a key with an alias its config
+// class's attribute_map allows (transformers 5.25: Mixtral, Qwen3-MoE, DeepSeek-V2/V3 and
+// GPT-J have such maps). Each alias must give the same descriptor as the key; both present
+// and different is an error naming both.
+
+TEST(ConfigAlias, OnlyTheAliasSetReadsThroughTheKey) {
+    hf_config *c = nullptr;
+    const char json[] = R"({"num_local_experts": 16, "n": null})";
+    QILIN_ASSERT_OK(hf_config_parse(json, sizeof json - 1, "alias.json", &c));
+    QILIN_ASSERT_OK(hf_config_alias(c, "num_experts", "num_local_experts"));
+    EXPECT_EQ(get_int(c, "num_experts"), 16);
+    QILIN_ASSERT_OK(hf_config_alias(c, "num_experts", "num_local_experts")); // now both, equal
+    QILIN_ASSERT_OK(hf_config_alias(c, "m", "n"));                           // a null alias is absent
+    EXPECT_FALSE(hf_config_has(c, "m"));
+    hf_config_close(c);
+}
+
+// Path of a copy of tests/fixtures/models/<fixture>/config.json with `patch` applied (null
+// deletes a key), in a temp dir the caller removes.
+struct PatchedConfig {
+    std::string dir, path;
+    PatchedConfig(const char *fixture, const char *patch) {
+        char tmpl[] = "/tmp/qilin_alias_XXXXXX";
+        dir = mkdtemp(tmpl);
+        path = dir + "/config.json";
+        json_error_t je;
+        std::string src = std::string(QILIN_SOURCE_DIR) + "/tests/fixtures/models/" + fixture + "/config.json";
+        json_t *cfg = json_load_file(src.c_str(), 0, &je), *p = json_loads(patch, 0, &je);
+        const char *key;
+        json_t *v;
+        json_object_foreach(p, key, v) {
+            if (json_is_null(v)) json_object_del(cfg, key);
+            else json_object_set(cfg, key, v);
+        }
+        json_dump_file(cfg, path.c_str(), 0);
+        json_decref(p);
+        json_decref(cfg);
+    }
+    ~PatchedConfig() {
+        std::remove(path.c_str());
+        rmdir(dir.c_str());
+    }
+};
+
+struct AliasCase {
+    const char *fixture, *key, *alias;
+};
+
+// Every alias of every supported architecture (host/model.c config_aliases).
+const AliasCase kAliases[] = {
+    {"mixtral", "num_local_experts", "num_experts"},
+    {"qwen3_moe", "num_experts", "num_local_experts"},
+    {"deepseek_v2", "n_routed_experts", "num_experts"},
+    {"deepseek_v3", "n_routed_experts", "num_local_experts"},
+    {"deepseek_v3", "num_nextn_predict_layers", "num_mtp_layers"},
+    {"gptj", "n_positions", "max_position_embeddings"},
+    {"gptj", "n_embd", "hidden_size"},
+    {"gptj", "n_head", "num_attention_heads"},
+    {"gptj", "n_layer", "num_hidden_layers"},
+};
+
+std::string describe(const std::string &path) {
+    qilin_model_desc *d = nullptr;
+    qilin_status s = qilin_model_desc_load(path.c_str(), &d);
+    EXPECT_EQ(s, QILIN_OK) << path << ": " << qilin_last_error();
+    if (s != QILIN_OK) return "";
+    char *buf = nullptr;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n);
+    qilin_model_desc_print(d, f);
+    std::fclose(f);
+    std::string out(buf, n);
+    std::free(buf);
+    size_t from = out.find(" from "), eol = out.find('\n'); // drop the path
+    if (from != std::string::npos && eol != std::string::npos) out.erase(from, eol - from);
+    out += "mtp layers " + std::to_string(d->n_mtp_layers) + "\n"; // not printed above
+    qilin_model_desc_free(d);
+    return out;
+}
+
+TEST(ConfigAlias, EveryAliasGivesTheSameModel) {
+    for (const AliasCase &a : kAliases) {
+        SCOPED_TRACE(std::string(a.fixture) + ": " + a.alias + " for " + a.key);
+        std::string fixture = std::string(QILIN_SOURCE_DIR) + "/tests/fixtures/models/" + a.fixture + "/config.json";
+        json_error_t je;
+        json_t *cfg = json_load_file(fixture.c_str(), 0, &je);
+        ASSERT_NE(cfg, nullptr);
+        json_t *v = json_object_get(cfg, a.key);
+        // Keys the fixture leaves at the default get a non-default value, so the alias must be read.
+        long long value = json_is_integer(v) ? json_integer_value(v) : 2;
+        if (!strcmp(a.key, "num_nextn_predict_layers")) value = 1;
+        json_decref(cfg);
+        std::string with_key = "{\"" + std::string(a.key) + "\": " + std::to_string(value) + "}";
+        std::string with_alias = "{\"" + std::string(a.key) + "\": null, \"" + a.alias + "\": " + std::to_string(value) + "}";
+        PatchedConfig k(a.fixture, with_key.c_str()), al(a.fixture, with_alias.c_str());
+        std::string want = describe(k.path), got = describe(al.path);
+        EXPECT_FALSE(want.empty());
+        EXPECT_EQ(got, want);
+
+        std::string both = "{\"" + std::string(a.key) + "\": " + std::to_string(value) + ", \"" + a.alias +
+                           "\": " + std::to_string(value + 1) + "}";
+        PatchedConfig bad(a.fixture, both.c_str());
+        qilin_model_desc *d = nullptr;
+        EXPECT_EQ(qilin_model_desc_load(bad.path.c_str(), &d), QILIN_ERR_FORMAT);
+        std::string msg = qilin_last_error();
+        std::string want_msg = "key '" + std::string(a.key) + "' (" + std::to_string(value) + ") and its alias '" +
+                               a.alias + "' (" + std::to_string(value + 1) + ") are both set and differ";
+        EXPECT_NE(msg.find(want_msg), std::string::npos) << msg;
+        EXPECT_NE(msg.find(bad.path), std::string::npos) << msg;
+        qilin_model_desc_free(d);
+    }
+}
+
+// The issue's example: Qwen3-MoE saved with num_local_experts once read the default 128.
+TEST(ConfigAlias, Qwen3MoeNumLocalExperts) {
+    PatchedConfig c("qwen3_moe", R"({"num_experts": null, "num_local_experts": 8})");
+    qilin_model_desc *d = nullptr;
+    QILIN_ASSERT_OK(qilin_model_desc_load(c.path.c_str(), &d));
+    EXPECT_EQ(d->n_experts, 8);
+    qilin_model_desc_free(d);
 }
 
 } // namespace

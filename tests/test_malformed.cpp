@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <dirent.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <set>
@@ -15,8 +16,13 @@
 
 #include "host/config.h"
 #include "host/gguf.h"
+#include "host/model.h"
 #include "host/safetensors.h"
+#include "memlimit.h"
 #include "test_util.h"
+
+#include <jansson.h>
+#include <sys/stat.h>
 
 namespace {
 
@@ -262,6 +268,208 @@ TEST(MalformedCorpus, TableAndDirectoryAgree) {
     for (const std::string &f : table)
         EXPECT_TRUE(files.count(f)) << f << " is in kCases but not in the corpus";
     printf("malformed corpus: %zu files, %zu cases\n", files.size(), table.size());
+}
+
+// ---- absurd counts under a 1 GiB address-space limit ------------------------
+//
+// A few bytes of config must not cost gigabytes: every count and size is
+// bounded before anything is sized by it (host/model.h's QILIN_MAX_*). Each
+// config below is a fixture with one field made absurd; qilin_model_desc_load
+// runs in a forked child under RLIMIT_AS (memlimit.h) and must refuse it with
+// the status and a message naming the field. Before the bounds, 2^31 - 1
+// experts built a tensor list of 9 GB and failed with OUT_OF_MEMORY (or took
+// the machine's memory).
+
+struct Absurd {
+    const char *name;
+    const char *fixture; // tests/fixtures/models/<fixture>/config.json
+    const char *patch;   // JSON object merged into it (null values delete keys)
+    qilin_status status;
+    const char *message;
+};
+
+constexpr qilin_status U = QILIN_ERR_UNSUPPORTED;
+
+// clang-format off
+const Absurd kAbsurd[] = {
+    {"experts_int_max", "qwen3_moe", R"({"num_experts": 2147483647})", F, "key 'num_experts' is 2147483647; expected 0 .. 16777216"},
+    {"experts_alias_int_max", "qwen3_moe", R"({"num_experts": null, "num_local_experts": 2147483647})", F, "key 'num_experts' is 2147483647"},
+    {"experts_past_kernel", "qwen3_moe", R"({"num_experts": 100000})", U, "key 'num_experts' is 100000; at most 2048 experts"},
+    {"mixtral_experts", "mixtral", R"({"num_local_experts": 16777216})", U, "key 'num_local_experts' is 16777216; at most 2048"},
+    {"deepseek_experts", "deepseek_v3", R"({"n_routed_experts": 2147483647})", F, "key 'n_routed_experts' is 2147483647"},
+    {"layers_int_max", "qwen3_moe", R"({"num_hidden_layers": 2147483647})", F, "key 'num_hidden_layers' is 2147483647"},
+    {"layers_past_max", "llama", R"({"num_hidden_layers": 1000000})", U, "key 'num_hidden_layers' is 1000000; at most 256 layers"},
+    {"heads_int_max", "llama", R"({"num_attention_heads": 2147483647})", F, "key 'num_attention_heads' is 2147483647"},
+    {"head_dim_int_max", "qwen3_moe", R"({"head_dim": 2147483647})", F, "key 'head_dim' is 2147483647"},
+    {"vocab_int_max", "llama", R"({"vocab_size": 2147483647})", F, "key 'vocab_size' is 2147483647"},
+    {"embedding_2_48", "llama", R"({"vocab_size": 16777216, "hidden_size": 16777216, "num_attention_heads": 1, "num_key_value_heads": 1})", F, "tensor model.embed_tokens.weight: dimension 1 is 16777216; a tensor holds at most 2^40"},
+    {"ffn_2_48", "qwen3_moe", R"({"hidden_size": 16777216, "intermediate_size": 16777216})", F, "a tensor holds at most 2^40 elements"},
+    {"expert_ffn_2_48", "qwen3_moe", R"({"hidden_size": 16777216, "moe_intermediate_size": 16777216})", F, "a tensor holds at most 2^40 elements"},
+    {"params_past_2_44", "qwen3_moe", R"({"hidden_size": 1048576, "moe_intermediate_size": 524288, "num_experts": 1024, "num_hidden_layers": 64})", F, "describe more than 2^44 parameters"},
+    {"tensor_list_past_max", "qwen3_moe", R"({"num_experts": 2048, "num_hidden_layers": 256, "mlp_only_layers": []})", F, "give more than 1048576 tensors"},
+    {"shared_experts_product", "deepseek_v3", R"({"n_shared_experts": 16777216, "moe_intermediate_size": 16777216})", F, "'n_shared_experts' (16777216) x 'moe_intermediate_size' (16777216) exceeds"},
+    {"kv_lora_rank_int_max", "deepseek_v3", R"({"kv_lora_rank": 2147483647})", F, "key 'kv_lora_rank' is 2147483647"},
+    {"neox_rotary_pct_huge", "gpt_neox", R"({"rotary_pct": 1e30})", F, "key 'rotary_pct' is 1e+30; expected a fraction"},
+    {"mlp_only_layers_100k", "qwen3_moe", nullptr, F, "key 'mlp_only_layers' has 100000 values, at most 256"},
+    {"eos_ids_100k", "llama", nullptr, F, "key 'eos_token_id' has 100000 values, at most 8"},
+};
+// clang-format on
+
+std::string fixture_config(const char *fixture) {
+    return std::string(QILIN_SOURCE_DIR) + "/tests/fixtures/models/" + fixture + "/config.json";
+}
+
+// A temp directory holding the patched config.json; removed at the end.
+struct ConfigDir {
+    std::string dir, path;
+    explicit ConfigDir(const Absurd &a) {
+        char tmpl[] = "/tmp/qilin_absurd_XXXXXX";
+        dir = mkdtemp(tmpl);
+        path = dir + "/config.json";
+        json_error_t je;
+        json_t *cfg = json_load_file(fixture_config(a.fixture).c_str(), 0, &je);
+        if (a.patch) {
+            json_t *patch = json_loads(a.patch, 0, &je);
+            const char *key;
+            json_t *v;
+            json_object_foreach(patch, key, v) {
+                if (json_is_null(v)) json_object_del(cfg, key);
+                else json_object_set(cfg, key, v);
+            }
+            json_decref(patch);
+        } else { // the list cases: 100000 entries
+            json_t *list = json_array();
+            for (int i = 0; i < 100000; i++) json_array_append_new(list, json_integer(i % 2));
+            json_object_set_new(cfg, std::string(a.name).rfind("eos", 0) == 0 ? "eos_token_id" : "mlp_only_layers",
+                                list);
+        }
+        json_dump_file(cfg, path.c_str(), 0);
+        json_decref(cfg);
+    }
+    ~ConfigDir() {
+        std::remove(path.c_str());
+        rmdir(dir.c_str());
+    }
+};
+
+class AbsurdConfig : public testing::TestWithParam<Absurd> {};
+
+TEST_P(AbsurdConfig, RefusedWithinOneGiB) {
+    QILIN_SKIP_UNDER_ASAN();
+    const Absurd &a = GetParam();
+    ConfigDir d(a);
+    auto load = [&] {
+        qilin_model_desc *desc = nullptr;
+        qilin_status s = qilin_model_desc_load(d.dir.c_str(), &desc);
+        if (s == QILIN_OK) qilin_model_desc_free(desc);
+        return s;
+    };
+    EXPECT_REFUSED_WITHIN_LIMITS(load, a.status, a.message);
+    EXPECT_REFUSED_WITHIN_LIMITS(load, a.status, d.path); // the message names the file
+}
+
+INSTANTIATE_TEST_SUITE_P(Bounds, AbsurdConfig, testing::ValuesIn(kAbsurd),
+                         [](const testing::TestParamInfo<Absurd> &i) { return std::string(i.param.name); });
+
+// The malformed corpus (GGUF array and tensor counts of 2^40 and more, header
+// lengths of 1 TB, ...) is refused without using more than 1 GiB either.
+TEST(AbsurdCounts, MalformedCorpusWithinOneGiB) {
+    QILIN_SKIP_UNDER_ASAN();
+    LimitedResult r = run_limited([] {
+        for (const Case &c : kCases) {
+            bool leaked;
+            std::string path = corpus_dir() + dir_of(c.reader) + "/" + c.file;
+            qilin_status s = run_reader(c, path, &leaked);
+            if (s != c.status) return s == QILIN_OK ? QILIN_ERR_INTERNAL : s;
+        }
+        return QILIN_OK;
+    });
+    EXPECT_TRUE(r.exited) << "signal " << r.signal;
+    EXPECT_EQ(r.status, QILIN_OK) << r.message;
+}
+
+// ---- files that are not regular files ----------------------------------------
+//
+// A FIFO with no writer blocks open() for reading forever; a directory or a
+// device is no checkpoint either. Every reader goes through host/fileio.h and
+// refuses them at once, naming the file. Run in a child with an alarm so a
+// regression fails instead of hanging the suite.
+
+struct SpecialDir {
+    std::string dir;
+    std::vector<std::string> made;
+    SpecialDir() {
+        char tmpl[] = "/tmp/qilin_fifo_XXXXXX";
+        dir = mkdtemp(tmpl);
+    }
+    std::string fifo(const std::string &name) {
+        std::string p = dir + "/" + name;
+        EXPECT_EQ(mkfifo(p.c_str(), 0600), 0);
+        made.push_back(p);
+        return p;
+    }
+    std::string subdir(const std::string &name) {
+        std::string p = dir + "/" + name;
+        EXPECT_EQ(mkdir(p.c_str(), 0700), 0);
+        made.push_back(p);
+        return p;
+    }
+    ~SpecialDir() {
+        for (auto it = made.rbegin(); it != made.rend(); ++it) std::remove(it->c_str());
+        rmdir(dir.c_str());
+    }
+};
+
+TEST(NotRegularFile, FifoConfigIsRefusedAtOnce) {
+    SpecialDir d;
+    std::string cfg = d.fifo("config.json");
+    EXPECT_REFUSED_WITHIN_LIMITS(([&] {
+                                     hf_config *c = nullptr;
+                                     return hf_config_open(cfg.c_str(), &c);
+                                 }),
+                                 QILIN_ERR_IO, cfg + ": is a FIFO, not a regular file");
+    EXPECT_REFUSED_WITHIN_LIMITS(([&] {
+                                     qilin_model_desc *m = nullptr;
+                                     return qilin_model_desc_load(d.dir.c_str(), &m);
+                                 }),
+                                 QILIN_ERR_IO, "config.json: is a FIFO");
+    std::string gen = d.fifo("generation_config.json");
+    EXPECT_REFUSED_WITHIN_LIMITS(([&] {
+                                     hf_generation_config g;
+                                     return hf_generation_config_load(gen.c_str(), &g);
+                                 }),
+                                 QILIN_ERR_IO, "generation_config.json: is a FIFO");
+}
+
+TEST(NotRegularFile, FifoCheckpointsAreRefusedAtOnce) {
+    SpecialDir d;
+    std::string st = d.fifo("model.safetensors"), gg = d.fifo("model.gguf"), idx = d.fifo("index.json");
+    EXPECT_REFUSED_WITHIN_LIMITS(([&] {
+                                     st_file *f = nullptr;
+                                     return st_open(st.c_str(), &f);
+                                 }),
+                                 QILIN_ERR_IO, st + ": is a FIFO, not a regular file");
+    EXPECT_REFUSED_WITHIN_LIMITS(([&] {
+                                     gguf_file *f = nullptr;
+                                     return gguf_open(gg.c_str(), &f);
+                                 }),
+                                 QILIN_ERR_IO, gg + ": is a FIFO, not a regular file");
+    EXPECT_REFUSED_WITHIN_LIMITS(([&] {
+                                     st_checkpoint *c = nullptr;
+                                     return st_checkpoint_open(idx.c_str(), &c);
+                                 }),
+                                 QILIN_ERR_IO, "is a FIFO");
+    std::string sub = d.subdir("shard.safetensors");
+    EXPECT_REFUSED_WITHIN_LIMITS(([&] {
+                                     st_file *f = nullptr;
+                                     return st_open(sub.c_str(), &f);
+                                 }),
+                                 QILIN_ERR_IO, sub + ": is a directory, not a regular file");
+    EXPECT_REFUSED_WITHIN_LIMITS(([] {
+                                     gguf_file *f = nullptr;
+                                     return gguf_open("/dev/zero", &f);
+                                 }),
+                                 QILIN_ERR_IO, "/dev/zero: is a character device");
 }
 
 } // namespace

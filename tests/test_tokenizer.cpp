@@ -4,13 +4,19 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <unistd.h>
 #include <vector>
 
+#include "memlimit.h"
+#include "runtime/text_stream.h"
 #include "runtime/tokenizer.h"
 #include "test_util.h"
+
+#include <sys/stat.h>
 
 namespace {
 
@@ -404,6 +410,193 @@ TEST(Tokenizer, ConfigGivesBosEosAndChatTemplate) {
     d.write("chat_template.jinja", "J");
     QILIN_ASSERT_OK(qilin_tokenizer_load((d.path + "/tokenizer.json").c_str(), &again.t));
     EXPECT_STREQ(qilin_tokenizer_chat_template(again.t), "J");
+}
+
+// ---- bounds: ids, normalizer growth, files that are not files ------------------------------
+//
+// A vocabulary has no gaps, so no id can reach the number of entries the files list; an id
+// past it is refused before the per-id arrays grow (id 200,000,000 once cost gigabytes). Each
+// case loads in a forked child under a 1 GiB address-space limit (memlimit.h).
+
+qilin_status load_dir(const std::string &dir) {
+    qilin_tokenizer *t = nullptr;
+    qilin_status st = qilin_tokenizer_load(dir.c_str(), &t);
+    qilin_tokenizer_free(t);
+    return st;
+}
+
+TEST(TokenizerBounds, HugeIdsAreRefusedWithinOneGiB) {
+    QILIN_SKIP_UNDER_ASAN();
+    struct IdCase {
+        const char *what, *from, *to, *config, *message;
+    } cases[] = {
+        {"model.vocab id", "\":255", "\":200000000", nullptr, "has id 200000000, but the tokenizer files list only 256 tokens"},
+        {"model.vocab id past int32", "\":255", "\":4294967551", nullptr, "is not an id in 0 .. 1073741823"},
+        {"added_tokens id", "\"added_tokens\":[]", "\"added_tokens\":[{\"id\":200000000,\"content\":\"<x>\",\"special\":true}]",
+         nullptr, "\"<x>\" has id 200000000, but the tokenizer files list only 257 tokens"},
+        {"added_tokens_decoder id", nullptr, nullptr,
+         R"({"added_tokens_decoder":{"200000000":{"content":"<y>","special":true}}})",
+         "\"<y>\" has id 200000000, but the tokenizer files list only 257 tokens"},
+        {"added_tokens_decoder id past long", nullptr, nullptr,
+         R"({"added_tokens_decoder":{"99999999999999999999":{"content":"<y>","special":true}}})",
+         "added_tokens_decoder key \"99999999999999999999\" is not an id"},
+        {"post_processor id", "\"post_processor\":null",
+         R"("post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>"}},{"Sequence":{"id":"A"}}],"special_tokens":{"<s>":{"ids":[200000000]}}})",
+         nullptr, "post_processor adds id 200000000, outside the 256 tokens"},
+    };
+    for (const IdCase &c : cases) {
+        TempDir d;
+        std::string j = bytelevel_json({});
+        if (c.from) j.replace(j.find(c.from), std::strlen(c.from), c.to);
+        d.write("tokenizer.json", j);
+        if (c.config) d.write("tokenizer_config.json", c.config);
+        SCOPED_TRACE(c.what);
+        EXPECT_REFUSED_WITHIN_LIMITS([&] { return load_dir(d.path); }, QILIN_ERR_FORMAT, c.message);
+        EXPECT_REFUSED_WITHIN_LIMITS([&] { return load_dir(d.path); }, QILIN_ERR_FORMAT, d.path);
+    }
+}
+
+TEST(TokenizerBounds, HugeTiktokenRankIsRefusedWithinOneGiB) {
+    QILIN_SKIP_UNDER_ASAN();
+    TempDir d;
+    d.write("tiktoken.model", "IQ== 0\nIg== 200000000\n");
+    EXPECT_REFUSED_WITHIN_LIMITS([&] { return load_dir(d.path); }, QILIN_ERR_FORMAT,
+                                 "has id 200000000, but the tokenizer files list only 163840 tokens");
+}
+
+// Sixteen Replace steps each turning "a" into eight: 8^16 times the input unbounded. The
+// normalized text may grow to 32x the input + 4096 bytes; past that the step is named.
+TEST(TokenizerBounds, ChainedReplaceGrowthIsBounded) {
+    QILIN_SKIP_UNDER_ASAN();
+    TempDir d;
+    std::string steps;
+    for (int i = 0; i < 16; i++)
+        steps += std::string(i ? "," : "") + R"({"type":"Replace","pattern":{"String":"a"},"content":"aaaaaaaa"})";
+    std::string j = bytelevel_json({});
+    j.replace(j.find("\"normalizer\":null"), 17, R"("normalizer":{"type":"Sequence","normalizers":[)" + steps + "]}");
+    Tok tk;
+    load_json(d, j, tk);
+    auto encode = [&](const std::string &text) {
+        return [&tk, text] {
+            qilin_ids ids = {};
+            qilin_status st = qilin_tokenizer_encode(tk.t, text.data(), text.size(), 0, &ids);
+            qilin_ids_free(&ids);
+            return st;
+        };
+    };
+    // "aaaa": 32, 256, 2048 bytes, then 16384 > 4 * 32 + 4096 at step 3.
+    EXPECT_REFUSED_WITHIN_LIMITS(encode("aaaa"), QILIN_ERR_FORMAT,
+                                 "normalizer step 3 (Replace) grows 4 bytes of input past 4224 bytes");
+    EXPECT_REFUSED_WITHIN_LIMITS(encode(std::string(1 << 20, 'a')), QILIN_ERR_FORMAT, "normalizer step 1 (Replace)");
+    EXPECT_EQ(enc(tk.t, "bcd"), (std::vector<int32_t>{'b', 'c', 'd'})); // text without "a" is untouched
+}
+
+// A decoder Replace whose content is longer than three bytes per pattern byte once overflowed
+// the buffer the decoded token was built in (a token of 100 "▁" decodes to 1900 bytes).
+TEST(TokenizerBounds, LongDecoderReplaceDecodesWhole) {
+    TempDir d;
+    std::string j = spm_json(), spaces;
+    for (int i = 0; i < 100; i++) spaces += "\xE2\x96\x81";
+    j.replace(j.find(R"("content":" "},{"type":"ByteFallback"})"), 13, R"("content":"<space-space-space>")");
+    j.replace(j.find(R"("▁hi":263)"), 11, R"("▁hi":263,")" + spaces + "\":264");
+    Tok tk;
+    load_json(d, j, tk);
+    std::string want;
+    for (int i = 0; i < 100; i++) want += "<space-space-space>";
+    EXPECT_EQ(dec(tk.t, {264}), want);
+    EXPECT_EQ(dec(tk.t, {259, 259}), "<space-space-space><space-space-space>");
+}
+
+std::string fifo_in(TempDir &d, const std::string &name) {
+    std::string p = d.path + "/" + name;
+    EXPECT_EQ(mkfifo(p.c_str(), 0600), 0);
+    d.files.push_back(p);
+    return p;
+}
+
+TEST(TokenizerBounds, FifoTokenizerFilesAreRefusedAtOnce) {
+    for (const char *name : {"tokenizer.json", "tiktoken.model"}) {
+        TempDir d;
+        std::string p = fifo_in(d, name);
+        SCOPED_TRACE(name);
+        EXPECT_REFUSED_WITHIN_LIMITS([&] { return load_dir(d.path); }, QILIN_ERR_IO, p + ": is a FIFO, not a regular file");
+    }
+    for (const char *name : {"tokenizer_config.json", "chat_template.jinja"}) {
+        TempDir d;
+        d.write("tokenizer.json", bytelevel_json({}));
+        std::string p = fifo_in(d, name);
+        SCOPED_TRACE(name);
+        EXPECT_REFUSED_WITHIN_LIMITS([&] { return load_dir(d.path); }, QILIN_ERR_IO, p + ": is a FIFO, not a regular file");
+    }
+}
+
+// A directory holding only a GGUF: the tokenizer comes from its tokenizer.ggml.* keys, as
+// for the .gguf path itself (the model loader already accepts such a directory).
+TEST(TokenizerBounds, DirectoryWithOnlyAGgufUsesItsTokenizer) {
+    std::string fixture = std::string(QILIN_SOURCE_DIR) + "/tests/fixtures/tokenizers/gguf/stories260K-vocab.gguf";
+    std::ifstream in(fixture, std::ios::binary);
+    ASSERT_TRUE(in) << fixture;
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    TempDir d;
+    d.write("model.gguf", bytes);
+    Tok from_dir, from_file;
+    QILIN_ASSERT_OK(qilin_tokenizer_load(d.path.c_str(), &from_dir.t));
+    QILIN_ASSERT_OK(qilin_tokenizer_load(fixture.c_str(), &from_file.t));
+    EXPECT_EQ(qilin_tokenizer_vocab_size(from_dir.t), qilin_tokenizer_vocab_size(from_file.t));
+    EXPECT_STREQ(qilin_tokenizer_describe(from_dir.t), qilin_tokenizer_describe(from_file.t));
+    const std::string text = "Once upon a time, there was a little girl.";
+    auto ids = enc(from_dir.t, text, QILIN_ENCODE_ADD_SPECIAL);
+    EXPECT_EQ(ids, enc(from_file.t, text, QILIN_ENCODE_ADD_SPECIAL));
+    EXPECT_GT(ids.size(), 5u);
+    EXPECT_EQ(dec(from_dir.t, ids, QILIN_DECODE_SKIP_SPECIAL), text);
+    const char *ta = qilin_tokenizer_chat_template(from_dir.t), *tb = qilin_tokenizer_chat_template(from_file.t);
+    EXPECT_EQ(ta == nullptr, tb == nullptr);
+    if (ta && tb) {
+        EXPECT_STREQ(ta, tb);
+    }
+    d.write("other.gguf", bytes); // two GGUFs: which one is meant is not clear
+    EXPECT_NE(load_error(d.path).find("single .gguf"), std::string::npos);
+}
+
+// Padded vocabularies: the model's embedding has rows past the tokenizer's last id. Such an
+// id decodes to empty text (transformers does the same) once the detokenizer knows the
+// model's vocabulary; an id past the model's vocabulary is still an error.
+TEST(TokenizerBounds, PaddingIdsPastTheTokenizerDecodeToNothing) {
+    TempDir d;
+    Tok tk;
+    load_json(d, spm_json(), tk);
+    const int32_t n = qilin_tokenizer_vocab_size(tk.t), model_vocab = n + 8;
+    char out[512];
+    size_t got = 0;
+    qilin_detokenizer plain;
+    qilin_detokenizer_init(&plain, tk.t, 0);
+    EXPECT_EQ(qilin_detokenizer_push(&plain, n, out, sizeof out, &got), QILIN_ERR_INVALID_ARGUMENT);
+    qilin_detokenizer dt;
+    qilin_detokenizer_init(&dt, tk.t, 0);
+    qilin_detokenizer_set_model_vocab(&dt, model_vocab);
+    std::string all;
+    for (int32_t id : {263, n, n + 7, 3 + 0xC3, n + 3, 3 + 0xA9}) { // padding between the bytes of "é"
+        QILIN_ASSERT_OK(qilin_detokenizer_push(&dt, id, out, sizeof out, &got));
+        if (id >= n) {
+            EXPECT_EQ(got, 0u) << id;
+        }
+        all.append(out, got);
+    }
+    EXPECT_EQ(all, "hi\xC3\xA9");
+    EXPECT_EQ(qilin_detokenizer_push(&dt, model_vocab, out, sizeof out, &got), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(qilin_last_error()).find("padded vocabulary"), std::string::npos) << qilin_last_error();
+    EXPECT_EQ(qilin_detokenizer_push(&dt, -1, out, sizeof out, &got), QILIN_ERR_INVALID_ARGUMENT);
+
+    // Through the text stream, as `qilin run` uses it: the stream goes on after a padding id.
+    qilin_text_stream ts;
+    qilin_text_stream_init(&ts, tk.t, QILIN_DECODE_SKIP_SPECIAL, nullptr, 0, nullptr, 0, nullptr, nullptr);
+    qilin_text_stream_set_model_vocab(&ts, model_vocab);
+    bool more = true;
+    for (int32_t id : {263, n + 1, 263}) QILIN_ASSERT_OK(qilin_text_stream_push(&ts, id, &more));
+    QILIN_ASSERT_OK(qilin_text_stream_finish(&ts));
+    EXPECT_TRUE(more);
+    EXPECT_EQ(std::string(ts.text, ts.n_text), "hi hi");
+    qilin_text_stream_free(&ts);
 }
 
 } // namespace
