@@ -429,7 +429,7 @@ qilin_status tok_normalize(const qilin_tokenizer *t, tok_split_ctx *c, const cha
                            size_t *nout) {
     if (!c->md && !(c->md = pcre2_match_data_create(1, NULL)))
         return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "tokenizer: PCRE2 match data");
-    size_t limit = n > (SIZE_MAX - TOK_NORM_SLACK) / TOK_NORM_GROWTH ? SIZE_MAX : n * TOK_NORM_GROWTH + TOK_NORM_SLACK;
+    size_t n_in = n, limit = n > (SIZE_MAX - TOK_NORM_SLACK) / TOK_NORM_GROWTH ? SIZE_MAX : n * TOK_NORM_GROWTH + TOK_NORM_SLACK;
     int w = 0;
     for (int i = 0; i < t->n_norm; i++) {
         c->norm[w].n = 0;
@@ -438,7 +438,7 @@ qilin_status tok_normalize(const qilin_tokenizer *t, tok_split_ctx *c, const cha
         if (c->norm[w].n > limit)
             return qilin_error(QILIN_ERR_FORMAT, "%s: normalizer step %d (%s) grows %zu bytes of input past "
                                "%zu bytes (the limit is %dx the input + %d)", t->source, i, norm_name(t->norm[i].kind),
-                               n, limit, TOK_NORM_GROWTH, TOK_NORM_SLACK);
+                               n_in, limit, TOK_NORM_GROWTH, TOK_NORM_SLACK);
         QILIN_TRY(st);
         p = c->norm[w].p;
         n = c->norm[w].n;
