@@ -371,6 +371,20 @@ TEST_P(AbsurdConfig, RefusedWithinOneGiB) {
 INSTANTIATE_TEST_SUITE_P(Bounds, AbsurdConfig, testing::ValuesIn(kAbsurd),
                          [](const testing::TestParamInfo<Absurd> &i) { return std::string(i.param.name); });
 
+// The limit the cases above run under is real: 2 GiB cannot be had in the child.
+TEST(AbsurdCounts, TheLimitIsReal) {
+    QILIN_SKIP_UNDER_ASAN();
+    LimitedResult r = run_limited([] {
+        static void *volatile sink;
+        sink = std::malloc(2ull << 30);
+        bool got = sink != nullptr;
+        std::free(sink);
+        return got ? QILIN_ERR_INTERNAL : QILIN_OK;
+    });
+    EXPECT_TRUE(r.exited) << "signal " << r.signal;
+    EXPECT_EQ(r.status, QILIN_OK) << "a 2 GiB allocation succeeded under the limit";
+}
+
 // The malformed corpus (GGUF array and tensor counts of 2^40 and more, header
 // lengths of 1 TB, ...) is refused without using more than 1 GiB either.
 TEST(AbsurdCounts, MalformedCorpusWithinOneGiB) {
