@@ -297,7 +297,8 @@ def hostile_seeds():
 
 def main():
     shutil.rmtree(MALFORMED, ignore_errors=True)
-    shutil.rmtree(SEEDS, ignore_errors=True)
+    for sub in ("safetensors", "gguf", "config"):  # the jinja and tokenizer seeds are not all written here
+        shutil.rmtree(os.path.join(SEEDS, sub), ignore_errors=True)
     for k, v in SAFETENSORS.items():
         write(MALFORMED, "safetensors", k, v)
     write(MALFORMED, "safetensors_index", "shard-ok.safetensors", SHARD_OK)

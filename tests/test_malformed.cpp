@@ -437,18 +437,18 @@ struct SpecialDir {
 TEST(NotRegularFile, FifoConfigIsRefusedAtOnce) {
     SpecialDir d;
     std::string cfg = d.fifo("config.json");
-    EXPECT_REFUSED_WITHIN_LIMITS(([&] {
+    EXPECT_REFUSED_AT_ONCE(([&] {
                                      hf_config *c = nullptr;
                                      return hf_config_open(cfg.c_str(), &c);
                                  }),
                                  QILIN_ERR_IO, cfg + ": is a FIFO, not a regular file");
-    EXPECT_REFUSED_WITHIN_LIMITS(([&] {
+    EXPECT_REFUSED_AT_ONCE(([&] {
                                      qilin_model_desc *m = nullptr;
                                      return qilin_model_desc_load(d.dir.c_str(), &m);
                                  }),
                                  QILIN_ERR_IO, "config.json: is a FIFO");
     std::string gen = d.fifo("generation_config.json");
-    EXPECT_REFUSED_WITHIN_LIMITS(([&] {
+    EXPECT_REFUSED_AT_ONCE(([&] {
                                      hf_generation_config g;
                                      return hf_generation_config_load(gen.c_str(), &g);
                                  }),
@@ -458,28 +458,28 @@ TEST(NotRegularFile, FifoConfigIsRefusedAtOnce) {
 TEST(NotRegularFile, FifoCheckpointsAreRefusedAtOnce) {
     SpecialDir d;
     std::string st = d.fifo("model.safetensors"), gg = d.fifo("model.gguf"), idx = d.fifo("index.json");
-    EXPECT_REFUSED_WITHIN_LIMITS(([&] {
+    EXPECT_REFUSED_AT_ONCE(([&] {
                                      st_file *f = nullptr;
                                      return st_open(st.c_str(), &f);
                                  }),
                                  QILIN_ERR_IO, st + ": is a FIFO, not a regular file");
-    EXPECT_REFUSED_WITHIN_LIMITS(([&] {
+    EXPECT_REFUSED_AT_ONCE(([&] {
                                      gguf_file *f = nullptr;
                                      return gguf_open(gg.c_str(), &f);
                                  }),
                                  QILIN_ERR_IO, gg + ": is a FIFO, not a regular file");
-    EXPECT_REFUSED_WITHIN_LIMITS(([&] {
+    EXPECT_REFUSED_AT_ONCE(([&] {
                                      st_checkpoint *c = nullptr;
                                      return st_checkpoint_open(idx.c_str(), &c);
                                  }),
                                  QILIN_ERR_IO, "is a FIFO");
     std::string sub = d.subdir("shard.safetensors");
-    EXPECT_REFUSED_WITHIN_LIMITS(([&] {
+    EXPECT_REFUSED_AT_ONCE(([&] {
                                      st_file *f = nullptr;
                                      return st_open(sub.c_str(), &f);
                                  }),
                                  QILIN_ERR_IO, sub + ": is a directory, not a regular file");
-    EXPECT_REFUSED_WITHIN_LIMITS(([] {
+    EXPECT_REFUSED_AT_ONCE(([] {
                                      gguf_file *f = nullptr;
                                      return gguf_open("/dev/zero", &f);
                                  }),

@@ -519,14 +519,14 @@ TEST(TokenizerBounds, FifoTokenizerFilesAreRefusedAtOnce) {
         TempDir d;
         std::string p = fifo_in(d, name);
         SCOPED_TRACE(name);
-        EXPECT_REFUSED_WITHIN_LIMITS([&] { return load_dir(d.path); }, QILIN_ERR_IO, p + ": is a FIFO, not a regular file");
+        EXPECT_REFUSED_AT_ONCE([&] { return load_dir(d.path); }, QILIN_ERR_IO, p + ": is a FIFO, not a regular file");
     }
     for (const char *name : {"tokenizer_config.json", "chat_template.jinja"}) {
         TempDir d;
         d.write("tokenizer.json", bytelevel_json({}));
         std::string p = fifo_in(d, name);
         SCOPED_TRACE(name);
-        EXPECT_REFUSED_WITHIN_LIMITS([&] { return load_dir(d.path); }, QILIN_ERR_IO, p + ": is a FIFO, not a regular file");
+        EXPECT_REFUSED_AT_ONCE([&] { return load_dir(d.path); }, QILIN_ERR_IO, p + ": is a FIFO, not a regular file");
     }
 }
 
