@@ -28,7 +28,11 @@ static qilin_status opt_id(const gguf_file *g, const char *key, int32_t *v) {
     if (!kv) return QILIN_OK;
     if (kv->type == GGUF_TYPE_UINT32 || kv->type == GGUF_TYPE_INT32 || kv->type == GGUF_TYPE_UINT64 ||
         kv->type == GGUF_TYPE_INT64) {
-        *v = kv->type == GGUF_TYPE_INT32 || kv->type == GGUF_TYPE_INT64 ? (int32_t)kv->v.i : (int32_t)kv->v.u;
+        bool is_signed = kv->type == GGUF_TYPE_INT32 || kv->type == GGUF_TYPE_INT64;
+        if (is_signed ? kv->v.i < -1 || kv->v.i >= TOK_MAX_VOCAB : kv->v.u >= TOK_MAX_VOCAB) /* checked before the cast */
+            return qilin_error(QILIN_ERR_FORMAT, "%s: %s is not a token id (0 .. %d)", gguf_path(g), key,
+                               TOK_MAX_VOCAB - 1);
+        *v = is_signed ? (int32_t)kv->v.i : (int32_t)kv->v.u;
         return QILIN_OK;
     }
     return qilin_error(QILIN_ERR_FORMAT, "%s: %s has type %s, not an integer id", gguf_path(g), key,
