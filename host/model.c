@@ -702,7 +702,7 @@ static qilin_status read_hf(hf_config *c, qilin_model_desc *d, qilin_model_keys 
     d->qk_norm = a == QILIN_ARCH_QWEN3 || a == QILIN_ARCH_QWEN3_MOE;
     QILIN_TRY(hf_config_bool_or(c, "tie_word_embeddings", false, &d->tied_embeddings));
     if (a == QILIN_ARCH_MISTRAL || a == QILIN_ARCH_MIXTRAL)
-        OPT_INT("sliding_window", 0, 0, &d->sliding_window);
+        QILIN_TRY(cfg_int(c, "sliding_window", &(int64_t){0}, 0, INT_MAX, &d->sliding_window)); /* positions */
     if (a == QILIN_ARCH_QWEN2 || a == QILIN_ARCH_QWEN3 || a == QILIN_ARCH_QWEN2_MOE ||
         a == QILIN_ARCH_QWEN3_MOE) {
         bool swa;
