@@ -2,6 +2,7 @@
 #define _GNU_SOURCE /* O_CLOEXEC, fdopen, S_ISSOCK */
 #include "host/fileio.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -88,4 +89,19 @@ qilin_status qilin_file_read(const char *path, size_t max_bytes, char **buf, siz
     *buf = b;
     *len = got;
     return QILIN_OK;
+}
+
+bool qilin_file_find_single(const char *dir, const char *suffix, char *out, size_t cap) {
+    DIR *dp = opendir(dir);
+    if (!dp) return false;
+    size_t k = strlen(suffix);
+    int found = 0;
+    struct dirent *e;
+    while ((e = readdir(dp))) {
+        size_t n = strlen(e->d_name);
+        if (n > k && !strcmp(e->d_name + n - k, suffix) && found++ == 0)
+            if ((size_t)snprintf(out, cap, "%s/%s", dir, e->d_name) >= cap) found = 2;
+    }
+    closedir(dp);
+    return found == 1;
 }

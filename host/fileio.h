@@ -11,6 +11,7 @@
 #ifndef QILIN_HOST_FILEIO_H
 #define QILIN_HOST_FILEIO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -30,6 +31,9 @@ qilin_status qilin_file_fopen(const char *path, FILE **out);
 /* Reads the whole file into a malloc'd, NUL-terminated buffer; a file larger
  * than max_bytes is QILIN_ERR_FORMAT naming the file and the limit. */
 qilin_status qilin_file_read(const char *path, size_t max_bytes, char **buf, size_t *len);
+/* The one entry of `dir` whose name ends in `suffix` (".gguf"), as "dir/name"
+ * in out; false when there is none, more than one, or the path does not fit. */
+bool qilin_file_find_single(const char *dir, const char *suffix, char *out, size_t cap);
 
 #ifdef __cplusplus
 }

@@ -11,27 +11,17 @@
  * others half-split (llama_model_rope_type). */
 #include "host/model.h"
 
-#include <dirent.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "host/fileio.h"
 #include "host/gguf.h"
 
 bool qilin_model_find_gguf(const char *dir, char *out, size_t cap) {
-    DIR *dp = opendir(dir);
-    if (!dp) return false;
-    int found = 0;
-    struct dirent *e;
-    while ((e = readdir(dp))) {
-        size_t n = strlen(e->d_name);
-        if (n > 5 && !strcmp(e->d_name + n - 5, ".gguf") && found++ == 0)
-            if ((size_t)snprintf(out, cap, "%s/%s", dir, e->d_name) >= cap) found = 2;
-    }
-    closedir(dp);
-    return found == 1;
+    return qilin_file_find_single(dir, ".gguf", out, cap);
 }
 
 typedef struct reader {

@@ -19,7 +19,6 @@
 
 #include "host/fileio.h"
 #include "host/gguf.h"
-#include "host/model.h"
 #include "runtime/tokenizer_impl.h"
 
 /* ---- building ------------------------------------------------------------------------------- */
@@ -639,7 +638,7 @@ qilin_status qilin_tokenizer_load(const char *path, qilin_tokenizer **out) {
     snprintf(f, sizeof f, "%s/tokenizer.model", path);
     if (tok_file_exists(f)) return load_tiktoken_file(f, path, out);
     /* A directory holding only a GGUF: its tokenizer.ggml.* keys (and chat template), as the model loader does. */
-    if (qilin_model_find_gguf(path, f, sizeof f)) return load_gguf_path(f, out);
+    if (qilin_file_find_single(path, ".gguf", f, sizeof f)) return load_gguf_path(f, out);
     return qilin_error(QILIN_ERR_IO, "tokenizer: %s has none of tokenizer.json, vocab.json + merges.txt, "
                        "tiktoken.model, tokenizer.model or a single .gguf file", path);
 }
