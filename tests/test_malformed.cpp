@@ -371,6 +371,59 @@ TEST_P(AbsurdConfig, RefusedWithinOneGiB) {
 INSTANTIATE_TEST_SUITE_P(Bounds, AbsurdConfig, testing::ValuesIn(kAbsurd),
                          [](const testing::TestParamInfo<Absurd> &i) { return std::string(i.param.name); });
 
+// The same bounds on GGUF metadata: a qwen3moe GGUF without tensors whose one
+// metadata value is absurd (qilin_model_desc_load on a .gguf reads it through
+// host/model_gguf.c, whose integers share the size bound with config.json).
+std::string gguf_meta(const std::vector<std::pair<std::string, uint32_t>> &u32s) {
+    std::string out = "GGUF";
+    auto raw = [&out](uint64_t v, int n) {
+        for (int i = 0; i < n; i++) out += (char)(v >> (8 * i) & 0xFF);
+    };
+    auto str = [&](const std::string &x) { raw(x.size(), 8), out += x; };
+    raw(3, 4);
+    raw(0, 8);                  // tensors
+    raw(1 + u32s.size(), 8);    // metadata entries
+    str("general.architecture");
+    raw(8, 4); // GGUF_TYPE_STRING
+    str("qwen3moe");
+    for (const auto &kv : u32s) {
+        str("qwen3moe." + kv.first);
+        raw(4, 4); // GGUF_TYPE_UINT32
+        raw(kv.second, 4);
+    }
+    return out;
+}
+
+TEST(AbsurdCounts, GgufMetadataRefusedWithinOneGiB) {
+    QILIN_SKIP_UNDER_ASAN();
+    struct {
+        uint32_t experts, layers;
+        qilin_status status;
+        const char *message;
+    } cases[] = {
+        {2147483647u, 2, F, "metadata key 'qwen3moe.expert_count' is 2147483647; expected 0 .. 16777216"},
+        {100000, 2, U, "key 'qwen3moe.expert_count' is 100000; at most 2048 experts"},
+        {8, 4000000000u, F, "metadata key 'qwen3moe.block_count' is 4000000000"},
+    };
+    for (const auto &c : cases) {
+        std::string path = "/tmp/qilin_absurd_" + std::to_string(getpid()) + ".gguf";
+        std::string bytes = gguf_meta({{"vocab_size", 256}, {"embedding_length", 64}, {"block_count", c.layers},
+                                       {"attention.head_count", 4}, {"expert_count", c.experts},
+                                       {"expert_used_count", 2}, {"expert_feed_forward_length", 32}});
+        FILE *f = std::fopen(path.c_str(), "wb");
+        std::fwrite(bytes.data(), 1, bytes.size(), f);
+        std::fclose(f);
+        EXPECT_REFUSED_WITHIN_LIMITS(([&] {
+                                         qilin_model_desc *d = nullptr;
+                                         qilin_status st = qilin_model_desc_load(path.c_str(), &d);
+                                         qilin_model_desc_free(d);
+                                         return st;
+                                     }),
+                                     c.status, c.message);
+        std::remove(path.c_str());
+    }
+}
+
 // The limit the cases above run under is real: 2 GiB cannot be had in the child.
 TEST(AbsurdCounts, TheLimitIsReal) {
     QILIN_SKIP_UNDER_ASAN();
