@@ -228,10 +228,11 @@ qilin_status hf_config_alias(hf_config *c, const char *key, const char *alias) {
     if (!a) return QILIN_OK;
     if (k) {
         if (json_equal(a, k)) return QILIN_OK;
-        char *ka = json_dumps(a, JSON_ENCODE_ANY | JSON_COMPACT), *kk = json_dumps(k, JSON_ENCODE_ANY | JSON_COMPACT);
-        qilin_status s = qilin_error(QILIN_ERR_FORMAT,
-                                     "%s: key '%s' (%.40s) and its alias '%s' (%.40s) are both set and differ",
-                                     c->name, key, kk ? kk : "?", alias, ka ? ka : "?");
+        char *ka = json_dumps(a, JSON_ENCODE_ANY | JSON_COMPACT),
+             *kk = json_dumps(k, JSON_ENCODE_ANY | JSON_COMPACT);
+        qilin_status s = qilin_error(
+            QILIN_ERR_FORMAT, "%s: key '%s' (%.40s) and its alias '%s' (%.40s) are both set and differ",
+            c->name, key, kk ? kk : "?", alias, ka ? ka : "?");
         free(ka);
         free(kk);
         return s;

@@ -32,8 +32,9 @@ qilin_status qilin_file_open(const char *path, int *fd, size_t *size) {
     int f = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (f < 0) return qilin_error(QILIN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     if (fstat(f, &sb) != 0 || !S_ISREG(sb.st_mode)) { /* swapped since stat() */
-        qilin_status s = S_ISREG(sb.st_mode) ? qilin_error(QILIN_ERR_IO, "%s: cannot stat: %s", path, strerror(errno))
-                                             : not_regular(path, sb.st_mode);
+        qilin_status s = S_ISREG(sb.st_mode)
+                             ? qilin_error(QILIN_ERR_IO, "%s: cannot stat: %s", path, strerror(errno))
+                             : not_regular(path, sb.st_mode);
         close(f);
         return s;
     }

@@ -87,7 +87,8 @@ static const struct {
 
 static qilin_status apply_aliases(hf_config *c, qilin_arch arch) {
     for (size_t i = 0; i < sizeof config_aliases / sizeof config_aliases[0]; i++)
-        if (config_aliases[i].arch == arch) QILIN_TRY(hf_config_alias(c, config_aliases[i].key, config_aliases[i].alias));
+        if (config_aliases[i].arch == arch)
+            QILIN_TRY(hf_config_alias(c, config_aliases[i].key, config_aliases[i].alias));
     return QILIN_OK;
 }
 
@@ -113,14 +114,18 @@ qilin_status qilin_model_add_tensor(qilin_model_desc *d, qilin_slot slot, int la
                            sizeof s->name);
     int64_t numel = 1;
     for (int i = 0; i < n_dims; i++) {
-        if (shape[i] < 0 || shape[i] > QILIN_MAX_TENSOR_ELEMS || numel > QILIN_MAX_TENSOR_ELEMS / (shape[i] ? shape[i] : 1))
-            return qilin_error(QILIN_ERR_FORMAT, "%s: tensor %s: dimension %d is %lld; a tensor holds at most 2^40 "
-                               "elements (check the sizes above)", d->source, s->name, i, (long long)shape[i]);
+        if (shape[i] < 0 || shape[i] > QILIN_MAX_TENSOR_ELEMS ||
+            numel > QILIN_MAX_TENSOR_ELEMS / (shape[i] ? shape[i] : 1))
+            return qilin_error(QILIN_ERR_FORMAT,
+                               "%s: tensor %s: dimension %d is %lld; a tensor holds at most 2^40 "
+                               "elements (check the sizes above)",
+                               d->source, s->name, i, (long long)shape[i]);
         numel *= shape[i];
     }
     if (numel > QILIN_MAX_PARAMS - d->n_params_listed)
-        return qilin_error(QILIN_ERR_FORMAT, "%s: the sizes describe more than 2^44 parameters (at tensor %s)",
-                           d->source, s->name);
+        return qilin_error(QILIN_ERR_FORMAT,
+                           "%s: the sizes describe more than 2^44 parameters (at tensor %s)", d->source,
+                           s->name);
     d->n_params_listed += numel;
     s->slot = slot;
     s->layer = layer;
@@ -552,8 +557,9 @@ static qilin_status read_moe(const hf_config *c, qilin_model_desc *d, qilin_mode
     REQ_INT("moe_intermediate_size", &d->moe_ffn_dim);
     OPT_INT("n_shared_experts", 0, 0, &d->n_shared_experts);
     if ((int64_t)d->n_shared_experts * d->moe_ffn_dim > QILIN_MAX_DIM)
-        return qilin_error(QILIN_ERR_FORMAT, "%s: 'n_shared_experts' (%d) x 'moe_intermediate_size' (%d) exceeds %d",
-                           f, d->n_shared_experts, d->moe_ffn_dim, QILIN_MAX_DIM);
+        return qilin_error(QILIN_ERR_FORMAT,
+                           "%s: 'n_shared_experts' (%d) x 'moe_intermediate_size' (%d) exceeds %d", f,
+                           d->n_shared_experts, d->moe_ffn_dim, QILIN_MAX_DIM);
     d->shared_ffn_dim = d->n_shared_experts * d->moe_ffn_dim;
     int first_dense = 0, freq = 1;
     OPT_INT("first_k_dense_replace", 0, 0, &first_dense);
@@ -662,7 +668,8 @@ static qilin_status read_hf(hf_config *c, qilin_model_desc *d, qilin_model_keys 
     else
         REQ_INT("intermediate_size", &d->ffn_dim);
     int max_pos = 0; /* positions are not sizes: a context of 2^31 - 1 is only a number here */
-    QILIN_TRY(cfg_int(c, gptj ? "n_positions" : "max_position_embeddings", &(int64_t){2048}, 1, INT_MAX, &max_pos));
+    QILIN_TRY(
+        cfg_int(c, gptj ? "n_positions" : "max_position_embeddings", &(int64_t){2048}, 1, INT_MAX, &max_pos));
     d->max_position = max_pos;
 
     /* block, norm, activation */
@@ -702,7 +709,8 @@ static qilin_status read_hf(hf_config *c, qilin_model_desc *d, qilin_model_keys 
     d->qk_norm = a == QILIN_ARCH_QWEN3 || a == QILIN_ARCH_QWEN3_MOE;
     QILIN_TRY(hf_config_bool_or(c, "tie_word_embeddings", false, &d->tied_embeddings));
     if (a == QILIN_ARCH_MISTRAL || a == QILIN_ARCH_MIXTRAL)
-        QILIN_TRY(cfg_int(c, "sliding_window", &(int64_t){0}, 0, INT_MAX, &d->sliding_window)); /* positions */
+        QILIN_TRY(
+            cfg_int(c, "sliding_window", &(int64_t){0}, 0, INT_MAX, &d->sliding_window)); /* a position */
     if (a == QILIN_ARCH_QWEN2 || a == QILIN_ARCH_QWEN3 || a == QILIN_ARCH_QWEN2_MOE ||
         a == QILIN_ARCH_QWEN3_MOE) {
         bool swa;
@@ -727,8 +735,8 @@ static qilin_status read_hf(hf_config *c, qilin_model_desc *d, qilin_model_keys 
                                                                  : "rotary_pct";
         QILIN_TRY(hf_config_float_or(c, k->rot_dim, 0.25, &pct));
         if (!(pct > 0 && pct <= 1))
-            return qilin_error(QILIN_ERR_FORMAT, "%s: key '%s' is %g; expected a fraction in (0, 1]", f, k->rot_dim,
-                               pct);
+            return qilin_error(QILIN_ERR_FORMAT, "%s: key '%s' is %g; expected a fraction in (0, 1]", f,
+                               k->rot_dim, pct);
         d->rope.rot_dim = (int)(d->head_dim * pct);
     }
     if (gptj && hf_config_has(c, "rotary_dim")) REQ_INT("rotary_dim", &d->rope.rot_dim);
@@ -773,16 +781,26 @@ static qilin_status validate(qilin_model_desc *d, const qilin_model_keys *k) {
     const struct {
         const char *name;
         int v;
-    } sizes[] = {{k->vocab, d->vocab},           {k->hidden, d->hidden},         {k->heads, d->n_heads},
-                 {k->kv_heads, d->n_kv_heads},   {"head_dim", d->head_dim},      {"value head_dim", d->head_dim_v},
-                 {k->ffn, d->ffn_dim},           {"expert ffn", d->moe_ffn_dim}, {"shared expert ffn", d->shared_ffn_dim},
-                 {"q_lora_rank", d->q_lora_rank}, {"kv_lora_rank", d->kv_lora_rank}};
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) /* GGUF's vocabulary comes from a tensor shape */
+    } sizes[] = {{k->vocab, d->vocab},
+                 {k->hidden, d->hidden},
+                 {k->heads, d->n_heads},
+                 {k->kv_heads, d->n_kv_heads},
+                 {"head_dim", d->head_dim},
+                 {"value head_dim", d->head_dim_v},
+                 {k->ffn, d->ffn_dim},
+                 {"expert ffn", d->moe_ffn_dim},
+                 {"shared expert ffn", d->shared_ffn_dim},
+                 {"q_lora_rank", d->q_lora_rank},
+                 {"kv_lora_rank", d->kv_lora_rank}};
+    /* Checked here too for GGUF, whose vocabulary comes from a tensor shape. */
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         if (sizes[i].v > QILIN_MAX_DIM)
-            return bad(d, "'%s' is %d; sizes above %d are not supported", sizes[i].name, sizes[i].v, QILIN_MAX_DIM);
-    if (d->n_experts > QILIN_MAX_EXPERTS) /* before the tensor list, which has 3 entries per expert and layer */
-        return qilin_error(QILIN_ERR_UNSUPPORTED, "%s: key '%s' is %d; at most %d experts are supported", d->source,
-                           k->experts, d->n_experts, QILIN_MAX_EXPERTS);
+            return bad(d, "'%s' is %d; sizes above %d are not supported", sizes[i].name, sizes[i].v,
+                       QILIN_MAX_DIM);
+    /* Before the tensor list, which has 3 entries per expert and layer. */
+    if (d->n_experts > QILIN_MAX_EXPERTS)
+        return qilin_error(QILIN_ERR_UNSUPPORTED, "%s: key '%s' is %d; at most %d experts are supported",
+                           d->source, k->experts, d->n_experts, QILIN_MAX_EXPERTS);
     if (d->attn == QILIN_ATTN_GQA && d->n_heads % d->n_kv_heads)
         return bad(d, "key '%s' (%d) does not divide '%s' (%d)", k->kv_heads, d->n_kv_heads, k->heads,
                    d->n_heads);

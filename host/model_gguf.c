@@ -62,7 +62,8 @@ static bool int_value(const gguf_kv *kv, int64_t *v) {
 }
 
 /* An integer of any width; required when def is NULL. */
-static qilin_status get_int(reader *r, const char *key, const int64_t *def, int64_t min, int64_t max, int *out) {
+static qilin_status get_int(reader *r, const char *key, const int64_t *def, int64_t min, int64_t max,
+                            int *out) {
     char tmp[96];
     const char *name = key_name(r, key, false, tmp, sizeof tmp);
     const gguf_kv *kv = gguf_find_kv(r->f, name);
@@ -193,8 +194,10 @@ static qilin_status read_moe(reader *r, qilin_model_desc *d) {
         OPT("leading_dense_block_count", 0, 0, &first_dense);
         OPT("expert_shared_count", 0, 0, &d->n_shared_experts);
         if ((int64_t)d->n_shared_experts * d->moe_ffn_dim > QILIN_MAX_DIM)
-            return qilin_error(QILIN_ERR_FORMAT, "%s: expert_shared_count (%d) x expert_feed_forward_length (%d) "
-                               "exceeds %d", gguf_path(r->f), d->n_shared_experts, d->moe_ffn_dim, QILIN_MAX_DIM);
+            return qilin_error(QILIN_ERR_FORMAT,
+                               "%s: expert_shared_count (%d) x expert_feed_forward_length (%d) "
+                               "exceeds %d",
+                               gguf_path(r->f), d->n_shared_experts, d->moe_ffn_dim, QILIN_MAX_DIM);
         d->shared_ffn_dim = d->n_shared_experts * d->moe_ffn_dim;
         OPT("expert_gating_func", 1, 0, &gating); /* 1 softmax, 2 sigmoid; absent in V2-era files */
         QILIN_TRY(get_float(r, "expert_weights_scale", 1.0, &scale));

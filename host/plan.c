@@ -175,8 +175,9 @@ static qilin_status format_from_gguf(const char *path, qilin_weight_format *out,
         if (dense == QILIN_WFMT_BF16 && linear != QILIN_WFMT_BF16) dense = linear; /* quantised embedding */
         char origin[96];
         snprintf(origin, sizeof origin, "GGUF tensors %s%s", gguf_dtype_name(common),
-                 common != GGUF_DT_F32 && common != GGUF_DT_F16 && common != GGUF_DT_BF16 ? " (dequantised to bf16)"
-                                                                                            : "");
+                 common != GGUF_DT_F32 && common != GGUF_DT_F16 && common != GGUF_DT_BF16
+                     ? " (dequantised to bf16)"
+                     : "");
         format_init(out, linear, dense, origin);
     }
     gguf_close(g);

@@ -182,7 +182,7 @@ static qilin_status generate_text(qilin_model *m, const qilin_tokenizer *t, cons
     memset(g, 0, sizeof *g);
     qilin_text_stream_init(&g->text, t, QILIN_DECODE_SKIP_SPECIAL, stop_ids, n_stop_ids, a->stops, (size_t)a->n_stops,
                            emit, user);
-    qilin_text_stream_set_model_vocab(&g->text, qilin_model_get_desc(m)->vocab); /* padding ids decode to "" */
+    qilin_text_stream_set_model_vocab(&g->text, qilin_model_get_desc(m)->vocab); /* padding ids: "" */
     int len = (int)prompt->n, room = qilin_model_get_options(m)->max_ctx - len;
     if (room < 1)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "the prompt has %d tokens; the context holds %d", len,

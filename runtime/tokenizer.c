@@ -71,12 +71,16 @@ void tok_allow_ids(qilin_tokenizer *t, uint64_t n) {
 }
 
 qilin_status tok_set_vocab(qilin_tokenizer *t, int32_t id, const char *text, size_t len, bool model) {
-    if (id < 0) return qilin_error(QILIN_ERR_FORMAT, "%s: token \"%.*s\" has id %d", t->source, (int)len, text, (int)id);
+    if (id < 0)
+        return qilin_error(QILIN_ERR_FORMAT, "%s: token \"%.*s\" has id %d", t->source, (int)len, text,
+                           (int)id);
     /* Checked before the per-id arrays grow: a huge id would otherwise cost gigabytes. */
     if (id >= t->id_limit)
-        return qilin_error(QILIN_ERR_FORMAT, "%s: token \"%.*s\" has id %d, but the tokenizer files list only %lld "
-                           "tokens (ids must run 0 .. %lld without gaps)", t->source, (int)len, text, (int)id,
-                           (long long)t->id_limit, (long long)t->id_limit - 1);
+        return qilin_error(QILIN_ERR_FORMAT,
+                           "%s: token \"%.*s\" has id %d, but the tokenizer files list only %lld "
+                           "tokens (ids must run 0 .. %lld without gaps)",
+                           t->source, (int)len, text, (int)id, (long long)t->id_limit,
+                           (long long)t->id_limit - 1);
     QILIN_TRY(tok_reserve_vocab(t, id + 1));
     if (id >= t->n_vocab) t->n_vocab = id + 1;
     if (t->text[id] && model)
@@ -210,8 +214,8 @@ qilin_status tok_finish(qilin_tokenizer *t) {
     for (int i = 0; i < t->n_post_prefix + t->n_post_suffix; i++) { /* ids the post-processor adds */
         int32_t id = i < t->n_post_prefix ? t->post_prefix[i] : t->post_suffix[i - t->n_post_prefix];
         if (id < 0 || id >= t->n_vocab)
-            return qilin_error(QILIN_ERR_FORMAT, "%s: post_processor adds id %d, outside the %d tokens", t->source,
-                               (int)id, (int)t->n_vocab);
+            return qilin_error(QILIN_ERR_FORMAT, "%s: post_processor adds id %d, outside the %d tokens",
+                               t->source, (int)id, (int)t->n_vocab);
     }
     for (int32_t id = 0; id < t->n_vocab; id++) {
         if (!t->text[id])
@@ -471,7 +475,9 @@ void qilin_detokenizer_init(qilin_detokenizer *d, const qilin_tokenizer *t, unsi
     *d = (qilin_detokenizer){.t = t, .flags = flags};
 }
 
-void qilin_detokenizer_set_model_vocab(qilin_detokenizer *d, int32_t model_vocab) { d->model_vocab = model_vocab; }
+void qilin_detokenizer_set_model_vocab(qilin_detokenizer *d, int32_t model_vocab) {
+    d->model_vocab = model_vocab;
+}
 
 /* Bytes at the end of p[0..n) that begin a UTF-8 character still missing bytes. */
 static size_t incomplete_tail(const char *p, size_t n) {
@@ -489,8 +495,10 @@ qilin_status qilin_detokenizer_push(qilin_detokenizer *d, int32_t id, char *out,
     *n = 0;
     if (id >= t->n_vocab && id < d->model_vocab) return QILIN_OK; /* a padding row of the model: no text */
     if (id < 0 || id >= t->n_vocab)
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_detokenizer_push: id %d is outside the vocabulary (%d "
-                           "tokens) of %s%s", (int)id, (int)t->n_vocab, t->source,
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "qilin_detokenizer_push: id %d is outside the vocabulary (%d "
+                           "tokens) of %s%s",
+                           (int)id, (int)t->n_vocab, t->source,
                            d->model_vocab > t->n_vocab ? " and the model's padded vocabulary" : "");
     if (skipped(t, id, d->flags)) return QILIN_OK;
     const char *b = t->bytes[id];
@@ -637,8 +645,11 @@ qilin_status qilin_tokenizer_load(const char *path, qilin_tokenizer **out) {
     if (tok_file_exists(f)) return load_tiktoken_file(f, path, out);
     snprintf(f, sizeof f, "%s/tokenizer.model", path);
     if (tok_file_exists(f)) return load_tiktoken_file(f, path, out);
-    /* A directory holding only a GGUF: its tokenizer.ggml.* keys (and chat template), as the model loader does. */
+    /* A directory holding only a GGUF: its tokenizer.ggml.* keys (and chat template), as the model loader
+     * does. */
     if (qilin_file_find_single(path, ".gguf", f, sizeof f)) return load_gguf_path(f, out);
-    return qilin_error(QILIN_ERR_IO, "tokenizer: %s has none of tokenizer.json, vocab.json + merges.txt, "
-                       "tiktoken.model, tokenizer.model or a single .gguf file", path);
+    return qilin_error(QILIN_ERR_IO,
+                       "tokenizer: %s has none of tokenizer.json, vocab.json + merges.txt, "
+                       "tiktoken.model, tokenizer.model or a single .gguf file",
+                       path);
 }

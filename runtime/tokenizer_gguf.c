@@ -29,7 +29,8 @@ static qilin_status opt_id(const gguf_file *g, const char *key, int32_t *v) {
     if (kv->type == GGUF_TYPE_UINT32 || kv->type == GGUF_TYPE_INT32 || kv->type == GGUF_TYPE_UINT64 ||
         kv->type == GGUF_TYPE_INT64) {
         bool is_signed = kv->type == GGUF_TYPE_INT32 || kv->type == GGUF_TYPE_INT64;
-        if (is_signed ? kv->v.i < -1 || kv->v.i >= TOK_MAX_VOCAB : kv->v.u >= TOK_MAX_VOCAB) /* checked before the cast */
+        if (is_signed ? kv->v.i < -1 || kv->v.i >= TOK_MAX_VOCAB
+                      : kv->v.u >= TOK_MAX_VOCAB) /* checked before the cast */
             return qilin_error(QILIN_ERR_FORMAT, "%s: %s is not a token id (0 .. %d)", gguf_path(g), key,
                                TOK_MAX_VOCAB - 1);
         *v = is_signed ? (int32_t)kv->v.i : (int32_t)kv->v.u;
@@ -42,8 +43,9 @@ static qilin_status opt_id(const gguf_file *g, const char *key, int32_t *v) {
 static qilin_status read_tokens(qilin_tokenizer *t, const gguf_file *g, const gguf_array *tokens,
                                 const gguf_array *types) {
     if (tokens->count > TOK_MAX_VOCAB)
-        return qilin_error(QILIN_ERR_FORMAT, "%s: tokenizer.ggml.tokens has %llu entries; at most %d supported",
-                           gguf_path(g), (unsigned long long)tokens->count, TOK_MAX_VOCAB);
+        return qilin_error(QILIN_ERR_FORMAT,
+                           "%s: tokenizer.ggml.tokens has %llu entries; at most %d supported", gguf_path(g),
+                           (unsigned long long)tokens->count, TOK_MAX_VOCAB);
     tok_allow_ids(t, tokens->count);
     QILIN_TRY(tok_reserve_vocab(t, (int32_t)tokens->count));
     for (uint64_t i = 0; i < tokens->count; i++) {

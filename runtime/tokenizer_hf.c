@@ -219,8 +219,10 @@ static qilin_status template_ids(qilin_tokenizer *t, const json_t *specials, con
         int *n = after ? &t->n_post_suffix : &t->n_post_prefix;
         if (*n == TOK_MAX_POST) return qilin_error(QILIN_ERR_UNSUPPORTED, "%s: post_processor adds too many ids", t->source);
         if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= TOK_MAX_VOCAB)
-            return qilin_error(QILIN_ERR_FORMAT, "%s: post_processor special token \"%s\" has an id that is not in "
-                               "0 .. %d", t->source, name, TOK_MAX_VOCAB - 1);
+            return qilin_error(QILIN_ERR_FORMAT,
+                               "%s: post_processor special token \"%s\" has an id that is not in "
+                               "0 .. %d",
+                               t->source, name, TOK_MAX_VOCAB - 1);
         (after ? t->post_suffix : t->post_prefix)[(*n)++] = (int32_t)json_integer_value(v);
     }
     return QILIN_OK;
@@ -307,8 +309,8 @@ static qilin_status parse_vocab(qilin_tokenizer *t, const json_t *vocab, const c
     json_t *v;
     json_object_foreach((json_t *)vocab, key, v) {
         if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= TOK_MAX_VOCAB)
-            return qilin_error(QILIN_ERR_FORMAT, "%s: %s[\"%s\"] is not an id in 0 .. %d", t->source, what, key,
-                               TOK_MAX_VOCAB - 1);
+            return qilin_error(QILIN_ERR_FORMAT, "%s: %s[\"%s\"] is not an id in 0 .. %d", t->source, what,
+                               key, TOK_MAX_VOCAB - 1);
         QILIN_TRY(tok_set_vocab(t, (int32_t)json_integer_value(v), key, strlen(key), true));
     }
     return QILIN_OK;
@@ -464,7 +466,8 @@ qilin_status tok_read_template_file(qilin_tokenizer *t, const char *dir) {
     char path[4200];
     snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
     struct stat sb;
-    if (stat(path, &sb) != 0) return QILIN_OK; /* no template file; anything else there must be a regular file */
+    if (stat(path, &sb) != 0)
+        return QILIN_OK; /* no template file; anything else there must be a regular file */
     char *buf;
     size_t got;
     QILIN_TRY(qilin_file_read(path, TOK_MAX_FILE_BYTES, &buf, &got));

@@ -413,7 +413,8 @@ static qilin_status norm_step(tok_split_ctx *c, const tok_norm *s, const char *p
     case TOK_NORM_PREPEND:
         if (n) QILIN_TRY(tok_buf_put(b, s->a, s->na));
         return tok_buf_put(b, p, n);
-    case TOK_NORM_REPLACE: return s->re ? replace_regex(c, b, p, n, s, limit) : replace_literal(b, p, n, s, limit);
+    case TOK_NORM_REPLACE:
+        return s->re ? replace_regex(c, b, p, n, s, limit) : replace_literal(b, p, n, s, limit);
     case TOK_NORM_LOWERCASE: return lowercase(b, p, n);
     case TOK_NORM_STRIP: return strip(b, p, n, s);
     }
@@ -421,7 +422,8 @@ static qilin_status norm_step(tok_split_ctx *c, const tok_norm *s, const char *p
 }
 
 static const char *norm_name(tok_norm_kind k) {
-    static const char *const names[] = {"NFC", "NFD", "NFKC", "NFKD", "Prepend", "Replace", "Lowercase", "Strip"};
+    static const char *const names[] = {"NFC",     "NFD",     "NFKC",      "NFKD",
+                                        "Prepend", "Replace", "Lowercase", "Strip"};
     return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
 }
 
@@ -429,16 +431,20 @@ qilin_status tok_normalize(const qilin_tokenizer *t, tok_split_ctx *c, const cha
                            size_t *nout) {
     if (!c->md && !(c->md = pcre2_match_data_create(1, NULL)))
         return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "tokenizer: PCRE2 match data");
-    size_t n_in = n, limit = n > (SIZE_MAX - TOK_NORM_SLACK) / TOK_NORM_GROWTH ? SIZE_MAX : n * TOK_NORM_GROWTH + TOK_NORM_SLACK;
+    size_t n_in = n, limit = n > (SIZE_MAX - TOK_NORM_SLACK) / TOK_NORM_GROWTH
+                                 ? SIZE_MAX
+                                 : n * TOK_NORM_GROWTH + TOK_NORM_SLACK;
     int w = 0;
     for (int i = 0; i < t->n_norm; i++) {
         c->norm[w].n = 0;
         QILIN_TRY(tok_buf_put(&c->norm[w], "", 0));
         qilin_status st = norm_step(c, &t->norm[i], p, n, &c->norm[w], limit);
         if (c->norm[w].n > limit)
-            return qilin_error(QILIN_ERR_FORMAT, "%s: normalizer step %d (%s) grows %zu bytes of input past "
-                               "%zu bytes (the limit is %dx the input + %d)", t->source, i, norm_name(t->norm[i].kind),
-                               n_in, limit, TOK_NORM_GROWTH, TOK_NORM_SLACK);
+            return qilin_error(QILIN_ERR_FORMAT,
+                               "%s: normalizer step %d (%s) grows %zu bytes of input past "
+                               "%zu bytes (the limit is %dx the input + %d)",
+                               t->source, i, norm_name(t->norm[i].kind), n_in, limit, TOK_NORM_GROWTH,
+                               TOK_NORM_SLACK);
         QILIN_TRY(st);
         p = c->norm[w].p;
         n = c->norm[w].n;

@@ -53,7 +53,8 @@ static qilin_status read_ranks(qilin_tokenizer *t, const char *path) {
     QILIN_TRY(qilin_file_fopen(path, &f));
     char line[4096], raw[3072], text[6144];
     qilin_status st = QILIN_OK;
-    tok_allow_ids(t, KIMI_RANKS + N_SPECIAL); /* the largest of the two rank files qilin accepts, with specials */
+    tok_allow_ids(t, KIMI_RANKS +
+                         N_SPECIAL); /* the largest of the two rank files qilin accepts, with specials */
     QILIN_TRY(tok_reserve_vocab(t, KIMI_RANKS + N_SPECIAL));
     for (int lineno = 1; st == QILIN_OK && fgets(line, sizeof line, f); lineno++) {
         size_t n = strcspn(line, "\r\n");
