@@ -37,8 +37,8 @@
 #endif
 
 #ifdef QILIN_TEST_ASAN
-#define QILIN_SKIP_UNDER_ASAN()                                                                      \
-    GTEST_SKIP() << "AddressSanitizer reserves terabytes of shadow address space, so an RLIMIT_AS " \
+#define QILIN_SKIP_UNDER_ASAN()                                                                              \
+    GTEST_SKIP() << "AddressSanitizer reserves terabytes of shadow address space, so an RLIMIT_AS "          \
                     "of 1 GiB cannot be applied; the plain build runs this test"
 #else
 #define QILIN_SKIP_UNDER_ASAN() (void)0
@@ -108,15 +108,15 @@ inline LimitedResult run_limited(const std::function<qilin_status()> &fn, unsign
 #define EXPECT_REFUSED_WITHIN_LIMITS(fn, want, needle) EXPECT_REFUSED_(run_limited(fn), want, needle)
 /* The same with only the time limit: files that must not block (FIFOs); runs under ASan too. */
 #define EXPECT_REFUSED_AT_ONCE(fn, want, needle) EXPECT_REFUSED_(run_limited(fn, 20, false), want, needle)
-#define EXPECT_REFUSED_(run, want, needle)                                                           \
-    do {                                                                                             \
-        LimitedResult qilin_r_ = (run);                                                              \
-        EXPECT_TRUE(qilin_r_.exited) << "the child did not return (signal " << qilin_r_.signal       \
-                                     << (qilin_r_.signal == SIGALRM ? ": timed out" : "") << ")";    \
-        EXPECT_EQ(qilin_r_.status, (want)) << qilin_status_name(qilin_r_.status) << ": "             \
-                                           << qilin_r_.message;                                     \
-        EXPECT_NE(qilin_r_.message.find(needle), std::string::npos)                                  \
-            << "message: " << qilin_r_.message << "\nexpected to contain: " << (needle);             \
+#define EXPECT_REFUSED_(run, want, needle)                                                                   \
+    do {                                                                                                     \
+        LimitedResult qilin_r_ = (run);                                                                      \
+        EXPECT_TRUE(qilin_r_.exited) << "the child did not return (signal " << qilin_r_.signal               \
+                                     << (qilin_r_.signal == SIGALRM ? ": timed out" : "") << ")";            \
+        EXPECT_EQ(qilin_r_.status, (want))                                                                   \
+            << qilin_status_name(qilin_r_.status) << ": " << qilin_r_.message;                               \
+        EXPECT_NE(qilin_r_.message.find(needle), std::string::npos)                                          \
+            << "message: " << qilin_r_.message << "\nexpected to contain: " << (needle);                     \
     } while (0)
 
 #endif /* QILIN_TEST_MEMLIMIT_H */

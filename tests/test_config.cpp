@@ -241,13 +241,16 @@ struct PatchedConfig {
         dir = mkdtemp(tmpl);
         path = dir + "/config.json";
         json_error_t je;
-        std::string src = std::string(QILIN_SOURCE_DIR) + "/tests/fixtures/models/" + fixture + "/config.json";
+        std::string src =
+            std::string(QILIN_SOURCE_DIR) + "/tests/fixtures/models/" + fixture + "/config.json";
         json_t *cfg = json_load_file(src.c_str(), 0, &je), *p = json_loads(patch, 0, &je);
         const char *key;
         json_t *v;
         json_object_foreach(p, key, v) {
-            if (json_is_null(v)) json_object_del(cfg, key);
-            else json_object_set(cfg, key, v);
+            if (json_is_null(v))
+                json_object_del(cfg, key);
+            else
+                json_object_set(cfg, key, v);
         }
         json_dump_file(cfg, path.c_str(), 0);
         json_decref(p);
@@ -298,7 +301,8 @@ std::string describe(const std::string &path) {
 TEST(ConfigAlias, EveryAliasGivesTheSameModel) {
     for (const AliasCase &a : kAliases) {
         SCOPED_TRACE(std::string(a.fixture) + ": " + a.alias + " for " + a.key);
-        std::string fixture = std::string(QILIN_SOURCE_DIR) + "/tests/fixtures/models/" + a.fixture + "/config.json";
+        std::string fixture =
+            std::string(QILIN_SOURCE_DIR) + "/tests/fixtures/models/" + a.fixture + "/config.json";
         json_error_t je;
         json_t *cfg = json_load_file(fixture.c_str(), 0, &je);
         ASSERT_NE(cfg, nullptr);
@@ -308,7 +312,8 @@ TEST(ConfigAlias, EveryAliasGivesTheSameModel) {
         if (!strcmp(a.key, "num_nextn_predict_layers")) value = 1;
         json_decref(cfg);
         std::string with_key = "{\"" + std::string(a.key) + "\": " + std::to_string(value) + "}";
-        std::string with_alias = "{\"" + std::string(a.key) + "\": null, \"" + a.alias + "\": " + std::to_string(value) + "}";
+        std::string with_alias =
+            "{\"" + std::string(a.key) + "\": null, \"" + a.alias + "\": " + std::to_string(value) + "}";
         PatchedConfig k(a.fixture, with_key.c_str()), al(a.fixture, with_alias.c_str());
         std::string want = describe(k.path), got = describe(al.path);
         EXPECT_FALSE(want.empty());
@@ -320,8 +325,9 @@ TEST(ConfigAlias, EveryAliasGivesTheSameModel) {
         qilin_model_desc *d = nullptr;
         EXPECT_EQ(qilin_model_desc_load(bad.path.c_str(), &d), QILIN_ERR_FORMAT);
         std::string msg = qilin_last_error();
-        std::string want_msg = "key '" + std::string(a.key) + "' (" + std::to_string(value) + ") and its alias '" +
-                               a.alias + "' (" + std::to_string(value + 1) + ") are both set and differ";
+        std::string want_msg = "key '" + std::string(a.key) + "' (" + std::to_string(value) +
+                               ") and its alias '" + a.alias + "' (" + std::to_string(value + 1) +
+                               ") are both set and differ";
         EXPECT_NE(msg.find(want_msg), std::string::npos) << msg;
         EXPECT_NE(msg.find(bad.path), std::string::npos) << msg;
         qilin_model_desc_free(d);

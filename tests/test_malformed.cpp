@@ -333,15 +333,17 @@ struct ConfigDir {
             const char *key;
             json_t *v;
             json_object_foreach(patch, key, v) {
-                if (json_is_null(v)) json_object_del(cfg, key);
-                else json_object_set(cfg, key, v);
+                if (json_is_null(v))
+                    json_object_del(cfg, key);
+                else
+                    json_object_set(cfg, key, v);
             }
             json_decref(patch);
         } else { // the list cases: 100000 entries
             json_t *list = json_array();
             for (int i = 0; i < 100000; i++) json_array_append_new(list, json_integer(i % 2));
-            json_object_set_new(cfg, std::string(a.name).rfind("eos", 0) == 0 ? "eos_token_id" : "mlp_only_layers",
-                                list);
+            json_object_set_new(
+                cfg, std::string(a.name).rfind("eos", 0) == 0 ? "eos_token_id" : "mlp_only_layers", list);
         }
         json_dump_file(cfg, path.c_str(), 0);
         json_decref(cfg);
@@ -381,8 +383,8 @@ std::string gguf_meta(const std::vector<std::pair<std::string, uint32_t>> &u32s)
     };
     auto str = [&](const std::string &x) { raw(x.size(), 8), out += x; };
     raw(3, 4);
-    raw(0, 8);                  // tensors
-    raw(1 + u32s.size(), 8);    // metadata entries
+    raw(0, 8);               // tensors
+    raw(1 + u32s.size(), 8); // metadata entries
     str("general.architecture");
     raw(8, 4); // GGUF_TYPE_STRING
     str("qwen3moe");
@@ -407,9 +409,13 @@ TEST(AbsurdCounts, GgufMetadataRefusedWithinOneGiB) {
     };
     for (const auto &c : cases) {
         std::string path = "/tmp/qilin_absurd_" + std::to_string(getpid()) + ".gguf";
-        std::string bytes = gguf_meta({{"vocab_size", 256}, {"embedding_length", 64}, {"block_count", c.layers},
-                                       {"attention.head_count", 4}, {"expert_count", c.experts},
-                                       {"expert_used_count", 2}, {"expert_feed_forward_length", 32}});
+        std::string bytes = gguf_meta({{"vocab_size", 256},
+                                       {"embedding_length", 64},
+                                       {"block_count", c.layers},
+                                       {"attention.head_count", 4},
+                                       {"expert_count", c.experts},
+                                       {"expert_used_count", 2},
+                                       {"expert_feed_forward_length", 32}});
         FILE *f = std::fopen(path.c_str(), "wb");
         std::fwrite(bytes.data(), 1, bytes.size(), f);
         std::fclose(f);
@@ -491,52 +497,52 @@ TEST(NotRegularFile, FifoConfigIsRefusedAtOnce) {
     SpecialDir d;
     std::string cfg = d.fifo("config.json");
     EXPECT_REFUSED_AT_ONCE(([&] {
-                                     hf_config *c = nullptr;
-                                     return hf_config_open(cfg.c_str(), &c);
-                                 }),
-                                 QILIN_ERR_IO, cfg + ": is a FIFO, not a regular file");
+                               hf_config *c = nullptr;
+                               return hf_config_open(cfg.c_str(), &c);
+                           }),
+                           QILIN_ERR_IO, cfg + ": is a FIFO, not a regular file");
     EXPECT_REFUSED_AT_ONCE(([&] {
-                                     qilin_model_desc *m = nullptr;
-                                     return qilin_model_desc_load(d.dir.c_str(), &m);
-                                 }),
-                                 QILIN_ERR_IO, "config.json: is a FIFO");
+                               qilin_model_desc *m = nullptr;
+                               return qilin_model_desc_load(d.dir.c_str(), &m);
+                           }),
+                           QILIN_ERR_IO, "config.json: is a FIFO");
     std::string gen = d.fifo("generation_config.json");
     EXPECT_REFUSED_AT_ONCE(([&] {
-                                     hf_generation_config g;
-                                     return hf_generation_config_load(gen.c_str(), &g);
-                                 }),
-                                 QILIN_ERR_IO, "generation_config.json: is a FIFO");
+                               hf_generation_config g;
+                               return hf_generation_config_load(gen.c_str(), &g);
+                           }),
+                           QILIN_ERR_IO, "generation_config.json: is a FIFO");
 }
 
 TEST(NotRegularFile, FifoCheckpointsAreRefusedAtOnce) {
     SpecialDir d;
     std::string st = d.fifo("model.safetensors"), gg = d.fifo("model.gguf"), idx = d.fifo("index.json");
     EXPECT_REFUSED_AT_ONCE(([&] {
-                                     st_file *f = nullptr;
-                                     return st_open(st.c_str(), &f);
-                                 }),
-                                 QILIN_ERR_IO, st + ": is a FIFO, not a regular file");
+                               st_file *f = nullptr;
+                               return st_open(st.c_str(), &f);
+                           }),
+                           QILIN_ERR_IO, st + ": is a FIFO, not a regular file");
     EXPECT_REFUSED_AT_ONCE(([&] {
-                                     gguf_file *f = nullptr;
-                                     return gguf_open(gg.c_str(), &f);
-                                 }),
-                                 QILIN_ERR_IO, gg + ": is a FIFO, not a regular file");
+                               gguf_file *f = nullptr;
+                               return gguf_open(gg.c_str(), &f);
+                           }),
+                           QILIN_ERR_IO, gg + ": is a FIFO, not a regular file");
     EXPECT_REFUSED_AT_ONCE(([&] {
-                                     st_checkpoint *c = nullptr;
-                                     return st_checkpoint_open(idx.c_str(), &c);
-                                 }),
-                                 QILIN_ERR_IO, "is a FIFO");
+                               st_checkpoint *c = nullptr;
+                               return st_checkpoint_open(idx.c_str(), &c);
+                           }),
+                           QILIN_ERR_IO, "is a FIFO");
     std::string sub = d.subdir("shard.safetensors");
     EXPECT_REFUSED_AT_ONCE(([&] {
-                                     st_file *f = nullptr;
-                                     return st_open(sub.c_str(), &f);
-                                 }),
-                                 QILIN_ERR_IO, sub + ": is a directory, not a regular file");
+                               st_file *f = nullptr;
+                               return st_open(sub.c_str(), &f);
+                           }),
+                           QILIN_ERR_IO, sub + ": is a directory, not a regular file");
     EXPECT_REFUSED_AT_ONCE(([] {
-                                     gguf_file *f = nullptr;
-                                     return gguf_open("/dev/zero", &f);
-                                 }),
-                                 QILIN_ERR_IO, "/dev/zero: is a character device");
+                               gguf_file *f = nullptr;
+                               return gguf_open("/dev/zero", &f);
+                           }),
+                           QILIN_ERR_IO, "/dev/zero: is a character device");
 }
 
 } // namespace

@@ -484,7 +484,8 @@ namespace {
 // ---- GGUF tensor types ----------------------------------------------------------------------
 
 // A GGUF v3 file with the given 2-D tensors (name, type id, element bytes) of 4 x 8 elements.
-std::string write_gguf(const std::string &name, const std::vector<std::pair<std::string, uint32_t>> &tensors) {
+std::string write_gguf(const std::string &name,
+                       const std::vector<std::pair<std::string, uint32_t>> &tensors) {
     std::string out = "GGUF";
     auto raw = [&out](uint64_t v, int n) {
         for (int i = 0; i < n; i++) out += (char)(v >> (8 * i) & 0xFF);

@@ -430,10 +430,12 @@ TEST(TokenizerBounds, HugeIdsAreRefusedWithinOneGiB) {
     struct IdCase {
         const char *what, *from, *to, *config, *message;
     } cases[] = {
-        {"model.vocab id", "\":255", "\":200000000", nullptr, "has id 200000000, but the tokenizer files list only 256 tokens"},
+        {"model.vocab id", "\":255", "\":200000000", nullptr,
+         "has id 200000000, but the tokenizer files list only 256 tokens"},
         {"model.vocab id past int32", "\":255", "\":4294967551", nullptr, "is not an id in 0 .. 1073741823"},
-        {"added_tokens id", "\"added_tokens\":[]", "\"added_tokens\":[{\"id\":200000000,\"content\":\"<x>\",\"special\":true}]",
-         nullptr, "\"<x>\" has id 200000000, but the tokenizer files list only 257 tokens"},
+        {"added_tokens id", "\"added_tokens\":[]",
+         "\"added_tokens\":[{\"id\":200000000,\"content\":\"<x>\",\"special\":true}]", nullptr,
+         "\"<x>\" has id 200000000, but the tokenizer files list only 257 tokens"},
         {"added_tokens_decoder id", nullptr, nullptr,
          R"({"added_tokens_decoder":{"200000000":{"content":"<y>","special":true}}})",
          "\"<y>\" has id 200000000, but the tokenizer files list only 257 tokens"},
@@ -471,9 +473,11 @@ TEST(TokenizerBounds, ChainedReplaceGrowthIsBounded) {
     TempDir d;
     std::string steps;
     for (int i = 0; i < 16; i++)
-        steps += std::string(i ? "," : "") + R"({"type":"Replace","pattern":{"String":"a"},"content":"aaaaaaaa"})";
+        steps +=
+            std::string(i ? "," : "") + R"({"type":"Replace","pattern":{"String":"a"},"content":"aaaaaaaa"})";
     std::string j = bytelevel_json({});
-    j.replace(j.find("\"normalizer\":null"), 17, R"("normalizer":{"type":"Sequence","normalizers":[)" + steps + "]}");
+    j.replace(j.find("\"normalizer\":null"), 17,
+              R"("normalizer":{"type":"Sequence","normalizers":[)" + steps + "]}");
     Tok tk;
     load_json(d, j, tk);
     auto encode = [&](const std::string &text) {
@@ -487,7 +491,8 @@ TEST(TokenizerBounds, ChainedReplaceGrowthIsBounded) {
     // "aaaa": 32, 256, 2048 bytes, then 16384 > 4 * 32 + 4096 at step 3.
     EXPECT_REFUSED_WITHIN_LIMITS(encode("aaaa"), QILIN_ERR_FORMAT,
                                  "normalizer step 3 (Replace) grows 4 bytes of input past 4224 bytes");
-    EXPECT_REFUSED_WITHIN_LIMITS(encode(std::string(1 << 20, 'a')), QILIN_ERR_FORMAT, "normalizer step 1 (Replace)");
+    EXPECT_REFUSED_WITHIN_LIMITS(encode(std::string(1 << 20, 'a')), QILIN_ERR_FORMAT,
+                                 "normalizer step 1 (Replace)");
     EXPECT_EQ(enc(tk.t, "bcd"), (std::vector<int32_t>{'b', 'c', 'd'})); // text without "a" is untouched
 }
 
@@ -519,21 +524,24 @@ TEST(TokenizerBounds, FifoTokenizerFilesAreRefusedAtOnce) {
         TempDir d;
         std::string p = fifo_in(d, name);
         SCOPED_TRACE(name);
-        EXPECT_REFUSED_AT_ONCE([&] { return load_dir(d.path); }, QILIN_ERR_IO, p + ": is a FIFO, not a regular file");
+        EXPECT_REFUSED_AT_ONCE([&] { return load_dir(d.path); }, QILIN_ERR_IO,
+                               p + ": is a FIFO, not a regular file");
     }
     for (const char *name : {"tokenizer_config.json", "chat_template.jinja"}) {
         TempDir d;
         d.write("tokenizer.json", bytelevel_json({}));
         std::string p = fifo_in(d, name);
         SCOPED_TRACE(name);
-        EXPECT_REFUSED_AT_ONCE([&] { return load_dir(d.path); }, QILIN_ERR_IO, p + ": is a FIFO, not a regular file");
+        EXPECT_REFUSED_AT_ONCE([&] { return load_dir(d.path); }, QILIN_ERR_IO,
+                               p + ": is a FIFO, not a regular file");
     }
 }
 
 // A directory holding only a GGUF: the tokenizer comes from its tokenizer.ggml.* keys, as
 // for the .gguf path itself (the model loader already accepts such a directory).
 TEST(TokenizerBounds, DirectoryWithOnlyAGgufUsesItsTokenizer) {
-    std::string fixture = std::string(QILIN_SOURCE_DIR) + "/tests/fixtures/tokenizers/gguf/stories260K-vocab.gguf";
+    std::string fixture =
+        std::string(QILIN_SOURCE_DIR) + "/tests/fixtures/tokenizers/gguf/stories260K-vocab.gguf";
     std::ifstream in(fixture, std::ios::binary);
     ASSERT_TRUE(in) << fixture;
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -549,7 +557,8 @@ TEST(TokenizerBounds, DirectoryWithOnlyAGgufUsesItsTokenizer) {
     EXPECT_EQ(ids, enc(from_file.t, text, QILIN_ENCODE_ADD_SPECIAL));
     EXPECT_GT(ids.size(), 5u);
     EXPECT_EQ(dec(from_dir.t, ids, QILIN_DECODE_SKIP_SPECIAL), text);
-    const char *ta = qilin_tokenizer_chat_template(from_dir.t), *tb = qilin_tokenizer_chat_template(from_file.t);
+    const char *ta = qilin_tokenizer_chat_template(from_dir.t),
+               *tb = qilin_tokenizer_chat_template(from_file.t);
     EXPECT_EQ(ta == nullptr, tb == nullptr);
     if (ta && tb) {
         EXPECT_STREQ(ta, tb);
@@ -584,7 +593,8 @@ TEST(TokenizerBounds, PaddingIdsPastTheTokenizerDecodeToNothing) {
     }
     EXPECT_EQ(all, "hi\xC3\xA9");
     EXPECT_EQ(qilin_detokenizer_push(&dt, model_vocab, out, sizeof out, &got), QILIN_ERR_INVALID_ARGUMENT);
-    EXPECT_NE(std::string(qilin_last_error()).find("padded vocabulary"), std::string::npos) << qilin_last_error();
+    EXPECT_NE(std::string(qilin_last_error()).find("padded vocabulary"), std::string::npos)
+        << qilin_last_error();
     EXPECT_EQ(qilin_detokenizer_push(&dt, -1, out, sizeof out, &got), QILIN_ERR_INVALID_ARGUMENT);
 
     // Through the text stream, as `qilin run` uses it: the stream goes on after a padding id.
