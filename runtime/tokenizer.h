@@ -24,9 +24,17 @@
  * UTF-8 on byte-level models (HF would print U+FFFD there).
  *
  * A loaded tokenizer is immutable: encode/decode may run concurrently on one
- * instance. Errors: QILIN_ERR_IO (file), QILIN_ERR_FORMAT (malformed, message
- * names the file and the JSON key or line), QILIN_ERR_UNSUPPORTED (a
- * normalizer/pre-tokenizer/model type qilin does not implement, named). */
+ * instance. Errors: QILIN_ERR_IO (file; a FIFO, directory or device in a
+ * file's place is refused at once, see host/fileio.h), QILIN_ERR_FORMAT
+ * (malformed, message names the file and the JSON key or line),
+ * QILIN_ERR_UNSUPPORTED (a normalizer/pre-tokenizer/model type qilin does not
+ * implement, named).
+ *
+ * Bounds (what a hostile file can cost): no token id may reach the number of
+ * entries the loaded files list (a vocabulary has no gaps), checked before the
+ * per-id arrays grow; the normalizers may grow a text to at most 32x its
+ * length + 4096 bytes (chained Replace steps), else encoding fails naming the
+ * step. */
 #ifndef QILIN_RUNTIME_TOKENIZER_H
 #define QILIN_RUNTIME_TOKENIZER_H
 
