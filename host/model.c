@@ -801,6 +801,14 @@ static qilin_status validate(qilin_model_desc *d, const qilin_model_keys *k) {
     if (d->n_experts > QILIN_MAX_EXPERTS)
         return qilin_error(QILIN_ERR_UNSUPPORTED, "%s: key '%s' is %d; at most %d experts are supported",
                            d->source, k->experts, d->n_experts, QILIN_MAX_EXPERTS);
+    /* Token ids from the config (or generation_config.json, or GGUF) are compared with and fed
+     * to the model as int32: one outside the vocabulary would be truncated into another id. */
+    if (d->bos_id < -1 || d->bos_id >= d->vocab)
+        return bad(d, "bos_token_id %lld is outside the vocabulary of %d", (long long)d->bos_id, d->vocab);
+    for (int i = 0; i < d->n_eos; i++)
+        if (d->eos_ids[i] < 0 || d->eos_ids[i] >= d->vocab)
+            return bad(d, "eos_token_id %lld is outside the vocabulary of %d", (long long)d->eos_ids[i],
+                       d->vocab);
     if (d->attn == QILIN_ATTN_GQA && d->n_heads % d->n_kv_heads)
         return bad(d, "key '%s' (%d) does not divide '%s' (%d)", k->kv_heads, d->n_kv_heads, k->heads,
                    d->n_heads);

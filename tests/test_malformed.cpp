@@ -312,6 +312,8 @@ const Absurd kAbsurd[] = {
     {"neox_rotary_pct_huge", "gpt_neox", R"({"rotary_pct": 1e30})", F, "key 'rotary_pct' is 1e+30; expected a fraction"},
     {"mlp_only_layers_100k", "qwen3_moe", nullptr, F, "key 'mlp_only_layers' has 100000 values, at most 256"},
     {"eos_ids_100k", "llama", nullptr, F, "key 'eos_token_id' has 100000 values, at most 8"},
+    {"eos_id_past_vocab", "llama", R"({"eos_token_id": 4294967297})", F, "eos_token_id 4294967297 is outside the vocabulary of 256"},
+    {"bos_id_negative", "llama", R"({"bos_token_id": -7})", F, "bos_token_id -7 is outside the vocabulary"},
 };
 // clang-format on
 
