@@ -89,9 +89,12 @@ static qilin_status compressed_tensors_group(const hf_config *c, int *bits, int 
     json_object_foreach(groups, key, g) {
         json_t *w = json_object_get(g, "weights");
         json_t *nb = json_object_get(w, "num_bits"), *gs = json_object_get(w, "group_size");
-        if (json_is_integer(nb) && json_is_integer(gs)) {
-            *bits = (int)json_integer_value(nb);
-            *group = (int)json_integer_value(gs);
+        if (json_is_integer(nb) && json_is_integer(gs)) { /* out of range: -1 / 0, refused by the caller */
+            *bits = json_integer_value(nb) >= 0 && json_integer_value(nb) <= 64 ? (int)json_integer_value(nb)
+                                                                                : -1;
+            *group = json_integer_value(gs) > 0 && json_integer_value(gs) <= QILIN_MAX_DIM
+                         ? (int)json_integer_value(gs)
+                         : 0;
             return QILIN_OK;
         }
     }
@@ -112,7 +115,8 @@ static qilin_status format_from_hf(const hf_config *c, qilin_weight_format *out,
         int64_t blk[2] = {128, 128};
         size_t n = 0;
         QILIN_TRY(hf_config_int_list(c, "quantization_config.weight_block_size", blk, 2, &n));
-        if (n != 0 && (n != 2 || blk[0] <= 0 || blk[1] <= 0))
+        if (n != 0 &&
+            (n != 2 || blk[0] <= 0 || blk[1] <= 0 || blk[0] > QILIN_MAX_DIM || blk[1] > QILIN_MAX_DIM))
             return qilin_error(QILIN_ERR_FORMAT,
                                "%s: quantization_config.weight_block_size is not [rows, cols]",
                                hf_config_name(c));
@@ -132,8 +136,8 @@ static qilin_status format_from_hf(const hf_config *c, qilin_weight_format *out,
         int64_t b, g;
         QILIN_TRY(hf_config_int(c, "quantization_config.bits", &b));
         QILIN_TRY(hf_config_int(c, "quantization_config.group_size", &g));
-        bits = (int)b;
-        group = (int)g;
+        bits = b >= 0 && b <= 64 ? (int)b : -1; /* range-checked before the cast; refused below unless 4 */
+        group = g > 0 && g <= QILIN_MAX_DIM ? (int)g : 0;
     } else {
         return qilin_error(QILIN_ERR_UNSUPPORTED,
                            "%s: quantization_config.quant_method '%s' is not fp8, compressed-tensors, "

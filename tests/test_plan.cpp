@@ -513,6 +513,32 @@ std::string write_gguf(const std::string &name,
     return path;
 }
 
+// Quantisation sizes are range-checked before the int cast: a block of 2^32 rows once became 0
+// (and a division by zero in the byte counts), a group of 2^32 + 32 became 32.
+TEST(WeightFormat, AbsurdQuantSizesAreRefused) {
+    struct {
+        const char *json;
+        qilin_status status;
+    } cases[] = {
+        {R"({"quantization_config": {"quant_method": "fp8", "weight_block_size": [4294967296, 128]}})",
+         QILIN_ERR_FORMAT},
+        {R"({"quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": 4294967328}})",
+         QILIN_ERR_UNSUPPORTED},
+        {R"({"quantization_config": {"quant_method": "awq", "bits": 4294967300, "group_size": 32}})",
+         QILIN_ERR_UNSUPPORTED},
+    };
+    std::string path = std::string("/tmp/qilin_plan_") + std::to_string(getpid()) + "_config.json";
+    for (const auto &c : cases) {
+        std::FILE *f = std::fopen(path.c_str(), "w");
+        std::fputs(c.json, f);
+        std::fclose(f);
+        qilin_weight_format wf;
+        bool known;
+        EXPECT_EQ(qilin_weight_format_from_config(path.c_str(), &wf, &known), c.status) << c.json;
+    }
+    std::remove(path.c_str());
+}
+
 // `qilin plan` on a GGUF once said it assumed bf16; the tensor table says how it is stored.
 TEST(WeightFormat, FromGgufTensorTypes) {
     const uint32_t F32 = 0, F16 = 1, BF16 = 30;
