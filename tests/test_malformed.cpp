@@ -4,6 +4,9 @@
 // below, the message names the file, and no handle is returned. The corpus
 // directory and the table must list the same files, so a new case cannot be
 // added on one side only. The same files seed the fuzzers (fuzz/README.md).
+// Then: configs and GGUF metadata with absurd counts, refused under a 1 GiB
+// address-space limit (tests/memlimit.h), and FIFOs, directories and devices
+// in a checkpoint file's place, refused at once (host/fileio.h).
 #include <gtest/gtest.h>
 
 #include <dirent.h>

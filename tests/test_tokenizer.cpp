@@ -1,5 +1,7 @@
 // test_tokenizer.cpp — unit tests on tiny tokenizers written by the test: the byte-to-unicode
-// table, merge order, added tokens, byte fallback, streaming decode, invalid UTF-8, errors.
+// table, merge order, added tokens, byte fallback, streaming decode, invalid UTF-8, errors;
+// bounds on ids and normalizer growth (under a 1 GiB address-space limit), FIFOs, a directory
+// holding only a GGUF, and the padding ids of a padded model vocabulary.
 #include <gtest/gtest.h>
 
 #include <cstdio>
