@@ -50,6 +50,15 @@ typedef struct qilin_text_stream {
 void qilin_text_stream_init(qilin_text_stream *s, const qilin_tokenizer *t, unsigned decode_flags,
                             const int32_t *stop_ids, size_t n_stop_ids, const char *const *stops, size_t n_stops,
                             qilin_emit_fn emit, void *user);
+/* The prompt, before the first push: its ids go through the same decoder, so
+ * the first generated token decodes as it does after them (SentencePiece
+ * drops a leading space only at the start of the whole text: "Once upon" +
+ * "▁a" reads "Once upon a", not "Once upona"). With echo the prompt's text
+ * is emitted as decoded (not kept in s->text, never matched against stop
+ * strings), so prompt and generation together read exactly as
+ * qilin_tokenizer_decode of all the ids; bytes of a UTF-8 character the
+ * prompt leaves unfinished wait for the generated ones. */
+qilin_status qilin_text_stream_prompt(qilin_text_stream *s, const int32_t *ids, size_t n, bool echo);
 /* Takes one generated id; *more is false once the stream has finished. */
 qilin_status qilin_text_stream_push(qilin_text_stream *s, int32_t id, bool *more);
 /* End of generation (length limit or a finished stream): emits what is held. */

@@ -44,8 +44,8 @@ class Forward : public testing::TestWithParam<std::string> {
         qilin_model_options_default(&o);
         o.dtype = dtype;
         o.max_seqs = 4;
-        o.max_ctx = 256;
-        o.max_batch_tokens = 256;
+        o.max_ctx = 128; /* the smallest fixture's max_position_embeddings (deepseek_v3) */
+        o.max_batch_tokens = 128;
         o.mla_mode = mla;
         qilin_model *m = nullptr;
         qilin_status st = qilin_model_load(dir_.c_str(), &o, &m);
