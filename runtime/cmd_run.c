@@ -308,15 +308,16 @@ static int run_ids(run_args *a) {
     qilin_status st = load_model(a, (int64_t)prompt.n, 16, &m);
     if (st == QILIN_OK) st = default_sampling(a, m);
     if (st != QILIN_OK) return qilin_ids_free(&prompt), qilin_model_free(m), cli_fail("run", st);
-    int *out = malloc(((size_t)a->n + 1) * sizeof *out), len = 0, rc = 0;
-    if (prompt.n > (size_t)qilin_model_get_options(m)->max_ctx) /* else qilin_generate says so, with the sum */
-        st = qilin_error(QILIN_ERR_INVALID_ARGUMENT, "--ids: %zu tokens; the context holds %d", prompt.n,
-                         qilin_model_get_options(m)->max_ctx);
+    int ctx = qilin_model_get_options(m)->max_ctx, len = 0, rc = 0, *out = NULL;
+    if ((int64_t)prompt.n + a->n > ctx) /* checked before the output buffer is sized by -n */
+        st = qilin_error(QILIN_ERR_INVALID_ARGUMENT, "--ids: %zu tokens + -n %d exceed the context of %d tokens",
+                         prompt.n, a->n, ctx);
+    else if (!(out = malloc(((size_t)a->n + 1) * sizeof *out)))
+        st = qilin_error(QILIN_ERR_OUT_OF_MEMORY, "output ids");
     else
-        len = (int)prompt.n;
+        len = (int)prompt.n; /* < ctx */
     const int *prompts[1] = {prompt.ids};
     double t0 = cli_now();
-    if (!out && st == QILIN_OK) st = qilin_error(QILIN_ERR_OUT_OF_MEMORY, "output ids");
     if (st == QILIN_OK) st = qilin_generate(m, 1, prompts, &len, &a->sp, a->n, out);
     double t1 = cli_now();
     if (st != QILIN_OK) {
@@ -325,7 +326,7 @@ static int run_ids(run_args *a) {
         for (int i = 0; i < a->n; i++) printf("%s%d", i ? "," : "", out[i]);
         printf("\n");
         fprintf(stderr, "qilin run: %d prompt + %d generated tokens in %.3f s (%.1f tokens/s overall)\n", len, a->n,
-                t1 - t0, (len + a->n) / (t1 - t0));
+                t1 - t0, ((double)len + a->n) / (t1 - t0));
     }
     free(out);
     qilin_ids_free(&prompt);
