@@ -13,11 +13,18 @@
  *            [--nodes N --node-rank R --coordinator HOST:PORT]   (node R > 0 needs no prompt)
  *
  * Text streams to stdout as it is generated (a token that ends inside a UTF-8
- * character waits for the rest). Generation stops at EOS (the tokenizer's, the
- * config's and generation_config.json's ids, and in chat mode the template's
- * end-of-turn tokens), at a --stop string (not printed), or after N tokens.
+ * character waits for the rest); with -p the prompt is printed as its ids
+ * decode, through the same stream, so the output reads exactly as `qilin
+ * tokenize --decode --skip-special` of prompt + generated ids. Generation
+ * stops at EOS (the tokenizer's, the config's and generation_config.json's
+ * ids, and in chat mode the template's end-of-turn tokens), at a --stop
+ * string (not printed), or after N tokens (-n, else generation_config.json's
+ * max_new_tokens, else 256 / chat 1024 / ids 16), capped by the context.
  * Sampling defaults to generation_config.json when it says do_sample, else
- * greedy; flags override. Afterwards stderr gets prompt and generation
+ * greedy; flags override. Every number is parsed whole and range-checked
+ * (cli.h) and sampling values go through qilin_sampling_params_check, from
+ * flags and from the file alike. A failed write to stdout ends generation
+ * and the exit status is 1. Afterwards stderr gets prompt and generation
  * tokens/s: prompt = prefill up to the first new token, generation = the
  * tokens after it over the time after it. */
 #define _POSIX_C_SOURCE 200809L /* getline, strdup */
