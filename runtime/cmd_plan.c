@@ -11,7 +11,8 @@
  * format is the checkpoint's (config.json torch_dtype / quantization_config)
  * unless --dtype names one. GPU memory: --gpu-mem (a number with B, KB/MB/GB/TB
  * = powers of 1000, or KiB/MiB/GiB/TiB = powers of 1024; a bare number is
- * GiB; at most 1 EiB, as for --reserve: cli_bytes), or --gpus (H100 and A100 = 80 GiB, H200 = 141 GiB), else device 0's.
+ * GiB; at most 1 EiB, as for --reserve: cli_bytes), or --gpus (H100 and A100 = 80 GiB, H200 = 141 GiB), else
+ * device 0's.
  * --slices lists GPU 0's slices (as does QILIN_PRINT_PLANS=1).
  *
  * Exit status: 0 it fits; 1 it does not (the shortfall is printed); 2 bad
