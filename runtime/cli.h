@@ -14,7 +14,7 @@
 
 /* Prints "qilin CMD: STATUS: message" to stderr; returns 1 (the exit status). */
 int cli_fail(const char *cmd, qilin_status st);
-enum { CLI_MAX_GPUS = 1024 }; /* --tp, --nodes */
+enum { CLI_MAX_GPUS = 1024 };             /* --tp, --nodes */
 #define CLI_MAX_BYTES (UINT64_C(1) << 60) /* 1 EiB: the largest size a flag may give */
 
 /* Typed flag values: each parses the whole string (no leading space, no
