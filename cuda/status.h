@@ -50,8 +50,10 @@ qilin_status qilin_error(qilin_status status, const char *fmt, ...);
 const char *qilin_last_error(void);
 void qilin_clear_error(void);
 
-/* Prefixes the calling thread's message with context ("loading layer 3: ")
- * while passing the status through; for callers that add where, not what. */
+/* Prefixes the calling thread's message with context ("loading layer 3")
+ * while passing the status through; for callers that add where, not what.
+ * Context and message are always joined by ": " (a context that already ends
+ * in ": " gets nothing more); with no message the context stands alone. */
 #if defined(__GNUC__)
 __attribute__((format(printf, 2, 3)))
 #endif

@@ -127,7 +127,8 @@ static const char *cause(int e) {
 
 /* ---- addresses ------------------------------------------------------------ */
 
-/* "host:port" or "[v6]:port" -> host, port text. */
+/* "host:port" or "[v6]:port" -> host, port text; false unless port is a
+ * number from 1 to 65535. */
 static bool split_address(const char *addr, char *host, size_t hn, char *port, size_t pn) {
     const char *colon = strrchr(addr, ':');
     if (!colon || colon == addr || !colon[1] || strlen(colon + 1) >= pn) return false;
@@ -140,9 +141,12 @@ static bool split_address(const char *addr, char *host, size_t hn, char *port, s
     if (len == 0 || len >= hn) return false;
     memcpy(host, h, len), host[len] = '\0';
     snprintf(port, pn, "%s", colon + 1);
-    for (const char *c = port; *c; c++)
+    long number = 0;
+    for (const char *c = port; *c; c++) {
         if (*c < '0' || *c > '9') return false;
-    return true;
+        number = number * 10 + (*c - '0'); /* port is < 16 digits: no overflow */
+    }
+    return number >= 1 && number <= 65535; /* else getaddrinfo wraps 99999 into another port */
 }
 
 static void set_nodelay(int fd) {
@@ -335,7 +339,7 @@ qilin_status qilin_cluster_open(const qilin_cluster_options *o, qilin_cluster **
                            "node_rank in 0 .. nodes - 1 and a configuration", o ? o->nodes : 0,
                            o ? o->node_rank : 0, o && o->config ? "set" : "NULL");
     if (!o->coordinator || !split_address(o->coordinator, host, sizeof host, port, sizeof port))
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "cluster: coordinator '%s' is not HOST:PORT",
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "cluster: coordinator '%s' is not HOST:PORT (PORT 1..65535)",
                            o->coordinator ? o->coordinator : "(null)");
     qilin_cluster *c = calloc(1, sizeof *c);
     if (c) c->fds = malloc((size_t)o->nodes * sizeof *c->fds);

@@ -36,6 +36,10 @@ void qilin_model_options_default(qilin_model_options *o) {
     o->nodes = 1;
 }
 
+int qilin_model_default_ctx(const qilin_model_desc *d) {
+    return d->max_position > 0 && d->max_position < QILIN_DEFAULT_CTX ? (int)d->max_position : QILIN_DEFAULT_CTX;
+}
+
 const qilin_model_desc *qilin_model_get_desc(const qilin_model *m) { return m->desc; }
 const qilin_model_options *qilin_model_get_options(const qilin_model *m) { return &m->opt; }
 
@@ -166,8 +170,15 @@ qilin_status qilin_model_load(const char *path, const qilin_model_options *optio
         return st;
     }
     const qilin_model_desc *d = m->desc;
-    if (opt.max_ctx == 0)
-        opt.max_ctx = d->max_position > 0 && d->max_position < 4096 ? (int)d->max_position : 4096;
+    if (opt.max_ctx == 0) opt.max_ctx = qilin_model_default_ctx(d);
+    if (d->max_position > 0 && opt.max_ctx > d->max_position) { /* positions past it were never trained */
+        st = qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                         "qilin_model_load: a context of %d tokens exceeds the model's max_position_embeddings "
+                         "of %lld (%s)", opt.max_ctx, (long long)d->max_position, d->source);
+        qilin_model_desc_free(m->desc);
+        free(m);
+        return st;
+    }
     m->opt = opt;
     m->n = opt.tp / opt.nodes;
     m->first_rank = opt.node_rank * m->n;
@@ -421,6 +432,9 @@ qilin_status qilin_generate_stream(qilin_model *m, int n_seqs, const int *const 
     for (int i = 0; i < n_seqs; i++) {
         if (prompt_lens[i] < 1)
             return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_generate: prompt %d is empty", i);
+        /* the sampler cannot report bad parameters from the device (it returns id -1): check them here */
+        if (qilin_sampling_params_check(&params[i], NULL) != QILIN_OK)
+            return qilin_error_context(QILIN_ERR_INVALID_ARGUMENT, "qilin_generate: sequence %d", i);
         if ((int64_t)prompt_lens[i] + max_new > m->opt.max_ctx)
             return qilin_error(
                 QILIN_ERR_INVALID_ARGUMENT,

@@ -63,7 +63,8 @@ typedef struct qilin_model_options {
     qilin_dtype dtype;        /* activations, weights and KV cache: QILIN_BF16 (default), F16, F32 */
     int device;               /* 0; with tp > 1 the first of devices device .. device + tp - 1 */
     int max_seqs;             /* KV slots; default 8 */
-    int max_ctx;              /* positions per slot; default min(max_position, 4096) */
+    int max_ctx;              /* positions per slot; default qilin_model_default_ctx; more than the
+                                 model's max_position_embeddings is refused */
     int max_batch_tokens;     /* new tokens per step; default 512 */
     qilin_mla_mode mla_mode;
     bool progress;            /* progress bar on stderr while loading */
@@ -81,6 +82,10 @@ typedef struct qilin_model_options {
 
 /* Defaults for every field: fills *o. */
 void qilin_model_options_default(qilin_model_options *o);
+/* The context a model gets when max_ctx is 0: min(max_position_embeddings,
+ * QILIN_DEFAULT_CTX), or QILIN_DEFAULT_CTX when the config does not say. */
+enum { QILIN_DEFAULT_CTX = 4096 };
+int qilin_model_default_ctx(const qilin_model_desc *d);
 
 typedef struct qilin_model qilin_model;
 
@@ -137,7 +142,9 @@ typedef bool (*qilin_token_fn)(void *user, int seq, int token);
  * first token, then the live sequences decode together, one token each per
  * step, sampled on the device with params[i] (temperature 0 = greedy; step
  * j of a sequence uses params[i].step + j). A prompt whose length plus
- * max_new exceeds max_ctx is refused before anything runs. */
+ * max_new exceeds max_ctx, and parameters qilin_sampling_params_check
+ * refuses (NaN or negative temperature, top_p outside (0, 1], ...), are
+ * refused before anything runs. */
 qilin_status qilin_generate_stream(qilin_model *m, int n_seqs, const int *const *prompts, const int *prompt_lens,
                                    const qilin_sampling_params *params, int max_new, qilin_token_fn on_token,
                                    void *user);

@@ -1,9 +1,11 @@
 /* cli.h — small helpers the `qilin` subcommands share: error printing,
- * number, dtype and --ids flags, a monotonic clock, reading a whole stream. */
+ * typed number, size, dtype and --ids flags, a monotonic clock, reading a whole stream. */
 #ifndef QILIN_RUNTIME_CLI_H
 #define QILIN_RUNTIME_CLI_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "cuda/dtype.h"
@@ -12,8 +14,36 @@
 
 /* Prints "qilin CMD: STATUS: message" to stderr; returns 1 (the exit status). */
 int cli_fail(const char *cmd, qilin_status st);
-/* strtod of the whole string; prints "qilin CMD: FLAG: 'S' is not a number" and returns -1 otherwise. */
-int cli_number(const char *cmd, const char *flag, const char *s, double *v);
+enum { CLI_MAX_GPUS = 1024 };             /* --tp, --nodes */
+#define CLI_MAX_BYTES (UINT64_C(1) << 60) /* 1 EiB: the largest size a flag may give */
+
+/* Typed flag values: each parses the whole string (no leading space, no
+ * trailing text), checks its range, and on failure prints "qilin CMD: FLAG
+ * VALUE: why" and returns -1 (0 on success). No value is ever coerced.
+ *   cli_int:    a base-10 integer in [min, max] ("2.5", "nan", "2^40" refused)
+ *   cli_u64:    a base-10 integer in [0, UINT64_MAX] (--seed)
+ *   cli_double: a finite number in [min, max] ("nan", "inf" refused)
+ *   cli_bytes:  a size in [min, max] bytes: a number with B, KB/MB/GB/TB
+ *               (powers of 1000), KiB/MiB/GiB/TiB or K/M/G/T (powers of 1024),
+ *               or bare (GiB): "80GiB", "141 GB", "1.5T"; negative, NaN and
+ *               sizes past max (at most CLI_MAX_BYTES) refused */
+int cli_int(const char *cmd, const char *flag, const char *s, int min, int max, int *out);
+int cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
+int cli_double(const char *cmd, const char *flag, const char *s, double min, double max, double *out);
+int cli_bytes(const char *cmd, const char *flag, const char *s, uint64_t min, uint64_t max, uint64_t *out);
+/* "-h" or "--help": the command prints its usage to stdout and exits 0. */
+bool cli_is_help(const char *arg);
+/* An argument the command does not know: prints "qilin CMD: unknown flag F
+ * (qilin CMD --help lists the flags)" (or "unexpected argument" when F does
+ * not start with '-') and returns -1. */
+int cli_unknown(const char *cmd, const char *f);
+/* Writes and flushes (streamed output shows as it comes); false once `f`
+ * has failed, and the first failure's errno is kept for cli_check_output. */
+bool cli_write(FILE *f, const char *text, size_t n);
+/* Checks that everything written to `f` (named `what`, e.g. "stdout") reached
+ * it: fflush, then ferror. Prints "qilin CMD: writing WHAT: reason" and
+ * returns 1 when not (the exit status), 0 when it did. */
+int cli_check_output(const char *cmd, FILE *f, const char *what);
 /* float32|f32|fp32, bfloat16|bf16, float16|f16|fp16; -1 otherwise. */
 int cli_dtype(const char *s, qilin_dtype *t);
 double cli_now(void); /* seconds, monotonic */

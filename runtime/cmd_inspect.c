@@ -10,13 +10,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli.h"
 #include "commands.h"
 #include "host/checkpoint.h"
 #include "host/model.h"
 
-static int usage(void) {
-    fprintf(stderr, "usage: qilin inspect [--tensors] MODEL_DIR | config.json | model.gguf\n");
-    return 2;
+static int usage(FILE *to) {
+    fprintf(to, "usage: qilin inspect [--tensors] MODEL_DIR | config.json | model.gguf\n");
+    return to == stdout ? 0 : 2;
 }
 
 static void print_tensors(const qilin_model_desc *d, const qilin_bound_model *b) {
@@ -44,14 +45,17 @@ int qilin_cmd_inspect(int argc, char **argv) {
     bool list = false;
     const char *path = NULL;
     for (int i = 1; i < argc; i++) {
+        if (cli_is_help(argv[i])) return usage(stdout);
         if (!strcmp(argv[i], "--tensors"))
             list = true;
-        else if (argv[i][0] == '-' || path)
-            return usage();
+        else if (argv[i][0] == '-')
+            return cli_unknown("inspect", argv[i]), usage(stderr);
+        else if (path)
+            return fprintf(stderr, "qilin inspect: two models given ('%s', '%s')\n", path, argv[i]), usage(stderr);
         else
             path = argv[i];
     }
-    if (!path) return usage();
+    if (!path) return usage(stderr);
 
     qilin_model_desc *d = NULL;
     qilin_status st = qilin_model_desc_load(path, &d);
@@ -86,5 +90,6 @@ int qilin_cmd_inspect(int argc, char **argv) {
     qilin_bound_model_free(b);
     qilin_checkpoint_close(c);
     qilin_model_desc_free(d);
-    return rc;
+    int out_rc = cli_check_output("inspect", stdout, "stdout");
+    return rc ? rc : out_rc;
 }

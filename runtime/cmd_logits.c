@@ -9,6 +9,7 @@
  *       every node runs the same command with its --node-rank; nodes
  *       other than 0 need only --model and the parallel flags. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,13 +18,15 @@
 #include "commands.h"
 #include "host/forward.h"
 
-static int usage(void) {
-    fprintf(stderr, "usage: qilin logits --model DIR --ids 1,2,3 --out FILE [--dtype float32|bfloat16|float16]\n"
-                    "                    [--tp N] [--ep [--ep-dispatch replicated|all-to-all]]\n"
-                    "                    [--nodes N --node-rank R --coordinator HOST:PORT]\n");
-    return 2;
+static int usage(FILE *to) {
+    fprintf(to, "usage: qilin logits --model DIR --ids 1,2,3 --out FILE [--dtype float32|bfloat16|float16]\n"
+                "                    [--tp N] [--ep [--ep-dispatch replicated|all-to-all]]\n"
+                "                    [--nodes N --node-rank R --coordinator HOST:PORT]\n");
+    return to == stdout ? 0 : 2;
 }
 
+/* Every byte reaches the file, or the exit status says not: fwrite's count
+ * and fclose (which flushes) are both checked. */
 static int write_logits(const char *path, const float *logits, size_t count) {
     FILE *f = fopen(path, "wb");
     int rc = !f || fwrite(logits, sizeof *logits, count, f) != count;
@@ -32,31 +35,61 @@ static int write_logits(const char *path, const float *logits, size_t count) {
     return rc;
 }
 
-int qilin_cmd_logits(int argc, char **argv) {
-    const char *model = NULL, *ids_text = NULL, *out = NULL;
+typedef struct logits_args {
+    const char *model, *ids, *out;
     qilin_model_options opt;
-    qilin_model_options_default(&opt);
-    opt.max_seqs = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        double x = 0;
-        if (!strcmp(f, "--ep")) opt.ep = true;
-        else if (!v) return usage();
-        else if ((x = cli_node_flag("logits", f, v, &opt)) != 0) {
-            if (x < 0) return usage();
-            i++;
-        }
-        else if (!strcmp(f, "--model")) model = v, i++;
-        else if (!strcmp(f, "--ids")) ids_text = v, i++;
-        else if (!strcmp(f, "--out")) out = v, i++;
-        else if (!strcmp(f, "--dtype") && !cli_dtype(v, &opt.dtype)) i++;
-        else if (!strcmp(f, "--tp") && !cli_number("logits", f, v, &x)) opt.tp = (int)x, i++;
-        else if (!strcmp(f, "--ep-dispatch") && !strcmp(v, "replicated")) opt.ep_dispatch = QILIN_EP_REPLICATED, i++;
-        else if (!strcmp(f, "--ep-dispatch") && !strcmp(v, "all-to-all")) opt.ep_dispatch = QILIN_EP_ALL_TO_ALL, i++;
-        else return fprintf(stderr, "qilin logits: bad option %s %s\n", f, v), usage();
+} logits_args;
+
+/* One flag with its value: 0 taken, -1 bad (after a message). */
+static int parse_flag(logits_args *a, const char *f, const char *v) {
+    int node = cli_node_flag("logits", f, v, &a->opt);
+    if (node) return node < 0 ? -1 : 0;
+    if (!strcmp(f, "--model")) return a->model = v, 0;
+    if (!strcmp(f, "--ids")) return a->ids = v, 0;
+    if (!strcmp(f, "--out")) return a->out = v, 0;
+    if (!strcmp(f, "--tp")) return cli_int("logits", f, v, 1, CLI_MAX_GPUS, &a->opt.tp);
+    if (!strcmp(f, "--dtype")) {
+        if (!cli_dtype(v, &a->opt.dtype)) return 0;
+        return fprintf(stderr, "qilin logits: --dtype %s: use float32, bfloat16 or float16\n", v), -1;
     }
+    if (!strcmp(f, "--ep-dispatch")) {
+        if (!strcmp(v, "replicated")) a->opt.ep_dispatch = QILIN_EP_REPLICATED;
+        else if (!strcmp(v, "all-to-all")) a->opt.ep_dispatch = QILIN_EP_ALL_TO_ALL;
+        else return fprintf(stderr, "qilin logits: --ep-dispatch %s: use replicated or all-to-all\n", v), -1;
+        return 0;
+    }
+    return cli_unknown("logits", f);
+}
+
+/* 0 parsed, 1 --help, -1 bad arguments (after a message). */
+static int parse(int argc, char **argv, logits_args *a) {
+    static const char *const valued[] = {"--model", "--ids",   "--out",  "--tp",          "--dtype",
+                                         "--ep-dispatch", "--nodes", "--node-rank", "--coordinator"};
+    memset(a, 0, sizeof *a);
+    qilin_model_options_default(&a->opt);
+    a->opt.max_seqs = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i];
+        bool takes_value = false;
+        for (size_t k = 0; k < sizeof valued / sizeof *valued; k++) takes_value |= !strcmp(f, valued[k]);
+        if (cli_is_help(f)) return 1;
+        if (!strcmp(f, "--ep")) a->opt.ep = true;
+        else if (!takes_value) return cli_unknown("logits", f);
+        else if (i + 1 == argc) return fprintf(stderr, "qilin logits: %s needs a value\n", f), -1;
+        else if (parse_flag(a, f, argv[++i])) return -1;
+    }
+    if (a->model && a->opt.node_rank > 0) return 0; /* a follower needs no ids */
+    if (!a->model || !a->ids || !a->out) return fprintf(stderr, "qilin logits: --model, --ids and --out are required\n"), -1;
+    return 0;
+}
+
+int qilin_cmd_logits(int argc, char **argv) {
+    logits_args a;
+    int parsed = parse(argc, argv, &a);
+    if (parsed) return usage(parsed > 0 ? stdout : stderr);
+    const char *model = a.model, *ids_text = a.ids, *out = a.out;
+    qilin_model_options opt = a.opt;
     if (model && opt.node_rank > 0) return cli_follow("logits", model, &opt);
-    if (!model || !ids_text || !out) return usage();
     qilin_ids prompt = {0};
     if (cli_parse_ids("logits", ids_text, &prompt)) return qilin_ids_free(&prompt), 2;
     int n = (int)prompt.n, *ids = prompt.ids;

@@ -11,19 +11,20 @@
  * format is the checkpoint's (config.json torch_dtype / quantization_config)
  * unless --dtype names one. GPU memory: --gpu-mem (a number with B, KB/MB/GB/TB
  * = powers of 1000, or KiB/MiB/GiB/TiB = powers of 1024; a bare number is
- * GiB), or --gpus (H100 and A100 = 80 GiB, H200 = 141 GiB), else device 0's.
+ * GiB; at most 1 EiB, as for --reserve: cli_bytes), or --gpus (H100 and A100 = 80 GiB, H200 = 141 GiB), else
+ * device 0's.
  * --slices lists GPU 0's slices (as does QILIN_PRINT_PLANS=1).
  *
  * Exit status: 0 it fits; 1 it does not (the shortfall is printed); 2 bad
- * arguments or a model that does not split over N GPUs. */
+ * arguments, a model that does not split over N GPUs, or output that could
+ * not be written. -h/--help prints the usage and exits 0. */
 #define _POSIX_C_SOURCE 200809L /* strcasecmp */
-#include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "cli.h"
 #include "commands.h"
 #include "cuda/device.h"
 #include "host/model.h"
@@ -31,62 +32,31 @@
 
 typedef struct plan_args {
     const char *model, *dtype, *kv_dtype, *gpus;
-    double gpu_mem; /* bytes; 0 = not given */
+    uint64_t gpu_mem; /* bytes; 0 = not given */
     qilin_plan_options plan;
     qilin_memory_options mem;
     bool slices;
 } plan_args;
 
-static int usage(void) {
-    fprintf(stderr,
+static int usage(FILE *to) {
+    fprintf(to,
             "usage: qilin plan MODEL [--tp N] [--ep] [--gpus H100|H200|A100] [--gpu-mem 80GiB] [--util 0.9]\n"
             "                  [--dtype bf16|fp16|fp32|fp8|int4] [--kv-dtype bf16|fp16|fp8]\n"
             "                  [--max-batch-tokens T] [--max-batch-seqs S] [--reserve 1GiB] [--slices]\n"
-            "                  [--ep-dispatch replicated|all-to-all]\n");
-    return 2;
+            "                  [--ep-dispatch replicated|all-to-all]\n"
+            "  sizes: a number with B, KB/MB/GB/TB (powers of 1000), KiB/MiB/GiB/TiB (powers of 1024)\n"
+            "         or none (GiB), up to 1 EiB\n");
+    return to == stdout ? 0 : 2;
 }
 
-/* "80GiB", "141 GB", "80" (GiB) -> bytes; < 0 on error. */
-static double parse_bytes(const char *s) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || !(v > 0)) return -1;
-    while (*end == ' ') end++;
-    static const struct {
-        const char *unit;
-        double scale;
-    } units[] = {{"", 1073741824.0},    {"B", 1},
-                 {"KB", 1e3},           {"MB", 1e6},
-                 {"GB", 1e9},           {"TB", 1e12},
-                 {"KiB", 1024.0},       {"MiB", 1048576.0},
-                 {"GiB", 1073741824.0}, {"TiB", 1099511627776.0},
-                 {"K", 1024.0},         {"M", 1048576.0},
-                 {"G", 1073741824.0},   {"T", 1099511627776.0}};
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
-        if (strcmp(end, units[i].unit) == 0) return v * units[i].scale;
-    return -1;
-}
-
-static int parse_double(const char *flag, const char *s, double *v) {
-    char *end;
-    errno = 0;
-    *v = strtod(s, &end);
-    if (errno || end == s || *end) {
-        fprintf(stderr, "qilin plan: %s: '%s' is not a number\n", flag, s);
-        return -1;
-    }
-    return 0;
-}
-
-static int gpu_preset(const char *name, double *bytes) {
+static int gpu_preset(const char *name, uint64_t *bytes) {
     static const struct {
         const char *name;
-        double gib;
+        uint64_t gib;
     } gpus[] = {{"H100", 80}, {"H200", 141}, {"A100", 80}};
     for (size_t i = 0; i < sizeof gpus / sizeof gpus[0]; i++)
         if (strcasecmp(name, gpus[i].name) == 0) {
-            *bytes = gpus[i].gib * 1073741824.0;
+            *bytes = gpus[i].gib << 30;
             return 0;
         }
     fprintf(stderr,
@@ -112,41 +82,35 @@ static int parse_args(int argc, char **argv, plan_args *a) {
             a->plan.ep = true;
         else if (!strcmp(f, "--slices"))
             a->slices = true;
-        else if (!strcmp(f, "-h") || !strcmp(f, "--help"))
-            return -1;
+        else if (cli_is_help(f))
+            return 1;
         else {
             static const char *const valued[] = {
                 "--tp",    "--gpus",     "--gpu-mem",          "--reserve",        "--util",
                 "--dtype", "--kv-dtype", "--max-batch-tokens", "--max-batch-seqs", "--ep-dispatch"};
             bool known = false;
             for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= !strcmp(f, valued[k]);
-            if (!known) return fprintf(stderr, "qilin plan: unknown option %s\n", f), -1;
+            if (!known) return cli_unknown("plan", f);
             const char *v = i + 1 < argc ? argv[++i] : NULL;
-            double x = 0;
+            int k = 0;
             if (!v) return fprintf(stderr, "qilin plan: %s needs a value\n", f), -1;
             if (!strcmp(f, "--tp")) {
-                if (parse_double(f, v, &x) || x < 1 || x > 1024 || x != floor(x))
-                    return fprintf(stderr, "qilin plan: --tp %s: need a whole number of GPUs, 1..1024\n", v),
-                           -1;
-                a->plan.tp = (int)x;
+                if (cli_int("plan", f, v, 1, CLI_MAX_GPUS, &a->plan.tp)) return -1;
             } else if (!strcmp(f, "--gpus")) {
                 if (gpu_preset(v, &a->gpu_mem)) return -1;
-            } else if (!strcmp(f, "--gpu-mem") || !strcmp(f, "--reserve")) {
-                if ((x = parse_bytes(v)) < 0)
-                    return fprintf(stderr, "qilin plan: %s %s: not a size (e.g. 80GiB, 141GB)\n", f, v), -1;
-                if (!strcmp(f, "--gpu-mem"))
-                    a->gpu_mem = x;
-                else
-                    a->mem.reserve_bytes = (uint64_t)x;
+            } else if (!strcmp(f, "--gpu-mem")) {
+                if (cli_bytes("plan", f, v, 1, CLI_MAX_BYTES, &a->gpu_mem)) return -1;
+            } else if (!strcmp(f, "--reserve")) {
+                if (cli_bytes("plan", f, v, 0, CLI_MAX_BYTES, &a->mem.reserve_bytes)) return -1;
             } else if (!strcmp(f, "--util")) {
-                if (parse_double(f, v, &a->mem.util)) return -1;
+                if (cli_double("plan", f, v, 0, 1, &a->mem.util)) return -1;
+                if (a->mem.util == 0) return fprintf(stderr, "qilin plan: --util %s: must be > 0\n", v), -1;
             } else if (!strcmp(f, "--max-batch-tokens") || !strcmp(f, "--max-batch-seqs")) {
-                if (parse_double(f, v, &x) || x < 1 || x != floor(x) || x > 1e9)
-                    return fprintf(stderr, "qilin plan: %s %s: need a positive whole number\n", f, v), -1;
+                if (cli_int("plan", f, v, 1, 1000000000, &k)) return -1;
                 if (!strcmp(f, "--max-batch-tokens"))
-                    a->mem.max_batch_tokens = (int64_t)x;
+                    a->mem.max_batch_tokens = k;
                 else
-                    a->mem.max_batch_seqs = (int)x;
+                    a->mem.max_batch_seqs = k;
             } else if (!strcmp(f, "--dtype")) {
                 a->dtype = v;
             } else if (!strcmp(f, "--ep-dispatch")) { /* all-to-all adds its exchange buffers */
@@ -168,24 +132,25 @@ static int parse_args(int argc, char **argv, plan_args *a) {
 }
 
 /* GPU memory when neither --gpus nor --gpu-mem was given: device 0's. */
-static int device_memory(double *bytes) {
+static int device_memory(uint64_t *bytes) {
     int n = 0;
     qilin_device_props p;
     if (qilin_device_count(&n) != QILIN_OK || n == 0 || qilin_device_get_props(0, &p) != QILIN_OK) {
         fprintf(stderr, "qilin plan: no device to measure; give --gpus H100|H200 or --gpu-mem SIZE\n");
         return -1;
     }
-    *bytes = (double)p.total_mem_bytes;
+    *bytes = p.total_mem_bytes;
     fprintf(stderr, "qilin plan: GPU memory of device 0 (%s%s): %.1f GiB\n", p.name,
-            p.is_sim ? ", emulated" : "", *bytes / 1073741824.0);
+            p.is_sim ? ", emulated" : "", (double)*bytes / 1073741824.0);
     return 0;
 }
 
 int qilin_cmd_plan(int argc, char **argv) {
     plan_args a;
-    if (parse_args(argc, argv, &a)) return usage();
+    int parsed = parse_args(argc, argv, &a);
+    if (parsed) return usage(parsed > 0 ? stdout : stderr);
     if (a.gpu_mem == 0 && device_memory(&a.gpu_mem)) return 2;
-    a.mem.gpu_mem_bytes = (uint64_t)a.gpu_mem;
+    a.mem.gpu_mem_bytes = a.gpu_mem;
 
     qilin_model_desc *d = NULL;
     qilin_plan *p = NULL;
@@ -215,5 +180,6 @@ int qilin_cmd_plan(int argc, char **argv) {
     if (st != QILIN_OK) fprintf(stderr, "qilin plan: %s\n", qilin_last_error());
     qilin_plan_free(p);
     qilin_model_desc_free(d);
-    return rc;
+    int out_rc = cli_check_output("plan", stdout, "stdout");
+    return rc == 2 || !out_rc ? rc : 2;
 }

@@ -13,14 +13,24 @@
  *            [--nodes N --node-rank R --coordinator HOST:PORT]   (node R > 0 needs no prompt)
  *
  * Text streams to stdout as it is generated (a token that ends inside a UTF-8
- * character waits for the rest). Generation stops at EOS (the tokenizer's, the
- * config's and generation_config.json's ids, and in chat mode the template's
- * end-of-turn tokens), at a --stop string (not printed), or after N tokens.
+ * character waits for the rest); with -p the prompt is printed as its ids
+ * decode, through the same stream, so the output reads exactly as `qilin
+ * tokenize --decode --skip-special` of prompt + generated ids. Generation
+ * stops at EOS (the tokenizer's, the config's and generation_config.json's
+ * ids, and in chat mode the template's end-of-turn tokens), at a --stop
+ * string (not printed), or after N tokens (-n, else generation_config.json's
+ * max_new_tokens, else 256 / chat 1024 / ids 16), capped by the context.
  * Sampling defaults to generation_config.json when it says do_sample, else
- * greedy; flags override. Afterwards stderr gets prompt and generation
+ * greedy; flags override. Every number is parsed whole and range-checked
+ * (cli.h) and sampling values go through qilin_sampling_params_check, from
+ * flags and from the file alike. A failed write to stdout ends generation
+ * and the exit status is 1. Afterwards stderr gets prompt and generation
  * tokens/s: prompt = prefill up to the first new token, generation = the
  * tokens after it over the time after it. */
 #define _POSIX_C_SOURCE 200809L /* getline, strdup */
+#include <float.h>
+#include <limits.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -48,20 +58,59 @@ typedef struct run_args {
     qilin_sampling_params sp;
 } run_args;
 
-static int usage(void) {
-    fprintf(stderr,
+static int usage(FILE *to) {
+    fprintf(to,
             "usage: qilin run --model DIR (-p TEXT | --chat [-p TEXT] [--system S] | --ids 1,2,3) [-n N]\n"
             "                 [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R]\n"
             "                 [--seed S] [--stop STR]... [--chat-template FILE] [--think show|hide]\n"
             "                 [--template-kwargs '{\"enable_thinking\": false}']\n"
             "                 [--dtype float32|bfloat16|float16] [--max-ctx N] [--ignore-eos] [--tp N] [--ep]\n"
             "                 [--ep-dispatch replicated|all-to-all]\n"
-            "                 [--nodes N --node-rank R --coordinator HOST:PORT]\n");
-    return 2;
+            "                 [--nodes N --node-rank R --coordinator HOST:PORT]\n"
+            "  -n N       new tokens at most: -n, else generation_config.json's max_new_tokens, else 256\n"
+            "             (--chat: 1024, --ids: 16); the context caps it\n"
+            "  --max-ctx  context tokens, at most the model's max_position_embeddings; default: prompt + N\n"
+            "             for -p and --ids, else min(max_position_embeddings, %d)\n"
+            "  sampling   --temperature >= 0 (0 = greedy), --top-k >= 0 (0 = off), --top-p in (0, 1],\n"
+            "             --min-p in [0, 1], --repetition-penalty > 0; default: generation_config.json\n"
+            "             when it says do_sample, else greedy\n",
+            QILIN_DEFAULT_CTX);
+    return to == stdout ? 0 : 2;
+}
+
+/* A sampling flag: sets its field, then checks the whole set the way the
+ * sampler will (the other fields hold valid defaults or flags already
+ * checked, so a failure is this flag's). */
+static int sampling_flag(run_args *a, const char *f, const char *v) {
+    static const char *const names[] = {"--temperature", "--top-p", "--min-p", "--repetition-penalty"};
+    float *const fields[] = {&a->sp.temperature, &a->sp.top_p, &a->sp.min_p, &a->sp.repetition_penalty};
+    bool known = !strcmp(f, "--top-k");
+    if (known && cli_int("run", f, v, INT_MIN, INT_MAX, &a->sp.top_k)) return -1;
+    for (size_t i = 0; i < sizeof names / sizeof *names && !known; i++) {
+        double x = 0;
+        if (strcmp(f, names[i])) continue;
+        known = true;
+        if (cli_double("run", f, v, -FLT_MAX, FLT_MAX, &x)) return -1;
+        *fields[i] = (float)x; /* within float's range: no overflow to inf */
+    }
+    if (!known) return 0;
+    char why[QILIN_SAMPLING_WHY_BYTES];
+    if (qilin_sampling_params_check(&a->sp, why) != QILIN_OK)
+        return fprintf(stderr, "qilin run: %s %s: %s\n", f, v, why), -1;
+    a->sampling_given = true;
+    return 1;
+}
+
+/* A flag with a number: 1 taken, 0 not a number flag, -1 bad value. */
+static int number_flag(run_args *a, const char *f, const char *v) {
+    if (!strcmp(f, "-n")) return cli_int("run", f, v, 1, INT_MAX, &a->n) ? -1 : 1;
+    if (!strcmp(f, "--max-ctx")) return cli_int("run", f, v, 1, INT_MAX, &a->max_ctx) ? -1 : 1;
+    if (!strcmp(f, "--tp")) return cli_int("run", f, v, 1, CLI_MAX_GPUS, &a->opt.tp) ? -1 : 1;
+    if (!strcmp(f, "--seed")) return cli_u64("run", f, v, &a->sp.seed) ? -1 : 1;
+    return sampling_flag(a, f, v);
 }
 
 static int parse_flag_value(run_args *a, const char *f, const char *v) {
-    double x = 0;
     static const char *const text_flags[] = {"--model", "-p",      "--prompt", "--ids",
                                               "--system", "--chat-template", "--think",  "--template-kwargs"};
     const char **text_dest[] = {&a->model,  &a->prompt,        &a->prompt, &a->ids,
@@ -85,23 +134,23 @@ static int parse_flag_value(run_args *a, const char *f, const char *v) {
         else return fprintf(stderr, "qilin run: --ep-dispatch %s: use replicated or all-to-all\n", v), -1;
         return 0;
     }
-    if (cli_number("run", f, v, &x)) return -1;
-    if (!strcmp(f, "-n")) a->n = (int)x;
-    else if (!strcmp(f, "--max-ctx")) a->max_ctx = (int)x;
-    else if (!strcmp(f, "--seed")) a->sp.seed = (uint64_t)x;
-    else if (!strcmp(f, "--tp")) a->opt.tp = (int)x;
-    else {
-        a->sampling_given = true;
-        if (!strcmp(f, "--temperature")) a->sp.temperature = (float)x;
-        else if (!strcmp(f, "--top-k")) a->sp.top_k = (int)x;
-        else if (!strcmp(f, "--top-p")) a->sp.top_p = (float)x;
-        else if (!strcmp(f, "--min-p")) a->sp.min_p = (float)x;
-        else if (!strcmp(f, "--repetition-penalty")) a->sp.repetition_penalty = (float)x;
-        else return fprintf(stderr, "qilin run: unknown option %s\n", f), -1;
-    }
-    return 0;
+    int number = number_flag(a, f, v);
+    return number < 0 ? -1 : number > 0 ? 0 : cli_unknown("run", f);
 }
 
+/* Flags taking a value; the others are switches. */
+static bool takes_value(const char *f) {
+    static const char *const valued[] = {
+        "--model", "-p",   "--prompt",      "--ids",      "--system",     "--chat-template", "--think",
+        "--template-kwargs", "--stop", "--dtype", "--nodes", "--node-rank", "--coordinator", "--ep-dispatch",
+        "-n", "--max-ctx", "--tp", "--seed", "--temperature", "--top-k", "--top-p", "--min-p",
+        "--repetition-penalty"};
+    for (size_t i = 0; i < sizeof valued / sizeof *valued; i++)
+        if (!strcmp(f, valued[i])) return true;
+    return false;
+}
+
+/* 0 parsed, 1 --help, -1 bad arguments (after a message). */
 static int parse(int argc, char **argv, run_args *a) {
     memset(a, 0, sizeof *a);
     qilin_model_options_default(&a->opt);
@@ -110,37 +159,71 @@ static int parse(int argc, char **argv, run_args *a) {
     a->n = -1;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
+        if (cli_is_help(f)) return 1;
         if (!strcmp(f, "--chat")) a->chat = true;
         else if (!strcmp(f, "--ignore-eos")) a->ignore_eos = true;
         else if (!strcmp(f, "--ep")) a->opt.ep = true;
+        else if (!takes_value(f)) return cli_unknown("run", f);
         else if (i + 1 == argc) return fprintf(stderr, "qilin run: %s needs a value\n", f), -1;
         else if (parse_flag_value(a, f, argv[++i])) return -1;
     }
     if (a->model && a->opt.node_rank > 0) return 0; /* a follower needs no prompt */
-    if (!a->model || (!a->prompt && !a->ids && !a->chat)) return -1;
-    if ((a->ids && (a->prompt || a->chat)) || (a->think && strcmp(a->think, "show") && strcmp(a->think, "hide")))
-        return -1;
+    if (!a->model) return fprintf(stderr, "qilin run: --model DIR is required\n"), -1;
+    if (!a->prompt && !a->ids && !a->chat) return fprintf(stderr, "qilin run: give -p TEXT, --chat or --ids\n"), -1;
+    if (a->ids && (a->prompt || a->chat)) return fprintf(stderr, "qilin run: --ids goes without -p and --chat\n"), -1;
+    if (a->think && strcmp(a->think, "show") && strcmp(a->think, "hide"))
+        return fprintf(stderr, "qilin run: --think %s: use show or hide\n", a->think), -1;
     return 0;
 }
 
-/* Loads the model with a context that fits prompt + n (or the model's default). */
-static qilin_status load_model(run_args *a, int prompt_len, qilin_model **m) {
+/* The new-token limit and the context, from the model's descriptor before
+ * loading: -n, else generation_config.json's max_new_tokens, else
+ * `fallback`; --max-ctx, else prompt + n (chat: the model's default), never
+ * past max_position_embeddings (qilin_model_load refuses an explicit
+ * --max-ctx beyond it). Sums are taken in int64: no overflow. */
+static qilin_status size_context(run_args *a, int64_t prompt_len, int fallback) {
+    qilin_model_desc *d = NULL;
+    QILIN_TRY(qilin_model_desc_load(a->model, &d));
+    int64_t from_config = d->has_gen ? d->gen.max_new_tokens : -1;
+    int limit = qilin_model_default_ctx(d);
+    qilin_model_desc_free(d);
+    if (a->n < 0) a->n = from_config > 0 ? (from_config < INT_MAX ? (int)from_config : INT_MAX) : fallback;
     if (a->max_ctx > 0) a->opt.max_ctx = a->max_ctx;
-    else if (!a->chat) a->opt.max_ctx = prompt_len + a->n;
+    else if (!a->chat) a->opt.max_ctx = prompt_len + a->n < limit ? (int)(prompt_len + a->n) : limit;
+    return QILIN_OK;
+}
+
+static qilin_status load_model(run_args *a, int64_t prompt_len, int fallback_n, qilin_model **m) {
+    QILIN_TRY(size_context(a, prompt_len, fallback_n));
     qilin_status st = qilin_model_load(a->model, &a->opt, m);
     if (st == QILIN_OK) cli_report_gpus("run", *m);
     return st;
 }
 
-/* Sampling from generation_config.json unless flags chose (HF: do_sample). */
-static void default_sampling(run_args *a, const qilin_model *m) {
+/* Sampling from generation_config.json unless flags chose (HF: do_sample),
+ * checked as flags are: a config's NaN or top_p 0 is refused, naming it. */
+static qilin_status default_sampling(run_args *a, const qilin_model *m) {
     const qilin_model_desc *d = qilin_model_get_desc(m);
-    if (a->sampling_given || !d->has_gen || !d->gen.do_sample) return;
-    a->sp.temperature = (float)d->gen.temperature;
-    a->sp.top_p = (float)d->gen.top_p;
-    a->sp.top_k = (int)d->gen.top_k;
-    a->sp.min_p = (float)d->gen.min_p;
-    a->sp.repetition_penalty = (float)d->gen.repetition_penalty;
+    if (a->sampling_given || !d->has_gen || !d->gen.do_sample) return QILIN_OK;
+    const hf_generation_config *g = &d->gen;
+    const double floats[] = {g->temperature, g->top_p, g->min_p, g->repetition_penalty};
+    for (size_t i = 0; i < sizeof floats / sizeof *floats; i++)
+        if (!(fabs(floats[i]) <= FLT_MAX))
+            return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                               "generation_config.json of %s: temperature %g, top_p %g, min_p %g, "
+                               "repetition_penalty %g: not all finite floats", a->model, g->temperature, g->top_p,
+                               g->min_p, g->repetition_penalty);
+    if (g->top_k < 0 || g->top_k > INT_MAX)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "generation_config.json of %s: top_k %lld: must be from 0 to %d",
+                           a->model, (long long)g->top_k, INT_MAX);
+    a->sp.temperature = (float)g->temperature;
+    a->sp.top_p = (float)g->top_p;
+    a->sp.top_k = (int)g->top_k;
+    a->sp.min_p = (float)g->min_p;
+    a->sp.repetition_penalty = (float)g->repetition_penalty;
+    if (qilin_sampling_params_check(&a->sp, NULL) != QILIN_OK)
+        return qilin_error_context(QILIN_ERR_INVALID_ARGUMENT, "generation_config.json of %s", a->model);
+    return QILIN_OK;
 }
 
 /* ---- one generation, streamed ---- */
@@ -152,10 +235,9 @@ typedef struct generation {
     qilin_status st;
 } generation;
 
-static void write_stdout(void *user, const char *text, size_t n) {
-    fwrite(text, 1, n, stdout);
-    fflush(stdout);
-}
+/* Streams to stdout; a failed write (full disk, closed pipe) leaves stdout's
+ * error flag set, which ends the generation (on_token) and the exit status. */
+static void write_stdout(void *user, const char *text, size_t n) { cli_write(stdout, text, n); }
 
 static bool on_token(void *user, int seq, int token) {
     generation *g = user;
@@ -163,7 +245,7 @@ static bool on_token(void *user, int seq, int token) {
     if (g->n_new++ == 0) g->t_first = g->t_last;
     bool more = false;
     g->st = qilin_text_stream_push(&g->text, token, &more);
-    return g->st == QILIN_OK && more;
+    return g->st == QILIN_OK && more && !ferror(stdout);
 }
 
 static void print_rates(const generation *g, int prompt_len) {
@@ -174,19 +256,22 @@ static void print_rates(const generation *g, int prompt_len) {
             g->text.finish == QILIN_FINISH_EOS ? ", stopped at EOS" : g->text.finish == QILIN_FINISH_STOP ? ", stopped at a stop string" : "");
 }
 
-/* Generates from prompt ids, streaming text through `emit`; the visible text
- * stays in g->text.text for the caller (chat history). */
+/* Generates from prompt ids, streaming text through `emit` (with echo, the
+ * prompt's text first, so the whole reads as the decoded ids); the visible
+ * generated text stays in g->text.text for the caller (chat history). */
 static qilin_status generate_text(qilin_model *m, const qilin_tokenizer *t, const run_args *a, const qilin_ids *prompt,
-                                  const int32_t *stop_ids, size_t n_stop_ids, qilin_emit_fn emit, void *user,
+                                  bool echo, const int32_t *stop_ids, size_t n_stop_ids, qilin_emit_fn emit, void *user,
                                   generation *g) {
     memset(g, 0, sizeof *g);
     qilin_text_stream_init(&g->text, t, QILIN_DECODE_SKIP_SPECIAL, stop_ids, n_stop_ids, a->stops, (size_t)a->n_stops,
                            emit, user);
     qilin_text_stream_set_model_vocab(&g->text, qilin_model_get_desc(m)->vocab); /* padding ids: "" */
-    int len = (int)prompt->n, room = qilin_model_get_options(m)->max_ctx - len;
-    if (room < 1)
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "the prompt has %d tokens; the context holds %d", len,
-                           qilin_model_get_options(m)->max_ctx);
+    int ctx = qilin_model_get_options(m)->max_ctx;
+    if (prompt->n >= (size_t)ctx)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "the prompt has %zu tokens; the context holds %d", prompt->n,
+                           ctx);
+    int len = (int)prompt->n, room = ctx - len; /* len < ctx: both fit an int */
+    QILIN_TRY(qilin_text_stream_prompt(&g->text, prompt->ids, prompt->n, echo));
     g->max_new = a->n > 0 && a->n < room ? a->n : room;
     if (a->n > room)
         fprintf(stderr, "qilin run: -n %d capped to %d: the context holds %d tokens (--max-ctx)\n", a->n, room,
@@ -227,15 +312,20 @@ static size_t stop_ids(const run_args *a, const qilin_model *m, const qilin_toke
 static int run_ids(run_args *a) {
     qilin_ids prompt = {0};
     if (cli_parse_ids("run", a->ids, &prompt)) return qilin_ids_free(&prompt), 2;
-    if (a->n < 0) a->n = 16;
     qilin_model *m = NULL;
-    qilin_status st = load_model(a, (int)prompt.n, &m);
-    if (st != QILIN_OK) return qilin_ids_free(&prompt), cli_fail("run", st);
-    default_sampling(a, m);
-    int *out = malloc(((size_t)a->n + 1) * sizeof *out), len = (int)prompt.n, rc = 0;
+    qilin_status st = load_model(a, (int64_t)prompt.n, 16, &m);
+    if (st == QILIN_OK) st = default_sampling(a, m);
+    if (st != QILIN_OK) return qilin_ids_free(&prompt), qilin_model_free(m), cli_fail("run", st);
+    int ctx = qilin_model_get_options(m)->max_ctx, len = 0, rc = 0, *out = NULL;
+    if ((int64_t)prompt.n + a->n > ctx) /* checked before the output buffer is sized by -n */
+        st = qilin_error(QILIN_ERR_INVALID_ARGUMENT, "--ids: %zu tokens + -n %d exceed the context of %d tokens",
+                         prompt.n, a->n, ctx);
+    else if (!(out = malloc(((size_t)a->n + 1) * sizeof *out)))
+        st = qilin_error(QILIN_ERR_OUT_OF_MEMORY, "output ids");
+    else
+        len = (int)prompt.n; /* < ctx */
     const int *prompts[1] = {prompt.ids};
     double t0 = cli_now();
-    if (!out) st = qilin_error(QILIN_ERR_OUT_OF_MEMORY, "output ids");
     if (st == QILIN_OK) st = qilin_generate(m, 1, prompts, &len, &a->sp, a->n, out);
     double t1 = cli_now();
     if (st != QILIN_OK) {
@@ -244,7 +334,7 @@ static int run_ids(run_args *a) {
         for (int i = 0; i < a->n; i++) printf("%s%d", i ? "," : "", out[i]);
         printf("\n");
         fprintf(stderr, "qilin run: %d prompt + %d generated tokens in %.3f s (%.1f tokens/s overall)\n", len, a->n,
-                t1 - t0, (len + a->n) / (t1 - t0));
+                t1 - t0, ((double)len + a->n) / (t1 - t0));
     }
     free(out);
     qilin_ids_free(&prompt);
@@ -254,20 +344,18 @@ static int run_ids(run_args *a) {
 
 /* Continues a text: BOS as the tokenizer adds it, special tokens in the text matched. */
 static int run_completion(run_args *a, const qilin_tokenizer *t) {
-    if (a->n < 0) a->n = 256;
     qilin_ids prompt = {0};
     qilin_status st = qilin_tokenizer_encode(t, a->prompt, strlen(a->prompt),
                                              QILIN_ENCODE_ADD_SPECIAL | QILIN_ENCODE_PARSE_SPECIAL, &prompt);
     if (st == QILIN_OK && prompt.n == 0) st = qilin_error(QILIN_ERR_INVALID_ARGUMENT, "-p: the prompt has no tokens");
     if (st != QILIN_OK) return qilin_ids_free(&prompt), cli_fail("run", st);
     qilin_model *m = NULL;
-    if ((st = load_model(a, (int)prompt.n, &m)) != QILIN_OK) return qilin_ids_free(&prompt), cli_fail("run", st);
-    default_sampling(a, m);
+    if ((st = load_model(a, (int64_t)prompt.n, 256, &m)) == QILIN_OK) st = default_sampling(a, m);
+    if (st != QILIN_OK) return qilin_ids_free(&prompt), qilin_model_free(m), cli_fail("run", st);
     int32_t stops[32];
     size_t n_stops = stop_ids(a, m, t, stops, 32);
     generation g;
-    fwrite(a->prompt, 1, strlen(a->prompt), stdout);
-    st = generate_text(m, t, a, &prompt, stops, n_stops, write_stdout, NULL, &g);
+    st = generate_text(m, t, a, &prompt, true, stops, n_stops, write_stdout, NULL, &g);
     int rc = st == QILIN_OK ? 0 : cli_fail("run", st);
     if (st == QILIN_OK) print_rates(&g, (int)prompt.n);
     qilin_text_stream_free(&g.text);
@@ -327,7 +415,7 @@ static qilin_status chat_turn(const run_args *a, qilin_model *m, const qilin_tok
                                                        qilin_chat_prompt_opens_think(prompt), &out.think);
     generation g;
     memset(&g, 0, sizeof g);
-    if (st == QILIN_OK) st = generate_text(m, t, a, &ids, stops, n_stops, write_visible, &out, &g);
+    if (st == QILIN_OK) st = generate_text(m, t, a, &ids, false, stops, n_stops, write_visible, &out, &g);
     const char *rest = NULL;
     size_t n_rest = 0;
     if (st == QILIN_OK) st = out.st;
@@ -355,16 +443,15 @@ static char *next_user_message(const run_args *a, int turn, char **line, size_t 
 }
 
 static int run_chat(run_args *a, const qilin_tokenizer *t) {
-    if (a->n < 0) a->n = 1024;
     qilin_chat_template *tpl = NULL;
     qilin_model *m = NULL;
     json_t *messages = json_array();
     qilin_status st = load_template(a, t, &tpl);
     if (st == QILIN_OK && a->system) st = add_message(messages, "system", a->system);
-    if (st == QILIN_OK) st = load_model(a, 0, &m);
+    if (st == QILIN_OK) st = load_model(a, 0, 1024, &m);
     int32_t stops[32];
     size_t n_stops = st == QILIN_OK ? stop_ids(a, m, t, stops, 32) : 0;
-    if (st == QILIN_OK) default_sampling(a, m);
+    if (st == QILIN_OK) st = default_sampling(a, m);
     char *line = NULL, *user = NULL;
     size_t cap = 0;
     for (int turn = 0; st == QILIN_OK && (user = next_user_message(a, turn, &line, &cap)); turn++) {
@@ -380,15 +467,21 @@ static int run_chat(run_args *a, const qilin_tokenizer *t) {
     return rc;
 }
 
-int qilin_cmd_run(int argc, char **argv) {
-    run_args a;
-    if (parse(argc, argv, &a)) return usage();
-    if (a.opt.node_rank > 0) return cli_follow("run", a.model, &a.opt);
-    if (a.ids) return run_ids(&a);
+static int run_tokenized(run_args *a) {
     qilin_tokenizer *t = NULL;
-    qilin_status st = qilin_tokenizer_load(a.model, &t);
+    qilin_status st = qilin_tokenizer_load(a->model, &t);
     if (st != QILIN_OK) return cli_fail("run", st);
-    int rc = a.chat ? run_chat(&a, t) : run_completion(&a, t);
+    int rc = a->chat ? run_chat(a, t) : run_completion(a, t);
     qilin_tokenizer_free(t);
     return rc;
+}
+
+int qilin_cmd_run(int argc, char **argv) {
+    run_args a;
+    int parsed = parse(argc, argv, &a);
+    if (parsed) return usage(parsed > 0 ? stdout : stderr);
+    if (a.opt.node_rank > 0) return cli_follow("run", a.model, &a.opt);
+    int rc = a.ids ? run_ids(&a) : run_tokenized(&a);
+    int out_rc = cli_check_output("run", stdout, "stdout");
+    return rc ? rc : out_rc;
 }

@@ -29,28 +29,29 @@ typedef struct tokenize_args {
     bool decode, no_bos, no_special, pieces, skip_special;
 } tokenize_args;
 
-static int usage(void) {
-    fprintf(stderr, "usage: qilin tokenize --model DIR [--text S] [--no-bos] [--no-special] [--pieces] < text\n"
-                    "       qilin tokenize --model DIR --decode [--skip-special] < ids\n");
-    return 2;
+static int usage(FILE *to) {
+    fprintf(to, "usage: qilin tokenize --model DIR [--text S] [--no-bos] [--no-special] [--pieces] < text\n"
+                "       qilin tokenize --model DIR --decode [--skip-special] < ids\n");
+    return to == stdout ? 0 : 2;
 }
 
+/* 0 parsed, 1 --help, -1 bad arguments (after a message). */
 static int parse(int argc, char **argv, tokenize_args *a) {
     memset(a, 0, sizeof *a);
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
+        if (cli_is_help(f)) return 1;
         if (!strcmp(f, "--decode")) a->decode = true;
         else if (!strcmp(f, "--no-bos")) a->no_bos = true;
         else if (!strcmp(f, "--no-special")) a->no_special = true;
         else if (!strcmp(f, "--pieces")) a->pieces = true;
         else if (!strcmp(f, "--skip-special")) a->skip_special = true;
-        else if ((!strcmp(f, "--model") || !strcmp(f, "--text")) && i + 1 < argc) *(f[2] == 'm' ? &a->model : &a->text) = argv[++i];
-        else {
-            fprintf(stderr, "qilin tokenize: unknown option or missing value: %s\n", f);
-            return -1;
-        }
+        else if (strcmp(f, "--model") && strcmp(f, "--text")) return cli_unknown("tokenize", f);
+        else if (i + 1 == argc) return fprintf(stderr, "qilin tokenize: %s needs a value\n", f), -1;
+        else *(f[2] == 'm' ? &a->model : &a->text) = argv[++i];
     }
-    return a->model ? 0 : -1;
+    if (!a->model) return fprintf(stderr, "qilin tokenize: --model DIR is required\n"), -1;
+    return 0;
 }
 
 static int encode(const qilin_tokenizer *t, const tokenize_args *a) {
@@ -113,11 +114,13 @@ static int decode(const qilin_tokenizer *t, const tokenize_args *a) {
 
 int qilin_cmd_tokenize(int argc, char **argv) {
     tokenize_args a;
-    if (parse(argc, argv, &a)) return usage();
+    int parsed = parse(argc, argv, &a);
+    if (parsed) return usage(parsed > 0 ? stdout : stderr);
     qilin_tokenizer *t = NULL;
     qilin_status st = qilin_tokenizer_load(a.model, &t);
     if (st != QILIN_OK) return cli_fail("tokenize", st);
     int rc = a.decode ? decode(t, &a) : encode(t, &a);
     qilin_tokenizer_free(t);
-    return rc;
+    int out_rc = cli_check_output("tokenize", stdout, "stdout");
+    return rc ? rc : out_rc;
 }

@@ -8,6 +8,7 @@
  * Model commands, one file each: inspect (cmd_inspect.c), plan (cmd_plan.c),
  * logits (cmd_logits.c), run (cmd_run.c), tokenize (cmd_tokenize.c). */
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,13 +115,27 @@ done:
 
 int main(int argc, char **argv) {
     const char *cmd = argc > 1 ? argv[1] : "demo";
-    if (!strcmp(cmd, "demo")) return cmd_demo();
-    if (!strcmp(cmd, "devices")) return cmd_devices();
+    bool help = argc > 2 && (!strcmp(argv[2], "-h") || !strcmp(argv[2], "--help"));
+    if (!strcmp(cmd, "demo") || !strcmp(cmd, "devices")) {
+        if (help) return printf("usage: qilin %s\n", cmd), 0;
+        if (argc > 2) return fprintf(stderr, "qilin %s: takes no arguments (got '%s')\n", cmd, argv[2]), 2;
+        return !strcmp(cmd, "demo") ? cmd_demo() : cmd_devices();
+    }
     if (!strcmp(cmd, "inspect")) return qilin_cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "plan")) return qilin_cmd_plan(argc - 1, argv + 1);
     if (!strcmp(cmd, "logits")) return qilin_cmd_logits(argc - 1, argv + 1);
     if (!strcmp(cmd, "run")) return qilin_cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return qilin_cmd_tokenize(argc - 1, argv + 1);
-    fprintf(stderr, "usage: qilin [demo|devices|inspect|plan|logits|run|tokenize] ...\n");
-    return strcmp(cmd, "-h") && strcmp(cmd, "--help") ? 2 : 0;
+    help = !strcmp(cmd, "-h") || !strcmp(cmd, "--help");
+    if (!help) fprintf(stderr, "qilin: unknown command '%s'\n", cmd);
+    fprintf(help ? stdout : stderr,
+            "usage: qilin COMMAND [flags]   (qilin COMMAND --help: that command's flags)\n"
+            "  run       generate text (or ids) with a model\n"
+            "  tokenize  text to token ids and back\n"
+            "  logits    fp32 logits of every position of a prompt\n"
+            "  inspect   what a model is: architecture, parameters, tensors\n"
+            "  plan      will a model fit on these GPUs\n"
+            "  devices   list the devices\n"
+            "  demo      a kernel smoke test (the default)\n");
+    return help ? 0 : 2;
 }

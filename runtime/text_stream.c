@@ -77,6 +77,19 @@ static long find_stop(const qilin_text_stream *s) {
     return first;
 }
 
+qilin_status qilin_text_stream_prompt(qilin_text_stream *s, const int32_t *ids, size_t n, bool echo) {
+    size_t room = 64 + qilin_tokenizer_max_token_bytes(s->detok.t), got = 0;
+    char *piece = malloc(room);
+    if (!piece) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "text stream: %zu bytes", room);
+    qilin_status st = QILIN_OK;
+    for (size_t i = 0; i < n && st == QILIN_OK; i++) {
+        st = qilin_detokenizer_push(&s->detok, ids[i], piece, room, &got);
+        if (st == QILIN_OK && echo && got && s->emit) s->emit(s->user, piece, got);
+    }
+    free(piece);
+    return st == QILIN_OK ? QILIN_OK : qilin_error_context(st, "text stream: prompt");
+}
+
 qilin_status qilin_text_stream_push(qilin_text_stream *s, int32_t id, bool *more) {
     *more = false;
     if (s->finish != QILIN_FINISH_NONE) return QILIN_OK;

@@ -53,6 +53,15 @@ void qilin_text_stream_init(qilin_text_stream *s, const qilin_tokenizer *t, unsi
 /* The model's vocabulary size: ids past the tokenizer's, below it, are padding
  * and decode to empty text (qilin_detokenizer_set_model_vocab). */
 void qilin_text_stream_set_model_vocab(qilin_text_stream *s, int32_t model_vocab);
+/* The prompt, before the first push: its ids go through the same decoder, so
+ * the first generated token decodes as it does after them (SentencePiece
+ * drops a leading space only at the start of the whole text: "Once upon" +
+ * "▁a" reads "Once upon a", not "Once upona"). With echo the prompt's text
+ * is emitted as decoded (not kept in s->text, never matched against stop
+ * strings), so prompt and generation together read exactly as
+ * qilin_tokenizer_decode of all the ids; bytes of a UTF-8 character the
+ * prompt leaves unfinished wait for the generated ones. */
+qilin_status qilin_text_stream_prompt(qilin_text_stream *s, const int32_t *ids, size_t n, bool echo);
 /* Takes one generated id; *more is false once the stream has finished. */
 qilin_status qilin_text_stream_push(qilin_text_stream *s, int32_t id, bool *more);
 /* End of generation (length limit or a finished stream): emits what is held. */

@@ -503,8 +503,10 @@ qilin_status qilin_detokenizer_push(qilin_detokenizer *d, int32_t id, char *out,
     if (skipped(t, id, d->flags)) return QILIN_OK;
     const char *b = t->bytes[id];
     size_t nb = t->bytes_len[id];
-    if (!d->started && t->strip_first_space && nb > 0 && b[0] == ' ') b++, nb--;
-    d->started = true;
+    /* Only the whole text's first byte may be stripped: tokens with no bytes before it do not count. */
+    bool first = !d->started && nb > 0;
+    if (nb > 0) d->started = true;
+    if (first && t->strip_first_space && b[0] == ' ') b++, nb--;
     size_t total = d->n_pending + nb;
     if (total > cap)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_detokenizer_push: token %d needs %zu bytes of output, "

