@@ -81,13 +81,16 @@ static qilin_status assign(jctx *c, const char *name, jv v) {
 
 /* ---------------------------------------------------------------- helpers */
 
-static qilin_status step(jctx *c, int line) {
+qilin_status jsteps(jctx *c, int line, uint64_t n) {
     uint64_t max = c->opt && c->opt->max_steps ? c->opt->max_steps : 50000000u;
-    if (++c->steps > max)
+    if (n > max || c->steps > max - n)
         return jerr(c, line, QILIN_ERR_INVALID_ARGUMENT, "evaluation exceeded %llu steps",
                     (unsigned long long)max);
+    c->steps += n;
     return QILIN_OK;
 }
+
+static qilin_status step(jctx *c, int line) { return jsteps(c, line, 1); }
 
 static bool is_num(jv v) { return v.kind == JK_INT || v.kind == JK_FLOAT || v.kind == JK_BOOL; }
 
@@ -353,11 +356,13 @@ qilin_status jiterate(jctx *c, int line, jv v, jv *out) {
     case JK_UNDEF:
         return jv_list_new(0, out);
     case JK_DICT:
+        QILIN_TRY(jsteps(c, line, v.u.d->n));
         QILIN_TRY(jv_list_new(v.u.d->n, out));
         for (size_t i = 0; i < v.u.d->n; i++)
             QILIN_TRY(jv_list_push(*out, jv_ref((jv){JK_STR, 0, {.s = v.u.d->keys[i]}})));
         return QILIN_OK;
     case JK_STR:
+        QILIN_TRY(jsteps(c, line, v.u.s->len));
         QILIN_TRY(jv_list_new(0, out));
         for (size_t i = 0; i < v.u.s->len;) {
             size_t e = i + 1;
@@ -605,6 +610,8 @@ qilin_status qilin_jinja_render_json(const qilin_jinja_template *t, const json_t
     if (!t || !out)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_jinja_render: NULL template or output");
     *out = NULL;
+    jmem mem = {.name = t->name, .max = opt && opt->max_memory ? opt->max_memory : ((size_t)256 << 20)};
+    jmem_begin(&mem);
     jbuf result = {.max = opt && opt->max_output ? opt->max_output : ((size_t)64 << 20)};
     jctx c = {.tpl = t, .opt = opt, .out = &result};
     if (opt && opt->now)
@@ -622,16 +629,15 @@ qilin_status qilin_jinja_render_json(const qilin_jinja_template *t, const json_t
             jdict snapshot = *d;
             d->n = 0;
             for (size_t k = 0; k < snapshot.n; k++) {
-                if (--snapshot.keys[k]->rc == 0) free(snapshot.keys[k]);
+                jv_unref((jv){JK_STR, 0, {.s = snapshot.keys[k]}});
                 jv_unref(snapshot.vals[k]);
             }
         }
         jv_unref(c.namespaces);
     }
-    if (st != QILIN_OK) {
-        jbuf_free(&result);
-        return st;
-    }
+    if (st != QILIN_OK) jbuf_free(&result);
+    jmem_end(); /* the output now belongs to the caller, outside any budget */
+    if (st != QILIN_OK) return st;
     *out = result.p;
     if (out_len) *out_len = result.n;
     return QILIN_OK;
