@@ -157,7 +157,8 @@ typedef struct jbuf {
     size_t n, cap, max;
     size_t charged; /* bytes of cap charged to the memory budget */
 } jbuf;
-qilin_status jbuf_put(jbuf *b, const char *s, size_t n);
+qilin_status jbuf_reserve(jbuf *b, size_t n); /* room for n more bytes (and the NUL) */
+qilin_status jbuf_put(jbuf *b, const char *s, size_t n); /* s must not point into b */
 qilin_status jbuf_puts(jbuf *b, const char *s);
 qilin_status jbuf_putc(jbuf *b, char c);
 void jbuf_free(jbuf *b);

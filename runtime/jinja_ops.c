@@ -36,9 +36,14 @@ static qilin_status repeat(jctx *c, int line, jv seq, int64_t times, jv *out) {
     if (seq.kind == JK_STR) {
         QILIN_TRY(jsteps(c, line, byte_steps(total)));
         jbuf b = {.max = max};
-        qilin_status st = jbuf_put(&b, seq.u.s->data, n);
-        while (st == QILIN_OK && b.n < total) /* doubling: O(total) bytes copied */
-            st = jbuf_put(&b, b.p, b.n <= total - b.n ? b.n : total - b.n);
+        qilin_status st = jbuf_reserve(&b, total);
+        if (st == QILIN_OK) st = jbuf_put(&b, seq.u.s->data, n);
+        while (st == QILIN_OK && b.n < total) { /* doubling in place: O(total) bytes copied */
+            size_t more = b.n <= total - b.n ? b.n : total - b.n;
+            memcpy(b.p + b.n, b.p, more);
+            b.n += more;
+            b.p[b.n] = 0;
+        }
         if (st != QILIN_OK) {
             jbuf_free(&b);
             return st;

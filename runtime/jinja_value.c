@@ -134,7 +134,7 @@ void jv_unrefp(jv *v) {
 
 /* ---------------------------------------------------------------- buffers */
 
-qilin_status jbuf_put(jbuf *b, const char *s, size_t n) {
+qilin_status jbuf_reserve(jbuf *b, size_t n) {
     size_t max = b->max ? b->max : ((size_t)64 << 20);
     if (n > max || b->n > max - n)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
@@ -142,12 +142,18 @@ qilin_status jbuf_put(jbuf *b, const char *s, size_t n) {
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 64;
         while (cap < b->n + n + 1) cap *= 2;
+        if (cap > max + 1) cap = max + 1; /* never past what the limit lets it hold */
         QILIN_TRY(mem_charge(&b->charged, cap));
         char *p = realloc(b->p, cap);
         if (!p) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: out of memory (%zu bytes)", cap);
         b->p = p;
         b->cap = cap;
     }
+    return QILIN_OK;
+}
+
+qilin_status jbuf_put(jbuf *b, const char *s, size_t n) {
+    QILIN_TRY(jbuf_reserve(b, n));
     if (n) memcpy(b->p + b->n, s, n);
     b->n += n;
     b->p[b->n] = 0;
