@@ -7,6 +7,8 @@
 #define _GNU_SOURCE /* memmem, strdup, localtime_r */
 #include "runtime/jinja_internal.h"
 
+#include <utf8proc.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -130,27 +132,51 @@ static qilin_status f_tojson(jctx *c, int line, jv v, jv *s, jv *out) {
     return jv_str_take(&b, out);
 }
 
+/* The ASCII digit of a Unicode decimal digit (category Nd, which comes in
+ * runs of ten from 0 to 9), or -1. */
+static int unicode_digit(utf8proc_int32_t cp) {
+    if (cp < 0x80) return cp >= '0' && cp <= '9' ? cp - '0' : -1;
+    if (utf8proc_category(cp) != UTF8PROC_CATEGORY_ND) return -1;
+    utf8proc_int32_t start = cp;
+    while (start > 0 && utf8proc_category(start - 1) == UTF8PROC_CATEGORY_ND) start--;
+    return (int)((cp - start) % 10);
+}
+
 /* The text of a number as Python's int()/float() read it: surrounding
- * whitespace stripped and underscores between digits removed; false where an
- * underscore is misplaced or the text holds a hex prefix (strtod would read
- * "0x1p3", Python's float() does not). */
+ * whitespace stripped, Unicode decimal digits as ASCII, underscores between
+ * digits removed; false where an underscore is misplaced, the text holds a
+ * hex prefix (strtod would read "0x1p3", Python's float() does not) or
+ * anything non-ASCII but digits. */
 static bool py_number_text(const jstr *s, char *buf, size_t cap) {
-    const char *p = s->data, *e = s->data + s->len;
-    while (p < e && (*p == ' ' || (*p >= '\t' && *p <= '\r'))) p++;
-    while (e > p && (e[-1] == ' ' || (e[-1] >= '\t' && e[-1] <= '\r'))) e--;
-    if (p == e || (size_t)(e - p) >= cap) return false;
+    size_t a = 0, e = s->len, adv;
+    while (a < e && py_isspace_at(s->data + a, e - a, &adv)) a += adv;
+    while (e > a) { /* strip from the end: find the last code point's start */
+        size_t k = e - 1;
+        while (k > a && ((unsigned char)s->data[k] & 0xc0) == 0x80) k--;
+        if (!py_isspace_at(s->data + k, e - k, &adv)) break;
+        e = k;
+    }
     size_t n = 0;
-    for (const char *q = p; q < e; q++) {
-        if (*q == 'x' || *q == 'X' || *q == 0) return false;
-        if (*q == '_') {
-            if (q == p || q + 1 == e || !isdigit((unsigned char)q[-1]) || !isdigit((unsigned char)q[1]))
-                return false;
+    bool prev_digit = false;
+    for (size_t i = a; i < e;) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t len = utf8proc_iterate((const utf8proc_uint8_t *)s->data + i, (utf8proc_ssize_t)(e - i), &cp);
+        if (len <= 0 || n + 1 >= cap) return false;
+        i += (size_t)len;
+        int d = unicode_digit(cp);
+        if (cp == '_') { /* only between two digits */
+            utf8proc_int32_t next = -1;
+            if (i < e) utf8proc_iterate((const utf8proc_uint8_t *)s->data + i, (utf8proc_ssize_t)(e - i), &next);
+            if (!prev_digit || unicode_digit(next) < 0) return false;
+            prev_digit = false;
             continue;
         }
-        buf[n++] = *q;
+        if (d < 0 && (cp >= 0x80 || cp == 'x' || cp == 'X' || cp == 0)) return false;
+        buf[n++] = d >= 0 ? (char)('0' + d) : (char)cp;
+        prev_digit = d >= 0;
     }
     buf[n] = 0;
-    return true;
+    return n > 0;
 }
 
 /* Python's int(text) in base 10. *fits is false for a valid integer beyond 64 bits. */
@@ -179,50 +205,54 @@ static qilin_status int_too_large(jctx *c, int line, const char *what) {
                 what);
 }
 
-/* jinja2's int filter: int(value), else int(float(value)), else the default. */
-static qilin_status f_int(jctx *c, int line, jv v, jv def, jv *out) {
-    jv fallback = given(def) ? def : jv_int(0);
-    double f = 0;
-    if (is_int(v)) {
-        *out = jv_int(int_of(v));
-        return QILIN_OK;
-    } else if (v.kind == JK_FLOAT) {
-        f = v.u.f;
-    } else if (v.kind == JK_STR) {
-        char t[512];
-        int64_t i;
-        bool fits;
-        if (!py_number_text(v.u.s, t, sizeof t)) {
-            *out = jv_ref(fallback);
-            return QILIN_OK;
-        }
-        if (py_parse_int(t, &i, &fits)) {
-            if (!fits) return int_too_large(c, line, t);
-            *out = jv_int(i);
-            return QILIN_OK;
-        }
-        if (!py_parse_float(t, &f)) {
-            *out = jv_ref(fallback);
-            return QILIN_OK;
-        }
-    } else {
-        if (v.kind == JK_UNDEF && v.u.hint) return jerr_undefined(c, line, v);
-        *out = jv_ref(fallback);
-        return QILIN_OK;
-    }
-    if (isnan(f)) { /* ValueError: the default */
-        *out = jv_ref(fallback);
-        return QILIN_OK;
-    }
-    if (isinf(f))
-        return jerr(c, line, QILIN_ERR_INVALID_ARGUMENT, "int filter: cannot convert float infinity to integer");
-    if (!(f >= -9223372036854775808.0 && f < 9223372036854775808.0)) {
+/* The int of a finite double, or an error where Python's would not fit 64 bits. */
+static qilin_status int_of_double(jctx *c, int line, double f, jv *out) {
+    if (!(f > -9223372036854775809.0 && f < 9223372036854775808.0)) {
         char t[40];
         jv_format_float(f, t);
         return int_too_large(c, line, t);
     }
     *out = jv_int((int64_t)f);
     return QILIN_OK;
+}
+
+/* jinja2's int filter: int(value); on TypeError/ValueError int(float(value));
+ * on TypeError/ValueError/OverflowError the default. So 'inf'|int is the
+ * default but a float infinity is an error (int(inf) raises OverflowError). */
+static qilin_status f_int(jctx *c, int line, jv v, jv def, jv *out) {
+    jv fallback = given(def) ? def : jv_int(0);
+    if (is_int(v)) {
+        *out = jv_int(int_of(v));
+        return QILIN_OK;
+    }
+    if (v.kind == JK_FLOAT) {
+        if (isinf(v.u.f))
+            return jerr(c, line, QILIN_ERR_INVALID_ARGUMENT, "int filter: cannot convert float infinity to integer");
+        if (isnan(v.u.f)) {
+            *out = jv_ref(fallback);
+            return QILIN_OK;
+        }
+        return int_of_double(c, line, v.u.f, out);
+    }
+    if (v.kind == JK_UNDEF && v.u.hint) return jerr_undefined(c, line, v);
+    char t[512];
+    int64_t i;
+    bool fits;
+    double f;
+    if (v.kind != JK_STR || !py_number_text(v.u.s, t, sizeof t)) {
+        *out = jv_ref(fallback);
+        return QILIN_OK;
+    }
+    if (py_parse_int(t, &i, &fits)) {
+        if (!fits) return int_too_large(c, line, t);
+        *out = jv_int(i);
+        return QILIN_OK;
+    }
+    if (!py_parse_float(t, &f) || !isfinite(f)) {
+        *out = jv_ref(fallback);
+        return QILIN_OK;
+    }
+    return int_of_double(c, line, f, out);
 }
 
 /* jinja2's float filter: float(value), else the default. */
