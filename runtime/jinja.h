@@ -50,7 +50,8 @@ void qilin_jinja_free(qilin_jinja_template *t); /* NULL does nothing */
 typedef struct qilin_jinja_options {
     size_t max_output;  /* bytes of output (and of any one string value); 0: 64 MiB */
     uint64_t max_steps; /* evaluation steps; 0: 50 million */
-    size_t max_memory;  /* bytes of strings, lists, dicts and buffers alive at once; 0: 256 MiB */
+    size_t max_memory;  /* bytes of strings, lists, dicts and buffers alive at once;
+                           0: 4 x max_output (256 MiB with the default output limit) */
     /* Clock for strftime_now(fmt); NULL: local time at render. */
     const struct tm *now;
 } qilin_jinja_options;

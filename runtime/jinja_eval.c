@@ -610,9 +610,13 @@ qilin_status qilin_jinja_render_json(const qilin_jinja_template *t, const json_t
     if (!t || !out)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_jinja_render: NULL template or output");
     *out = NULL;
-    jmem mem = {.name = t->name, .max = opt && opt->max_memory ? opt->max_memory : ((size_t)256 << 20)};
-    jmem_begin(&mem);
     jbuf result = {.max = opt && opt->max_output ? opt->max_output : ((size_t)64 << 20)};
+    /* room for the output, the values it is made from, and copies in flight */
+    size_t max_memory = opt && opt->max_memory ? opt->max_memory
+                        : result.max <= SIZE_MAX / 4 ? 4 * result.max
+                                                     : SIZE_MAX;
+    jmem mem = {.name = t->name, .max = max_memory};
+    jmem_begin(&mem);
     jctx c = {.tpl = t, .opt = opt, .out = &result};
     if (opt && opt->now)
         c.now = *opt->now;
