@@ -92,6 +92,8 @@ typedef struct jdict {
     size_t n, cap;
     jstr **keys; /* insertion order, as Python dicts */
     jv *vals;
+    uint32_t *slots; /* hash index of keys (position + 1), past a few keys; NULL before */
+    size_t nslots;
 } jdict;
 
 struct jnode;

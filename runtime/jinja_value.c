@@ -81,6 +81,7 @@ static void dict_free(jdict *d) {
     mem_release(d->charged);
     free(d->keys);
     free(d->vals);
+    free(d->slots);
     free(d);
 }
 
@@ -264,10 +265,65 @@ qilin_status jv_dict_new(jkind kind, jv *out) {
     return QILIN_OK;
 }
 
+static uint64_t key_hash(const char *key, size_t klen) { /* FNV-1a */
+    uint64_t h = 1469598103934665603u;
+    for (size_t i = 0; i < klen; i++) h = (h ^ (unsigned char)key[i]) * 1099511628211u;
+    return h;
+}
+
+static bool key_is(const jstr *k, const char *key, size_t klen) {
+    return k->len == klen && memcmp(k->data, key, klen) == 0;
+}
+
+/* Small dicts are searched in order; past DICT_INDEXED keys a hash index
+ * (open addressing, slot = position + 1) keeps lookups O(1), so a dict of
+ * 100k keys from a request's JSON is built in linear time. */
+#define DICT_INDEXED 8
+
 static long dict_find(const jdict *d, const char *key, size_t klen) {
-    for (size_t i = 0; i < d->n; i++)
-        if (d->keys[i]->len == klen && memcmp(d->keys[i]->data, key, klen) == 0) return (long)i;
-    return -1;
+    if (!d->slots) {
+        for (size_t i = 0; i < d->n; i++)
+            if (key_is(d->keys[i], key, klen)) return (long)i;
+        return -1;
+    }
+    size_t mask = d->nslots - 1;
+    for (size_t s = key_hash(key, klen) & mask;; s = (s + 1) & mask) {
+        uint32_t at = d->slots[s];
+        if (at == 0) return -1;
+        if (at <= d->n && key_is(d->keys[at - 1], key, klen)) return (long)at - 1;
+    }
+}
+
+static void index_add(jdict *d, size_t i) {
+    size_t mask = d->nslots - 1, s = key_hash(d->keys[i]->data, d->keys[i]->len) & mask;
+    while (d->slots[s]) s = (s + 1) & mask;
+    d->slots[s] = (uint32_t)i + 1;
+}
+
+/* Bytes a dict of capacity cap holds (its index at twice the capacity). */
+static size_t dict_bytes(size_t cap) {
+    return sizeof(jdict) + cap * (sizeof(jstr *) + sizeof(jv)) + (cap > DICT_INDEXED ? 2 * cap * sizeof(uint32_t) : 0);
+}
+
+/* Grows keys/vals (and the index) to cap entries. */
+static qilin_status dict_grow(jdict *d, size_t cap) {
+    if (cap > UINT32_MAX / 2) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: dict of %zu keys", cap);
+    QILIN_TRY(mem_charge(&d->charged, dict_bytes(cap)));
+    jstr **k = realloc(d->keys, cap * sizeof *k);
+    if (k) d->keys = k;
+    jv *v = k ? realloc(d->vals, cap * sizeof *v) : NULL;
+    if (v) d->vals = v;
+    uint32_t *slots = v && cap > DICT_INDEXED ? calloc(2 * cap, sizeof *slots) : NULL;
+    if (!v || (cap > DICT_INDEXED && !slots))
+        return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: out of memory (dict of %zu)", cap);
+    d->cap = cap;
+    if (slots) {
+        free(d->slots);
+        d->slots = slots;
+        d->nslots = 2 * cap;
+        for (size_t i = 0; i < d->n; i++) index_add(d, i);
+    }
+    return QILIN_OK;
 }
 
 qilin_status jv_dict_set(jv dict, const char *key, size_t klen, jv val) {
@@ -286,21 +342,9 @@ qilin_status jv_dict_set(jv dict, const char *key, size_t klen, jv val) {
         d->vals[i] = val;
         return QILIN_OK;
     }
-    if (d->n == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 4;
-        if ((st = mem_charge(&d->charged, sizeof(jdict) + cap * (sizeof(jstr *) + sizeof(jv)))) != QILIN_OK) {
-            jv_unref(val);
-            return st;
-        }
-        jstr **k = realloc(d->keys, cap * sizeof *k);
-        if (k) d->keys = k;
-        jv *v = k ? realloc(d->vals, cap * sizeof *v) : NULL;
-        if (!v) {
-            jv_unref(val);
-            return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: out of memory (dict of %zu)", cap);
-        }
-        d->vals = v;
-        d->cap = cap;
+    if (d->n == d->cap && (st = dict_grow(d, d->cap ? d->cap * 2 : 4)) != QILIN_OK) {
+        jv_unref(val);
+        return st;
     }
     jv k = jv_none();
     st = jv_str(key, klen, &k);
@@ -310,6 +354,7 @@ qilin_status jv_dict_set(jv dict, const char *key, size_t klen, jv val) {
     }
     d->keys[d->n] = k.u.s;
     d->vals[d->n] = val;
+    if (d->slots) index_add(d, d->n);
     d->n++;
     return QILIN_OK;
 }

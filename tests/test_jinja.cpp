@@ -441,6 +441,19 @@ TEST(JinjaHostile, LoopsInsideOperationsAreBounded) {
     EXPECT_TRUE(r.text == "['', '', '', '']") << r.text.substr(0, 200);
 }
 
+// A dict of many keys (a request's JSON) is built and read in linear time:
+// lookups went through every key, so 100k keys took 10^10 comparisons.
+TEST(JinjaHostile, BigDictsAreIndexed) {
+    std::string ctx = "{\"d\": {";
+    for (int i = 0; i < 100000; i++) ctx += (i ? ",\"k" : "\"k") + std::to_string(i) + "\": " + std::to_string(i);
+    ctx += "}}";
+    Rendered r = render("{{ d|length }} {{ d['k99999'] }} {{ d.k5 }} {{ d.get('nope', -1) }} "
+                        "{{ dict(d)|length }} {{ 'k77' in d }} {{ d|items|list|last }}",
+                        ctx.c_str());
+    EXPECT_EQ(r.status, QILIN_OK) << r.text;
+    EXPECT_EQ(r.text, "100000 99999 5 -1 100000 True ('k99999', 99999)");
+}
+
 // Lists and dicts count against the memory limit as strings do (here a
 // limit of 8 MiB; the default's 256 MiB is checked by the next test).
 TEST(JinjaHostile, MemoryLimitCoversEveryValue) {
