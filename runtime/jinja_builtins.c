@@ -87,8 +87,7 @@ qilin_status jgetitem(jctx *c, int line, jv obj, jv key, jv *out) {
             return QILIN_OK;
         }
     } else if ((obj.kind == JK_LIST || obj.kind == JK_STR) && is_int(key)) {
-        int64_t n =
-            obj.kind == JK_LIST ? (int64_t)obj.u.l->n : (int64_t)obj.u.s->cps;
+        int64_t n = obj.kind == JK_LIST ? (int64_t)obj.u.l->n : (int64_t)obj.u.s->cps;
         int64_t i = int_of(key);
         if (i < 0) i += n;
         if (i < 0 || i >= n) return QILIN_OK;
@@ -96,7 +95,8 @@ qilin_status jgetitem(jctx *c, int line, jv obj, jv key, jv *out) {
             *out = jv_ref(obj.u.l->items[i]);
             return QILIN_OK;
         }
-        if (obj.u.s->cps != obj.u.s->len) QILIN_TRY(jsteps(c, line, 1 + obj.u.s->len / 64)); /* the walks below */
+        if (obj.u.s->cps != obj.u.s->len)
+            QILIN_TRY(jsteps(c, line, 1 + obj.u.s->len / 64)); /* the walks below */
         size_t a = jstr_offset(obj.u.s, (size_t)i);
         size_t b = jstr_offset(obj.u.s, (size_t)i + 1);
         return jv_str(obj.u.s->data + a, b - a, out);
@@ -226,12 +226,14 @@ qilin_status py_split(jctx *c, int line, jv s, jv sep, int64_t maxsplit, bool fr
     /* rsplit finds the rightmost match first: memmem over the reversed bytes
      * (linear, where trying every position from the right would be n * k) */
     char *rp = malloc(n + 1), *rq = malloc(k + 1);
-    qilin_status st = rp && rq ? QILIN_OK : qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: out of memory (rsplit)");
+    qilin_status st =
+        rp && rq ? QILIN_OK : qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: out of memory (rsplit)");
     for (size_t i = 0; st == QILIN_OK && i < n; i++) rp[i] = p[n - 1 - i];
     for (size_t i = 0; st == QILIN_OK && i < k; i++) rq[i] = q[k - 1 - i];
     size_t e = n; /* the part left of e is still unsplit */
     while (st == QILIN_OK) {
-        const char *rhit = (maxsplit < 0 || (int64_t)out->u.l->n < maxsplit) ? memmem(rp + (n - e), e, rq, k) : NULL;
+        const char *rhit =
+            (maxsplit < 0 || (int64_t)out->u.l->n < maxsplit) ? memmem(rp + (n - e), e, rq, k) : NULL;
         if (!rhit) {
             st = push_str(*out, p, e);
             break;
@@ -286,7 +288,8 @@ static utf8proc_int32_t cp_at(const utf8proc_uint8_t *p, utf8proc_ssize_t n, utf
 
 /* Python lowers a capital sigma at the end of a word to final sigma: a cased
  * letter before it and none after it (case-ignorable characters skipped). */
-static bool final_sigma(const utf8proc_uint8_t *p, utf8proc_ssize_t n, utf8proc_ssize_t at, utf8proc_ssize_t len) {
+static bool final_sigma(const utf8proc_uint8_t *p, utf8proc_ssize_t n, utf8proc_ssize_t at,
+                        utf8proc_ssize_t len) {
     bool before = false;
     for (utf8proc_ssize_t j = at; j > 0;) {
         utf8proc_ssize_t k = j - 1, adv;
@@ -311,7 +314,8 @@ static bool final_sigma(const utf8proc_uint8_t *p, utf8proc_ssize_t n, utf8proc_
 static qilin_status put_cps(jbuf *b, const uint32_t *cps, int n) {
     for (int k = 0; k < n && cps[k]; k++) {
         utf8proc_uint8_t enc[4];
-        QILIN_TRY(jbuf_put(b, (const char *)enc, (size_t)utf8proc_encode_char((utf8proc_int32_t)cps[k], enc)));
+        QILIN_TRY(
+            jbuf_put(b, (const char *)enc, (size_t)utf8proc_encode_char((utf8proc_int32_t)cps[k], enc)));
     }
     return QILIN_OK;
 }
@@ -579,7 +583,8 @@ qilin_status jmethod_call(jctx *c, int line, jv self, const char *m, jv *a, size
         return jerr(c, line, QILIN_ERR_UNSUPPORTED, "keyword arguments to the %s method '%s'",
                     jv_type_name(self), m);
     if (self.kind == JK_STR) {
-        QILIN_TRY(jsteps(c, line, 1 + self.u.s->len / 64 + (na && a[0].kind == JK_STR ? a[0].u.s->len / 64 : 0)));
+        QILIN_TRY(
+            jsteps(c, line, 1 + self.u.s->len / 64 + (na && a[0].kind == JK_STR ? a[0].u.s->len / 64 : 0)));
         return str_method(c, line, self, m, a, na, out);
     }
     QILIN_TRY(jsteps(c, line, jv_weight(self))); /* count/index compare with every item */

@@ -612,7 +612,7 @@ qilin_status qilin_jinja_render_json(const qilin_jinja_template *t, const json_t
     *out = NULL;
     jbuf result = {.max = opt && opt->max_output ? opt->max_output : ((size_t)64 << 20)};
     /* room for the output, the values it is made from, and copies in flight */
-    size_t max_memory = opt && opt->max_memory ? opt->max_memory
+    size_t max_memory = opt && opt->max_memory       ? opt->max_memory
                         : result.max <= SIZE_MAX / 4 ? 4 * result.max
                                                      : SIZE_MAX;
     jmem mem = {.name = t->name, .max = max_memory};

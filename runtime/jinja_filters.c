@@ -160,13 +160,15 @@ static bool py_number_text(const jstr *s, char *buf, size_t cap) {
     bool prev_digit = false;
     for (size_t i = a; i < e;) {
         utf8proc_int32_t cp;
-        utf8proc_ssize_t len = utf8proc_iterate((const utf8proc_uint8_t *)s->data + i, (utf8proc_ssize_t)(e - i), &cp);
+        utf8proc_ssize_t len =
+            utf8proc_iterate((const utf8proc_uint8_t *)s->data + i, (utf8proc_ssize_t)(e - i), &cp);
         if (len <= 0 || n + 1 >= cap) return false;
         i += (size_t)len;
         int d = unicode_digit(cp);
         if (cp == '_') { /* only between two digits */
             utf8proc_int32_t next = -1;
-            if (i < e) utf8proc_iterate((const utf8proc_uint8_t *)s->data + i, (utf8proc_ssize_t)(e - i), &next);
+            if (i < e)
+                utf8proc_iterate((const utf8proc_uint8_t *)s->data + i, (utf8proc_ssize_t)(e - i), &next);
             if (!prev_digit || unicode_digit(next) < 0) return false;
             prev_digit = false;
             continue;
@@ -201,8 +203,8 @@ static bool py_parse_float(const char *t, double *f) {
 }
 
 static qilin_status int_too_large(jctx *c, int line, const char *what) {
-    return jerr(c, line, QILIN_ERR_UNSUPPORTED, "int filter: %s is beyond 64 bits (Python's ints are unbounded)",
-                what);
+    return jerr(c, line, QILIN_ERR_UNSUPPORTED,
+                "int filter: %s is beyond 64 bits (Python's ints are unbounded)", what);
 }
 
 /* The int of a finite double, or an error where Python's would not fit 64 bits. */
@@ -227,7 +229,8 @@ static qilin_status f_int(jctx *c, int line, jv v, jv def, jv *out) {
     }
     if (v.kind == JK_FLOAT) {
         if (isinf(v.u.f))
-            return jerr(c, line, QILIN_ERR_INVALID_ARGUMENT, "int filter: cannot convert float infinity to integer");
+            return jerr(c, line, QILIN_ERR_INVALID_ARGUMENT,
+                        "int filter: cannot convert float infinity to integer");
         if (isnan(v.u.f)) {
             *out = jv_ref(fallback);
             return QILIN_OK;
@@ -546,7 +549,10 @@ static qilin_status filter(jctx *c, int line, const char *f, jv v, jv *a, size_t
         BIND("_");
         jv str;
         QILIN_TRY(to_str_value(c, v, &str));
-        int mode = f[0] == 'l' ? CASE_LOWER : f[0] == 'u' ? CASE_UPPER : f[0] == 't' ? CASE_JINJA_TITLE : CASE_CAPITALIZE;
+        int mode = f[0] == 'l'   ? CASE_LOWER
+                   : f[0] == 'u' ? CASE_UPPER
+                   : f[0] == 't' ? CASE_JINJA_TITLE
+                                 : CASE_CAPITALIZE;
         qilin_status st = py_case(c, line, str, mode, out);
         jv_unref(str);
         return st;

@@ -134,9 +134,9 @@ static inline jv jv_float(double f) {
 }
 static inline bool jv_heap(jv v) { return v.kind >= JK_STR; }
 
-jv jv_ref(jv v);       /* returns v with one more reference */
-void jv_unref(jv v);   /* drops one reference; frees at zero */
-void jv_unrefp(jv *v); /* unref and set to undefined */
+jv jv_ref(jv v);          /* returns v with one more reference */
+void jv_unref(jv v);      /* drops one reference; frees at zero */
+void jv_unrefp(jv *v);    /* unref and set to undefined */
 uint32_t jv_depth(jv v);  /* nesting depth of a list/dict (0 for other values) */
 uint64_t jv_weight(jv v); /* values a walk over v visits (1 for scalars) */
 
@@ -159,7 +159,7 @@ typedef struct jbuf {
     size_t n, cap, max;
     size_t charged; /* bytes of cap charged to the memory budget */
 } jbuf;
-qilin_status jbuf_reserve(jbuf *b, size_t n); /* room for n more bytes (and the NUL) */
+qilin_status jbuf_reserve(jbuf *b, size_t n);            /* room for n more bytes (and the NUL) */
 qilin_status jbuf_put(jbuf *b, const char *s, size_t n); /* s must not point into b */
 qilin_status jbuf_puts(jbuf *b, const char *s);
 qilin_status jbuf_putc(jbuf *b, char c);

@@ -31,7 +31,8 @@ static qilin_status repeat(jctx *c, int line, jv seq, int64_t times, jv *out) {
     size_t max = c->out->max ? c->out->max : ((size_t)64 << 20);
     size_t n = seq.kind == JK_STR ? seq.u.s->len : seq.u.l->n;
     if (times <= 0 || n == 0) return seq.kind == JK_STR ? jv_str("", 0, out) : jv_list_new(0, out);
-    if ((uint64_t)times > max / n) return too_large(c, line, seq.kind == JK_STR ? "string repetition" : "list repetition");
+    if ((uint64_t)times > max / n)
+        return too_large(c, line, seq.kind == JK_STR ? "string repetition" : "list repetition");
     size_t total = n * (size_t)times;
     if (seq.kind == JK_STR) {
         QILIN_TRY(jsteps(c, line, byte_steps(total)));
@@ -59,8 +60,8 @@ static qilin_status repeat(jctx *c, int line, jv seq, int64_t times, jv *out) {
 
 static qilin_status int_overflow(jctx *c, int line, const char *op, int64_t x, int64_t y) {
     return jerr(c, line, QILIN_ERR_UNSUPPORTED,
-                "integer overflow: %lld %s %lld is beyond 64 bits (Python's ints are unbounded)", (long long)x,
-                op, (long long)y);
+                "integer overflow: %lld %s %lld is beyond 64 bits (Python's ints are unbounded)",
+                (long long)x, op, (long long)y);
 }
 
 /* x ** y for y >= 0 by repeated squaring: at most 64 multiplications whatever y. */
@@ -130,7 +131,8 @@ static qilin_status float_pow(jctx *c, int line, double x, double y, double *r) 
     if (x == 0 && y < 0)
         return jerr(c, line, QILIN_ERR_INVALID_ARGUMENT, "0.0 cannot be raised to a negative power");
     if (x < 0 && isfinite(y) && y != floor(y))
-        return jerr(c, line, QILIN_ERR_UNSUPPORTED, "a negative number raised to a fractional power (complex result)");
+        return jerr(c, line, QILIN_ERR_UNSUPPORTED,
+                    "a negative number raised to a fractional power (complex result)");
     *r = pow(x, y);
     if (isinf(*r) && isfinite(x) && isfinite(y))
         return jerr(c, line, QILIN_ERR_INVALID_ARGUMENT, "(34, 'Numerical result out of range')");
@@ -274,10 +276,10 @@ qilin_status jcompare(jctx *c, const jnode *n, jv a, jv b, jv *out) {
     bool in = !strcmp(op, "in") || !strcmp(op, "ni");
     bool same = jv_heap(a) && a.kind == b.kind && a.u.l == b.u.l; /* the union's pointer */
     QILIN_TRY(jsteps(c, n->line,
-                     same                ? 1
-                     : !in               ? min_u64(jv_weight(a), jv_weight(b))
+                     same               ? 1
+                     : !in              ? min_u64(jv_weight(a), jv_weight(b))
                      : b.kind == JK_STR ? byte_steps(b.u.s->len)
-                                         : jv_weight(b)));
+                                        : jv_weight(b)));
     if (!strcmp(op, "==") || !strcmp(op, "!=")) {
         r = jv_equal(a, b) == (op[0] == '=');
     } else if (!strcmp(op, "in") || !strcmp(op, "ni")) {
@@ -364,7 +366,9 @@ qilin_status jslice(jctx *c, const jnode *n, jv obj, jv *out) {
     if (given[1]) stop = stop < 0 ? (stop + len < lo ? lo : stop + len) : (stop > hi ? hi : stop);
     if (obj.kind == JK_LIST) {
         int64_t span = step > 0 ? stop - start : start - stop; /* items taken: span / |step| */
-        QILIN_TRY(jsteps(c, n->line, 1 + (span > 0 ? (uint64_t)span / (step > 0 ? (uint64_t)step : 0 - (uint64_t)step) : 0)));
+        QILIN_TRY(
+            jsteps(c, n->line,
+                   1 + (span > 0 ? (uint64_t)span / (step > 0 ? (uint64_t)step : 0 - (uint64_t)step) : 0)));
         QILIN_TRY(jv_list_new(0, out));
         for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
             QILIN_TRY(jv_list_push(*out, jv_ref(obj.u.l->items[i])));

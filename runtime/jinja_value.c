@@ -85,13 +85,9 @@ static void dict_free(jdict *d) {
     free(d);
 }
 
-uint32_t jv_depth(jv v) {
-    return v.kind == JK_LIST ? v.u.l->depth : v.kind == JK_DICT ? v.u.d->depth : 0;
-}
+uint32_t jv_depth(jv v) { return v.kind == JK_LIST ? v.u.l->depth : v.kind == JK_DICT ? v.u.d->depth : 0; }
 
-uint64_t jv_weight(jv v) {
-    return v.kind == JK_LIST ? v.u.l->weight : v.kind == JK_DICT ? v.u.d->weight : 1;
-}
+uint64_t jv_weight(jv v) { return v.kind == JK_LIST ? v.u.l->weight : v.kind == JK_DICT ? v.u.d->weight : 1; }
 
 /* Adding `item` to a container of *depth / *weight: refuses nesting past JV_MAX_DEPTH. */
 static qilin_status add_item_shape(uint32_t *depth, uint64_t *weight, jv item) {
@@ -200,7 +196,8 @@ qilin_status jv_str_take(jbuf *b, jv *out) {
 
 qilin_status jv_list_new(size_t cap, jv *out) {
     size_t charged = 0;
-    if (cap > SIZE_MAX / 2 / sizeof(jv)) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: list of %zu", cap);
+    if (cap > SIZE_MAX / 2 / sizeof(jv))
+        return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: list of %zu", cap);
     QILIN_TRY(mem_charge(&charged, sizeof(jlist) + cap * sizeof(jv)));
     jlist *l = calloc(1, sizeof *l);
     if (!l) {
@@ -302,7 +299,8 @@ static void index_add(jdict *d, size_t i) {
 
 /* Bytes a dict of capacity cap holds (its index at twice the capacity). */
 static size_t dict_bytes(size_t cap) {
-    return sizeof(jdict) + cap * (sizeof(jstr *) + sizeof(jv)) + (cap > DICT_INDEXED ? 2 * cap * sizeof(uint32_t) : 0);
+    return sizeof(jdict) + cap * (sizeof(jstr *) + sizeof(jv)) +
+           (cap > DICT_INDEXED ? 2 * cap * sizeof(uint32_t) : 0);
 }
 
 /* Grows keys/vals (and the index) to cap entries. */

@@ -326,8 +326,8 @@ TEST(JinjaHostile, DeepValuesAreRefusedWhenBuilt) {
     const char *ops[] = {"ns.x == ns.x[0]", "ns.x != ns.x[0]", "ns.x < ns.x[0]", "ns.x in [ns.x[0]]", "1"};
     for (const char *op : ops) {
         std::string t = "{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}"
-                         "{% endfor %}{{ " +
-                         std::string(op) + " }}";
+                        "{% endfor %}{{ " +
+                        std::string(op) + " }}";
         Rendered r = render(t);
         EXPECT_EQ(r.status, QILIN_ERR_INVALID_ARGUMENT) << op;
         EXPECT_TRUE(has(r, "nested deeper than 256")) << op << ": " << r.text;
@@ -343,8 +343,9 @@ TEST(JinjaHostile, DeepValuesAreRefusedWhenBuilt) {
                "{% endfor %}");
     EXPECT_TRUE(has(r, "nested deeper")) << r.text;
     // 255 levels are fine, and compare as Python does
-    r = render("{% set ns = namespace(x=[], y=[]) %}{% for i in range(255) %}{% set ns.x = [ns.x] %}"
-               "{% set ns.y = [ns.y] %}{% endfor %}{{ ns.x == ns.y }} {{ ns.x < ns.y }} {{ ns.x|tojson|length }}");
+    r = render(
+        "{% set ns = namespace(x=[], y=[]) %}{% for i in range(255) %}{% set ns.x = [ns.x] %}"
+        "{% set ns.y = [ns.y] %}{% endfor %}{{ ns.x == ns.y }} {{ ns.x < ns.y }} {{ ns.x|tojson|length }}");
     EXPECT_EQ(r.status, QILIN_OK) << r.text;
     EXPECT_EQ(r.text, "True False 512");
 }
@@ -383,17 +384,23 @@ TEST(JinjaHostile, DeepTemplateSourceIsRefused) {
 TEST(JinjaHostile, PowersAreComputedBySquaring) {
     struct {
         const char *tpl, *out;
-    } ok[] = {{"{{ 1 ** 1000000000000 }}", "1"},        {"{{ 0 ** 1000000000000 }}", "0"},
-              {"{{ (-1) ** 1000000000001 }}", "-1"},     {"{{ (-1) ** 1000000000000 }}", "1"},
-              {"{{ 0 ** 0 }}", "1"},                     {"{{ 2 ** 62 }}", "4611686018427387904"},
-              {"{{ (-2) ** 63 }}", "-9223372036854775808"}, {"{{ 3 ** 39 }}", "4052555153018976267"},
-              {"{{ 2 ** -2 }}", "0.25"},                 {"{{ 2.0 ** 10 }}", "1024.0"}};
+    } ok[] = {{"{{ 1 ** 1000000000000 }}", "1"},
+              {"{{ 0 ** 1000000000000 }}", "0"},
+              {"{{ (-1) ** 1000000000001 }}", "-1"},
+              {"{{ (-1) ** 1000000000000 }}", "1"},
+              {"{{ 0 ** 0 }}", "1"},
+              {"{{ 2 ** 62 }}", "4611686018427387904"},
+              {"{{ (-2) ** 63 }}", "-9223372036854775808"},
+              {"{{ 3 ** 39 }}", "4052555153018976267"},
+              {"{{ 2 ** -2 }}", "0.25"},
+              {"{{ 2.0 ** 10 }}", "1024.0"}};
     for (const auto &c : ok) {
         Rendered r = render(c.tpl);
         EXPECT_EQ(r.status, QILIN_OK) << c.tpl << ": " << r.text;
         EXPECT_EQ(r.text, c.out) << c.tpl;
     }
-    const char *overflow[] = {"{{ 2 ** 63 }}", "{{ 3 ** 1000000000000 }}", "{{ (-3) ** 9223372036854775807 }}"};
+    const char *overflow[] = {"{{ 2 ** 63 }}", "{{ 3 ** 1000000000000 }}",
+                              "{{ (-3) ** 9223372036854775807 }}"};
     for (const char *t : overflow) {
         Rendered r = render(t);
         EXPECT_EQ(r.status, QILIN_ERR_UNSUPPORTED) << t << ": " << r.text;
@@ -407,7 +414,8 @@ TEST(JinjaHostile, PowersAreComputedBySquaring) {
 
 // Loops inside one operation: they either finish at once or are charged to the step budget.
 TEST(JinjaHostile, LoopsInsideOperationsAreBounded) {
-    Rendered r = render("{{ ('' * 1000000000000)|length }} {{ ([] * 1000000000000)|length }} {{ 'ab' * -5 }}.");
+    Rendered r =
+        render("{{ ('' * 1000000000000)|length }} {{ ([] * 1000000000000)|length }} {{ 'ab' * -5 }}.");
     EXPECT_EQ(r.status, QILIN_OK) << r.text;
     EXPECT_EQ(r.text, "0 0 .");
     // range with a step near the int64 limits: no overflow, Python's values
@@ -433,7 +441,8 @@ TEST(JinjaHostile, LoopsInsideOperationsAreBounded) {
     r = render("{% set s = 'x' * 1000000 %}{% for i in range(100000) %}{{ s[i] }}{% endfor %}");
     EXPECT_EQ(r.status, QILIN_OK) << r.text;
     EXPECT_TRUE(r.text == std::string(100000, 'x')) << r.text.substr(0, 200);
-    r = render("{{ ('\xc3\xa9' * 300000)[::-1]|length }} {{ ('a\xc3\xa9' * 3)[1::2] }} {{ 'abcdef'[-2:1:-1] }}");
+    r = render(
+        "{{ ('\xc3\xa9' * 300000)[::-1]|length }} {{ ('a\xc3\xa9' * 3)[1::2] }} {{ 'abcdef'[-2:1:-1] }}");
     EXPECT_EQ(r.status, QILIN_OK) << r.text;
     EXPECT_EQ(r.text, "300000 \xc3\xa9\xc3\xa9\xc3\xa9 edc");
     r = render("{{ ('a' * 3000000).rsplit('a' * 1000000) }}", nullptr, &opt);
@@ -445,7 +454,8 @@ TEST(JinjaHostile, LoopsInsideOperationsAreBounded) {
 // lookups went through every key, so 100k keys took 10^10 comparisons.
 TEST(JinjaHostile, BigDictsAreIndexed) {
     std::string ctx = "{\"d\": {";
-    for (int i = 0; i < 100000; i++) ctx += (i ? ",\"k" : "\"k") + std::to_string(i) + "\": " + std::to_string(i);
+    for (int i = 0; i < 100000; i++)
+        ctx += (i ? ",\"k" : "\"k") + std::to_string(i) + "\": " + std::to_string(i);
     ctx += "}}";
     Rendered r = render("{{ d|length }} {{ d['k99999'] }} {{ d.k5 }} {{ d.get('nope', -1) }} "
                         "{{ dict(d)|length }} {{ 'k77' in d }} {{ d|items|list|last }}",
@@ -462,7 +472,8 @@ TEST(JinjaHostile, MemoryLimitCoversEveryValue) {
     const char *cases[] = {
         // a list doubled 40 times (6 GB before)
         "{% set ns = namespace(l=[1]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}",
-        "{% set ns = namespace(l=[[1, 2, 3]]) %}{% for i in range(40) %}{% set ns.l = ns.l * 2 %}{% endfor %}",
+        "{% set ns = namespace(l=[[1, 2, 3]]) %}{% for i in range(40) %}{% set ns.l = ns.l * 2 %}{% endfor "
+        "%}",
         // 100 strings of 1 MB (of 60 MB: 6 GB before)
         "{% set s = 'x' * 1000000 %}{% set ns = namespace(l=[]) %}{% for i in range(100) %}"
         "{% set ns.l = ns.l + [s ~ i] %}{% endfor %}",
@@ -511,7 +522,8 @@ TEST(JinjaHostile, AbsurdSizesRefusedUnderOneGiB) {
             struct rlimit lim = {(rlim_t)1 << 30, (rlim_t)1 << 30};
             if (setrlimit(RLIMIT_AS, &lim) != 0) _exit(3);
             Rendered r = render(t);
-            bool refused = r.status == QILIN_ERR_INVALID_ARGUMENT && (has(r, "limit") || has(r, "Range too big"));
+            bool refused =
+                r.status == QILIN_ERR_INVALID_ARGUMENT && (has(r, "limit") || has(r, "Range too big"));
             _exit(r.status == QILIN_ERR_OUT_OF_MEMORY ? 2 : refused ? 0 : 1);
         }
         children.push_back(pid);
@@ -519,9 +531,10 @@ TEST(JinjaHostile, AbsurdSizesRefusedUnderOneGiB) {
     for (size_t i = 0; i < children.size(); i++) {
         int ws = 0;
         ASSERT_EQ(waitpid(children[i], &ws, 0), children[i]);
-        ASSERT_TRUE(WIFEXITED(ws)) << cases[i] << ": child died (signal " << (WIFSIGNALED(ws) ? WTERMSIG(ws) : 0)
-                                   << ")";
-        EXPECT_EQ(WEXITSTATUS(ws), 0) << cases[i] << " (1: not refused, 2: malloc failed, 3: setrlimit failed)";
+        ASSERT_TRUE(WIFEXITED(ws)) << cases[i] << ": child died (signal "
+                                   << (WIFSIGNALED(ws) ? WTERMSIG(ws) : 0) << ")";
+        EXPECT_EQ(WEXITSTATUS(ws), 0)
+            << cases[i] << " (1: not refused, 2: malloc failed, 3: setrlimit failed)";
     }
 }
 
@@ -532,17 +545,23 @@ TEST(JinjaHostile, FiltersAsPython) {
         const char *tpl, *out;
     } ok[] = {
         {"{{ 2.675|round(2) }}", "2.67"},
-        {"{{ 0.125|round(2) }} {{ 0.375|round(2) }} {{ 2.5|round }} {{ (-0.5)|round }}", "0.12 0.38 2.0 -0.0"},
-        {"{{ 1234.5|round(-2) }} {{ 1250|round(-2) }} {{ 1350|round(-2) }} {{ 7|round }}", "1200.0 1200 1400 7"},
+        {"{{ 0.125|round(2) }} {{ 0.375|round(2) }} {{ 2.5|round }} {{ (-0.5)|round }}",
+         "0.12 0.38 2.0 -0.0"},
+        {"{{ 1234.5|round(-2) }} {{ 1250|round(-2) }} {{ 1350|round(-2) }} {{ 7|round }}",
+         "1200.0 1200 1400 7"},
         {"{{ \"they're\"|title }} {{ \"they're\".title() }} {{ 'hello-world (foo)bar'|title }}",
          "They're They'Re Hello-World (Foo)bar"},
-        {"{{ '\xc3\x9f'|upper }} {{ '\xef\xac\x81" "x'|upper }} {{ '\xc3\x9f" "a'|capitalize }} {{ '\xc3\x9f" "a'.title() }}",
+        {"{{ '\xc3\x9f'|upper }} {{ '\xef\xac\x81"
+         "x'|upper }} {{ '\xc3\x9f"
+         "a'|capitalize }} {{ '\xc3\x9f"
+         "a'.title() }}",
          "SS FIX Ssa Ssa"},
         {"{{ '\xce\xa3\xce\x91\xce\xa3'|lower }}", "\xcf\x83\xce\xb1\xcf\x82"},
         {"{{ '9223372036854775807'|int }} {{ ' -12 '|int }} {{ '1_000'|int }} {{ '42.9'|int }} {{ 'x'|int }} "
          "{{ 'nan'|int }} {{ '0x10'|int }}",
          "9223372036854775807 -12 1000 42 0 0 0"},
-        {"{{ '1e400'|float }} {{ '-inf'|float }} {{ 'x'|float(1.5) }} {{ '1_0.5'|float }}", "inf -inf 1.5 10.5"},
+        {"{{ '1e400'|float }} {{ '-inf'|float }} {{ 'x'|float(1.5) }} {{ '1_0.5'|float }}",
+         "inf -inf 1.5 10.5"},
         {"{{ (-9223372036854775807)|abs }} {{ (-0.0)|abs }}", "9223372036854775807 0.0"},
     };
     for (const auto &c : ok) {
