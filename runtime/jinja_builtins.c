@@ -43,13 +43,17 @@ static const char *find_name(const char *const *list, const char *name) {
 static bool is_int(jv v) { return v.kind == JK_INT || v.kind == JK_BOOL; }
 static int64_t int_of(jv v) { return v.kind == JK_BOOL ? v.u.b : v.u.i; }
 
-static qilin_status bound(const char *method, jv self, jv *out) {
+static qilin_status bound(jctx *c, int line, const char *method, jv self, jv *out) {
+    if (jv_depth(self) + 1 > JV_MAX_DEPTH) /* freeing the method frees self: keep that shallow too */
+        return jerr(c, line, QILIN_ERR_INVALID_ARGUMENT, "lists and dicts nested deeper than %d",
+                    JV_MAX_DEPTH);
     jfunc *f = calloc(1, sizeof *f);
     if (!f) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: out of memory");
     f->rc = 1;
     f->builtin = JF_METHOD;
     f->method = method;
     f->self = jv_ref(self);
+    f->depth = jv_depth(self) + 1;
     out->kind = JK_FUNC;
     out->u.fn = f;
     return QILIN_OK;
@@ -63,10 +67,9 @@ static const char *const *methods_of(jv obj) {
 }
 
 qilin_status jgetattr(jctx *c, int line, jv obj, const char *name, jv *out) {
-    (void)c, (void)line;
     const char *const *methods = methods_of(obj);
     const char *m = methods ? find_name(methods, name) : NULL;
-    if (m) return bound(m, obj, out);
+    if (m) return bound(c, line, m, obj, out);
     if (obj.kind == JK_DICT || obj.kind == JK_NS) {
         bool found;
         jv v = jv_dict_get(obj, name, strlen(name), &found);

@@ -102,6 +102,7 @@ typedef struct jfunc {
     int builtin;              /* JF_* id, or JF_MACRO */
     const char *method;       /* bound method name (static string), NULL otherwise */
     jv self;                  /* bound method receiver */
+    uint32_t depth;           /* 1 + self's depth: a list holding a method of a list holding ... nests too */
     const struct jnode *node; /* JF_MACRO: the macro statement */
 } jfunc;
 

@@ -85,7 +85,12 @@ static void dict_free(jdict *d) {
     free(d);
 }
 
-uint32_t jv_depth(jv v) { return v.kind == JK_LIST ? v.u.l->depth : v.kind == JK_DICT ? v.u.d->depth : 0; }
+uint32_t jv_depth(jv v) {
+    return v.kind == JK_LIST   ? v.u.l->depth
+           : v.kind == JK_DICT ? v.u.d->depth
+           : v.kind == JK_FUNC ? v.u.fn->depth /* a bound method holds its receiver */
+                               : 0;
+}
 
 uint64_t jv_weight(jv v) { return v.kind == JK_LIST ? v.u.l->weight : v.kind == JK_DICT ? v.u.d->weight : 1; }
 

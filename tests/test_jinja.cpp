@@ -342,6 +342,13 @@ TEST(JinjaHostile, DeepValuesAreRefusedWhenBuilt) {
     r = render("{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% set ns.x = [1] + [ns.x] %}"
                "{% endfor %}");
     EXPECT_TRUE(has(r, "nested deeper")) << r.text;
+    // a list holding a method bound to a list holding ... nests as deeply (freeing it recursed)
+    r = render("{% set ns = namespace(x=[]) %}{% for j in range(5) %}{% for i in range(100000) %}"
+               "{% set ns.x = [ns.x.count] %}{% endfor %}{% endfor %}");
+    EXPECT_TRUE(has(r, "nested deeper")) << r.text;
+    r = render("{% set ns = namespace(x={}) %}{% for i in range(100000) %}{% set ns.x = {'a': ns.x.items} %}"
+               "{% endfor %}");
+    EXPECT_TRUE(has(r, "nested deeper")) << r.text;
     // 255 levels are fine, and compare as Python does
     r = render(
         "{% set ns = namespace(x=[], y=[]) %}{% for i in range(255) %}{% set ns.x = [ns.x] %}"
