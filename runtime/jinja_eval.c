@@ -20,6 +20,11 @@
 
 #define EVAL_MAX_DEPTH 500
 #define MACRO_MAX_DEPTH 64
+/* A loop iteration builds a scope and the `loop` object (a dozen dict entries,
+ * each a key string): it costs as much time as ~50 expression nodes, so it is
+ * charged so, and the step budget bounds time (50M steps: seconds, where one
+ * step per iteration let two nested empty loops run for minutes). */
+#define LOOP_ITERATION_STEPS 48
 
 qilin_status jerr(const jctx *c, int line, qilin_status st, const char *fmt, ...) {
     char msg[512];
@@ -454,7 +459,8 @@ static qilin_status exec_for(jctx *c, const jnode *n) {
     size_t count = items.u.l->n;
     for (size_t i = 0; i < count && st == QILIN_OK; i++) {
         jscope s;
-        if ((st = step(c, n->line)) != QILIN_OK) break; /* an empty body still costs */
+        if ((st = jsteps(c, n->line, LOOP_ITERATION_STEPS)) != QILIN_OK)
+            break; /* an empty body still costs */
         if ((st = enter(c, &s, scope_top(c), n->line)) != QILIN_OK) break;
         st = bind_targets(c, n, items.u.l->items[i]);
         if (st == QILIN_OK) st = loop_vars(c, items, i);

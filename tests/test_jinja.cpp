@@ -441,6 +441,18 @@ TEST(JinjaHostile, LoopsInsideOperationsAreBounded) {
     r = render("{% set ns = namespace(x=[1], y=[1]) %}{% for i in range(64) %}{% set ns.x = [ns.x, ns.x] %}"
                "{% set ns.y = [ns.y, ns.y] %}{% endfor %}{{ ns.x == ns.x }}{{ ns.x == ns.y }}");
     EXPECT_TRUE(has(r, "steps")) << r.text;
+    // a loop iteration is charged what it costs (a scope and the loop object), so two nested
+    // empty loops end within the default budget in seconds, not minutes
+    r = render("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", nullptr,
+               &opt);
+    EXPECT_TRUE(has(r, "steps")) << r.text;
+    opt.max_steps = 48 * 1000 + 1100;
+    r = render("{% for i in range(1000) %}{% endfor %}ok", nullptr, &opt);
+    EXPECT_EQ(r.text, "ok");
+    opt.max_steps = 48 * 1000;
+    r = render("{% for i in range(1000) %}{% endfor %}ok", nullptr, &opt);
+    EXPECT_TRUE(has(r, "steps")) << r.text;
+    opt.max_steps = 1000000;
     r = render("{% set ns = namespace(x=[1]) %}{% for i in range(64) %}{% set ns.x = [ns.x, ns.x] %}"
                "{% endfor %}{{ ns.x == ns.x }}");
     EXPECT_EQ(r.text, "True"); // the same list: Python's identity shortcut
