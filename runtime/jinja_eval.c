@@ -25,6 +25,7 @@
  * charged so, and the step budget bounds time (50M steps: seconds, where one
  * step per iteration let two nested empty loops run for minutes). */
 #define LOOP_ITERATION_STEPS 48
+#define SCOPE_STEPS 16 /* a macro call's or an inline loop filter's fresh scope */
 
 qilin_status jerr(const jctx *c, int line, qilin_status st, const char *fmt, ...) {
     char msg[512];
@@ -296,6 +297,7 @@ static qilin_status call_macro(jctx *c, int line, const jnode *m, jv *args, size
     if (c->call_depth >= MACRO_MAX_DEPTH)
         return jerr(c, line, QILIN_ERR_INVALID_ARGUMENT, "macro calls nested deeper than %d",
                     MACRO_MAX_DEPTH);
+    QILIN_TRY(jsteps(c, line, SCOPE_STEPS));
     jscope s;
     QILIN_TRY(enter(c, &s, c->globals, line));
     qilin_status st = QILIN_OK;
@@ -438,6 +440,7 @@ static qilin_status loop_items(jctx *c, const jnode *n, jv *items) {
     QILIN_TRY(jv_list_new(0, &kept));
     for (size_t i = 0; i < items->u.l->n && st == QILIN_OK; i++) {
         jscope s;
+        if ((st = jsteps(c, n->line, SCOPE_STEPS)) != QILIN_OK) break;
         if ((st = enter(c, &s, scope_top(c), n->line)) != QILIN_OK) break;
         jv cond = jv_undef(NULL);
         st = bind_targets(c, n, items->u.l->items[i]);
