@@ -365,7 +365,7 @@ qilin_status qilin_chat_render(const qilin_chat_template *t, const char *message
         st = qilin_error(QILIN_ERR_INVALID_ARGUMENT, "chat: no template named '%s' (and no \"default\")",
                          o->template_name ? o->template_name : "default");
     if (st == QILIN_OK) {
-        qilin_jinja_options jo = {.max_output = o->max_output, .now = o->now};
+        qilin_jinja_options jo = {.max_output = o->max_output, .max_steps = o->max_steps, .now = o->now};
         st = qilin_jinja_render_json(nt->tpl, ctx, &jo, out, NULL);
     }
     json_decref(ctx);

@@ -25,6 +25,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "cuda/status.h"
@@ -67,7 +68,8 @@ typedef struct qilin_chat_options {
     /* Multi-template configs: the template to use; NULL picks as transformers does. */
     const char *template_name;
     const struct tm *now; /* strftime_now's clock; NULL: local time */
-    size_t max_output;    /* 0: 64 MiB */
+    size_t max_output;    /* 0: 64 MiB (live values: 4x this, see qilin_jinja_options) */
+    uint64_t max_steps;   /* the interpreter's evaluation steps; 0: its default (50 million) */
 } qilin_chat_options;
 
 /* messages_json: a JSON array of OpenAI-style messages (role, content,

@@ -19,8 +19,12 @@
  * Jinja's default Undefined. Anything else is QILIN_ERR_UNSUPPORTED naming the
  * construct and the template line; template errors (syntax, type errors,
  * raise_exception) are QILIN_ERR_FORMAT / QILIN_ERR_INVALID_ARGUMENT with the
- * line. Hostile templates end in an error, never a crash: nesting depth,
- * output size and evaluation steps are bounded (qilin_jinja_options).
+ * line. Hostile templates end in an error, never a crash: nesting depth
+ * (of the template and of values), output size, live memory and evaluation
+ * steps are bounded (qilin_jinja_options). Integers are 64-bit: where Python
+ * would give a larger int (9223372036854775807 + 1, 2 ** 64, abs of the
+ * smallest int, '99999999999999999999'|int) the render fails with
+ * QILIN_ERR_UNSUPPORTED naming the operation, never a wrapped value.
  *
  * A parsed template is immutable; renders of one template may run
  * concurrently. */
@@ -46,6 +50,8 @@ void qilin_jinja_free(qilin_jinja_template *t); /* NULL does nothing */
 typedef struct qilin_jinja_options {
     size_t max_output;  /* bytes of output (and of any one string value); 0: 64 MiB */
     uint64_t max_steps; /* evaluation steps; 0: 50 million */
+    size_t max_memory;  /* bytes of strings, lists, dicts and buffers alive at once;
+                           0: 4 x max_output (256 MiB with the default output limit) */
     /* Clock for strftime_now(fmt); NULL: local time at render. */
     const struct tm *now;
 } qilin_jinja_options;

@@ -43,13 +43,17 @@ static const char *find_name(const char *const *list, const char *name) {
 static bool is_int(jv v) { return v.kind == JK_INT || v.kind == JK_BOOL; }
 static int64_t int_of(jv v) { return v.kind == JK_BOOL ? v.u.b : v.u.i; }
 
-static qilin_status bound(const char *method, jv self, jv *out) {
+static qilin_status bound(jctx *c, int line, const char *method, jv self, jv *out) {
+    if (jv_depth(self) + 1 > JV_MAX_DEPTH) /* freeing the method frees self: keep that shallow too */
+        return jerr(c, line, QILIN_ERR_INVALID_ARGUMENT, "lists and dicts nested deeper than %d",
+                    JV_MAX_DEPTH);
     jfunc *f = calloc(1, sizeof *f);
     if (!f) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: out of memory");
     f->rc = 1;
     f->builtin = JF_METHOD;
     f->method = method;
     f->self = jv_ref(self);
+    f->depth = jv_depth(self) + 1;
     out->kind = JK_FUNC;
     out->u.fn = f;
     return QILIN_OK;
@@ -63,10 +67,9 @@ static const char *const *methods_of(jv obj) {
 }
 
 qilin_status jgetattr(jctx *c, int line, jv obj, const char *name, jv *out) {
-    (void)c, (void)line;
     const char *const *methods = methods_of(obj);
     const char *m = methods ? find_name(methods, name) : NULL;
-    if (m) return bound(m, obj, out);
+    if (m) return bound(c, line, m, obj, out);
     if (obj.kind == JK_DICT || obj.kind == JK_NS) {
         bool found;
         jv v = jv_dict_get(obj, name, strlen(name), &found);
@@ -87,8 +90,7 @@ qilin_status jgetitem(jctx *c, int line, jv obj, jv key, jv *out) {
             return QILIN_OK;
         }
     } else if ((obj.kind == JK_LIST || obj.kind == JK_STR) && is_int(key)) {
-        int64_t n =
-            obj.kind == JK_LIST ? (int64_t)obj.u.l->n : (int64_t)utf8_count(obj.u.s->data, obj.u.s->len);
+        int64_t n = obj.kind == JK_LIST ? (int64_t)obj.u.l->n : (int64_t)obj.u.s->cps;
         int64_t i = int_of(key);
         if (i < 0) i += n;
         if (i < 0 || i >= n) return QILIN_OK;
@@ -96,8 +98,10 @@ qilin_status jgetitem(jctx *c, int line, jv obj, jv key, jv *out) {
             *out = jv_ref(obj.u.l->items[i]);
             return QILIN_OK;
         }
-        size_t a = utf8_offset(obj.u.s->data, obj.u.s->len, (size_t)i);
-        size_t b = utf8_offset(obj.u.s->data, obj.u.s->len, (size_t)i + 1);
+        if (obj.u.s->cps != obj.u.s->len)
+            QILIN_TRY(jsteps(c, line, 1 + obj.u.s->len / 64)); /* the walks below */
+        size_t a = jstr_offset(obj.u.s, (size_t)i);
+        size_t b = jstr_offset(obj.u.s, (size_t)i + 1);
         return jv_str(obj.u.s->data + a, b - a, out);
     }
     if (key.kind == JK_STR && obj.kind != JK_NS) return jgetattr(c, line, obj, key.u.s->data, out);
@@ -222,51 +226,159 @@ qilin_status py_split(jctx *c, int line, jv s, jv sep, int64_t maxsplit, bool fr
             i = (size_t)(hit - p) + k;
         }
     }
-    size_t e = n;
-    for (;;) {
-        long hit = -1;
-        if (maxsplit < 0 || (int64_t)out->u.l->n < maxsplit)
-            for (long j = (long)e - (long)k; j >= 0; j--)
-                if (!memcmp(p + j, q, k)) {
-                    hit = j;
-                    break;
-                }
-        if (hit < 0) {
-            QILIN_TRY(push_str(*out, p, e));
-            return reverse_list(out);
+    /* rsplit finds the rightmost match first: memmem over the reversed bytes
+     * (linear, where trying every position from the right would be n * k) */
+    char *rp = malloc(n + 1), *rq = malloc(k + 1);
+    qilin_status st =
+        rp && rq ? QILIN_OK : qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: out of memory (rsplit)");
+    for (size_t i = 0; st == QILIN_OK && i < n; i++) rp[i] = p[n - 1 - i];
+    for (size_t i = 0; st == QILIN_OK && i < k; i++) rq[i] = q[k - 1 - i];
+    size_t e = n; /* the part left of e is still unsplit */
+    while (st == QILIN_OK) {
+        const char *rhit =
+            (maxsplit < 0 || (int64_t)out->u.l->n < maxsplit) ? memmem(rp + (n - e), e, rq, k) : NULL;
+        if (!rhit) {
+            st = push_str(*out, p, e);
+            break;
         }
-        QILIN_TRY(push_str(*out, p + hit + k, e - (size_t)hit - k));
-        e = (size_t)hit;
+        size_t hit = n - (size_t)(rhit - rp) - k; /* where the match starts in p */
+        st = push_str(*out, p + hit + k, e - hit - k);
+        e = hit;
     }
+    free(rp);
+    free(rq);
+    return st == QILIN_OK ? reverse_list(out) : st;
 }
 
-/* Maps every code point through f (case conversions); mode 0 all, 1 capitalize, 2 title. */
-static qilin_status map_case(jv s, utf8proc_int32_t (*f)(utf8proc_int32_t), int mode, jv *out) {
-    jbuf b = {0};
+/* ---------------------------------------------------------------- case mapping */
+
+static const jcase_special *case_special(utf8proc_int32_t cp) {
+    size_t lo = 0, hi = JCASE_SPECIAL_N;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (JCASE_SPECIAL[mid].cp == (uint32_t)cp) return &JCASE_SPECIAL[mid];
+        if (JCASE_SPECIAL[mid].cp < (uint32_t)cp)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static bool cp_cased(utf8proc_int32_t cp) {
+    utf8proc_category_t k = utf8proc_category(cp);
+    return k == UTF8PROC_CATEGORY_LU || k == UTF8PROC_CATEGORY_LL || k == UTF8PROC_CATEGORY_LT ||
+           utf8proc_tolower(cp) != cp || utf8proc_toupper(cp) != cp;
+}
+
+/* Unicode's Case_Ignorable: marks, format characters, modifiers, and the
+ * apostrophes and dots that may sit inside a word. */
+static bool cp_case_ignorable(utf8proc_int32_t cp) {
+    utf8proc_category_t k = utf8proc_category(cp);
+    return k == UTF8PROC_CATEGORY_MN || k == UTF8PROC_CATEGORY_ME || k == UTF8PROC_CATEGORY_CF ||
+           k == UTF8PROC_CATEGORY_LM || k == UTF8PROC_CATEGORY_SK || cp == '\'' || cp == '.' || cp == ':' ||
+           cp == 0xb7 || cp == 0x387 || cp == 0x55f || cp == 0x5f4 || cp == 0x2018 || cp == 0x2019 ||
+           cp == 0x2024 || cp == 0x2027 || cp == 0xfe13 || cp == 0xfe52 || cp == 0xfe55 || cp == 0xff07 ||
+           cp == 0xff0e || cp == 0xff1a;
+}
+
+static utf8proc_int32_t cp_at(const utf8proc_uint8_t *p, utf8proc_ssize_t n, utf8proc_ssize_t *adv) {
+    utf8proc_int32_t cp;
+    *adv = utf8proc_iterate(p, n, &cp);
+    if (*adv <= 0) *adv = 1, cp = p[0];
+    return cp;
+}
+
+/* Python lowers a capital sigma at the end of a word to final sigma: a cased
+ * letter before it and none after it (case-ignorable characters skipped). */
+static bool final_sigma(const utf8proc_uint8_t *p, utf8proc_ssize_t n, utf8proc_ssize_t at,
+                        utf8proc_ssize_t len) {
+    bool before = false;
+    for (utf8proc_ssize_t j = at; j > 0;) {
+        utf8proc_ssize_t k = j - 1, adv;
+        while (k > 0 && (p[k] & 0xc0) == 0x80) k--;
+        utf8proc_int32_t cp = cp_at(p + k, n - k, &adv);
+        j = k;
+        if (cp_case_ignorable(cp)) continue;
+        before = cp_cased(cp);
+        break;
+    }
+    if (!before) return false;
+    for (utf8proc_ssize_t j = at + len; j < n;) {
+        utf8proc_ssize_t adv;
+        utf8proc_int32_t cp = cp_at(p + j, n - j, &adv);
+        j += adv;
+        if (cp_case_ignorable(cp)) continue;
+        return !cp_cased(cp);
+    }
+    return true;
+}
+
+static qilin_status put_cps(jbuf *b, const uint32_t *cps, int n) {
+    for (int k = 0; k < n && cps[k]; k++) {
+        utf8proc_uint8_t enc[4];
+        QILIN_TRY(
+            jbuf_put(b, (const char *)enc, (size_t)utf8proc_encode_char((utf8proc_int32_t)cps[k], enc)));
+    }
+    return QILIN_OK;
+}
+
+static bool jinja_word_sep(utf8proc_int32_t cp) {
+    size_t adv;
+    utf8proc_uint8_t enc[4];
+    utf8proc_ssize_t len = utf8proc_encode_char(cp, enc);
+    return cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<' ||
+           (len > 0 && py_isspace_at((const char *)enc, (size_t)len, &adv));
+}
+
+qilin_status py_case(jctx *c, int line, jv s, int mode, jv *out) {
+    QILIN_TRY(jsteps(c, line, 1 + s.u.s->len / 16));
+    jbuf b = {.max = c->out->max};
     const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)s.u.s->data;
     utf8proc_ssize_t n = (utf8proc_ssize_t)s.u.s->len, i = 0;
-    bool first = true, prev_cased = false;
-    while (i < n) {
-        utf8proc_int32_t cp;
-        utf8proc_ssize_t adv = utf8proc_iterate(p + i, n - i, &cp);
-        if (adv <= 0) adv = 1, cp = p[i];
-        utf8proc_int32_t r = cp;
-        if (mode == 0)
-            r = f(cp);
-        else if (mode == 1)
-            r = first ? utf8proc_totitle(cp) : utf8proc_tolower(cp);
-        else
-            r = prev_cased ? utf8proc_tolower(cp) : utf8proc_totitle(cp);
-        bool cased = utf8proc_tolower(cp) != cp || utf8proc_toupper(cp) != cp || utf8proc_totitle(cp) != cp;
-        prev_cased = cased;
-        first = false;
-        utf8proc_uint8_t enc[4];
-        qilin_status st = jbuf_put(&b, (const char *)enc, (size_t)utf8proc_encode_char(r, enc));
-        if (st != QILIN_OK) {
-            jbuf_free(&b);
-            return st;
+    bool first = true, prev_cased = false, prev_sep = false;
+    qilin_status st = QILIN_OK;
+    while (i < n && st == QILIN_OK) {
+        utf8proc_ssize_t adv;
+        utf8proc_int32_t cp = cp_at(p + i, n - i, &adv);
+        int how = 1; /* 0 upper, 1 lower, 2 title */
+        if (mode == CASE_UPPER)
+            how = 0;
+        else if (mode == CASE_CAPITALIZE)
+            how = first ? 2 : 1;
+        else if (mode == CASE_TITLE)
+            how = prev_cased ? 1 : 2;
+        else if (mode == CASE_JINJA_TITLE)
+            how = first || prev_sep ? 0 : 1;
+        const jcase_special *sp = how != 1 ? case_special(cp) : NULL;
+        uint32_t one[3] = {0, 0, 0};
+        if (sp)
+            st = put_cps(&b, how == 0 ? sp->upper : sp->title, 3);
+        else {
+            if (how == 0)
+                one[0] = (uint32_t)utf8proc_toupper(cp);
+            else if (how == 2)
+                one[0] = (uint32_t)utf8proc_totitle(cp);
+            else if (cp == 0x130) /* İ lowers to i + combining dot */
+                one[0] = 'i', one[1] = 0x307;
+            else if (cp == 0x3a3 && final_sigma(p, n, i, adv))
+                one[0] = 0x3c2;
+            else
+                one[0] = (uint32_t)utf8proc_tolower(cp);
+            if (one[0] == 0) { /* U+0000 itself */
+                st = jbuf_putc(&b, 0);
+            } else {
+                st = put_cps(&b, one, 3);
+            }
         }
+        prev_cased = cp_cased(cp);
+        prev_sep = jinja_word_sep(cp);
+        first = false;
         i += adv;
+    }
+    if (st != QILIN_OK) {
+        jbuf_free(&b);
+        return st;
     }
     return jv_str_take(&b, out);
 }
@@ -329,6 +441,11 @@ static qilin_status starts_ends(jctx *c, int line, jv s, jv arg, bool prefix, jv
 qilin_status jjoin(jctx *c, int line, jv items, jv sep, const char *attr, bool strict, jv *out) {
     jv list;
     QILIN_TRY(jiterate(c, line, items, &list));
+    qilin_status st0 = jsteps(c, line, list.u.l->n);
+    if (st0 != QILIN_OK) {
+        jv_unref(list);
+        return st0;
+    }
     jbuf b = {.max = c->out->max};
     qilin_status st = QILIN_OK;
     for (size_t i = 0; i < list.u.l->n && st == QILIN_OK; i++) {
@@ -358,7 +475,7 @@ static qilin_status find_sub(jv s, jv sub, bool count, int64_t *res) {
     if (count) {
         int64_t c = 0;
         if (k == 0)
-            c = (int64_t)utf8_count(p, n) + 1;
+            c = (int64_t)s.u.s->cps + 1;
         else
             for (const char *h = p; (h = memmem(h, n - (size_t)(h - p), sub.u.s->data, k)); h += k) c++;
         *res = c;
@@ -388,10 +505,10 @@ static qilin_status str_method(jctx *c, int line, jv s, const char *m, jv *a, si
         if (na != 1) return jerr(c, line, QILIN_ERR_UNSUPPORTED, "%s with start/end arguments", m);
         return starts_ends(c, line, s, a0, m[0] == 's', out);
     }
-    if (!strcmp(m, "upper")) return map_case(s, utf8proc_toupper, 0, out);
-    if (!strcmp(m, "lower")) return map_case(s, utf8proc_tolower, 0, out);
-    if (!strcmp(m, "capitalize")) return map_case(s, NULL, 1, out);
-    if (!strcmp(m, "title")) return map_case(s, NULL, 2, out);
+    if (!strcmp(m, "upper")) return py_case(c, line, s, CASE_UPPER, out);
+    if (!strcmp(m, "lower")) return py_case(c, line, s, CASE_LOWER, out);
+    if (!strcmp(m, "capitalize")) return py_case(c, line, s, CASE_CAPITALIZE, out);
+    if (!strcmp(m, "title")) return py_case(c, line, s, CASE_TITLE, out);
     if (!strcmp(m, "replace")) {
         if (na < 2 || a0.kind != JK_STR || a1.kind != JK_STR || (na > 2 && !is_int(a[2])))
             return jerr(c, line, QILIN_ERR_INVALID_ARGUMENT, "replace(old, new[, count]) takes strings");
@@ -448,8 +565,12 @@ static qilin_status items_list(jv d, jv *out) {
         jv pair;
         QILIN_TRY(jv_list_new(2, &pair));
         pair.u.l->tuple = true;
-        QILIN_TRY(jv_list_push(pair, jv_ref((jv){JK_STR, 0, {.s = d.u.d->keys[i]}})));
-        QILIN_TRY(jv_list_push(pair, jv_ref(d.u.d->vals[i])));
+        qilin_status st = jv_list_push(pair, jv_ref((jv){JK_STR, 0, {.s = d.u.d->keys[i]}}));
+        if (st == QILIN_OK) st = jv_list_push(pair, jv_ref(d.u.d->vals[i]));
+        if (st != QILIN_OK) {
+            jv_unref(pair);
+            return st;
+        }
         QILIN_TRY(jv_list_push(*out, pair));
     }
     return QILIN_OK;
@@ -464,7 +585,12 @@ qilin_status jmethod_call(jctx *c, int line, jv self, const char *m, jv *a, size
     if (nkw)
         return jerr(c, line, QILIN_ERR_UNSUPPORTED, "keyword arguments to the %s method '%s'",
                     jv_type_name(self), m);
-    if (self.kind == JK_STR) return str_method(c, line, self, m, a, na, out);
+    if (self.kind == JK_STR) {
+        QILIN_TRY(
+            jsteps(c, line, 1 + self.u.s->len / 64 + (na && a[0].kind == JK_STR ? a[0].u.s->len / 64 : 0)));
+        return str_method(c, line, self, m, a, na, out);
+    }
+    QILIN_TRY(jsteps(c, line, jv_weight(self))); /* count/index compare with every item */
     if (self.kind == JK_DICT) {
         if (!strcmp(m, "items") && na == 0) return items_list(self, out);
         if ((!strcmp(m, "keys") || !strcmp(m, "values")) && na == 0) {
@@ -584,14 +710,17 @@ static qilin_status range_(jctx *c, int line, jv *a, size_t na, jv *out) {
     else
         for (size_t i = 0; i < na; i++) r[i] = int_of(a[i]);
     if (r[2] == 0) return jerr(c, line, QILIN_ERR_INVALID_ARGUMENT, "range() arg 3 must not be zero");
-    double count = r[2] > 0 ? ceil(((double)r[1] - (double)r[0]) / (double)r[2])
-                            : ceil(((double)r[0] - (double)r[1]) / (double)-r[2]);
+    /* the count in 128 bits: start, stop and step may be anywhere in int64 */
+    __int128 span = r[2] > 0 ? (__int128)r[1] - r[0] : (__int128)r[0] - r[1];
+    __int128 stride = r[2] > 0 ? (__int128)r[2] : -(__int128)r[2];
+    __int128 count = span <= 0 ? 0 : (span + stride - 1) / stride;
     if (count > MAX_RANGE)
         return jerr(c, line, QILIN_ERR_INVALID_ARGUMENT,
                     "Range too big. The sandbox blocks ranges larger than MAX_RANGE (%d).", MAX_RANGE);
-    QILIN_TRY(jv_list_new(0, out));
-    for (int64_t i = r[0]; r[2] > 0 ? i < r[1] : i > r[1]; i += r[2])
-        QILIN_TRY(jv_list_push(*out, jv_int(i)));
+    QILIN_TRY(jsteps(c, line, (uint64_t)count));
+    QILIN_TRY(jv_list_new((size_t)count, out));
+    for (int64_t k = 0; k < (int64_t)count; k++) /* start + k*step lies between start and stop */
+        QILIN_TRY(jv_list_push(*out, jv_int((int64_t)((__int128)r[0] + (__int128)k * r[2]))));
     return QILIN_OK;
 }
 

@@ -20,6 +20,12 @@
 
 #define EVAL_MAX_DEPTH 500
 #define MACRO_MAX_DEPTH 64
+/* A loop iteration builds a scope and the `loop` object (a dozen dict entries,
+ * each a key string): it costs as much time as ~50 expression nodes, so it is
+ * charged so, and the step budget bounds time (50M steps: seconds, where one
+ * step per iteration let two nested empty loops run for minutes). */
+#define LOOP_ITERATION_STEPS 48
+#define SCOPE_STEPS 16 /* a macro call's or an inline loop filter's fresh scope */
 
 qilin_status jerr(const jctx *c, int line, qilin_status st, const char *fmt, ...) {
     char msg[512];
@@ -81,13 +87,16 @@ static qilin_status assign(jctx *c, const char *name, jv v) {
 
 /* ---------------------------------------------------------------- helpers */
 
-static qilin_status step(jctx *c, int line) {
+qilin_status jsteps(jctx *c, int line, uint64_t n) {
     uint64_t max = c->opt && c->opt->max_steps ? c->opt->max_steps : 50000000u;
-    if (++c->steps > max)
+    if (n > max || c->steps > max - n)
         return jerr(c, line, QILIN_ERR_INVALID_ARGUMENT, "evaluation exceeded %llu steps",
                     (unsigned long long)max);
+    c->steps += n;
     return QILIN_OK;
 }
+
+static qilin_status step(jctx *c, int line) { return jsteps(c, line, 1); }
 
 static bool is_num(jv v) { return v.kind == JK_INT || v.kind == JK_FLOAT || v.kind == JK_BOOL; }
 
@@ -288,6 +297,7 @@ static qilin_status call_macro(jctx *c, int line, const jnode *m, jv *args, size
     if (c->call_depth >= MACRO_MAX_DEPTH)
         return jerr(c, line, QILIN_ERR_INVALID_ARGUMENT, "macro calls nested deeper than %d",
                     MACRO_MAX_DEPTH);
+    QILIN_TRY(jsteps(c, line, SCOPE_STEPS));
     jscope s;
     QILIN_TRY(enter(c, &s, c->globals, line));
     qilin_status st = QILIN_OK;
@@ -353,11 +363,13 @@ qilin_status jiterate(jctx *c, int line, jv v, jv *out) {
     case JK_UNDEF:
         return jv_list_new(0, out);
     case JK_DICT:
+        QILIN_TRY(jsteps(c, line, v.u.d->n));
         QILIN_TRY(jv_list_new(v.u.d->n, out));
         for (size_t i = 0; i < v.u.d->n; i++)
             QILIN_TRY(jv_list_push(*out, jv_ref((jv){JK_STR, 0, {.s = v.u.d->keys[i]}})));
         return QILIN_OK;
     case JK_STR:
+        QILIN_TRY(jsteps(c, line, v.u.s->len));
         QILIN_TRY(jv_list_new(0, out));
         for (size_t i = 0; i < v.u.s->len;) {
             size_t e = i + 1;
@@ -428,6 +440,7 @@ static qilin_status loop_items(jctx *c, const jnode *n, jv *items) {
     QILIN_TRY(jv_list_new(0, &kept));
     for (size_t i = 0; i < items->u.l->n && st == QILIN_OK; i++) {
         jscope s;
+        if ((st = jsteps(c, n->line, SCOPE_STEPS)) != QILIN_OK) break;
         if ((st = enter(c, &s, scope_top(c), n->line)) != QILIN_OK) break;
         jv cond = jv_undef(NULL);
         st = bind_targets(c, n, items->u.l->items[i]);
@@ -449,7 +462,8 @@ static qilin_status exec_for(jctx *c, const jnode *n) {
     size_t count = items.u.l->n;
     for (size_t i = 0; i < count && st == QILIN_OK; i++) {
         jscope s;
-        if ((st = step(c, n->line)) != QILIN_OK) break; /* an empty body still costs */
+        if ((st = jsteps(c, n->line, LOOP_ITERATION_STEPS)) != QILIN_OK)
+            break; /* an empty body still costs */
         if ((st = enter(c, &s, scope_top(c), n->line)) != QILIN_OK) break;
         st = bind_targets(c, n, items.u.l->items[i]);
         if (st == QILIN_OK) st = loop_vars(c, items, i);
@@ -606,6 +620,12 @@ qilin_status qilin_jinja_render_json(const qilin_jinja_template *t, const json_t
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_jinja_render: NULL template or output");
     *out = NULL;
     jbuf result = {.max = opt && opt->max_output ? opt->max_output : ((size_t)64 << 20)};
+    /* room for the output, the values it is made from, and copies in flight */
+    size_t max_memory = opt && opt->max_memory       ? opt->max_memory
+                        : result.max <= SIZE_MAX / 4 ? 4 * result.max
+                                                     : SIZE_MAX;
+    jmem mem = {.name = t->name, .max = max_memory};
+    jmem_begin(&mem);
     jctx c = {.tpl = t, .opt = opt, .out = &result};
     if (opt && opt->now)
         c.now = *opt->now;
@@ -622,16 +642,15 @@ qilin_status qilin_jinja_render_json(const qilin_jinja_template *t, const json_t
             jdict snapshot = *d;
             d->n = 0;
             for (size_t k = 0; k < snapshot.n; k++) {
-                if (--snapshot.keys[k]->rc == 0) free(snapshot.keys[k]);
+                jv_unref((jv){JK_STR, 0, {.s = snapshot.keys[k]}});
                 jv_unref(snapshot.vals[k]);
             }
         }
         jv_unref(c.namespaces);
     }
-    if (st != QILIN_OK) {
-        jbuf_free(&result);
-        return st;
-    }
+    if (st != QILIN_OK) jbuf_free(&result);
+    jmem_end(); /* the output now belongs to the caller, outside any budget */
+    if (st != QILIN_OK) return st;
     *out = result.p;
     if (out_len) *out_len = result.n;
     return QILIN_OK;

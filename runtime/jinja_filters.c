@@ -7,10 +7,15 @@
 #define _GNU_SOURCE /* memmem, strdup, localtime_r */
 #include "runtime/jinja_internal.h"
 
+#include <utf8proc.h>
+
+#include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static bool is_int(jv v) { return v.kind == JK_INT || v.kind == JK_BOOL; }
 static int64_t int_of(jv v) { return v.kind == JK_BOOL ? v.u.b : v.u.i; }
@@ -85,7 +90,7 @@ static qilin_status length_of(jctx *c, int line, jv v, int64_t *n) {
         *n = 0;
         return QILIN_OK;
     case JK_STR:
-        *n = (int64_t)utf8_count(v.u.s->data, v.u.s->len);
+        *n = (int64_t)v.u.s->cps;
         return QILIN_OK;
     case JK_LIST:
         *n = (int64_t)v.u.l->n;
@@ -127,52 +132,226 @@ static qilin_status f_tojson(jctx *c, int line, jv v, jv *s, jv *out) {
     return jv_str_take(&b, out);
 }
 
-static qilin_status f_int_float(jctx *c, int line, bool to_int, jv v, jv def, jv *out) {
-    if (v.kind == JK_UNDEF) return jerr_undefined(c, line, v);
-    double f = 0;
-    bool ok = true;
-    if (is_num(v)) {
-        f = num_of(v);
-        if (to_int && is_int(v)) {
-            *out = jv_int(int_of(v));
-            return QILIN_OK;
-        }
-    } else if (v.kind == JK_STR) {
-        char *end;
-        const char *p = v.u.s->data;
-        f = strtod(p, &end);
-        while (*end == ' ' || *end == '\t' || *end == '\n') end++;
-        ok = end != p && *end == 0;
-    } else {
-        ok = false;
+/* The ASCII digit of a Unicode decimal digit (category Nd, which comes in
+ * runs of ten from 0 to 9), or -1. */
+static int unicode_digit(utf8proc_int32_t cp) {
+    if (cp < 0x80) return cp >= '0' && cp <= '9' ? cp - '0' : -1;
+    if (utf8proc_category(cp) != UTF8PROC_CATEGORY_ND) return -1;
+    utf8proc_int32_t start = cp;
+    while (start > 0 && utf8proc_category(start - 1) == UTF8PROC_CATEGORY_ND) start--;
+    return (int)((cp - start) % 10);
+}
+
+/* The text of a number as Python's int()/float() read it: surrounding
+ * whitespace stripped, Unicode decimal digits as ASCII, underscores between
+ * digits removed; false where an underscore is misplaced, the text holds a
+ * hex prefix (strtod would read "0x1p3", Python's float() does not) or
+ * anything non-ASCII but digits. */
+static bool py_number_text(const jstr *s, char *buf, size_t cap) {
+    size_t a = 0, e = s->len, adv;
+    while (a < e && py_isspace_at(s->data + a, e - a, &adv)) a += adv;
+    while (e > a) { /* strip from the end: find the last code point's start */
+        size_t k = e - 1;
+        while (k > a && ((unsigned char)s->data[k] & 0xc0) == 0x80) k--;
+        if (!py_isspace_at(s->data + k, e - k, &adv)) break;
+        e = k;
     }
-    if (!ok || !isfinite(f)) {
-        *out = given(def) ? jv_ref(def) : to_int ? jv_int(0) : jv_float(0.0);
+    size_t n = 0;
+    bool prev_digit = false;
+    for (size_t i = a; i < e;) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t len =
+            utf8proc_iterate((const utf8proc_uint8_t *)s->data + i, (utf8proc_ssize_t)(e - i), &cp);
+        if (len <= 0 || n + 1 >= cap) return false;
+        i += (size_t)len;
+        int d = unicode_digit(cp);
+        if (cp == '_') { /* only between two digits */
+            utf8proc_int32_t next = -1;
+            if (i < e)
+                utf8proc_iterate((const utf8proc_uint8_t *)s->data + i, (utf8proc_ssize_t)(e - i), &next);
+            if (!prev_digit || unicode_digit(next) < 0) return false;
+            prev_digit = false;
+            continue;
+        }
+        if (d < 0 && (cp >= 0x80 || cp == 'x' || cp == 'X' || cp == 0)) return false;
+        buf[n++] = d >= 0 ? (char)('0' + d) : (char)cp;
+        prev_digit = d >= 0;
+    }
+    buf[n] = 0;
+    return n > 0;
+}
+
+/* Python's int(text) in base 10. *fits is false for a valid integer beyond 64 bits. */
+static bool py_parse_int(const char *t, int64_t *v, bool *fits) {
+    const char *p = t + (*t == '+' || *t == '-');
+    if (!*p) return false;
+    for (const char *q = p; *q; q++)
+        if (!isdigit((unsigned char)*q)) return false;
+    errno = 0;
+    *v = strtoll(t, NULL, 10);
+    *fits = errno != ERANGE;
+    return true;
+}
+
+/* Python's float(text), inf and nan included. */
+static bool py_parse_float(const char *t, double *f) {
+    const char *p = t + (*t == '+' || *t == '-');
+    if (!strncasecmp(p, "nan", 3) && p[3] != 0) return false; /* strtod reads nan(chars) */
+    char *end;
+    *f = strtod(t, &end);
+    return end != t && *end == 0;
+}
+
+static qilin_status int_too_large(jctx *c, int line, const char *what) {
+    return jerr(c, line, QILIN_ERR_UNSUPPORTED,
+                "int filter: %s is beyond 64 bits (Python's ints are unbounded)", what);
+}
+
+/* The int of a finite double, or an error where Python's would not fit 64 bits. */
+static qilin_status int_of_double(jctx *c, int line, double f, jv *out) {
+    if (!(f > -9223372036854775809.0 && f < 9223372036854775808.0)) {
+        char t[40];
+        jv_format_float(f, t);
+        return int_too_large(c, line, t);
+    }
+    *out = jv_int((int64_t)f);
+    return QILIN_OK;
+}
+
+/* jinja2's int filter: int(value); on TypeError/ValueError int(float(value));
+ * on TypeError/ValueError/OverflowError the default. So 'inf'|int is the
+ * default but a float infinity is an error (int(inf) raises OverflowError). */
+static qilin_status f_int(jctx *c, int line, jv v, jv def, jv *out) {
+    jv fallback = given(def) ? def : jv_int(0);
+    if (is_int(v)) {
+        *out = jv_int(int_of(v));
         return QILIN_OK;
     }
-    *out = to_int ? jv_int((int64_t)f) : jv_float(f);
+    if (v.kind == JK_FLOAT) {
+        if (isinf(v.u.f))
+            return jerr(c, line, QILIN_ERR_INVALID_ARGUMENT,
+                        "int filter: cannot convert float infinity to integer");
+        if (isnan(v.u.f)) {
+            *out = jv_ref(fallback);
+            return QILIN_OK;
+        }
+        return int_of_double(c, line, v.u.f, out);
+    }
+    if (v.kind == JK_UNDEF && v.u.hint) return jerr_undefined(c, line, v);
+    char t[512];
+    int64_t i;
+    bool fits;
+    double f;
+    if (v.kind != JK_STR || !py_number_text(v.u.s, t, sizeof t)) {
+        *out = jv_ref(fallback);
+        return QILIN_OK;
+    }
+    if (py_parse_int(t, &i, &fits)) {
+        if (!fits) return int_too_large(c, line, t);
+        *out = jv_int(i);
+        return QILIN_OK;
+    }
+    if (!py_parse_float(t, &f) || !isfinite(f)) {
+        *out = jv_ref(fallback);
+        return QILIN_OK;
+    }
+    return int_of_double(c, line, f, out);
+}
+
+/* jinja2's float filter: float(value), else the default. */
+static qilin_status f_float(jctx *c, int line, jv v, jv def, jv *out) {
+    jv fallback = given(def) ? def : jv_float(0.0);
+    char t[512];
+    double f;
+    if (is_num(v))
+        *out = jv_float(num_of(v));
+    else if (v.kind == JK_STR && py_number_text(v.u.s, t, sizeof t) && py_parse_float(t, &f))
+        *out = jv_float(f);
+    else if (v.kind == JK_UNDEF && v.u.hint)
+        return jerr_undefined(c, line, v);
+    else
+        *out = jv_ref(fallback);
     return QILIN_OK;
+}
+
+/* Python's round(x, n) for a float: the double's exact decimal value rounded
+ * half-to-even at n digits (printf rounds the exact binary value, so
+ * 2.675 -> 2.67 as in Python, where x * 100 would give 267.5 -> 268). */
+static double py_round(double x, int64_t n) {
+    if (!isfinite(x) || x == 0 || n > 330) return x;
+    char buf[800];
+    if (n >= 0) {
+        snprintf(buf, sizeof buf, "%.*f", (int)n, x);
+        return strtod(buf, NULL);
+    }
+    if (n < -330) return copysign(0.0, x);
+    /* round to 10^-n: as %e with the digits left of that place */
+    snprintf(buf, sizeof buf, "%.16e", fabs(x));
+    int exp10 = atoi(strchr(buf, 'e') + 1);
+    int64_t sig = exp10 + 1 + n; /* significant digits kept */
+    if (sig >= 1) {
+        snprintf(buf, sizeof buf, "%.*e", (int)sig - 1, x);
+        return strtod(buf, NULL);
+    }
+    if (sig < 0) return copysign(0.0, x);
+    /* sig == 0: 10^e <= |x| < 10^-n, so the result is 10^-n past the half
+     * (5 * 10^e) and 0 below it or at an exact tie (0 is even). 25 digits
+     * tell a double from 5 * 10^e exactly. */
+    snprintf(buf, sizeof buf, "%.25e", fabs(x));
+    bool past_half = buf[0] > '5';
+    for (const char *q = buf + 2; buf[0] == '5' && *q && *q != 'e'; q++) past_half |= *q != '0';
+    return copysign(past_half ? pow(10.0, (double)-n) : 0.0, x);
+}
+
+/* round(int, n) for n < 0: half to even at 10^-n, in 128 bits. */
+static bool py_round_int(int64_t x, int64_t n, int64_t *r) {
+    if (n >= 0) {
+        *r = x;
+        return true;
+    }
+    if (n < -19) {
+        *r = 0;
+        return true;
+    }
+    __int128 unit = 1;
+    for (int64_t k = 0; k < -n; k++) unit *= 10;
+    __int128 q = x / unit, rem = x % unit;
+    if (rem < 0) rem += unit, q -= 1; /* floor */
+    if (2 * rem > unit || (2 * rem == unit && (q & 1))) q += 1;
+    __int128 v = q * unit;
+    if (v > INT64_MAX || v < INT64_MIN) return false;
+    *r = (int64_t)v;
+    return true;
 }
 
 static qilin_status f_round(jctx *c, int line, jv v, jv prec, jv method, jv *out) {
     if (!is_num(v))
         return jerr(c, line, QILIN_ERR_INVALID_ARGUMENT, "round: '%s' is not a number", jv_type_name(v));
-    int64_t p = given(prec) && is_int(prec) ? int_of(prec) : 0;
+    if (given(prec) && !is_int(prec))
+        return jerr(c, line, QILIN_ERR_INVALID_ARGUMENT, "round: precision must be an integer, not '%s'",
+                    jv_type_name(prec));
+    int64_t p = given(prec) ? int_of(prec) : 0;
     const char *m = given(method) && method.kind == JK_STR ? method.u.s->data : "common";
-    if (is_int(v) && !strcmp(m, "common")) { /* Python: round(int, n) stays an int */
-        *out = jv_int(int_of(v));
+    bool common = !strcmp(m, "common");
+    if (!common && strcmp(m, "ceil") && strcmp(m, "floor"))
+        return jerr(c, line, QILIN_ERR_INVALID_ARGUMENT, "method must be common, ceil or floor");
+    if (is_int(v) && common) { /* Python: round(int, n) stays an int */
+        int64_t r;
+        if (!py_round_int(int_of(v), p, &r))
+            return jerr(c, line, QILIN_ERR_UNSUPPORTED, "round: the result is beyond 64 bits");
+        *out = jv_int(r);
         return QILIN_OK;
     }
-    double scale = pow(10.0, (double)p), x = num_of(v) * scale, r;
-    if (!strcmp(m, "common"))
-        r = nearbyint(x); /* Python rounds half to even */
-    else if (!strcmp(m, "ceil"))
-        r = ceil(x);
-    else if (!strcmp(m, "floor"))
-        r = floor(x);
-    else
-        return jerr(c, line, QILIN_ERR_INVALID_ARGUMENT, "method must be common, ceil or floor");
-    *out = jv_float(r / scale);
+    if (common) {
+        *out = jv_float(py_round(num_of(v), p));
+        return QILIN_OK;
+    }
+    /* jinja2: math.ceil/floor(value * 10**precision) / 10**precision */
+    double scale = pow(10.0, (double)p), x = num_of(v) * scale;
+    if (!isfinite(x))
+        return jerr(c, line, QILIN_ERR_INVALID_ARGUMENT, "round: cannot convert float %s to integer",
+                    isnan(x) ? "NaN" : "infinity");
+    *out = jv_float((m[0] == 'c' ? ceil(x) : floor(x)) / scale);
     return QILIN_OK;
 }
 
@@ -370,7 +549,11 @@ static qilin_status filter(jctx *c, int line, const char *f, jv v, jv *a, size_t
         BIND("_");
         jv str;
         QILIN_TRY(to_str_value(c, v, &str));
-        qilin_status st = jmethod_call(c, line, str, f, NULL, 0, NULL, NULL, 0, out);
+        int mode = f[0] == 'l'   ? CASE_LOWER
+                   : f[0] == 'u' ? CASE_UPPER
+                   : f[0] == 't' ? CASE_JINJA_TITLE
+                                 : CASE_CAPITALIZE;
+        qilin_status st = py_case(c, line, str, mode, out);
         jv_unref(str);
         return st;
     }
@@ -419,10 +602,14 @@ static qilin_status filter(jctx *c, int line, const char *f, jv v, jv *a, size_t
         BIND("_");
         return f_first_last(c, line, v, f[0] == 'l', out);
     }
-    if (!strcmp(f, "int") || !strcmp(f, "float")) {
+    if (!strcmp(f, "int")) {
         BIND("default", "base");
         if (given(s[1])) return jerr(c, line, QILIN_ERR_UNSUPPORTED, "int(base=...)");
-        return f_int_float(c, line, f[0] == 'i', v, s[0], out);
+        return f_int(c, line, v, s[0], out);
+    }
+    if (!strcmp(f, "float")) {
+        BIND("default");
+        return f_float(c, line, v, s[0], out);
     }
     if (!strcmp(f, "round")) {
         BIND("precision", "method");
@@ -433,6 +620,9 @@ static qilin_status filter(jctx *c, int line, const char *f, jv v, jv *a, size_t
         if (!is_num(v))
             return jerr(c, line, QILIN_ERR_INVALID_ARGUMENT, "bad operand type for abs(): '%s'",
                         jv_type_name(v));
+        if (is_int(v) && int_of(v) == INT64_MIN)
+            return jerr(c, line, QILIN_ERR_UNSUPPORTED,
+                        "abs(%lld) is beyond 64 bits (Python's ints are unbounded)", (long long)INT64_MIN);
         *out = v.kind == JK_FLOAT ? jv_float(fabs(v.u.f)) : jv_int(int_of(v) < 0 ? -int_of(v) : int_of(v));
         return QILIN_OK;
     }
@@ -460,9 +650,25 @@ static qilin_status filter(jctx *c, int line, const char *f, jv v, jv *a, size_t
     return jerr(c, line, QILIN_ERR_FORMAT, "no filter named '%s'", f);
 }
 
+/* Steps a filter's walk over its value costs: bytes of a string, items of a
+ * list (every value reached, for the filters that print or serialise it). */
+static uint64_t filter_steps(const char *f, jv v) {
+    if (v.kind == JK_STR) return 1 + v.u.s->len / 64;
+    if (v.kind != JK_LIST && v.kind != JK_DICT) return 1;
+    if (!strcmp(f, "tojson") || !strcmp(f, "string") || !strcmp(f, "safe") || !strcmp(f, "join") ||
+        !strcmp(f, "e") || !strcmp(f, "escape") || !strcmp(f, "trim") || !strcmp(f, "lower") ||
+        !strcmp(f, "upper") || !strcmp(f, "title") || !strcmp(f, "capitalize") || !strcmp(f, "replace"))
+        return jv_weight(v);
+    if (!strcmp(f, "length") || !strcmp(f, "count") || !strcmp(f, "first") || !strcmp(f, "last") ||
+        !strcmp(f, "default") || !strcmp(f, "d"))
+        return 1;
+    return 1 + (v.kind == JK_LIST ? v.u.l->n : v.u.d->n);
+}
+
 qilin_status jfilter_apply(jctx *c, int line, const char *name, jv v, jv *args, size_t nargs, char **kwnames,
                            jv *kwargs, size_t nkw, jv *out) {
     *out = jv_undef(NULL);
+    QILIN_TRY(jsteps(c, line, filter_steps(name, v)));
     qilin_status st = filter(c, line, name, v, args, nargs, kwnames, kwargs, nkw, out);
     if (st != QILIN_OK) jv_unrefp(out);
     return st;

@@ -44,7 +44,9 @@ typedef enum jkind {
 
 typedef struct jstr {
     int rc;
+    size_t charged; /* bytes charged to the render's memory budget (0: made outside a render) */
     size_t len;
+    size_t cps;  /* code points (== len for ASCII text: indexing needs no walk) */
     char data[]; /* NUL-terminated UTF-8 */
 } jstr;
 
@@ -63,18 +65,35 @@ typedef struct jv {
     } u;
 } jv;
 
+/* Every list and dict knows how deeply it nests and how many values a walk
+ * over it visits (shared items counted each time they are reached, saturating),
+ * both kept up to date by the constructors: nesting past JV_MAX_DEPTH is refused
+ * when it is built, so the recursive walks (free, ==, <, in, repr, tojson) stay
+ * shallow, and operations that walk a value charge its weight to the step budget
+ * first, so a small value shared with itself ([x, x] doubled 60 times) cannot
+ * make one comparison run for ever. */
+#define JV_MAX_DEPTH 256
+
 typedef struct jlist {
     int rc;
-    bool tuple; /* printed as (a, b): tuple literals, items() pairs */
+    bool tuple;      /* printed as (a, b): tuple literals, items() pairs */
+    uint32_t depth;  /* 1 + the deepest item's depth (scalars have 0) */
+    uint64_t weight; /* 1 + the items' weights (scalars weigh 1) */
+    size_t charged;
     size_t n, cap;
     jv *items;
 } jlist;
 
 typedef struct jdict {
     int rc;
+    uint32_t depth;
+    uint64_t weight;
+    size_t charged;
     size_t n, cap;
     jstr **keys; /* insertion order, as Python dicts */
     jv *vals;
+    uint32_t *slots; /* hash index of keys (position + 1), past a few keys; NULL before */
+    size_t nslots;
 } jdict;
 
 struct jnode;
@@ -83,6 +102,7 @@ typedef struct jfunc {
     int builtin;              /* JF_* id, or JF_MACRO */
     const char *method;       /* bound method name (static string), NULL otherwise */
     jv self;                  /* bound method receiver */
+    uint32_t depth;           /* 1 + self's depth: a list holding a method of a list holding ... nests too */
     const struct jnode *node; /* JF_MACRO: the macro statement */
 } jfunc;
 
@@ -115,16 +135,33 @@ static inline jv jv_float(double f) {
 }
 static inline bool jv_heap(jv v) { return v.kind >= JK_STR; }
 
-jv jv_ref(jv v);       /* returns v with one more reference */
-void jv_unref(jv v);   /* drops one reference; frees at zero */
-void jv_unrefp(jv *v); /* unref and set to undefined */
+jv jv_ref(jv v);          /* returns v with one more reference */
+void jv_unref(jv v);      /* drops one reference; frees at zero */
+void jv_unrefp(jv *v);    /* unref and set to undefined */
+uint32_t jv_depth(jv v);  /* nesting depth of a list/dict (0 for other values) */
+uint64_t jv_weight(jv v); /* values a walk over v visits (1 for scalars) */
+
+/* The render's memory budget: every string, list, dict and buffer made while
+ * a render runs charges its bytes here and gives them back when freed, so
+ * the values alive at once can never exceed qilin_jinja_options.max_memory.
+ * The constructors take no context, so the budget is the calling thread's
+ * (renders of one template on different threads have separate budgets);
+ * values made outside a render (the parser's constants) are not charged. */
+typedef struct jmem {
+    const char *name; /* the template, for the error message */
+    size_t live, max;
+} jmem;
+void jmem_begin(jmem *m); /* this thread's allocations charge m until jmem_end */
+void jmem_end(void);
 
 /* Growable byte buffer with a hard size limit (the render's output limit). */
 typedef struct jbuf {
     char *p;
     size_t n, cap, max;
+    size_t charged; /* bytes of cap charged to the memory budget */
 } jbuf;
-qilin_status jbuf_put(jbuf *b, const char *s, size_t n);
+qilin_status jbuf_reserve(jbuf *b, size_t n);            /* room for n more bytes (and the NUL) */
+qilin_status jbuf_put(jbuf *b, const char *s, size_t n); /* s must not point into b */
 qilin_status jbuf_puts(jbuf *b, const char *s);
 qilin_status jbuf_putc(jbuf *b, char c);
 void jbuf_free(jbuf *b);
@@ -166,6 +203,7 @@ qilin_status jv_from_json(const json_t *j, jv *out, int depth);
 /* UTF-8 helpers: code point count and byte offset of the i-th code point. */
 size_t utf8_count(const char *s, size_t n);
 size_t utf8_offset(const char *s, size_t n, size_t cp_index);
+size_t jstr_offset(const jstr *s, size_t cp_index); /* utf8_offset, at once for ASCII text */
 /* Python's str.isspace() for one code point (decoded at s, length *adv). */
 bool py_isspace_at(const char *s, size_t n, size_t *adv);
 
@@ -280,13 +318,17 @@ typedef struct jctx {
     jbuf *out;
     int depth;      /* expression/statement recursion */
     int call_depth; /* macro recursion */
-    uint64_t steps; /* evaluation budget */
+    uint64_t steps; /* evaluation budget: one per node evaluated, statement run, loop
+                       iteration, and per item or byte-chunk walked by an operation */
     int control;    /* 0, or CTL_BREAK / CTL_CONTINUE */
     jv namespaces;  /* JK_LIST of every namespace created, cleared at the end */
     struct tm now;
 } jctx;
 
 enum { CTL_BREAK = 1, CTL_CONTINUE = 2 };
+
+/* Charges n steps (a loop over n items) to the evaluation budget. */
+qilin_status jsteps(jctx *c, int line, uint64_t n);
 
 /* Error helpers: prefix "template 'name' line N: ". */
 qilin_status jerr(const jctx *c, int line, qilin_status st, const char *fmt, ...)
@@ -325,6 +367,17 @@ qilin_status jglobal_call(jctx *c, int line, int builtin, jv *args, size_t nargs
 qilin_status jglobals_install(jctx *c, jv dict);
 
 /* Python str helpers shared by filters and methods. */
+/* Code points whose upper/title case is several code points (jinja_case.c, generated). */
+typedef struct jcase_special {
+    uint32_t cp, upper[3], title[3]; /* 0-terminated unless all three are used */
+} jcase_special;
+extern const jcase_special JCASE_SPECIAL[];
+extern const size_t JCASE_SPECIAL_N;
+/* Python's str.upper/lower/capitalize/title with full case mappings, and
+ * jinja2's title filter (words start after - whitespace ( { [ <; the first
+ * letter upper()ed, the rest lower()ed, so "they're" stays "They're"). */
+enum { CASE_UPPER, CASE_LOWER, CASE_CAPITALIZE, CASE_TITLE, CASE_JINJA_TITLE };
+qilin_status py_case(jctx *c, int line, jv s, int mode, jv *out);
 qilin_status py_strip(jv s, jv chars, bool left, bool right, jv *out);
 /* sep.join(items), items str() unless strict (str.join), or their attribute `attr`. */
 qilin_status jjoin(jctx *c, int line, jv items, jv sep, const char *attr, bool strict, jv *out);

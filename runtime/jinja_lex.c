@@ -17,6 +17,7 @@
 #include "runtime/jinja_internal.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -279,10 +280,11 @@ static qilin_status lex_number(lexer *L, size_t *pos) {
         t->fval = strtod(buf, NULL);
     } else {
         if (k > 1 && buf[0] == '0') return lex_error(L, "leading zeros in a decimal integer literal");
-        if (k > 18)
+        errno = 0;
+        t->ival = strtoll(buf, NULL, 10);
+        if (errno == ERANGE)
             return qilin_error(QILIN_ERR_UNSUPPORTED, "template '%s' line %d: integer literal beyond 64 bits",
                                L->name, L->line);
-        t->ival = strtoll(buf, NULL, 10);
     }
     *pos = end;
     return QILIN_OK;

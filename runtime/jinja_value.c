@@ -11,6 +11,32 @@
 #include <string.h>
 #include <utf8proc.h>
 
+/* ---------------------------------------------------------------- memory budget */
+
+static _Thread_local jmem *tl_mem;
+
+void jmem_begin(jmem *m) { tl_mem = m; }
+void jmem_end(void) { tl_mem = NULL; }
+
+/* Grows *charged to `want` bytes against this thread's budget (no budget: nothing). */
+static qilin_status mem_charge(size_t *charged, size_t want) {
+    jmem *m = tl_mem;
+    if (!m || want <= *charged) return QILIN_OK;
+    size_t more = want - *charged;
+    if (more > m->max || m->live > m->max - more)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "template '%s': strings, lists and dicts would take more than the memory limit of "
+                           "%zu bytes",
+                           m->name, m->max);
+    m->live += more;
+    *charged = want;
+    return QILIN_OK;
+}
+
+static void mem_release(size_t charged) {
+    if (tl_mem && charged <= tl_mem->live) tl_mem->live -= charged;
+}
+
 /* ---------------------------------------------------------------- refcounts */
 
 jv jv_ref(jv v) {
@@ -34,26 +60,56 @@ jv jv_ref(jv v) {
     return v;
 }
 
+static void str_free(jstr *s) {
+    mem_release(s->charged);
+    free(s);
+}
+
+/* Recursion here is bounded by JV_MAX_DEPTH (checked when items are added). */
 static void list_free(jlist *l) {
     for (size_t i = 0; i < l->n; i++) jv_unref(l->items[i]);
+    mem_release(l->charged);
     free(l->items);
     free(l);
 }
 
 static void dict_free(jdict *d) {
     for (size_t i = 0; i < d->n; i++) {
-        if (--d->keys[i]->rc == 0) free(d->keys[i]);
+        if (--d->keys[i]->rc == 0) str_free(d->keys[i]);
         jv_unref(d->vals[i]);
     }
+    mem_release(d->charged);
     free(d->keys);
     free(d->vals);
+    free(d->slots);
     free(d);
+}
+
+uint32_t jv_depth(jv v) {
+    return v.kind == JK_LIST   ? v.u.l->depth
+           : v.kind == JK_DICT ? v.u.d->depth
+           : v.kind == JK_FUNC ? v.u.fn->depth /* a bound method holds its receiver */
+                               : 0;
+}
+
+uint64_t jv_weight(jv v) { return v.kind == JK_LIST ? v.u.l->weight : v.kind == JK_DICT ? v.u.d->weight : 1; }
+
+/* Adding `item` to a container of *depth / *weight: refuses nesting past JV_MAX_DEPTH. */
+static qilin_status add_item_shape(uint32_t *depth, uint64_t *weight, jv item) {
+    uint32_t d = jv_depth(item) + 1;
+    if (d > JV_MAX_DEPTH)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "template '%s': lists and dicts nested deeper than %d",
+                           tl_mem ? tl_mem->name : "?", JV_MAX_DEPTH);
+    if (d > *depth) *depth = d;
+    uint64_t w = jv_weight(item);
+    *weight = *weight > UINT64_MAX / 2 - w ? UINT64_MAX / 2 : *weight + w;
+    return QILIN_OK;
 }
 
 void jv_unref(jv v) {
     switch (v.kind) {
     case JK_STR:
-        if (--v.u.s->rc == 0) free(v.u.s);
+        if (--v.u.s->rc == 0) str_free(v.u.s);
         break;
     case JK_LIST:
         if (--v.u.l->rc == 0) list_free(v.u.l);
@@ -80,7 +136,7 @@ void jv_unrefp(jv *v) {
 
 /* ---------------------------------------------------------------- buffers */
 
-qilin_status jbuf_put(jbuf *b, const char *s, size_t n) {
+qilin_status jbuf_reserve(jbuf *b, size_t n) {
     size_t max = b->max ? b->max : ((size_t)64 << 20);
     if (n > max || b->n > max - n)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
@@ -88,11 +144,18 @@ qilin_status jbuf_put(jbuf *b, const char *s, size_t n) {
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 64;
         while (cap < b->n + n + 1) cap *= 2;
+        if (cap > max + 1) cap = max + 1; /* never past what the limit lets it hold */
+        QILIN_TRY(mem_charge(&b->charged, cap));
         char *p = realloc(b->p, cap);
         if (!p) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: out of memory (%zu bytes)", cap);
         b->p = p;
         b->cap = cap;
     }
+    return QILIN_OK;
+}
+
+qilin_status jbuf_put(jbuf *b, const char *s, size_t n) {
+    QILIN_TRY(jbuf_reserve(b, n));
     if (n) memcpy(b->p + b->n, s, n);
     b->n += n;
     b->p[b->n] = 0;
@@ -102,19 +165,28 @@ qilin_status jbuf_put(jbuf *b, const char *s, size_t n) {
 qilin_status jbuf_puts(jbuf *b, const char *s) { return jbuf_put(b, s, strlen(s)); }
 qilin_status jbuf_putc(jbuf *b, char c) { return jbuf_put(b, &c, 1); }
 void jbuf_free(jbuf *b) {
+    mem_release(b->charged);
     free(b->p);
     b->p = NULL;
-    b->n = b->cap = 0;
+    b->n = b->cap = b->charged = 0;
 }
 
 /* ---------------------------------------------------------------- constructors */
 
 qilin_status jv_str(const char *s, size_t n, jv *out) {
+    size_t charged = 0;
+    if (n > SIZE_MAX / 2) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: string of %zu bytes", n);
+    QILIN_TRY(mem_charge(&charged, sizeof(jstr) + n + 1));
     jstr *p = malloc(sizeof *p + n + 1);
-    if (!p) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: out of memory (string of %zu bytes)", n);
+    if (!p) {
+        mem_release(charged);
+        return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: out of memory (string of %zu bytes)", n);
+    }
     p->rc = 1;
+    p->charged = charged;
     p->len = n;
     if (n) memcpy(p->data, s, n);
+    p->cps = utf8_count(p->data, n);
     p->data[n] = 0;
     out->kind = JK_STR;
     out->u.s = p;
@@ -128,12 +200,22 @@ qilin_status jv_str_take(jbuf *b, jv *out) {
 }
 
 qilin_status jv_list_new(size_t cap, jv *out) {
+    size_t charged = 0;
+    if (cap > SIZE_MAX / 2 / sizeof(jv))
+        return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: list of %zu", cap);
+    QILIN_TRY(mem_charge(&charged, sizeof(jlist) + cap * sizeof(jv)));
     jlist *l = calloc(1, sizeof *l);
-    if (!l) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: out of memory (list)");
+    if (!l) {
+        mem_release(charged);
+        return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: out of memory (list)");
+    }
     l->rc = 1;
+    l->weight = 1;
+    l->charged = charged;
     if (cap) {
         l->items = malloc(cap * sizeof *l->items);
         if (!l->items) {
+            mem_release(charged);
             free(l);
             return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: out of memory (list of %zu)", cap);
         }
@@ -146,8 +228,17 @@ qilin_status jv_list_new(size_t cap, jv *out) {
 
 qilin_status jv_list_push(jv list, jv item) {
     jlist *l = list.u.l;
+    qilin_status st = add_item_shape(&l->depth, &l->weight, item);
+    if (st != QILIN_OK) {
+        jv_unref(item);
+        return st;
+    }
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 4;
+        if ((st = mem_charge(&l->charged, sizeof(jlist) + cap * sizeof(jv))) != QILIN_OK) {
+            jv_unref(item);
+            return st;
+        }
         jv *p = realloc(l->items, cap * sizeof *p);
         if (!p) {
             jv_unref(item);
@@ -161,48 +252,112 @@ qilin_status jv_list_push(jv list, jv item) {
 }
 
 qilin_status jv_dict_new(jkind kind, jv *out) {
+    size_t charged = 0;
+    QILIN_TRY(mem_charge(&charged, sizeof(jdict)));
     jdict *d = calloc(1, sizeof *d);
-    if (!d) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: out of memory (dict)");
+    if (!d) {
+        mem_release(charged);
+        return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: out of memory (dict)");
+    }
     d->rc = 1;
+    d->weight = 1;
+    d->charged = charged;
     out->kind = kind;
     out->u.d = d;
     return QILIN_OK;
 }
 
+static uint64_t key_hash(const char *key, size_t klen) { /* FNV-1a */
+    uint64_t h = 1469598103934665603u;
+    for (size_t i = 0; i < klen; i++) h = (h ^ (unsigned char)key[i]) * 1099511628211u;
+    return h;
+}
+
+static bool key_is(const jstr *k, const char *key, size_t klen) {
+    return k->len == klen && memcmp(k->data, key, klen) == 0;
+}
+
+/* Small dicts are searched in order; past DICT_INDEXED keys a hash index
+ * (open addressing, slot = position + 1) keeps lookups O(1), so a dict of
+ * 100k keys from a request's JSON is built in linear time. */
+#define DICT_INDEXED 8
+
 static long dict_find(const jdict *d, const char *key, size_t klen) {
-    for (size_t i = 0; i < d->n; i++)
-        if (d->keys[i]->len == klen && memcmp(d->keys[i]->data, key, klen) == 0) return (long)i;
-    return -1;
+    if (!d->slots) {
+        for (size_t i = 0; i < d->n; i++)
+            if (key_is(d->keys[i], key, klen)) return (long)i;
+        return -1;
+    }
+    size_t mask = d->nslots - 1;
+    for (size_t s = key_hash(key, klen) & mask;; s = (s + 1) & mask) {
+        uint32_t at = d->slots[s];
+        if (at == 0) return -1;
+        if (at <= d->n && key_is(d->keys[at - 1], key, klen)) return (long)at - 1;
+    }
+}
+
+static void index_add(jdict *d, size_t i) {
+    size_t mask = d->nslots - 1, s = key_hash(d->keys[i]->data, d->keys[i]->len) & mask;
+    while (d->slots[s]) s = (s + 1) & mask;
+    d->slots[s] = (uint32_t)i + 1;
+}
+
+/* Bytes a dict of capacity cap holds (its index at twice the capacity). */
+static size_t dict_bytes(size_t cap) {
+    return sizeof(jdict) + cap * (sizeof(jstr *) + sizeof(jv)) +
+           (cap > DICT_INDEXED ? 2 * cap * sizeof(uint32_t) : 0);
+}
+
+/* Grows keys/vals (and the index) to cap entries. */
+static qilin_status dict_grow(jdict *d, size_t cap) {
+    if (cap > UINT32_MAX / 2) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: dict of %zu keys", cap);
+    QILIN_TRY(mem_charge(&d->charged, dict_bytes(cap)));
+    jstr **k = realloc(d->keys, cap * sizeof *k);
+    if (k) d->keys = k;
+    jv *v = k ? realloc(d->vals, cap * sizeof *v) : NULL;
+    if (v) d->vals = v;
+    uint32_t *slots = v && cap > DICT_INDEXED ? calloc(2 * cap, sizeof *slots) : NULL;
+    if (!v || (cap > DICT_INDEXED && !slots))
+        return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: out of memory (dict of %zu)", cap);
+    d->cap = cap;
+    if (slots) {
+        free(d->slots);
+        d->slots = slots;
+        d->nslots = 2 * cap;
+        for (size_t i = 0; i < d->n; i++) index_add(d, i);
+    }
+    return QILIN_OK;
 }
 
 qilin_status jv_dict_set(jv dict, const char *key, size_t klen, jv val) {
     jdict *d = dict.u.d;
+    /* A namespace is mutable, so its shape is not tracked (walks do not enter
+     * one; the render frees them flat). A dict's shape only grows: replacing a
+     * value keeps the old value's share, an over-estimate. */
+    qilin_status st = dict.kind == JK_DICT ? add_item_shape(&d->depth, &d->weight, val) : QILIN_OK;
+    if (st != QILIN_OK) {
+        jv_unref(val);
+        return st;
+    }
     long i = dict_find(d, key, klen);
     if (i >= 0) { /* Python keeps the key's first position */
         jv_unref(d->vals[i]);
         d->vals[i] = val;
         return QILIN_OK;
     }
-    if (d->n == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 4;
-        jstr **k = realloc(d->keys, cap * sizeof *k);
-        if (k) d->keys = k;
-        jv *v = k ? realloc(d->vals, cap * sizeof *v) : NULL;
-        if (!v) {
-            jv_unref(val);
-            return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "jinja: out of memory (dict of %zu)", cap);
-        }
-        d->vals = v;
-        d->cap = cap;
+    if (d->n == d->cap && (st = dict_grow(d, d->cap ? d->cap * 2 : 4)) != QILIN_OK) {
+        jv_unref(val);
+        return st;
     }
     jv k = jv_none();
-    qilin_status st = jv_str(key, klen, &k);
+    st = jv_str(key, klen, &k);
     if (st != QILIN_OK) {
         jv_unref(val);
         return st;
     }
     d->keys[d->n] = k.u.s;
     d->vals[d->n] = val;
+    if (d->slots) index_add(d, d->n);
     d->n++;
     return QILIN_OK;
 }
@@ -242,6 +397,7 @@ static double num(jv v) {
     return v.kind == JK_FLOAT ? v.u.f : v.kind == JK_BOOL ? (double)v.u.b : (double)v.u.i;
 }
 
+/* Recursion is bounded by JV_MAX_DEPTH; callers charge the walk to the step budget. */
 bool jv_equal(jv a, jv b) {
     if (is_num(a) && is_num(b)) {
         if (a.kind != JK_FLOAT && b.kind != JK_FLOAT)
@@ -255,12 +411,14 @@ bool jv_equal(jv a, jv b) {
         return true;
     case JK_STR:
         return a.u.s->len == b.u.s->len && memcmp(a.u.s->data, b.u.s->data, a.u.s->len) == 0;
-    case JK_LIST:
+    case JK_LIST: /* Python compares items by identity first: a list equals itself */
+        if (a.u.l == b.u.l) return true;
         if (a.u.l->n != b.u.l->n) return false;
         for (size_t i = 0; i < a.u.l->n; i++)
             if (!jv_equal(a.u.l->items[i], b.u.l->items[i])) return false;
         return true;
     case JK_DICT:
+        if (a.u.d == b.u.d) return true;
         if (a.u.d->n != b.u.d->n) return false;
         for (size_t i = 0; i < a.u.d->n; i++) {
             bool found;
@@ -643,6 +801,11 @@ size_t utf8_count(const char *s, size_t n) {
     size_t c = 0;
     for (size_t i = 0; i < n; i++) c += ((unsigned char)s[i] & 0xc0) != 0x80;
     return c;
+}
+
+size_t jstr_offset(const jstr *s, size_t cp_index) {
+    if (s->cps == s->len) return cp_index < s->len ? cp_index : s->len;
+    return utf8_offset(s->data, s->len, cp_index);
 }
 
 size_t utf8_offset(const char *s, size_t n, size_t cp_index) {

@@ -39,6 +39,8 @@ for t in "${targets[@]}"; do
     tokenizer) ;;
     *) die "unknown target '$t' (safetensors, gguf, config, jinja, tokenizer)" ;;
   esac
+  dict=()
+  [ -f fuzz/$t.dict ] && dict=(-dict=fuzz/$t.dict) # tokens that reach deep/large cases (fuzz/README.md)
   corpus=$build/corpus/$t
   artifacts=$build/artifacts/$t
   log=$build/fuzz_$t.log
@@ -47,7 +49,7 @@ for t in "${targets[@]}"; do
   # max_len bounds each input (the 1.7 MB vocab GGUF is read truncated, as a
   # prefix); rss/timeout limits turn a blow-up into a reported failure.
   "$build/fuzz/fuzz_$t" -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
-    -artifact_prefix="$artifacts/" -print_final_stats=1 "$corpus" "${seeds[@]}" >"$log" 2>&1
+    -artifact_prefix="$artifacts/" -print_final_stats=1 "${dict[@]}" "$corpus" "${seeds[@]}" >"$log" 2>&1
   rc=$?
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$')
   speed=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$')
