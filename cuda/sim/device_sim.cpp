@@ -16,10 +16,11 @@
  * Work on a stream — kernels, copies, memsets — runs later, in stream order,
  * on the device's worker thread (streams.h; QILIN_SIM_DEFERRED=0 runs it when
  * it is issued). Arguments are checked when the work is issued, so a bad copy
- * fails at the call; the host memory of a copy is read or written when the
- * copy runs, as CUDA's asynchronous copies do (pinned or pageable alike: CUDA
- * promises nothing earlier for either), so a host buffer read or reused
- * before a synchronisation shows stale or corrupted data. Synchronisation
+ * fails at the call. The host memory of a copy is read or written when the
+ * copy runs, as CUDA's asynchronous copies do, so a host buffer read or
+ * reused before a synchronisation shows stale or corrupted data — except the
+ * source of a host-to-device copy from pageable (not pinned) memory, which
+ * is staged when the copy is issued, as CUDA's driver stages it. Synchronisation
  * waits for the work it covers and returns a failure of deferred work (a
  * kernel's trap). qilin_free and qilin_host_free_pinned wait for the
  * device's (all devices') work first, as cudaFree and cudaFreeHost
@@ -175,7 +176,7 @@ struct DeviceState {
 struct State {
     std::mutex mu;
     std::map<uintptr_t, Allocation> allocations; /* ordered, to find the one holding an address */
-    std::unordered_set<void *> pinned;
+    std::map<uintptr_t, size_t> pinned; /* start -> bytes */
     std::unordered_set<const qilin_stream *> streams;
     std::unordered_set<const qilin_event *> events;
     DeviceState devices[kMaxDevices];
@@ -266,6 +267,15 @@ Target target_of(const qilin_stream *stream) {
 
 enum class Side { host, device };
 
+/* Whether [p, p + bytes) lies in one qilin_host_alloc_pinned buffer. */
+bool is_pinned(State &s, const void *p, size_t bytes) {
+    std::lock_guard<std::mutex> lock(s.mu);
+    auto it = s.pinned.upper_bound(uintptr_t(p));
+    if (it == s.pinned.begin()) return false;
+    --it;
+    return uintptr_t(p) + bytes <= it->first + it->second;
+}
+
 /* Validates and performs one copy; the sim's "device" memory is host memory. */
 qilin_status copy(const char *op, void *dst, Side dst_side, const void *src, Side src_side, size_t bytes,
                   qilin_stream *stream) {
@@ -284,6 +294,18 @@ qilin_status copy(const char *op, void *dst, Side dst_side, const void *src, Sid
                                            : check_host_range(s, op, "src", src, bytes));
     }
     Target t = target_of(stream);
+    if (src_side == Side::host && qsim::deferred() && !is_pinned(s, src, bytes)) {
+        /* Pageable: the driver copies it to a staging buffer before returning. */
+        std::shared_ptr<unsigned char[]> staged(new (std::nothrow) unsigned char[bytes]);
+        if (staged == nullptr)
+            return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "%s: no host memory to stage %zu pageable bytes", op,
+                               bytes);
+        std::memcpy(staged.get(), src, bytes);
+        return qsim::submit(t.device, t.key, [dst, staged, bytes] {
+            std::memcpy(dst, staged.get(), bytes);
+            return QILIN_OK;
+        });
+    }
     return qsim::submit(t.device, t.key, [dst, src, bytes] {
         std::memmove(dst, src, bytes); /* cudaMemcpy does not promise overlap, but d2d may alias */
         return QILIN_OK;
@@ -495,7 +517,7 @@ extern "C" qilin_status qilin_host_alloc_pinned(void **ptr, size_t bytes) {
     std::memset(p, kPoison, round_up(bytes)); /* pinned memory is not zeroed either */
     State &s = state();
     std::lock_guard<std::mutex> lock(s.mu);
-    s.pinned.insert(p);
+    s.pinned[uintptr_t(p)] = bytes;
     *ptr = p;
     return QILIN_OK;
 }
@@ -507,7 +529,7 @@ extern "C" qilin_status qilin_host_free_pinned(void *ptr) {
     State &s = state();
     {
         std::lock_guard<std::mutex> lock(s.mu);
-        if (s.pinned.erase(ptr) == 0)
+        if (s.pinned.erase(uintptr_t(ptr)) == 0)
             return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
                                "qilin_host_free_pinned: %p was not allocated by "
                                "qilin_host_alloc_pinned, or was already freed",
