@@ -1,7 +1,8 @@
 /* sim_switch.cpp — fiber switches per second of the SIMT emulator.
  *
  * Runs a kernel of 1024-thread blocks with two barriers per loop iteration
- * (bench/sim_switch_kernels.cu) on the calling thread — one core — and
+ * (bench/sim_switch_kernels.cu) on one host thread — one core: the device's
+ * stream worker, waited for by a synchronisation — and
  * divides the emulator's switch counter by wall time. A "switch" is one
  * context switch, scheduler -> fiber or fiber -> scheduler; every barrier
  * costs each thread two. Also reports the time per barrier per thread.
@@ -28,7 +29,8 @@ int main(int argc, char **argv) {
     if (qilin_malloc((void **)&d, n * sizeof(float), "bench data") != QILIN_OK ||
         qilin_memcpy_h2d(d, host.data(), n * sizeof(float), nullptr) != QILIN_OK)
         return fprintf(stderr, "bench: %s\n", qilin_last_error()), 1;
-    if (launch_barrier_loop_bench(d, 1, 2) != QILIN_OK) /* warm-up: maps the fiber stacks */
+    if (launch_barrier_loop_bench(d, 1, 2) != QILIN_OK || /* warm-up: maps the fiber stacks */
+        qilin_device_synchronize() != QILIN_OK)
         return fprintf(stderr, "bench: %s\n", qilin_last_error()), 1;
 
     double best = 0, best_s = 0;
@@ -36,7 +38,7 @@ int main(int argc, char **argv) {
     for (int rep = 0; rep < 3; rep++) {
         unsigned long long s0 = qsim_switch_count();
         auto t0 = std::chrono::steady_clock::now();
-        if (launch_barrier_loop_bench(d, blocks, iters) != QILIN_OK)
+        if (launch_barrier_loop_bench(d, blocks, iters) != QILIN_OK || qilin_device_synchronize() != QILIN_OK)
             return fprintf(stderr, "bench: %s\n", qilin_last_error()), 1;
         double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         unsigned long long sw = qsim_switch_count() - s0;

@@ -126,13 +126,13 @@ template <class T> __device__ inline void group_to_smem(float *dst, const T *src
         f.y = to_float(raw.v[k + 1]) * scale;
         f.z = to_float(raw.v[k + 2]) * scale;
         f.w = to_float(raw.v[k + 3]) * scale;
-        *reinterpret_cast<float4 *>(dst + k) = f;
+        store_vec<float4>(dst + k, f);
     }
 }
 
 template <class T> __device__ inline void zero_group(float *dst) {
 #pragma unroll
-    for (int k = 0; k < Vec16<T>::n; k += 4) *reinterpret_cast<float4 *>(dst + k) = float4{0.f, 0.f, 0.f, 0.f};
+    for (int k = 0; k < Vec16<T>::n; k += 4) store_vec<float4>(dst + k, float4{0.f, 0.f, 0.f, 0.f});
 }
 
 /* Four results rounded to T; one 8- or 16-byte store when vec. */
@@ -145,7 +145,7 @@ template <class T> __device__ inline void store4(T *dst, float4 v, bool vec) {
     o.v[2] = from_float<T>(v.z);
     o.v[3] = from_float<T>(v.w);
     if (vec) {
-        *reinterpret_cast<Four *>(dst) = o;
+        store_vec<Four>(dst, o);
     } else {
 #pragma unroll
         for (int k = 0; k < 4; k++) dst[k] = o.v[k];
@@ -225,9 +225,9 @@ __device__ inline void scores_softmax(State<S> &st, float *smem, const SmemLayou
     for (int d = 0; d < dk; d += 4) {
         float4 qv[S::RM], kv[S::RK];
 #pragma unroll
-        for (int i = 0; i < S::RM; i++) qv[i] = *reinterpret_cast<const float4 *>(q + i * L.ldq + d);
+        for (int i = 0; i < S::RM; i++) qv[i] = load_vec<float4>(q + i * L.ldq + d);
 #pragma unroll
-        for (int j = 0; j < S::RK; j++) kv[j] = *reinterpret_cast<const float4 *>(k + j * S::TX * L.ldk + d);
+        for (int j = 0; j < S::RK; j++) kv[j] = load_vec<float4>(k + j * S::TX * L.ldk + d);
 #pragma unroll
         for (int i = 0; i < S::RM; i++)
 #pragma unroll
@@ -284,15 +284,15 @@ template <class S> __device__ inline void accumulate_pv(State<S> &st, const floa
     for (int k = 0; k < S::BK; k += 4) {
         float4 pr[S::RO];
 #pragma unroll
-        for (int r = 0; r < S::RO; r++) pr[r] = *reinterpret_cast<const float4 *>(P + r * L.ldp + k);
+        for (int r = 0; r < S::RO; r++) pr[r] = load_vec<float4>(P + r * L.ldp + k);
 #pragma unroll
         for (int j = 0; j < S::NC; j++) {
             const int c = (dx + j * S::DX) * 4;
             if (c >= dv) continue;
-            const float4 v0 = *reinterpret_cast<const float4 *>(Vt + (k + 0) * L.ldv + c);
-            const float4 v1 = *reinterpret_cast<const float4 *>(Vt + (k + 1) * L.ldv + c);
-            const float4 v2 = *reinterpret_cast<const float4 *>(Vt + (k + 2) * L.ldv + c);
-            const float4 v3 = *reinterpret_cast<const float4 *>(Vt + (k + 3) * L.ldv + c);
+            const float4 v0 = load_vec<float4>(Vt + (k + 0) * L.ldv + c);
+            const float4 v1 = load_vec<float4>(Vt + (k + 1) * L.ldv + c);
+            const float4 v2 = load_vec<float4>(Vt + (k + 2) * L.ldv + c);
+            const float4 v3 = load_vec<float4>(Vt + (k + 3) * L.ldv + c);
 #pragma unroll
             for (int r = 0; r < S::RO; r++) {
                 float *a = st.acc[r][j];
@@ -323,7 +323,7 @@ __device__ inline void write_rows(const State<S> &st, const float *smem, const S
             for (int j = 0; j < S::NC; j++) {
                 const int c = (dx + j * S::DX) * 4;
                 const float *a = st.acc[r][j];
-                if (c < p.dv) *reinterpret_cast<float4 *>(p.ws_acc + rec * p.dv + c) = float4{a[0], a[1], a[2], a[3]};
+                if (c < p.dv) store_vec<float4>(p.ws_acc + rec * p.dv + c, float4{a[0], a[1], a[2], a[3]});
             }
         } else {
             const float inv = l > 0.0f ? 1.0f / l : 0.0f;
@@ -425,7 +425,7 @@ template <class T> __global__ void merge_splits_kernel(const TileParams p) {
             const float m = p.ws_ml[rec].x;
             if (m == -INFINITY) continue; /* an empty chunk: its acc is 0, skip the read */
             const float w = exp2f(m - mmax);
-            const float4 a = *reinterpret_cast<const float4 *>(p.ws_acc + rec * p.dv + c);
+            const float4 a = load_vec<float4>(p.ws_acc + rec * p.dv + c);
             sum.x += w * a.x, sum.y += w * a.y, sum.z += w * a.z, sum.w += w * a.w;
         }
         store4(o + c, float4{sum.x * inv, sum.y * inv, sum.z * inv, sum.w * inv}, p.vec);

@@ -22,11 +22,48 @@ template <> __host__ __device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(f
 }
 template <> __host__ __device__ inline __half from_float<__half>(float v) { return __float2half_rn(v); }
 
-/* 16 bytes of T: the unit of a coalesced vector load. */
+/* A vector access must be naturally aligned (8 bytes for an 8-byte vector,
+ * 16 for a 16-byte one): a GPU faults on a misaligned one, x86 does not, so
+ * the sim checks the address and fails the block naming the kernel, the
+ * thread and the access. Free on the GPU. */
+#if defined(QILIN_SIM)
+#define QILIN_CHECK_ALIGNED(p, bytes, access, file, line) qsim::check_aligned((p), (bytes), (access), (file), (line))
+#define QILIN_VEC_SITE , const char *file = __builtin_FILE(), int line = __builtin_LINE()
+#else
+#define QILIN_CHECK_ALIGNED(p, bytes, access, file, line) ((void)0)
+#define QILIN_VEC_SITE
+#endif
+
+/* 16 bytes of T: the unit of a coalesced vector load. In the sim every copy
+ * of one checks both addresses (the load's and, for an assignment, the
+ * store's), so `*reinterpret_cast<Vec16<T> *>(p)` is checked wherever it is. */
 template <class T> struct alignas(16) Vec16 {
     static constexpr int n = 16 / sizeof(T);
     T v[n];
+#if defined(QILIN_SIM)
+    Vec16() = default;
+    Vec16(const Vec16 &o, const char *file = __builtin_FILE(), int line = __builtin_LINE()) {
+        QILIN_CHECK_ALIGNED(&o, 16, "load", file, line);
+        std::memcpy(v, o.v, sizeof v);
+    }
+    Vec16 &operator=(const Vec16 &o) {
+        QILIN_CHECK_ALIGNED(&o, 16, "load", "a Vec16 assignment", 0);
+        QILIN_CHECK_ALIGNED(this, 16, "store", "a Vec16 assignment", 0);
+        std::memcpy(v, o.v, sizeof v);
+        return *this;
+    }
+#endif
 };
+
+/* A vector of type V (float4, uint4, ...) at p, and the store of one. */
+template <class V> __device__ inline V load_vec(const void *p QILIN_VEC_SITE) {
+    QILIN_CHECK_ALIGNED(p, sizeof(V), "load", file, line);
+    return *reinterpret_cast<const V *>(p);
+}
+template <class V> __device__ inline void store_vec(void *p, const V &v QILIN_VEC_SITE) {
+    QILIN_CHECK_ALIGNED(p, sizeof(V), "store", file, line);
+    *reinterpret_cast<V *>(p) = v;
+}
 
 /* Element group i of a row: the i-th 16-byte vector when kVec, else the i-th
  * element. Kernels that stride over rows in groups use these so one body

@@ -2,8 +2,9 @@
  *
  * The only door from host/ and runtime/ to a GPU. Two implementations share
  * this header: device_cuda.c (CUDA runtime) and sim/device_sim.cpp (the CPU
- * emulator, where device memory is host memory and work on a stream runs when
- * it is issued, a legal schedule of asynchronous work).
+ * emulator, where device memory is host memory and work on a stream runs
+ * later, in stream order, on a worker thread per device — sim/streams.h — so
+ * a missing synchronisation shows as on a GPU).
  *
  * Threading: the current device is per host thread (qilin_device_set), as in
  * CUDA. Allocation accounting is per device and safe from any thread.
@@ -72,7 +73,9 @@ qilin_status qilin_memory_info(int device, size_t *free_bytes, size_t *total_byt
 qilin_status qilin_host_alloc_pinned(void **ptr, size_t bytes);
 qilin_status qilin_host_free_pinned(void *ptr);
 
-/* Asynchronous copies and memset, ordered on `stream`. */
+/* Asynchronous copies and memset, ordered on `stream`. The host buffer of a
+ * copy may be read or written until the stream is synchronised (a pageable
+ * host-to-device source is staged at the call, as CUDA's driver does). */
 qilin_status qilin_memcpy_h2d(void *dst, const void *src, size_t bytes, qilin_stream *stream);
 qilin_status qilin_memcpy_d2h(void *dst, const void *src, size_t bytes, qilin_stream *stream);
 qilin_status qilin_memcpy_d2d(void *dst, const void *src, size_t bytes, qilin_stream *stream);

@@ -44,9 +44,11 @@ template <typename... Params, typename... Args>
 static inline qilin_status qilin_launch_(const char *name, const char *file, int line,
                                          void (*kernel)(Params...), dim3 grid, dim3 block,
                                          size_t smem_bytes, qilin_stream *stream, Args &&...args) {
-    (void)stream; /* the sim runs work when it is issued */
+    /* The arguments are copied now, as <<<>>> does: the sim may run the
+     * kernel later, on the stream's device worker. */
     std::tuple<std::decay_t<Params>...> params(std::forward<Args>(args)...);
-    qsim::launch(name, file, line, grid, block, smem_bytes, [&] { std::apply(kernel, params); });
+    qsim::launch_on_stream(name, file, line, grid, block, smem_bytes, stream,
+                           [kernel, params] { std::apply(kernel, params); });
     return qilin_check_launch(name, file, line);
 }
 

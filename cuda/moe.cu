@@ -448,15 +448,15 @@ __global__ void __launch_bounds__(kGemmThreads, (gemm_min_blocks<T, kVec>()))
             for (int kk = 0; kk < kBK; kk++) {
                 float av[TM];
                 if constexpr (TM == 4) {
-                    float4 t4 = *reinterpret_cast<const float4 *>(&sm.a[kk][(4 * ty) ^ L::swizzle(kk, BM)]);
+                    float4 t4 = load_vec<float4>(&sm.a[kk][(4 * ty) ^ L::swizzle(kk, BM)]);
                     av[0] = t4.x, av[1] = t4.y, av[2] = t4.z, av[3] = t4.w;
                 } else {
 #pragma unroll
                     for (int i = 0; i < TM; i++) av[i] = sm.a[kk][(TM * ty + i) ^ L::swizzle(kk, BM)];
                 }
                 int sw = L::swizzle(kk, kBW);
-                float4 b0 = *reinterpret_cast<const float4 *>(&sm.w[kk][(4 * tx) ^ sw]);
-                float4 b1 = *reinterpret_cast<const float4 *>(&sm.w[kk][(kBW / 2 + 4 * tx) ^ sw]);
+                float4 b0 = load_vec<float4>(&sm.w[kk][(4 * tx) ^ sw]);
+                float4 b1 = load_vec<float4>(&sm.w[kk][(kBW / 2 + 4 * tx) ^ sw]);
                 float bv[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
 #pragma unroll
                 for (int i = 0; i < TM; i++)

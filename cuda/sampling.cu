@@ -128,7 +128,7 @@ template <class F> __device__ inline void for_each_value(const Row &r, F &&f) {
         int n4 = r.vocab >> 2;
         const float4 *p = reinterpret_cast<const float4 *>(r.logits);
         for (int q = threadIdx.x; q < n4; q += blockDim.x) {
-            float4 x = p[q];
+            float4 x = load_vec<float4>(p + q);
             int i = 4 * q;
             f(i, row_value(r, i, x.x));
             f(i + 1, row_value(r, i + 1, x.y));
@@ -430,7 +430,7 @@ __device__ inline void ordered_draw(const Row &r, const Filters &f, const Keep &
         int i0 = base + 4 * threadIdx.x;
         float v[4];
         if (r.vec && i0 + 3 < r.vocab) {
-            float4 x = *reinterpret_cast<const float4 *>(r.logits + i0);
+            float4 x = load_vec<float4>(r.logits + i0);
             v[0] = row_value(r, i0, x.x), v[1] = row_value(r, i0 + 1, x.y);
             v[2] = row_value(r, i0 + 2, x.z), v[3] = row_value(r, i0 + 3, x.w);
         } else {

@@ -5,6 +5,7 @@
  * both against the intrinsics' definitions, so on a GPU they also check that
  * the emulator and the hardware agree. Launchers are declared in
  * intrinsic_kernels.h. */
+#include "cuda/common.cuh"
 #include "cuda/kernel.h"
 #include "tests/intrinsic_kernels.h"
 
@@ -339,5 +340,34 @@ __global__ void trap_kernel(int *out) {
 }
 
 qilin_status launch_trap(int *out) { return QILIN_LAUNCH(trap_kernel, dim3(1), dim3(8), 0, nullptr, out); }
+
+/* ---- vector accesses: one float4 (or one Vec16) per thread at in + offset -- */
+
+__global__ void vector_load_kernel(const float *in, float *out, int offset, int through_vec16) {
+    int t = threadIdx.x;
+    float4 v;
+    if (through_vec16) {
+        Vec16<float> w;
+        load_elems<float, true>(w.v, in + offset, t);
+        v = float4{w.v[0], w.v[1], w.v[2], w.v[3]};
+    } else {
+        v = load_vec<float4>(in + offset + 4 * t);
+    }
+    store_vec<float4>(out + 4 * t, v);
+}
+
+qilin_status launch_vector_load(const float *in, float *out, int offset, int threads, int through_vec16) {
+    return QILIN_LAUNCH(vector_load_kernel, dim3(1), dim3(threads), 0, nullptr, in, out, offset, through_vec16);
+}
+
+/* ---- a kernel on a given stream: out[i] = value ---------------------------- */
+
+__global__ void fill_kernel(float *out, int n, float value) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) out[i] = value;
+}
+
+qilin_status launch_fill(float *out, int n, float value, qilin_stream *stream) {
+    return QILIN_LAUNCH(fill_kernel, dim3(4), dim3(128), 0, stream, out, n, value);
+}
 
 const char *intrinsic_kernels_compiler(void) { return QILIN_KERNEL_COMPILER " compiled " __FILE__; }

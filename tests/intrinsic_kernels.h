@@ -27,6 +27,12 @@ qilin_status launch_exited_lane(int *out);
 qilin_status launch_reduce_sum(const float *in, int n, float *total, int blocks, int threads);
 qilin_status launch_bad_shape(int *out);
 qilin_status launch_trap(int *out);
+/* out[4t..4t+3] = in[offset + 4t ..]: one 16-byte vector load per thread,
+ * through load_vec<float4> or (through_vec16) Vec16's load_elems; misaligned
+ * unless offset is a multiple of 4 (the sim reports it, a GPU faults). */
+qilin_status launch_vector_load(const float *in, float *out, int offset, int threads, int through_vec16);
+/* out[0..n) = value, on `stream`. */
+qilin_status launch_fill(float *out, int n, float value, qilin_stream *stream);
 const char *intrinsic_kernels_compiler(void);
 
 #endif /* QILIN_TESTS_INTRINSIC_KERNELS_H */

@@ -4,8 +4,10 @@
  * alpha * op(A) op(B) + beta * C per batch, inputs f32/f16/bf16, C in the
  * input type or f32, fp32 accumulation, C rounded to nearest-even once at the
  * end. When beta == 0 C is not read (BLAS semantics), so poisoned outputs stay
- * harmless. The sim's streams run work when it is issued, so the GEMM is done
- * when qilin_gemm returns.
+ * harmless. The GEMM is work on the stream (sim/streams.h): it runs later, in
+ * stream order, on the device's worker in deferred mode; the handle's packing
+ * buffers are only touched there, and qilin_blas_destroy waits for the
+ * device, as cublasDestroy synchronises.
  *
  * Speed matters because whole-model tests run prefill GEMMs through here, so
  * this is a small packed GEMM: op(A) is converted to fp32 in panels of MR rows
@@ -25,6 +27,7 @@
 
 #include "cuda/blas.h"
 #include "cuda/blas_check.h"
+#include "streams.h"
 
 namespace {
 
@@ -218,6 +221,21 @@ qilin_status check_device(const qilin_blas *h, qilin_stream *stream) {
     return QILIN_OK;
 }
 
+qilin_status run_gemm(qilin_blas *blas, const qilin_gemm_desc *desc) {
+    QILIN_TRY(reserve(blas, desc));
+    size_t ab = qilin_dtype_size(desc->ab_type), cb = qilin_dtype_size(desc->c_type);
+    const char *a = static_cast<const char *>(desc->a);
+    const char *b = static_cast<const char *>(desc->b);
+    char *c = static_cast<char *>(desc->c);
+    for (int i = 0; i < desc->batch; i++) {
+        gemm_one(blas, desc, a, b, c);
+        if (i + 1 == desc->batch) break; /* no offset past the last batch (a, b may be NULL) */
+        if (desc->k > 0) a += desc->stride_a * (int64_t)ab, b += desc->stride_b * (int64_t)ab;
+        c += desc->stride_c * (int64_t)cb;
+    }
+    return QILIN_OK;
+}
+
 } // namespace
 
 extern "C" qilin_status qilin_blas_create(qilin_blas **blas) {
@@ -233,8 +251,10 @@ extern "C" qilin_status qilin_blas_create(qilin_blas **blas) {
 }
 
 extern "C" qilin_status qilin_blas_destroy(qilin_blas *blas) {
+    if (blas == nullptr) return QILIN_OK;
+    qilin_status st = qsim::wait_device(blas->device, false); /* queued GEMMs use its buffers */
     delete blas;
-    return QILIN_OK;
+    return st;
 }
 
 extern "C" qilin_status qilin_gemm(qilin_blas *blas, const qilin_gemm_desc *desc, qilin_stream *stream) {
@@ -243,16 +263,5 @@ extern "C" qilin_status qilin_gemm(qilin_blas *blas, const qilin_gemm_desc *desc
     QILIN_TRY(qilin_blas_check(desc, &noop));
     if (noop) return QILIN_OK;
     QILIN_TRY(check_device(blas, stream));
-    QILIN_TRY(reserve(blas, desc));
-    size_t ab = qilin_dtype_size(desc->ab_type), cb = qilin_dtype_size(desc->c_type);
-    const char *a = static_cast<const char *>(desc->a);
-    const char *b = static_cast<const char *>(desc->b);
-    char *c = static_cast<char *>(desc->c);
-    for (int i = 0; i < desc->batch; i++) {
-        gemm_one(blas, desc, a, b, c);
-        if (i + 1 == desc->batch) break; /* no offset past the last batch (a, b may be NULL) */
-        if (desc->k > 0) a += desc->stride_a * (int64_t)ab, b += desc->stride_b * (int64_t)ab;
-        c += desc->stride_c * (int64_t)cb;
-    }
-    return QILIN_OK;
+    return qsim::submit_to(stream, "gemm", [blas, d = *desc] { return run_gemm(blas, &d); });
 }

@@ -26,6 +26,13 @@
  * collective with count 0 still meets the other ranks (NCCL may skip it), so
  * the sim also catches ranks that disagree about empty calls.
  *
+ * Stream order: with the sim's deferred streams (sim/streams.h) every call
+ * first waits for the work already issued to its stream, then exchanges on
+ * the calling thread, so the collective sits between the work issued before
+ * and after it, as on a GPU. (It also means the exchange has finished when the
+ * call returns: a host read of a recv buffer without a synchronisation is not
+ * caught here, unlike with copies and kernels.)
+ *
  * Ranks in several processes (qilin_comm_init_ranks): the ranks of each
  * process meet in their own clique as above, and the last local rank to
  * arrive exchanges all local arguments and send buffers with the other
@@ -466,7 +473,11 @@ qilin_status check_call(const char *op, const qilin_comm *comm, qilin_dtype dtyp
     if (comm == nullptr) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: comm = NULL", op);
     *s = site(op, comm);
     QILIN_TRY(qilin_comm_check_dtype(*s, dtype));
-    return qilin_comm_check_stream(*s, comm->device, stream);
+    QILIN_TRY(qilin_comm_check_stream(*s, comm->device, stream));
+    /* Stream order: the work issued before the call (which writes the send
+     * buffer, or still reads the recv buffer) runs first; the exchange then
+     * happens on this thread, before any work issued after the call. */
+    return qilin_stream_synchronize(stream);
 }
 
 /* ---- point-to-point -------------------------------------------------- */

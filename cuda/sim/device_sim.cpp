@@ -13,13 +13,23 @@
  * their host side outside all of them, which catches overruns and swapped
  * directions that host memory would otherwise forgive.
  *
- * Work on a stream runs when it is issued — a legal schedule of asynchronous
- * work — so synchronisation only validates its argument. Streams and events
- * are small heap objects kept in registries, so a destroyed or foreign handle
- * is reported instead of dereferenced. */
+ * Work on a stream — kernels, copies, memsets — runs later, in stream order,
+ * on the device's worker thread (streams.h; QILIN_SIM_DEFERRED=0 runs it when
+ * it is issued). Arguments are checked when the work is issued, so a bad copy
+ * fails at the call. The host memory of a copy is read or written when the
+ * copy runs, as CUDA's asynchronous copies do, so a host buffer read or
+ * reused before a synchronisation shows stale or corrupted data — except the
+ * source of a host-to-device copy from pageable (not pinned) memory, which
+ * is staged when the copy is issued, as CUDA's driver stages it. Synchronisation
+ * waits for the work it covers and returns a failure of deferred work (a
+ * kernel's trap). qilin_free and qilin_host_free_pinned wait for the
+ * device's (all devices') work first, as cudaFree and cudaFreeHost
+ * synchronise. Streams and events are small heap objects kept in registries,
+ * so a destroyed or foreign handle is reported instead of dereferenced. */
 #include "../device.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
@@ -29,6 +39,7 @@
 #include <cstring>
 #include <iterator>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <string>
@@ -36,15 +47,25 @@
 #include <vector>
 
 #include "sim_api.h"
+#include "streams.h"
 
 struct qilin_stream {
     int device;
 };
 
+/* When a recorded event completed; written by the work item it records. */
+struct EventStamp {
+    std::atomic<bool> done{false};
+    std::chrono::steady_clock::time_point when;
+};
+
 struct qilin_event {
     int device;
     bool recorded;
-    std::chrono::steady_clock::time_point when;
+    /* the stream it was last recorded on and that stream's issue count then */
+    const void *stream_key;
+    uint64_t count;
+    std::shared_ptr<EventStamp> stamp;
 };
 
 namespace {
@@ -155,7 +176,7 @@ struct DeviceState {
 struct State {
     std::mutex mu;
     std::map<uintptr_t, Allocation> allocations; /* ordered, to find the one holding an address */
-    std::unordered_set<void *> pinned;
+    std::map<uintptr_t, size_t> pinned; /* start -> bytes */
     std::unordered_set<const qilin_stream *> streams;
     std::unordered_set<const qilin_event *> events;
     DeviceState devices[kMaxDevices];
@@ -232,7 +253,28 @@ qilin_status check_event(const State &s, const char *op, const qilin_event *even
                        (const void *)event);
 }
 
+/* The device and queue key of a stream handle (NULL: this thread's default
+ * stream on the current device). */
+struct Target {
+    int device;
+    const void *key;
+};
+
+Target target_of(const qilin_stream *stream) {
+    if (stream == nullptr || stream == &default_stream) return Target{current_device, &default_stream};
+    return Target{stream->device, stream};
+}
+
 enum class Side { host, device };
+
+/* Whether [p, p + bytes) lies in one qilin_host_alloc_pinned buffer. */
+bool is_pinned(State &s, const void *p, size_t bytes) {
+    std::lock_guard<std::mutex> lock(s.mu);
+    auto it = s.pinned.upper_bound(uintptr_t(p));
+    if (it == s.pinned.begin()) return false;
+    --it;
+    return uintptr_t(p) + bytes <= it->first + it->second;
+}
 
 /* Validates and performs one copy; the sim's "device" memory is host memory. */
 qilin_status copy(const char *op, void *dst, Side dst_side, const void *src, Side src_side, size_t bytes,
@@ -251,8 +293,23 @@ qilin_status copy(const char *op, void *dst, Side dst_side, const void *src, Sid
         QILIN_TRY(src_side == Side::device ? check_device_range(s, op, "src", src, bytes)
                                            : check_host_range(s, op, "src", src, bytes));
     }
-    std::memmove(dst, src, bytes); /* cudaMemcpy does not promise overlap, but d2d may alias */
-    return QILIN_OK;
+    Target t = target_of(stream);
+    if (src_side == Side::host && qsim::deferred() && !is_pinned(s, src, bytes)) {
+        /* Pageable: the driver copies it to a staging buffer before returning. */
+        std::shared_ptr<unsigned char[]> staged(new (std::nothrow) unsigned char[bytes]);
+        if (staged == nullptr)
+            return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "%s: no host memory to stage %zu pageable bytes", op,
+                               bytes);
+        std::memcpy(staged.get(), src, bytes);
+        return qsim::submit(t.device, t.key, [dst, staged, bytes] {
+            std::memcpy(dst, staged.get(), bytes);
+            return QILIN_OK;
+        });
+    }
+    return qsim::submit(t.device, t.key, [dst, src, bytes] {
+        std::memmove(dst, src, bytes); /* cudaMemcpy does not promise overlap, but d2d may alias */
+        return QILIN_OK;
+    });
 }
 
 /* Median time of host memcpys of `bytes`, in seconds. */
@@ -349,7 +406,8 @@ extern "C" qilin_status qilin_device_get(int *device) {
 }
 
 extern "C" qilin_status qilin_device_synchronize(void) {
-    return check_config("qilin_device_synchronize"); /* all work already ran */
+    QILIN_TRY(check_config("qilin_device_synchronize"));
+    return qsim::wait_device(current_device, true);
 }
 
 /* ---- memory -------------------------------------------------------------- */
@@ -395,6 +453,15 @@ extern "C" qilin_status qilin_malloc(void **ptr, size_t bytes, const char *what)
 extern "C" qilin_status qilin_free(void *ptr) {
     if (ptr == nullptr) return QILIN_OK;
     State &s = state();
+    int device = -1;
+    {
+        std::lock_guard<std::mutex> lock(s.mu);
+        auto it = s.allocations.find(uintptr_t(ptr));
+        if (it != s.allocations.end()) device = it->second.device;
+    }
+    /* cudaFree waits for the device: work still queued may use the buffer.
+     * A failure of that work stays pending for the next synchronisation. */
+    if (device >= 0) QILIN_TRY(qsim::wait_device(device, false));
     {
         std::lock_guard<std::mutex> lock(s.mu);
         auto it = s.allocations.find(uintptr_t(ptr));
@@ -450,17 +517,19 @@ extern "C" qilin_status qilin_host_alloc_pinned(void **ptr, size_t bytes) {
     std::memset(p, kPoison, round_up(bytes)); /* pinned memory is not zeroed either */
     State &s = state();
     std::lock_guard<std::mutex> lock(s.mu);
-    s.pinned.insert(p);
+    s.pinned[uintptr_t(p)] = bytes;
     *ptr = p;
     return QILIN_OK;
 }
 
 extern "C" qilin_status qilin_host_free_pinned(void *ptr) {
     if (ptr == nullptr) return QILIN_OK;
+    /* cudaFreeHost synchronises: a queued copy may still read or write it. */
+    for (int d = 0; d < config().devices; d++) QILIN_TRY(qsim::wait_device(d, false));
     State &s = state();
     {
         std::lock_guard<std::mutex> lock(s.mu);
-        if (s.pinned.erase(ptr) == 0)
+        if (s.pinned.erase(uintptr_t(ptr)) == 0)
             return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
                                "qilin_host_free_pinned: %p was not allocated by "
                                "qilin_host_alloc_pinned, or was already freed",
@@ -496,8 +565,11 @@ extern "C" qilin_status qilin_memset(void *dst, int byte_value, size_t bytes, qi
         QILIN_TRY(check_stream(s, op, stream));
         QILIN_TRY(check_device_range(s, op, "dst", dst, bytes));
     }
-    std::memset(dst, byte_value, bytes);
-    return QILIN_OK;
+    Target t = target_of(stream);
+    return qsim::submit(t.device, t.key, [dst, byte_value, bytes] {
+        std::memset(dst, byte_value, bytes);
+        return QILIN_OK;
+    });
 }
 
 /* ---- streams ------------------------------------------------------------- */
@@ -532,8 +604,12 @@ extern "C" qilin_status qilin_stream_destroy(qilin_stream *stream) {
 extern "C" qilin_status qilin_stream_synchronize(qilin_stream *stream) {
     QILIN_TRY(check_config("qilin_stream_synchronize"));
     State &s = state();
-    std::lock_guard<std::mutex> lock(s.mu);
-    return check_stream(s, "qilin_stream_synchronize", stream); /* its work already ran */
+    {
+        std::lock_guard<std::mutex> lock(s.mu);
+        QILIN_TRY(check_stream(s, "qilin_stream_synchronize", stream));
+    }
+    Target t = target_of(stream);
+    return qsim::wait_stream(t.device, t.key, qsim::issued(t.device, t.key));
 }
 
 extern "C" void *qilin_stream_native(qilin_stream *stream) {
@@ -553,7 +629,7 @@ extern "C" qilin_status qilin_event_create(qilin_event **event) {
     if (event == nullptr) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_event_create: event is NULL");
     *event = nullptr;
     QILIN_TRY(check_config("qilin_event_create"));
-    auto *e = new (std::nothrow) qilin_event{current_device, false, {}};
+    auto *e = new (std::nothrow) qilin_event{current_device, false, nullptr, 0, nullptr};
     if (e == nullptr) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_event_create: out of host memory");
     State &s = state();
     std::lock_guard<std::mutex> lock(s.mu);
@@ -581,16 +657,37 @@ extern "C" qilin_status qilin_event_record(qilin_event *event, qilin_stream *str
     std::lock_guard<std::mutex> lock(s.mu);
     QILIN_TRY(check_event(s, op, event));
     QILIN_TRY(check_stream(s, op, stream));
-    /* All work issued before now has run, so the event completes at once. */
-    event->when = std::chrono::steady_clock::now();
+    auto stamp = std::make_shared<EventStamp>();
+    if (stamp == nullptr) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "%s: out of host memory", op);
+    /* The event completes when the work issued to the stream before it has
+     * run: a stamp item queued behind that work. */
+    Target t = target_of(stream);
+    QILIN_TRY(qsim::submit(t.device, t.key, [stamp] {
+        stamp->when = std::chrono::steady_clock::now();
+        stamp->done.store(true, std::memory_order_release);
+        return QILIN_OK;
+    }));
+    event->device = t.device;
+    event->stream_key = t.key;
+    event->count = qsim::issued(t.device, t.key);
+    event->stamp = stamp;
     event->recorded = true;
     return QILIN_OK;
 }
 
 extern "C" qilin_status qilin_event_synchronize(qilin_event *event) {
+    const char *op = "qilin_event_synchronize";
     State &s = state();
-    std::lock_guard<std::mutex> lock(s.mu);
-    return check_event(s, "qilin_event_synchronize", event);
+    Target t{0, nullptr};
+    uint64_t count = 0;
+    {
+        std::lock_guard<std::mutex> lock(s.mu);
+        QILIN_TRY(check_event(s, op, event));
+        if (!event->recorded) return QILIN_OK; /* as cudaEventSynchronize: nothing to wait for */
+        t = Target{event->device, event->stream_key};
+        count = event->count;
+    }
+    return qsim::wait_stream(t.device, t.key, count);
 }
 
 extern "C" qilin_status qilin_event_elapsed_ms(qilin_event *start, qilin_event *stop, float *ms) {
@@ -603,18 +700,43 @@ extern "C" qilin_status qilin_event_elapsed_ms(qilin_event *start, qilin_event *
     if (!start->recorded || !stop->recorded)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: the %s event was never recorded", op,
                            start->recorded ? "stop" : "start");
-    *ms = std::chrono::duration<float, std::milli>(stop->when - start->when).count();
+    /* cudaEventElapsedTime fails with cudaErrorNotReady before both completed. */
+    if (!start->stamp->done.load(std::memory_order_acquire) || !stop->stamp->done.load(std::memory_order_acquire))
+        return qilin_error(QILIN_ERR_DEVICE,
+                           "%s: the %s event has not completed yet (synchronise on it first)", op,
+                           start->stamp->done.load() ? "stop" : "start");
+    *ms = std::chrono::duration<float, std::milli>(stop->stamp->when - start->stamp->when).count();
     return QILIN_OK;
 }
 
 /* ---- launch checking ----------------------------------------------------- */
 
 extern "C" qilin_status qilin_check_launch(const char *kernel, const char *file, int line) {
-    /* The emulator ran the kernel to completion during the launch, so there is
-     * nothing to synchronise for QILIN_SYNC_LAUNCHES: its status is final, and
-     * its message already names the kernel, the launch site and the block. */
+    /* A launch error (bad shape, bad stream) is known now; a failure while the
+     * kernel ran is the device's pending error: in immediate mode it is the
+     * launch status too, in deferred mode it shows here once the kernel has
+     * run, or at the next synchronisation. Its message names the kernel, the
+     * launch site and the block. */
     (void)kernel;
     (void)file;
     (void)line;
-    return qsim_take_launch_status();
+    QILIN_TRY(qsim_take_launch_status());
+    static const bool sync_launches = [] {
+        const char *v = std::getenv("QILIN_SYNC_LAUNCHES");
+        return v != nullptr && std::strcmp(v, "1") == 0;
+    }();
+    if (sync_launches) return qsim::wait_device(current_device, true);
+    return qsim::take_error(current_device);
+}
+
+/* ---- for the rest of the sim (streams.h) ---------------------------------- */
+
+qilin_status qsim::submit_to(qilin_stream *stream, const char *op, Work work) {
+    State &s = state();
+    {
+        std::lock_guard<std::mutex> lock(s.mu);
+        QILIN_TRY(check_stream(s, op, stream));
+    }
+    Target t = target_of(stream);
+    return submit(t.device, t.key, std::move(work));
 }

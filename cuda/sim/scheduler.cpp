@@ -24,6 +24,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdarg>
 #include <cstring>
@@ -36,6 +37,7 @@
 
 #include "fiber.h"
 #include "sim.h"
+#include "streams.h"
 
 thread_local uint3 threadIdx;
 thread_local uint3 blockIdx;
@@ -45,7 +47,7 @@ thread_local dim3 gridDim;
 namespace qsim {
 namespace {
 
-enum class Wait : uint8_t { running, barrier, warp, activemask, done, trapped };
+enum class Wait : uint8_t { running, barrier, warp, activemask, done, trapped, misaligned };
 
 struct Thread {
     Context ctx;
@@ -60,6 +62,10 @@ struct Thread {
     unsigned mask = 0, b = 0, c = 0;
     uint64_t value = 0, result = 0;
     int pred = 0, barrier_mode = 0;
+    /* the misaligned vector access that stopped it */
+    const void *addr = nullptr;
+    size_t align = 0;
+    const char *access = "";
 };
 
 struct Group { /* lanes of one warp gathering for one collective */
@@ -99,6 +105,9 @@ struct Executor {
         std::free(smem);
     }
 };
+
+/* Switches made by finished launches, all threads (qsim_switch_count). */
+std::atomic<unsigned long long> total_switches{0};
 
 thread_local std::unique_ptr<Executor> tls_holder;
 thread_local Executor *tls_ex = nullptr;
@@ -470,6 +479,18 @@ bool after_park(Executor &ex, Thread &t) {
     case Wait::activemask: ex.n_activemask++; return true;
     case Wait::trapped:
         return fail(ex, "__trap() at %s:%d in thread (%u,%u,%u)", t.file, t.line, t.idx.x, t.idx.y, t.idx.z);
+    case Wait::misaligned:
+    {
+        char where[512];
+        if (t.line > 0)
+            snprintf(where, sizeof where, "at %s:%d", t.file, t.line);
+        else
+            snprintf(where, sizeof where, "in %s", t.file); /* a site without a line, e.g. a Vec16 copy */
+        return fail(ex, "misaligned %zu-byte vector %s at %p (%zu bytes past a %zu-byte boundary) %s in thread "
+                        "(%u,%u,%u); a GPU faults on it",
+                    t.align, t.access, t.addr, (size_t)((uintptr_t)t.addr % t.align), t.align, where, t.idx.x,
+                    t.idx.y, t.idx.z);
+    }
     case Wait::running: break;
     }
     return fail(ex, "internal: thread (%u,%u,%u) parked without a reason", t.idx.x, t.idx.y, t.idx.z);
@@ -592,6 +613,21 @@ void trap(const char *file, int line) {
     abort(); /* never resumed: the block is abandoned */
 }
 
+void check_aligned(const void *p, size_t align, const char *access, const char *file, int line) {
+    if ((uintptr_t)p % align == 0) return;
+    Executor *ex = tls_ex;
+    if (!ex || !ex->current) return; /* host code (a CPU reference) cannot fault this way */
+    Thread &t = *ex->current;
+    t.addr = p;
+    t.align = align;
+    t.access = access;
+    t.file = file;
+    t.line = line;
+    t.wait = Wait::misaligned;
+    park(t);
+    abort(); /* never resumed: the block is abandoned */
+}
+
 void *dynamic_smem() { return tls_ex ? tls_ex->smem : nullptr; }
 
 qilin_status launch(const char *kernel, const char *file, int line, dim3 grid, dim3 block,
@@ -613,6 +649,7 @@ qilin_status launch(const char *kernel, const char *file, int line, dim3 grid, d
         ex.last_launch = st;
         return st;
     }
+    const unsigned long long switches_before = ex.switches;
     ex.body = &body;
     ex.kernel = kernel;
     ex.launch_file = file;
@@ -628,6 +665,34 @@ qilin_status launch(const char *kernel, const char *file, int line, dim3 grid, d
                 if (!run_block(ex, uint3{x, y, z})) st = QILIN_ERR_KERNEL;
     ex.body = nullptr;
     ex.last_launch = st;
+    total_switches += ex.switches - switches_before;
+    return st;
+}
+
+qilin_status launch_on_stream(const char *kernel, const char *file, int line, dim3 grid, dim3 block,
+                              size_t smem_bytes, qilin_stream *stream, std::function<void()> body) {
+    if (!deferred()) return launch(kernel, file, line, grid, block, smem_bytes, body);
+    Executor &ex = executor();
+    /* What CUDA reports at the launch itself: its shape, launching from a
+     * kernel, a dead stream. The rest shows when the kernel has run. */
+    qilin_status st = check_shape(kernel, file, line, grid, block, smem_bytes);
+    if (st == QILIN_OK && ex.current)
+        st = qilin_error(QILIN_ERR_KERNEL, "kernel '%s' (at %s:%d) launched from inside kernel '%s'",
+                         kernel, file, line, ex.kernel);
+    if (st == QILIN_OK) {
+        /* The worker runs it under a seed drawn from this thread's, so
+         * qsim_set_seed before a launch still picks its schedule. */
+        ex.rng = splitmix64(ex.rng);
+        const uint64_t seed = ex.rng | 1;
+        st = submit_to(stream, kernel, [=, body = std::move(body)] {
+            Executor &worker = executor();
+            worker.rng = seed;
+            qilin_status run = launch(kernel, file, line, grid, block, smem_bytes, body);
+            worker.last_launch = QILIN_OK; /* the engine keeps the failure for the device */
+            return run;
+        });
+    }
+    ex.last_launch = st;
     return st;
 }
 
@@ -640,6 +705,6 @@ extern "C" qilin_status qsim_take_launch_status(void) {
     return st;
 }
 
-extern "C" unsigned long long qsim_switch_count(void) { return qsim::executor().switches; }
+extern "C" unsigned long long qsim_switch_count(void) { return qsim::total_switches.load(); }
 
 extern "C" void qsim_set_seed(unsigned long long seed) { qsim::executor().rng = qsim::splitmix64(seed); }

@@ -6,8 +6,9 @@
  * scheduler in scheduler.cpp, and takes the vector, bf16, fp16 and fp8 types
  * straight from the CUDA headers, which work in host C++.
  *
- * Execution model: each block runs on the calling host thread; its threads are
- * fibers. A fiber runs until it reaches a scheduling point — a block barrier,
+ * Execution model: a launch's blocks run one after another on one host thread
+ * (the device's stream worker in deferred mode, see streams.h, else the
+ * launching thread); a block's threads are fibers. A fiber runs until it reaches a scheduling point — a block barrier,
  * a warp collective, __activemask, or its end — and the scheduler picks the
  * next runnable fiber at random (seeded: QILIN_SIM_SEED, or qsim_set_seed).
  * So between barriers threads run in a shuffled order, and a missing barrier
@@ -30,6 +31,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "../device.h"
 #include "../status.h"
 #include "sim_api.h"
 
@@ -72,12 +74,21 @@ int block_barrier(int pred, int mode, const char *file, int line);
 enum { barrier_plain = 0, barrier_count = 1, barrier_and = 2, barrier_or = 3 };
 unsigned active_mask(const char *file, int line);
 [[noreturn]] void trap(const char *file, int line);
+/* Fails the block, naming the kernel and thread, when a vector access of
+ * `align` bytes (its natural alignment) at p is misaligned: x86 forgives it,
+ * a GPU faults. Outside a kernel it does nothing. */
+void check_aligned(const void *p, size_t align, const char *access, const char *file, int line);
 void *dynamic_smem();
 
 /* Runs `body` for every thread of every block of the grid. Returns the status
  * (also kept for qsim_take_launch_status) naming `kernel` on failure. */
 qilin_status launch(const char *kernel, const char *file, int line, dim3 grid, dim3 block,
                     size_t dynamic_smem_bytes, const std::function<void()> &body);
+/* QILIN_LAUNCH's entry: runs `body`'s grid in order on `stream` (streams.h):
+ * later on the device's worker in deferred mode, now otherwise. Returns (and
+ * keeps for qsim_take_launch_status) what is known at the launch. */
+qilin_status launch_on_stream(const char *kernel, const char *file, int line, dim3 grid, dim3 block,
+                              size_t dynamic_smem_bytes, qilin_stream *stream, std::function<void()> body);
 
 template <class T> inline uint64_t to_bits(T v) {
     static_assert(sizeof(T) <= 8, "warp collectives move at most 8 bytes per lane");

@@ -14,12 +14,18 @@ extern "C" {
  * kernel and what went wrong (divergent barrier, bad launch shape, trap). */
 qilin_status qsim_take_launch_status(void);
 
-/* Number of fiber switches (into or out of a thread) this host thread has made. */
+/* Number of fiber switches (into or out of a thread) made by the launches
+ * that have finished, on any host thread (in deferred mode kernels run on the
+ * devices' workers: synchronise first). */
 unsigned long long qsim_switch_count(void);
 
 /* Reseeds the calling thread's scheduler (the order in which fibers run
  * between scheduling points). The default seed is QILIN_SIM_SEED, else 1. */
 void qsim_set_seed(unsigned long long seed);
+
+/* 1 when streams run their work later on per-device workers (the default),
+ * 0 under QILIN_SIM_DEFERRED=0, when work runs as it is issued (streams.h). */
+int qsim_deferred(void);
 
 #ifdef __cplusplus
 }
