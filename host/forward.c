@@ -343,11 +343,14 @@ qilin_status qilin_forward(qilin_model *m, const qilin_batch *b, float *logits) 
 
 /* ---- generation --------------------------------------------------------- */
 
-/* Samples `rows` ids on rank 0 from the logits the last step left there. */
+/* Samples `rows` ids on rank 0 from the logits the last step left there.
+ * history (host, or NULL when no row has a repetition penalty) holds each
+ * row's token history, row r at [history_start[r], history_start[r + 1]). */
 typedef struct sample_job {
     qilin_model *m;
     int rows;
     const qilin_sampling_params *params;
+    const int *history, *history_start;
     int *ids;
 } sample_job;
 
@@ -365,13 +368,75 @@ static qilin_status sample_shard(int rank, void *ctx) {
                            .params = g->d_params,
                            .workspace = g->sample_ws,
                            .workspace_bytes = g->sample_ws_bytes};
+    if (j->history) {
+        QILIN_TRY(qilin_memcpy_h2d(g->d_history_start, j->history_start, (size_t)(rows + 1) * sizeof(int),
+                                   g->stream));
+        QILIN_TRY(qilin_memcpy_h2d(g->d_history, j->history, (size_t)j->history_start[rows] * sizeof(int),
+                                   g->stream));
+        a.history = g->d_history, a.history_start = g->d_history_start;
+    }
     QILIN_TRY(qilin_sample(&a, g->stream));
     QILIN_TRY(qilin_memcpy_d2h(j->ids, g->d_sample_ids, (size_t)rows * sizeof(int), g->stream));
     return qilin_stream_synchronize(g->stream);
 }
 
-static qilin_status sample(qilin_model *m, int rows, const qilin_sampling_params *params, int *ids) {
+/* Every sequence's tokens so far, prompt then generated ids: the repetition
+ * penalty's history (transformers penalises input_ids, which hold the
+ * prompt). seq i owns tokens[off[i], off[i] + len[i]); cat / cat_start
+ * gather the rows of one sampling call. */
+typedef struct histories {
+    int *tokens, *off, *len;
+    int *cat, *cat_start;
+    bool used; /* some sequence has a repetition penalty != 1 */
+} histories;
+
+static void histories_free(histories *h) {
+    free(h->tokens), free(h->off), free(h->len), free(h->cat), free(h->cat_start);
+    memset(h, 0, sizeof *h);
+}
+
+static qilin_status histories_init(histories *h, int n_seqs, const int *const *prompts, const int *prompt_lens,
+                                   const qilin_sampling_params *params, int max_new) {
+    memset(h, 0, sizeof *h);
+    for (int i = 0; i < n_seqs; i++) h->used |= params[i].repetition_penalty != 1.0f;
+    if (!h->used) return QILIN_OK;
+    size_t total = 0;
+    for (int i = 0; i < n_seqs; i++) total += (size_t)prompt_lens[i] + (size_t)max_new;
+    h->tokens = malloc(total * sizeof(int)), h->cat = malloc(total * sizeof(int));
+    h->off = malloc((size_t)n_seqs * sizeof(int)), h->len = malloc((size_t)n_seqs * sizeof(int));
+    h->cat_start = malloc((size_t)(n_seqs + 1) * sizeof(int));
+    if (!h->tokens || !h->cat || !h->off || !h->len || !h->cat_start) {
+        histories_free(h);
+        return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_generate: token histories (%zu ids)", total);
+    }
+    for (int i = 0, at = 0; i < n_seqs; i++) {
+        h->off[i] = at, h->len[i] = prompt_lens[i];
+        memcpy(h->tokens + at, prompts[i], (size_t)prompt_lens[i] * sizeof(int));
+        at += prompt_lens[i] + max_new;
+    }
+    return QILIN_OK;
+}
+
+static void histories_append(histories *h, int seq, int token) {
+    if (h->used) h->tokens[h->off[seq] + h->len[seq]++] = token;
+}
+
+/* Gathers the histories of seqs[0..rows) into cat; NULL when unused. */
+static const int *histories_gather(histories *h, int rows, const int *seqs) {
+    if (!h->used) return NULL;
+    h->cat_start[0] = 0;
+    for (int r = 0; r < rows; r++) {
+        int s = seqs[r];
+        memcpy(h->cat + h->cat_start[r], h->tokens + h->off[s], (size_t)h->len[s] * sizeof(int));
+        h->cat_start[r + 1] = h->cat_start[r] + h->len[s];
+    }
+    return h->cat;
+}
+
+static qilin_status sample(qilin_model *m, int rows, const qilin_sampling_params *params, histories *h,
+                           const int *seqs, int *ids) {
     sample_job j = {.m = m, .rows = rows, .params = params, .ids = ids};
+    j.history = histories_gather(h, rows, seqs), j.history_start = h->cat_start;
     return qilin_workers_run(m->workers, sample_shard, &j);
 }
 
@@ -408,7 +473,7 @@ qilin_status qilin_model_expert_counts(qilin_model *m, int layer, int *counts) {
 /* Prefills sequence i's prompt in chunks of at most max_batch_tokens and
  * samples its first new token from the last chunk's logits. */
 static qilin_status prefill_one(qilin_model *m, int slot, const int *prompt, int len,
-                                const qilin_sampling_params *params, int *first) {
+                                const qilin_sampling_params *params, histories *h, int *first) {
     int chunk_max = m->opt.max_batch_tokens;
     for (int start = 0; start < len; start += chunk_max) {
         int n = len - start < chunk_max ? len - start : chunk_max;
@@ -416,7 +481,7 @@ static qilin_status prefill_one(qilin_model *m, int slot, const int *prompt, int
             .n_seqs = 1, .slot = &slot, .start_pos = &start, .n_tokens = &n, .tokens = prompt + start};
         QILIN_TRY(forward_run_step(m, &b, NULL));
     }
-    return sample(m, 1, params, first);
+    return sample(m, 1, params, h, &slot, first);
 }
 
 qilin_status qilin_generate_stream(qilin_model *m, int n_seqs, const int *const *prompts,
@@ -448,13 +513,15 @@ qilin_status qilin_generate_stream(qilin_model *m, int n_seqs, const int *const 
     int *n_tok = malloc((size_t)n_seqs * sizeof *n_tok), *tokens = malloc((size_t)n_seqs * sizeof *tokens);
     int *next = malloc((size_t)n_seqs * sizeof *next);
     qilin_sampling_params *p = malloc((size_t)n_seqs * sizeof *p);
-    qilin_status st = QILIN_OK;
-    if (!live || !start || !n_tok || !tokens || !next || !p)
+    histories h;
+    qilin_status st = histories_init(&h, n_seqs, prompts, prompt_lens, params, max_new);
+    if (st == QILIN_OK && (!live || !start || !n_tok || !tokens || !next || !p))
         st = qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_generate");
     int n_live = 0;
     for (int i = 0; st == QILIN_OK && i < n_seqs; i++) {
         int first = 0;
-        st = prefill_one(m, i, prompts[i], prompt_lens[i], &params[i], &first);
+        st = prefill_one(m, i, prompts[i], prompt_lens[i], &params[i], &h, &first);
+        if (st == QILIN_OK) histories_append(&h, i, first);
         if (st == QILIN_OK && on_token(user, i, first) && max_new > 1) {
             live[n_live] = i, start[n_live] = prompt_lens[i], n_tok[n_live] = 1;
             tokens[n_live++] = first;
@@ -467,9 +534,10 @@ qilin_status qilin_generate_stream(qilin_model *m, int n_seqs, const int *const 
         st = forward_run_step(m, &b, NULL);
         for (int k = 0; st == QILIN_OK && k < n_live; k++)
             p[k] = params[live[k]], p[k].step = params[live[k]].step + (uint64_t)j;
-        if (st == QILIN_OK) st = sample(m, n_live, p, next);
+        if (st == QILIN_OK) st = sample(m, n_live, p, &h, live, next);
         int kept = 0;
         for (int k = 0; st == QILIN_OK && k < n_live; k++) {
+            histories_append(&h, live[k], next[k]);
             if (!on_token(user, live[k], next[k]) || j + 1 == max_new) continue;
             live[kept] = live[k], start[kept] = start[k] + 1, n_tok[kept] = 1;
             tokens[kept++] = next[k];
@@ -477,6 +545,7 @@ qilin_status qilin_generate_stream(qilin_model *m, int n_seqs, const int *const 
         n_live = kept;
     }
     free(live), free(start), free(n_tok), free(tokens), free(next), free(p);
+    histories_free(&h);
     return st;
 }
 

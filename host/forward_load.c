@@ -279,6 +279,9 @@ static qilin_status alloc_logits(shard *g, int T, int S) {
         QILIN_TRY(shard_alloc(g, (void **)&g->d_sample_ids, (size_t)S * 4, "sampled ids"));
         QILIN_TRY(shard_alloc(g, (void **)&g->d_params, (size_t)S * sizeof(qilin_sampling_params),
                               "sampling params"));
+        size_t history = (size_t)S * (size_t)g->opt->max_ctx * 4;
+        QILIN_TRY(shard_alloc(g, (void **)&g->d_history, history, "repetition-penalty history"));
+        QILIN_TRY(shard_alloc(g, (void **)&g->d_history_start, (size_t)(S + 1) * 4, "history offsets"));
         g->sample_ws_bytes = g->ws.sample_ws;
         QILIN_TRY(shard_alloc(g, &g->sample_ws, g->sample_ws_bytes, "sampling workspace"));
     }
@@ -425,6 +428,8 @@ void shard_free(shard *g) {
                     g->mla_k,
                     g->d_sample_ids,
                     g->d_params,
+                    g->d_history,
+                    g->d_history_start,
                     g->sample_ws,
                     g->a2a_send,
                     g->a2a_recv,

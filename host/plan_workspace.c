@@ -87,10 +87,11 @@ void qilin_plan_workspace(const qilin_plan *p, int gpu, int T, int S, int ctx, i
     }
     w->sample_ws = qilin_sample_workspace(S, d->vocab);
     uint64_t Vp = (uint64_t)(d->vocab + tp - 1) / (uint64_t)tp;
-    if (gpu ==
-        0) /* full rows, sampling (ids, params, workspace), and with tp > 1 the row ids of the reorder */
+    /* full rows, sampling (ids, params, workspace, the repetition-penalty history of every slot and
+     * its offsets), and with tp > 1 the row ids of the reorder */
+    if (gpu == 0)
         w->logits = t * (uint64_t)d->vocab * 4 + s * (4 + sizeof(qilin_sampling_params)) + w->sample_ws +
-                    (tp > 1 ? 4 * t : 0);
+                    s * (uint64_t)ctx * 4 + (s + 1) * 4 + (tp > 1 ? 4 * t : 0);
     if (tp > 1) w->logits += t * Vp * 4 + (uint64_t)tp * t * Vp * 4; /* own columns, all-gathered block */
     /* ids, positions, slots, logit rows [T]; per sequence {0, n_q, kv_len, 0}, kv_len, slot; q starts */
     w->indices = 16 * t + 16 * s + 8 * s + 4 * (s + 1) + (uint64_t)(d->rope.rot_dim / 2) * 4;

@@ -254,6 +254,30 @@ FIXTURES = {
         highlights="MQA (num_key_value_heads 1), head_dim 16, sliding_window 4096 as in Mistral-7B-v0.1's config.",
         notes="sliding_window 4096 is far above every sequence here (≤ 77 tokens), so the window never "
               "masks anything; a runtime may ignore it for these goldens."),
+    "mistral_swa": dict(
+        seed=1, std=0.1, emb_std=1.0, bias_std=0.1, norm=(0.6, 1.4),
+        config=llama_like(
+            "MistralForCausalLM", "mistral",
+            vocab_size=256, hidden_size=64, intermediate_size=128,
+            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            max_position_embeddings=4096, rms_norm_eps=1e-5, rope_theta=10000.0,
+            sliding_window=6, tie_word_embeddings=False),
+        highlights="sliding_window 6, shorter than both prompts and the greedy continuation: query i sees "
+                   "keys i-5..i, so a window one key too wide (or none) changes the logits.",
+        notes="The window really masks here (the mistral fixture's 4096 never does)."),
+    "qwen2_yarn": dict(
+        seed=3, std=0.1, emb_std=1.0, bias_std=0.1, norm=(0.6, 1.4),
+        config=llama_like(
+            "Qwen2ForCausalLM", "qwen2",
+            vocab_size=256, hidden_size=64, intermediate_size=128,
+            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            max_position_embeddings=512, rms_norm_eps=1e-6, rope_theta=10000.0,
+            rope_scaling={"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32},
+            tie_word_embeddings=False, use_sliding_window=False, sliding_window=None, max_window_layers=2),
+        highlights="Qwen-style YaRN: rope_scaling {type yarn, factor 4, original_max_position_embeddings 32}, "
+                   "no mscale keys, so cos and sin are both scaled by the attention factor 0.1 ln 4 + 1 = 1.139 "
+                   "(cos_sin_scale != 1); beta_fast/slow defaults 32/1.",
+        notes=""),
     "gpt_neox": dict(
         seed=8, std=0.25, bias_std=0.1, norm=(0.6, 1.4),
         config={"architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox", "torch_dtype": "bfloat16",

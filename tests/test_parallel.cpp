@@ -1,10 +1,10 @@
 /* test_parallel.cpp — tensor and expert parallelism: the split is invisible.
  *
  * For every fixture (golden.h) and every degree among 2 and 4 that its
- * shapes allow (qilin_plan_create decides), in "tp" mode and, for MoE
+ * shapes allow (pinned_cases; the planner is checked against them), in "tp" mode and, for MoE
  * fixtures, with expert parallelism (tokens replicated, and sent to their
  * experts by all-to-all), over emulated GPUs:
- *   - fp32: logits within 1e-4 of transformers' (the bound one GPU meets),
+ *   - fp32: logits within 1e-5 of transformers' (golden.h; the bound one GPU meets),
  *     a batch of both prompts likewise, and the greedy continuation
  *     identical (prefill and decode steps, both MLA forms);
  *   - bf16: logits within the first-light bound (test_forward.cpp);
@@ -20,6 +20,7 @@
  * with the numbers and the degrees that work. */
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdlib>
 #include <cstring>
@@ -57,15 +58,43 @@ std::string case_name(const testing::TestParamInfo<Case> &i) {
 }
 
 
-std::vector<Case> list_cases() {
+/* The cases, written out: every fixture at each degree (2, 4) its shapes
+ * split over, in "tp" mode, and MoE fixtures also with expert parallelism
+ * (replicated tokens and all-to-all). Pinned here rather than asked of the
+ * planner under test: Plan.SplitsExactlyThePinnedCases checks the planner
+ * against this list, so a planner that starts refusing a case (or a fixture
+ * that vanishes) fails instead of silently shrinking the suite. */
+std::vector<Case> pinned_cases() {
     std::vector<Case> cases;
-    for (const std::string &f : list_fixtures())
-        for (bool ep : {false, true})
-            for (int tp : {2, 4})
-                if (splits(f, tp, ep)) {
-                    cases.push_back({f, tp, ep, false});
-                    if (ep) cases.push_back({f, tp, ep, true});
-                }
+    auto dense = [&](const char *f, std::initializer_list<int> tps) {
+        for (int tp : tps) cases.push_back({f, tp, false, false});
+    };
+    auto moe = [&](const char *f, std::initializer_list<int> tps) {
+        for (int tp : tps) {
+            cases.push_back({f, tp, false, false});
+            cases.push_back({f, tp, true, false});
+            cases.push_back({f, tp, true, true});
+        }
+    };
+    moe("deepseek_v2", {2, 4});
+    moe("deepseek_v2_group", {2, 4});
+    moe("deepseek_v3", {2, 4});
+    moe("deepseek_v3_noqlora", {2, 4});
+    dense("gpt_neox", {2, 4});
+    dense("gptj", {2});
+    dense("llama", {2, 4});
+    dense("llama_fp8", {2, 4});
+    dense("mistral", {2, 4});
+    dense("mistral_swa", {2, 4});
+    moe("mixtral", {2, 4});
+    dense("qwen2", {2, 4});
+    moe("qwen2_moe", {2, 4});
+    dense("qwen2_yarn", {2, 4});
+    dense("qwen3", {2, 4});
+    moe("qwen3_moe", {2, 4});
+    dense("stories260K", {2, 4});
+    moe("stories260K_mixtral", {2, 4});
+    moe("stories260K_qwen2moe", {2});
     return cases;
 }
 
@@ -155,15 +184,39 @@ TEST_P(Parallel, Fp32LogitsAndGreedyMatch) {
  * the third choice (0.540 and 0.542 in replicated mode), the choice flips,
  * and with its weight of 0.45 (x routed_scale 2) that row is off by 0.11;
  * the fp32 run of the same configuration matches transformers to 4e-7.
- * So MoE prompts may have one row over the bound, which is printed, and
- * that row no further than 2.5x the bound (6x with all-to-all dispatch,
- * for the case above) — a flipped choice, not garbage; the rest must be
- * within it. */
+ * Those two rows, and only they, may exceed the bound (kBf16Flips: by
+ * fixture, degree, mode, prompt and row; the first in all three modes at 2
+ * GPUs, to 2.5x; the second to 6x) — a flipped choice, not garbage; every
+ * other row of every case must be within it. */
+struct Bf16Flip {
+    const char *fixture;
+    int tp;
+    bool ep, a2a;
+    int prompt, row;
+    double factor; /* of the bound */
+};
+const Bf16Flip kBf16Flips[] = {
+    /* measured 0.025, 0.026, 0.026 of the logit range against a bound of 0.02 */
+    {"deepseek_v2_group", 2, false, false, 1, 0, 2.5},
+    {"deepseek_v2_group", 2, true, false, 1, 0, 2.5},
+    {"deepseek_v2_group", 2, true, true, 1, 0, 2.5},
+    /* measured 0.11 */
+    {"deepseek_v3_noqlora", 4, true, true, 1, 9, 6},
+};
+
+/* The allowance for this case's row, or 1 (the bound itself). */
+double flip_factor(const Case &c, int prompt, int row) {
+    for (const Bf16Flip &f : kBf16Flips)
+        if (c.fixture == f.fixture && c.tp == f.tp && c.ep == f.ep && c.a2a == f.a2a && prompt == f.prompt &&
+            row == f.row)
+            return f.factor;
+    return 1;
+}
+
 TEST_P(Parallel, Bf16LogitsWithinTolerance) {
     QILIN_REQUIRE_DEVICES(GetParam().tp);
     qilin_model *m = load(QILIN_BF16);
     ASSERT_NE(m, nullptr);
-    int allowed = qilin_model_get_desc(m)->n_experts > 0 ? 1 : 0;
     for (size_t p = 0; p < g_.prompts.size(); p++) {
         std::vector<float> got = logits(m, (int)p);
         const std::vector<float> &want = g_.logits[p];
@@ -171,7 +224,7 @@ TEST_P(Parallel, Bf16LogitsWithinTolerance) {
         double bound = std::max(kBf16Tolerance, 2 * hf), ref = 0, worst_in = 0, worst = 0;
         for (float v : want) ref = std::max(ref, (double)std::fabs(v));
         std::string over;
-        int n_over = 0, rows = (int)g_.prompts[p].size();
+        int rows = (int)g_.prompts[p].size();
         for (int r = 0; r < rows; r++) {
             double md = 0;
             for (int i = 0; i < g_.vocab; i++) {
@@ -183,13 +236,12 @@ TEST_P(Parallel, Bf16LogitsWithinTolerance) {
             if (e <= bound)
                 worst_in = std::max(worst_in, e);
             else
-                n_over++, over += " row " + std::to_string(r) + ": " + std::to_string(e);
+                over += " row " + std::to_string(r) + ": " + std::to_string(e);
+            EXPECT_LE(e, flip_factor(GetParam(), (int)p, r) * bound) << "prompt " << p << " row " << r;
         }
         printf("[ %s tp%d%s ] bf16 prompt %zu: max|diff|/max|ref| = %.3g, %.3g without rows over the bound "
                "%.3g%s\n",
                name(), GetParam().tp, mode(GetParam()), p, worst, worst_in, bound, over.c_str());
-        EXPECT_LE(n_over, allowed) << "prompt " << p << ":" << over;
-        EXPECT_LE(worst, (GetParam().a2a ? 6 : 2.5) * bound) << "prompt " << p << ":" << over;
     }
     qilin_model_free(m);
 }
@@ -303,8 +355,24 @@ TEST_P(Parallel, ExpertCounts) {
     qilin_model_free(m);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, Parallel, testing::ValuesIn(list_cases()), case_name);
-GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(Parallel);
+INSTANTIATE_TEST_SUITE_P(Fixtures, Parallel, testing::ValuesIn(pinned_cases()), case_name);
+
+/* The planner splits every pinned case and refuses every other (fixture,
+ * degree, mode) of the fixture list: EP only for MoE fixtures, and the
+ * degrees left out above do not divide those fixtures' heads or experts. */
+TEST(Plan, SplitsExactlyThePinnedCases) {
+    EXPECT_EQ(list_fixtures(), kFixtureNames);
+    std::vector<std::string> pinned, planner;
+    for (const Case &c : pinned_cases())
+        if (!c.a2a) pinned.push_back(c.fixture + " tp" + std::to_string(c.tp) + (c.ep ? " ep" : ""));
+    for (const std::string &f : kFixtureNames)
+        for (int tp : {2, 4})
+            for (bool ep : {false, true})
+                if (splits(f, tp, ep)) planner.push_back(f + " tp" + std::to_string(tp) + (ep ? " ep" : ""));
+    std::sort(pinned.begin(), pinned.end());
+    std::sort(planner.begin(), planner.end());
+    EXPECT_EQ(pinned, planner);
+}
 
 /* A copy of fixture `name` with the last `drop` vocabulary rows removed
  * (config vocab_size, and every tensor whose first dim is the vocabulary:

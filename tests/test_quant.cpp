@@ -83,6 +83,19 @@ double fp8_formula(int b) {
     return s ? -mag : mag;
 }
 
+/* Random finite e4m3 bytes (0x7f / 0xff are NaN): every weight differs from
+ * its neighbours, so a dequantiser that reads the wrong element, row or
+ * column is seen, not only one that picks the wrong scale. */
+Bytes random_fp8(size_t n, uint32_t seed) {
+    std::mt19937 rng(seed);
+    Bytes b(n);
+    for (uint8_t &x : b) {
+        do x = (uint8_t)(rng() & 0xff);
+        while ((x & 0x7f) == 0x7f);
+    }
+    return b;
+}
+
 TEST(QuantConvert, Fp8DecodeEveryPattern) {
     for (int b = 0; b < 256; b++) {
         float got = quant_fp8_e4m3_to_f32((uint8_t)b);
@@ -328,14 +341,16 @@ TEST(QuantBlocks, Fp8SingleBlock) {
 TEST(QuantBlocks, Fp8RaggedScaleGrid) {
     // 130 x 260: scale grid [2, 3], the last row and column of blocks ragged.
     const int rows = 130, cols = 260;
-    Bytes q((size_t)rows * cols, 0x38); // every weight 1.0
+    Bytes q = random_fp8((size_t)rows * cols, 5);
     Bytes s(6 * 4);
     const float sv[6] = {1.0f, 2.0f, 3.0f, 0.5f, -4.0f, 0.125f};
     for (int i = 0; i < 6; i++) putf32(s, 4 * i, sv[i]);
     std::vector<float> y = dequant(weight(QILIN_WF_FP8_BLOCK, rows, cols, q, &s));
     for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++)
-            ASSERT_EQ(y[(size_t)r * cols + c], sv[(r / 128) * 3 + c / 128]) << r << "," << c;
+        for (int c = 0; c < cols; c++) /* powers of two and 3: exact in fp32 */
+            ASSERT_EQ(y[(size_t)r * cols + c],
+                      (float)(fp8_formula(q[(size_t)r * cols + c]) * sv[(r / 128) * 3 + c / 128]))
+                << r << "," << c;
 }
 
 void int4_hand(qilin_dtype sd) {
@@ -743,15 +758,17 @@ st_tensor st(const char *name, st_dtype dt, std::vector<int64_t> shape, const By
 }
 
 TEST(QuantTensors, Fp8WithScaleInv) {
-    Bytes q(200 * 300, 0x38), s(2 * 3 * 4);
+    Bytes q = random_fp8(200 * 300, 6), s(2 * 3 * 4);
     for (int i = 0; i < 6; i++) putf32(s, 4 * i, (float)(i + 1));
     st_tensor w8 = st("l.kv_a_proj_with_mqa.weight", ST_F8_E4M3, {200, 300}, q);
     st_tensor sc = st("l.kv_a_proj_with_mqa.weight_scale_inv", ST_F32, {2, 3}, s);
     quant_weight w;
     QILIN_ASSERT_OK(quant_weight_fp8(&w8, &sc, &w));
     std::vector<float> y = dequant(w);
-    EXPECT_EQ(y[0], 1.0f);
-    EXPECT_EQ(y[199 * 300 + 299], 6.0f);
+    for (int r = 0; r < 200; r++)
+        for (int c = 0; c < 300; c++) /* scale 1..6 times a 4-bit mantissa: exact in fp32 */
+            ASSERT_EQ(y[(size_t)r * 300 + c], (float)(fp8_formula(q[(size_t)r * 300 + c]) * ((r / 128) * 3 + c / 128 + 1)))
+                << r << "," << c;
     st_tensor bad = st("l.kv_a_proj_with_mqa.weight_scale_inv", ST_F32, {2, 2}, s);
     expect_error(quant_weight_fp8(&w8, &bad, &w), QILIN_ERR_FORMAT,
                  {"model-00001.safetensors", "weight_scale_inv", "[2, 2]", "expected F32 [2, 3]"});
@@ -764,8 +781,11 @@ TEST(QuantTensors, Fp8WithScaleInv) {
 
 TEST(QuantTensors, Int4PackQuantized) {
     // [out 2, in 36], group 12: packed I32 [2, 5], scale BF16 [2, 3], shape I64 {2, 36}.
-    Bytes packed(2 * 5 * 4, 0x99), scale(2 * 3 * 2), shape64(16), shape32(8);
-    for (int i = 0; i < 6; i++) put16(scale, 2 * i, 0x3f80); // 1.0
+    Bytes packed(2 * 5 * 4), scale(2 * 3 * 2), shape64(16), shape32(8);
+    std::mt19937 rng(7);
+    for (uint8_t &b : packed) b = (uint8_t)(rng() & 0xff);
+    const float sv[6] = {1.0f, -0.5f, 2.0f, 0.25f, -4.0f, 8.0f}; /* bf16-exact */
+    for (int i = 0; i < 6; i++) put16(scale, 2 * i, quant_f32_to_bf16(sv[i]));
     put32(shape64, 0, 2);
     put32(shape64, 8, 36);
     put32(shape32, 0, 2);
@@ -777,7 +797,13 @@ TEST(QuantTensors, Int4PackQuantized) {
     QILIN_ASSERT_OK(quant_weight_int4(&p, &s, &sh, 12, &w));
     EXPECT_EQ(w.cols, 36);
     std::vector<float> y = dequant(w);
-    for (float v : y) EXPECT_EQ(v, 1.0f); // u = 9 everywhere
+    for (int r = 0; r < 2; r++) /* column c is nibble c % 8 of word c / 8, q = u - 8, group c / 12 */
+        for (int c = 0; c < 36; c++) {
+            uint32_t word = 0;
+            for (int k = 0; k < 4; k++) word |= (uint32_t)packed[(size_t)(r * 5 + c / 8) * 4 + k] << (8 * k);
+            int u = (int)((word >> (4 * (c % 8))) & 15u);
+            EXPECT_EQ(y[(size_t)r * 36 + c], (float)(u - 8) * sv[r * 3 + c / 12]) << r << "," << c;
+        }
     sh = st("e.17.gate_proj.weight_shape", ST_I32, {2}, shape32);
     QILIN_ASSERT_OK(quant_weight_int4(&p, &s, &sh, 12, &w));
     Bytes scale5(2 * 5 * 2);

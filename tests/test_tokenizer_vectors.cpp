@@ -337,6 +337,36 @@ TEST(TokenizerVectors, Llama3Handpicked) {
     json_decref(root);
 }
 
+// ignore_merges (Llama-3's tokenizer.json sets it): a pre-tokenized word that is itself in the
+// vocabulary is that one token, although the merges would split it. The fixture adds such words to
+// trained_bytelevel's vocabulary (scripts/make_ignore_merges_fixture.py); HF tokenizers' ids with the
+// flag differ from its ids without it on every "sensitive" case, and "control" cases (longer words)
+// still follow the merges.
+TEST(TokenizerVectors, IgnoreMergesWholeWordsWin) {
+    Loaded tk;
+    QILIN_ASSERT_OK(qilin_tokenizer_load((kDir + "trained_bytelevel_ignore_merges").c_str(), &tk.t));
+    json_error_t err;
+    json_t *root = json_load_file((kDir + "testvectors/ignore_merges.json").c_str(), 0, &err);
+    ASSERT_TRUE(root) << err.text;
+    size_t i, sensitive = 0;
+    json_t *c;
+    json_array_foreach(json_object_get(root, "cases"), i, c) {
+        std::string text = json_string_value(json_object_get(c, "text"));
+        std::vector<int32_t> want = json_ids(json_object_get(c, "ids"));
+        std::vector<int32_t> merged = json_ids(json_object_get(c, "ids_with_merges_applied"));
+        bool is_sensitive = std::string(json_string_value(json_object_get(c, "kind"))) == "sensitive";
+        if (is_sensitive) {
+            EXPECT_NE(want, merged) << "\"" << text << "\": the case does not depend on ignore_merges";
+            sensitive++;
+        }
+        std::vector<int32_t> got = encode(tk.t, text, 0);
+        EXPECT_EQ(got, want) << "\"" << text << "\"";
+        EXPECT_EQ(decode(tk.t, got), text);
+    }
+    EXPECT_GE(sensitive, 5u);
+    json_decref(root);
+}
+
 TEST(TokenizerVectors, DeepSeekV3Handpicked) {
     REQUIRE_DEEPSEEK();
     Loaded tk;
