@@ -26,6 +26,7 @@ import filecmp
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -101,8 +102,9 @@ def sync_scratch(tree):
 
 
 def ctest_failures(output):
-    return re.findall(r"^\s*\d+ - (\S+) \((?:Failed|Timeout|SEGFAULT|Subprocess aborted|Exception|"
-                      r"Not Run|Child aborted|[A-Za-z ]+)\)", output, re.M)
+    """Names in ctest's "The following tests FAILED" list (gtest names may hold spaces)."""
+    names = re.findall(r"^\s*\d+ - (.+?) \([A-Za-z ]+\)\s*$", output, re.M)
+    return [n.split("  # ")[0] for n in names]
 
 
 def try_mutant(m, tree, build_dir, args, log, env):
@@ -193,6 +195,8 @@ def main():
     ap.add_argument("--log", help="build and test output (default: <scratch>/mutants.log)")
     args = ap.parse_args()
 
+    # a CI timeout's SIGTERM unwinds like Ctrl-C: the mutated file gets its original text back
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     catalogue = load_catalogue()
     if args.list:
         for m in catalogue:
