@@ -103,7 +103,8 @@ def sync_scratch(tree):
 
 def ctest_failures(output):
     """Names in ctest's "The following tests FAILED" list (gtest names may hold spaces)."""
-    names = re.findall(r"^\s*\d+ - (.+?) \([A-Za-z ]+\)\s*$", output, re.M)
+    failed = output.split("The following tests FAILED:")[-1] if "The following tests FAILED:" in output else ""
+    names = re.findall(r"^\s*\d+ - (.+?) \([A-Za-z ]+\)\s*$", failed, re.M)
     return [n.split("  # ")[0] for n in names]
 
 
