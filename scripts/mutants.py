@@ -93,7 +93,15 @@ def sync_scratch(tree):
     files = [f for f in files if f] + [f for f in FETCHED if os.path.exists(os.path.join(ROOT, f))]
     for rel in files:
         src, dst = os.path.join(ROOT, rel), os.path.join(tree, rel)
-        if not os.path.isfile(src) or os.path.islink(src):
+        if os.path.islink(src):  # tracked symlinks (fixtures point into models/) stay symlinks
+            target = os.readlink(src)
+            if not (os.path.islink(dst) and os.readlink(dst) == target):
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                if os.path.lexists(dst):
+                    os.remove(dst)
+                os.symlink(target, dst)
+            continue
+        if not os.path.isfile(src):
             continue
         if os.path.exists(dst) and filecmp.cmp(src, dst, shallow=False):
             continue
