@@ -212,6 +212,8 @@ def main():
             print(f"{m.name:36} {m.file:26} {m.what}{'  [pending: ' + m.pending + ']' if m.pending else ''}")
         return 0
     chosen = choose(catalogue, args)
+    if not args.log and args.check:
+        args.log = os.devnull  # nothing is built or run
     if not args.log:
         os.makedirs(args.scratch, exist_ok=True)
         args.log = os.path.join(os.path.abspath(args.scratch), "mutants.log")
