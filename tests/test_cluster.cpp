@@ -70,7 +70,8 @@ void close_all(std::vector<Node> &n) {
 }
 
 TEST(Cluster, ThreeNodesReceiveEveryMessageInOrder) {
-    std::string addr = "127.0.0.1:" + std::to_string(free_port());
+    ReservedPort port;
+    std::string addr = port.address();
     std::vector<Node> n = start(3, addr);
     for (int r = 0; r < 3; r++) ASSERT_EQ(n[r].st, QILIN_OK) << "node " << r << ": " << n[r].msg;
     EXPECT_EQ(qilin_cluster_nodes(n[2].c), 3);
@@ -104,7 +105,8 @@ TEST(Cluster, ThreeNodesReceiveEveryMessageInOrder) {
 }
 
 TEST(Cluster, DifferentConfigurationsFailOnBothSides) {
-    std::string addr = "127.0.0.1:" + std::to_string(free_port());
+    ReservedPort port;
+    std::string addr = port.address();
     std::vector<Node> n(2);
     std::thread f([&] { open_node(n[1], addr, 2, 1, "tp=2 dtype=bf16"); });
     open_node(n[0], addr, 2, 0, "tp=2 dtype=f32");
@@ -118,11 +120,12 @@ TEST(Cluster, DifferentConfigurationsFailOnBothSides) {
 }
 
 TEST(Cluster, SameNodeRankTwiceIsRefused) {
-    std::string addr = "127.0.0.1:" + std::to_string(free_port());
+    ReservedPort port;
+    std::string addr = port.address();
     std::vector<Node> n(3);
-    std::thread a([&] { open_node(n[1], addr, 3, 1, "cfg", 2); });
-    std::thread b([&] { open_node(n[2], addr, 3, 1, "cfg", 2); });
-    open_node(n[0], addr, 3, 0, "cfg", 2);
+    std::thread a([&] { open_node(n[1], addr, 3, 1, "cfg", 30); });
+    std::thread b([&] { open_node(n[2], addr, 3, 1, "cfg", 30); });
+    open_node(n[0], addr, 3, 0, "cfg", 30);
     a.join(), b.join();
     EXPECT_EQ(n[0].st, QILIN_ERR_COMM);
     EXPECT_TRUE(has(n[0].msg, "node 1 joined twice")) << n[0].msg;
@@ -130,38 +133,50 @@ TEST(Cluster, SameNodeRankTwiceIsRefused) {
 }
 
 TEST(Cluster, OtherNodeCountIsRefused) {
-    std::string addr = "127.0.0.1:" + std::to_string(free_port());
+    ReservedPort port;
+    std::string addr = port.address();
     std::vector<Node> n(2);
-    std::thread f([&] { open_node(n[1], addr, 3, 1, "cfg", 2); });
-    open_node(n[0], addr, 2, 0, "cfg", 2);
+    std::thread f([&] { open_node(n[1], addr, 3, 1, "cfg", 30); });
+    open_node(n[0], addr, 2, 0, "cfg", 30);
     f.join();
     EXPECT_TRUE(has(n[0].msg, "node 1 was started with 3 nodes, node 0 with 2")) << n[0].msg;
     EXPECT_TRUE(has(n[1].msg, "refused node 1")) << n[1].msg;
     close_all(n);
 }
 
+/* Node 1 joins, node 2 never comes. Whether node 1 makes it inside node 0's
+ * timeout is up to the scheduler, so that is not what passes or fails: a
+ * try where node 1 was late (node 0 names nodes 1 and 2) is recognised by
+ * its message and repeated with a longer timeout (0.5 s, then 2, 8, 32). */
 TEST(Cluster, LeaderTimeoutNamesTheMissingNodes) {
-    std::string addr = "127.0.0.1:" + std::to_string(free_port());
-    std::vector<Node> n(3);
-    std::thread f([&] { open_node(n[1], addr, 3, 1, "cfg", 2); });
-    open_node(n[0], addr, 3, 0, "cfg", 0.5);
-    f.join();
-    EXPECT_EQ(n[0].st, QILIN_ERR_COMM);
-    EXPECT_TRUE(has(n[0].msg, "node(s) 2 never joined")) << n[0].msg;
-    EXPECT_NE(n[1].st, QILIN_OK); /* node 0 went away before welcoming it */
-    close_all(n);
+    for (double timeout = 0.5;; timeout *= 4) {
+        ReservedPort port;
+        std::string addr = port.address();
+        std::vector<Node> n(3);
+        std::thread f([&] { open_node(n[1], addr, 3, 1, "cfg", 2 * timeout); });
+        open_node(n[0], addr, 3, 0, "cfg", timeout);
+        f.join();
+        close_all(n);
+        EXPECT_EQ(n[0].st, QILIN_ERR_COMM);
+        EXPECT_NE(n[1].st, QILIN_OK); /* node 0 went away before welcoming it */
+        if (has(n[0].msg, "node(s) 1, 2 never joined") && timeout < 32) continue; /* node 1 was late */
+        EXPECT_TRUE(has(n[0].msg, "node(s) 2 never joined")) << n[0].msg;
+        break;
+    }
 }
 
 TEST(Cluster, FollowerGivesUpWhenNobodyListens) {
     Node n;
-    open_node(n, "127.0.0.1:" + std::to_string(free_port()), 2, 1, "cfg", 0.3);
+    ReservedPort port; /* bound, never listening: nobody can listen there */
+    open_node(n, port.address(), 2, 1, "cfg", 0.3);
     EXPECT_EQ(n.st, QILIN_ERR_COMM);
     EXPECT_TRUE(has(n.msg, "could not connect to node 0 at 127.0.0.1:")) << n.msg;
 }
 
 TEST(Cluster, ForeignPeerIsRefused) {
-    int port = free_port();
-    std::string addr = "127.0.0.1:" + std::to_string(port);
+    ReservedPort reserved;
+    int port = reserved.port();
+    std::string addr = reserved.address();
     Node leader;
     std::thread l([&] { open_node(leader, addr, 2, 0, "cfg", 3); });
     int fd = -1;
@@ -186,7 +201,8 @@ TEST(Cluster, ForeignPeerIsRefused) {
 }
 
 TEST(Cluster, FollowerReportReachesTheLeadersWatcher) {
-    std::string addr = "127.0.0.1:" + std::to_string(free_port());
+    ReservedPort port;
+    std::string addr = port.address();
     std::vector<Node> n = start(2, addr);
     ASSERT_EQ(n[0].st, QILIN_OK) << n[0].msg;
     ASSERT_EQ(n[1].st, QILIN_OK) << n[1].msg;
@@ -194,26 +210,28 @@ TEST(Cluster, FollowerReportReachesTheLeadersWatcher) {
     ASSERT_EQ(qilin_cluster_watch(n[0].c, Seen::fn, &seen), QILIN_OK);
     EXPECT_EQ(qilin_cluster_watch(n[0].c, Seen::fn, &seen), QILIN_ERR_INVALID_ARGUMENT); /* one watcher */
     qilin_cluster_report(n[1].c, "out of memory on GPU 3");
-    ASSERT_TRUE(seen.wait(2));
+    ASSERT_TRUE(seen.wait(30)); /* returns at the call: only a hang waits 30 s */
     EXPECT_EQ(seen.msg, "node 1: out of memory on GPU 3");
     close_all(n);
     EXPECT_EQ(seen.calls, 1);
 }
 
 TEST(Cluster, VanishedFollowerReachesTheLeadersWatcher) {
-    std::string addr = "127.0.0.1:" + std::to_string(free_port());
+    ReservedPort port;
+    std::string addr = port.address();
     std::vector<Node> n = start(3, addr);
     for (auto &x : n) ASSERT_EQ(x.st, QILIN_OK) << x.msg;
     Seen seen;
     ASSERT_EQ(qilin_cluster_watch(n[0].c, Seen::fn, &seen), QILIN_OK);
     qilin_cluster_close(n[2].c), n[2].c = nullptr;
-    ASSERT_TRUE(seen.wait(2));
+    ASSERT_TRUE(seen.wait(30));
     EXPECT_EQ(seen.msg, "node 2 closed its connection");
     close_all(n);
 }
 
 TEST(Cluster, LeaderGoneEndsTheFollower) {
-    std::string addr = "127.0.0.1:" + std::to_string(free_port());
+    ReservedPort port;
+    std::string addr = port.address();
     std::vector<Node> n = start(2, addr);
     ASSERT_EQ(n[1].st, QILIN_OK) << n[1].msg;
     Seen seen;
@@ -227,7 +245,7 @@ TEST(Cluster, LeaderGoneEndsTheFollower) {
     EXPECT_EQ(qilin_cluster_recv(n[1].c, &type, &data, &bytes), QILIN_ERR_COMM);
     EXPECT_TRUE(has(qilin_last_error(), "node 0 closed the connection")) << qilin_last_error();
     qilin_cluster_arm(n[1].c, 1); /* a step in progress: now the watcher reports it */
-    ASSERT_TRUE(seen.wait(2));
+    ASSERT_TRUE(seen.wait(30));
     EXPECT_EQ(seen.msg, "node 0 closed its connection");
     close_all(n);
 }

@@ -14,11 +14,12 @@
 #include <vector>
 
 #include "host/gguf.h"
+#include "tempdir.h"
 #include "test_util.h"
 
 namespace {
 
-std::string temp_path(const std::string &name) { return testing::TempDir() + "qilin_gguf_" + name; }
+std::string temp_path(const std::string &name) { return process_temp_dir() + "qilin_gguf_" + name; }
 
 // Unlink first: rewriting a file in place by truncation makes ext4 flush it on
 // close (auto_da_alloc), which turns the mutation loops from ms into seconds.

@@ -21,6 +21,7 @@
 #include "host/checkpoint.h"
 #include "host/gguf.h"
 #include "host/model.h"
+#include "tempdir.h"
 #include "test_util.h"
 
 namespace {
@@ -32,7 +33,7 @@ struct Desc {
     ~Desc() { qilin_model_desc_free(d); }
 };
 
-std::string temp_path(const std::string &name) { return testing::TempDir() + "qilin_model_" + name; }
+std::string temp_path(const std::string &name) { return process_temp_dir() + "qilin_model_" + name; }
 
 void write_file(const std::string &path, const std::string &bytes) {
     unlink(path.c_str());

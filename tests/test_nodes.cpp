@@ -106,7 +106,8 @@ TEST_P(Nodes, Fp32LogitsAndGreedyMatch) {
     std::string dir = models_dir() + "/" + c.fixture, why;
     Golden g;
     ASSERT_TRUE(load_golden(dir, &g, &why)) << why;
-    std::string coordinator = "127.0.0.1:" + std::to_string(free_port());
+    ReservedPort port; /* held until node 0 listens: see loopback.h */
+    std::string coordinator = port.address();
     Follower node1;
     node1.start(dir, node_options(c.tp, c.ep, 1, coordinator.c_str(), c.a2a));
     qilin_model_options o = node_options(c.tp, c.ep, 0, coordinator.c_str(), c.a2a);
@@ -148,7 +149,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, Nodes, testing::ValuesIn(list_cases()),
 TEST(NodesErrors, DifferentSettingsAreRefused) {
     QILIN_REQUIRE_DEVICES(2);
     std::string dir = models_dir() + "/llama";
-    std::string coordinator = "127.0.0.1:" + std::to_string(free_port());
+    ReservedPort port; /* held until node 0 listens: see loopback.h */
+    std::string coordinator = port.address();
     Follower node1;
     qilin_model_options o1 = node_options(2, false, 1, coordinator.c_str());
     o1.dtype = QILIN_BF16;
@@ -171,7 +173,8 @@ TEST(NodesErrors, DifferentSettingsAreRefused) {
 TEST(NodesErrors, NodeThatLeavesFailsTheStep) {
     QILIN_REQUIRE_DEVICES(2);
     std::string dir = models_dir() + "/llama";
-    std::string coordinator = "127.0.0.1:" + std::to_string(free_port());
+    ReservedPort port; /* held until node 0 listens: see loopback.h */
+    std::string coordinator = port.address();
     qilin_model_options o1 = node_options(2, false, 1, coordinator.c_str());
     std::thread node1([&] {
         qilin_model *m1 = nullptr;

@@ -172,6 +172,19 @@ TEST(Tokenizer, MergesApplyLowestRankFirst) {
     }
 }
 
+// Split patterns' \s is Unicode White_Space as in Oniguruma, U+0085 included, whatever the
+// regex engine's own \s holds. Merging bytes 85 C2 across two U+0085s shows where the pieces end: HF splits
+// "x \u0085\u0085y" into x | " \u0085" | "\u0085" | y (ids from tokenizers 0.23), so the merge
+// never applies; a \s without U+0085 makes " \u0085\u0085" one piece and merges inside it.
+TEST(Tokenizer, SplitWhiteSpaceIncludesU0085) {
+    TempDir d;
+    Tok tk;
+    auto table = byte_table();
+    load_json(d, bytelevel_json({{utf8(table[0x85]), utf8(table[0xC2])}}), tk); // id 256: bytes 85 C2
+    EXPECT_EQ(enc(tk.t, "x \xC2\x85\xC2\x85y"), (std::vector<int32_t>{'x', ' ', 0xC2, 0x85, 0xC2, 0x85, 'y'}));
+    EXPECT_EQ(enc(tk.t, "\xC2\x85\xC2\x85"), (std::vector<int32_t>{0xC2, 256, 0x85})); // one piece: merged
+}
+
 TEST(Tokenizer, AddedTokensLongestMatchStripAndNeverSplit) {
     TempDir d;
     Tok tk;
