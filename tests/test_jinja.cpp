@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "memlimit.h"
 #include "runtime/jinja.h"
 
 namespace {
@@ -512,20 +513,10 @@ TEST(JinjaHostile, MemoryLimitCoversEveryValue) {
     EXPECT_EQ(r.text, "1000 1000000");
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-#define QILIN_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define QILIN_TEST_ASAN 1
-#endif
-#endif
-
 // The absurd-size templates under a 1 GiB address-space limit: each ends in a
 // clean refusal (checked in a forked child, so the limit binds only there).
 TEST(JinjaHostile, AbsurdSizesRefusedUnderOneGiB) {
-#ifdef QILIN_TEST_ASAN
-    GTEST_SKIP() << "ASan reserves terabytes of shadow address space, so RLIMIT_AS cannot be 1 GiB";
-#endif
+    QILIN_SKIP_UNDER_ASAN();
     const char *cases[] = {
         "{% set ns = namespace(l=[1]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}",
         "{% set s = 'x' * 60000000 %}{% set ns = namespace(l=[]) %}{% for i in range(100) %}"
