@@ -68,17 +68,23 @@ template <class V> __device__ inline void store_vec(void *p, const V &v QILIN_VE
 /* Element group i of a row: the i-th 16-byte vector when kVec, else the i-th
  * element. Kernels that stride over rows in groups use these so one body
  * serves the aligned (vector) and the unaligned (scalar) instantiation. */
-template <class T, bool kVec> __device__ inline void load_elems(T *dst, const T *src, int i) {
-    if constexpr (kVec)
+template <class T, bool kVec> __device__ inline void load_elems(T *dst, const T *src, int i QILIN_VEC_SITE) {
+    if constexpr (kVec) {
+        /* Checked before a Vec16 reference to it exists: binding one to a misaligned
+         * address is itself undefined (UBSan reports it before the copy could). */
+        QILIN_CHECK_ALIGNED(src + (size_t)i * Vec16<T>::n, 16, "load", file, line);
         *reinterpret_cast<Vec16<T> *>(dst) = reinterpret_cast<const Vec16<T> *>(src)[i];
-    else
+    } else {
         dst[0] = src[i];
+    }
 }
-template <class T, bool kVec> __device__ inline void store_elems(T *dst, const T *src, int i) {
-    if constexpr (kVec)
+template <class T, bool kVec> __device__ inline void store_elems(T *dst, const T *src, int i QILIN_VEC_SITE) {
+    if constexpr (kVec) {
+        QILIN_CHECK_ALIGNED(dst + (size_t)i * Vec16<T>::n, 16, "store", file, line);
         reinterpret_cast<Vec16<T> *>(dst)[i] = *reinterpret_cast<const Vec16<T> *>(src);
-    else
+    } else {
         dst[i] = src[0];
+    }
 }
 
 /* h = group i of x, plus group i of residual when there is one; the sum is
