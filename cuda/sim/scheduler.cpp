@@ -112,21 +112,6 @@ std::atomic<unsigned long long> total_switches{0};
 thread_local std::unique_ptr<Executor> tls_holder;
 thread_local Executor *tls_ex = nullptr;
 
-uint64_t splitmix64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
-uint64_t env_u64(const char *name, uint64_t fallback) {
-    const char *s = getenv(name);
-    if (!s || !*s) return fallback;
-    char *end = nullptr;
-    unsigned long long v = strtoull(s, &end, 0);
-    return (end && *end == '\0') ? (uint64_t)v : fallback;
-}
-
 Executor &executor() {
     if (!tls_ex) {
         tls_holder.reset(new Executor);
@@ -694,6 +679,21 @@ qilin_status launch_on_stream(const char *kernel, const char *file, int line, di
     }
     ex.last_launch = st;
     return st;
+}
+
+uint64_t splitmix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+uint64_t env_u64(const char *name, uint64_t fallback) {
+    const char *s = getenv(name);
+    if (!s || !*s) return fallback;
+    char *end = nullptr;
+    unsigned long long v = strtoull(s, &end, 0);
+    return (end && *end == '\0') ? (uint64_t)v : fallback;
 }
 
 } // namespace qsim

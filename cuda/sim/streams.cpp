@@ -68,13 +68,6 @@ struct Settings {
     uint64_t seed = 1;
 };
 
-uint64_t splitmix64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
 long env_long(const char *name, long fallback) {
     const char *s = std::getenv(name);
     if (s == nullptr || *s == '\0') return fallback;
@@ -88,7 +81,7 @@ const Settings &settings() {
         Settings t;
         t.deferred = env_long("QILIN_SIM_DEFERRED", 1) != 0;
         t.defer_ms = env_long("QILIN_SIM_DEFER_MS", kDefaultDeferMs);
-        t.seed = (uint64_t)env_long("QILIN_SIM_SEED", 1);
+        t.seed = env_u64("QILIN_SIM_SEED", 1); /* read as the thread schedule reads it */
         return t;
     }();
     return s;

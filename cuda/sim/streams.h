@@ -33,6 +33,12 @@ namespace qsim {
 
 using Work = std::function<qilin_status()>;
 
+/* The emulator's seeded randomness (in scheduler.cpp, shared by the thread
+ * schedule and the stream worker): one splitmix64 step, and an environment
+ * variable as an unsigned number (fallback when unset or malformed). */
+uint64_t splitmix64(uint64_t x);
+uint64_t env_u64(const char *name, uint64_t fallback);
+
 /* True in deferred mode (read once from QILIN_SIM_DEFERRED). */
 bool deferred();
 
