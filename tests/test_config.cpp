@@ -10,6 +10,7 @@
 
 #include "host/config.h"
 #include "host/model.h"
+#include "patched_config.h"
 #include "test_util.h"
 
 #include <jansson.h>
@@ -231,36 +232,6 @@ TEST(ConfigAlias, OnlyTheAliasSetReadsThroughTheKey) {
     EXPECT_FALSE(hf_config_has(c, "m"));
     hf_config_close(c);
 }
-
-// Path of a copy of tests/fixtures/models/<fixture>/config.json with `patch` applied (null
-// deletes a key), in a temp dir the caller removes.
-struct PatchedConfig {
-    std::string dir, path;
-    PatchedConfig(const char *fixture, const char *patch) {
-        char tmpl[] = "/tmp/qilin_alias_XXXXXX";
-        dir = mkdtemp(tmpl);
-        path = dir + "/config.json";
-        json_error_t je;
-        std::string src =
-            std::string(QILIN_SOURCE_DIR) + "/tests/fixtures/models/" + fixture + "/config.json";
-        json_t *cfg = json_load_file(src.c_str(), 0, &je), *p = json_loads(patch, 0, &je);
-        const char *key;
-        json_t *v;
-        json_object_foreach(p, key, v) {
-            if (json_is_null(v))
-                json_object_del(cfg, key);
-            else
-                json_object_set(cfg, key, v);
-        }
-        json_dump_file(cfg, path.c_str(), 0);
-        json_decref(p);
-        json_decref(cfg);
-    }
-    ~PatchedConfig() {
-        std::remove(path.c_str());
-        rmdir(dir.c_str());
-    }
-};
 
 struct AliasCase {
     const char *fixture, *key, *alias;

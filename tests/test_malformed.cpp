@@ -22,6 +22,7 @@
 #include "host/model.h"
 #include "host/safetensors.h"
 #include "memlimit.h"
+#include "patched_config.h"
 #include "test_util.h"
 
 #include <jansson.h>
@@ -320,43 +321,15 @@ const Absurd kAbsurd[] = {
 };
 // clang-format on
 
-std::string fixture_config(const char *fixture) {
-    return std::string(QILIN_SOURCE_DIR) + "/tests/fixtures/models/" + fixture + "/config.json";
-}
-
-// A temp directory holding the patched config.json; removed at the end.
-struct ConfigDir {
-    std::string dir, path;
-    explicit ConfigDir(const Absurd &a) {
-        char tmpl[] = "/tmp/qilin_absurd_XXXXXX";
-        dir = mkdtemp(tmpl);
-        path = dir + "/config.json";
-        json_error_t je;
-        json_t *cfg = json_load_file(fixture_config(a.fixture).c_str(), 0, &je);
-        if (a.patch) {
-            json_t *patch = json_loads(a.patch, 0, &je);
-            const char *key;
-            json_t *v;
-            json_object_foreach(patch, key, v) {
-                if (json_is_null(v))
-                    json_object_del(cfg, key);
-                else
-                    json_object_set(cfg, key, v);
-            }
-            json_decref(patch);
-        } else { // the list cases: 100000 entries
-            json_t *list = json_array();
-            for (int i = 0; i < 100000; i++) json_array_append_new(list, json_integer(i % 2));
-            json_object_set_new(
-                cfg, std::string(a.name).rfind("eos", 0) == 0 ? "eos_token_id" : "mlp_only_layers", list);
-        }
-        json_dump_file(cfg, path.c_str(), 0);
-        json_decref(cfg);
-    }
-    ~ConfigDir() {
-        std::remove(path.c_str());
-        rmdir(dir.c_str());
-    }
+// The fixture's config.json with the case's patch, or (the list cases) a list of 100000 entries.
+struct ConfigDir : PatchedConfig {
+    explicit ConfigDir(const Absurd &a) : PatchedConfig(a.fixture, a.patch, [&a](json_t *cfg) {
+        if (a.patch) return;
+        json_t *list = json_array();
+        for (int i = 0; i < 100000; i++) json_array_append_new(list, json_integer(i % 2));
+        json_object_set_new(cfg, std::string(a.name).rfind("eos", 0) == 0 ? "eos_token_id" : "mlp_only_layers",
+                            list);
+    }) {}
 };
 
 class AbsurdConfig : public testing::TestWithParam<Absurd> {};
