@@ -16,6 +16,7 @@
 
 #include "cuda/device.h"
 #include "cuda/kernels.h"
+#include "cli.h"
 #include "commands.h"
 
 static int fail(const char *what, qilin_status st) {
@@ -115,7 +116,7 @@ done:
 
 int main(int argc, char **argv) {
     const char *cmd = argc > 1 ? argv[1] : "demo";
-    bool help = argc > 2 && (!strcmp(argv[2], "-h") || !strcmp(argv[2], "--help"));
+    bool help = argc > 2 && cli_is_help(argv[2]);
     if (!strcmp(cmd, "demo") || !strcmp(cmd, "devices")) {
         if (help) return printf("usage: qilin %s\n", cmd), 0;
         if (argc > 2) return fprintf(stderr, "qilin %s: takes no arguments (got '%s')\n", cmd, argv[2]), 2;
@@ -126,7 +127,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "logits")) return qilin_cmd_logits(argc - 1, argv + 1);
     if (!strcmp(cmd, "run")) return qilin_cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return qilin_cmd_tokenize(argc - 1, argv + 1);
-    help = !strcmp(cmd, "-h") || !strcmp(cmd, "--help");
+    help = cli_is_help(cmd);
     if (!help) fprintf(stderr, "qilin: unknown command '%s'\n", cmd);
     fprintf(help ? stdout : stderr,
             "usage: qilin COMMAND [flags]   (qilin COMMAND --help: that command's flags)\n"
