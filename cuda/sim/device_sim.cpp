@@ -48,6 +48,7 @@
 
 #include "sim_api.h"
 #include "streams.h"
+#include "tensor_core_sim.h"
 
 struct qilin_stream {
     int device;
@@ -740,3 +741,22 @@ qilin_status qsim::submit_to(qilin_stream *stream, const char *op, Work work) {
     Target t = target_of(stream);
     return submit(t.device, t.key, std::move(work));
 }
+
+/* ---- address checks for the emulated instructions (tensor_core_sim.h) ---- */
+
+namespace qsim {
+
+bool device_range_live(const void *p, size_t bytes) {
+    State &s = state();
+    std::lock_guard<std::mutex> lock(s.mu);
+    auto it = holder(s, uintptr_t(p));
+    return it != s.allocations.end() && bytes <= it->first + it->second.bytes - uintptr_t(p);
+}
+
+bool is_device_address(const void *p) {
+    State &s = state();
+    std::lock_guard<std::mutex> lock(s.mu);
+    return holder(s, uintptr_t(p)) != s.allocations.end();
+}
+
+} // namespace qsim

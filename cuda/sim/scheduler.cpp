@@ -38,6 +38,7 @@
 #include "fiber.h"
 #include "sim.h"
 #include "streams.h"
+#include "tensor_core_sim.h"
 
 thread_local uint3 threadIdx;
 thread_local uint3 blockIdx;
@@ -47,7 +48,7 @@ thread_local dim3 gridDim;
 namespace qsim {
 namespace {
 
-enum class Wait : uint8_t { running, barrier, warp, activemask, done, trapped, misaligned };
+enum class Wait : uint8_t { running, barrier, warp, activemask, done, trapped, misaligned, fault };
 
 struct Thread {
     Context ctx;
@@ -66,6 +67,8 @@ struct Thread {
     const void *addr = nullptr;
     size_t align = 0;
     const char *access = "";
+    std::string fault; /* the message of a fault() */
+    AsyncCopies async; /* cp.async copies in flight (tensor_core_sim.h) */
 };
 
 struct Group { /* lanes of one warp gathering for one collective */
@@ -186,6 +189,8 @@ const char *op_name(WarpOp op) {
     case WarpOp::reduce_and: return "__reduce_and_sync";
     case WarpOp::reduce_or: return "__reduce_or_sync";
     case WarpOp::reduce_xor: return "__reduce_xor_sync";
+    case WarpOp::mma: return "mma.sync";
+    case WarpOp::ldmatrix: return "ldmatrix.sync";
     }
     return "?";
 }
@@ -354,10 +359,23 @@ uint64_t uniform_result(const Group &g, Thread *const lanes[32]) {
     }
 }
 
-void resolve_group(Executor &ex, int warp, const Group &g) {
+/* mma and ldmatrix: the operands of all 32 lanes meet in tensor_core_sim.cpp. */
+bool resolve_matrix_group(Executor &ex, Thread *const lanes[32], const Group &g) {
+    void *operands[32];
+    for (int l = 0; l < 32; l++) operands[l] = reinterpret_cast<void *>((uintptr_t)lanes[l]->value);
+    std::string error = resolve_matrix_op(g.op, operands, ex.smem, ex.smem_bytes);
+    if (!error.empty())
+        return fail(ex, "%s at %s:%d in warp %d: %s", op_name(g.op), lanes[0]->file, lanes[0]->line,
+                    lanes[0]->warp, error.c_str());
+    for (int l = 0; l < 32; l++) make_runnable(ex, *lanes[l], 0);
+    return true;
+}
+
+bool resolve_group(Executor &ex, int warp, const Group &g) {
     Thread *lanes[32] = {};
     for (int l = 0; l < 32; l++)
         if (g.mask & (1u << l)) lanes[l] = ex.threads[warp * 32 + l].get();
+    if (g.op == WarpOp::mma || g.op == WarpOp::ldmatrix) return resolve_matrix_group(ex, lanes, g);
     bool per_lane = g.op == WarpOp::shfl_idx || g.op == WarpOp::shfl_up || g.op == WarpOp::shfl_down ||
                     g.op == WarpOp::shfl_bfly || g.op == WarpOp::match_any;
     uint64_t uniform = per_lane ? 0 : uniform_result(g, lanes); /* shuffles, the common case, skip it */
@@ -377,6 +395,7 @@ void resolve_group(Executor &ex, int warp, const Group &g) {
         }
         make_runnable(ex, *t, r);
     }
+    return true;
 }
 
 bool join_group(Executor &ex, Thread &t) {
@@ -412,7 +431,7 @@ bool join_group(Executor &ex, Thread &t) {
     if (g->arrived == g->mask) {
         Group done = *g;
         groups.erase(groups.begin() + (g - groups.data()));
-        resolve_group(ex, t.warp, done);
+        return resolve_group(ex, t.warp, done);
     }
     return true;
 }
@@ -450,6 +469,7 @@ bool resolve_activemask(Executor &ex) {
 bool after_park(Executor &ex, Thread &t) {
     switch (t.wait) {
     case Wait::done:
+        land_copies(t.async, -1); /* the hardware completes a thread's copies */
         ex.n_done++;
         if (ex.n_barrier > 0) return divergent_barrier(ex, t);
         return lane_exited(ex, t);
@@ -476,6 +496,9 @@ bool after_park(Executor &ex, Thread &t) {
                     t.align, t.access, t.addr, (size_t)((uintptr_t)t.addr % t.align), t.align, where, t.idx.x,
                     t.idx.y, t.idx.z);
     }
+    case Wait::fault:
+        return fail(ex, "%s at %s:%d in thread (%u,%u,%u)", t.fault.c_str(), t.file, t.line, t.idx.x, t.idx.y,
+                    t.idx.z);
     case Wait::running: break;
     }
     return fail(ex, "internal: thread (%u,%u,%u) parked without a reason", t.idx.x, t.idx.y, t.idx.z);
@@ -494,6 +517,7 @@ bool run_block(Executor &ex, uint3 block) {
         t.lane = i % 32;
         t.wait = Wait::running;
         t.result = 0;
+        t.async.reset();
         ex.runnable.push_back(&t);
     }
     if (ex.smem_bytes) std::memset(ex.smem, 0xFF, ex.smem_bytes); /* NaN poison, as on a GPU: no zeroing */
@@ -612,6 +636,23 @@ void check_aligned(const void *p, size_t align, const char *access, const char *
     park(t);
     abort(); /* never resumed: the block is abandoned */
 }
+
+void fault(const char *file, int line, const char *fmt, ...) {
+    char what[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    Thread &t = current_thread("a checked instruction");
+    t.fault = what;
+    t.file = file;
+    t.line = line;
+    t.wait = Wait::fault;
+    park(t);
+    abort(); /* never resumed: the block is abandoned */
+}
+
+AsyncCopies &current_async_copies(const char *what) { return current_thread(what).async; }
 
 void *dynamic_smem() { return tls_ex ? tls_ex->smem : nullptr; }
 

@@ -61,6 +61,7 @@ enum class WarpOp : uint8_t {
     sync, shfl_idx, shfl_up, shfl_down, shfl_bfly, ballot, any, all,
     match_any, match_all, reduce_add, reduce_min, reduce_max,
     reduce_and, reduce_or, reduce_xor, reduce_min_signed, reduce_max_signed,
+    mma, ldmatrix, /* tensor_core.cuh: `value` points to the lane's operands */
 };
 
 /* One lane's part of a warp collective; blocks until every lane of `mask`
@@ -78,6 +79,14 @@ unsigned active_mask(const char *file, int line);
  * `align` bytes (its natural alignment) at p is misaligned: x86 forgives it,
  * a GPU faults. Outside a kernel it does nothing. */
 void check_aligned(const void *p, size_t align, const char *access, const char *file, int line);
+/* Fails the block, naming the kernel, the thread and `file:line`, with the
+ * printf-style message: a misuse a GPU would fault on or silently garble
+ * (tensor_core.cuh's checks). Outside a kernel it aborts. */
+[[noreturn]] void fault(const char *file, int line, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
 void *dynamic_smem();
 
 /* Runs `body` for every thread of every block of the grid. Returns the status
