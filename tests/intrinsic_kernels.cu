@@ -7,6 +7,7 @@
  * intrinsic_kernels.h. */
 #include "cuda/common.cuh"
 #include "cuda/kernel.h"
+#include "cuda/tensor_core.cuh"
 #include "tests/intrinsic_kernels.h"
 
 /* ---- shuffles ------------------------------------------------------------ */
@@ -371,3 +372,198 @@ qilin_status launch_fill(float *out, int n, float value, qilin_stream *stream) {
 }
 
 const char *intrinsic_kernels_compiler(void) { return QILIN_KERNEL_COMPILER " compiled " __FILE__; }
+
+/* ---- tensor-core instructions (cuda/tensor_core.cuh) ------------------------ */
+
+/* One warp: every lane loads its fragment registers as given, runs one mma
+ * (in place on the accumulator when in_place: D aliasing C is the common
+ * use), and stores D's registers. */
+template <int kKind> __global__ void mma_kernel(const uint32_t *a, const uint32_t *b, const uint32_t *c, uint32_t *d,
+                                                int in_place) {
+    const int l = threadIdx.x;
+    uint32_t ra[4], rb[2], rc[4], rd[4];
+    for (int i = 0; i < 4; i++) ra[i] = a[4 * l + i], rc[i] = c[4 * l + i];
+    for (int i = 0; i < 2; i++) rb[i] = b[2 * l + i];
+    if (kKind == MMA_S8) {
+        int32_t *acc = reinterpret_cast<int32_t *>(rc), *out = in_place ? acc : reinterpret_cast<int32_t *>(rd);
+        mma_m16n8k32_s8(out, ra, rb, acc);
+        if (in_place) memcpy(rd, rc, sizeof rd);
+    } else {
+        float *acc = reinterpret_cast<float *>(rc), *out = in_place ? acc : reinterpret_cast<float *>(rd);
+        switch (kKind) {
+        case MMA_BF16: mma_m16n8k16_bf16(out, ra, rb, acc); break;
+        case MMA_F16: mma_m16n8k16_f16(out, ra, rb, acc); break;
+        case MMA_E4M3: mma_m16n8k32_e4m3(out, ra, rb, acc); break;
+        default: mma_m16n8k32_e5m2(out, ra, rb, acc); break;
+        }
+        if (in_place) memcpy(rd, rc, sizeof rd);
+    }
+    for (int i = 0; i < 4; i++) d[4 * l + i] = rd[i];
+}
+
+qilin_status launch_mma(int kind, const uint32_t *a, const uint32_t *b, const uint32_t *c, uint32_t *d, int in_place) {
+    switch (kind) {
+    case MMA_BF16: return QILIN_LAUNCH((mma_kernel<MMA_BF16>), dim3(1), dim3(32), 0, nullptr, a, b, c, d, in_place);
+    case MMA_F16: return QILIN_LAUNCH((mma_kernel<MMA_F16>), dim3(1), dim3(32), 0, nullptr, a, b, c, d, in_place);
+    case MMA_E4M3: return QILIN_LAUNCH((mma_kernel<MMA_E4M3>), dim3(1), dim3(32), 0, nullptr, a, b, c, d, in_place);
+    case MMA_E5M2: return QILIN_LAUNCH((mma_kernel<MMA_E5M2>), dim3(1), dim3(32), 0, nullptr, a, b, c, d, in_place);
+    default: return QILIN_LAUNCH((mma_kernel<MMA_S8>), dim3(1), dim3(32), 0, nullptr, a, b, c, d, in_place);
+    }
+}
+
+/* A warp whose last lane leaves before the mma: the sim reports it. */
+__global__ void mma_missing_lane_kernel(uint32_t *d) {
+    if (threadIdx.x == 31) return;
+    uint32_t a[4] = {0, 0, 0, 0}, b[2] = {0, 0};
+    float acc[4] = {0, 0, 0, 0};
+    mma_m16n8k16_bf16(acc, a, b, acc);
+    d[threadIdx.x] = __float_as_uint(acc[0]);
+}
+
+qilin_status launch_mma_missing_lane(uint32_t *d) {
+    return QILIN_LAUNCH(mma_missing_lane_kernel, dim3(1), dim3(32), 0, nullptr, d);
+}
+
+/* Four 8x8 matrices of 16-bit elements copied to shared memory with a row
+ * pitch of 24 elements (48 bytes: rows stay 16-byte aligned but are not
+ * contiguous); lane 8i + j gives the address of row perm[j] of matrix i, so
+ * the result also shows that each lane's address is honoured. misalign adds
+ * 8 bytes to lane 5's address. */
+template <int kNum, bool kTrans>
+__global__ void ldmatrix_kernel(const uint16_t *m, const int *perm, uint32_t *r, int misalign) {
+    __shared__ __align__(16) uint16_t tile[4 * 8 * 24];
+    for (int i = threadIdx.x; i < 4 * 64; i += 32) tile[(i / 64) * 8 * 24 + (i % 64) / 8 * 24 + i % 8] = m[i];
+    __syncwarp();
+    const int l = threadIdx.x, mat = (l / 8) % kNum, row = perm[l % 8];
+    const unsigned char *addr = reinterpret_cast<const unsigned char *>(tile + mat * 8 * 24 + row * 24);
+    if (misalign && l == 5) addr += 8;
+    uint32_t out[4] = {0, 0, 0, 0};
+    if (kNum == 1) kTrans ? ldmatrix_x1_trans(out, addr) : ldmatrix_x1(out, addr);
+    if (kNum == 2) kTrans ? ldmatrix_x2_trans(out, addr) : ldmatrix_x2(out, addr);
+    if (kNum == 4) kTrans ? ldmatrix_x4_trans(out, addr) : ldmatrix_x4(out, addr);
+    for (int i = 0; i < 4; i++) r[4 * l + i] = out[i];
+}
+
+qilin_status launch_ldmatrix(int num, int trans, const uint16_t *m, const int *perm, uint32_t *r, int misalign) {
+#define QILIN_LDM(n, t)                                                                                     \
+    if (num == n && trans == t)                                                                             \
+        return QILIN_LAUNCH((ldmatrix_kernel<n, t>), dim3(1), dim3(32), 0, nullptr, m, perm, r, misalign);
+    QILIN_LDM(1, 0) QILIN_LDM(2, 0) QILIN_LDM(4, 0) QILIN_LDM(1, 1) QILIN_LDM(2, 1) QILIN_LDM(4, 1)
+#undef QILIN_LDM
+    return QILIN_ERR_INVALID_ARGUMENT;
+}
+
+/* cp.async: thread t copies bytes [t * kBytes, (t + 1) * kBytes) of src into
+ * dynamic shared memory, reading src_bytes[t] of them (zero-filling the
+ * rest), in three commit groups (t % 3); after wait_all and a barrier every
+ * thread stores the neighbour's chunk (thread t + 1), so the barrier's role
+ * is checked too. With early_read, thread t instead reads its own group-0
+ * chunk after cp_async_wait<2> — complete — and records its group-2 chunk
+ * too, which the sim keeps poisoned until the wait. */
+template <int kBytes, bool kCg>
+__global__ void cp_async_kernel(const unsigned char *src, const int *src_bytes, unsigned char *out, int early_read) {
+    QILIN_DYNAMIC_SMEM(unsigned char, smem);
+    const int t = threadIdx.x, n = blockDim.x;
+    for (int group = 0; group < 3; group++) {
+        if (t % 3 == group) {
+            if (kCg)
+                cp_async_cg16(smem + t * kBytes, src + t * kBytes, src_bytes[t]);
+            else
+                cp_async_ca<kBytes>(smem + t * kBytes, src + t * kBytes, src_bytes[t]);
+        }
+        cp_async_commit();
+    }
+    if (early_read) {
+        cp_async_wait<2>(); /* group 0 (threads t % 3 == 0) complete, groups 1 and 2 may not be */
+        for (int i = 0; i < kBytes; i++) out[t * kBytes + i] = smem[t * kBytes + i];
+        cp_async_wait_all();
+        return;
+    }
+    cp_async_wait_all();
+    __syncthreads();
+    const int from = (t + 1) % n;
+    for (int i = 0; i < kBytes; i++) out[t * kBytes + i] = smem[from * kBytes + i];
+}
+
+qilin_status launch_cp_async(int bytes, int cg, const unsigned char *src, const int *src_bytes, unsigned char *out,
+                             int threads, int early_read) {
+    size_t smem = (size_t)threads * bytes;
+    if (cg) return QILIN_LAUNCH((cp_async_kernel<16, true>), dim3(1), dim3(threads), smem, nullptr, src, src_bytes, out, early_read);
+    if (bytes == 4) return QILIN_LAUNCH((cp_async_kernel<4, false>), dim3(1), dim3(threads), smem, nullptr, src, src_bytes, out, early_read);
+    if (bytes == 8) return QILIN_LAUNCH((cp_async_kernel<8, false>), dim3(1), dim3(threads), smem, nullptr, src, src_bytes, out, early_read);
+    return QILIN_LAUNCH((cp_async_kernel<16, false>), dim3(1), dim3(threads), smem, nullptr, src, src_bytes, out, early_read);
+}
+
+/* One cp.async of 16 bytes from src to shared memory (or to dst_global when
+ * it is not NULL: a misuse), then the chunk is stored to out. */
+__global__ void cp_async_one_kernel(const unsigned char *src, unsigned char *dst_global, unsigned char *out) {
+    __shared__ __align__(16) unsigned char chunk[16];
+    cp_async_cg16(dst_global ? dst_global : chunk, src);
+    cp_async_wait_all();
+    for (int i = 0; i < 16; i++) out[i] = chunk[i];
+}
+
+qilin_status launch_cp_async_one(const unsigned char *src, unsigned char *dst_global, unsigned char *out) {
+    return QILIN_LAUNCH(cp_async_one_kernel, dim3(1), dim3(1), 0, nullptr, src, dst_global, out);
+}
+
+/* A two-stage cp.async -> ldmatrix -> mma pipeline, the shape of every
+ * tensor-core GEMM: out (rows x 8, fp32) = A (rows x K, bf16, row-major) .
+ * W^T (W: 8 x K bf16, row-major), rows = 16 per warp, K a multiple of 16.
+ * Each 16-wide K step of A and W goes to shared memory through cp.async, one
+ * 16-byte chunk per thread (rows * 2 chunks for A, 16 for W), one stage
+ * ahead. The planted bugs the tests require the sim to catch:
+ *   PIPE_NO_WAIT         the consumer reads a stage without cp_async_wait;
+ *   PIPE_NO_WAR_BARRIER  no barrier between a stage's ldmatrix and the
+ *                        cp.async that overwrites it one step later. */
+template <int kBug> __global__ void mma_pipeline_kernel(const __nv_bfloat16 *A, const __nv_bfloat16 *W, float *out, int K) {
+    QILIN_DYNAMIC_SMEM(__nv_bfloat16, smem);
+    const int rows = blockDim.x / 2, warp = threadIdx.x / 32, l = threadIdx.x % 32;
+    const int stage_elems = (rows + 8) * 16; /* A tile rows x 16, then W tile 8 x 16 */
+    const int steps = K / 16;
+    auto load = [&](int step) {
+        __nv_bfloat16 *stage = smem + (step % 2) * stage_elems;
+        for (int c = threadIdx.x; c < (rows + 8) * 2; c += blockDim.x) {
+            const int r = c / 2, half = c % 2;
+            const __nv_bfloat16 *src = r < rows ? A + (size_t)r * K : W + (size_t)(r - rows) * K;
+            cp_async_cg16(stage + r * 16 + half * 8, src + step * 16 + half * 8);
+        }
+        cp_async_commit();
+    };
+    float acc[4] = {0, 0, 0, 0};
+    load(0);
+    for (int step = 0; step < steps; step++) {
+        if (step + 1 < steps) load(step + 1);
+        if (kBug != PIPE_NO_WAIT) {
+            if (step + 1 < steps)
+                cp_async_wait<1>();
+            else
+                cp_async_wait<0>();
+        }
+        __syncthreads();
+        const __nv_bfloat16 *stage = smem + (step % 2) * stage_elems;
+        const int mat = l / 8, j = l % 8;
+        uint32_t a[4], b[2];
+        /* matrices: rows 0-7 / 8-15 of this warp x k 0-7 / 8-15, in a[0..3] order */
+        ldmatrix_x4(a, stage + (warp * 16 + (mat & 1) * 8 + j) * 16 + (mat >> 1) * 8);
+        ldmatrix_x2(b, stage + (rows + j) * 16 + (mat & 1) * 8); /* W rows = B columns: no transpose */
+        mma_m16n8k16_bf16(acc, a, b, acc);
+        if (kBug != PIPE_NO_WAR_BARRIER) __syncthreads();
+    }
+    const int g = l / 4, t = l % 4, row0 = warp * 16 + g;
+    out[row0 * 8 + 2 * t] = acc[0];
+    out[row0 * 8 + 2 * t + 1] = acc[1];
+    out[(row0 + 8) * 8 + 2 * t] = acc[2];
+    out[(row0 + 8) * 8 + 2 * t + 1] = acc[3];
+}
+
+qilin_status launch_mma_pipeline(int bug, const __nv_bfloat16 *A, const __nv_bfloat16 *W, float *out, int rows, int K) {
+    if (rows % 16 || K % 16) return QILIN_ERR_INVALID_ARGUMENT;
+    const dim3 block(rows * 2);
+    const size_t smem = 2 * (size_t)(rows + 8) * 16 * sizeof(__nv_bfloat16);
+    switch (bug) {
+    case PIPE_OK: return QILIN_LAUNCH((mma_pipeline_kernel<PIPE_OK>), dim3(1), block, smem, nullptr, A, W, out, K);
+    case PIPE_NO_WAIT: return QILIN_LAUNCH((mma_pipeline_kernel<PIPE_NO_WAIT>), dim3(1), block, smem, nullptr, A, W, out, K);
+    default: return QILIN_LAUNCH((mma_pipeline_kernel<PIPE_NO_WAR_BARRIER>), dim3(1), block, smem, nullptr, A, W, out, K);
+    }
+}

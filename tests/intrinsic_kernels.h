@@ -33,6 +33,29 @@ qilin_status launch_trap(int *out);
 qilin_status launch_vector_load(const float *in, float *out, int offset, int threads, int through_vec16);
 /* out[0..n) = value, on `stream`. */
 qilin_status launch_fill(float *out, int n, float value, qilin_stream *stream);
+
+/* ---- tensor-core instructions (cuda/tensor_core.cuh) ---- */
+#include <stdint.h>
+#include <cuda_bf16.h>
+enum { MMA_BF16 = 0, MMA_F16, MMA_E4M3, MMA_E5M2, MMA_S8 };
+/* One warp's mma: a[32][4], b[32][2], c[32][4] are each lane's fragment
+ * registers; d[32][4] receives D's (f32 bits, s32 for MMA_S8). */
+qilin_status launch_mma(int kind, const uint32_t *a, const uint32_t *b, const uint32_t *c, uint32_t *d, int in_place);
+qilin_status launch_mma_missing_lane(uint32_t *d);
+/* m: 4 matrices of 8x8 16-bit elements (row-major, back to back); lane 8i+j
+ * reads row perm[j] of matrix i % num; r[32][4] receives each lane's
+ * registers. misalign: lane 5's address is 8 bytes off. */
+qilin_status launch_ldmatrix(int num, int trans, const uint16_t *m, const int *perm, uint32_t *r, int misalign);
+/* threads chunks of `bytes` (cg: 16 through .cg) from src; thread t reads
+ * src_bytes[t] of its chunk; out receives thread t+1's chunk (see the kernel). */
+qilin_status launch_cp_async(int bytes, int cg, const unsigned char *src, const int *src_bytes, unsigned char *out,
+                             int threads, int early_read);
+qilin_status launch_cp_async_one(const unsigned char *src, unsigned char *dst_global, unsigned char *out);
+enum { PIPE_OK = 0, PIPE_NO_WAIT, PIPE_NO_WAR_BARRIER };
+/* out (rows x 8 f32) = A (rows x K bf16) . W^T (W 8 x K bf16) through a
+ * two-stage cp.async / ldmatrix / mma pipeline, optionally with a planted bug. */
+qilin_status launch_mma_pipeline(int bug, const __nv_bfloat16 *A, const __nv_bfloat16 *W, float *out, int rows, int K);
+
 const char *intrinsic_kernels_compiler(void);
 
 #endif /* QILIN_TESTS_INTRINSIC_KERNELS_H */

@@ -438,10 +438,12 @@ bool join_group(Executor &ex, Thread &t) {
 
 bool lane_exited(Executor &ex, Thread &t) {
     for (const Group &g : ex.groups[t.warp])
-        if (g.mask & (1u << t.lane))
-            return fail(ex, "%s(mask 0x%08x) in warp %d can never complete: lane %d has exited "
+        if (g.mask & (1u << t.lane)) {
+            const Thread &first = *ex.threads[t.warp * 32 + __builtin_ctz(g.arrived)]; /* one lane that is there */
+            return fail(ex, "%s(mask 0x%08x) at %s:%d in warp %d can never complete: lane %d has exited "
                             "(arrived: 0x%08x)",
-                        op_name(g.op), g.mask, t.warp, t.lane, g.arrived);
+                        op_name(g.op), g.mask, first.file, first.line, t.warp, t.lane, g.arrived);
+        }
     return true;
 }
 
