@@ -1,6 +1,18 @@
 /* scheduler.cpp — the SIMT emulator's block scheduler.
  *
- * A launch runs its blocks one after another on the calling host thread.
+ * A launch's blocks are handed out in order (x fastest) to the calling host
+ * thread and, with QILIN_SIM_THREADS > 1, to the pool's helper threads
+ * (pool.h); each host thread runs one block at a time with its own Executor
+ * (fibers, shared memory, thread-local __shared__). A block's schedule is
+ * drawn from splitmix64(launch seed ^ linear block index) — never from the
+ * host thread that runs it — so a given QILIN_SIM_SEED gives every block the
+ * same interleaving with 1 or N threads. The launch seed is the launching
+ * thread's (QILIN_SIM_SEED or qsim_set_seed, then one splitmix64 step per
+ * launch). When blocks fail, no more are handed out, the blocks already
+ * taken finish, and the launch reports the lowest failing block's status and
+ * message (in the launching thread's qilin_last_error), as running the grid
+ * in order on one thread would.
+ *
  * Within a block every CUDA thread is a fiber (fiber.h). The scheduler keeps
  * a list of runnable fibers, resumes one chosen at random, and when it parks
  * at a scheduling point records why:
@@ -18,9 +30,9 @@
  *
  * When nothing is runnable and the block is not finished, the block can never
  * finish on a GPU either: the launch fails with a message that names the
- * kernel, the block and who waits where. Fibers live in a per-host-thread pool
- * and are reused across blocks and launches; after a failed block they are
- * reset before reuse. */
+ * kernel, the block and who waits where. Fibers live in a per-host-thread
+ * Executor and are reused across blocks and launches; after a failed block
+ * they are reset before reuse. */
 #include <sys/mman.h>
 
 #include <algorithm>
