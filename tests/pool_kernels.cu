@@ -41,7 +41,7 @@ qilin_status launch_schedule_hash(unsigned long long *hashes, unsigned *out, dim
 
 __global__ void trap_blocks_kernel(const int *traps, int *done) {
     const unsigned block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
-    for (int i = 0; i < 4; i++) __syncthreads();
+    for (int i = 0; i < 4 + traps[block]; i++) __syncthreads(); /* a slow block traps late */
     if (traps[block] && threadIdx.x == 0) __trap();
     if (threadIdx.x == 0) done[block] = 1;
 }

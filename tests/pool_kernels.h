@@ -14,7 +14,8 @@
 qilin_status launch_schedule_hash(unsigned long long *hashes, unsigned *out, dim3 grid, int threads, int rounds);
 
 /* Thread 0 of each block whose traps[linear block index] is nonzero calls
- * __trap() after a few barriers; the others write 1 to done[block]. */
+ * __trap() after 4 + traps[block] barriers; the other blocks write 1 to
+ * done[block]. */
 qilin_status launch_trap_blocks(const int *traps, int *done, dim3 grid, int threads);
 
 /* Cross-block atomics: every thread adds 1 to *count; each block writes the

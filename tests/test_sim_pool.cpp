@@ -85,7 +85,10 @@ TEST(SimPool, LowestFailingBlockIsReportedThenThePoolStillWorks) {
     const dim3 grid(8, 3, 1);
     const size_t blocks = 24;
     std::vector<int> traps(blocks, 0);
-    traps[5] = traps[9] = traps[17] = traps[23] = 1; /* blocks (5,0,0), (1,1,0), (1,2,0), (7,2,0) */
+    /* blocks (5,0,0), (1,1,0), (1,2,0), (7,2,0) trap; the lowest last in time,
+     * so reporting the first failure seen instead of the lowest shows */
+    traps[5] = 2000;
+    traps[9] = traps[17] = traps[23] = 1;
     DeviceBuffer<int> dtraps(blocks), done(blocks);
     QILIN_ASSERT_OK(dtraps.upload(traps));
     ScheduleRun want;
