@@ -100,8 +100,9 @@ int pool_threads() {
     return n > 0 ? n : from_env;
 }
 
-void pool_run(Task &task) {
-    if (pool_threads() <= 1) {
+void pool_run(Task &task, unsigned long long items) {
+    const int threads = pool_threads();
+    if (threads <= 1 || items <= 1) {
         task.share();
         return;
     }
@@ -111,7 +112,8 @@ void pool_run(Task &task) {
         start_helpers(p);
         p.tasks.push_back(&task);
     }
-    p.posted.notify_all();
+    /* a small grid wakes no more helpers than it has blocks for */
+    for (unsigned long long k = 1; k < items && k < (unsigned long long)threads; k++) p.posted.notify_one();
     task.share();
     std::unique_lock<std::mutex> lock(p.mu);
     p.tasks.erase(std::find(p.tasks.begin(), p.tasks.end(), &task));

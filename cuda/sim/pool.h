@@ -33,8 +33,9 @@ struct Task {
 int pool_threads();
 
 /* Runs task.share() on the calling thread, and on free helpers when the pool
- * has more than one thread; returns once every participant has left it. */
-void pool_run(Task &task);
+ * has more than one thread (waking at most items - 1 of them: the task has
+ * `items` to take); returns once every participant has left it. */
+void pool_run(Task &task, unsigned long long items);
 
 } // namespace qsim
 

@@ -738,10 +738,7 @@ qilin_status launch(const char *kernel, const char *file, int line, dim3 grid, d
         return st;
     }
     const uint64_t launch_seed = ex.rng;
-    if (g.blocks > 1)
-        pool_run(g);
-    else
-        g.share(); /* one block stays on this thread, with this thread's __shared__ */
+    pool_run(g, g.blocks); /* a single block stays on this thread, with this thread's __shared__ */
     ex.rng = splitmix64(launch_seed); /* the next launch's seed, whoever ran the blocks */
     if (g.status != QILIN_OK) st = qilin_error(g.status, "%s", g.message.c_str()); /* the lowest failing block's */
     ex.last_launch = st;
