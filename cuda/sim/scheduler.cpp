@@ -1,6 +1,18 @@
 /* scheduler.cpp — the SIMT emulator's block scheduler.
  *
- * A launch runs its blocks one after another on the calling host thread.
+ * A launch's blocks are handed out in order (x fastest) to the calling host
+ * thread and, with QILIN_SIM_THREADS > 1, to the pool's helper threads
+ * (pool.h); each host thread runs one block at a time with its own Executor
+ * (fibers, shared memory, thread-local __shared__). A block's schedule is
+ * drawn from splitmix64(launch seed ^ linear block index) — never from the
+ * host thread that runs it — so a given QILIN_SIM_SEED gives every block the
+ * same interleaving with 1 or N threads. The launch seed is the launching
+ * thread's (QILIN_SIM_SEED or qsim_set_seed, then one splitmix64 step per
+ * launch). When blocks fail, no more are handed out, the blocks already
+ * taken finish, and the launch reports the lowest failing block's status and
+ * message (in the launching thread's qilin_last_error), as running the grid
+ * in order on one thread would.
+ *
  * Within a block every CUDA thread is a fiber (fiber.h). The scheduler keeps
  * a list of runnable fibers, resumes one chosen at random, and when it parks
  * at a scheduling point records why:
@@ -18,9 +30,9 @@
  *
  * When nothing is runnable and the block is not finished, the block can never
  * finish on a GPU either: the launch fails with a message that names the
- * kernel, the block and who waits where. Fibers live in a per-host-thread pool
- * and are reused across blocks and launches; after a failed block they are
- * reset before reuse. */
+ * kernel, the block and who waits where. Fibers live in a per-host-thread
+ * Executor and are reused across blocks and launches; after a failed block
+ * they are reset before reuse. */
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -32,10 +44,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "fiber.h"
+#include "pool.h"
 #include "sim.h"
 #include "streams.h"
 #include "tensor_core_sim.h"
@@ -561,6 +575,101 @@ qilin_status check_shape(const char *kernel, const char *file, int line, dim3 gr
                        kernel, file, line, grid.x, grid.y, grid.z, block.x, block.y, block.z, smem, bad);
 }
 
+/* ---- a launch's blocks on the pool of host threads (pool.h) ---------------- */
+
+/* The schedule of block i is drawn from the launch's seed and i alone, never
+ * from the host thread that runs it, so a seed gives the same interleavings
+ * whatever QILIN_SIM_THREADS is. */
+uint64_t block_seed(uint64_t launch_seed, unsigned long long block) {
+    uint64_t s = splitmix64(launch_seed ^ block);
+    return s ? s : 1; /* xorshift's state must not be 0 */
+}
+
+/* One launch's grid, shared by the host threads that run its blocks. Blocks
+ * are handed out in order (x fastest, as a single thread runs them); after a
+ * failure no more are, so every block below the failing one still runs and
+ * the failure reported is the lowest failing block's, with its message. */
+struct Grid final : Task {
+    const char *kernel, *file;
+    int line;
+    dim3 grid, block;
+    size_t smem_bytes;
+    const std::function<void()> &body;
+    Executor &launcher;
+    unsigned long long blocks;
+    uint64_t seed;
+    std::atomic<unsigned long long> next{0};
+    std::atomic<bool> failed{false};
+    std::mutex mu; /* guards the failure below */
+    unsigned long long failed_block = ~0ull;
+    qilin_status status = QILIN_OK;
+    std::string message;
+
+    Grid(const char *kernel_, const char *file_, int line_, dim3 grid_, dim3 block_, size_t smem_,
+         const std::function<void()> &body_, Executor &launcher_)
+        : kernel(kernel_), file(file_), line(line_), grid(grid_), block(block_), smem_bytes(smem_),
+          body(body_), launcher(launcher_),
+          blocks((unsigned long long)grid_.x * grid_.y * grid_.z), seed(launcher_.rng) {}
+    bool has_work() const override {
+        return !failed.load(std::memory_order_relaxed) && next.load(std::memory_order_relaxed) < blocks;
+    }
+    void share() override;
+    void record_failure(unsigned long long i) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (i < failed_block) {
+            failed_block = i;
+            status = QILIN_ERR_KERNEL;
+            message = qilin_last_error(); /* this thread's; the launcher reports it */
+        }
+        failed.store(true, std::memory_order_release);
+    }
+};
+
+/* Readies this thread's executor for the grid: fibers, shared memory, the
+ * launch's fields and the thread-local gridDim/blockDim. */
+qilin_status enter_grid(Executor &ex, const Grid &g) {
+    int n = (int)(g.block.x * g.block.y * g.block.z);
+    QILIN_TRY(ensure_threads(ex, n));
+    if (g.smem_bytes > ex.smem_capacity) {
+        std::free(ex.smem);
+        ex.smem = static_cast<unsigned char *>(std::aligned_alloc(128, (g.smem_bytes + 127) / 128 * 128));
+        ex.smem_capacity = ex.smem ? g.smem_bytes : 0;
+        if (!ex.smem)
+            return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "sim: no memory for %zu bytes of shared memory",
+                               g.smem_bytes);
+    }
+    ex.body = &g.body;
+    ex.kernel = g.kernel;
+    ex.launch_file = g.file;
+    ex.launch_line = g.line;
+    ex.smem_bytes = g.smem_bytes;
+    ex.nthreads = n;
+    ex.groups.assign((size_t)(n + 31) / 32, {});
+    gridDim = g.grid;
+    blockDim = g.block;
+    return QILIN_OK;
+}
+
+void Grid::share() {
+    Executor &ex = executor();
+    /* a helper that cannot map its fibers leaves the blocks to the others */
+    if (&ex != &launcher && enter_grid(ex, *this) != QILIN_OK) return;
+    const unsigned long long switches_before = ex.switches;
+    while (!failed.load(std::memory_order_acquire)) {
+        unsigned long long i = next.fetch_add(1, std::memory_order_relaxed);
+        if (i >= blocks) break;
+        uint3 b{(unsigned)(i % grid.x), (unsigned)(i / grid.x % grid.y),
+                (unsigned)(i / ((unsigned long long)grid.x * grid.y))};
+        ex.rng = block_seed(seed, i);
+        if (!run_block(ex, b)) {
+            record_failure(i); /* this executor's fibers are abandoned: it takes no more blocks */
+            break;
+        }
+    }
+    ex.body = nullptr;
+    total_switches += ex.switches - switches_before;
+}
+
 } // namespace
 
 /* ---- entry points used by sim.h ------------------------------------------ */
@@ -665,35 +774,17 @@ qilin_status launch(const char *kernel, const char *file, int line, dim3 grid, d
     if (st == QILIN_OK && ex.current)
         st = qilin_error(QILIN_ERR_KERNEL, "kernel '%s' (at %s:%d) launched from inside kernel '%s'",
                          kernel, file, line, ex.kernel);
-    int n = (int)(block.x * block.y * block.z);
-    if (st == QILIN_OK) st = ensure_threads(ex, n);
-    if (st == QILIN_OK && smem_bytes > ex.smem_capacity) {
-        std::free(ex.smem);
-        ex.smem = static_cast<unsigned char *>(std::aligned_alloc(128, (smem_bytes + 127) / 128 * 128));
-        ex.smem_capacity = ex.smem ? smem_bytes : 0;
-        if (!ex.smem) st = qilin_error(QILIN_ERR_OUT_OF_MEMORY, "sim: no memory for %zu bytes of shared memory", smem_bytes);
-    }
+    Grid g(kernel, file, line, grid, block, smem_bytes, body, ex);
+    if (st == QILIN_OK) st = enter_grid(ex, g);
     if (st != QILIN_OK) {
         ex.last_launch = st;
         return st;
     }
-    const unsigned long long switches_before = ex.switches;
-    ex.body = &body;
-    ex.kernel = kernel;
-    ex.launch_file = file;
-    ex.launch_line = line;
-    ex.smem_bytes = smem_bytes;
-    ex.nthreads = n;
-    ex.groups.assign((size_t)(n + 31) / 32, {});
-    gridDim = grid;
-    blockDim = block;
-    for (unsigned z = 0; z < grid.z && st == QILIN_OK; z++)
-        for (unsigned y = 0; y < grid.y && st == QILIN_OK; y++)
-            for (unsigned x = 0; x < grid.x && st == QILIN_OK; x++)
-                if (!run_block(ex, uint3{x, y, z})) st = QILIN_ERR_KERNEL;
-    ex.body = nullptr;
+    const uint64_t launch_seed = ex.rng;
+    pool_run(g, g.blocks); /* a single block stays on this thread, with this thread's __shared__ */
+    ex.rng = splitmix64(launch_seed); /* the next launch's seed, whoever ran the blocks */
+    if (g.status != QILIN_OK) st = qilin_error(g.status, "%s", g.message.c_str()); /* the lowest failing block's */
     ex.last_launch = st;
-    total_switches += ex.switches - switches_before;
     return st;
 }
 

@@ -6,15 +6,15 @@
  * scheduler in scheduler.cpp, and takes the vector, bf16, fp16 and fp8 types
  * straight from the CUDA headers, which work in host C++.
  *
- * Execution model: a launch's blocks run one after another on one host thread
- * (the device's stream worker in deferred mode, see streams.h, else the
- * launching thread); a block's threads are fibers. A fiber runs until it reaches a scheduling point — a block barrier,
- * a warp collective, __activemask, or its end — and the scheduler picks the
- * next runnable fiber at random (seeded: QILIN_SIM_SEED, or qsim_set_seed).
- * So between barriers threads run in a shuffled order, and a missing barrier
- * shows up as a wrong answer under some seed. Shared memory is per block:
- * `__shared__` becomes a static thread-local (one instance per host thread,
- * which runs one block at a time). Atomics are real atomics. */
+ * Execution model: a launch's blocks run on QILIN_SIM_THREADS host threads (pool.h: the
+ * launching thread — the device's stream worker in deferred mode, see streams.h — and helpers),
+ * each thread one block at a time; a block's threads are fibers. A fiber runs until it reaches
+ * a scheduling point — a block barrier, a warp collective, __activemask, or its end — and the
+ * scheduler picks the next runnable fiber at random, seeded per block from the launch's seed
+ * (QILIN_SIM_SEED, qsim_set_seed) and the block index alone, so the thread count changes no
+ * schedule. A missing barrier shows up as a wrong answer under some seed. Shared memory is per
+ * block: `__shared__` becomes a static thread-local (one instance per host thread, which runs
+ * one block at a time). Atomics are real atomics and __threadfence a real fence (across blocks). */
 #ifndef QILIN_SIM_SIM_H
 #define QILIN_SIM_SIM_H
 

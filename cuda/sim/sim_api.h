@@ -20,8 +20,17 @@ qilin_status qsim_take_launch_status(void);
 unsigned long long qsim_switch_count(void);
 
 /* Reseeds the calling thread's scheduler (the order in which fibers run
- * between scheduling points). The default seed is QILIN_SIM_SEED, else 1. */
+ * between scheduling points): its next launch's seed, from which each block's
+ * schedule is drawn (by block index). The default seed is QILIN_SIM_SEED,
+ * else 1. */
 void qsim_set_seed(unsigned long long seed);
+
+/* Number of host threads that run a launch's blocks (pool.h): `threads` from
+ * now on, process-wide; < 1 restores QILIN_SIM_THREADS (default: the online
+ * CPUs, at most 16). A block's schedule does not depend on it. */
+void qsim_set_threads(int threads);
+/* The number in force. */
+int qsim_threads(void);
 
 /* 1 when streams run their work later on per-device workers (the default),
  * 0 under QILIN_SIM_DEFERRED=0, when work runs as it is issued (streams.h). */

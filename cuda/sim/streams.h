@@ -2,7 +2,8 @@
  *
  * Deferred mode (the default; QILIN_SIM_DEFERRED=0 turns it off): every
  * emulated device has a worker thread, started on the device's first piece of
- * work, that runs kernels, copies, memsets and GEMMs later, in stream order.
+ * work, that runs kernels (sharing their blocks with the pool's helpers,
+ * pool.h), copies, memsets and GEMMs later, in stream order.
  * Work issued to one stream runs in issue order; work on different streams of
  * a device interleaves in an order drawn from QILIN_SIM_SEED. Work is held
  * back until something waits for it (a stream, event or device
