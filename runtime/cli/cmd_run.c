@@ -40,12 +40,12 @@
 
 #include <jansson.h>
 
-#include "chat.h"
+#include "runtime/chat.h"
 #include "cli.h"
 #include "commands.h"
 #include "host/forward.h"
-#include "text_stream.h"
-#include "tokenizer.h"
+#include "runtime/text_stream.h"
+#include "runtime/tokenizer.h"
 
 enum { MAX_STOPS = 16 };
 
