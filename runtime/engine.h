@@ -59,24 +59,25 @@ extern "C" {
 
 typedef struct qilin_engine qilin_engine;
 
-typedef enum qilin_finish_reason {
-    QILIN_FINISH_NONE = 0,  /* still running */
-    QILIN_FINISH_LENGTH,    /* reached max_new_tokens */
-    QILIN_FINISH_STOP,      /* generated one of its stop ids (delivered, as the last token) */
-    QILIN_FINISH_CANCELLED, /* qilin_engine_cancel */
-} qilin_finish_reason;
-const char *qilin_finish_reason_name(qilin_finish_reason r);
+typedef enum qilin_engine_finish {
+    QILIN_ENGINE_RUNNING = 0, /* not finished: waiting or running */
+    QILIN_ENGINE_LENGTH,      /* reached max_new_tokens */
+    QILIN_ENGINE_STOPPED,     /* generated one of its stop ids (delivered, as the last token) */
+    QILIN_ENGINE_CANCELLED,   /* qilin_engine_cancel */
+} qilin_engine_finish;
+const char *qilin_engine_finish_name(qilin_engine_finish r);
 
 /* Called once per generated token, in order per request; `finished` is
- * not QILIN_FINISH_NONE on the request's last token. Cancelled requests get
- * no call. */
-typedef void (*qilin_engine_token_fn)(void *user, int64_t request_id, int token, qilin_finish_reason finished);
+ * not QILIN_ENGINE_RUNNING on the request's last token. Cancelled requests
+ * get no call. To stop a request from here, note it and cancel it after the
+ * step (a request gets at most one token per step). */
+typedef void (*qilin_engine_token_fn)(void *user, int64_t request_id, int token, qilin_engine_finish finished);
 
 typedef struct qilin_engine_options {
     int max_num_seqs;           /* sequences running at once; 0 = the model's max_seqs (its KV slots), the most */
     int max_num_batched_tokens; /* new tokens per step; 0 = the model's max_batch_tokens, the most */
     int prefill_chunk;          /* most prompt tokens of one sequence per step; 0 = max_num_batched_tokens */
-    int block_size;             /* positions per KV block; 0 = 16 */
+    int block_size;             /* positions per KV block, at most max_ctx; 0 = 16 (or max_ctx when smaller) */
     int num_blocks;             /* the pool; 0 = max_num_seqs * ceil(max_ctx / block_size) (the model's slots) */
     bool no_prefix_caching;     /* key no blocks */
     qilin_engine_token_fn on_token; /* may be NULL: then poll */
@@ -116,7 +117,7 @@ qilin_status qilin_engine_cancel(qilin_engine *e, int64_t id);
 /* A request's generated tokens so far (*tokens valid until the next call
  * into the engine), their count, and its state. */
 qilin_status qilin_engine_poll(const qilin_engine *e, int64_t id, const int **tokens, int *n_tokens,
-                               qilin_finish_reason *finished);
+                               qilin_engine_finish *finished);
 
 /* Forgets a finished or cancelled request (finished requests are kept for
  * qilin_engine_poll until released or until the engine is freed). */

@@ -270,7 +270,7 @@ class Engine : public testing::Test {
 
     struct Run {
         std::vector<std::vector<int>> tokens;
-        std::vector<qilin_finish_reason> finished;
+        std::vector<qilin_engine_finish> finished;
         qilin_engine_stats stats{};
     };
 
@@ -301,7 +301,7 @@ class Engine : public testing::Test {
         for (int64_t id : ids) {
             const int *t = nullptr;
             int n = 0;
-            qilin_finish_reason why = QILIN_FINISH_NONE;
+            qilin_engine_finish why = QILIN_ENGINE_RUNNING;
             EXPECT_EQ(qilin_engine_poll(e, id, &t, &n, &why), QILIN_OK);
             out.tokens.emplace_back(t, t + n);
             out.finished.push_back(why);
@@ -338,7 +338,7 @@ TEST_F(Engine, RandomArrivalsMatchEachRequestAlone) {
     int completed = 0, cancelled = 0;
     for (size_t i = 0; i < reqs.size(); i++) {
         const std::vector<int> &want = reqs[i].alone;
-        if (r.finished[i] == QILIN_FINISH_CANCELLED) {
+        if (r.finished[i] == QILIN_ENGINE_CANCELLED) {
             cancelled++;
             ASSERT_LE(r.tokens[i].size(), want.size()) << "request " << i;
             EXPECT_TRUE(std::equal(r.tokens[i].begin(), r.tokens[i].end(), want.begin())) << "request " << i;
@@ -347,7 +347,7 @@ TEST_F(Engine, RandomArrivalsMatchEachRequestAlone) {
         completed++;
         EXPECT_EQ(r.tokens[i], want) << "request " << i << ": " << show(r.tokens[i]) << "\nalone: " << show(want);
         bool stopped = !reqs[i].stop.empty() && want.back() == reqs[i].stop[0];
-        EXPECT_EQ(r.finished[i], stopped ? QILIN_FINISH_STOP : QILIN_FINISH_LENGTH) << "request " << i;
+        EXPECT_EQ(r.finished[i], stopped ? QILIN_ENGINE_STOPPED : QILIN_ENGINE_LENGTH) << "request " << i;
     }
     const qilin_engine_stats &s = r.stats;
     printf("[ engine ] %d completed, %d cancelled; %llu steps, mean batch %.2f seqs / %.1f tokens; prefill %llu, "
@@ -431,15 +431,52 @@ TEST_F(Engine, RefusesWhatCanNeverRun) {
     QILIN_ASSERT_OK(qilin_engine_run(e)); /* the refusals disturbed nothing */
     const int *t = nullptr;
     int n = 0;
-    qilin_finish_reason why;
+    qilin_engine_finish why;
     QILIN_ASSERT_OK(qilin_engine_poll(e, 1, &t, &n, &why));
     EXPECT_EQ(n, 5);
-    EXPECT_EQ(why, QILIN_FINISH_LENGTH);
+    EXPECT_EQ(why, QILIN_ENGINE_LENGTH);
     qilin_engine_stats s;
     qilin_engine_get_stats(e, &s);
     EXPECT_EQ(s.requests_added, 1u);
     EXPECT_EQ(s.free_blocks, s.num_blocks);
     qilin_engine_free(e);
+}
+
+} // namespace
+
+namespace {
+
+/* qilin_sample_last samples only rows the last step left: none after an
+ * all_logits step, at most its sequences otherwise, and checks parameters
+ * and history ranges on the host. */
+TEST(SampleLast, RefusesRowsTheLastStepDidNotLeave) {
+    QILIN_REQUIRE_DEVICES(1);
+    qilin_model_options o;
+    qilin_model_options_default(&o);
+    o.dtype = QILIN_F32, o.max_seqs = 2, o.max_ctx = 16, o.max_batch_tokens = 8;
+    qilin_model *m = nullptr;
+    QILIN_ASSERT_OK(qilin_model_load((golden::models_dir() + "/stories260K").c_str(), &o, &m));
+    qilin_sampling_params greedy[2] = {{0, 0, 1, 0, 1, 0, 0}, {0, 0, 1, 0, 1, 0, 0}};
+    int ids[2] = {-1, -1}, slot = 0, start = 0, n = 3, tokens[3] = {1, 403, 407};
+    EXPECT_EQ(qilin_sample_last(m, 1, greedy, nullptr, nullptr, ids), QILIN_ERR_INVALID_ARGUMENT); /* no step yet */
+    qilin_batch b = {1, &slot, &start, &n, tokens, true};
+    std::vector<float> logits(3 * 512);
+    QILIN_ASSERT_OK(qilin_forward(m, &b, logits.data()));
+    EXPECT_EQ(qilin_sample_last(m, 1, greedy, nullptr, nullptr, ids), QILIN_ERR_INVALID_ARGUMENT); /* all_logits */
+    b.all_logits = false;
+    QILIN_ASSERT_OK(qilin_forward(m, &b, logits.data()));
+    EXPECT_EQ(qilin_sample_last(m, 2, greedy, nullptr, nullptr, ids), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(qilin_last_error()).find("2 rows asked; the last step left 1"), std::string::npos)
+        << qilin_last_error();
+    int history[3] = {1, 403, 407}, bad_start[2] = {0, 17}; /* 17 ids: more than the context of 16 */
+    EXPECT_EQ(qilin_sample_last(m, 1, greedy, history, bad_start, ids), QILIN_ERR_INVALID_ARGUMENT);
+    qilin_sampling_params nan_temp = greedy[0];
+    nan_temp.temperature = NAN;
+    EXPECT_EQ(qilin_sample_last(m, 1, &nan_temp, nullptr, nullptr, ids), QILIN_ERR_INVALID_ARGUMENT);
+    QILIN_ASSERT_OK(qilin_sample_last(m, 1, greedy, nullptr, nullptr, ids));
+    int argmax = (int)(std::max_element(logits.begin(), logits.begin() + 512) - logits.begin());
+    EXPECT_EQ(ids[0], argmax);
+    qilin_model_free(m);
 }
 
 } // namespace

@@ -26,7 +26,7 @@ typedef struct request {
     int slot; /* -1 unless running */
     qilin_kv_table table;
     bool running, done;
-    qilin_finish_reason finished;
+    qilin_engine_finish finished;
 } request;
 
 /* One sequence of the step being built: n_new tokens from n_computed on. */
@@ -57,12 +57,12 @@ struct qilin_engine {
     qilin_engine_stats stats;
 };
 
-const char *qilin_finish_reason_name(qilin_finish_reason r) {
+const char *qilin_engine_finish_name(qilin_engine_finish r) {
     switch (r) {
-    case QILIN_FINISH_NONE: return "none";
-    case QILIN_FINISH_LENGTH: return "length";
-    case QILIN_FINISH_STOP: return "stop";
-    case QILIN_FINISH_CANCELLED: return "cancelled";
+    case QILIN_ENGINE_RUNNING: return "none";
+    case QILIN_ENGINE_LENGTH: return "length";
+    case QILIN_ENGINE_STOPPED: return "stop";
+    case QILIN_ENGINE_CANCELLED: return "cancelled";
     }
     return "unknown";
 }
@@ -75,7 +75,7 @@ static qilin_status resolve_options(const qilin_model_options *mo, qilin_engine_
     if (o->max_num_seqs == 0) o->max_num_seqs = mo->max_seqs;
     if (o->max_num_batched_tokens == 0) o->max_num_batched_tokens = mo->max_batch_tokens;
     if (o->prefill_chunk == 0) o->prefill_chunk = o->max_num_batched_tokens;
-    if (o->block_size == 0) o->block_size = DEFAULT_BLOCK_SIZE;
+    if (o->block_size == 0) o->block_size = mo->max_ctx < DEFAULT_BLOCK_SIZE ? mo->max_ctx : DEFAULT_BLOCK_SIZE;
     if (o->max_num_seqs < 1 || o->max_num_seqs > mo->max_seqs)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
                            "qilin_engine_create: max_num_seqs %d: the model was loaded with %d KV slots (use 1 .. %d)",
@@ -228,6 +228,7 @@ static request *request_new(const qilin_engine_request *in, int64_t id) {
 
 qilin_status qilin_engine_add(qilin_engine *e, const qilin_engine_request *in, int64_t *id) {
     *id = 0;
+    if (!in) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_engine_add: request %lld is NULL", (long long)e->next_id);
     QILIN_TRY(check_request(e, in, e->next_id));
     /* the waiting and running arrays never hold more than reqs does: one capacity for all three */
     int cap = e->cap_reqs;
@@ -266,11 +267,11 @@ static void stop_running(qilin_engine *e, request *r) {
     remove_ptr(e->running, &e->n_running, r);
 }
 
-static void finish(qilin_engine *e, request *r, qilin_finish_reason why) {
+static void finish(qilin_engine *e, request *r, qilin_engine_finish why) {
     if (r->running) stop_running(e, r);
     else remove_ptr(e->waiting, &e->n_waiting, r);
     r->done = true, r->finished = why;
-    if (why == QILIN_FINISH_CANCELLED) e->stats.requests_cancelled++;
+    if (why == QILIN_ENGINE_CANCELLED) e->stats.requests_cancelled++;
     else e->stats.requests_finished++;
 }
 
@@ -279,12 +280,12 @@ qilin_status qilin_engine_cancel(qilin_engine *e, int64_t id) {
     if (!r)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_engine_cancel: no request %lld (never added, or released)",
                            (long long)id);
-    if (!r->done) finish(e, r, QILIN_FINISH_CANCELLED);
+    if (!r->done) finish(e, r, QILIN_ENGINE_CANCELLED);
     return QILIN_OK;
 }
 
 qilin_status qilin_engine_poll(const qilin_engine *e, int64_t id, const int **tokens, int *n_tokens,
-                               qilin_finish_reason *finished) {
+                               qilin_engine_finish *finished) {
     const request *r = find_request(e, id);
     if (!r)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_engine_poll: no request %lld (never added, or released)",
@@ -417,10 +418,10 @@ static qilin_status sample_rows(qilin_engine *e, int rows) {
     return qilin_sample_last(e->m, rows, e->params, penalty ? e->history : NULL, e->history_start, e->sampled);
 }
 
-static qilin_finish_reason finish_reason(const request *r, int token) {
+static qilin_engine_finish finish_reason(const request *r, int token) {
     for (int i = 0; i < r->n_stop; i++)
-        if (r->stop[i] == token) return QILIN_FINISH_STOP;
-    return r->n_tokens - r->prompt_len == r->max_new ? QILIN_FINISH_LENGTH : QILIN_FINISH_NONE;
+        if (r->stop[i] == token) return QILIN_ENGINE_STOPPED;
+    return r->n_tokens - r->prompt_len == r->max_new ? QILIN_ENGINE_LENGTH : QILIN_ENGINE_RUNNING;
 }
 
 /* Appends each sampled token, delivers it, retires finished requests. */
@@ -429,8 +430,8 @@ static void deliver(qilin_engine *e, int rows) {
         request *r = e->ordered[i].r;
         int token = e->sampled[i];
         r->tokens[r->n_tokens++] = token;
-        qilin_finish_reason why = finish_reason(r, token);
-        if (why != QILIN_FINISH_NONE) finish(e, r, why);
+        qilin_engine_finish why = finish_reason(r, token);
+        if (why != QILIN_ENGINE_RUNNING) finish(e, r, why);
         if (e->opt.on_token) e->opt.on_token(e->opt.user, r->id, token, why);
     }
 }
