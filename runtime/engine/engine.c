@@ -439,8 +439,10 @@ static void deliver(qilin_engine *e, int rows) {
 qilin_status qilin_engine_step(qilin_engine *e) {
     if (qilin_engine_idle(e)) return QILIN_OK;
     int n_entries = 0, budget = e->opt.max_num_batched_tokens;
+    uint64_t preemptions = e->stats.preemptions;
     QILIN_TRY(schedule_running(e, &n_entries, &budget));
-    QILIN_TRY(admit_waiting(e, &n_entries, &budget));
+    /* blocks just ran out: admitting now would only take back what preemption freed */
+    if (e->stats.preemptions == preemptions) QILIN_TRY(admit_waiting(e, &n_entries, &budget));
     if (n_entries == 0) /* cannot happen: an idle pool fits any request add accepted */
         return qilin_error(QILIN_ERR_INTERNAL, "qilin_engine_step: %d waiting and %d running requests, none schedulable",
                            e->n_waiting, e->n_running);
