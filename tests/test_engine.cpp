@@ -366,6 +366,29 @@ TEST_F(Engine, RandomArrivalsMatchEachRequestAlone) {
     EXPECT_EQ(s.waiting + s.running, 0);
 }
 
+/* Two requests prefilled in chunks of 4 through a 5-block pool (20
+ * positions; the first needs all 5): the second is preempted at its third
+ * block, recomputed after the first finishes, and both give their tokens
+ * alone. Small enough for the asan preset, which skips the two tests
+ * around it. */
+TEST_F(Engine, PreemptedRequestMatchesItsRunAlone) {
+    std::vector<Req> reqs(2);
+    for (int i = 0; i < 12; i++) reqs[0].prompt.push_back(1 + 37 * i), reqs[1].prompt.push_back(2 + 41 * i);
+    reqs[0].max_new = reqs[1].max_new = 6;
+    for (Req &r : reqs) r.alone = alone(r);
+    qilin_engine_options o;
+    qilin_engine_options_default(&o);
+    o.block_size = 4, o.num_blocks = 5, o.prefill_chunk = 4;
+    Run r = run(reqs, o);
+    ASSERT_EQ(r.tokens.size(), 2u);
+    for (size_t i = 0; i < 2; i++) {
+        EXPECT_EQ(r.tokens[i], reqs[i].alone) << "request " << i;
+        EXPECT_EQ(r.finished[i], QILIN_ENGINE_LENGTH);
+    }
+    EXPECT_GE(r.stats.preemptions, 1u);
+    EXPECT_EQ(r.stats.free_blocks, r.stats.num_blocks);
+}
+
 TEST_F(Engine, ChunkSizeDoesNotChangeTokens) {
     std::vector<Req> reqs = with_alone(6);
     for (Req &r : reqs) r.arrival = 0; /* all prefilling together */
