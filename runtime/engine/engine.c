@@ -116,6 +116,7 @@ static qilin_status alloc_buffers(qilin_engine *e) {
 
 qilin_status qilin_engine_create(qilin_model *m, const qilin_engine_options *options, qilin_engine **out) {
     *out = NULL;
+    if (!m) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_engine_create: no model (NULL)");
     qilin_engine_options o;
     if (options) o = *options;
     else qilin_engine_options_default(&o);
