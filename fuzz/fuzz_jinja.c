@@ -1,5 +1,5 @@
 /* fuzz_jinja.c — libFuzzer target for the chat-template interpreter
- * (runtime/jinja_*.c through chat.h). Templates come from model repositories,
+ * (runtime/template/jinja_*.c through chat.h). Templates come from model repositories,
  * i.e. from strangers: whatever the source, parsing and rendering must end in
  * QILIN_OK or a status with a message — never a crash, a leak, a hang or
  * unbounded memory (the interpreter's depth, step, output and memory limits). A

@@ -1,5 +1,5 @@
 /* fuzz_tokenizer.c — libFuzzer target for the tokenizer.json loader and the
- * encode/decode pipeline (runtime/tokenizer*.c). tokenizer.json comes from
+ * encode/decode pipeline (runtime/text/tokenizer*.c). tokenizer.json comes from
  * model repositories; a hostile one (bad regexes, id gaps, cyclic or absurd
  * merges, huge added tokens) must be refused with a status and a message or
  * load into a tokenizer that encodes and decodes a fixed multilingual text —
@@ -8,7 +8,7 @@
 #include "fuzz_util.h"
 
 #include "runtime/tokenizer.h"
-#include "runtime/tokenizer_impl.h"
+#include "runtime/text/tokenizer_impl.h"
 
 static const char kText[] = "Hello world, <|endoftext|> It's 2024: 你好 世界 مرحبا 😀👍🏽\n\n  \t<s>[INST] \xff\xfe end";
 

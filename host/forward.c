@@ -325,10 +325,12 @@ qilin_status forward_run_step(qilin_model *m, const qilin_batch *b, float *host_
         return qilin_error(QILIN_ERR_COMM, "qilin_forward: an earlier step failed on this multi-GPU model "
                                            "(its GPUs' caches no longer agree); load it again");
     step_job j = {.m = m, .host_logits = host_logits};
+    m->sample_rows = 0;
     QILIN_TRY(prepare_step(m, b, &j.s));
     qilin_status st = QILIN_OK;
     if (m->cluster && m->opt.node_rank == 0) st = nodes_send_step(m, b); /* checked: safe to send */
     if (st == QILIN_OK) st = qilin_workers_run(m->workers, step_shard, &j);
+    if (st == QILIN_OK && !b->all_logits) m->sample_rows = b->n_seqs;
     step_free(&j.s);
     return nodes_explain(m, st);
 }
@@ -437,6 +439,28 @@ static qilin_status sample(qilin_model *m, int rows, const qilin_sampling_params
                            const int *seqs, int *ids) {
     sample_job j = {.m = m, .rows = rows, .params = params, .ids = ids};
     j.history = histories_gather(h, rows, seqs), j.history_start = h->cat_start;
+    return qilin_workers_run(m->workers, sample_shard, &j);
+}
+
+qilin_status qilin_sample_last(qilin_model *m, int rows, const qilin_sampling_params *params, const int *history,
+                               const int *history_start, int *ids) {
+    if (rows < 1 || rows > m->sample_rows)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "qilin_sample_last: %d rows asked; the last step left %d sequence rows (0 after a failed "
+                           "or all_logits step)",
+                           rows, m->sample_rows);
+    for (int r = 0; r < rows; r++) {
+        if (qilin_sampling_params_check(&params[r], NULL) != QILIN_OK)
+            return qilin_error_context(QILIN_ERR_INVALID_ARGUMENT, "qilin_sample_last: row %d", r);
+        if (history && (history_start[0] != 0 || history_start[r + 1] < history_start[r] ||
+                        history_start[r + 1] - history_start[r] > m->opt.max_ctx))
+            return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                               "qilin_sample_last: row %d: history [%d, %d) (starting at %d) is not an increasing "
+                               "range from 0 of at most the context of %d ids",
+                               r, history_start[r], history_start[r + 1], history_start[0], m->opt.max_ctx);
+    }
+    sample_job j = {.m = m, .rows = rows, .params = params, .history = history, .history_start = history_start,
+                    .ids = ids};
     return qilin_workers_run(m->workers, sample_shard, &j);
 }
 

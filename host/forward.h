@@ -126,6 +126,18 @@ typedef struct qilin_batch {
 
 qilin_status qilin_forward(qilin_model *m, const qilin_batch *batch, float *logits);
 
+/* Samples one id for each of the first `rows` sequences of the last
+ * qilin_forward step (from their last token's logits, left on the device)
+ * with the device sampler qilin_generate_stream uses: params[r] for row r
+ * (its step included), and the repetition-penalty history of row r at
+ * history[history_start[r] .. history_start[r + 1]) (history NULL: none;
+ * each at most max_ctx ids). Refused after a failed step or an all_logits
+ * one, for rows beyond that step's sequences, and for parameters
+ * qilin_sampling_params_check refuses. Lets a caller that builds its own
+ * batches (the engine, runtime/engine.h) sample exactly as generation does. */
+qilin_status qilin_sample_last(qilin_model *m, int rows, const qilin_sampling_params *params, const int *history,
+                               const int *history_start, int *ids);
+
 /* Several nodes: on every node but 0, after qilin_model_load, runs the
  * steps node 0 sends (each qilin_forward, prefill chunk and decode step of
  * node 0's caller) until node 0 frees its model, then returns QILIN_OK. A

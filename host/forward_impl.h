@@ -106,6 +106,8 @@ struct qilin_model {
     atomic_int peer_failed; /* set by the cluster's watcher thread ... */
     char peer_failure[512]; /* ... after writing the peer's message here */
     atomic_int broken;      /* a step failed (set by a worker or a node): the GPUs' caches no longer agree */
+    int sample_rows;        /* sequences of the last successful step whose logits rank 0 holds, one row each
+                               (0 after a failed step or an all_logits one): what qilin_sample_last may sample */
 };
 
 /* What one step needs to know about its batch: host arrays, shared

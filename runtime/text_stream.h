@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #include "cuda/status.h"
-#include "tokenizer.h"
+#include "runtime/tokenizer.h"
 
 #ifdef __cplusplus
 extern "C" {

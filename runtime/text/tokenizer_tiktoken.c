@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "host/fileio.h"
-#include "runtime/tokenizer_impl.h"
+#include "runtime/text/tokenizer_impl.h"
 
 enum { LLAMA3_RANKS = 128000, KIMI_RANKS = 163584, N_SPECIAL = 256 };
 

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/tokenizer_impl.h"
+#include "runtime/text/tokenizer_impl.h"
 
 /* ---- arena -------------------------------------------------------------------------------- */
 

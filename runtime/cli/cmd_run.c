@@ -26,7 +26,11 @@
  * flags and from the file alike. A failed write to stdout ends generation
  * and the exit status is 1. Afterwards stderr gets prompt and generation
  * tokens/s: prompt = prefill up to the first new token, generation = the
- * tokens after it over the time after it. */
+ * tokens after it over the time after it.
+ *
+ * Every generation is one request through the serving engine (engine.h)
+ * on the model's one KV slot. A chat turn still prefills the whole
+ * conversation: reusing the previous turn's KV waits for device paging. */
 #define _POSIX_C_SOURCE 200809L /* getline, strdup */
 #include <float.h>
 #include <limits.h>
@@ -40,12 +44,13 @@
 
 #include <jansson.h>
 
-#include "chat.h"
+#include "runtime/chat.h"
 #include "cli.h"
 #include "commands.h"
 #include "host/forward.h"
-#include "text_stream.h"
-#include "tokenizer.h"
+#include "runtime/engine.h"
+#include "runtime/text_stream.h"
+#include "runtime/tokenizer.h"
 
 enum { MAX_STOPS = 16 };
 
@@ -235,11 +240,50 @@ typedef struct generation {
     qilin_status st;
 } generation;
 
+/* ---- one request through the engine ---- */
+
+/* Called with each new token; false ends the request there. */
+typedef bool (*token_fn)(void *user, int token);
+
+typedef struct one_request {
+    token_fn fn;
+    void *user;
+    bool stop;
+} one_request;
+
+static void engine_token(void *user, int64_t id, int token, qilin_engine_finish finished) {
+    one_request *o = user;
+    if (!o->stop && !o->fn(o->user, token)) o->stop = true;
+}
+
+/* Generates up to max_new tokens after prompt through the serving engine
+ * (runtime/engine.h; the model's one KV slot). The callback cannot call the
+ * engine, so a request it ends is cancelled after that step, before any
+ * further token (one token per step). */
+static qilin_status run_request(qilin_model *m, const int *prompt, int len, const qilin_sampling_params *sp,
+                                int max_new, token_fn fn, void *user) {
+    one_request o = {.fn = fn, .user = user};
+    qilin_engine_options eo;
+    qilin_engine_options_default(&eo);
+    eo.on_token = engine_token, eo.user = &o;
+    qilin_engine *e = NULL;
+    QILIN_TRY(qilin_engine_create(m, &eo, &e));
+    qilin_engine_request r = {.prompt = prompt, .prompt_len = len, .params = *sp, .max_new_tokens = max_new};
+    int64_t id = 0;
+    qilin_status st = qilin_engine_add(e, &r, &id);
+    while (st == QILIN_OK && !qilin_engine_idle(e)) {
+        st = qilin_engine_step(e);
+        if (st == QILIN_OK && o.stop) st = qilin_engine_cancel(e, id);
+    }
+    qilin_engine_free(e);
+    return st;
+}
+
 /* Streams to stdout; a failed write (full disk, closed pipe) leaves stdout's
  * error flag set, which ends the generation (on_token) and the exit status. */
 static void write_stdout(void *user, const char *text, size_t n) { cli_write(stdout, text, n); }
 
-static bool on_token(void *user, int seq, int token) {
+static bool on_token(void *user, int token) {
     generation *g = user;
     g->t_last = cli_now();
     if (g->n_new++ == 0) g->t_first = g->t_last;
@@ -276,9 +320,8 @@ static qilin_status generate_text(qilin_model *m, const qilin_tokenizer *t, cons
     if (a->n > room)
         fprintf(stderr, "qilin run: -n %d capped to %d: the context holds %d tokens (--max-ctx)\n", a->n, room,
                 qilin_model_get_options(m)->max_ctx);
-    const int *prompts[1] = {prompt->ids};
     g->t_start = cli_now();
-    qilin_status st = qilin_generate_stream(m, 1, prompts, &len, &a->sp, g->max_new, on_token, g);
+    qilin_status st = run_request(m, prompt->ids, len, &a->sp, g->max_new, on_token, g);
     if (st == QILIN_OK) st = g->st;
     if (st == QILIN_OK) st = qilin_text_stream_finish(&g->text);
     return st;
@@ -309,6 +352,16 @@ static size_t stop_ids(const run_args *a, const qilin_model *m, const qilin_toke
 
 /* ---- token ids in, ids out (first light's interface, kept for scripts) ---- */
 
+typedef struct id_sink {
+    int *out, *n;
+} id_sink;
+
+static bool store_id(void *user, int token) {
+    id_sink *s = user;
+    s->out[(*s->n)++] = token;
+    return true;
+}
+
 static int run_ids(run_args *a) {
     qilin_ids prompt = {0};
     if (cli_parse_ids("run", a->ids, &prompt)) return qilin_ids_free(&prompt), 2;
@@ -324,14 +377,15 @@ static int run_ids(run_args *a) {
         st = qilin_error(QILIN_ERR_OUT_OF_MEMORY, "output ids");
     else
         len = (int)prompt.n; /* < ctx */
-    const int *prompts[1] = {prompt.ids};
+    int n_out = 0;
+    id_sink sink = {.out = out, .n = &n_out};
     double t0 = cli_now();
-    if (st == QILIN_OK) st = qilin_generate(m, 1, prompts, &len, &a->sp, a->n, out);
+    if (st == QILIN_OK) st = run_request(m, prompt.ids, len, &a->sp, a->n, store_id, &sink);
     double t1 = cli_now();
     if (st != QILIN_OK) {
         rc = cli_fail("run", st);
     } else {
-        for (int i = 0; i < a->n; i++) printf("%s%d", i ? "," : "", out[i]);
+        for (int i = 0; i < n_out; i++) printf("%s%d", i ? "," : "", out[i]);
         printf("\n");
         fprintf(stderr, "qilin run: %d prompt + %d generated tokens in %.3f s (%.1f tokens/s overall)\n", len, a->n,
                 t1 - t0, ((double)len + a->n) / (t1 - t0));

@@ -10,7 +10,7 @@
 
 #include "cuda/dtype.h"
 #include "cuda/status.h"
-#include "tokenizer.h"
+#include "runtime/tokenizer.h"
 
 /* Prints "qilin CMD: STATUS: message" to stderr; returns 1 (the exit status). */
 int cli_fail(const char *cmd, qilin_status st);

@@ -5,7 +5,7 @@
  * Each filter binds its arguments by jinja2's parameter names, so
  * `default('x', true)` and `default('x', boolean=true)` mean the same. */
 #define _GNU_SOURCE /* memmem, strdup, localtime_r */
-#include "runtime/jinja_internal.h"
+#include "runtime/template/jinja_internal.h"
 
 #include <utf8proc.h>
 

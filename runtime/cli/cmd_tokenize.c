@@ -22,7 +22,7 @@
 
 #include "cli.h"
 #include "commands.h"
-#include "tokenizer.h"
+#include "runtime/tokenizer.h"
 
 typedef struct tokenize_args {
     const char *model, *text;

@@ -2,7 +2,7 @@
  * insertion-ordered dicts, with Python's str()/repr()/==/truthiness and
  * json.dumps as transformers' tojson filter calls it. */
 #define _GNU_SOURCE /* memmem, strdup, localtime_r */
-#include "runtime/jinja_internal.h"
+#include "runtime/template/jinja_internal.h"
 
 #include <jansson.h>
 #include <math.h>

@@ -14,7 +14,7 @@
 
 #include "host/fileio.h"
 
-#include "runtime/tokenizer_impl.h"
+#include "runtime/text/tokenizer_impl.h"
 
 /* flags: JSON_DECODE_INT_AS_REAL for tokenizer_config.json, whose model_max_length
  * (1e30) overflows an integer and whose ids are object keys anyway. */

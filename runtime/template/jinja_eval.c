@@ -9,7 +9,7 @@
  * none. Operators follow Python: 7 // 2 == 3, -7 % 3 == 2, 1 == 1.0 == true,
  * str + str, list + list, str * int; `~` concatenates str() of both sides. */
 #define _GNU_SOURCE /* memmem, strdup, localtime_r */
-#include "runtime/jinja_internal.h"
+#include "runtime/template/jinja_internal.h"
 
 #include <jansson.h>
 #include <math.h>

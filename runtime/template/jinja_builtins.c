@@ -8,7 +8,7 @@
  * when a render reaches them, so a template that only uses them on a branch
  * it never takes still renders. */
 #define _GNU_SOURCE /* memmem, strdup, localtime_r */
-#include "runtime/jinja_internal.h"
+#include "runtime/template/jinja_internal.h"
 
 #include <ctype.h>
 #include <math.h>

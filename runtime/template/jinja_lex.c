@@ -14,7 +14,7 @@
  * floats and operators; brackets are balanced so "}}" inside a dict literal
  * does not end the tag. {% raw %}...{% endraw %} becomes one text token. */
 #define _GNU_SOURCE /* memmem, strdup, localtime_r */
-#include "runtime/jinja_internal.h"
+#include "runtime/template/jinja_internal.h"
 
 #include <ctype.h>
 #include <errno.h>

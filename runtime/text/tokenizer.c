@@ -19,7 +19,7 @@
 
 #include "host/fileio.h"
 #include "host/gguf.h"
-#include "runtime/tokenizer_impl.h"
+#include "runtime/text/tokenizer_impl.h"
 
 /* ---- building ------------------------------------------------------------------------------- */
 

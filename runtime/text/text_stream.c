@@ -1,5 +1,5 @@
 /* text_stream.c — see text_stream.h. */
-#include "text_stream.h"
+#include "runtime/text_stream.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -2,7 +2,7 @@
  * overflow is an error, Python's ints being unbounded), ordering, `in`, and
  * slices of strings (by code point) and lists. */
 #define _GNU_SOURCE /* memmem */
-#include "runtime/jinja_internal.h"
+#include "runtime/template/jinja_internal.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -14,7 +14,7 @@
  * naming the tag and its line. Nesting is bounded so that a hostile template
  * cannot exhaust the C stack. */
 #define _GNU_SOURCE /* memmem, strdup, localtime_r */
-#include "runtime/jinja_internal.h"
+#include "runtime/template/jinja_internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>

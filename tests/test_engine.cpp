@@ -1,0 +1,505 @@
+// test_engine.cpp — the serving engine (runtime/engine.h) and its KV block
+// manager (runtime/engine/kv_blocks.h).
+//
+// Block manager (pure host): refcounts and all-or-nothing growth, prefix
+// sharing by key, LRU eviction order (tail blocks of a sequence first), and
+// after every test every block back in the pool with refcount 0.
+//
+// Engine (sim, stories260K in fp32): requests arriving at random steps with
+// random prompt lengths (sharing a few prefixes), token limits, stop ids,
+// repetition penalties and cancellations, through a block pool small enough
+// to force preemption. Every completed request's tokens equal the same
+// request run alone through qilin_generate_stream; cancelled ones hold a
+// prefix of them; chunk sizes 1, 7 and 64 give the same tokens; the pool is
+// whole again afterwards.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "host/forward.h"
+#include "runtime/engine.h"
+#include "runtime/engine/kv_blocks.h"
+#include "tests/golden.h"
+#include "tests/test_util.h"
+
+namespace {
+
+/* ---- block manager ------------------------------------------------------ */
+
+class KvBlocks : public testing::Test {
+  protected:
+    qilin_kv_pool *pool_ = nullptr;
+    void make(int blocks, int block_size, bool caching = true) {
+        QILIN_ASSERT_OK(qilin_kv_pool_create(blocks, block_size, caching, &pool_));
+    }
+    bool grow(qilin_kv_table *t, int n) {
+        bool grown = false;
+        EXPECT_EQ(qilin_kv_table_grow(pool_, t, n, &grown), QILIN_OK) << qilin_last_error();
+        return grown;
+    }
+    int match(qilin_kv_table *t, const std::vector<int> &tokens) {
+        int matched = -1;
+        EXPECT_EQ(qilin_kv_table_match(pool_, t, tokens.data(), (int)tokens.size(), &matched), QILIN_OK);
+        return matched;
+    }
+    qilin_kv_stats stats() {
+        qilin_kv_stats s;
+        qilin_kv_pool_stats(pool_, &s);
+        return s;
+    }
+    /* The leak check: every block back, no reference left. */
+    void TearDown() override {
+        if (!pool_) return;
+        qilin_kv_stats s = stats();
+        EXPECT_EQ(s.free_blocks, s.num_blocks) << "blocks leaked";
+        for (int b = 0; b < s.num_blocks; b++) EXPECT_EQ(qilin_kv_block_ref(pool_, b), 0) << "block " << b;
+        qilin_kv_pool_free(pool_);
+    }
+};
+
+TEST_F(KvBlocks, RefusesBadSizes) {
+    qilin_kv_pool *p = nullptr;
+    EXPECT_EQ(qilin_kv_pool_create(0, 16, true, &p), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(qilin_kv_pool_create(4, 0, true, &p), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(p, nullptr);
+}
+
+TEST_F(KvBlocks, GrowIsAllOrNothingAndRefcounted) {
+    make(4, 4);
+    qilin_kv_table a{}, b{};
+    EXPECT_TRUE(grow(&a, 10)); /* 3 blocks */
+    EXPECT_EQ(a.n_blocks, 3);
+    EXPECT_TRUE(grow(&a, 12)); /* still 3 */
+    EXPECT_EQ(a.n_blocks, 3);
+    EXPECT_FALSE(grow(&b, 8)); /* 2 wanted, 1 left: nothing taken */
+    EXPECT_EQ(b.n_blocks, 0);
+    EXPECT_EQ(stats().free_blocks, 1);
+    for (int i = 0; i < 3; i++) EXPECT_EQ(qilin_kv_block_ref(pool_, a.blocks[i]), 1);
+    qilin_kv_table_release(pool_, &a);
+    EXPECT_EQ(a.n_blocks, 0);
+    EXPECT_TRUE(grow(&b, 16));
+    EXPECT_EQ(stats().free_blocks, 0);
+    qilin_kv_table_release(pool_, &b);
+}
+
+TEST_F(KvBlocks, FullBlocksAreSharedByPrefix) {
+    make(8, 4);
+    std::vector<int> prompt = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13};
+    qilin_kv_table a{}, b{}, c{}, d{};
+    EXPECT_EQ(match(&a, prompt), 0); /* nothing cached yet */
+    ASSERT_TRUE(grow(&a, 13));
+    qilin_kv_table_commit(pool_, &a, prompt.data(), 11); /* two full blocks computed */
+    EXPECT_EQ(stats().cached_blocks, 2);
+    qilin_kv_table_commit(pool_, &a, prompt.data(), 13);
+    EXPECT_EQ(stats().cached_blocks, 3);
+
+    EXPECT_EQ(match(&b, prompt), 12); /* three blocks shared */
+    for (int i = 0; i < 3; i++) {
+        EXPECT_EQ(b.blocks[i], a.blocks[i]);
+        EXPECT_EQ(qilin_kv_block_ref(pool_, a.blocks[i]), 2);
+    }
+    /* a prompt of exactly 12 keeps its last block to compute */
+    EXPECT_EQ(match(&c, std::vector<int>(prompt.begin(), prompt.begin() + 12)), 8);
+    /* a different third block: only the first two */
+    std::vector<int> other = prompt;
+    other[9] = 99;
+    EXPECT_EQ(match(&d, other), 8);
+    EXPECT_EQ(stats().free_blocks, 4); /* a's 4 blocks; b, c, d took none of their own */
+    EXPECT_EQ(stats().hits, 3u + 2u + 2u);
+    for (qilin_kv_table *t : {&a, &b, &c, &d}) qilin_kv_table_release(pool_, t);
+    EXPECT_EQ(stats().cached_blocks, 3); /* still cached, now evictable */
+    qilin_kv_table e{};
+    EXPECT_EQ(match(&e, prompt), 12); /* hits after release too */
+    qilin_kv_table_release(pool_, &e);
+}
+
+TEST_F(KvBlocks, DuplicateBlockStaysPrivate) {
+    make(4, 2);
+    std::vector<int> prompt = {5, 6, 7};
+    qilin_kv_table a{}, b{};
+    ASSERT_TRUE(grow(&a, 3));
+    ASSERT_TRUE(grow(&b, 3)); /* both computing the same prompt at once */
+    qilin_kv_table_commit(pool_, &a, prompt.data(), 3);
+    qilin_kv_table_commit(pool_, &b, prompt.data(), 3);
+    EXPECT_EQ(stats().cached_blocks, 1);
+    qilin_kv_table_release(pool_, &b);
+    EXPECT_EQ(stats().cached_blocks, 1);
+    qilin_kv_table_release(pool_, &a);
+}
+
+TEST_F(KvBlocks, EvictsLeastRecentlyReleasedTailFirst) {
+    make(4, 2);
+    std::vector<int> A = {1, 2, 3}, B = {3, 4, 5}, C = {5, 6, 7, 8, 9};
+    qilin_kv_table a{}, b{}, c{};
+    ASSERT_TRUE(grow(&a, 2));
+    qilin_kv_table_commit(pool_, &a, A.data(), 2);
+    ASSERT_TRUE(grow(&b, 2));
+    qilin_kv_table_commit(pool_, &b, B.data(), 2);
+    ASSERT_TRUE(grow(&c, 4));
+    qilin_kv_table_commit(pool_, &c, C.data(), 4); /* two blocks */
+    qilin_kv_table_release(pool_, &a);
+    qilin_kv_table_release(pool_, &c); /* tail first: C's second block older than its first */
+    qilin_kv_table_release(pool_, &b);
+    EXPECT_EQ(stats().cached_blocks, 4);
+    /* LRU order now: A, C[1], C[0], B. Taking two blocks evicts A and C's tail. */
+    qilin_kv_table x{};
+    ASSERT_TRUE(grow(&x, 4));
+    EXPECT_EQ(stats().evictions, 2u);
+    qilin_kv_table ma{}, mb{}, mc{};
+    EXPECT_EQ(match(&ma, A), 0);
+    EXPECT_EQ(match(&mb, B), 2);
+    EXPECT_EQ(match(&mc, C), 2); /* its first block survived */
+    for (qilin_kv_table *t : {&x, &ma, &mb, &mc}) qilin_kv_table_release(pool_, t);
+}
+
+TEST_F(KvBlocks, WithoutCachingNothingIsKeyed) {
+    make(4, 2, false);
+    std::vector<int> prompt = {1, 2, 3};
+    qilin_kv_table a{}, b{};
+    ASSERT_TRUE(grow(&a, 3));
+    qilin_kv_table_commit(pool_, &a, prompt.data(), 3);
+    EXPECT_EQ(stats().cached_blocks, 0);
+    EXPECT_EQ(match(&b, prompt), 0);
+    qilin_kv_table_release(pool_, &a);
+    qilin_kv_table_release(pool_, &b);
+}
+
+/* ---- the engine on stories260K ------------------------------------------ */
+
+struct Req {
+    std::vector<int> prompt;
+    int max_new = 0;
+    std::vector<int> stop;
+    qilin_sampling_params params{0, 0, 1, 0, 1, 0, 0};
+    int arrival = 0, cancel_at = -1; /* engine steps */
+    std::vector<int> alone;          /* what it gives run alone */
+};
+
+bool collect(void *user, int, int token) {
+    auto *r = static_cast<std::pair<std::vector<int> *, const Req *> *>(user);
+    r->first->push_back(token);
+    const std::vector<int> &stop = r->second->stop;
+    return std::find(stop.begin(), stop.end(), token) == stop.end();
+}
+
+class Engine : public testing::Test {
+  protected:
+    static qilin_model *model_;
+    static void SetUpTestSuite() {
+        qilin_model_options o;
+        qilin_model_options_default(&o);
+        o.dtype = QILIN_F32;
+        o.max_seqs = 8;
+        o.max_ctx = 48;
+        o.max_batch_tokens = 64;
+        if (qilin_model_load((golden::models_dir() + "/stories260K").c_str(), &o, &model_) != QILIN_OK) {
+            model_ = nullptr;
+            return;
+        }
+        requests_ = random_requests(24, 7, 8);
+    }
+    static std::vector<Req> requests_;
+    static void TearDownTestSuite() {
+        qilin_model_free(model_);
+        model_ = nullptr;
+    }
+    void SetUp() override {
+        QILIN_REQUIRE_DEVICES(1);
+        ASSERT_NE(model_, nullptr) << qilin_last_error();
+    }
+
+    /* The request alone through qilin_generate_stream. */
+    static std::vector<int> alone(const Req &r) {
+        std::vector<int> out;
+        std::pair<std::vector<int> *, const Req *> ctx{&out, &r};
+        const int *prompts[1] = {r.prompt.data()};
+        int len = (int)r.prompt.size();
+        EXPECT_EQ(qilin_generate_stream(model_, 1, prompts, &len, &r.params, r.max_new, collect, &ctx), QILIN_OK)
+            << qilin_last_error();
+        return out;
+    }
+
+    /* n requests: prompts that share one of three prefixes, then random ids;
+     * a quarter sampled (temperature, top-p, their own seed), a quarter with
+     * a repetition penalty. Their runs alone come later (with_alone). */
+    static std::vector<Req> random_requests(int n, uint32_t seed, int max_arrival) {
+        std::mt19937 rng(seed);
+        std::vector<std::vector<int>> prefixes(3);
+        for (auto &p : prefixes)
+            for (int i = 0; i < 12; i++) p.push_back(1 + (int)(rng() % 511));
+        std::vector<Req> reqs(n);
+        for (Req &r : reqs) {
+            int len = 1 + (int)(rng() % 24);
+            const std::vector<int> &pre = prefixes[rng() % 3];
+            bool shared = rng() % 4 != 0;
+            for (int i = 0; i < len; i++) r.prompt.push_back(shared && i < 12 ? pre[i] : 1 + (int)(rng() % 511));
+            r.max_new = 1 + (int)(rng() % 10);
+            switch (rng() % 4) {
+            case 0: r.params.repetition_penalty = 1.3f; break;
+            case 1: r.params.temperature = 0.8f, r.params.top_p = 0.9f, r.params.seed = rng(); break;
+            default: break;
+            }
+            r.arrival = (int)(rng() % (unsigned)(max_arrival + 1));
+        }
+        return reqs;
+    }
+
+    /* The first n requests with what each gives alone, and for a third of
+     * them a stop id that run really meets (the expected tokens end there). */
+    static std::vector<Req> with_alone(size_t n) {
+        std::vector<Req> reqs(requests_.begin(), requests_.begin() + (long)n);
+        for (size_t i = 0; i < n; i++) {
+            Req &r = reqs[i];
+            std::mt19937 rng((uint32_t)i);
+            std::vector<int> full = alone(r);
+            if (rng() % 3 == 0 && full.size() > 2) r.stop.push_back(full[rng() % full.size()]);
+            r.alone = full;
+            if (!r.stop.empty()) {
+                auto at = std::find(r.alone.begin(), r.alone.end(), r.stop[0]);
+                r.alone.erase(at + 1, r.alone.end());
+            }
+        }
+        return reqs;
+    }
+
+    struct Run {
+        std::vector<std::vector<int>> tokens;
+        std::vector<qilin_engine_finish> finished;
+        qilin_engine_stats stats{};
+    };
+
+    /* Feeds reqs at their arrival steps, cancels at cancel_at, steps to idle. */
+    static Run run(const std::vector<Req> &reqs, const qilin_engine_options &o) {
+        Run out;
+        qilin_engine *e = nullptr;
+        EXPECT_EQ(qilin_engine_create(model_, &o, &e), QILIN_OK) << qilin_last_error();
+        if (!e) return out;
+        std::vector<int64_t> ids(reqs.size(), 0);
+        size_t added = 0;
+        for (int step = 0; added < reqs.size() || !qilin_engine_idle(e); step++) {
+            for (size_t i = 0; i < reqs.size(); i++) {
+                if (reqs[i].arrival == step) {
+                    qilin_engine_request r = {reqs[i].prompt.data(), (int)reqs[i].prompt.size(), reqs[i].params,
+                                              reqs[i].max_new, reqs[i].stop.data(), (int)reqs[i].stop.size()};
+                    EXPECT_EQ(qilin_engine_add(e, &r, &ids[i]), QILIN_OK) << qilin_last_error();
+                    added++;
+                }
+                if (reqs[i].cancel_at == step && ids[i]) {
+                    EXPECT_EQ(qilin_engine_cancel(e, ids[i]), QILIN_OK);
+                }
+            }
+            qilin_status st = qilin_engine_step(e);
+            EXPECT_EQ(st, QILIN_OK) << qilin_last_error();
+            if (st != QILIN_OK || step > 10000) break;
+        }
+        for (int64_t id : ids) {
+            const int *t = nullptr;
+            int n = 0;
+            qilin_engine_finish why = QILIN_ENGINE_RUNNING;
+            EXPECT_EQ(qilin_engine_poll(e, id, &t, &n, &why), QILIN_OK);
+            out.tokens.emplace_back(t, t + n);
+            out.finished.push_back(why);
+            EXPECT_EQ(qilin_engine_release(e, id), QILIN_OK);
+        }
+        qilin_engine_get_stats(e, &out.stats);
+        qilin_engine_free(e);
+        return out;
+    }
+};
+qilin_model *Engine::model_ = nullptr;
+std::vector<Req> Engine::requests_;
+
+std::string show(const std::vector<int> &v) {
+    std::string s;
+    for (int x : v) s += std::to_string(x) + " ";
+    return s;
+}
+
+TEST_F(Engine, RandomArrivalsMatchEachRequestAlone) {
+    std::vector<Req> reqs = with_alone(requests_.size()); /* the runs alone: most of this test's time */
+    std::mt19937 rng(11);
+    for (int k = 0; k < 4; k++) {
+        Req &c = reqs[rng() % reqs.size()];
+        c.cancel_at = c.arrival + (int)(rng() % 4); /* often while waiting or prefilling */
+    }
+    qilin_engine_options o;
+    qilin_engine_options_default(&o);
+    o.block_size = 4;
+    o.num_blocks = 12; /* 48 positions for 8 sequences of up to 33: preemption */
+    o.prefill_chunk = 8;
+    Run r = run(reqs, o);
+    ASSERT_EQ(r.tokens.size(), reqs.size());
+    int completed = 0, cancelled = 0;
+    for (size_t i = 0; i < reqs.size(); i++) {
+        const std::vector<int> &want = reqs[i].alone;
+        if (r.finished[i] == QILIN_ENGINE_CANCELLED) {
+            cancelled++;
+            ASSERT_LE(r.tokens[i].size(), want.size()) << "request " << i;
+            EXPECT_TRUE(std::equal(r.tokens[i].begin(), r.tokens[i].end(), want.begin())) << "request " << i;
+            continue;
+        }
+        completed++;
+        EXPECT_EQ(r.tokens[i], want) << "request " << i << ": " << show(r.tokens[i]) << "\nalone: " << show(want);
+        bool stopped = !reqs[i].stop.empty() && want.back() == reqs[i].stop[0];
+        EXPECT_EQ(r.finished[i], stopped ? QILIN_ENGINE_STOPPED : QILIN_ENGINE_LENGTH) << "request " << i;
+    }
+    const qilin_engine_stats &s = r.stats;
+    printf("[ engine ] %d completed, %d cancelled; %llu steps, mean batch %.2f seqs / %.1f tokens; prefill %llu, "
+           "decode %llu tokens; %llu preemptions; prefix hits %llu of %llu blocks; %llu evictions\n",
+           completed, cancelled, (unsigned long long)s.steps, (double)s.batched_seqs / (double)s.steps,
+           (double)s.batched_tokens / (double)s.steps, (unsigned long long)s.prefill_tokens,
+           (unsigned long long)s.decode_tokens, (unsigned long long)s.preemptions,
+           (unsigned long long)s.prefix_hits, (unsigned long long)s.prefix_lookups,
+           (unsigned long long)s.evictions);
+    EXPECT_GT(cancelled, 0);
+    EXPECT_GT(s.preemptions, 0u) << "the pool was meant to force preemption";
+    EXPECT_GT(s.prefix_hits, 0u);
+    EXPECT_GT((double)s.batched_seqs / (double)s.steps, 2.0) << "no continuous batching";
+    EXPECT_EQ(s.requests_finished + s.requests_cancelled, reqs.size());
+    EXPECT_EQ(s.free_blocks, s.num_blocks) << "blocks leaked";
+    EXPECT_EQ(s.waiting + s.running, 0);
+}
+
+/* Two requests prefilled in chunks of 4 through a 5-block pool (20
+ * positions; the first needs all 5): the second is preempted at its third
+ * block, recomputed after the first finishes, and both give their tokens
+ * alone. Small enough for the asan preset, which skips the two tests
+ * around it. */
+TEST_F(Engine, PreemptedRequestMatchesItsRunAlone) {
+    std::vector<Req> reqs(2);
+    for (int i = 0; i < 12; i++) reqs[0].prompt.push_back(1 + 37 * i), reqs[1].prompt.push_back(2 + 41 * i);
+    reqs[0].max_new = reqs[1].max_new = 6;
+    for (Req &r : reqs) r.alone = alone(r);
+    qilin_engine_options o;
+    qilin_engine_options_default(&o);
+    o.block_size = 4, o.num_blocks = 5, o.prefill_chunk = 4;
+    Run r = run(reqs, o);
+    ASSERT_EQ(r.tokens.size(), 2u);
+    for (size_t i = 0; i < 2; i++) {
+        EXPECT_EQ(r.tokens[i], reqs[i].alone) << "request " << i;
+        EXPECT_EQ(r.finished[i], QILIN_ENGINE_LENGTH);
+    }
+    EXPECT_GE(r.stats.preemptions, 1u);
+    EXPECT_EQ(r.stats.free_blocks, r.stats.num_blocks);
+}
+
+TEST_F(Engine, ChunkSizeDoesNotChangeTokens) {
+    std::vector<Req> reqs = with_alone(6);
+    for (Req &r : reqs) r.arrival = 0; /* all prefilling together */
+    for (int chunk : {1, 7, 64}) {
+        qilin_engine_options o;
+        qilin_engine_options_default(&o);
+        o.prefill_chunk = chunk;
+        Run r = run(reqs, o);
+        ASSERT_EQ(r.tokens.size(), reqs.size());
+        for (size_t i = 0; i < reqs.size(); i++)
+            EXPECT_EQ(r.tokens[i], reqs[i].alone) << "chunk " << chunk << ", request " << i;
+        EXPECT_EQ(r.stats.free_blocks, r.stats.num_blocks) << "chunk " << chunk;
+        EXPECT_EQ(r.stats.preemptions, 0u);
+    }
+}
+
+TEST_F(Engine, RefusesWhatCanNeverRun) {
+    qilin_engine_options o;
+    qilin_engine_options_default(&o);
+    o.max_num_seqs = 9; /* the model has 8 slots */
+    qilin_engine *e = nullptr;
+    EXPECT_EQ(qilin_engine_create(model_, &o, &e), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(qilin_last_error()).find("8 KV slots"), std::string::npos) << qilin_last_error();
+    o.max_num_seqs = 0;
+    o.max_num_batched_tokens = 65;
+    EXPECT_EQ(qilin_engine_create(model_, &o, &e), QILIN_ERR_INVALID_ARGUMENT);
+    o.max_num_batched_tokens = 0;
+    o.block_size = 4, o.num_blocks = 5; /* 20 positions */
+    QILIN_ASSERT_OK(qilin_engine_create(model_, &o, &e));
+    std::vector<int> prompt(16, 1);
+    qilin_sampling_params greedy{0, 0, 1, 0, 1, 0, 0};
+    qilin_engine_request r = {prompt.data(), 16, greedy, 6, nullptr, 0};
+    int64_t id = -1;
+    EXPECT_EQ(qilin_engine_add(e, &r, &id), QILIN_ERR_INVALID_ARGUMENT); /* 21 positions: 6 blocks */
+    EXPECT_NE(std::string(qilin_last_error()).find("request 1: a prompt of 16 tokens and 6 new ones need 6 KV blocks "
+                                                   "of 4 positions; the pool has 5"),
+              std::string::npos)
+        << qilin_last_error();
+    EXPECT_EQ(id, 0);
+    r.max_new_tokens = 5; /* 20 positions of KV (the last token is never fed): fits */
+    QILIN_ASSERT_OK(qilin_engine_add(e, &r, &id));
+    EXPECT_EQ(id, 1);
+    std::vector<int> long_prompt(40, 1);
+    qilin_engine_request too_long = {long_prompt.data(), 40, greedy, 9, nullptr, 0};
+    int64_t id2 = -1;
+    EXPECT_EQ(qilin_engine_add(e, &too_long, &id2), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(qilin_last_error()).find("request 2: a prompt of 40 tokens and 9 new ones exceed the "
+                                                   "context of 48"),
+              std::string::npos)
+        << qilin_last_error();
+    qilin_engine_request bad = r;
+    bad.params.temperature = NAN;
+    EXPECT_EQ(qilin_engine_add(e, &bad, &id2), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(qilin_last_error()).find("request 2"), std::string::npos) << qilin_last_error();
+    bad = r;
+    std::vector<int> out_of_vocab = {1, 512};
+    bad.prompt = out_of_vocab.data(), bad.prompt_len = 2;
+    EXPECT_EQ(qilin_engine_add(e, &bad, &id2), QILIN_ERR_INVALID_ARGUMENT);
+    bad = r, bad.max_new_tokens = 0;
+    EXPECT_EQ(qilin_engine_add(e, &bad, &id2), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(qilin_engine_cancel(e, 42), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(qilin_engine_release(e, 1), QILIN_ERR_INVALID_ARGUMENT); /* still waiting */
+    QILIN_ASSERT_OK(qilin_engine_run(e)); /* the refusals disturbed nothing */
+    const int *t = nullptr;
+    int n = 0;
+    qilin_engine_finish why;
+    QILIN_ASSERT_OK(qilin_engine_poll(e, 1, &t, &n, &why));
+    EXPECT_EQ(n, 5);
+    EXPECT_EQ(why, QILIN_ENGINE_LENGTH);
+    qilin_engine_stats s;
+    qilin_engine_get_stats(e, &s);
+    EXPECT_EQ(s.requests_added, 1u);
+    EXPECT_EQ(s.free_blocks, s.num_blocks);
+    qilin_engine_free(e);
+}
+
+} // namespace
+
+namespace {
+
+/* qilin_sample_last samples only rows the last step left: none after an
+ * all_logits step, at most its sequences otherwise, and checks parameters
+ * and history ranges on the host. */
+TEST(SampleLast, RefusesRowsTheLastStepDidNotLeave) {
+    QILIN_REQUIRE_DEVICES(1);
+    qilin_model_options o;
+    qilin_model_options_default(&o);
+    o.dtype = QILIN_F32, o.max_seqs = 2, o.max_ctx = 16, o.max_batch_tokens = 8;
+    qilin_model *m = nullptr;
+    QILIN_ASSERT_OK(qilin_model_load((golden::models_dir() + "/stories260K").c_str(), &o, &m));
+    qilin_sampling_params greedy[2] = {{0, 0, 1, 0, 1, 0, 0}, {0, 0, 1, 0, 1, 0, 0}};
+    int ids[2] = {-1, -1}, slot = 0, start = 0, n = 3, tokens[3] = {1, 403, 407};
+    EXPECT_EQ(qilin_sample_last(m, 1, greedy, nullptr, nullptr, ids), QILIN_ERR_INVALID_ARGUMENT); /* no step yet */
+    qilin_batch b = {1, &slot, &start, &n, tokens, true};
+    std::vector<float> logits(3 * 512);
+    QILIN_ASSERT_OK(qilin_forward(m, &b, logits.data()));
+    EXPECT_EQ(qilin_sample_last(m, 1, greedy, nullptr, nullptr, ids), QILIN_ERR_INVALID_ARGUMENT); /* all_logits */
+    b.all_logits = false;
+    QILIN_ASSERT_OK(qilin_forward(m, &b, logits.data()));
+    EXPECT_EQ(qilin_sample_last(m, 2, greedy, nullptr, nullptr, ids), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(qilin_last_error()).find("2 rows asked; the last step left 1"), std::string::npos)
+        << qilin_last_error();
+    int history[3] = {1, 403, 407}, bad_start[2] = {0, 17}; /* 17 ids: more than the context of 16 */
+    EXPECT_EQ(qilin_sample_last(m, 1, greedy, history, bad_start, ids), QILIN_ERR_INVALID_ARGUMENT);
+    qilin_sampling_params nan_temp = greedy[0];
+    nan_temp.temperature = NAN;
+    EXPECT_EQ(qilin_sample_last(m, 1, &nan_temp, nullptr, nullptr, ids), QILIN_ERR_INVALID_ARGUMENT);
+    QILIN_ASSERT_OK(qilin_sample_last(m, 1, greedy, nullptr, nullptr, ids));
+    int argmax = (int)(std::max_element(logits.begin(), logits.begin() + 512) - logits.begin());
+    EXPECT_EQ(ids[0], argmax);
+    qilin_model_free(m);
+}
+
+} // namespace
