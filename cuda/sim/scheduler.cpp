@@ -108,6 +108,8 @@ struct Executor {
 
 /* Switches made by finished launches, all threads (qsim_switch_count). */
 std::atomic<unsigned long long> total_switches{0};
+/* Kernel launches issued, all threads (qsim_launch_count). */
+std::atomic<unsigned long long> total_launches{0};
 
 thread_local std::unique_ptr<Executor> tls_holder;
 thread_local Executor *tls_ex = nullptr;
@@ -656,6 +658,7 @@ qilin_status launch(const char *kernel, const char *file, int line, dim3 grid, d
 
 qilin_status launch_on_stream(const char *kernel, const char *file, int line, dim3 grid, dim3 block,
                               size_t smem_bytes, qilin_stream *stream, std::function<void()> body) {
+    total_launches.fetch_add(1);
     if (!deferred()) return launch(kernel, file, line, grid, block, smem_bytes, body);
     Executor &ex = executor();
     /* What CUDA reports at the launch itself: its shape, launching from a
@@ -706,5 +709,7 @@ extern "C" qilin_status qsim_take_launch_status(void) {
 }
 
 extern "C" unsigned long long qsim_switch_count(void) { return qsim::total_switches.load(); }
+
+extern "C" unsigned long long qsim_launch_count(void) { return qsim::total_launches.load(); }
 
 extern "C" void qsim_set_seed(unsigned long long seed) { qsim::executor().rng = qsim::splitmix64(seed); }

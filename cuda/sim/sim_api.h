@@ -19,6 +19,10 @@ qilin_status qsim_take_launch_status(void);
  * devices' workers: synchronise first). */
 unsigned long long qsim_switch_count(void);
 
+/* Number of kernel launches issued (QILIN_LAUNCH calls that reached the
+ * emulator), on any host thread: the launch log's tests count lines against it. */
+unsigned long long qsim_launch_count(void);
+
 /* Reseeds the calling thread's scheduler (the order in which fibers run
  * between scheduling points). The default seed is QILIN_SIM_SEED, else 1. */
 void qsim_set_seed(unsigned long long seed);
