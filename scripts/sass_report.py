@@ -22,8 +22,10 @@ or a local array the compiler could not keep in registers — the same cost), or
 when a kernel's SASS contradicts a property declared for it in
 cuda/kernel_properties.txt, or when a declaration matches no kernel.
 
-Python 3 standard library only; needs cuobjdump (CUDA toolkit, or the PyPI
-package nvidia-cuda-cuobjdump; $QILIN_CUOBJDUMP overrides) and c++filt.
+Python 3 standard library only; needs cuobjdump and nvdisasm (the CUDA toolkit's,
+or NVIDIA's PyPI wheels nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm, which
+scripts/install_deps.sh installs when the toolkit lacks them; $QILIN_CUOBJDUMP
+overrides) and c++filt (binutils).
 The --sass-file/--res-file options read saved cuobjdump output instead
 (tests/fixtures/sass/).
 """
@@ -82,13 +84,18 @@ def find_cuobjdump():
         if c and os.path.isfile(c) and os.access(c, os.X_OK):
             return c
     fail_setup("cuobjdump not found (CUDA toolkit bin/, PATH, or `pip install "
-               "nvidia-cuda-cuobjdump`; or set QILIN_CUOBJDUMP)")
+               "nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm` as scripts/install_deps.sh does; "
+               "or set QILIN_CUOBJDUMP)")
 
 
 def run_tool(args):
+    # cuobjdump -sass runs nvdisasm, looked up on PATH: the one beside it first
+    # (the PyPI wheels put both in nvidia/cu13/bin/).
+    env = dict(os.environ)
+    env["PATH"] = os.path.dirname(os.path.abspath(args[0])) + os.pathsep + env.get("PATH", "")
     try:
         res = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             universal_newlines=True)
+                             universal_newlines=True, env=env)
     except OSError as e:
         fail_setup("%s: %s" % (args[0], e))
     if res.returncode != 0:
@@ -122,9 +129,10 @@ def analyse_cubin(job):
     records = analyse(header + run_tool([tool, "-sass", path]),
                       header + run_tool([tool, "-res-usage", path]),
                       os.path.basename(path).split(".")[0])
-    with open(cached + ".tmp", "w") as f:
+    tmp = "%s.%d.tmp" % (cached, os.getpid())  # two runs at once never share a file
+    with open(tmp, "w") as f:
         json.dump(records, f)
-    os.replace(cached + ".tmp", cached)
+    os.replace(tmp, cached)
     return records
 
 
