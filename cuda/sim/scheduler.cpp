@@ -37,6 +37,7 @@
 
 #include "fiber.h"
 #include "sim.h"
+#include "sim_api.h"
 #include "streams.h"
 
 thread_local uint3 threadIdx;
@@ -74,7 +75,6 @@ struct Group { /* lanes of one warp gathering for one collective */
 };
 
 constexpr size_t kMaxThreads = 1024;
-constexpr size_t kMaxDynamicSmem = 227 * 1024; /* H100's opt-in limit per block */
 
 struct Executor {
     std::vector<std::unique_ptr<Thread>> threads; /* pool, grown on demand */
@@ -528,8 +528,8 @@ qilin_status check_shape(const char *kernel, const char *file, int line, dim3 gr
         bad = "more than 1024 threads per block (or block.x/y > 1024, block.z > 64)";
     else if (grid.x > 0x7fffffffu || grid.y > 65535 || grid.z > 65535)
         bad = "a grid beyond (2^31-1, 65535, 65535)";
-    else if (smem > kMaxDynamicSmem)
-        bad = "more dynamic shared memory than the 227 KiB a block may have";
+    else if (smem > qsim_max_dynamic_smem())
+        bad = "more dynamic shared memory than a block may have (QILIN_SIM_PROFILE's opt-in limit)";
     if (!bad) return QILIN_OK;
     return qilin_error(QILIN_ERR_KERNEL,
                        "kernel '%s' (launched at %s:%d): invalid launch: grid (%u,%u,%u), block "

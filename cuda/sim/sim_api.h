@@ -3,6 +3,8 @@
 #ifndef QILIN_SIM_API_H
 #define QILIN_SIM_API_H
 
+#include <stddef.h>
+
 #include "../status.h"
 
 #ifdef __cplusplus
@@ -22,6 +24,10 @@ unsigned long long qsim_switch_count(void);
 /* Number of kernel launches issued (QILIN_LAUNCH calls that reached the
  * emulator), on any host thread: the launch log's tests count lines against it. */
 unsigned long long qsim_launch_count(void);
+
+/* The dynamic shared memory a block may opt in to on the emulated GPU model
+ * (QILIN_SIM_PROFILE; device_sim.cpp). */
+size_t qsim_max_dynamic_smem(void);
 
 /* Reseeds the calling thread's scheduler (the order in which fibers run
  * between scheduling points). The default seed is QILIN_SIM_SEED, else 1. */
