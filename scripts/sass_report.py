@@ -121,7 +121,9 @@ def analyse_cubin(job):
     tool, path, cache = job
     arch = re.search(r"\.(sm_\w+)\.cubin$", path)
     header = "arch = %s\n" % (arch.group(1) if arch else "sm_unknown")
-    digest = hashlib.sha256(open(path, "rb").read()).hexdigest()[:32]
+    # Keyed by the cubin and this script: a changed analysis never reads old records.
+    with open(path, "rb") as f, open(os.path.abspath(__file__), "rb") as me:
+        digest = hashlib.sha256(f.read() + me.read()).hexdigest()[:32]
     cached = os.path.join(cache, digest + ".json")
     if os.path.isfile(cached):
         with open(cached) as f:
