@@ -40,16 +40,22 @@ static void log_open_locked(void) {
     atomic_store(&log_state, LOG_ON);
 }
 
-/* The kernel name as a JSON string body, without the parentheses a templated
- * kernel is launched in: quotes and backslashes escaped,
- * control characters dropped (names come from the source, but stay valid). */
-static void put_json_name(FILE *f, const char *name) {
-    size_t n = strlen(name);
-    if (n >= 2 && name[0] == '(' && name[n - 1] == ')') { /* QILIN_LAUNCH((k<T, 4>), ...) */
-        name++;
-        n -= 2;
+/* The kernel's name without the parentheses a templated kernel is launched
+ * in (QILIN_LAUNCH((k<T, 4>), ...)): its first *len characters from the result. */
+static const char *bare_name(const char *name, size_t *len) {
+    if (!name) name = "?";
+    *len = strlen(name);
+    if (*len >= 2 && name[0] == '(' && name[*len - 1] == ')') {
+        *len -= 2;
+        return name + 1;
     }
-    for (const char *c = name; c < name + n; c++) {
+    return name;
+}
+
+/* The name as a JSON string body: quotes and backslashes escaped, control
+ * characters dropped (names come from the source, but the line stays valid). */
+static void put_json_name(FILE *f, const char *name, size_t len) {
+    for (const char *c = name; c < name + len; c++) {
         if (*c == '"' || *c == '\\') fputc('\\', f);
         if ((unsigned char)*c >= 0x20) fputc(*c, f);
     }
@@ -59,12 +65,14 @@ qilin_status qilin_launch_log(const char *kernel, const unsigned grid[3], const 
                               size_t smem_bytes, long long bytes) {
     int state = atomic_load(&log_state);
     if (state == LOG_OFF) return QILIN_OK;
+    size_t name_len;
+    const char *name = bare_name(kernel, &name_len);
     pthread_mutex_lock(&log_lock);
     log_open_locked();
     state = atomic_load(&log_state);
     if (state == LOG_ON) {
         fputs("{\"kernel\":\"", log_file);
-        put_json_name(log_file, kernel ? kernel : "?");
+        put_json_name(log_file, name, name_len);
         fprintf(log_file, "\",\"grid\":[%u,%u,%u],\"block\":[%u,%u,%u],\"smem\":%zu,\"step\":%lld", grid[0],
                 grid[1], grid[2], block[0], block[1], block[2], smem_bytes, qilin_launch_log_step());
         if (bytes >= 0) fprintf(log_file, ",\"bytes\":%lld", bytes);
@@ -81,6 +89,6 @@ qilin_status qilin_launch_log(const char *kernel, const unsigned grid[3], const 
     if (state == LOG_FAILED) memcpy(why, log_error, sizeof why);
     pthread_mutex_unlock(&log_lock);
     if (state == LOG_FAILED)
-        return qilin_error(QILIN_ERR_IO, "kernel %s: %s", kernel ? kernel : "?", why);
+        return qilin_error(QILIN_ERR_IO, "kernel %.*s: %s", (int)name_len, name, why);
     return QILIN_OK;
 }

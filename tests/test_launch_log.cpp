@@ -6,7 +6,9 @@
  *   - steps follow the forward calls: prefill, then each decode step, in order, and the
  *     three decode steps launch the same kernels with the same shapes;
  *   - shapes are the model's: rmsnorm runs once per token row (grid.x = 5 at prefill, 1
- *     at decode), twice per layer plus the final norm. */
+ *     at decode), twice per layer plus the final norm;
+ *   - the GEMV launcher declares its bytes (QILIN_LAUNCH_BYTES): over a decode step they
+ *     add up to the model's linear weights (fp32) plus one input row per launch. */
 #include <gtest/gtest.h>
 #include <jansson.h>
 
@@ -35,6 +37,7 @@ const bool log_env_set = setenv("QILIN_LAUNCH_LOG", log_path().c_str(), 1) == 0;
 struct Launch {
     std::string kernel, shape; /* shape: grid, block and smem as text, to compare steps */
     long long grid[3], block[3], smem, step;
+    long long bytes = -1; /* -1: not declared */
 };
 
 bool int_array3(json_t *a, long long out[3]) {
@@ -66,6 +69,10 @@ std::vector<Launch> read_log() {
             l.kernel = json_string_value(k);
             l.smem = json_integer_value(smem);
             l.step = json_integer_value(step);
+            if (json_t *b = json_object_get(o, "bytes")) {
+                EXPECT_TRUE(json_is_integer(b)) << "line " << n << ": " << line;
+                l.bytes = json_integer_value(b);
+            }
             size_t brace = line.find("\"grid\""), step_at = line.find(",\"step\"");
             l.shape = line.substr(brace, step_at - brace);
             out.push_back(l);
@@ -136,6 +143,22 @@ TEST(LaunchLog, OneLinePerLaunchOfAStories260KForward) {
             }
         EXPECT_EQ(norms, 2 * layers + 1) << "step " << s;
     }
+    /* stories260K: per layer wq 64x64, wk and wv 32x64, wo 64x64, w1 and w3 172x64, w2
+     * 64x172; the tied lm_head 512x64 */
+    const long long weights = (long long)layers * (64 * 64 + 2 * 32 * 64 + 64 * 64 + 3 * 172 * 64) + 512 * 64;
+    long long gemv_bytes = 0;
+    int gemvs = 0;
+    for (const Launch &l : steps[1]) {
+        bool gemv = l.kernel.rfind("gemv_kernel", 0) == 0;
+        EXPECT_EQ(l.bytes >= 0, gemv) << l.kernel << ": only the GEMV declares its bytes";
+        if (gemv) {
+            EXPECT_GT(l.bytes, 0);
+            gemv_bytes += l.bytes;
+            gemvs++;
+        }
+    }
+    EXPECT_GE(gemv_bytes, weights * 4) << "every weight read once";
+    EXPECT_LE(gemv_bytes, weights * 4 + gemvs * 172 * 4) << "plus at most one input row per launch";
     for (int s = 2; s < 4; s++) {
         ASSERT_EQ(steps[s].size(), steps[1].size()) << "decode steps launch the same kernels";
         for (size_t i = 0; i < steps[s].size(); i++) {
