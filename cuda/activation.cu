@@ -29,7 +29,7 @@ __global__ void act_and_mul_kernel(T *out, const T *in, int tokens, int d, qilin
         const T *gate = in + (size_t)t * 2 * d, *up = gate + d;
         T *orow = out + (size_t)t * d;
         for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < nvec; i += gridDim.x * blockDim.x) {
-            T g[V], u[V], o[V];
+            alignas(16) T g[V], u[V], o[V];
             if constexpr (kVec) {
                 *reinterpret_cast<Vec16<T> *>(g) = reinterpret_cast<const Vec16<T> *>(gate)[i];
                 *reinterpret_cast<Vec16<T> *>(u) = reinterpret_cast<const Vec16<T> *>(up)[i];
@@ -53,7 +53,7 @@ __global__ void activation_kernel(T *out, const T *in, size_t n, qilin_act act) 
     size_t nvec = n / V, stride = (size_t)gridDim.x * blockDim.x;
     size_t tid = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     for (size_t i = tid; i < nvec; i += stride) {
-        T v[V];
+        alignas(16) T v[V];
         if constexpr (kVec)
             *reinterpret_cast<Vec16<T> *>(v) = reinterpret_cast<const Vec16<T> *>(in)[i];
         else

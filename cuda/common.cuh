@@ -94,7 +94,7 @@ template <class T, bool kVec> __device__ inline void load_add_residual(T *h, con
     constexpr int V = kVec ? Vec16<T>::n : 1;
     load_elems<T, kVec>(h, x, i);
     if (!residual) return;
-    T r[V];
+    alignas(16) T r[V];
     load_elems<T, kVec>(r, residual, i);
 #pragma unroll
     for (int k = 0; k < V; k++) h[k] = from_float<T>(to_float(h[k]) + to_float(r[k]));

@@ -34,6 +34,7 @@ typedef struct qilin_device_props {
     int sm_count;
     int max_threads_per_block;
     size_t shared_mem_per_block_optin; /* bytes a block may opt in to */
+    size_t shared_mem_per_sm;          /* bytes of shared memory per SM (all its blocks) */
     size_t l2_bytes;
     size_t total_mem_bytes;
     double peak_bandwidth_gbs;         /* GB/s (1e9 bytes/s) */

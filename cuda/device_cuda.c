@@ -207,6 +207,7 @@ static qilin_status query_props(int device, qilin_device_props *props) {
     props->sm_count = p.multiProcessorCount;
     props->max_threads_per_block = p.maxThreadsPerBlock;
     props->shared_mem_per_block_optin = p.sharedMemPerBlockOptin;
+    props->shared_mem_per_sm = p.sharedMemPerMultiprocessor;
     props->l2_bytes = (size_t)p.l2CacheSize;
     props->total_mem_bytes = p.totalGlobalMem;
     props->peak_bandwidth_gbs = peak_gbs_from_clock(device, p.name);

@@ -29,7 +29,7 @@ __global__ void add_bias_kernel(T *x, const T *bias, int rows, int cols, int64_t
     for (int r = blockIdx.y; r < rows; r += gridDim.y) {
         T *row = x + r * ld;
         for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < nvec; i += gridDim.x * blockDim.x) {
-            T v[V], b[V];
+            alignas(16) T v[V], b[V];
             load_elems<T, kVec>(v, row, i);
             load_elems<T, kVec>(b, bias, i);
 #pragma unroll
@@ -48,7 +48,7 @@ __global__ void sigmoid_gate_add_kernel(T *out, const T *y, const T *gate, int t
         T *orow = out + (size_t)t * dim;
         const T *yrow = y + (size_t)t * dim;
         for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < nvec; i += gridDim.x * blockDim.x) {
-            T o[V], v[V];
+            alignas(16) T o[V], v[V];
             load_elems<T, kVec>(o, orow, i);
             load_elems<T, kVec>(v, yrow, i);
 #pragma unroll
@@ -67,7 +67,7 @@ __global__ void gather_rows_kernel(T *out, const T *in, const int *rows, int n, 
         const T *src = in + rows[r] * ld_in;
         T *dst = out + r * ld_out;
         for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < nvec; i += gridDim.x * blockDim.x) {
-            T v[V];
+            alignas(16) T v[V];
             load_elems<T, kVec>(v, src, i);
             store_elems<T, kVec>(dst, v, i);
         }
@@ -84,7 +84,7 @@ __global__ void add_kernel(T *out, const T *a, const T *b, const T *c, size_t n)
     size_t nvec = n / V, stride = (size_t)gridDim.x * blockDim.x;
     size_t tid = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     for (size_t i = tid; i < nvec; i += stride) {
-        T x[V], y[V];
+        alignas(16) T x[V], y[V];
         float s[V];
         load_elems<T, kVec>(x, a, i);
         load_elems<T, kVec>(y, b, i);

@@ -42,7 +42,7 @@ __global__ void embedding_kernel(O *out, const T *table, const int *ids, int *er
     for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
         alignas(16) O o[V];
         if (valid) {
-            T v[V];
+            alignas(16) T v[V];
             if constexpr (kVec)
                 *reinterpret_cast<Vec16<T> *>(v) = reinterpret_cast<const Vec16<T> *>(src)[i];
             else

@@ -147,11 +147,13 @@ qilin_status launch_gemv(const qilin_gemv_args *a, qilin_stream *stream) {
     size_t smem = (size_t)M * chunk * sizeof(T);
     bool y_f32 = a->y_dtype == QILIN_F32;
     const T *x = (const T *)a->x, *w = (const T *)a->w, *bias = (const T *)a->bias;
+    /* what the launch must read at least: W and x once (the launch log's "bytes") */
+    long long bytes = ((long long)a->n + a->m) * a->k * (long long)sizeof(T);
     if (vec)
-        return QILIN_LAUNCH((gemv_kernel<T, M, true>), grid, block, smem, stream, a->y, x, w, bias, a->m, a->n,
-                            a->k, a->ldx, a->ldw, a->ldy, y_f32, chunk, ksplit);
-    return QILIN_LAUNCH((gemv_kernel<T, M, false>), grid, block, smem, stream, a->y, x, w, bias, a->m, a->n, a->k,
-                        a->ldx, a->ldw, a->ldy, y_f32, chunk, ksplit);
+        return QILIN_LAUNCH_BYTES(bytes, (gemv_kernel<T, M, true>), grid, block, smem, stream, a->y, x, w, bias,
+                                  a->m, a->n, a->k, a->ldx, a->ldw, a->ldy, y_f32, chunk, ksplit);
+    return QILIN_LAUNCH_BYTES(bytes, (gemv_kernel<T, M, false>), grid, block, smem, stream, a->y, x, w, bias,
+                              a->m, a->n, a->k, a->ldx, a->ldw, a->ldy, y_f32, chunk, ksplit);
 }
 
 } // namespace

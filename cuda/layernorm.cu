@@ -34,7 +34,7 @@ __global__ void layernorm_kernel(T *out, T *residual, const T *x, const T *weigh
     /* pass 1: the residual add (rounded to dtype, as the model adds) and the sum */
     float sum = 0.0f;
     for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
-        T h[V];
+        alignas(16) T h[V];
         load_add_residual<T, kVec>(h, xr, rr, i);
 #pragma unroll
         for (int k = 0; k < V; k++) sum += to_float(h[k]);
@@ -45,7 +45,7 @@ __global__ void layernorm_kernel(T *out, T *residual, const T *x, const T *weigh
     const T *hr = rr ? rr : xr;
     float sqdev = 0.0f;
     for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
-        T h[V];
+        alignas(16) T h[V];
         load_elems<T, kVec>(h, hr, i);
 #pragma unroll
         for (int k = 0; k < V; k++) {
@@ -58,7 +58,7 @@ __global__ void layernorm_kernel(T *out, T *residual, const T *x, const T *weigh
     /* pass 3: normalise, scale, shift; out may alias x — every read of the
      * row happened before the barrier in block_reduce_sum */
     for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
-        T h[V], w[V], b[V], o[V];
+        alignas(16) T h[V], w[V], b[V], o[V];
         load_elems<T, kVec>(h, hr, i);
         load_elems<T, kVec>(w, weight, i);
         if (bias) load_elems<T, kVec>(b, bias, i);

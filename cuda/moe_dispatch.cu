@@ -71,7 +71,12 @@ qilin_status check_rows(const char *op, int hidden, int chunk, int n_ranks) {
 
 /* ---- count ----------------------------------------------------------------- */
 
-__global__ void moe_dispatch_count_kernel(qilin_moe_dispatch_count_args a) {
+/* Up to kCountThreads threads per block: without the bound ptxas may use more
+ * registers per thread than a 1024-thread block can have (64), and that launch
+ * would fail on the GPU only. */
+static const int kCountThreads = 1024;
+
+__global__ void __launch_bounds__(kCountThreads) moe_dispatch_count_kernel(qilin_moe_dispatch_count_args a) {
     QILIN_DYNAMIC_SMEM(int, smem);
     const int n = a.n_ranks, nt = blockDim.x, nw = nt >> 5, tid = threadIdx.x, lane = tid & 31,
               warp = tid >> 5;
@@ -109,7 +114,7 @@ extern "C" qilin_status qilin_moe_dispatch_count(const qilin_moe_dispatch_count_
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
                            "qilin_moe_dispatch_count: pos, counts and topk_ids must be set");
     QILIN_TRY(check_layout("qilin_moe_dispatch_count", a->rows, a->top_k, a->n_ranks, a->experts_per_rank));
-    int threads = round_threads((long long)a->rows * a->top_k, 1024);
+    int threads = round_threads((long long)a->rows * a->top_k, kCountThreads);
     size_t smem = (size_t)(1 + threads / 32) * (size_t)a->n_ranks * sizeof(int);
     return QILIN_LAUNCH(moe_dispatch_count_kernel, dim3(1), dim3(threads), smem, stream, *a);
 }

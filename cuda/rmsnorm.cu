@@ -22,7 +22,7 @@ __global__ void rmsnorm_kernel(T *out, T *residual, const T *x, const T *weight,
 
     float sumsq = 0.0f;
     for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
-        T h[V];
+        alignas(16) T h[V];
         load_add_residual<T, kVec>(h, xr, rr, i);
 #pragma unroll
         for (int k = 0; k < V; k++) sumsq += to_float(h[k]) * to_float(h[k]);
@@ -31,7 +31,7 @@ __global__ void rmsnorm_kernel(T *out, T *residual, const T *x, const T *weight,
 
     const T *hr = rr ? rr : xr; /* each thread re-reads only what it wrote itself */
     for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
-        T h[V], w[V], o[V];
+        alignas(16) T h[V], w[V], o[V];
         load_elems<T, kVec>(h, hr, i);
         load_elems<T, kVec>(w, weight, i);
 #pragma unroll

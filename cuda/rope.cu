@@ -184,7 +184,7 @@ __device__ inline void rope_unit(T *x, int g, int half, const float *cs) {
     const float *cosv = cs, *sinv = cs + half;
     constexpr int V = Vec16<T>::n;
     if constexpr (kInterleaved && kVec) {
-        T e[V];
+        alignas(16) T e[V];
         load_elems<T, true>(e, x, g);
 #pragma unroll
         for (int i = 0; i < V / 2; i++) {
@@ -195,7 +195,7 @@ __device__ inline void rope_unit(T *x, int g, int half, const float *cs) {
     } else if constexpr (kInterleaved) {
         rotate_pair(x[2 * g], x[2 * g + 1], cosv[g], sinv[g]);
     } else if constexpr (kVec) {
-        T lo[V], hi[V];
+        alignas(16) T lo[V], hi[V];
         load_elems<T, true>(lo, x, g);
         load_elems<T, true>(hi, x + half, g);
 #pragma unroll

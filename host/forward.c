@@ -22,6 +22,7 @@
 
 #include "cuda/device.h"
 #include "cuda/kernels.h"
+#include "cuda/launch_log.h"
 #include "host/cluster.h"
 #include "host/forward_impl.h"
 
@@ -326,6 +327,7 @@ qilin_status forward_run_step(qilin_model *m, const qilin_batch *b, float *host_
                                            "(its GPUs' caches no longer agree); load it again");
     step_job j = {.m = m, .host_logits = host_logits};
     m->sample_rows = 0;
+    qilin_launch_log_next_step(); /* the launch log's "step" for every launch below */
     QILIN_TRY(prepare_step(m, b, &j.s));
     qilin_status st = QILIN_OK;
     if (m->cluster && m->opt.node_rank == 0) st = nodes_send_step(m, b); /* checked: safe to send */

@@ -17,6 +17,13 @@ packages=(
   libutf8proc-dev # NFC normalisation for tokenizers
 )
 
+# cuobjdump and nvdisasm for scripts/sass_report.py (CI's SASS check): the toolkit's when it
+# ships them, else NVIDIA's wheels from PyPI (pinned) into python3's site-packages.
+if [ ! -x /usr/local/cuda/bin/cuobjdump ] && ! command -v cuobjdump >/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check \
+    nvidia-cuda-cuobjdump==13.2.86 nvidia-cuda-nvdisasm==13.2.86
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

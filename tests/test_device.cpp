@@ -24,6 +24,9 @@
 #include <vector>
 
 #include "tests/test_util.h"
+#ifdef QILIN_SIM
+#include "cuda/kernel.h"
+#endif
 
 namespace {
 
@@ -125,8 +128,10 @@ TEST(Device, CountAndPropsAreSane) {
         EXPECT_GT(p.l2_bytes, 0u);
         EXPECT_GE(p.total_mem_bytes, size_t(1) << 20);
         EXPECT_GT(p.peak_bandwidth_gbs, 0.0);
+        EXPECT_GE(p.shared_mem_per_sm, p.shared_mem_per_block_optin);
 #ifdef QILIN_SIM
         EXPECT_EQ(p.is_sim, 1);
+        if (std::getenv("QILIN_SIM_PROFILE")) continue; /* the profiles' own test below */
         EXPECT_STREQ(p.name, "qilin-sim (emulated H100)");
         EXPECT_EQ(p.cc_major, 9);
         EXPECT_EQ(p.cc_minor, 0);
@@ -666,6 +671,72 @@ TEST_P(DeviceSimEnv, IsParsedOrRejectedByName) {
     const std::string pattern = c.expect < 0 ? c.var : "outcome as expected";
     EXPECT_EXIT(RunSimEnvCase(c), ::testing::ExitedWithCode(0), pattern);
 }
+
+namespace {
+
+/* QILIN_SIM_PROFILE: each GPU model's figures through device.h, its shared
+ * memory limit at launch, and an unknown model refused by name. */
+__global__ void smem_probe_kernel(int) {}
+
+qilin_status launch_with_smem(size_t bytes) {
+    return QILIN_LAUNCH(smem_probe_kernel, dim3(1), dim3(32), bytes, nullptr, 0);
+}
+
+struct SimProfileCase {
+    const char *value;
+    const char *name; /* expected props.name; nullptr: rejected */
+    int cc_major, sm_count;
+    size_t smem_optin, smem_per_sm, l2_bytes, memory_bytes;
+    double gbs;
+};
+
+void PrintTo(const SimProfileCase &c, std::ostream *os) { *os << "QILIN_SIM_PROFILE=" << c.value; }
+
+[[noreturn]] void RunSimProfileCase(const SimProfileCase &c) {
+    setenv("QILIN_SIM_PROFILE", c.value, 1);
+    bool ok;
+    qilin_device_props p;
+    if (!c.name) {
+        int n = 0;
+        ok = qilin_device_count(&n) == QILIN_ERR_INVALID_ARGUMENT && n == 0;
+        std::fprintf(stderr, "%s\n", qilin_last_error());
+    } else {
+        ok = qilin_device_get_props(0, &p) == QILIN_OK && std::strcmp(p.name, c.name) == 0 &&
+             p.cc_major == c.cc_major && p.sm_count == c.sm_count && p.shared_mem_per_block_optin == c.smem_optin &&
+             p.shared_mem_per_sm == c.smem_per_sm && p.l2_bytes == c.l2_bytes &&
+             p.total_mem_bytes == c.memory_bytes && p.peak_bandwidth_gbs == c.gbs && !p.peak_bandwidth_measured;
+        std::fprintf(stderr, "%s: cc %d, %d SMs, smem %zu/%zu, L2 %zu, %zu bytes, %.0f GB/s\n", p.name, p.cc_major,
+                     p.sm_count, p.shared_mem_per_block_optin, p.shared_mem_per_sm, p.l2_bytes, p.total_mem_bytes,
+                     p.peak_bandwidth_gbs);
+        /* The launch limit is the profile's: its opt-in bytes launch, one more does not. */
+        ok = ok && launch_with_smem(c.smem_optin) == QILIN_OK &&
+             launch_with_smem(c.smem_optin + 1) == QILIN_ERR_KERNEL;
+        std::fprintf(stderr, "%s\n", qilin_last_error());
+    }
+    if (ok) std::fprintf(stderr, "outcome as expected\n");
+    std::fflush(stderr);
+    std::_Exit(ok ? 0 : 1);
+}
+
+class DeviceSimProfile : public ::testing::TestWithParam<SimProfileCase> {};
+
+} // namespace
+
+TEST_P(DeviceSimProfile, ReportsItsFigures) {
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
+    const SimProfileCase &c = GetParam();
+    EXPECT_EXIT(RunSimProfileCase(c), ::testing::ExitedWithCode(0),
+                c.name ? "outcome as expected" : "QILIN_SIM_PROFILE='tpu' is not a GPU model");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Values, DeviceSimProfile,
+    ::testing::Values(
+        SimProfileCase{"h100", "qilin-sim (emulated H100)", 9, 132, 227 << 10, 228 << 10, 50 << 20, size_t(80) << 30, 3350.0},
+        SimProfileCase{"h200", "qilin-sim (emulated H200)", 9, 132, 227 << 10, 228 << 10, 50 << 20, size_t(141e9), 4800.0},
+        SimProfileCase{"a100", "qilin-sim (emulated A100)", 8, 108, 163 << 10, 164 << 10, 40 << 20, size_t(80) << 30, 2039.0},
+        SimProfileCase{"tpu", nullptr, 0, 0, 0, 0, 0, 0, 0.0}),
+    [](const ::testing::TestParamInfo<SimProfileCase> &info) { return std::string(info.param.value); });
 
 INSTANTIATE_TEST_SUITE_P(
     Values, DeviceSimEnv,

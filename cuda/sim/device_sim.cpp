@@ -1,10 +1,14 @@
 /* device_sim.cpp — the device layer (device.h) for the CPU emulator.
  *
- * Emulated devices look like H100s (cc 9.0, 132 SMs, 227 KiB opt-in shared
- * memory, 50 MiB L2). Their count comes from QILIN_SIM_DEVICES (default 8,
- * 1..64) and each one's memory budget from QILIN_SIM_DEVICE_MEMORY (bytes, with
- * an optional K/M/G/T or KiB/MiB/GiB/TiB suffix, binary multiples; default
- * 80 GiB); both are read once, on first use.
+ * Emulated devices look like the GPU model QILIN_SIM_PROFILE names: h100
+ * (default: cc 9.0, 132 SMs, 227 KiB opt-in shared memory, 50 MiB L2, 80 GiB,
+ * 3350 GB/s), h200 or a100 (kProfiles below); device_get_props reports the
+ * profile's figures, and the scheduler refuses launches beyond its shared
+ * memory, so split and tile decisions can be tested for each. Their count comes
+ * from QILIN_SIM_DEVICES (default 8, 1..64) and each one's memory budget from
+ * QILIN_SIM_DEVICE_MEMORY (bytes, with an optional K/M/G/T or KiB/MiB/GiB/TiB
+ * suffix, binary multiples; default: the profile's memory); all are read
+ * once, on first use.
  *
  * Device memory is 256-byte aligned host memory, accounted against the
  * device's budget (so an over-budget plan fails here as it would on a GPU) and
@@ -73,10 +77,22 @@ namespace {
 
 constexpr int kMaxDevices = 64;
 constexpr int kDefaultDevices = 8;
-constexpr size_t kDefaultMemory = size_t(80) << 30;
 constexpr size_t kAlign = 256;
 constexpr int kPoison = 0xFF;            /* every float made of it is a NaN */
-constexpr double kDatasheetGbs = 3350.0; /* H100 SXM HBM3 */
+
+/* The GPU models the sim can look like (datasheet figures of the SXM parts). */
+struct Profile {
+    const char *key, *name;
+    int cc_major, cc_minor, sm_count;
+    size_t smem_per_block_optin, smem_per_sm, l2_bytes, memory_bytes;
+    double bandwidth_gbs; /* datasheet HBM bandwidth, GB/s */
+};
+constexpr size_t KiB = 1024, MiB = KiB << 10, GiB = MiB << 10;
+constexpr Profile kProfiles[] = {
+    {"h100", "qilin-sim (emulated H100)", 9, 0, 132, 227 * KiB, 228 * KiB, 50 * MiB, 80 * GiB, 3350.0},
+    {"h200", "qilin-sim (emulated H200)", 9, 0, 132, 227 * KiB, 228 * KiB, 50 * MiB, size_t(141e9), 4800.0},
+    {"a100", "qilin-sim (emulated A100)", 8, 0, 108, 163 * KiB, 164 * KiB, 40 * MiB, 80 * GiB, 2039.0},
+};
 
 /* ---- configuration (environment, read once) ------------------------------ */
 
@@ -84,8 +100,18 @@ struct Config {
     qilin_status status = QILIN_OK;
     std::string error; /* why the environment was rejected */
     int devices = kDefaultDevices;
-    size_t memory_bytes = kDefaultMemory;
+    const Profile *profile = &kProfiles[0];
+    size_t memory_bytes = kProfiles[0].memory_bytes;
 };
+
+bool parse_profile(const char *text, const Profile **profile) {
+    for (const Profile &p : kProfiles)
+        if (std::strcmp(text, p.key) == 0) {
+            *profile = &p;
+            return true;
+        }
+    return false;
+}
 
 bool parse_devices(const char *text, int *devices) {
     char *end = nullptr;
@@ -124,7 +150,15 @@ bool parse_memory(const char *text, size_t *bytes) {
 
 Config read_config() {
     Config c;
-    if (const char *v = std::getenv("QILIN_SIM_DEVICES"); v && !parse_devices(v, &c.devices)) {
+    if (const char *v = std::getenv("QILIN_SIM_PROFILE"); v && *v) {
+        if (parse_profile(v, &c.profile)) {
+            c.memory_bytes = c.profile->memory_bytes;
+        } else {
+            c.status = QILIN_ERR_INVALID_ARGUMENT;
+            c.error = "QILIN_SIM_PROFILE='" + std::string(v) + "' is not a GPU model the sim knows (h100, h200, a100)";
+        }
+    }
+    if (const char *v = std::getenv("QILIN_SIM_DEVICES"); v && !parse_devices(v, &c.devices) && c.status == QILIN_OK) {
         c.status = QILIN_ERR_INVALID_ARGUMENT;
         c.error = "QILIN_SIM_DEVICES='" + std::string(v) + "' is not a device count in 1.." +
                   std::to_string(kMaxDevices);
@@ -345,22 +379,26 @@ extern "C" qilin_status qilin_device_get_props(int device, qilin_device_props *p
     QILIN_TRY(check_device(device, "qilin_device_get_props"));
     *props = qilin_device_props{};
     props->index = device;
-    std::snprintf(props->name, sizeof props->name, "%s", "qilin-sim (emulated H100)");
+    const Profile &gpu = *config().profile;
+    std::snprintf(props->name, sizeof props->name, "%s", gpu.name);
     props->is_sim = 1;
-    props->cc_major = 9;
-    props->cc_minor = 0;
-    props->sm_count = 132;
+    props->cc_major = gpu.cc_major;
+    props->cc_minor = gpu.cc_minor;
+    props->sm_count = gpu.sm_count;
     props->max_threads_per_block = 1024;
-    props->shared_mem_per_block_optin = size_t(227) << 10;
-    props->l2_bytes = size_t(50) << 20;
+    props->shared_mem_per_block_optin = gpu.smem_per_block_optin;
+    props->shared_mem_per_sm = gpu.smem_per_sm;
+    props->l2_bytes = gpu.l2_bytes;
     props->total_mem_bytes = config().memory_bytes;
     State &s = state();
     std::lock_guard<std::mutex> lock(s.mu);
     double measured = s.devices[device].measured_gbs;
     props->peak_bandwidth_measured = measured > 0.0;
-    props->peak_bandwidth_gbs = measured > 0.0 ? measured : kDatasheetGbs;
+    props->peak_bandwidth_gbs = measured > 0.0 ? measured : gpu.bandwidth_gbs;
     return QILIN_OK;
 }
+
+extern "C" size_t qsim_max_dynamic_smem(void) { return config().profile->smem_per_block_optin; }
 
 extern "C" qilin_status qilin_device_measure_bandwidth(int device, double *gbs) {
     if (gbs == nullptr)

@@ -51,6 +51,7 @@
 #include "fiber.h"
 #include "pool.h"
 #include "sim.h"
+#include "sim_api.h"
 #include "streams.h"
 #include "tensor_core_sim.h"
 
@@ -91,7 +92,6 @@ struct Group { /* lanes of one warp gathering for one collective */
 };
 
 constexpr size_t kMaxThreads = 1024;
-constexpr size_t kMaxDynamicSmem = 227 * 1024; /* H100's opt-in limit per block */
 
 struct Executor {
     std::vector<std::unique_ptr<Thread>> threads; /* pool, grown on demand */
@@ -125,6 +125,8 @@ struct Executor {
 
 /* Switches made by finished launches, all threads (qsim_switch_count). */
 std::atomic<unsigned long long> total_switches{0};
+/* Kernel launches issued, all threads (qsim_launch_count). */
+std::atomic<unsigned long long> total_launches{0};
 
 thread_local std::unique_ptr<Executor> tls_holder;
 thread_local Executor *tls_ex = nullptr;
@@ -566,8 +568,8 @@ qilin_status check_shape(const char *kernel, const char *file, int line, dim3 gr
         bad = "more than 1024 threads per block (or block.x/y > 1024, block.z > 64)";
     else if (grid.x > 0x7fffffffu || grid.y > 65535 || grid.z > 65535)
         bad = "a grid beyond (2^31-1, 65535, 65535)";
-    else if (smem > kMaxDynamicSmem)
-        bad = "more dynamic shared memory than the 227 KiB a block may have";
+    else if (smem > qsim_max_dynamic_smem())
+        bad = "more dynamic shared memory than a block may have (QILIN_SIM_PROFILE's opt-in limit)";
     if (!bad) return QILIN_OK;
     return qilin_error(QILIN_ERR_KERNEL,
                        "kernel '%s' (launched at %s:%d): invalid launch: grid (%u,%u,%u), block "
@@ -790,6 +792,7 @@ qilin_status launch(const char *kernel, const char *file, int line, dim3 grid, d
 
 qilin_status launch_on_stream(const char *kernel, const char *file, int line, dim3 grid, dim3 block,
                               size_t smem_bytes, qilin_stream *stream, std::function<void()> body) {
+    total_launches.fetch_add(1);
     if (!deferred()) return launch(kernel, file, line, grid, block, smem_bytes, body);
     Executor &ex = executor();
     /* What CUDA reports at the launch itself: its shape, launching from a
@@ -840,5 +843,7 @@ extern "C" qilin_status qsim_take_launch_status(void) {
 }
 
 extern "C" unsigned long long qsim_switch_count(void) { return qsim::total_switches.load(); }
+
+extern "C" unsigned long long qsim_launch_count(void) { return qsim::total_launches.load(); }
 
 extern "C" void qsim_set_seed(unsigned long long seed) { qsim::executor().rng = qsim::splitmix64(seed); }

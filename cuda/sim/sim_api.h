@@ -3,6 +3,8 @@
 #ifndef QILIN_SIM_API_H
 #define QILIN_SIM_API_H
 
+#include <stddef.h>
+
 #include "../status.h"
 
 #ifdef __cplusplus
@@ -18,6 +20,14 @@ qilin_status qsim_take_launch_status(void);
  * that have finished, on any host thread (in deferred mode kernels run on the
  * devices' workers: synchronise first). */
 unsigned long long qsim_switch_count(void);
+
+/* Number of kernel launches issued (QILIN_LAUNCH calls that reached the
+ * emulator), on any host thread: the launch log's tests count lines against it. */
+unsigned long long qsim_launch_count(void);
+
+/* The dynamic shared memory a block may opt in to on the emulated GPU model
+ * (QILIN_SIM_PROFILE; device_sim.cpp). */
+size_t qsim_max_dynamic_smem(void);
 
 /* Reseeds the calling thread's scheduler (the order in which fibers run
  * between scheduling points): its next launch's seed, from which each block's
