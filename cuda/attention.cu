@@ -22,6 +22,7 @@
  * Scores, softmax and accumulation are fp32; the output is rounded once. */
 #include <cmath>
 
+#include "attention_decode.cuh"
 #include "attention_tile.cuh"
 #include "kernels.h"
 
@@ -194,9 +195,40 @@ static qilin_status run_tiles(const qilin_attention_args *a, TileParams p, bool 
     return attn::launch_tiles<T, S>(p, a->n_kv_heads, a->n_seqs, q_len, smem, stream);
 }
 
+/* Decode on tensor cores (attention_decode.cuh) when the GQA group is at
+ * least 2 heads: the group fills rows of a 16-row mma tile and each K/V
+ * tile is read once for it. Group 1 (MHA) stays on the CUDA-core kernel:
+ * one useful row in 16 makes the mma pure overhead, and the 8-row tile
+ * kernel is already bandwidth-bound there. Sets *used = false (and launches
+ * nothing) when the shape or alignment does not fit the kernel. */
+template <class T>
+static qilin_status decode_tc(const qilin_attention_args *a, TileParams p, const char *who, qilin_stream *stream,
+                              bool *used) {
+    using S = attn_tc::GqaShape;
+    *used = false;
+    if (p.group < 2 || !attn_tc::tc_args_ok(p, S::DV_MAX)) return QILIN_OK;
+    size_t smem = 0;
+    QILIN_TRY(attn_tc::tc_smem_bytes<S>(&smem, a->head_dim, a->head_dim_v, false));
+    if (smem == 0) return QILIN_OK;
+    *used = true;
+    p.q_tiles = (p.group + S::M - 1) / S::M;
+    return attn_tc::launch_decode_tc<T, S>(p, who, (int64_t)a->n_seqs * a->n_heads, a->max_kv_len, a->n_kv_heads,
+                                          a->n_seqs, 1, smem, a->workspace, a->workspace_bytes, stream);
+}
+template <>
+qilin_status decode_tc<float>(const qilin_attention_args *, TileParams, const char *, qilin_stream *, bool *used) {
+    *used = false; /* fp32 is the exact mode: CUDA-core fp32 FMA, no tf32 */
+    return QILIN_OK;
+}
+
 template <class T>
 static qilin_status dispatch_shape(const qilin_attention_args *a, bool decode, const char *who, qilin_stream *stream) {
     TileParams p = tile_params(a);
+    if (decode) {
+        bool used = false;
+        const qilin_status st = decode_tc<T>(a, p, who, stream, &used);
+        if (used || st != QILIN_OK) return st;
+    }
     const bool wide = a->head_dim_v > 128;
     if (!decode)
         return wide ? run_tiles<T, PrefillShape256>(a, p, false, who, stream)
