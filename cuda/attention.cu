@@ -17,6 +17,10 @@
  *            each writes an unnormalised partial and (max, sum) per row to
  *            the workspace and merge_splits_kernel combines them. The split
  *            count comes from the SM count, max_kv_len and the workspace.
+ *   decode, bf16/f16 with GQA group >= 2: the tensor-core kernel of
+ *            attention_decode.cuh instead (16-row mma tiles of the group,
+ *            cp.async ring), same split plan and merge; shapes it does not
+ *            take (dims not multiples of 16, unaligned) and fp32 stay here.
  * head_dim and head_dim_v are any multiples of 8 up to 256 (instantiated
  * for head_dim_v <= 128 and <= 256; unused value chunks are skipped).
  * Scores, softmax and accumulation are fp32; the output is rounded once. */

@@ -17,6 +17,10 @@
  * r = 512, dr = 64. Long sequences are split along their length (grid x =
  * row tiles x splits) when that fills the GPU better; partials go through
  * the workspace and the merge of attention_tile.cuh. Causal for n_q > 1.
+ * bf16/f16 run the tensor-core kernel of attention_decode.cuh instead (rows
+ * of 16/32/64 heads on mma.sync, the latent tile through a cp.async ring,
+ * same split plan and merge) when r and r + dr are multiples of 16 and the
+ * rows are aligned; fp32 (exact mode) always runs the CUDA-core block.
  *
  * qilin_mla_expand_k: per-head keys [k_nope ; k_pe] for the naive prefill
  * form, one block per position, bitwise 16-byte group copies. */
