@@ -202,8 +202,10 @@ static qilin_status run_tiles(const qilin_attention_args *a, TileParams p, bool 
 /* Decode on tensor cores (attention_decode.cuh) when the GQA group is at
  * least 2 heads: the group fills rows of a 16-row mma tile and each K/V
  * tile is read once for it. Group 1 (MHA) stays on the CUDA-core kernel:
- * one useful row in 16 makes the mma pure overhead, and the 8-row tile
- * kernel is already bandwidth-bound there. Sets *used = false (and launches
+ * there each K/V row meets one query row, about 2 FLOP per byte read, far
+ * below what CUDA cores deliver per byte of HBM bandwidth, so tensor cores
+ * (15 of 16 mma rows padding) cannot make it faster; both kernels read K/V
+ * once (not measured on a GPU yet). Sets *used = false (and launches
  * nothing) when the shape or alignment does not fit the kernel. */
 template <class T>
 static qilin_status decode_tc(const qilin_attention_args *a, TileParams p, const char *who, qilin_stream *stream,
