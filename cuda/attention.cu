@@ -221,20 +221,21 @@ static qilin_status decode_tc(const qilin_attention_args *a, TileParams p, const
     return attn_tc::launch_decode_tc<T, S>(p, who, (int64_t)a->n_seqs * a->n_heads, a->max_kv_len, a->n_kv_heads,
                                           a->n_seqs, 1, smem, a->workspace, a->workspace_bytes, stream);
 }
-template <>
-qilin_status decode_tc<float>(const qilin_attention_args *, TileParams, const char *, qilin_stream *, bool *used) {
-    *used = false; /* fp32 is the exact mode: CUDA-core fp32 FMA, no tf32 */
-    return QILIN_OK;
+
+/* fp32 is the exact mode: it keeps the CUDA-core fp32 FMA kernel (no tf32). */
+static qilin_status decode_on_tensor_cores(const qilin_attention_args *a, const char *who, qilin_stream *stream,
+                                          bool *used) {
+    *used = false;
+    switch (a->dtype) {
+    case QILIN_BF16: return decode_tc<__nv_bfloat16>(a, tile_params(a), who, stream, used);
+    case QILIN_F16: return decode_tc<__half>(a, tile_params(a), who, stream, used);
+    default: return QILIN_OK;
+    }
 }
 
 template <class T>
 static qilin_status dispatch_shape(const qilin_attention_args *a, bool decode, const char *who, qilin_stream *stream) {
     TileParams p = tile_params(a);
-    if (decode) {
-        bool used = false;
-        const qilin_status st = decode_tc<T>(a, p, who, stream, &used);
-        if (used || st != QILIN_OK) return st;
-    }
     const bool wide = a->head_dim_v > 128;
     if (!decode)
         return wide ? run_tiles<T, PrefillShape256>(a, p, false, who, stream)
@@ -269,6 +270,9 @@ extern "C" qilin_status qilin_attention_decode(const qilin_attention_args *a, qi
                            "%s: one query per sequence: max_q_len=%d must be <= 1 and tokens=%d equal n_seqs=%d", who,
                            a->max_q_len, a->tokens, a->n_seqs);
     if (a->n_seqs == 0 || a->max_q_len == 0) return QILIN_OK;
+    bool used = false;
+    QILIN_TRY(decode_on_tensor_cores(a, who, stream, &used));
+    if (used) return QILIN_OK;
     return attention(a, true, who, stream);
 }
 
