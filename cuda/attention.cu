@@ -17,11 +17,16 @@
  *            each writes an unnormalised partial and (max, sum) per row to
  *            the workspace and merge_splits_kernel combines them. The split
  *            count comes from the SM count, max_kv_len and the workspace.
+ *   decode, bf16/f16 with GQA group >= 2: the tensor-core kernel of
+ *            attention_decode.cuh instead (16-row mma tiles of the group,
+ *            cp.async ring), same split plan and merge; shapes it does not
+ *            take (dims not multiples of 16, unaligned) and fp32 stay here.
  * head_dim and head_dim_v are any multiples of 8 up to 256 (instantiated
  * for head_dim_v <= 128 and <= 256; unused value chunks are skipped).
  * Scores, softmax and accumulation are fp32; the output is rounded once. */
 #include <cmath>
 
+#include "attention_decode.cuh"
 #include "attention_tile.cuh"
 #include "kernels.h"
 
@@ -194,6 +199,40 @@ static qilin_status run_tiles(const qilin_attention_args *a, TileParams p, bool 
     return attn::launch_tiles<T, S>(p, a->n_kv_heads, a->n_seqs, q_len, smem, stream);
 }
 
+/* Decode on tensor cores (attention_decode.cuh) when the GQA group is at
+ * least 2 heads: the group fills rows of a 16-row mma tile and each K/V
+ * tile is read once for it. Group 1 (MHA) stays on the CUDA-core kernel:
+ * there each K/V row meets one query row, about 2 FLOP per byte read, far
+ * below what CUDA cores deliver per byte of HBM bandwidth, so tensor cores
+ * (15 of 16 mma rows padding) cannot make it faster; both kernels read K/V
+ * once (not measured on a GPU yet). Sets *used = false (and launches
+ * nothing) when the shape or alignment does not fit the kernel. */
+template <class T>
+static qilin_status decode_tc(const qilin_attention_args *a, TileParams p, const char *who, qilin_stream *stream,
+                              bool *used) {
+    using S = attn_tc::GqaShape;
+    *used = false;
+    if (p.group < 2 || !attn_tc::tc_args_ok(p, S::DV_MAX)) return QILIN_OK;
+    size_t smem = 0;
+    QILIN_TRY(attn_tc::tc_smem_bytes<S>(&smem, a->head_dim, a->head_dim_v, false));
+    if (smem == 0) return QILIN_OK;
+    *used = true;
+    p.q_tiles = (p.group + S::M - 1) / S::M;
+    return attn_tc::launch_decode_tc<T, S>(p, who, (int64_t)a->n_seqs * a->n_heads, a->max_kv_len, a->n_kv_heads,
+                                          a->n_seqs, 1, smem, a->workspace, a->workspace_bytes, stream);
+}
+
+/* fp32 is the exact mode: it keeps the CUDA-core fp32 FMA kernel (no tf32). */
+static qilin_status decode_on_tensor_cores(const qilin_attention_args *a, const char *who, qilin_stream *stream,
+                                          bool *used) {
+    *used = false;
+    switch (a->dtype) {
+    case QILIN_BF16: return decode_tc<__nv_bfloat16>(a, tile_params(a), who, stream, used);
+    case QILIN_F16: return decode_tc<__half>(a, tile_params(a), who, stream, used);
+    default: return QILIN_OK;
+    }
+}
+
 template <class T>
 static qilin_status dispatch_shape(const qilin_attention_args *a, bool decode, const char *who, qilin_stream *stream) {
     TileParams p = tile_params(a);
@@ -231,6 +270,9 @@ extern "C" qilin_status qilin_attention_decode(const qilin_attention_args *a, qi
                            "%s: one query per sequence: max_q_len=%d must be <= 1 and tokens=%d equal n_seqs=%d", who,
                            a->max_q_len, a->tokens, a->n_seqs);
     if (a->n_seqs == 0 || a->max_q_len == 0) return QILIN_OK;
+    bool used = false;
+    QILIN_TRY(decode_on_tensor_cores(a, who, stream, &used));
+    if (used) return QILIN_OK;
     return attention(a, true, who, stream);
 }
 

@@ -17,11 +17,16 @@
  * r = 512, dr = 64. Long sequences are split along their length (grid x =
  * row tiles x splits) when that fills the GPU better; partials go through
  * the workspace and the merge of attention_tile.cuh. Causal for n_q > 1.
+ * bf16/f16 run the tensor-core kernel of attention_decode.cuh instead (rows
+ * of 16/32/64 heads on mma.sync, the latent tile through a cp.async ring,
+ * same split plan and merge) when r and r + dr are multiples of 16 and the
+ * rows are aligned; fp32 (exact mode) always runs the CUDA-core block.
  *
  * qilin_mla_expand_k: per-head keys [k_nope ; k_pe] for the naive prefill
  * form, one block per position, bitwise 16-byte group copies. */
 #include <cmath>
 
+#include "attention_decode.cuh"
 #include "attention_tile.cuh"
 #include "kernels.h"
 
@@ -111,9 +116,45 @@ static TileParams mla_params(const qilin_mla_attention_args *a) {
     return p;
 }
 
+/* One tensor-core shape: *used = false when its shared memory does not fit. */
+template <class T, class S>
+static qilin_status mla_tc_shape(const qilin_mla_attention_args *a, TileParams p, qilin_stream *stream, bool *used) {
+    size_t smem = 0;
+    QILIN_TRY(attn_tc::tc_smem_bytes<S>(&smem, a->r + a->dr, a->r, true));
+    *used = smem != 0;
+    if (!*used) return QILIN_OK;
+    p.q_tiles = (int)(((int64_t)a->max_q_len * a->n_heads + S::M - 1) / S::M);
+    return attn_tc::launch_decode_tc<T, S>(p, "qilin_mla_attention", (int64_t)a->tokens * a->n_heads, a->max_kv_len,
+                                          1, a->n_seqs, a->max_q_len, smem, a->workspace, a->workspace_bytes, stream);
+}
+
+/* bf16/f16 on tensor cores (attention_decode.cuh): the heads of a token (and
+ * of the next tokens) are the mma rows, tiles of 64 rows when a sequence has
+ * more than 32 of them (128 heads at TP 1: each latent tile read twice),
+ * else 32 or 16. The shape (r + dr, r multiples of 16, aligned) and shared
+ * memory must fit, else the CUDA-core kernel runs; fp32 always does. */
+template <class T>
+static qilin_status mla_tc(const qilin_mla_attention_args *a, const TileParams &p, qilin_stream *stream, bool *used) {
+    *used = false;
+    if (!attn_tc::tc_args_ok(p, attn_tc::Mla64Shape::DV_MAX)) return QILIN_OK;
+    const int64_t rows = (int64_t)a->max_q_len * a->n_heads;
+    if (rows > 32) QILIN_TRY((mla_tc_shape<T, attn_tc::Mla64Shape>(a, p, stream, used)));
+    if (!*used && rows > 16) QILIN_TRY((mla_tc_shape<T, attn_tc::Mla32Shape>(a, p, stream, used)));
+    if (!*used) QILIN_TRY((mla_tc_shape<T, attn_tc::Mla16Shape>(a, p, stream, used)));
+    return QILIN_OK;
+}
+template <>
+qilin_status mla_tc<float>(const qilin_mla_attention_args *, const TileParams &, qilin_stream *, bool *used) {
+    *used = false;
+    return QILIN_OK;
+}
+
 template <class T> static qilin_status launch_mla(const qilin_mla_attention_args *a, qilin_stream *stream) {
     const char *who = "qilin_mla_attention";
     TileParams p = mla_params(a);
+    bool used = false;
+    QILIN_TRY(mla_tc<T>(a, p, stream, &used));
+    if (used) return QILIN_OK;
     size_t smem = 0;
     QILIN_TRY(attn::tile_smem_bytes<MlaShape>(&smem, who, a->r + a->dr, a->r, true));
     const int64_t rows = (int64_t)a->tokens * a->n_heads;

@@ -18,10 +18,15 @@
 #include <vector>
 
 #include "cuda/kernels.h"
+#include "tests/attention_decode_plant.h"
 #include "tests/compare.h"
 #include "tests/dtype_io.h"
 #include "tests/sim_test_kernels.h"
 #include "tests/test_util.h"
+
+#if defined(QILIN_SIM)
+#include "cuda/sim/sim_api.h"
+#endif
 
 namespace {
 
@@ -390,6 +395,80 @@ std::vector<Case> decode_cases() {
 }
 
 INSTANTIATE_TEST_SUITE_P(Batches, AttentionDecode, testing::ValuesIn(decode_cases()), case_name);
+
+/* bf16/f16 decode with GQA groups >= 2 runs on tensor cores
+ * (attention_decode.cuh): groups 2, 4, 8 and MQA, kv_len 1, 7, not
+ * multiples of the 32-key tile, a long split sequence, several sequences of
+ * different lengths, a window, head_dim != head_dim_v; three data seeds;
+ * with and without the workspace (no split). */
+class TensorCoreDecode : public testing::TestWithParam<Case> {};
+
+TEST_P(TensorCoreDecode, MatchesFloat64ReferenceWithAndWithoutSplits) {
+    QILIN_REQUIRE_DEVICES(1);
+    run_case(GetParam(), Mode::decode, true);
+    run_case(GetParam(), Mode::decode, false);
+}
+
+std::vector<Case> tensor_core_decode_cases() {
+    std::vector<Case> v;
+    for (qilin_dtype t : {QILIN_BF16, QILIN_F16})
+        for (int seed = 1; seed <= 3; seed++) {
+            const std::string tag = std::string(qilin_dtype_name(t)) + "_seed" + std::to_string(seed);
+            v.push_back(Case{tag + "_gqa2_d64", t, 4, 2, 64, 64, {{1, 1}, {1, 7}, {1, 33}, {1, 100}}});
+            std::vector<Seq> llama = {{1, 7}, {1, 290}};
+            if (seed == 1) llama.push_back({1, 3001});
+            Case g4{tag + "_gqa4_d128_llama", t, 8, 2, 128, 128, llama};
+            g4.permute = seed == 2;
+            v.push_back(g4);
+            Case g8{tag + "_gqa8_d128_window50", t, 16, 2, 128, 128, {{1, 1}, {1, 77}, {1, 300}}};
+            g8.window = 50;
+            g8.head_major = seed == 3;
+            v.push_back(g8);
+            v.push_back(Case{tag + "_mqa8_d64_v128", t, 8, 1, 64, 128, {{1, 65}, {1, 7}, {1, 1}}});
+        }
+    return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(Batches, TensorCoreDecode, testing::ValuesIn(tensor_core_decode_cases()), case_name);
+
+/* The emulator's cp.async poisons its destination until the issuing
+ * thread's wait: a kernel that reads a stage without cp_async_wait, or
+ * refills a stage while another warp's ldmatrix still reads it, must give
+ * NaN or wrong rows under at least one of seeds 1..8 (and the same kernel
+ * without the plant matches under every seed it is run with). */
+TEST(TensorCoreDecodePlanted, MissingWaitAndStageBarrierAreCaught) {
+#if !defined(QILIN_SIM)
+    GTEST_SKIP() << "emulator-only: the planted kernels are broken on purpose";
+#else
+    QILIN_REQUIRE_DEVICES(1);
+    /* 300 positions = 10 tiles through a 4-stage ring: every stage is refilled */
+    Case c{"bf16_planted_gqa4_d64", QILIN_BF16, 8, 2, 64, 64, {{1, 300}, {1, 45}}};
+    Batch b(c);
+    DeviceBatch d(b);
+    QILIN_ASSERT_OK(d.upload_and_append());
+    const double scale = 1.0 / std::sqrt((double)c.head_dim);
+    const std::vector<double> want = b.reference(scale);
+    DeviceBuffer<unsigned char> out((size_t)b.tokens * d.out_stride * b.es);
+    const qilin_attention_args a = d.args(out.ptr, scale);
+    auto wrong_under_seed = [&](DecodePlant plant, int seed) {
+        qsim_set_seed((unsigned long long)seed);
+        if (out.poison() != QILIN_OK) return true;
+        const qilin_status launched = attention_decode_planted(&a, plant);
+        const qilin_status synced = qilin_stream_synchronize(nullptr);
+        if (launched != QILIN_OK || synced != QILIN_OK) return true;
+        return !compare(d.read(out), want, attn_tol(c.dtype)).ok;
+    };
+    for (int seed = 1; seed <= 3; seed++) EXPECT_FALSE(wrong_under_seed(kDecodeClean, seed)) << "clean, seed " << seed;
+    for (DecodePlant plant : {kDecodeNoCpAsyncWait, kDecodeNoStageBarrier}) {
+        int caught_at = 0;
+        for (int seed = 1; seed <= 8 && !caught_at; seed++)
+            if (wrong_under_seed(plant, seed)) caught_at = seed;
+        printf("plant %d caught at seed %d\n", (int)plant, caught_at);
+        EXPECT_NE(caught_at, 0) << "plant " << (int)plant << " went unnoticed under seeds 1..8";
+    }
+    qsim_set_seed(1);
+#endif
+}
 
 TEST(AttentionDecodeSplit, LongContextNeedsWorkspaceAndWorksWithout) {
     QILIN_REQUIRE_DEVICES(1);

@@ -41,6 +41,7 @@ struct Case {
     std::vector<Seq> seqs;
     bool permute = false;  /* seq_slot[b] is not b */
     bool combined = false; /* latent and k_pe interleaved in one [slot, pos, r + dr] buffer */
+    bool no_workspace = false; /* no split-KV: one block per row tile over the whole sequence */
 };
 
 void PrintTo(const Case &c, std::ostream *os) { *os << c.name; }
@@ -216,7 +217,7 @@ struct DeviceBatch {
         a.q_start = q_start.ptr, a.kv_len = kv_len.ptr, a.seq_slot = seq_slot.ptr;
         a.n_seqs = h.n_seqs, a.tokens = h.tokens, a.max_q_len = h.max_q, a.max_kv_len = h.max_kv;
         a.n_heads = c.n_heads, a.r = c.r, a.dr = c.dr, a.scale = (float)scale, a.dtype = c.dtype;
-        a.workspace = ws_bytes ? ws.ptr : nullptr, a.workspace_bytes = ws_bytes;
+        if (!c.no_workspace) a.workspace = ws_bytes ? ws.ptr : nullptr, a.workspace_bytes = ws_bytes;
         return qilin_mla_attention(&a, nullptr);
     }
 
@@ -241,7 +242,7 @@ TEST_P(MlaAttention, MatchesFloat64Reference) {
     const double scale = 1.5 / std::sqrt((double)(c.r + c.dr));
     QILIN_ASSERT_OK(d.attend(scale));
     Comparison cmp = compare(d.read(), b.reference(scale), attn_tol(c.dtype));
-    printf("workspace %zu bytes: %s\n", d.ws_bytes, cmp.summary.c_str());
+    printf("workspace %zu bytes: %s\n", c.no_workspace ? (size_t)0 : d.ws_bytes, cmp.summary.c_str());
     EXPECT_TRUE(cmp.ok) << cmp.summary;
 }
 
@@ -267,6 +268,26 @@ std::vector<Case> cases() {
     Case lp{"bf16_h4_r32_dr16_long_chunked_prefill", QILIN_BF16, 4, 32, 16, {{3, 1300}, {1, 600}, {1, 1}}};
     lp.permute = true;
     v.push_back(lp);
+    /* bf16/f16 run on tensor cores (attention_decode.cuh): DeepSeek-V3's
+     * r = 512, dr = 64 at 16 heads (TP 8: one 16-row tile) and 128 heads
+     * (TP 1: two 64-row tiles); odd and tile-straddling lengths, a long
+     * split sequence, with and without the workspace; three data seeds. */
+    for (qilin_dtype t : {QILIN_BF16, QILIN_F16})
+        for (int seed = 1; seed <= 3; seed++) {
+            const std::string tag = std::string(qilin_dtype_name(t)) + "_seed" + std::to_string(seed);
+            std::vector<Seq> s16 = {{1, 1}, {1, 7}, {1, 150}, {1, 33}};
+            if (seed == 1) s16.push_back({1, 3001});
+            Case tp8{"tc_" + tag + "_h16_r512_dr64", t, 16, 512, 64, s16};
+            tp8.permute = seed == 2;
+            v.push_back(tp8);
+            Case tp1{"tc_" + tag + "_h128_r512_dr64", t, 128, 512, 64, {{1, 7}, {1, seed == 1 ? 1100 : 70}}};
+            tp1.combined = seed == 3;
+            v.push_back(tp1);
+            Case nows{"tc_" + tag + "_h32_r512_dr64_noworkspace", t, 32, 512, 64, {{1, 300}, {1, 1}}};
+            nows.no_workspace = true;
+            v.push_back(nows);
+            v.push_back(Case{"tc_" + tag + "_h7_r48_dr16_chunked", t, 7, 48, 16, {{2, 9}, {1, 1}, {5, 40}}});
+        }
     return v;
 }
 
