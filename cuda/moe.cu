@@ -41,7 +41,7 @@
  * ceil(tokens k / BM) + min(E, tokens k) row tiles; tiles past the used
  * ones read expert -1 and exit at once.
  *
- * GEMM tile (CUDA cores, fp32 accumulation): 256 threads, BK = 32, 128 weight
+ * CUDA-core GEMM tile (fp32 accumulation): 256 threads, BK = 32, 128 weight
  * rows per block, BM = 64 rows when experts average >= 32 rows (prefill),
  * else BM = 16 (decode: one token's k rows land in k different experts).
  * Both operands are staged in shared memory as fp32, transposed to [k][row]
@@ -51,13 +51,18 @@
  * TM = BM/16 rows x 8 columns; a warp whose rows are all padding skips the
  * multiply, so a decode tile costs its weight read, not BM rows of math.
  *
- * What a production version adds (not runnable in the emulator, so not
- * here yet): tensor cores (mma.sync m16n8k16 on sm_80, wgmma with TMA and a
- * warp-specialised pipeline on sm_90a, as DeepGEMM's grouped "masked" and
- * "contiguous" layouts), cp.async multi-stage pipelining, FP8 e4m3 weights
- * with 128x128 block scales dequantised in the main loop, and for decode a
- * split-K or swap-AB variant so that a few rows per expert still fill the
- * GPU. */
+ * Which GEMM kernel (qilin_moe_gemm, moe.h): bf16 and f16 with hidden and
+ * ffn_dim multiples of 8 and 16-byte aligned matrices run the grouped GEMMs
+ * on tensor cores (moe_gemm_mma.cuh: mma.sync m16n8k16, ldmatrix, a 3-4
+ * stage cp.async pipeline; 64-row prefill tiles with the tokens as M,
+ * 16-row decode tiles swap-AB with the weights as M) over the same tile
+ * table. The CUDA-core kernel below stays for fp32 (exact fp32 FMA: no tf32,
+ * so fp32 mode keeps matching the fp32 references), for widths that are not
+ * multiples of 8 and for misaligned matrices (no 16-byte cp.async there).
+ * Not here yet: wgmma with TMA and a warp-specialised pipeline on sm_90a,
+ * FP8 e4m3 weights with 128x128 block scales dequantised in the main loop,
+ * and split-K for decode with very few experts (Mixtral at 1 token: 2
+ * tiles x 64-column blocks may not fill every SM). */
 #include <cmath>
 #include <cstring>
 
