@@ -659,8 +659,8 @@ extern "C" qilin_status qilin_moe_experts(const qilin_moe_experts_args *a, qilin
         constexpr int V = Vec16<T>::n;
         uintptr_t bits = (uintptr_t)a->out | (uintptr_t)a->x | (uintptr_t)a->gate_up | (uintptr_t)a->down;
         bool vec = a->hidden % V == 0 && a->ffn_dim % V == 0 && bits % 16 == 0;
-        const void *ptrs[] = {a->out, a->x, a->gate_up, a->down, a->workspace};
-        bool mma_ok = moe_gemm_mma_supported(a->dtype, a->hidden, a->ffn_dim, ptrs, 5);
+        const void *ptrs[] = {a->x, a->gate_up, a->down, a->workspace}; /* what cp.async reads (out: the combine) */
+        bool mma_ok = moe_gemm_mma_supported(a->dtype, a->hidden, a->ffn_dim, ptrs, 4);
         if (gemm == QILIN_MOE_GEMM_TENSOR_CORES && !mma_ok)
             return qilin_error(QILIN_ERR_UNSUPPORTED,
                                "qilin_moe_experts: gemm=tensor cores needs bf16/f16, hidden=%d and ffn_dim=%d "

@@ -57,7 +57,7 @@ qilin_status qilin_moe_route(const qilin_moe_route_args *args, qilin_stream *str
 
 /* Which kernel runs the expert GEMMs. AUTO: tensor cores (mma.sync,
  * moe_gemm_mma.cuh) for bf16 and f16 when hidden and ffn_dim are multiples
- * of 8 and x, gate_up, down, out and the workspace are 16-byte aligned;
+ * of 8 and x, gate_up, down and the workspace are 16-byte aligned;
  * otherwise, and always for fp32 (exact fp32 FMA, no tf32), CUDA cores. */
 typedef enum qilin_moe_gemm {
     QILIN_MOE_GEMM_AUTO = 0,
