@@ -41,7 +41,17 @@
  * finished the ldmatrix of the slab read last iteration), then issue the
  * copy of slab kt + kStages - 1 into that freed slot, then multiply slot
  * kt % kStages. An empty group is committed when nothing is left to load
- * so that wait<kStages - 2> always means "slab kt has landed". */
+ * so that wait<kStages - 2> always means "slab kt has landed".
+ *
+ * Where CUDA cores might still win: nowhere by design for 16-bit inputs
+ * (decode is a weight stream either way, and this kernel keeps 3-4 slabs of
+ * weights in flight where the CUDA-core kernel keeps one in registers), but
+ * that is unmeasured until bench_moe_gemm runs on a GPU. Known gaps: on
+ * sm_90a mma.sync reaches roughly two thirds of the wgmma peak (a wgmma +
+ * TMA variant is the next step), and a decode GEMM with few tiles (Mixtral
+ * down at 1 token: 2 tiles x 32 column blocks) leaves SMs idle where split-K
+ * would not. ptxas (sm_80 / sm_90a): 81 / 80 registers at BT = 16, 156 / 126
+ * at BT = 64, no spills, 45 KiB static shared memory. */
 #ifndef QILIN_MOE_GEMM_MMA_CUH
 #define QILIN_MOE_GEMM_MMA_CUH
 
