@@ -41,7 +41,7 @@
  * ceil(tokens k / BM) + min(E, tokens k) row tiles; tiles past the used
  * ones read expert -1 and exit at once.
  *
- * GEMM tile (CUDA cores, fp32 accumulation): 256 threads, BK = 32, 128 weight
+ * CUDA-core GEMM tile (fp32 accumulation): 256 threads, BK = 32, 128 weight
  * rows per block, BM = 64 rows when experts average >= 32 rows (prefill),
  * else BM = 16 (decode: one token's k rows land in k different experts).
  * Both operands are staged in shared memory as fp32, transposed to [k][row]
@@ -51,18 +51,24 @@
  * TM = BM/16 rows x 8 columns; a warp whose rows are all padding skips the
  * multiply, so a decode tile costs its weight read, not BM rows of math.
  *
- * What a production version adds (not runnable in the emulator, so not
- * here yet): tensor cores (mma.sync m16n8k16 on sm_80, wgmma with TMA and a
- * warp-specialised pipeline on sm_90a, as DeepGEMM's grouped "masked" and
- * "contiguous" layouts), cp.async multi-stage pipelining, FP8 e4m3 weights
- * with 128x128 block scales dequantised in the main loop, and for decode a
- * split-K or swap-AB variant so that a few rows per expert still fill the
- * GPU. */
+ * Which GEMM kernel (qilin_moe_gemm, moe.h): bf16 and f16 with hidden and
+ * ffn_dim multiples of 8 and 16-byte aligned matrices run the grouped GEMMs
+ * on tensor cores (moe_gemm_mma.cuh: mma.sync m16n8k16, ldmatrix, a 3-4
+ * stage cp.async pipeline; 64-row prefill tiles with the tokens as M,
+ * 16-row decode tiles swap-AB with the weights as M) over the same tile
+ * table. The CUDA-core kernel below stays for fp32 (exact fp32 FMA: no tf32,
+ * so fp32 mode keeps matching the fp32 references), for widths that are not
+ * multiples of 8 and for misaligned matrices (no 16-byte cp.async there).
+ * Not here yet: wgmma with TMA and a warp-specialised pipeline on sm_90a,
+ * FP8 e4m3 weights with 128x128 block scales dequantised in the main loop,
+ * and split-K for decode with very few experts (Mixtral at 1 token: 2
+ * tiles x 64-column blocks may not fill every SM). */
 #include <cmath>
 #include <cstring>
 
 #include "common.cuh"
 #include "kernels.h"
+#include "moe_gemm_mma.h"
 
 namespace {
 
@@ -553,8 +559,33 @@ MoePlan moe_plan(int tokens, int top_k, int n_experts, int hidden, int ffn_dim, 
     return p;
 }
 
+/* The two grouped GEMMs on tensor cores (moe_gemm_mma.cu). */
+qilin_status launch_gemms_mma(const qilin_moe_experts_args *a, const MoePlan &p, const int2 *tiles,
+                              const int *sorted, void *h, void *y, qilin_stream *stream) {
+    MoeGemmMmaArgs g = {h, a->x, a->gate_up, tiles, sorted, a->top_k, a->hidden, a->ffn_dim, p.max_tiles, p.bm,
+                        true, a->act};
+    qilin_status st = moe_gemm_mma(a->dtype, g, stream);
+    if (st != QILIN_OK) return st;
+    g = {y, h, a->down, tiles, sorted, 1, a->ffn_dim, a->hidden, p.max_tiles, p.bm, false, a->act};
+    return moe_gemm_mma(a->dtype, g, stream);
+}
+
 template <class T, int BM, bool kVec>
-qilin_status launch_experts(const qilin_moe_experts_args *a, const MoePlan &p, qilin_stream *stream) {
+qilin_status launch_gemms_cuda_cores(const qilin_moe_experts_args *a, const MoePlan &p, const int2 *tiles,
+                                     const int *sorted, T *h, T *y, qilin_stream *stream) {
+    dim3 block(kGemmThreads);
+    dim3 grid_up(p.max_tiles, (a->ffn_dim + kBW / 2 - 1) / (kBW / 2));
+    qilin_status st = QILIN_LAUNCH((moe_gemm_kernel<T, BM, true, kVec>), grid_up, block, 0, stream, h,
+                                   (const T *)a->x, (const T *)a->gate_up, tiles, sorted, a->top_k, a->hidden,
+                                   a->ffn_dim, a->act);
+    if (st != QILIN_OK) return st;
+    dim3 grid_down(p.max_tiles, (a->hidden + kBW - 1) / kBW);
+    return QILIN_LAUNCH((moe_gemm_kernel<T, BM, false, kVec>), grid_down, block, 0, stream, y, (const T *)h,
+                        (const T *)a->down, tiles, sorted, 1, a->ffn_dim, a->hidden, a->act);
+}
+
+template <class T, int BM, bool kVec>
+qilin_status launch_experts(const qilin_moe_experts_args *a, const MoePlan &p, bool mma, qilin_stream *stream) {
     unsigned char *ws = (unsigned char *)a->workspace;
     int2 *tiles = (int2 *)ws;
     int *sorted = (int *)(ws + p.off_sorted);
@@ -569,16 +600,8 @@ qilin_status launch_experts(const qilin_moe_experts_args *a, const MoePlan &p, q
                                    a->expert_counts, a->bad_ids, a->topk_ids, total, E, p.bm, p.max_tiles);
     if (st != QILIN_OK) return st;
 
-    dim3 block(kGemmThreads);
-    dim3 grid_up(p.max_tiles, (a->ffn_dim + kBW / 2 - 1) / (kBW / 2));
-    st = QILIN_LAUNCH((moe_gemm_kernel<T, BM, true, kVec>), grid_up, block, 0, stream, h, (const T *)a->x,
-                      (const T *)a->gate_up, (const int2 *)tiles, (const int *)sorted, a->top_k, a->hidden,
-                      a->ffn_dim, a->act);
-    if (st != QILIN_OK) return st;
-    dim3 grid_down(p.max_tiles, (a->hidden + kBW - 1) / kBW);
-    st = QILIN_LAUNCH((moe_gemm_kernel<T, BM, false, kVec>), grid_down, block, 0, stream, y, (const T *)h,
-                      (const T *)a->down, (const int2 *)tiles, (const int *)sorted, 1, a->ffn_dim, a->hidden,
-                      a->act);
+    st = mma ? launch_gemms_mma(a, p, tiles, sorted, h, y, stream)
+             : launch_gemms_cuda_cores<T, BM, kVec>(a, p, tiles, sorted, h, y, stream);
     if (st != QILIN_OK) return st;
 
     constexpr int V = kVec ? Vec16<T>::n : 1;
@@ -614,6 +637,9 @@ extern "C" qilin_status qilin_moe_experts(const qilin_moe_experts_args *a, qilin
     if ((a->ffn_dim + kBW / 2 - 1) / (kBW / 2) > 65535 || (a->hidden + kBW - 1) / kBW > 65535)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_moe_experts: hidden=%d or ffn_dim=%d is too large",
                            a->hidden, a->ffn_dim);
+    int gemm = enum_code(&a->gemm);
+    if (gemm != QILIN_MOE_GEMM_AUTO && gemm != QILIN_MOE_GEMM_CUDA_CORES && gemm != QILIN_MOE_GEMM_TENSOR_CORES)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_moe_experts: unknown gemm=%d", gemm);
     int act = enum_code(&a->act);
     if (act != QILIN_ACT_SILU && act != QILIN_ACT_GELU_ERF && act != QILIN_ACT_GELU_TANH)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_moe_experts: unknown act=%d", act);
@@ -633,9 +659,18 @@ extern "C" qilin_status qilin_moe_experts(const qilin_moe_experts_args *a, qilin
         constexpr int V = Vec16<T>::n;
         uintptr_t bits = (uintptr_t)a->out | (uintptr_t)a->x | (uintptr_t)a->gate_up | (uintptr_t)a->down;
         bool vec = a->hidden % V == 0 && a->ffn_dim % V == 0 && bits % 16 == 0;
+        const void *ptrs[] = {a->x, a->gate_up, a->down, a->workspace}; /* what cp.async reads (out: the combine) */
+        bool mma_ok = moe_gemm_mma_supported(a->dtype, a->hidden, a->ffn_dim, ptrs, 4);
+        if (gemm == QILIN_MOE_GEMM_TENSOR_CORES && !mma_ok)
+            return qilin_error(QILIN_ERR_UNSUPPORTED,
+                               "qilin_moe_experts: gemm=tensor cores needs bf16/f16, hidden=%d and ffn_dim=%d "
+                               "multiples of 8 and 16-byte aligned matrices (dtype %s)",
+                               a->hidden, a->ffn_dim, qilin_dtype_name(a->dtype));
+        bool mma = mma_ok && gemm != QILIN_MOE_GEMM_CUDA_CORES;
         if (p.bm == 64)
-            return vec ? launch_experts<T, 64, true>(a, p, stream) : launch_experts<T, 64, false>(a, p, stream);
-        return vec ? launch_experts<T, 16, true>(a, p, stream) : launch_experts<T, 16, false>(a, p, stream);
+            return vec ? launch_experts<T, 64, true>(a, p, mma, stream)
+                       : launch_experts<T, 64, false>(a, p, mma, stream);
+        return vec ? launch_experts<T, 16, true>(a, p, mma, stream) : launch_experts<T, 16, false>(a, p, mma, stream);
     });
 }
 

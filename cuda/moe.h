@@ -55,6 +55,16 @@ typedef struct qilin_moe_route_args {
 } qilin_moe_route_args;
 qilin_status qilin_moe_route(const qilin_moe_route_args *args, qilin_stream *stream);
 
+/* Which kernel runs the expert GEMMs. AUTO: tensor cores (mma.sync,
+ * moe_gemm_mma.cuh) for bf16 and f16 when hidden and ffn_dim are multiples
+ * of 8 and x, gate_up, down and the workspace are 16-byte aligned;
+ * otherwise, and always for fp32 (exact fp32 FMA, no tf32), CUDA cores. */
+typedef enum qilin_moe_gemm {
+    QILIN_MOE_GEMM_AUTO = 0,
+    QILIN_MOE_GEMM_CUDA_CORES,    /* force the CUDA-core kernel (tests, benchmarks) */
+    QILIN_MOE_GEMM_TENSOR_CORES,  /* force tensor cores; an unsupported shape is an error */
+} qilin_moe_gemm;
+
 /* out[t, :] (+)= sum_j topk_weights[t, j] * E_{topk_ids[t, j]}(x[t, :]) with
  * E_e(x) = down_e(act(gate_e(x)) * up_e(x)). Expert weights are stacked:
  * gate_up [n_experts, 2 * ffn_dim, hidden] (rows [0, ffn_dim) the gate,
@@ -82,6 +92,7 @@ typedef struct qilin_moe_experts_args {
     int *bad_ids;                 /* device int, or NULL */
     void *workspace;              /* qilin_moe_experts_workspace bytes */
     size_t workspace_bytes;
+    qilin_moe_gemm gemm;          /* AUTO (0) unless testing or benchmarking */
 } qilin_moe_experts_args;
 qilin_status qilin_moe_experts(const qilin_moe_experts_args *args, qilin_stream *stream);
 size_t qilin_moe_experts_workspace(int tokens, int top_k, int n_experts, int hidden,

@@ -28,8 +28,13 @@
 #include "cuda/kernels.h"
 #include "tests/compare.h"
 #include "tests/dtype_io.h"
+#include "tests/moe_mma_planted.h"
 #include "tests/sim_test_kernels.h"
 #include "tests/test_util.h"
+
+#if defined(QILIN_SIM)
+#include "cuda/sim/sim_api.h"
+#endif
 
 namespace {
 
@@ -310,89 +315,114 @@ double act_ref(qilin_act a, double x) {
     }
 }
 
-class MoeExperts : public testing::TestWithParam<ExpertCase> {};
+/* Random inputs of one case (normal x and weights scaled to keep every
+ * activation O(1): never zeros, so a dropped term shows) and the float64
+ * reference, rounding h and y to dtype where the kernel stores them. */
+struct ExpertData {
+    size_t es, skew;
+    std::vector<unsigned char> x, out0, gu, dn;
+    std::vector<int> ids, want_counts;
+    std::vector<float> w;
+    std::vector<double> want;
+    int want_bad = 0;
+};
 
-TEST_P(MoeExperts, MatchesFloat64Reference) {
-    QILIN_REQUIRE_DEVICES(1);
-    const ExpertCase c = GetParam();
+void make_inputs(const ExpertCase &c, ExpertData &d) {
     const qilin_dtype dt = c.dtype;
-    const size_t es = qilin_dtype_size(dt), skew = c.misaligned ? 1 : 0;
     const int T = c.tokens, E = c.n_experts, K = c.top_k, H = c.hidden, F = c.ffn, slots = T * K;
+    d.es = qilin_dtype_size(dt);
+    d.skew = c.misaligned ? 1 : 0;
     std::mt19937 rng(99 + T * 7 + E * 13 + K + H + F);
     std::normal_distribution<double> normal(0.0, 1.0);
     std::uniform_real_distribution<double> uni(0.1, 1.0);
+    d.x.resize(((size_t)T * H + d.skew) * d.es);
+    d.out0.resize((size_t)T * H * d.es);
+    d.gu.resize((size_t)E * 2 * F * H * d.es);
+    d.dn.resize((size_t)E * H * F * d.es);
+    for (size_t i = 0; i < d.x.size() / d.es; i++) store(d.x, i, normal(rng), dt);
+    for (size_t i = 0; i < d.out0.size() / d.es; i++) store(d.out0, i, normal(rng), dt);
+    for (size_t i = 0; i < d.gu.size() / d.es; i++) store(d.gu, i, normal(rng) * 1.5 / std::sqrt(H), dt);
+    for (size_t i = 0; i < d.dn.size() / d.es; i++) store(d.dn, i, normal(rng) / std::sqrt(F), dt);
 
-    std::vector<unsigned char> x(((size_t)T * H + skew) * es), out0((size_t)T * H * es);
-    std::vector<unsigned char> gu((size_t)E * 2 * F * H * es), dn((size_t)E * H * F * es);
-    for (size_t i = 0; i < x.size() / es; i++) store(x, i, normal(rng), dt);
-    for (size_t i = 0; i < out0.size() / es; i++) store(out0, i, normal(rng), dt);
-    for (size_t i = 0; i < gu.size() / es; i++) store(gu, i, normal(rng) * 1.5 / std::sqrt(H), dt);
-    for (size_t i = 0; i < dn.size() / es; i++) store(dn, i, normal(rng) / std::sqrt(F), dt);
-
-    std::vector<int> ids(slots);
-    std::vector<float> w(slots);
+    d.ids.resize(slots);
+    d.w.resize(slots);
     std::vector<int> perm(E);
     std::iota(perm.begin(), perm.end(), 0);
-    int want_bad = 0;
     for (int t = 0; t < T; t++) {
         std::shuffle(perm.begin(), perm.end(), rng); /* k distinct experts, as a router gives */
         for (int j = 0; j < K; j++) {
             int s = t * K + j;
-            ids[s] = c.ids == Ids::one_expert ? E / 2 : perm[j];
+            d.ids[s] = c.ids == Ids::one_expert ? E / 2 : perm[j];
             if (c.ids == Ids::bad && s % 5 == 2) {
                 const int bad[] = {-1, E, E + 1000, -7};
-                ids[s] = bad[(s / 5) % 4];
-                want_bad++;
+                d.ids[s] = bad[(s / 5) % 4];
+                d.want_bad++;
             }
-            w[s] = (float)uni(rng);
+            d.w[s] = (float)uni(rng);
         }
     }
+}
 
-    /* reference, rounding h and y to dtype where the kernel stores them */
-    std::vector<double> want((size_t)T * H, 0.0);
-    std::vector<int> want_counts(E, 0);
+void make_reference(const ExpertCase &c, ExpertData &d) {
+    const qilin_dtype dt = c.dtype;
+    const int T = c.tokens, E = c.n_experts, K = c.top_k, H = c.hidden, F = c.ffn;
+    d.want.assign((size_t)T * H, 0.0);
+    d.want_counts.assign(E, 0);
     std::vector<double> xt(H), h(F);
     for (int t = 0; t < T; t++) {
-        for (int i = 0; i < H; i++) xt[i] = value_of(x, skew + (size_t)t * H + i, dt);
+        for (int i = 0; i < H; i++) xt[i] = value_of(d.x, d.skew + (size_t)t * H + i, dt);
         for (int j = 0; j < K; j++) {
-            int e = ids[t * K + j];
+            int e = d.ids[t * K + j];
             if (e < 0 || e >= E) continue;
-            want_counts[e]++;
+            d.want_counts[e]++;
             for (int f = 0; f < F; f++) {
                 double g = 0, u = 0;
                 size_t gr = ((size_t)e * 2 * F + f) * H, ur = ((size_t)e * 2 * F + F + f) * H;
                 for (int i = 0; i < H; i++) {
-                    g += xt[i] * value_of(gu, gr + i, dt);
-                    u += xt[i] * value_of(gu, ur + i, dt);
+                    g += xt[i] * value_of(d.gu, gr + i, dt);
+                    u += xt[i] * value_of(d.gu, ur + i, dt);
                 }
                 h[f] = rounded(act_ref(c.act, g) * u, dt);
             }
             for (int o = 0; o < H; o++) {
                 double y = 0;
                 size_t dr = ((size_t)e * H + o) * F;
-                for (int f = 0; f < F; f++) y += h[f] * value_of(dn, dr + f, dt);
-                want[(size_t)t * H + o] += (double)w[t * K + j] * rounded(y, dt);
+                for (int f = 0; f < F; f++) y += h[f] * value_of(d.dn, dr + f, dt);
+                d.want[(size_t)t * H + o] += (double)d.w[t * K + j] * rounded(y, dt);
             }
         }
         if (c.accumulate)
-            for (int o = 0; o < H; o++) want[(size_t)t * H + o] += value_of(out0, (size_t)t * H + o, dt);
+            for (int o = 0; o < H; o++) d.want[(size_t)t * H + o] += value_of(d.out0, (size_t)t * H + o, dt);
     }
+}
 
+struct ExpertResult {
+    std::vector<double> out;
+    std::vector<int> counts;
+    int bad = 0;
+};
+
+/* qilin_moe_experts on the case with the GEMM path `gemm`, into a poisoned
+ * output (or out0 for out +=) and a poisoned workspace. */
+void run_experts(const ExpertCase &c, const ExpertData &d, qilin_moe_gemm gemm, ExpertResult &r) {
+    const qilin_dtype dt = c.dtype;
+    const int T = c.tokens, E = c.n_experts, K = c.top_k, H = c.hidden, F = c.ffn, slots = T * K;
+    const size_t es = d.es, skew = d.skew;
     size_t ws = qilin_moe_experts_workspace(T, K, E, H, F, dt);
-    DeviceBuffer<unsigned char> dx(x.size()), dout(((size_t)T * H + skew) * es), dgu(gu.size()), ddn(dn.size()),
-        dws(ws);
+    DeviceBuffer<unsigned char> dx(d.x.size()), dout(((size_t)T * H + skew) * es), dgu(d.gu.size()),
+        ddn(d.dn.size()), dws(ws);
     DeviceBuffer<int> dids(slots), dcounts(E), dbad(1);
     DeviceBuffer<float> dw(slots);
-    QILIN_ASSERT_OK(dx.upload(x));
-    QILIN_ASSERT_OK(dgu.upload(gu));
-    QILIN_ASSERT_OK(ddn.upload(dn));
-    QILIN_ASSERT_OK(dids.upload(ids));
-    QILIN_ASSERT_OK(dw.upload(w));
+    QILIN_ASSERT_OK(dx.upload(d.x));
+    QILIN_ASSERT_OK(dgu.upload(d.gu));
+    QILIN_ASSERT_OK(ddn.upload(d.dn));
+    QILIN_ASSERT_OK(dids.upload(d.ids));
+    QILIN_ASSERT_OK(dw.upload(d.w));
     QILIN_ASSERT_OK(dws.poison());
     QILIN_ASSERT_OK(dcounts.poison());
     QILIN_ASSERT_OK(qilin_memset(dbad.ptr, 0, sizeof(int), nullptr));
     if (c.accumulate) {
-        QILIN_ASSERT_OK(qilin_memcpy_h2d(dout.ptr + skew * es, out0.data(), out0.size(), nullptr));
+        QILIN_ASSERT_OK(qilin_memcpy_h2d(dout.ptr + skew * es, d.out0.data(), d.out0.size(), nullptr));
     } else {
         QILIN_ASSERT_OK(dout.poison());
     }
@@ -415,19 +445,65 @@ TEST_P(MoeExperts, MatchesFloat64Reference) {
     a.bad_ids = dbad.ptr;
     a.workspace = dws.ptr;
     a.workspace_bytes = ws;
+    a.gemm = gemm;
     QILIN_ASSERT_OK(qilin_moe_experts(&a, nullptr));
 
     std::vector<unsigned char> out = dout.download();
-    std::vector<double> got((size_t)T * H);
-    for (size_t i = 0; i < got.size(); i++) got[i] = value_of(out, skew + i, dt);
-    const Tolerance &base = dt == QILIN_F32 ? kTolDotF32 : dt == QILIN_BF16 ? kTolDotBF16 : kTolDotF16;
-    Comparison cmp = compare(got, want, scaled_tolerance(base, want));
-    printf("out: %s\n", cmp.summary.c_str());
+    r.out.resize((size_t)T * H);
+    for (size_t i = 0; i < r.out.size(); i++) r.out[i] = value_of(out, skew + i, dt);
+    r.counts = dcounts.download();
+    r.counts.resize(E);
+    r.bad = dbad.download()[0];
+}
+
+const Tolerance &dot_tolerance(qilin_dtype dt) {
+    return dt == QILIN_F32 ? kTolDotF32 : dt == QILIN_BF16 ? kTolDotBF16 : kTolDotF16;
+}
+
+void expect_matches(const ExpertCase &c, const ExpertData &d, const ExpertResult &r, const char *what) {
+    Comparison cmp = compare(r.out, d.want, scaled_tolerance(dot_tolerance(c.dtype), d.want));
+    printf("%s: %s\n", what, cmp.summary.c_str());
+    EXPECT_TRUE(cmp.ok) << what << ": " << cmp.summary;
+    EXPECT_EQ(r.counts, d.want_counts) << what;
+    EXPECT_EQ(r.bad, d.want_bad) << what;
+}
+
+class MoeExperts : public testing::TestWithParam<ExpertCase> {};
+
+/* The automatic choice: tensor cores for bf16/f16 with widths that are
+ * multiples of 8 and aligned matrices, CUDA cores otherwise (fp32 exactly). */
+TEST_P(MoeExperts, MatchesFloat64Reference) {
+    QILIN_REQUIRE_DEVICES(1);
+    const ExpertCase c = GetParam();
+    ExpertData d;
+    make_inputs(c, d);
+    make_reference(c, d);
+    ExpertResult r;
+    ASSERT_NO_FATAL_FAILURE(run_experts(c, d, QILIN_MOE_GEMM_AUTO, r));
+    expect_matches(c, d, r, "out");
+}
+
+/* Both GEMM paths forced on the same inputs: each against the reference,
+ * and the tensor-core result against the CUDA-core one (they differ only in
+ * fp32 summation order, plus the rounding of h to dtype that it moves). */
+TEST_P(MoeExperts, TensorCoresMatchCudaCores) {
+    QILIN_REQUIRE_DEVICES(1);
+    const ExpertCase c = GetParam();
+    if (c.dtype == QILIN_F32 || c.hidden % 8 || c.ffn % 8 || c.misaligned)
+        GTEST_SKIP() << "CUDA cores only: fp32 stays exact, and tensor cores need widths % 8 and aligned matrices";
+    if ((long long)c.hidden * c.ffn > 100000)
+        GTEST_SKIP() << "the real-width case runs once (MatchesFloat64Reference, tensor cores): emulator time";
+    ExpertData d;
+    make_inputs(c, d);
+    make_reference(c, d);
+    ExpertResult tc, cc;
+    ASSERT_NO_FATAL_FAILURE(run_experts(c, d, QILIN_MOE_GEMM_TENSOR_CORES, tc));
+    ASSERT_NO_FATAL_FAILURE(run_experts(c, d, QILIN_MOE_GEMM_CUDA_CORES, cc));
+    expect_matches(c, d, tc, "tensor cores");
+    expect_matches(c, d, cc, "cuda cores");
+    Comparison cmp = compare(tc.out, cc.out, scaled_tolerance(dot_tolerance(c.dtype), cc.out));
+    printf("tensor vs cuda cores: %s\n", cmp.summary.c_str());
     EXPECT_TRUE(cmp.ok) << cmp.summary;
-    std::vector<int> counts = dcounts.download();
-    counts.resize(E);
-    EXPECT_EQ(counts, want_counts);
-    EXPECT_EQ(dbad.download()[0], want_bad);
 }
 
 std::vector<ExpertCase> expert_cases() {
@@ -447,6 +523,8 @@ std::vector<ExpertCase> expert_cases() {
         v.push_back({t, 9, 5, 2, 61, 37});                            /* odd widths: scalar path */
         v.push_back({t, 11, 6, 2, 64, 48, Ids::random, true, true});  /* misaligned x: scalar path */
         v.push_back({t, 5, 8, 2, 64, 32, Ids::random, false, false, QILIN_ACT_GELU_TANH});
+        v.push_back({t, 1, 32, 8, 264, 72});                          /* decode, 1-row experts, k tail */
+        v.push_back({t, 130, 2, 2, 136, 200});                        /* prefill: 64-row tiles, k tails */
     }
     v.push_back({QILIN_BF16, 3, 8, 2, 2048, 1408}); /* DeepSeek-V2-Lite's widths (fewer experts: host memory) */
     return v;
@@ -477,7 +555,7 @@ TEST(MoeExpertsEdge, NoTokensZeroesCounts) {
 }
 
 TEST(MoeExpertsErrors, BadArgumentsNameTheProblem) {
-    int dummy[64] = {};
+    alignas(16) int dummy[64] = {};
     qilin_moe_experts_args a = {};
     EXPECT_EQ(qilin_moe_experts(&a, nullptr), QILIN_ERR_INVALID_ARGUMENT);
     EXPECT_NE(std::string(qilin_last_error()).find("qilin_moe_experts"), std::string::npos);
@@ -505,12 +583,98 @@ TEST(MoeExpertsErrors, BadArgumentsNameTheProblem) {
     a.workspace_bytes = 1 << 20;
     EXPECT_EQ(qilin_moe_experts(&a, nullptr), QILIN_ERR_UNSUPPORTED);
     EXPECT_NE(std::string(qilin_last_error()).find("i8"), std::string::npos) << qilin_last_error();
+    a.dtype = QILIN_F32;
+    a.gemm = QILIN_MOE_GEMM_TENSOR_CORES; /* fp32 stays on CUDA cores: asking for tensor cores is an error */
+    EXPECT_EQ(qilin_moe_experts(&a, nullptr), QILIN_ERR_UNSUPPORTED);
+    EXPECT_NE(std::string(qilin_last_error()).find("tensor cores"), std::string::npos) << qilin_last_error();
+    a.gemm = (qilin_moe_gemm)9;
+    EXPECT_EQ(qilin_moe_experts(&a, nullptr), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(qilin_last_error()).find("gemm=9"), std::string::npos) << qilin_last_error();
+    a.gemm = QILIN_MOE_GEMM_AUTO;
     a.dtype = QILIN_BF16;
     a.act = (qilin_act)7;
     EXPECT_EQ(qilin_moe_experts(&a, nullptr), QILIN_ERR_INVALID_ARGUMENT);
     EXPECT_NE(std::string(qilin_last_error()).find("act=7"), std::string::npos) << qilin_last_error();
     EXPECT_EQ(qilin_moe_experts_workspace(0, 2, 8, 64, 32, QILIN_BF16), 0u);
     EXPECT_GT(qilin_moe_experts_workspace(1, 8, 256, 7168, 2048, QILIN_BF16), (size_t)8 * (7168 + 2048) * 2);
+}
+
+/* The tensor-core pipeline's two classic bugs, planted in the real kernel
+ * (a template flag, tests/moe_mma_planted.cu): reading a slab without
+ * cp.async.wait_group, and issuing the cp.async that overwrites a slot
+ * before the barrier that follows every warp's ldmatrix of it. Each must
+ * change the result (NaN from the emulator's poisoned copies) under at least
+ * one of seeds 1..8, while the production kernel matches the float64
+ * reference under every one, for both tile heights (decode swap-AB 16,
+ * prefill 64). K = 200: 7 slabs through 3 or 4 stages, so slots are reused.
+ * The missing wait is caught under every seed (the copies land only at the
+ * wait). The early overwrite needs one warp a whole slab ahead of another:
+ * the 20-row prefill tile has two warps with only padding rows that race
+ * ahead (caught under every seed); in the decode tile the four warps do the
+ * same work and the schedule rarely separates them (1 of 16 seeds today),
+ * so that bug is asserted over both tile heights together. */
+TEST(MoeMmaPlanted, PipelineBugsCaughtUnderSomeSeedCleanKernelPassesAll) {
+#if !defined(QILIN_SIM)
+    GTEST_SKIP() << "emulator-only: these kernels are broken on purpose";
+#else
+    QILIN_REQUIRE_DEVICES(1);
+    const qilin_dtype dt = QILIN_BF16;
+    const int K = 200, n_out = 72, seeds = 16;
+    int caught_war = 0;
+    for (int bt : {16, 64}) {
+        const int rows = bt == 16 ? 16 : 20; /* 20: warps 2, 3 own only padding rows and race ahead */
+        std::mt19937 rng(5 + bt);
+        std::normal_distribution<double> normal(0.0, 1.0);
+        std::vector<unsigned char> x((size_t)rows * K * 2), w((size_t)2 * n_out * K * 2);
+        for (size_t i = 0; i < x.size() / 2; i++) store(x, i, normal(rng), dt);
+        for (size_t i = 0; i < w.size() / 2; i++) store(w, i, normal(rng) / std::sqrt(K), dt);
+        std::vector<double> want((size_t)rows * n_out);
+        for (int r = 0; r < rows; r++)
+            for (int f = 0; f < n_out; f++) {
+                double g = 0, u = 0;
+                for (int i = 0; i < K; i++) {
+                    double xv = value_of(x, (size_t)r * K + i, dt);
+                    g += xv * value_of(w, (size_t)f * K + i, dt);
+                    u += xv * value_of(w, (size_t)(n_out + f) * K + i, dt);
+                }
+                want[(size_t)r * n_out + f] = act_ref(QILIN_ACT_SILU, g) * u;
+            }
+        DeviceBuffer<unsigned char> dx(x.size()), dw(w.size()), dh((size_t)bt * n_out * 2);
+        DeviceBuffer<int> dtiles(2), dsorted(bt);
+        QILIN_ASSERT_OK(dx.upload(x));
+        QILIN_ASSERT_OK(dw.upload(w));
+        auto run = [&](MoePlantedBug bug, int seed) {
+            qsim_set_seed((unsigned long long)seed);
+            std::vector<double> got((size_t)rows * n_out, NAN);
+            if (dh.poison() != QILIN_OK) return got;
+            qilin_status st = launch_planted_moe_gate_up(bug, bt, dh.ptr, dx.ptr, dw.ptr, dtiles.ptr, dsorted.ptr,
+                                                         rows, K, n_out);
+            if (st != QILIN_OK) return got;
+            std::vector<unsigned char> h = dh.download();
+            for (size_t i = 0; i < got.size(); i++) got[i] = value_of(h, i, dt);
+            return got;
+        };
+        for (int seed = 1; seed <= seeds; seed++) {
+            Comparison cmp = compare(run(MoePlantedBug::none, seed), want, scaled_tolerance(kTolDotBF16, want));
+            EXPECT_TRUE(cmp.ok) << "bt " << bt << " seed " << seed << ": " << cmp.summary;
+        }
+        for (MoePlantedBug bug : {MoePlantedBug::no_wait, MoePlantedBug::no_war_barrier}) {
+            int caught = 0;
+            for (int seed = 1; seed <= seeds; seed++)
+                caught += !compare(run(bug, seed), want, scaled_tolerance(kTolDotBF16, want)).ok;
+            printf("bt %d, planted %s: caught under %d of %d seeds\n", bt,
+                   bug == MoePlantedBug::no_wait ? "missing cp.async wait" : "missing barrier before overwrite",
+                   caught, seeds);
+            if (bug == MoePlantedBug::no_wait)
+                EXPECT_GE(caught, 1) << "bt " << bt << ": the missing cp.async wait went unnoticed under every seed";
+            else
+                caught_war += caught;
+        }
+    }
+    EXPECT_GE(caught_war, 1) << "the missing barrier before the overwrite went unnoticed under every seed";
+    const char *env_seed = getenv("QILIN_SIM_SEED"); /* the later tests run under the seed they were given */
+    qsim_set_seed(env_seed ? strtoull(env_seed, nullptr, 0) : 1);
+#endif
 }
 
 /* Expert parallelism's id shift (qilin_moe_local_ids): out = ids - first for
