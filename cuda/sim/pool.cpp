@@ -29,7 +29,7 @@ constexpr int kDefaultCap = 16;     /* the default's cap: fibers are cheap, thre
 
 struct Pool {
     std::mutex mu;
-    std::condition_variable posted; /* helpers: a task was posted, or a helper left one */
+    std::condition_variable posted; /* helpers: a task was posted */
     std::condition_variable left;   /* launchers: a helper left a task */
     std::vector<Task *> tasks;      /* tasks in progress */
     int started = 0;                /* helper threads started */
