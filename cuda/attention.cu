@@ -22,6 +22,7 @@
  * Scores, softmax and accumulation are fp32; the output is rounded once. */
 #include <cmath>
 
+#include "attention_prefill.cuh"
 #include "attention_tile.cuh"
 #include "kernels.h"
 
@@ -216,10 +217,39 @@ static qilin_status attention(const qilin_attention_args *a, bool decode, const 
     }
 }
 
+/* Prefill of bf16/f16 runs on tensor cores (attention_prefill.cuh) when its
+ * rows are 16-byte aligned and the head dims' bucket fits the device's shared
+ * memory; f32 (the exact mode), misaligned strides and a bucket too big for
+ * the device (e.g. dk > 128 on 99 KB sm_86/89 parts) keep the CUDA-core tile
+ * kernel. *served says which ran. */
+template <class T>
+static qilin_status prefill_mma(const qilin_attention_args *a, qilin_stream *stream, bool *served) {
+    using namespace attn_mma;
+    *served = false;
+    if (!aligned_for_mma(a)) return QILIN_OK;
+    int device = 0;
+    qilin_device_props props;
+    QILIN_TRY(qilin_device_get(&device));
+    QILIN_TRY(qilin_device_get_props(device, &props));
+    const int dk = a->head_dim, dv = a->head_dim_v;
+    auto fits = [&](size_t bytes) { return bytes <= props.shared_mem_per_block_optin; };
+    *served = true;
+    if (dk <= 64 && dv <= 64 && fits(BucketD64::SMEM_BYTES)) return launch_prefill_mma<T, BucketD64>(a, stream);
+    if (dk <= 128 && dv <= 128 && fits(BucketD128::SMEM_BYTES)) return launch_prefill_mma<T, BucketD128>(a, stream);
+    if (dk <= 192 && dv <= 128 && fits(BucketD192::SMEM_BYTES)) return launch_prefill_mma<T, BucketD192>(a, stream);
+    if (fits(BucketD256::SMEM_BYTES)) return launch_prefill_mma<T, BucketD256>(a, stream);
+    *served = false;
+    return QILIN_OK;
+}
+
 extern "C" qilin_status qilin_attention_prefill(const qilin_attention_args *a, qilin_stream *stream) {
     const char *who = "qilin_attention_prefill";
     QILIN_TRY(check_attention(a, who));
     if (a->n_seqs == 0 || a->tokens == 0 || a->max_q_len == 0) return QILIN_OK;
+    bool served = false;
+    if (a->dtype == QILIN_BF16) QILIN_TRY(prefill_mma<__nv_bfloat16>(a, stream, &served));
+    if (a->dtype == QILIN_F16) QILIN_TRY(prefill_mma<__half>(a, stream, &served));
+    if (served) return QILIN_OK;
     return attention(a, false, who, stream);
 }
 
