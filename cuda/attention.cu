@@ -6,7 +6,12 @@
  * templated on the element size only. Tokens whose slot or position is out of
  * range are skipped.
  *
- * qilin_attention_prefill / qilin_attention_decode: the tiled online-softmax
+ * qilin_attention_prefill, bf16/f16: the tensor-core FlashAttention-2 kernel
+ * of attention_prefill.cuh when every row is 16-byte aligned and the head
+ * dims' bucket fits the device's shared memory (prefill_mma below).
+ *
+ * qilin_attention_prefill otherwise (f32, the exact mode; misaligned strides)
+ * and qilin_attention_decode: the tiled online-softmax
  * block of attention_tile.cuh. A block owns M rows = (query token, head of
  * one KV group) of one sequence, so GQA heads load each K/V tile once.
  *   prefill: M = 64 rows, 32-key tiles, 256 threads; grid (row tiles, KV
@@ -234,10 +239,10 @@ static qilin_status prefill_mma(const qilin_attention_args *a, qilin_stream *str
     const int dk = a->head_dim, dv = a->head_dim_v;
     auto fits = [&](size_t bytes) { return bytes <= props.shared_mem_per_block_optin; };
     *served = true;
-    if (dk <= 64 && dv <= 64 && fits(BucketD64::SMEM_BYTES)) return launch_prefill_mma<T, BucketD64>(a, stream);
-    if (dk <= 128 && dv <= 128 && fits(BucketD128::SMEM_BYTES)) return launch_prefill_mma<T, BucketD128>(a, stream);
-    if (dk <= 192 && dv <= 128 && fits(BucketD192::SMEM_BYTES)) return launch_prefill_mma<T, BucketD192>(a, stream);
-    if (fits(BucketD256::SMEM_BYTES)) return launch_prefill_mma<T, BucketD256>(a, stream);
+    if (dk <= 64 && dv <= 64 && fits(BucketD64::SMEM_BYTES)) return launch_bucket<T, BucketD64>(a, stream);
+    if (dk <= 128 && dv <= 128 && fits(BucketD128::SMEM_BYTES)) return launch_bucket<T, BucketD128>(a, stream);
+    if (dk <= 192 && dv <= 128 && fits(BucketD192::SMEM_BYTES)) return launch_bucket<T, BucketD192>(a, stream);
+    if (fits(BucketD256::SMEM_BYTES)) return launch_bucket<T, BucketD256>(a, stream);
     *served = false;
     return QILIN_OK;
 }

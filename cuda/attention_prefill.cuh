@@ -75,9 +75,14 @@ struct Params {
 };
 
 /* A head-dim bucket: DK, DV maxima (multiples of 16), BN keys per tile,
- * WARPS warps (BM = 16 * WARPS rows). Pitches are padded by 8 elements. */
-template <int DK_, int DV_, int BN_, int WARPS_> struct Bucket {
+ * WARPS warps (BM = 16 * WARPS rows). Pitches are padded by 8 elements.
+ * EXACT: the dims are exactly DK and DV, so the loops over them carry no
+ * run-time bound and ptxas can overlap the next ldmatrix with the mma (a
+ * bound check between k-steps is a branch it does not schedule across). */
+template <int DK_, int DV_, int BN_, int WARPS_, bool EXACT_ = false> struct Bucket {
     static constexpr int DK = DK_, DV = DV_, BN = BN_, WARPS = WARPS_;
+    static constexpr bool EXACT = EXACT_;
+    using Exact = Bucket<DK_, DV_, BN_, WARPS_, true>;
     static constexpr int BM = 16 * WARPS, THREADS = 32 * WARPS;
     static constexpr int LDK = DK + 8, LDV = DV + 8;
     static constexpr bool Q_IN_REGS = DK <= 128;
@@ -164,7 +169,7 @@ __device__ inline void scores(float (&s)[B::BN / 8][4], const uint32_t (&qf)[B::
     for (int n = 0; n < B::BN / 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < B::DK / 16; kk++) {
-        if (kk * 16 >= dk16) break;
+        if (!B::EXACT && kk * 16 >= dk16) break;
         uint32_t a[4];
         if constexpr (B::Q_IN_REGS) {
             a[0] = qf[kk][0], a[1] = qf[kk][1], a[2] = qf[kk][2], a[3] = qf[kk][3];
@@ -181,9 +186,10 @@ __device__ inline void scores(float (&s)[B::BN / 8][4], const uint32_t (&qf)[B::
     }
 }
 
-/* Masks s to the rows' visible keys, updates (m, l), rescales O and leaves
+/* Masks s to the rows' visible keys (kMask: the tile is not wholly visible
+ * to every row of the warp), updates (m, l), rescales O and leaves
  * P = exp2(s - m) in s. */
-template <class B>
+template <class B, bool kMask>
 __device__ inline void online_softmax(RowState<B> &st, float (&s)[B::BN / 8][4], float qscale, int t0,
                                       const int lim_lo[2], const int lim_hi[2], int dv16) {
     const int t4 = threadIdx.x % 4;
@@ -196,7 +202,7 @@ __device__ inline void online_softmax(RowState<B> &st, float (&s)[B::BN / 8][4],
             for (int e = 0; e < 2; e++) {
                 const int t = t0 + n * 8 + 2 * t4 + e;
                 float v = s[n][2 * i + e] * qscale;
-                if (t < lim_lo[i] || t >= lim_hi[i]) v = -INFINITY;
+                if (kMask && (t < lim_lo[i] || t >= lim_hi[i])) v = -INFINITY;
                 s[n][2 * i + e] = v;
                 mx = fmaxf(mx, v);
             }
@@ -218,7 +224,7 @@ __device__ inline void online_softmax(RowState<B> &st, float (&s)[B::BN / 8][4],
         st.m[i] = m_new;
 #pragma unroll
         for (int n = 0; n < B::DV / 8; n++) {
-            if (n * 8 >= dv16) break;
+            if (!B::EXACT && n * 8 >= dv16) break;
             st.o[n][2 * i] *= alpha;
             st.o[n][2 * i + 1] *= alpha;
         }
@@ -238,7 +244,7 @@ __device__ inline void accumulate_pv(RowState<B> &st, const float (&s)[B::BN / 8
         a[3] = pack2(from_float<T>(s[2 * kk + 1][2]), from_float<T>(s[2 * kk + 1][3]));
 #pragma unroll
         for (int nn = 0; nn < B::DV / 16; nn++) {
-            if (nn * 16 >= dv16) break;
+            if (!B::EXACT && nn * 16 >= dv16) break;
             uint32_t b[4];
             ldmatrix_x4_trans(b, sv + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * B::LDV + nn * 16 +
                                      (lane >> 4) * 8);
@@ -264,7 +270,7 @@ __device__ inline void write_out(RowState<B> &st, const Params &p, int q0, int r
 #pragma unroll
         for (int n = 0; n < B::DV / 8; n++) {
             const int c = n * 8 + 2 * t4;
-            if (n * 8 >= p.dv) break;
+            if (!B::EXACT && n * 8 >= p.dv) break;
             *reinterpret_cast<uint32_t *>(o + c) =
                 pack2(from_float<T>(st.o[n][2 * i] * inv), from_float<T>(st.o[n][2 * i + 1] * inv));
         }
@@ -303,6 +309,9 @@ __global__ void __launch_bounds__(B::THREADS) attention_prefill_mma_kernel(const
     const int wrow0 = row0 + warp * 16, wrow1 = min(wrow0 + 15, rows - 1);
     const int warp_lo = p.window > 0 ? pos0 + wrow0 / p.group - p.window + 1 : 0;
     const int warp_hi = wrow0 < rows ? pos0 + wrow1 / p.group + 1 : 0;
+    /* keys every row of the warp sees: a tile inside needs no mask */
+    const int all_lo = p.window > 0 ? pos0 + wrow1 / p.group - p.window + 1 : 0;
+    const int all_hi = wrow0 + 15 < rows ? pos0 + wrow0 / p.group + 1 : 0;
 
     load_q<B>(sq, p, q0, row0, rows, kvh, dk16);
     if (n_tiles > 0) load_kv<B>(sk, sv, p, slot, kvh, lo, hi, dk16, dv16);
@@ -327,13 +336,16 @@ __global__ void __launch_bounds__(B::THREADS) attention_prefill_mma_kernel(const
             if (j == 0) {
 #pragma unroll
                 for (int kk = 0; kk < B::DK / 16; kk++)
-                    if (kk * 16 < dk16) q_fragment<B>(qf[kk], sq, warp, kk * 16);
+                    if (B::EXACT || kk * 16 < dk16) q_fragment<B>(qf[kk], sq, warp, kk * 16);
             }
         }
         if (t0 < warp_hi && t0 + B::BN > warp_lo) { /* warp-uniform */
             float s[B::BN / 8][4];
             scores<T, B>(s, qf, sq, sk + stage * B::K_ELEMS, warp, dk16);
-            online_softmax<B>(st, s, p.qscale, t0, lim_lo, lim_hi, dv16);
+            if (t0 >= all_lo && t0 + B::BN <= all_hi)
+                online_softmax<B, false>(st, s, p.qscale, t0, lim_lo, lim_hi, dv16);
+            else
+                online_softmax<B, true>(st, s, p.qscale, t0, lim_lo, lim_hi, dv16);
             accumulate_pv<T, B>(st, s, sv + stage * B::V_ELEMS, dv16);
         }
         if constexpr (kPlant != Plant::no_barrier) __syncthreads(); /* stage read before tile j+2 overwrites it */
@@ -369,14 +381,21 @@ inline Params make_params(const qilin_attention_args *a, int bm) {
     return p;
 }
 
-/* Launches one bucket (T: __nv_bfloat16 or __half). The caller checked the
- * arguments (check_attention), alignment and the shared memory. */
+/* Launches one bucket (T: __nv_bfloat16 or __half) as given; the caller
+ * checked the arguments (check_attention), alignment, shared memory and, for
+ * an EXACT bucket, that the dims are the bucket's. */
 template <class T, class B, Plant kPlant = Plant::none>
 inline qilin_status launch_prefill_mma(const qilin_attention_args *a, qilin_stream *stream) {
     const Params p = make_params(a, B::BM);
     dim3 grid((unsigned)p.q_tiles, (unsigned)a->n_kv_heads, (unsigned)a->n_seqs);
     return QILIN_LAUNCH((attention_prefill_mma_kernel<T, B, kPlant>), grid, dim3(B::THREADS), B::SMEM_BYTES, stream,
                         p);
+}
+
+/* The bucket's EXACT form when the dims are its own, else the bounded one. */
+template <class T, class B> inline qilin_status launch_bucket(const qilin_attention_args *a, qilin_stream *stream) {
+    if (a->head_dim == B::DK && a->head_dim_v == B::DV) return launch_prefill_mma<T, typename B::Exact>(a, stream);
+    return launch_prefill_mma<T, B>(a, stream);
 }
 
 } // namespace attn_mma
