@@ -15,7 +15,8 @@
  *      dk / dv are zero-filled (src-size 0), so no address outside the cache
  *      is read and the padded dims contribute exact zeros;
  *   2. S = Q K^T on mma.m16n8k16: Q fragments by ldmatrix (kept in registers
- *      when dk <= 128, re-read from shared memory otherwise), K fragments by
+ *      when dk <= 128: loaded once before the pipeline starts, in the space
+ *      of K's stage 0; re-read from shared memory otherwise), K fragments by
  *      ldmatrix (K rows are the "column-major B" the instruction wants);
  *   3. mask (causal, sliding window, rows past the sequence), online softmax
  *      in fp32 on the accumulator registers: each row lives in one lane quad,
@@ -85,13 +86,17 @@ template <int DK_, int DV_, int BN_, int WARPS_, bool EXACT_ = false> struct Buc
     using Exact = Bucket<DK_, DV_, BN_, WARPS_, true>;
     static constexpr int BM = 16 * WARPS, THREADS = 32 * WARPS;
     static constexpr int LDK = DK + 8, LDV = DV + 8;
+    /* Q in registers for the whole block (dk <= 128): its shared memory is
+     * then K's stage 0, used before the first K tile arrives */
     static constexpr bool Q_IN_REGS = DK <= 128;
     static constexpr int Q_ELEMS = BM * LDK, K_ELEMS = BN * LDK, V_ELEMS = BN * LDV;
-    static constexpr size_t SMEM_BYTES = (size_t)(Q_ELEMS + 2 * K_ELEMS + 2 * V_ELEMS) * 2;
+    static constexpr size_t SMEM_BYTES = (size_t)((Q_IN_REGS ? 0 : Q_ELEMS) + 2 * K_ELEMS + 2 * V_ELEMS) * 2;
     static_assert(DK % 16 == 0 && DV % 16 == 0 && BN % 16 == 0, "mma tiles are 16 wide");
+    static_assert(!Q_IN_REGS || BM <= BN, "Q in K's stage 0 must fit");
 };
 
-/* Buckets (shared memory: 46 / 87 / 112 / 101 KB). */
+/* Buckets (shared memory: 36 / 70 / 112 / 101 KB; A100 holds 2 blocks of
+ * the first two per SM, H100 3 / 2). */
 using BucketD64 = Bucket<64, 64, 64, 4>;
 using BucketD128 = Bucket<128, 128, 64, 4>;
 using BucketD192 = Bucket<192, 128, 64, 4>; /* DeepSeek's naive MLA prefill: dk 192, dv 128 */
@@ -283,7 +288,8 @@ __device__ inline void write_out(RowState<B> &st, const Params &p, int q0, int r
 template <class T, class B, Plant kPlant>
 __global__ void __launch_bounds__(B::THREADS) attention_prefill_mma_kernel(const Params p) {
     QILIN_DYNAMIC_SMEM(uint16_t, smem);
-    uint16_t *sq = smem, *sk = sq + B::Q_ELEMS, *sv = sk + 2 * B::K_ELEMS;
+    uint16_t *sk = smem + (B::Q_IN_REGS ? 0 : B::Q_ELEMS), *sv = sk + 2 * B::K_ELEMS;
+    uint16_t *sq = B::Q_IN_REGS ? sk : smem;
     const int b = blockIdx.z, kvh = blockIdx.y, qtile = p.q_tiles - 1 - (int)blockIdx.x;
     const int q0 = p.q_start[b], n_q = p.q_start[b + 1] - q0, kv_len = p.kv_len[b];
     const int rows = n_q * p.group, row0 = qtile * B::BM;
@@ -314,6 +320,16 @@ __global__ void __launch_bounds__(B::THREADS) attention_prefill_mma_kernel(const
     const int all_hi = wrow0 + 15 < rows ? pos0 + wrow0 / p.group + 1 : 0;
 
     load_q<B>(sq, p, q0, row0, rows, kvh, dk16);
+    uint32_t qf[B::Q_IN_REGS ? B::DK / 16 : 1][4];
+    if constexpr (B::Q_IN_REGS) {
+        cp_async_commit();
+        cp_async_wait<0>();
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < B::DK / 16; kk++)
+            if (B::EXACT || kk * 16 < dk16) q_fragment<B>(qf[kk], sq, warp, kk * 16);
+        __syncthreads(); /* sq is K's stage 0: every warp has its Q before tile 0 lands there */
+    }
     if (n_tiles > 0) load_kv<B>(sk, sv, p, slot, kvh, lo, hi, dk16, dv16);
     cp_async_commit();
 
@@ -322,7 +338,6 @@ __global__ void __launch_bounds__(B::THREADS) attention_prefill_mma_kernel(const
     st.l[0] = st.l[1] = 0.0f;
 #pragma unroll
     for (int n = 0; n < B::DV / 8; n++) st.o[n][0] = st.o[n][1] = st.o[n][2] = st.o[n][3] = 0.0f;
-    uint32_t qf[B::Q_IN_REGS ? B::DK / 16 : 1][4];
 
     for (int j = 0; j < n_tiles; j++) {
         const int t0 = lo + j * B::BN, stage = j & 1;
@@ -332,13 +347,6 @@ __global__ void __launch_bounds__(B::THREADS) attention_prefill_mma_kernel(const
         cp_async_commit();
         if constexpr (kPlant != Plant::no_wait) cp_async_wait<1>(); /* tile j (and Q) landed */
         __syncthreads();
-        if constexpr (B::Q_IN_REGS) {
-            if (j == 0) {
-#pragma unroll
-                for (int kk = 0; kk < B::DK / 16; kk++)
-                    if (B::EXACT || kk * 16 < dk16) q_fragment<B>(qf[kk], sq, warp, kk * 16);
-            }
-        }
         if (t0 < warp_hi && t0 + B::BN > warp_lo) { /* warp-uniform */
             float s[B::BN / 8][4];
             scores<T, B>(s, qf, sq, sk + stage * B::K_ELEMS, warp, dk16);
