@@ -268,10 +268,16 @@ int main(int argc, char **argv) {
            props.is_sim ? " [sim]" : "", props.cc_major, props.cc_minor, props.sm_count, reps);
     printf("| model            | heads   | dk/dv   | seq   | us         | TFLOP/s  | %% of peak | check       |\n");
     printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
-    int failed = 0;
+    int failed = 0, ran = 0;
     for (int mi = 0; mi < n_models; mi++) {
         if (only && strcmp(only, models[mi].name)) continue;
-        for (int si = 0; si < n_seqs; si++) failed |= run(&models[mi], seqs[si], reps, &props, &b);
+        for (int si = 0; si < n_seqs; si++) failed |= run(&models[mi], seqs[si], reps, &props, &b), ran++;
+    }
+    if (!ran) {
+        fprintf(stderr, "bench_attention: no model named %s on this build; models:", only);
+        for (int mi = 0; mi < n_models; mi++) fprintf(stderr, " %s", models[mi].name);
+        fprintf(stderr, "\n");
+        failed = 2;
     }
     qilin_free(b.flush);
     return failed;
