@@ -114,7 +114,8 @@ static int check(const model_shape *m, int seq, const uint16_t *q, const uint16_
             for (int j = 0; j <= t; j++) {
                 const double p = exp(sc[j] - mx);
                 sum += p;
-                for (int d = 0; d < hv; d++) o[d] += p * from_bf16(v[((size_t)j * m->n_kv_heads + g) * hv + d]);
+                for (int d = 0; d < hv; d++)
+                    o[d] += p * from_bf16(v[((size_t)j * m->n_kv_heads + g) * hv + d]);
             }
             for (int d = 0; d < hv; d++) {
                 const double want = o[d] / sum, got = from_bf16(out[((size_t)t * m->n_heads + h) * hv + d]);
@@ -142,7 +143,8 @@ static void free_bufs(device_bufs *b) {
 /* One configuration: upload, check, time. Returns 0 on success. */
 static int run(const model_shape *m, int seq, int reps, const qilin_device_props *props, device_bufs *b) {
     const size_t nq = (size_t)seq * m->n_heads * m->head_dim, nk = (size_t)seq * m->n_kv_heads * m->head_dim;
-    const size_t nv = (size_t)seq * m->n_kv_heads * m->head_dim_v, no = (size_t)seq * m->n_heads * m->head_dim_v;
+    const size_t nv = (size_t)seq * m->n_kv_heads * m->head_dim_v,
+                 no = (size_t)seq * m->n_heads * m->head_dim_v;
     uint16_t *hq = malloc(nq * 2), *hk = malloc(nk * 2), *hv = malloc(nv * 2), *ho = malloc(no * 2);
     if (!hq || !hk || !hv || !ho) return fprintf(stderr, "bench_attention: out of host memory\n"), 1;
     for (size_t i = 0; i < nq; i++) hq[i] = to_bf16((float)(1.5 * normal()));
@@ -160,16 +162,18 @@ static int run(const model_shape *m, int seq, int reps, const qilin_device_props
     }
     qilin_attention_args a;
     memset(&a, 0, sizeof a);
-    a.out = b->out, a.out_token_stride = (int64_t)m->n_heads * m->head_dim_v, a.out_head_stride = m->head_dim_v;
+    a.out = b->out, a.out_token_stride = (int64_t)m->n_heads * m->head_dim_v,
+    a.out_head_stride = m->head_dim_v;
     a.q = b->q, a.q_token_stride = (int64_t)m->n_heads * m->head_dim, a.q_head_stride = m->head_dim;
     a.k_cache = b->k, a.v_cache = b->v;
-    a.k_layout = (qilin_kv_layout){(int64_t)seq * m->n_kv_heads * m->head_dim, (int64_t)m->n_kv_heads * m->head_dim,
-                                   m->head_dim};
+    a.k_layout = (qilin_kv_layout){(int64_t)seq * m->n_kv_heads * m->head_dim,
+                                   (int64_t)m->n_kv_heads * m->head_dim, m->head_dim};
     a.v_layout = (qilin_kv_layout){(int64_t)seq * m->n_kv_heads * m->head_dim_v,
                                    (int64_t)m->n_kv_heads * m->head_dim_v, m->head_dim_v};
     a.q_start = b->meta, a.kv_len = b->meta + 2, a.seq_slot = b->meta + 3;
     a.n_seqs = 1, a.tokens = seq, a.max_q_len = seq, a.max_kv_len = seq;
-    a.n_heads = m->n_heads, a.n_kv_heads = m->n_kv_heads, a.head_dim = m->head_dim, a.head_dim_v = m->head_dim_v;
+    a.n_heads = m->n_heads, a.n_kv_heads = m->n_kv_heads, a.head_dim = m->head_dim,
+    a.head_dim_v = m->head_dim_v;
     a.scale = 1.0f / sqrtf((float)m->head_dim), a.dtype = QILIN_BF16;
 
     if (qilin_attention_prefill(&a, NULL) || qilin_memcpy_d2h(ho, b->out, no * 2, NULL) ||
@@ -193,8 +197,9 @@ static int run(const model_shape *m, int seq, int reps, const qilin_device_props
         }
     for (int r = 0; r < reps; r++) {
         float t = 0;
-        if ((b->flush && qilin_memset(b->flush, r & 1, b->flush_bytes, NULL)) || qilin_event_record(e0, NULL) ||
-            qilin_attention_prefill(&a, NULL) || qilin_event_record(e1, NULL) || qilin_event_synchronize(e1) ||
+        if ((b->flush && qilin_memset(b->flush, r & 1, b->flush_bytes, NULL)) ||
+            qilin_event_record(e0, NULL) || qilin_attention_prefill(&a, NULL) ||
+            qilin_event_record(e1, NULL) || qilin_event_synchronize(e1) ||
             qilin_event_elapsed_ms(e0, e1, &t)) {
             rc = fail("timed run");
             goto done_events;
@@ -252,7 +257,8 @@ int main(int argc, char **argv) {
         }
     }
     if (reps < 1 || reps > MAX_REPS || n_seqs < 1) {
-        fprintf(stderr, "bench_attention: --reps 1..%d, --seq a comma-separated list of positive lengths\n", MAX_REPS);
+        fprintf(stderr, "bench_attention: --reps 1..%d, --seq a comma-separated list of positive lengths\n",
+                MAX_REPS);
         return 2;
     }
     const model_shape *models = props.is_sim ? kSimModels : kModels;
@@ -266,7 +272,8 @@ int main(int argc, char **argv) {
     }
     printf("bench_attention: %s%s, cc %d.%d, %d SMs, bf16 causal prefill, median of %d\n", props.name,
            props.is_sim ? " [sim]" : "", props.cc_major, props.cc_minor, props.sm_count, reps);
-    printf("| model            | heads   | dk/dv   | seq   | us         | TFLOP/s  | %% of peak | check       |\n");
+    printf("| model            | heads   | dk/dv   | seq   | us         | TFLOP/s  | %% of peak | check      "
+           " |\n");
     printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
     int failed = 0, ran = 0;
     for (int mi = 0; mi < n_models; mi++) {

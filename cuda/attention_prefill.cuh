@@ -103,7 +103,8 @@ using BucketD192 = Bucket<192, 128, 64, 4>; /* DeepSeek's naive MLA prefill: dk 
 using BucketD256 = Bucket<256, 256, 32, 4>;
 
 __device__ inline const void *cache_row(const void *base, const qilin_kv_layout &l, int slot, int t, int g) {
-    return (const uint16_t *)base + slot * l.slot_stride + (int64_t)t * l.pos_stride + (int64_t)g * l.head_stride;
+    return (const uint16_t *)base + slot * l.slot_stride + (int64_t)t * l.pos_stride +
+           (int64_t)g * l.head_stride;
 }
 
 /* Q rows row0 .. row0+BM of the block to shared memory; rows past the
@@ -144,7 +145,8 @@ __device__ inline void load_kv(uint16_t *sk, uint16_t *sv, const Params &p, int 
 }
 
 template <class T> __device__ inline void mma16816(float d[4], const uint32_t a[4], const uint32_t b[2]);
-template <> __device__ inline void mma16816<__nv_bfloat16>(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+template <>
+__device__ inline void mma16816<__nv_bfloat16>(float d[4], const uint32_t a[4], const uint32_t b[2]) {
     mma_m16n8k16_bf16(d, a, b, d);
 }
 template <> __device__ inline void mma16816<__half>(float d[4], const uint32_t a[4], const uint32_t b[2]) {
@@ -167,8 +169,9 @@ template <class B> struct RowState {
 /* S = Q K^T for the warp's 16 rows and the stage's BN keys, in the
  * accumulator layout: s[n] = keys 8n + 2t, +1 of rows g (0, 1) and g+8 (2, 3). */
 template <class T, class B>
-__device__ inline void scores(float (&s)[B::BN / 8][4], const uint32_t (&qf)[B::Q_IN_REGS ? B::DK / 16 : 1][4],
-                              const uint16_t *sq, const uint16_t *sk, int warp, int dk16) {
+__device__ inline void scores(float (&s)[B::BN / 8][4],
+                              const uint32_t (&qf)[B::Q_IN_REGS ? B::DK / 16 : 1][4], const uint16_t *sq,
+                              const uint16_t *sk, int warp, int dk16) {
     const int lane = threadIdx.x % 32;
 #pragma unroll
     for (int n = 0; n < B::BN / 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
@@ -184,7 +187,8 @@ __device__ inline void scores(float (&s)[B::BN / 8][4], const uint32_t (&qf)[B::
 #pragma unroll
         for (int nn = 0; nn < B::BN / 16; nn++) {
             uint32_t b[4];
-            ldmatrix_x4(b, sk + (nn * 16 + (lane & 7) + (lane >> 4) * 8) * B::LDK + kk * 16 + ((lane >> 3) & 1) * 8);
+            ldmatrix_x4(b, sk + (nn * 16 + (lane & 7) + (lane >> 4) * 8) * B::LDK + kk * 16 +
+                               ((lane >> 3) & 1) * 8);
             mma16816<T>(s[2 * nn], a, b);
             mma16816<T>(s[2 * nn + 1], a, b + 2);
         }
@@ -238,7 +242,8 @@ __device__ inline void online_softmax(RowState<B> &st, float (&s)[B::BN / 8][4],
 
 /* O += P V: P's accumulator registers, rounded to T, are the A fragments. */
 template <class T, class B>
-__device__ inline void accumulate_pv(RowState<B> &st, const float (&s)[B::BN / 8][4], const uint16_t *sv, int dv16) {
+__device__ inline void accumulate_pv(RowState<B> &st, const float (&s)[B::BN / 8][4], const uint16_t *sv,
+                                     int dv16) {
     const int lane = threadIdx.x % 32;
 #pragma unroll
     for (int kk = 0; kk < B::BN / 16; kk++) {
@@ -271,7 +276,8 @@ __device__ inline void write_out(RowState<B> &st, const Params &p, int q0, int r
         const int row = row_base + 8 * i;
         if (row >= rows) continue;
         const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-        T *o = (T *)p.out + (q0 + row / p.group) * p.out_ts + ((int64_t)kvh * p.group + row % p.group) * p.out_hs;
+        T *o = (T *)p.out + (q0 + row / p.group) * p.out_ts +
+               ((int64_t)kvh * p.group + row % p.group) * p.out_hs;
 #pragma unroll
         for (int n = 0; n < B::DV / 8; n++) {
             const int c = n * 8 + 2 * t4;
@@ -295,7 +301,7 @@ __global__ void __launch_bounds__(B::THREADS, 1) attention_prefill_mma_kernel(co
     const int b = blockIdx.z, kvh = blockIdx.y, qtile = p.q_tiles - 1 - (int)blockIdx.x;
     const int q0 = p.q_start[b], n_q = p.q_start[b + 1] - q0, kv_len = p.kv_len[b];
     const int rows = n_q * p.group, row0 = qtile * B::BM;
-    if (row0 >= rows) return; /* whole block: no barrier is skipped by part of it */
+    if (row0 >= rows) return;      /* whole block: no barrier is skipped by part of it */
     const int pos0 = kv_len - n_q; /* position of the sequence's first new token */
     const int row_end = min(row0 + B::BM, rows);
     const int lo = p.window > 0 ? max(0, pos0 + row0 / p.group - p.window + 1) : 0;
@@ -344,8 +350,8 @@ __global__ void __launch_bounds__(B::THREADS, 1) attention_prefill_mma_kernel(co
     for (int j = 0; j < n_tiles; j++) {
         const int t0 = lo + j * B::BN, stage = j & 1;
         if (j + 1 < n_tiles)
-            load_kv<B>(sk + (stage ^ 1) * B::K_ELEMS, sv + (stage ^ 1) * B::V_ELEMS, p, slot, kvh, t0 + B::BN, hi,
-                       dk16, dv16);
+            load_kv<B>(sk + (stage ^ 1) * B::K_ELEMS, sv + (stage ^ 1) * B::V_ELEMS, p, slot, kvh, t0 + B::BN,
+                       hi, dk16, dv16);
         cp_async_commit();
         if constexpr (kPlant != Plant::no_wait) cp_async_wait<1>(); /* tile j (and Q) landed */
         __syncthreads();
@@ -358,7 +364,8 @@ __global__ void __launch_bounds__(B::THREADS, 1) attention_prefill_mma_kernel(co
                 online_softmax<B, true>(st, s, p.qscale, t0, lim_lo, lim_hi, dv16);
             accumulate_pv<T, B>(st, s, sv + stage * B::V_ELEMS, dv16);
         }
-        if constexpr (kPlant != Plant::no_barrier) __syncthreads(); /* stage read before tile j+2 overwrites it */
+        if constexpr (kPlant != Plant::no_barrier)
+            __syncthreads(); /* stage read before tile j+2 overwrites it */
     }
     cp_async_wait<0>(); /* no copy outlives the block (Q when there was no tile) */
     write_out<T, B>(st, p, q0, row_base, rows, kvh);
@@ -370,7 +377,8 @@ __global__ void __launch_bounds__(B::THREADS, 1) attention_prefill_mma_kernel(co
  * bytes): q, caches and out at 16-byte addresses, every stride a multiple of 8
  * elements. Anything else goes to the CUDA-core tile kernel. */
 inline bool aligned_for_mma(const qilin_attention_args *a) {
-    const uintptr_t ptrs = (uintptr_t)a->q | (uintptr_t)a->k_cache | (uintptr_t)a->v_cache | (uintptr_t)a->out;
+    const uintptr_t ptrs =
+        (uintptr_t)a->q | (uintptr_t)a->k_cache | (uintptr_t)a->v_cache | (uintptr_t)a->out;
     const int64_t strides = a->k_layout.slot_stride | a->k_layout.pos_stride | a->k_layout.head_stride |
                             a->v_layout.slot_stride | a->v_layout.pos_stride | a->v_layout.head_stride |
                             a->q_token_stride | a->q_head_stride | a->out_token_stride | a->out_head_stride;
@@ -398,13 +406,15 @@ template <class T, class B, Plant kPlant = Plant::none>
 inline qilin_status launch_prefill_mma(const qilin_attention_args *a, qilin_stream *stream) {
     const Params p = make_params(a, B::BM);
     dim3 grid((unsigned)p.q_tiles, (unsigned)a->n_kv_heads, (unsigned)a->n_seqs);
-    return QILIN_LAUNCH((attention_prefill_mma_kernel<T, B, kPlant>), grid, dim3(B::THREADS), B::SMEM_BYTES, stream,
-                        p);
+    return QILIN_LAUNCH((attention_prefill_mma_kernel<T, B, kPlant>), grid, dim3(B::THREADS), B::SMEM_BYTES,
+                        stream, p);
 }
 
 /* The bucket's EXACT form when the dims are its own, else the bounded one. */
-template <class T, class B> inline qilin_status launch_bucket(const qilin_attention_args *a, qilin_stream *stream) {
-    if (a->head_dim == B::DK && a->head_dim_v == B::DV) return launch_prefill_mma<T, typename B::Exact>(a, stream);
+template <class T, class B>
+inline qilin_status launch_bucket(const qilin_attention_args *a, qilin_stream *stream) {
+    if (a->head_dim == B::DK && a->head_dim_v == B::DV)
+        return launch_prefill_mma<T, typename B::Exact>(a, stream);
     return launch_prefill_mma<T, B>(a, stream);
 }
 

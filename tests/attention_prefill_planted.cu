@@ -8,8 +8,11 @@
 qilin_status launch_prefill_planted(const qilin_attention_args *a, int plant) {
     using namespace attn_mma;
     switch (plant) {
-    case PLANT_NO_WAIT: return launch_prefill_mma<__nv_bfloat16, BucketD64::Exact, Plant::no_wait>(a, nullptr);
-    case PLANT_NO_BARRIER: return launch_prefill_mma<__nv_bfloat16, BucketD64::Exact, Plant::no_barrier>(a, nullptr);
-    default: return launch_prefill_mma<__nv_bfloat16, BucketD64::Exact, Plant::none>(a, nullptr);
+    case PLANT_NO_WAIT:
+        return launch_prefill_mma<__nv_bfloat16, BucketD64::Exact, Plant::no_wait>(a, nullptr);
+    case PLANT_NO_BARRIER:
+        return launch_prefill_mma<__nv_bfloat16, BucketD64::Exact, Plant::no_barrier>(a, nullptr);
+    default:
+        return launch_prefill_mma<__nv_bfloat16, BucketD64::Exact, Plant::none>(a, nullptr);
     }
 }
