@@ -6,7 +6,12 @@
  * templated on the element size only. Tokens whose slot or position is out of
  * range are skipped.
  *
- * qilin_attention_prefill / qilin_attention_decode: the tiled online-softmax
+ * qilin_attention_prefill, bf16/f16: the tensor-core FlashAttention-2 kernel
+ * of attention_prefill.cuh when every row is 16-byte aligned and the head
+ * dims' bucket fits the device's shared memory (prefill_mma below).
+ *
+ * qilin_attention_prefill otherwise (f32, the exact mode; misaligned strides)
+ * and qilin_attention_decode: the tiled online-softmax
  * block of attention_tile.cuh. A block owns M rows = (query token, head of
  * one KV group) of one sequence, so GQA heads load each K/V tile once.
  *   prefill: M = 64 rows, 32-key tiles, 256 threads; grid (row tiles, KV
@@ -27,6 +32,7 @@
 #include <cmath>
 
 #include "attention_decode.cuh"
+#include "attention_prefill.cuh"
 #include "attention_tile.cuh"
 #include "kernels.h"
 
@@ -255,10 +261,39 @@ static qilin_status attention(const qilin_attention_args *a, bool decode, const 
     }
 }
 
+/* Prefill of bf16/f16 runs on tensor cores (attention_prefill.cuh) when its
+ * rows are 16-byte aligned and the head dims' bucket fits the device's shared
+ * memory; f32 (the exact mode), misaligned strides and a bucket too big for
+ * the device (e.g. dk > 128 on 99 KB sm_86/89 parts) keep the CUDA-core tile
+ * kernel. *served says which ran. */
+template <class T>
+static qilin_status prefill_mma(const qilin_attention_args *a, qilin_stream *stream, bool *served) {
+    using namespace attn_mma;
+    *served = false;
+    if (!aligned_for_mma(a)) return QILIN_OK;
+    int device = 0;
+    qilin_device_props props;
+    QILIN_TRY(qilin_device_get(&device));
+    QILIN_TRY(qilin_device_get_props(device, &props));
+    const int dk = a->head_dim, dv = a->head_dim_v;
+    auto fits = [&](size_t bytes) { return bytes <= props.shared_mem_per_block_optin; };
+    *served = true;
+    if (dk <= 64 && dv <= 64 && fits(BucketD64::SMEM_BYTES)) return launch_bucket<T, BucketD64>(a, stream);
+    if (dk <= 128 && dv <= 128 && fits(BucketD128::SMEM_BYTES)) return launch_bucket<T, BucketD128>(a, stream);
+    if (dk <= 192 && dv <= 128 && fits(BucketD192::SMEM_BYTES)) return launch_bucket<T, BucketD192>(a, stream);
+    if (fits(BucketD256::SMEM_BYTES)) return launch_bucket<T, BucketD256>(a, stream);
+    *served = false;
+    return QILIN_OK;
+}
+
 extern "C" qilin_status qilin_attention_prefill(const qilin_attention_args *a, qilin_stream *stream) {
     const char *who = "qilin_attention_prefill";
     QILIN_TRY(check_attention(a, who));
     if (a->n_seqs == 0 || a->tokens == 0 || a->max_q_len == 0) return QILIN_OK;
+    bool served = false;
+    if (a->dtype == QILIN_BF16) QILIN_TRY(prefill_mma<__nv_bfloat16>(a, stream, &served));
+    if (a->dtype == QILIN_F16) QILIN_TRY(prefill_mma<__half>(a, stream, &served));
+    if (served) return QILIN_OK;
     return attention(a, false, who, stream);
 }
 

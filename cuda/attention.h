@@ -76,7 +76,10 @@ typedef struct qilin_attention_args {
 } qilin_attention_args;
 
 /* Any n_q per sequence (prefill, chunked prefill, verification): query tiles
- * against key tiles in shared memory, online softmax. */
+ * against key tiles in shared memory, online softmax. bf16/f16 with 16-byte
+ * aligned rows run on tensor cores (attention_prefill.cuh), which round the
+ * softmax weights to the dtype before P V (fp32 scores, max, sum and
+ * accumulation); f32 stays exact fp32 on CUDA cores. */
 qilin_status qilin_attention_prefill(const qilin_attention_args *args, qilin_stream *stream);
 
 /* One query per sequence (q_start[b] = b): the sequence is split into

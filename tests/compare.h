@@ -45,6 +45,13 @@ static const Tolerance kTolLayernormOffsetBF16 = {1e-4, 1.0 / 128, "bf16 layerno
 static const Tolerance kTolAttnF32 = {5e-5, 1e-5, "fp32 attention: score/exp2 error ~5e-6 abs, 10x margin"};
 static const Tolerance kTolAttnBF16 = {5e-5, 1.0 / 128, "bf16 attention: fp32 error + 2 ulp of 2^-8 storage"};
 static const Tolerance kTolAttnF16 = {5e-5, 1.0 / 1024, "f16 attention: fp32 error + 2 ulp of 2^-11 storage"};
+/* Tensor-core prefill (attention_prefill.cuh) rounds the softmax weights P
+ * to the input dtype before P V (the mma takes bf16/f16): each weight moves
+ * by at most half an ulp relative (2^-9 bf16, 2^-12 f16) while the row sum
+ * stays fp32, so an output moves by at most 2^-9 * sum_t p_t |v_t| <=
+ * 2^-9 * max|v| ~ 2^-9 * 4.5 (N(0,1) values, ~1e5 of them), then storage. */
+static const Tolerance kTolAttnMmaBF16 = {4.5 / 512, 1.0 / 128, "bf16 mma attention: P rounded 2^-9 * max|v| 4.5 + storage"};
+static const Tolerance kTolAttnMmaF16 = {4.5 / 4096, 1.0 / 1024, "f16 mma attention: P rounded 2^-12 * max|v| 4.5 + storage"};
 
 /* MLA end to end in bf16 against the float64 naive form: each path rounds
  * different intermediates to bf16 (absorbed: q_lat, o_lat; naive: k_nope, v)

@@ -19,10 +19,14 @@
 
 #include "cuda/kernels.h"
 #include "tests/attention_decode_plant.h"
+#include "tests/attention_prefill_planted.h"
 #include "tests/compare.h"
 #include "tests/dtype_io.h"
 #include "tests/sim_test_kernels.h"
 #include "tests/test_util.h"
+#if defined(QILIN_SIM)
+#include "cuda/sim/sim_api.h"
+#endif
 
 #if defined(QILIN_SIM)
 #include "cuda/sim/sim_api.h"
@@ -50,6 +54,11 @@ void PrintTo(const Case &c, std::ostream *os) { *os << c.name; }
 
 const Tolerance &attn_tol(qilin_dtype t) {
     return t == QILIN_F32 ? kTolAttnF32 : t == QILIN_BF16 ? kTolAttnBF16 : kTolAttnF16;
+}
+
+/* Prefill of bf16/f16 may run on tensor cores, which round P (compare.h). */
+const Tolerance &prefill_tol(qilin_dtype t) {
+    return t == QILIN_F32 ? kTolAttnF32 : t == QILIN_BF16 ? kTolAttnMmaBF16 : kTolAttnMmaF16;
 }
 
 /* A batch on the host (bytes in the case's dtype) and on the device. */
@@ -280,7 +289,7 @@ void run_case(const Case &c, Mode mode, bool with_workspace = true) {
     }
     QILIN_ASSERT_OK(mode == Mode::prefill ? qilin_attention_prefill(&a, nullptr) : qilin_attention_decode(&a, nullptr));
     const std::vector<double> want = b.reference(scale), got = d.read(out);
-    Comparison cmp = compare(got, want, attn_tol(c.dtype));
+    Comparison cmp = compare(got, want, mode == Mode::prefill ? prefill_tol(c.dtype) : attn_tol(c.dtype));
     printf("%s (workspace %zu bytes): %s\n", mode == Mode::prefill ? "prefill" : "decode", a.workspace_bytes,
            cmp.summary.c_str());
     EXPECT_TRUE(cmp.ok) << cmp.summary;
@@ -290,7 +299,7 @@ void run_case(const Case &c, Mode mode, bool with_workspace = true) {
         QILIN_ASSERT_OK(out2.poison());
         qilin_attention_args p = d.args(out2.ptr, scale);
         QILIN_ASSERT_OK(qilin_attention_prefill(&p, nullptr));
-        Comparison same = compare(d.read(out2), got, attn_tol(c.dtype));
+        Comparison same = compare(d.read(out2), got, prefill_tol(c.dtype));
         printf("prefill vs decode: %s\n", same.summary.c_str());
         EXPECT_TRUE(same.ok) << "prefill vs decode: " << same.summary;
     }
@@ -570,6 +579,99 @@ TEST(AttentionErrors, BadArgumentsNameTheProblem) {
     k.max_ctx = 0;
     EXPECT_EQ(qilin_kv_append(&k, nullptr), QILIN_ERR_INVALID_ARGUMENT);
     EXPECT_NE(std::string(qilin_last_error()).find("max_ctx=0"), std::string::npos) << qilin_last_error();
+}
+
+/* ---- tensor-core prefill (attention_prefill.cuh) ------------------------------------- */
+
+/* bf16/f16 shapes the mma kernel serves, with several key tiles (64 keys: the
+ * cp.async double buffer turns over), rows that are not a multiple of 16 or of
+ * the 64-row block, chunked prefill (kv_len > n_q), empty sequences, every GQA
+ * ratio, sliding windows, dk != dv and each head-dim bucket; each under
+ * emulator schedule seeds 1..3 (on a GPU the seed changes nothing). */
+class AttentionPrefillMma : public testing::TestWithParam<Case> {};
+
+TEST_P(AttentionPrefillMma, MatchesFloat64ReferenceUnderSeeds) {
+    QILIN_REQUIRE_DEVICES(1);
+    for (int seed = 1; seed <= 3; seed++) {
+#if defined(QILIN_SIM)
+        qsim_set_seed((unsigned long long)seed);
+#endif
+        SCOPED_TRACE("schedule seed " + std::to_string(seed));
+        run_case(GetParam(), Mode::prefill);
+    }
+}
+
+std::vector<Case> prefill_mma_cases() {
+    /* prompt over several tiles, empty, chunked prefill, decode-like, one row tile exactly */
+    const std::vector<Seq> mixed = {{150, 150}, {0, 20}, {23, 200}, {1, 77}, {16, 16}};
+    const std::vector<Seq> small = {{37, 37}, {0, 5}, {9, 140}};
+    std::vector<Case> v;
+    for (qilin_dtype t : {QILIN_BF16, QILIN_F16}) {
+        const std::string dt = qilin_dtype_name(t);
+        v.push_back(Case{dt + "_mha3_d64", t, 3, 3, 64, 64, mixed});
+        Case g2{dt + "_gqa4x2_d64_permuted", t, 4, 2, 64, 64, small};
+        g2.permute = true;
+        v.push_back(g2);
+        v.push_back(Case{dt + "_gqa8x2_d128", t, 8, 2, 128, 128, small});
+        Case g8{dt + "_gqa16x2_d64_fused", t, 16, 2, 64, 64, small};
+        g8.fused = true;
+        v.push_back(g8);
+        Case mqa{dt + "_mqa6x1_d96_headmajor", t, 6, 1, 96, 96, small};
+        mqa.head_major = true;
+        v.push_back(mqa);
+        Case w{dt + "_gqa4x1_d64_window33", t, 4, 1, 64, 64, mixed};
+        w.window = 33;
+        v.push_back(w);
+        v.push_back(Case{dt + "_mha2_d192_v128", t, 2, 2, 192, 128, small});
+        v.push_back(Case{dt + "_gqa4x2_d256", t, 4, 2, 256, 256, small});
+    }
+    v.push_back(Case{"bf16_gqa4x1_d40_v24", QILIN_BF16, 4, 1, 40, 24, small});
+    v.push_back(Case{"f16_gqa2x1_d80_v128", QILIN_F16, 2, 1, 80, 128, small});
+    v.push_back(Case{"bf16_gqa2x1_d128_v64_window50", QILIN_BF16, 2, 1, 128, 64, small});
+    v.back().window = 50;
+    v.push_back(Case{"bf16_gqa2x2_d64_v256", QILIN_BF16, 2, 2, 64, 256, small});
+    return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(Batches, AttentionPrefillMma, testing::ValuesIn(prefill_mma_cases()), case_name);
+
+/* A planted defect in the cp.async pipeline: wrong (or NaN) under at least
+ * one of schedule seeds 1..8, while the kernel without it is right under
+ * all of them. Emulator only: on a GPU the race may or may not show. */
+void expect_plant_caught(int plant, const char *what) {
+#if !defined(QILIN_SIM)
+    (void)plant, (void)what;
+    GTEST_SKIP() << "emulator-only: the kernel is broken on purpose";
+#else
+    QILIN_REQUIRE_DEVICES(1);
+    /* four key tiles for the long sequence: every stage is reloaded */
+    const Case c{"bf16_gqa4x2_d64_planted", QILIN_BF16, 4, 2, 64, 64, {{70, 250}, {20, 20}}};
+    Batch b(c);
+    DeviceBatch d(b);
+    QILIN_ASSERT_OK(d.upload_and_append());
+    const double scale = 1.0 / std::sqrt((double)c.head_dim);
+    const std::vector<double> want = b.reference(scale);
+    auto run = [&](int p, int seed) {
+        DeviceBuffer<unsigned char> out((size_t)b.tokens * d.out_stride * b.es);
+        EXPECT_EQ(out.poison(), QILIN_OK);
+        const qilin_attention_args a = d.args(out.ptr, scale);
+        qsim_set_seed((unsigned long long)seed);
+        EXPECT_EQ(launch_prefill_planted(&a, p), QILIN_OK) << qilin_last_error();
+        return compare(d.read(out), want, prefill_tol(c.dtype));
+    };
+    const Comparison clean = run(PLANT_NONE, 1);
+    EXPECT_TRUE(clean.ok) << "the kernel without the plant: " << clean.summary;
+    int caught = 0, seed = 1;
+    for (; seed <= 8 && !caught; seed++) caught = !run(plant, seed).ok; /* the first seed that shows it */
+    printf("%s: %s\n", what, caught ? ("caught under seed " + std::to_string(seed - 1)).c_str() : "not caught");
+    EXPECT_GE(caught, 1) << what << " went unnoticed under every seed";
+#endif
+}
+
+TEST(AttentionPrefillMmaPlanted, MissingCpAsyncWaitIsCaught) { expect_plant_caught(PLANT_NO_WAIT, "missing cp.async wait"); }
+
+TEST(AttentionPrefillMmaPlanted, MissingBarrierBeforeStageOverwriteIsCaught) {
+    expect_plant_caught(PLANT_NO_BARRIER, "missing barrier before the stage overwrite");
 }
 
 } // namespace

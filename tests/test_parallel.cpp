@@ -184,7 +184,7 @@ TEST_P(Parallel, Fp32LogitsAndGreedyMatch) {
  * the third choice (0.540 and 0.542 in replicated mode), the choice flips,
  * and with its weight of 0.45 (x routed_scale 2) that row is off by 0.11;
  * the fp32 run of the same configuration matches transformers to 4e-7.
- * Those two rows, and only they, may exceed the bound (kBf16Flips: by
+ * Those rows, and only they, may exceed the bound (kBf16Flips: by
  * fixture, degree, mode, prompt and row; the first in all three modes at 2
  * GPUs, to 2.5x; the second to 6x) — a flipped choice, not garbage; every
  * other row of every case must be within it. */
@@ -202,6 +202,10 @@ const Bf16Flip kBf16Flips[] = {
     {"deepseek_v2_group", 2, true, true, 1, 0, 2.5},
     /* measured 0.11 */
     {"deepseek_v3_noqlora", 4, true, true, 1, 9, 6},
+    /* the same near-tie flips at 2 GPUs in replicated mode once prefill runs on tensor cores
+     * (P rounded to bf16 moves the attention output by ~2^-9): measured 0.114, while the
+     * 4-GPU a2a row above then stays at 0.0065 */
+    {"deepseek_v3_noqlora", 2, false, false, 1, 9, 6},
 };
 
 /* The allowance for this case's row, or 1 (the bound itself). */
