@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/bench_util.h"
 #include "cuda/attention.h"
 #include "cuda/device.h"
 
@@ -53,20 +54,6 @@ static int fail(const char *what) {
     return 1;
 }
 
-static uint16_t to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even (finite inputs) */
-    return (uint16_t)(u >> 16);
-}
-
-static double from_bf16(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static double normal(void) { /* Box-Muller on a xorshift */
     double u[2];
@@ -75,18 +62,6 @@ static double normal(void) { /* Box-Muller on a xorshift */
         u[i] = ((double)(rng_state >> 11) + 0.5) / 9007199254740992.0;
     }
     return sqrt(-2.0 * log(u[0])) * cos(6.283185307179586 * u[1]);
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double peak_tflops(const qilin_device_props *p) {
-    if (p->is_sim) return 0;
-    if (p->cc_major == 8 && p->cc_minor == 0) return 312;
-    if (p->cc_major == 9 && p->cc_minor == 0) return 989;
-    return 0;
 }
 
 /* Max |got - want| over tokens {0, seq/2, seq-1} of every head, and whether
@@ -105,8 +80,8 @@ static int check(const model_shape *m, int seq, const uint16_t *q, const uint16_
             for (int j = 0; j <= t; j++) {
                 double dot = 0;
                 for (int d = 0; d < hd; d++)
-                    dot += from_bf16(q[((size_t)t * m->n_heads + h) * hd + d]) *
-                           from_bf16(k[((size_t)j * m->n_kv_heads + g) * hd + d]);
+                    dot += (double)bench_bf16_to_float(q[((size_t)t * m->n_heads + h) * hd + d]) *
+                           (double)bench_bf16_to_float(k[((size_t)j * m->n_kv_heads + g) * hd + d]);
                 sc[j] = dot * scale;
                 if (sc[j] > mx) mx = sc[j];
             }
@@ -115,10 +90,10 @@ static int check(const model_shape *m, int seq, const uint16_t *q, const uint16_
                 const double p = exp(sc[j] - mx);
                 sum += p;
                 for (int d = 0; d < hv; d++)
-                    o[d] += p * from_bf16(v[((size_t)j * m->n_kv_heads + g) * hv + d]);
+                    o[d] += p * (double)bench_bf16_to_float(v[((size_t)j * m->n_kv_heads + g) * hv + d]);
             }
             for (int d = 0; d < hv; d++) {
-                const double want = o[d] / sum, got = from_bf16(out[((size_t)t * m->n_heads + h) * hv + d]);
+                const double want = o[d] / sum, got = (double)bench_bf16_to_float(out[((size_t)t * m->n_heads + h) * hv + d]);
                 const double err = fabs(got - want);
                 if (!(err <= *max_err)) *max_err = err; /* NaN sticks */
                 if (!(err <= 4.5 / 512 + fabs(want) / 128)) ok = 0;
@@ -147,9 +122,9 @@ static int run(const model_shape *m, int seq, int reps, const qilin_device_props
                  no = (size_t)seq * m->n_heads * m->head_dim_v;
     uint16_t *hq = malloc(nq * 2), *hk = malloc(nk * 2), *hv = malloc(nv * 2), *ho = malloc(no * 2);
     if (!hq || !hk || !hv || !ho) return fprintf(stderr, "bench_attention: out of host memory\n"), 1;
-    for (size_t i = 0; i < nq; i++) hq[i] = to_bf16((float)(1.5 * normal()));
-    for (size_t i = 0; i < nk; i++) hk[i] = to_bf16((float)normal());
-    for (size_t i = 0; i < nv; i++) hv[i] = to_bf16((float)normal());
+    for (size_t i = 0; i < nq; i++) hq[i] = bench_bf16_from_float((float)(1.5 * normal()));
+    for (size_t i = 0; i < nk; i++) hk[i] = bench_bf16_from_float((float)normal());
+    for (size_t i = 0; i < nv; i++) hv[i] = bench_bf16_from_float((float)normal());
     const int meta[4] = {0, seq, seq, 0};
     int rc = 1;
     if (qilin_malloc(&b->q, nq * 2, "q") || qilin_malloc(&b->k, nk * 2, "k cache") ||
@@ -206,10 +181,9 @@ static int run(const model_shape *m, int seq, int reps, const qilin_device_props
         }
         ms[r] = t;
     }
-    qsort(ms, (size_t)reps, sizeof ms[0], cmp_double);
-    const double med_ms = reps % 2 ? ms[reps / 2] : 0.5 * (ms[reps / 2 - 1] + ms[reps / 2]);
+    const double med_ms = bench_median(ms, reps);
     const double flops = 2.0 * m->n_heads * (m->head_dim + m->head_dim_v) * (double)seq * (seq + 1) / 2.0;
-    const double tflops = flops / (med_ms * 1e-3) / 1e12, peak = peak_tflops(props);
+    const double tflops = flops / (med_ms * 1e-3) / 1e12, peak = bench_bf16_peak(props);
     char pct[16] = "-";
     if (peak > 0) snprintf(pct, sizeof pct, "%.1f", 100.0 * tflops / peak);
     printf("| %-16s | %3d/%-3d | %3d/%-3d | %5d | %10.1f | %8.2f | %9s | %-8s %.2g |\n", m->name, m->n_heads,

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/bench_util.h"
 #include "cuda/attention.h"
 #include "cuda/device.h"
 #include "cuda/mla.h"
@@ -33,20 +34,8 @@ enum { PATTERN = 1 << 22, MAX_REPS = 64 };
  * so the host reference can read any element back. */
 static uint16_t *g_pattern;
 
-static uint16_t bf16_from(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even */
-    return (uint16_t)(u >> 16);
-}
-static double bf16_to(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
 /* element i of a buffer filled from pattern offset `shift` */
-static double elem(size_t i, size_t shift) { return bf16_to(g_pattern[(i + shift) % PATTERN]); }
+static double elem(size_t i, size_t shift) { return (double)bench_bf16_to_float(g_pattern[(i + shift) % PATTERN]); }
 
 #define CHECK(call)                                                                                   \
     do {                                                                                              \
@@ -184,7 +173,7 @@ static void run_shape(const Shape *s, int reps, double measured_gbs, void *flush
     reference(want, s, q_shift, k_shift, s->mla ? k_shift : v_shift, s->d, s->mla ? s->d : s->dv, scale);
     double max_err = 0.0, max_ref = 0.0;
     for (size_t i = 0; i < n0; i++) {
-        const double e = fabs(bf16_to(got[i]) - want[i]);
+        const double e = fabs(bench_bf16_to_float(got[i]) - want[i]);
         if (!(e <= max_err)) max_err = isnan(e) ? INFINITY : e;
         if (fabs(want[i]) > max_ref) max_ref = fabs(want[i]);
     }
@@ -241,7 +230,7 @@ int main(int argc, char **argv) {
     uint64_t x = 0x9e3779b97f4a7c15ull;
     for (int i = 0; i < PATTERN; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        g_pattern[i] = bf16_from((float)((double)(x >> 11) / 9007199254740992.0 * 2.0 - 1.0));
+        g_pattern[i] = bench_bf16_from_float((float)((double)(x >> 11) / 9007199254740992.0 * 2.0 - 1.0));
     }
 
     Shape shapes[64];

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/bench_util.h"
 #include "cuda/device.h"
 #include "cuda/moe.h"
 
@@ -47,42 +48,6 @@ static int fail(const char *what) {
     return 1;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static uint64_t next_random(uint64_t *s) {
-    *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
-    return *s;
-}
-
-static float bf16_to_float(uint16_t b) {
-    uint32_t u = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static uint16_t float_to_bf16(float f) { /* truncation: inputs only */
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return (uint16_t)(u >> 16);
-}
-
-/* The datasheet bf16 dense tensor-core peak, TFLOP/s; 0 when unknown. */
-static double bf16_peak_tflops(const qilin_device_props *p) {
-    if (p->is_sim) return 0;
-    if (p->cc_major == 8 && p->cc_minor == 0) return 312;  /* A100 */
-    if (p->cc_major == 9 && p->cc_minor == 0) return 989;  /* H100 SXM (PCIe: 756) */
-    return 0;
-}
-
 /* Random ids (k distinct experts per token) and weights; returns the number
  * of distinct experts touched, or -1. */
 static int upload_routing(const buffers *b, const model_shape *m, int tokens, uint64_t *rng) {
@@ -95,7 +60,7 @@ static int upload_routing(const buffers *b, const model_shape *m, int tokens, ui
         for (int j = 0; j < m->top_k; j++) {
             int e, dup;
             do { /* distinct within the token, as a router picks */
-                e = (int)(next_random(rng) % (uint64_t)m->experts);
+                e = (int)(bench_xorshift(rng) % (uint64_t)m->experts);
                 dup = 0;
                 for (int i = 0; i < j; i++) dup |= ids[t * m->top_k + i] == e;
             } while (dup);
@@ -149,7 +114,7 @@ static int time_calls(const buffers *b, const model_shape *m, int tokens, qilin_
     }
     qilin_event_destroy(start);
     qilin_event_destroy(stop);
-    if (ok) *ms = median(t, reps);
+    if (ok) *ms = bench_median(t, reps);
     return ok;
 }
 
@@ -163,7 +128,7 @@ static double check_paths(const buffers *b, const model_shape *m, int tokens) {
              run(b, m, tokens, QILIN_MOE_GEMM_TENSOR_CORES) == QILIN_OK &&
              qilin_memcpy_d2h(o2, b->out, n * 2, NULL) == QILIN_OK && qilin_device_synchronize() == QILIN_OK;
     for (size_t i = 0; ok && i < n; i++) {
-        double c = bf16_to_float(o1[i]), t = bf16_to_float(o2[i]);
+        double c = bench_bf16_to_float(o1[i]), t = bench_bf16_to_float(o2[i]);
         if (!isfinite(c) || !isfinite(t)) ok = 0;
         diff = fmax(diff, fabs(c - t));
         scale = fmax(scale, fabs(c));
@@ -188,7 +153,7 @@ static int alloc_buffers(buffers *b, const model_shape *m, int max_tokens, size_
      * take longer to upload than the benchmark runs; x random in [-1, 1). */
     uint16_t *hx = malloc(xn * 2);
     if (!hx) return 0;
-    for (size_t i = 0; i < xn; i++) hx[i] = float_to_bf16((float)(next_random(rng) % 2000) / 1000.0f - 1.0f);
+    for (size_t i = 0; i < xn; i++) hx[i] = bench_bf16_from_float((float)(bench_xorshift(rng) % 2000) / 1000.0f - 1.0f);
     int ok = qilin_memcpy_h2d(b->x, hx, xn * 2, NULL) == QILIN_OK &&
              qilin_memset(b->gate_up, 0x3C, wn / 3 * 2 * 2, NULL) == QILIN_OK &&
              qilin_memset(b->down, 0x3C, wn / 3 * 2, NULL) == QILIN_OK && qilin_device_synchronize() == QILIN_OK;
@@ -231,7 +196,7 @@ static int bench_model(const model_shape *m, const int *tokens, int n_tokens, in
         if (!time_calls(&b, m, tokens[i], QILIN_MOE_GEMM_TENSOR_CORES, reps, &ms_tc) ||
             !time_calls(&b, m, tokens[i], QILIN_MOE_GEMM_CUDA_CORES, reps, &ms_cc))
             return free_buffers(&b), fail("timing");
-        print_row(m, tokens[i], used, ms_tc, ms_cc, bf16_peak_tflops(props), bw);
+        print_row(m, tokens[i], used, ms_tc, ms_cc, bench_bf16_peak(props), bw);
     }
     free_buffers(&b);
     return 0;
@@ -258,7 +223,7 @@ int main(int argc, char **argv) {
     if (!tiny && qilin_device_measure_bandwidth(0, &bw) != QILIN_OK) return fail("measuring bandwidth");
     printf("device: %s%s, bf16 peak %.0f TFLOP/s (datasheet; 0 = unknown), bandwidth %.0f GB/s (measured; 0 = "
            "not measured), reps %d\n",
-           props.name, props.is_sim ? " [sim]" : "", bf16_peak_tflops(&props), bw, reps);
+           props.name, props.is_sim ? " [sim]" : "", bench_bf16_peak(&props), bw, reps);
     printf("%-14s %6s %8s %10s %9s %9s %8s %8s %10s %7s\n", "model", "tokens", "experts", "us", "TFLOP/s", "GB/s",
            "%flops", "%bw", "us(cuda)", "x cuda");
     static const model_shape models[] = {

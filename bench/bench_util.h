@@ -5,6 +5,7 @@
 #ifndef QILIN_BENCH_UTIL_H
 #define QILIN_BENCH_UTIL_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,7 @@ typedef struct bench_device {
     qilin_event *start, *stop;
 } bench_device;
 
-static int bench_fail(const char *what) {
+static inline int bench_fail(const char *what) {
     fprintf(stderr, "bench: %s: %s\n", what, qilin_last_error());
     return 1;
 }
@@ -30,14 +31,14 @@ static int bench_fail(const char *what) {
 /* Dense bf16 tensor-core peaks from the datasheets, by compute capability
  * and SM count: H100 SXM (132 SMs) 989 TFLOP/s, H100 PCIe (114) 756,
  * H200 = H100 SXM, A100 (108) 312. */
-static double bench_bf16_peak(const qilin_device_props *p) {
+static inline double bench_bf16_peak(const qilin_device_props *p) {
     if (p->is_sim) return 0.0;
     if (p->cc_major == 9) return p->sm_count >= 132 ? 989.0 : 756.0;
     if (p->cc_major == 8 && p->cc_minor == 0) return 312.0;
     return 0.0;
 }
 
-static int bench_open(bench_device *b) {
+static inline int bench_open(bench_device *b) {
     memset(b, 0, sizeof *b);
     if (qilin_device_get_props(0, &b->props) != QILIN_OK) return bench_fail("device 0");
     if (qilin_device_measure_bandwidth(0, &b->gbs) != QILIN_OK) return bench_fail("measuring bandwidth");
@@ -55,22 +56,48 @@ static int bench_open(bench_device *b) {
     return 0;
 }
 
-static void bench_close(bench_device *b) {
+static inline void bench_close(bench_device *b) {
     qilin_event_destroy(b->start);
     qilin_event_destroy(b->stop);
     qilin_free(b->flush);
     qilin_stream_destroy(b->stream);
 }
 
-static int bench_cmp_double(const void *a, const void *b) {
+static inline int bench_cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
+}
+
+/* The median of v[0..n) (sorts v). */
+static inline double bench_median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* bf16 bits of a finite float, rounded to nearest even, and back. */
+static inline uint16_t bench_bf16_from_float(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+static inline float bench_bf16_to_float(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* xorshift64: the benchmarks' seeded random stream (*s must not be 0). */
+static inline uint64_t bench_xorshift(uint64_t *s) {
+    *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+    return *s;
 }
 
 /* Median microseconds of `reps` runs of launch(ctx) on b->stream, after one
  * warm-up, each preceded by an L2 flush. Negative on failure. */
 typedef qilin_status (*bench_launch_fn)(void *ctx, qilin_stream *stream);
-static double bench_time_us(bench_device *b, bench_launch_fn launch, void *ctx, int reps) {
+static inline double bench_time_us(bench_device *b, bench_launch_fn launch, void *ctx, int reps) {
     enum { MAX_REPS = 64 };
     double us[MAX_REPS];
     if (reps > MAX_REPS) reps = MAX_REPS;
@@ -85,13 +112,12 @@ static double bench_time_us(bench_device *b, bench_launch_fn launch, void *ctx, 
             return -1.0;
         us[r] = 1e3 * ms;
     }
-    qsort(us, (size_t)reps, sizeof us[0], bench_cmp_double);
-    return reps % 2 ? us[reps / 2] : 0.5 * (us[reps / 2 - 1] + us[reps / 2]);
+    return bench_median(us, reps);
 }
 
 /* One result row: time, bytes moved at least, FLOPs; prints GB/s, TFLOP/s,
  * whichever fraction of peak binds (the larger one), then `extra` (may be ""). */
-static void bench_row(const bench_device *b, const char *what, double us, double bytes, double flops,
+static inline void bench_row(const bench_device *b, const char *what, double us, double bytes, double flops,
                       const char *extra) {
     double gbs = bytes / (us * 1e3), tflops = flops / (us * 1e6);
     double bw_frac = b->gbs > 0 ? gbs / b->gbs : 0.0, fl_frac = b->bf16_tflops > 0 ? tflops / b->bf16_tflops : 0.0;
@@ -99,7 +125,7 @@ static void bench_row(const bench_device *b, const char *what, double us, double
            100.0 * (bw_frac >= fl_frac ? bw_frac : fl_frac), bw_frac >= fl_frac ? "bandwidth" : "bf16 peak", extra);
 }
 
-static void bench_header(const char *first) {
+static inline void bench_header(const char *first) {
     printf("%-48s %10s %9s %8s   %s\n", first, "us", "GB/s", "TFLOP/s", "% of peak");
 }
 
