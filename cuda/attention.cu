@@ -61,7 +61,7 @@ template <class E, bool kVec> __device__ inline void copy_head_rows(E *dst_base,
         const int g = idx / gpr, i = idx % gpr;
         const E *s = src + t * token_stride + g * head_stride;
         E *d = dst_base + slot * l.slot_stride + (int64_t)pos * l.pos_stride + (int64_t)g * l.head_stride;
-        E tmp[V];
+        alignas(16) E tmp[V]; /* read and written as Vec16 when kVec */
         load_elems<E, kVec>(tmp, s, i);
         store_elems<E, kVec>(d, tmp, i);
     }

@@ -199,7 +199,7 @@ template <class E, bool kVec> __global__ void mla_expand_k_kernel(const ExpandPa
     const E *kv = (const E *)p.kv + t * p.n_heads * (p.dn + p.dv), *pe = (const E *)p.k_pe + t * p.pe_stride;
     for (int idx = threadIdx.x; idx < p.n_heads * gpr; idx += blockDim.x) {
         const int h = idx / gpr, d = idx % gpr * V;
-        E tmp[V];
+        alignas(16) E tmp[V]; /* read and written as Vec16 when kVec */
         if (d < p.dn)
             load_elems<E, kVec>(tmp, kv + (int64_t)h * (p.dn + p.dv) + d, 0);
         else

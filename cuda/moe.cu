@@ -270,7 +270,7 @@ static __device__ inline Peers warp_peers(int key) {
     return p;
 }
 
-__global__ void moe_align_kernel(int2 *tiles, int *sorted, int *expert_counts, int *bad_ids, const int *ids,
+__global__ void __launch_bounds__(1024) moe_align_kernel(int2 *tiles, int *sorted, int *expert_counts, int *bad_ids, const int *ids,
                                  int total, int E, int bm, int max_tiles) {
     QILIN_DYNAMIC_SMEM(int, smem);
     int *count = smem, *cursor = smem + E, *tile_start = smem + 2 * E; /* [E], [E], [E + 1] */
