@@ -20,11 +20,17 @@
 
 #include "comm_check.h"
 
+enum { ABORT_NONE = 0, ABORT_CLAIMED = 1, ABORT_DONE = 2 };
+
 struct qilin_comm {
     ncclComm_t nccl;
     int rank, size, device;
-    atomic_int aborted; /* ncclCommAbort has freed `nccl` */
-    char reason[256];   /* why, written before `aborted` is set */
+    /* ABORT_NONE, then ABORT_CLAIMED by the one thread whose compare-and-swap
+     * won (it writes `reason`), then ABORT_DONE: reason readable. Every rank of
+     * a tensor-parallel group tends to fail at the same check at once, and a
+     * watcher thread may abort too: exactly one of them calls ncclCommAbort. */
+    atomic_int aborted;
+    char reason[256];
 };
 
 static qilin_status nccl_fail(ncclResult_t r, const char *stmt, const char *file, int line) {
@@ -101,9 +107,10 @@ static qilin_status nccl_type(qilin_comm_site s, qilin_dtype dtype, ncclDataType
 static qilin_status check_call(const char *op, const qilin_comm *comm, qilin_dtype dtype,
                                qilin_stream *stream, qilin_comm_site *s, ncclDataType_t *t) {
     if (comm == NULL) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: comm = NULL", op);
-    if (atomic_load(&comm->aborted))
+    int aborted = atomic_load(&comm->aborted);
+    if (aborted != ABORT_NONE)
         return qilin_error(QILIN_ERR_COMM, "%s (rank %d of %d): communicator aborted: %s", op, comm->rank,
-                           comm->size, comm->reason);
+                           comm->size, aborted == ABORT_DONE ? comm->reason : "(abort in progress)");
     s->op = op;
     s->rank = comm->rank;
     s->size = comm->size;
@@ -217,10 +224,13 @@ qilin_status qilin_comm_destroy(qilin_comm *comm) {
 }
 
 void qilin_comm_abort(qilin_comm *comm, const char *reason) {
-    if (comm == NULL || atomic_load(&comm->aborted)) return;
+    if (comm == NULL) return;
+    int expected = ABORT_NONE;
+    if (!atomic_compare_exchange_strong(&comm->aborted, &expected, ABORT_CLAIMED)) return; /* another thread's */
     snprintf(comm->reason, sizeof comm->reason, "%s", reason ? reason : "aborted");
-    atomic_store(&comm->aborted, 1);
-    ncclCommAbort(comm->nccl); /* frees it; the rank's stuck kernels end */
+    ncclComm_t nccl = comm->nccl;
+    atomic_store(&comm->aborted, ABORT_DONE);
+    ncclCommAbort(nccl); /* frees it; the rank's stuck kernels end */
 }
 
 int qilin_comm_rank(const qilin_comm *comm) { return comm ? comm->rank : -1; }
