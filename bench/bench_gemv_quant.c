@@ -1,11 +1,12 @@
-/* bench_gemv_quant.c — decode GEMV straight from FP8 block-scaled weights
- * (gemv_quant.h: e4m3 [n, k] + f32 scales per 128x128 block) at DeepSeek-V3
- * shapes, m = 1, 4, 8, against the bf16 GEMV (gemv.h) on the same shape.
- * Both are bound by reading W: bytes = W (1 byte a weight + the scales for
- * FP8, 2 bytes for bf16) + x + y, and the `x bf16` column is the speed-up
- * the halved weight bytes buy (2 at best). Before timing, each shape checks
- * the FP8 GEMV against the bf16 GEMV run on host/quant.c's bf16
- * dequantization of the same weights.
+/* bench_gemv_quant.c — decode GEMV straight from quantized weights
+ * (gemv_quant.h): FP8 e4m3 [n, k] + f32 scales per 128x128 block at
+ * DeepSeek-V3 shapes, INT4 group-32 pack-quantized at Kimi K2-Thinking's
+ * expert shapes; m = 1, 4, 8, against the bf16 GEMV (gemv.h) on the same
+ * shape. All are bound by reading W: bytes = W (1 byte a weight for FP8, 1/2
+ * for INT4, 2 for bf16; plus the scales) + x + y, and the `x bf16` column is
+ * the speed-up the smaller weights buy (2 or 4 at best). Before timing, each
+ * shape checks the quantized GEMV against the bf16 GEMV run on
+ * host/quant.c's bf16 dequantization of the same weights.
  *
  *   bench_gemv_quant [--reps N] [--tiny]
  *
@@ -23,35 +24,55 @@
 #include "cuda/gemv_quant.h"
 #include "host/quant.h"
 
+typedef enum { FMT_FP8, FMT_INT4 } fmt;
+
 typedef struct shape {
+    fmt format;
     const char *layer;
     int n, k; /* W is [n, k] */
 } shape;
 
 static const shape kShapes[] = {
-    {"q_a+kv_a (7168 -> 2112)", 2112, 7168},    {"q_b (1536 -> 24576)", 24576, 1536},
-    {"kv_b (512 -> 32768)", 32768, 512},        {"o (16384 -> 7168)", 7168, 16384},
-    {"dense gate_up (7168 -> 36864)", 36864, 7168}, {"expert gate_up (7168 -> 4096)", 4096, 7168},
-    {"expert down (2048 -> 7168)", 7168, 2048},
+    {FMT_FP8, "DeepSeek-V3 q_a+kv_a (7168 -> 2112)", 2112, 7168},
+    {FMT_FP8, "DeepSeek-V3 q_b (1536 -> 24576)", 24576, 1536},
+    {FMT_FP8, "DeepSeek-V3 kv_b (512 -> 32768)", 32768, 512},
+    {FMT_FP8, "DeepSeek-V3 o (16384 -> 7168)", 7168, 16384},
+    {FMT_FP8, "DeepSeek-V3 dense gate_up (7168 -> 36864)", 36864, 7168},
+    {FMT_FP8, "DeepSeek-V3 expert gate_up (7168 -> 4096)", 4096, 7168},
+    {FMT_FP8, "DeepSeek-V3 expert down (2048 -> 7168)", 7168, 2048},
+    {FMT_INT4, "Kimi-K2-Thinking expert gate_up (7168 -> 4096)", 4096, 7168},
+    {FMT_INT4, "Kimi-K2-Thinking expert down (2048 -> 7168)", 7168, 2048},
 };
-static const shape kTinyShapes[] = {{"96 -> 200", 200, 96}, {"200 -> 160 (scalar path)", 160, 200}};
+static const shape kTinyShapes[] = {{FMT_FP8, "96 -> 200", 200, 96},
+                                    {FMT_FP8, "200 -> 160 (scalar path)", 160, 200},
+                                    {FMT_INT4, "96 -> 200", 200, 96},
+                                    {FMT_INT4, "200 -> 160 (group 40, scalar path)", 160, 200}};
+enum { kInt4Group = 32 }; /* Kimi K2-Thinking's; 40 for the tiny scalar-path shape */
 static const int kRowsM[] = {1, 4, 8};
 
 typedef struct run {
+    fmt format;
     void *x, *y, *w_bf16;
-    uint8_t *w_fp8;
-    float *scale;
-    int m, n, k;
-    int use_fp8;
+    void *w_q;   /* e4m3 bytes or packed INT4 words */
+    void *scale; /* f32 block scales or bf16 group scales */
+    int m, n, k, group;
+    int use_q;
 } run;
 
 static qilin_status launch(void *ctx, qilin_stream *stream) {
     const run *r = (const run *)ctx;
-    if (r->use_fp8) {
-        qilin_gemv_fp8_args g = {.y = r->y, .x = r->x, .w = r->w_fp8, .w_scale = r->scale, .m = r->m, .n = r->n,
+    if (r->use_q && r->format == FMT_FP8) {
+        qilin_gemv_fp8_args g = {.y = r->y, .x = r->x, .w = r->w_q, .w_scale = r->scale, .m = r->m, .n = r->n,
                                  .k = r->k, .ldx = r->k, .ldw = r->k, .ld_scale = (r->k + 127) / 128, .ldy = r->n,
                                  .dtype = QILIN_BF16, .y_dtype = QILIN_BF16};
         return qilin_gemv_fp8(&g, stream);
+    }
+    if (r->use_q) {
+        qilin_gemv_int4_args g = {.y = r->y, .x = r->x, .w_packed = r->w_q, .w_scale = r->scale, .m = r->m,
+                                  .n = r->n, .k = r->k, .group_size = r->group, .ldx = r->k, .ldw = (r->k + 7) / 8,
+                                  .ld_scale = r->k / r->group, .ldy = r->n, .dtype = QILIN_BF16,
+                                  .y_dtype = QILIN_BF16, .scale_dtype = QILIN_BF16};
+        return qilin_gemv_int4(&g, stream);
     }
     qilin_gemv_args g = {.y = r->y, .x = r->x, .w = r->w_bf16, .m = r->m, .n = r->n, .k = r->k, .ldx = r->k,
                          .ldw = r->k, .ldy = r->n, .dtype = QILIN_BF16, .y_dtype = QILIN_BF16};
@@ -62,42 +83,62 @@ static int upload(void *dst, const void *src, size_t bytes) {
     return qilin_memcpy_h2d(dst, src, bytes, NULL) == QILIN_OK && qilin_stream_synchronize(NULL) == QILIN_OK;
 }
 
-/* Random e4m3 codes (never NaN), scales 2^-9..2^-7, x bf16 in [-1, 1)
- * (never zero), uploaded; W also as host/quant.c's bf16 dequantization. */
+/* Bytes of the quantized W's data and scales. */
+static void q_bytes(const run *r, size_t *data, size_t *scales) {
+    if (r->format == FMT_FP8) {
+        *data = (size_t)r->n * r->k;
+        *scales = (size_t)((r->n + 127) / 128) * ((r->k + 127) / 128) * 4;
+    } else {
+        *data = (size_t)r->n * ((r->k + 7) / 8) * 4;
+        *scales = (size_t)r->n * (r->k / r->group) * 2;
+    }
+}
+
+/* Random codes (e4m3 never NaN; all 16 nibbles), scales 2^-9..2^-8 (f32 for
+ * FP8, bf16 for INT4), x bf16 in [-1, 1) (never zero), uploaded; W also as
+ * host/quant.c's bf16 dequantization. */
 static int make_inputs(run *r, int max_m, uint64_t seed) {
-    size_t nw = (size_t)r->n * r->k, ns = (size_t)((r->n + 127) / 128) * ((r->k + 127) / 128);
+    size_t nw = (size_t)r->n * r->k, nd, ns;
+    q_bytes(r, &nd, &ns);
     size_t nx = (size_t)max_m * r->k;
-    uint8_t *codes = malloc(nw);
-    float *scales = malloc(ns * 4);
+    uint8_t *codes = malloc(nd), *scales = malloc(ns);
     uint16_t *wb = malloc(nw * 2), *xb = malloc(nx * 2);
     int ok = codes && scales && wb && xb;
-    for (size_t i = 0; ok && i < nw; i++) {
+    for (size_t i = 0; ok && i < nd; i++) {
         uint8_t c = (uint8_t)bench_xorshift(&seed);
-        codes[i] = (c & 0x7f) == 0x7f ? 0x3f : c;
+        codes[i] = r->format == FMT_FP8 && (c & 0x7f) == 0x7f ? 0x3f : c;
     }
-    for (size_t i = 0; ok && i < ns; i++) scales[i] = ldexpf(1.0f + (float)(bench_xorshift(&seed) % 1024) / 1024.0f, -9);
+    for (size_t i = 0; ok && i < ns / (r->format == FMT_FP8 ? 4 : 2); i++) {
+        float f = ldexpf(1.0f + (float)(bench_xorshift(&seed) % 1024) / 1024.0f, -9);
+        if (r->format == FMT_FP8) memcpy(scales + 4 * i, &f, 4);
+        else {
+            uint16_t h = bench_bf16_from_float(f);
+            memcpy(scales + 2 * i, &h, 2);
+        }
+    }
     for (size_t i = 0; ok && i < nx; i++) {
         float f = (float)((bench_xorshift(&seed) >> 40) & 0xFFFF) / 32768.0f - 1.0f;
         xb[i] = bench_bf16_from_float(f == 0.0f ? 0.5f : f);
     }
-    quant_weight qw = {.format = QILIN_WF_FP8_BLOCK, .rows = r->n, .cols = r->k, .data = codes, .data_bytes = nw,
-                       .scales = scales, .scale_bytes = ns * 4, .name = "bench W"};
+    quant_weight qw = {.format = r->format == FMT_FP8 ? QILIN_WF_FP8_BLOCK : QILIN_WF_INT4_GROUP, .rows = r->n,
+                       .cols = r->k, .data = codes, .data_bytes = nd, .scales = scales, .scale_bytes = ns,
+                       .scale_dtype = QILIN_BF16, .group_size = r->group, .name = "bench W"};
     ok = ok && quant_dequantize(&qw, 0, r->n, QILIN_BF16, wb) == QILIN_OK;
-    ok = ok && upload(r->w_fp8, codes, nw) && upload(r->scale, scales, ns * 4) && upload(r->w_bf16, wb, nw * 2) &&
+    ok = ok && upload(r->w_q, codes, nd) && upload(r->scale, scales, ns) && upload(r->w_bf16, wb, nw * 2) &&
          upload(r->x, xb, nx * 2);
     free(codes), free(scales), free(wb), free(xb);
     return ok;
 }
 
-/* The FP8 GEMV and the bf16 GEMV on the dequantized W agree (bf16 rounding
+/* The quantized GEMV and the bf16 GEMV on the dequantized W agree (bf16 rounding
  * of W and of y apart): within 2 % of the outputs' RMS plus the value. */
 static int check_agree(bench_device *b, run *r) {
     size_t count = (size_t)r->m * r->n;
     uint16_t *a = malloc(count * 2), *c = malloc(count * 2);
     int ok = a && c;
-    r->use_fp8 = 1;
+    r->use_q = 1;
     ok = ok && launch(r, b->stream) == QILIN_OK && qilin_memcpy_d2h(a, r->y, count * 2, b->stream) == QILIN_OK;
-    r->use_fp8 = 0;
+    r->use_q = 0;
     ok = ok && launch(r, b->stream) == QILIN_OK && qilin_memcpy_d2h(c, r->y, count * 2, b->stream) == QILIN_OK;
     ok = ok && qilin_stream_synchronize(b->stream) == QILIN_OK;
     double ss = 0.0;
@@ -106,7 +147,7 @@ static int check_agree(bench_device *b, run *r) {
     for (size_t i = 0; ok && i < count; i++) {
         float x = bench_bf16_to_float(a[i]), y = bench_bf16_to_float(c[i]);
         if (!(fabs((double)x - y) <= 0.02 * (rms + fabs((double)y)))) {
-            fprintf(stderr, "bench_gemv_quant: FP8 and bf16 GEMV disagree at m %d n %d k %d, element %zu: %g vs %g\n",
+            fprintf(stderr, "bench_gemv_quant: quantized and bf16 GEMV disagree at m %d n %d k %d, element %zu: %g vs %g\n",
                     r->m, r->n, r->k, i, x, y);
             ok = 0;
         }
@@ -131,18 +172,18 @@ int main(int argc, char **argv) {
     if (bench_open(&b)) return 1;
     if (b.props.is_sim) tiny = 1, reps = reps < 2 ? reps : 2;
     const shape *shapes = tiny ? kTinyShapes : kShapes;
-    const int n_shapes = tiny ? 2 : (int)(sizeof kShapes / sizeof kShapes[0]);
+    const int n_shapes = tiny ? (int)(sizeof kTinyShapes / sizeof kTinyShapes[0]) : (int)(sizeof kShapes / sizeof kShapes[0]);
     const int max_m = kRowsM[2];
-    printf("DeepSeek-V3 decode linear, FP8 e4m3 W with 128x128 block scales vs bf16 W; x, y bf16;\n"
-           "bytes = W (+ scales) + x + y once; reps %d (median)\n", reps);
+    printf("decode linear, FP8 e4m3 W with 128x128 f32 block scales or INT4 W with bf16 group-%d scales,\n"
+           "vs bf16 W; x, y bf16; bytes = W (+ scales) + x + y once; reps %d (median)\n", (int)kInt4Group, reps);
     bench_header("layer / m / weights");
     int status = 0;
     for (int s = 0; s < n_shapes && !status; s++) {
         const shape *sh = &shapes[s];
-        run r = {.n = sh->n, .k = sh->k};
-        const double ns = (double)((sh->n + 127) / 128) * ((sh->k + 127) / 128);
-        if (qilin_malloc((void **)&r.w_fp8, (size_t)sh->n * sh->k, "W fp8") != QILIN_OK ||
-            qilin_malloc((void **)&r.scale, (size_t)ns * 4, "W scales") != QILIN_OK ||
+        run r = {.format = sh->format, .n = sh->n, .k = sh->k, .group = sh->k % kInt4Group ? 40 : kInt4Group};
+        size_t nd, ns;
+        q_bytes(&r, &nd, &ns);
+        if (qilin_malloc(&r.w_q, nd, "W quantized") != QILIN_OK || qilin_malloc(&r.scale, ns, "W scales") != QILIN_OK ||
             qilin_malloc(&r.w_bf16, (size_t)sh->n * sh->k * 2, "W bf16") != QILIN_OK ||
             qilin_malloc(&r.x, (size_t)max_m * sh->k * 2, "x") != QILIN_OK ||
             qilin_malloc(&r.y, (size_t)max_m * sh->n * 2, "y") != QILIN_OK)
@@ -157,18 +198,18 @@ int main(int argc, char **argv) {
             const double xy = 2.0 * ((double)r.m * sh->k + (double)r.m * sh->n), wn = (double)sh->n * sh->k;
             const double flops = 2.0 * r.m * wn;
             char what[128], extra[64];
-            r.use_fp8 = 0;
+            r.use_q = 0;
             const double us_bf16 = bench_time_us(&b, launch, &r, reps);
-            r.use_fp8 = 1;
-            const double us_fp8 = bench_time_us(&b, launch, &r, reps);
-            if (us_bf16 < 0 || us_fp8 < 0) return bench_fail("timing");
+            r.use_q = 1;
+            const double us_q = bench_time_us(&b, launch, &r, reps);
+            if (us_bf16 < 0 || us_q < 0) return bench_fail("timing");
             snprintf(what, sizeof what, "%s m=%d bf16", sh->layer, r.m);
             bench_row(&b, what, us_bf16, 2.0 * wn + xy, flops, "");
-            snprintf(what, sizeof what, "%s m=%d fp8", sh->layer, r.m);
-            snprintf(extra, sizeof extra, "%.2f x bf16", us_bf16 / us_fp8);
-            bench_row(&b, what, us_fp8, wn + 4.0 * ns + xy, flops, extra);
+            snprintf(what, sizeof what, "%s m=%d %s", sh->layer, r.m, sh->format == FMT_FP8 ? "fp8" : "int4");
+            snprintf(extra, sizeof extra, "%.2f x bf16", us_bf16 / us_q);
+            bench_row(&b, what, us_q, (double)nd + (double)ns + xy, flops, extra);
         }
-        qilin_free(r.w_fp8), qilin_free(r.scale), qilin_free(r.w_bf16), qilin_free(r.x), qilin_free(r.y);
+        qilin_free(r.w_q), qilin_free(r.scale), qilin_free(r.w_bf16), qilin_free(r.x), qilin_free(r.y);
     }
     bench_close(&b);
     return status;
