@@ -233,7 +233,9 @@ __global__ void __launch_bounds__(kWarps * 32)
                      const T *bias, int m, int n, int k, int group, int64_t ldx, int64_t ldw, int64_t ld_scale,
                      int64_t ldy, bool y_f32, int chunk, int ksplit) {
     constexpr int V = kVec ? kInt4VecW : 1;       /* weights per W load */
+    constexpr int E = kVec ? 8 : 1;               /* weights per packed word handled at once */
     constexpr int XV = kVec ? Vec16<T>::n : 1;    /* x elements per shared-memory load */
+    static_assert(E % XV == 0, "a word's x elements are whole vectors");
     QILIN_DYNAMIC_SMEM(T, xs); /* [M][chunk] */
     __shared__ float partial[kWarps][kRows][M];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -291,34 +293,43 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
             for (int u = 0; u < kUnroll; u++) {
                 int v = v0 + u * stride;
-                if (v >= nv) break;
+                if (v >= nv) continue;
                 const int gi = (c0 + v * V) / group;
-                float scale[kRows], wf[kRows][V];
+                float scale[kRows], dot[kRows][M];
 #pragma unroll
                 for (int r = 0; r < kRows; r++) {
-                    scale[r] = wrow[r] ? load_scale_any(w_scale, (int64_t)(row0 + r) * ld_scale + gi, scale_dtype)
-                                       : 0.0f;
+                    /* a missing row reads row0's scale: its weights are zero */
+                    const int64_t srow = (int64_t)(row0 + r < n ? row0 + r : row0) * ld_scale;
+                    scale[r] = load_scale_any(w_scale, srow + gi, scale_dtype);
 #pragma unroll
-                    for (int e = 0; e < V; e++) wf[r][e] = (float)((int)(wv[r][u][e / 8] >> (4 * (e % 8)) & 15u) - 8);
+                    for (int i = 0; i < M; i++) dot[r][i] = 0.0f;
                 }
+                /* one packed word (8 weights) at a time: 16 decoded floats live, not 64 */
 #pragma unroll
-                for (int i = 0; i < M; i++) {
-                    alignas(16) T xv[V];
+                for (int j = 0; j < V / E; j++) {
+                    float wf[kRows][E];
 #pragma unroll
-                    for (int j = 0; j < V / XV; j++)
-                        load_elems<T, kVec>(xv + j * XV, xs + (size_t)i * chunk + (size_t)v * V, j);
-                    float dot[kRows];
+                    for (int r = 0; r < kRows; r++)
 #pragma unroll
-                    for (int r = 0; r < kRows; r++) dot[r] = 0.0f;
+                        for (int e = 0; e < E; e++) wf[r][e] = (float)((int)(wv[r][u][j] >> (4 * e) & 15u) - 8);
 #pragma unroll
-                    for (int e = 0; e < V; e++) {
-                        float xf = to_float(xv[e]);
+                    for (int i = 0; i < M; i++) {
+                        alignas(16) T xv[E];
 #pragma unroll
-                        for (int r = 0; r < kRows; r++) dot[r] = fmaf(wf[r][e], xf, dot[r]);
+                        for (int h = 0; h < E / XV; h++)
+                            load_elems<T, kVec>(xv + h * XV, xs + (size_t)i * chunk + (size_t)v * V + j * E, h);
+#pragma unroll
+                        for (int e = 0; e < E; e++) {
+                            float xf = to_float(xv[e]);
+#pragma unroll
+                            for (int r = 0; r < kRows; r++) dot[r][i] = fmaf(wf[r][e], xf, dot[r][i]);
+                        }
                     }
-#pragma unroll
-                    for (int r = 0; r < kRows; r++) acc[r][i] = fmaf(scale[r], dot[r], acc[r][i]);
                 }
+#pragma unroll
+                for (int i = 0; i < M; i++)
+#pragma unroll
+                    for (int r = 0; r < kRows; r++) acc[r][i] = fmaf(scale[r], dot[r][i], acc[r][i]);
             }
         }
     }
