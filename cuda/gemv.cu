@@ -24,6 +24,7 @@
 #include <cstring>
 
 #include "common.cuh"
+#include "gemv_stage.cuh"
 #include "kernels.h"
 
 namespace {
@@ -56,19 +57,10 @@ __global__ void __launch_bounds__(kWarps * 32)
         for (int i = 0; i < M; i++) acc[r][i] = 0.0f;
 
     for (int c0 = 0; c0 < k; c0 += chunk) {
-        const int nv = (k - c0 < chunk ? k - c0 : chunk) / V; /* k % V == 0 on the vector path */
+        const int len = k - c0 < chunk ? k - c0 : chunk;
+        const int nv = len / V; /* k % V == 0 on the vector path */
         __syncthreads(); /* the previous chunk is consumed */
-        for (int idx = tid; idx < M * nv; idx += blockDim.x) {
-            int i = idx / nv, v = idx % nv;
-            alignas(16) T t[V];
-            if (i < m) {
-                load_elems<T, kVec>(t, x + (size_t)i * ldx + c0, v);
-            } else {
-#pragma unroll
-                for (int e = 0; e < V; e++) t[e] = from_float<T>(0.0f);
-            }
-            store_elems<T, kVec>(xs + (size_t)i * chunk, t, v);
-        }
+        gemv_stage_x<T, M, kVec>(xs, x, m, ldx, c0, len, chunk);
         __syncthreads();
         if (!wrow[0]) continue; /* warp-uniform: no row of this group exists */
         const int stride = 32 * ksplit;

@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "common.cuh"
+#include "gemv_stage.cuh"
 #include "kernels.h"
 
 namespace {
@@ -64,19 +65,9 @@ __global__ void __launch_bounds__(kWarps * 32)
 
     for (int c0 = 0; c0 < k; c0 += chunk) {
         const int len = k - c0 < chunk ? k - c0 : chunk;
-        const int nv = len / V, nxv = len / XV; /* k % 16 == 0 on the vector path */
+        const int nv = len / V; /* k % 16 == 0 on the vector path */
         __syncthreads(); /* the previous chunk is consumed */
-        for (int idx = tid; idx < M * nxv; idx += blockDim.x) {
-            int i = idx / nxv, v = idx % nxv;
-            alignas(16) T t[XV];
-            if (i < m) {
-                load_elems<T, kVec>(t, x + (size_t)i * ldx + c0, v);
-            } else {
-#pragma unroll
-                for (int e = 0; e < XV; e++) t[e] = from_float<T>(0.0f);
-            }
-            store_elems<T, kVec>(xs + (size_t)i * chunk, t, v);
-        }
+        gemv_stage_x<T, M, kVec>(xs, x, m, ldx, c0, len, chunk);
         __syncthreads();
         if (!wrow[0]) continue; /* warp-uniform: no row of this group exists */
         const int stride = 32 * ksplit;
@@ -253,19 +244,9 @@ __global__ void __launch_bounds__(kWarps * 32)
 
     for (int c0 = 0; c0 < k; c0 += chunk) {
         const int len = k - c0 < chunk ? k - c0 : chunk;
-        const int nv = len / V, nxv = len / XV; /* k % 32 == 0 on the vector path */
+        const int nv = len / V; /* k % 32 == 0 on the vector path */
         __syncthreads(); /* the previous chunk is consumed */
-        for (int idx = tid; idx < M * nxv; idx += blockDim.x) {
-            int i = idx / nxv, v = idx % nxv;
-            alignas(16) T t[XV];
-            if (i < m) {
-                load_elems<T, kVec>(t, x + (size_t)i * ldx + c0, v);
-            } else {
-#pragma unroll
-                for (int e = 0; e < XV; e++) t[e] = from_float<T>(0.0f);
-            }
-            store_elems<T, kVec>(xs + (size_t)i * chunk, t, v);
-        }
+        gemv_stage_x<T, M, kVec>(xs, x, m, ldx, c0, len, chunk);
         __syncthreads();
         if (!wrow[0]) continue; /* warp-uniform: no row of this group exists */
         const int stride = 32 * ksplit;
