@@ -117,23 +117,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         }
     }
 
-#pragma unroll
-    for (int r = 0; r < kRows; r++)
-#pragma unroll
-        for (int i = 0; i < M; i++) {
-            float s = warp_reduce_sum(acc[r][i]);
-            if (lane == 0) partial[warp][r][i] = s;
-        }
-    __syncthreads();
-    for (int idx = tid; idx < groups * kRows * M; idx += blockDim.x) {
-        int g = idx / (kRows * M), r = idx / M % kRows, i = idx % M;
-        int row = (blockIdx.x * groups + g) * kRows + r;
-        if (row >= n || i >= m) continue;
-        float s = bias ? to_float(bias[row]) : 0.0f;
-        for (int p = 0; p < ksplit; p++) s += partial[g * ksplit + p][r][i]; /* fixed order */
-        if (y_f32) static_cast<float *>(y)[(size_t)i * ldy + row] = s;
-        else static_cast<T *>(y)[(size_t)i * ldy + row] = from_float<T>(s);
-    }
+    gemv_reduce_store<T, M, kWarps, kRows>(partial, acc, groups, ksplit, bias, y, ldy, y_f32, m, n);
 }
 
 namespace {
@@ -315,23 +299,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         }
     }
 
-#pragma unroll
-    for (int r = 0; r < kRows; r++)
-#pragma unroll
-        for (int i = 0; i < M; i++) {
-            float s = warp_reduce_sum(acc[r][i]);
-            if (lane == 0) partial[warp][r][i] = s;
-        }
-    __syncthreads();
-    for (int idx = tid; idx < groups * kRows * M; idx += blockDim.x) {
-        int g = idx / (kRows * M), r = idx / M % kRows, i = idx % M;
-        int row = (blockIdx.x * groups + g) * kRows + r;
-        if (row >= n || i >= m) continue;
-        float s = bias ? to_float(bias[row]) : 0.0f;
-        for (int p = 0; p < ksplit; p++) s += partial[g * ksplit + p][r][i]; /* fixed order */
-        if (y_f32) static_cast<float *>(y)[(size_t)i * ldy + row] = s;
-        else static_cast<T *>(y)[(size_t)i * ldy + row] = from_float<T>(s);
-    }
+    gemv_reduce_store<T, M, kWarps, kRows>(partial, acc, groups, ksplit, bias, y, ldy, y_f32, m, n);
 }
 
 namespace {
