@@ -158,16 +158,8 @@ static int check_agree(bench_device *b, run *r) {
 
 int main(int argc, char **argv) {
     int reps = 10, tiny = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--reps") && i + 1 < argc)
-            reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--tiny"))
-            tiny = 1;
-        else {
-            fprintf(stderr, "usage: bench_gemv_quant [--reps N] [--tiny]\n");
-            return !(strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0);
-        }
-    }
+    const int rc = bench_parse_args(argc, argv, "bench_gemv_quant", &reps, &tiny);
+    if (rc >= 0) return rc;
     bench_device b;
     if (bench_open(&b)) return 1;
     if (b.props.is_sim) tiny = 1, reps = reps < 2 ? reps : 2;

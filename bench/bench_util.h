@@ -125,6 +125,22 @@ static inline void bench_row(const bench_device *b, const char *what, double us,
            100.0 * (bw_frac >= fl_frac ? bw_frac : fl_frac), bw_frac >= fl_frac ? "bandwidth" : "bf16 peak", extra);
 }
 
+/* The flags of the shape-table benchmarks: --reps N, --tiny, --help/-h.
+ * Returns -1 to go on, else the exit status (usage printed on stderr). */
+static inline int bench_parse_args(int argc, char **argv, const char *name, int *reps, int *tiny) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+            *reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--tiny"))
+            *tiny = 1;
+        else {
+            fprintf(stderr, "usage: %s [--reps N] [--tiny]\n", name);
+            return !(strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0);
+        }
+    }
+    return -1;
+}
+
 static inline void bench_header(const char *first) {
     printf("%-48s %10s %9s %8s   %s\n", first, "us", "GB/s", "TFLOP/s", "% of peak");
 }
