@@ -168,6 +168,21 @@ qilin_status tok_add_added(qilin_tokenizer *t, const tok_added *a) {
 }
 
 /* What the decoder makes of one token's spelling. */
+static int hex_digit(char c, bool lower_too) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (lower_too && c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+/* The byte a byte-fallback token "<0xAB>" of n bytes stands for, or -1.
+ * s need not be NUL-terminated (no sscanf: it would read past n). */
+static int byte_fallback_value(const char *s, size_t n, bool lower_too) {
+    if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return -1;
+    int hi = hex_digit(s[3], lower_too), lo = hex_digit(s[4], lower_too);
+    return hi < 0 || lo < 0 ? -1 : hi << 4 | lo;
+}
+
 static qilin_status decoded_bytes(qilin_tokenizer *t, int32_t id) {
     const char *s = t->text[id];
     size_t n = t->text_len[id];
@@ -195,11 +210,9 @@ static qilin_status decoded_bytes(qilin_tokenizer *t, int32_t id) {
                 *o++ = s[i++];
             }
         }
-        unsigned hex = 0;
-        if (t->dec_bytefallback && o - out == 6 && memcmp(out, "<0x", 3) == 0 && out[5] == '>' &&
-            sscanf(out + 3, "%2X", &hex) == 1 && strchr("0123456789ABCDEFabcdef", out[3]) &&
-            strchr("0123456789ABCDEFabcdef", out[4])) {
-            out[0] = (char)hex;
+        int byte = t->dec_bytefallback ? byte_fallback_value(out, (size_t)(o - out), true) : -1;
+        if (byte >= 0) {
+            out[0] = (char)byte;
             o = out + 1;
         }
     }
@@ -233,12 +246,8 @@ qilin_status tok_finish(qilin_tokenizer *t) {
             }
             if (mapped) QILIN_TRY(tok_strmap_put(&t->vocab_bytes, t->bytes[id], t->bytes_len[id], id, NULL));
         }
-        const char *s = t->text[id];
-        if (t->text_len[id] == 6 && memcmp(s, "<0x", 3) == 0 && s[5] == '>' && (t->attr[id] & TOK_ATTR_MODEL)) {
-            unsigned hex = 0;
-            if (sscanf(s + 3, "%2X", &hex) == 1 && strchr("0123456789ABCDEF", s[3]) && strchr("0123456789ABCDEF", s[4]))
-                t->byte_token[hex] = id;
-        }
+        int byte = byte_fallback_value(t->text[id], t->text_len[id], false);
+        if (byte >= 0 && (t->attr[id] & TOK_ATTR_MODEL)) t->byte_token[byte] = id;
     }
     if (t->byte_level) {
         for (int b = 0; b < 256; b++) {
