@@ -15,6 +15,7 @@ packages=(
   libclang-rt-dev # libFuzzer + sanitizer runtimes for that clang
   libpcre2-dev   # tokenizer split regexes (Unicode classes, look-ahead)
   libutf8proc-dev # NFC normalisation for tokenizers
+  libmicrohttpd-dev # HTTP for `qilin serve`
 )
 
 # cuobjdump and nvdisasm for scripts/sass_report.py (CI's SASS check): the toolkit's when it
