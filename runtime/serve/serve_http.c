@@ -187,6 +187,8 @@ static void sse_free(void *cls) {
     sse_stream *st = cls;
     pthread_mutex_lock(&st->s->mu);
     cancel_job(st->s, st->call.job);
+    st->s->n_responding--;
+    pthread_cond_broadcast(&st->s->progress);
     pthread_mutex_unlock(&st->s->mu);
     serve_job_unref(st->s, st->call.job);
     free(st->out);
@@ -198,6 +200,9 @@ static enum MHD_Result send_stream(qilin_server *s, struct MHD_Connection *c, se
     if (!st) return MHD_NO;
     st->s = s, st->call = *call, st->fd = fd;
     call->job = NULL; /* the stream holds the reference now */
+    pthread_mutex_lock(&s->mu);
+    s->n_responding++;
+    pthread_mutex_unlock(&s->mu);
     struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_read, st, sse_free);
     if (!r) return sse_free(st), MHD_NO;
     MHD_add_response_header(r, "Content-Type", "text/event-stream");
@@ -401,6 +406,10 @@ void qilin_server_stop(qilin_server *s) {
     pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->mu);
     if (s->engine_started) pthread_join(s->engine_thread, NULL);
+    /* every job is done now: open streams get a moment to send their last events */
+    pthread_mutex_lock(&s->mu);
+    for (double until = serve_now() + 2; s->n_responding > 0 && serve_now() < until;) timed_wait(s, 0.05);
+    pthread_mutex_unlock(&s->mu);
     if (s->daemon) MHD_stop_daemon(s->daemon); /* waits for the connection threads */
     qilin_engine_free(s->engine);
     pthread_cond_destroy(&s->progress);

@@ -80,6 +80,7 @@ struct qilin_server {
     pthread_cond_t progress; /* HTTP threads: some job has new text or finished */
     serve_job *queue_head, *queue_tail;
     int n_queued, n_jobs;
+    int n_responding;        /* generation responses not yet fully handed to MHD (streams open) */
     bool stopping;
     double stop_deadline;
     qilin_server_stats stats; /* the engine thread's last snapshot */
