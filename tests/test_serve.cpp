@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -26,6 +27,9 @@
 #include "host/forward.h"
 #include "runtime/chat.h"
 #include "runtime/serve/serve.h"
+extern "C" {
+#include "runtime/serve/serve_internal.h" /* serve_split_reasoning */
+}
 #include "runtime/tokenizer.h"
 #include "test_util.h"
 
@@ -507,6 +511,44 @@ TEST_F(Serve, ModelsHealthMetrics) {
                            "qilin:inter_token_latency_seconds_count", "qilin:e2e_request_latency_seconds_sum",
                            "# TYPE qilin:time_to_first_token_seconds histogram"};
     for (const char *n : names) EXPECT_NE(x.body.find(n), std::string::npos) << n << "\n" << x.body;
+}
+
+/* <think> splitting as a stream sees it: the text grows one byte at a time,
+ * each step sends the growth of both ranges; the ranges never shrink and
+ * the final split equals the whole-text split. */
+TEST(ServeReasoning, SplitIsMonotoneAndExact) {
+    struct Case {
+        const char *text;
+        bool opens;
+        const char *reasoning, *content;
+    } cases[] = {
+        {"<think>abc</think>\n\nHello", false, "abc", "Hello"},
+        {"\n<think>a<b</think>x", false, "a<b", "x"},
+        {"abc</think> Hello </think>", true, "abc", "Hello </think>"},
+        {"Hello <think>x</think>", false, "", "Hello <think>x</think>"},
+        {"  <think>unfinished</thi", false, "unfinished</thi", ""},
+        {"<thi", false, "", "<thi"},
+        {"a</thinkX", true, "a</thinkX", ""},
+        {"", true, "", ""},
+    };
+    for (const Case &c : cases) {
+        std::string t = c.text, reasoning, content;
+        size_t r_sent = 0, c_sent = 0;
+        for (size_t n = 0; n <= t.size(); n++) {
+            bool final = n == t.size();
+            size_t rb, re, cb, ce;
+            serve_split_reasoning(t.data(), n, c.opens, final, &rb, &re, &cb, &ce);
+            ASSERT_LE(rb, re);
+            ASSERT_LE(cb, ce);
+            ASSERT_LE(ce, n);
+            size_t from = std::max(r_sent, rb);
+            if (re > from) reasoning += t.substr(from, re - from), r_sent = re;
+            from = std::max(c_sent, cb);
+            if (ce > from) content += t.substr(from, ce - from), c_sent = ce;
+        }
+        EXPECT_EQ(reasoning, c.reasoning) << c.text;
+        EXPECT_EQ(content, c.content) << c.text;
+    }
 }
 
 }  // namespace

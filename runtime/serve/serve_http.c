@@ -111,7 +111,7 @@ static bool wait_job(qilin_server *s, serve_job *j, int fd, bool (*ready)(const 
 static bool is_done(const serve_job *j, size_t unused) { return j->state == JOB_DONE; }
 static bool is_started(const serve_job *j, size_t unused) { return j->state != JOB_QUEUED; }
 static bool has_news(const serve_job *j, size_t sent) {
-    return j->state == JOB_DONE || j->n_text > sent || j->end_after_step;
+    return j->state == JOB_DONE || j->n_text > sent;
 }
 
 /* ---- streamed responses ---- */
@@ -122,7 +122,8 @@ typedef struct sse_stream {
     int fd;
     char *out;       /* formatted, not yet handed to MHD */
     size_t out_n, out_off;
-    size_t text_sent;
+    size_t text_sent;             /* bytes of the job's text looked at */
+    size_t reasoning_sent, content_sent; /* with call.reasoning: offsets in the text sent as each */
     bool role_sent, finished;
 } sse_stream;
 
@@ -139,6 +140,19 @@ static void put_event(sse_stream *st, json_t *v) {
     free(text);
 }
 
+/* Under mu: the reasoning and content that grew since the last event. */
+static void split_events(sse_stream *st, bool final) {
+    const serve_job *j = st->call.job;
+    size_t rb, re, cb, ce;
+    serve_split_reasoning(j->text ? j->text : "", j->n_text, st->call.opens_think, final, &rb, &re, &cb, &ce);
+    size_t from = st->reasoning_sent > rb ? st->reasoning_sent : rb;
+    if (re > from) put_event(st, serve_reasoning_chunk_json(st->s, &st->call, j->text + from, re - from));
+    if (re > from) st->reasoning_sent = re;
+    from = st->content_sent > cb ? st->content_sent : cb;
+    if (ce > from) put_event(st, serve_chunk_json(st->s, &st->call, j->text + from, ce - from, false, NULL));
+    if (ce > from) st->content_sent = ce;
+}
+
 /* Under mu: the events the job's state allows now. */
 static void next_events(sse_stream *st) {
     serve_job *j = st->call.job;
@@ -147,10 +161,12 @@ static void next_events(sse_stream *st) {
         put_event(st, serve_chunk_json(st->s, &st->call, NULL, 0, true, NULL));
     }
     st->role_sent = true;
-    if (j->n_text > st->text_sent) {
+    if (st->call.reasoning && (j->n_text > st->text_sent || j->state == JOB_DONE)) {
+        split_events(st, j->state == JOB_DONE);
+    } else if (j->n_text > st->text_sent) {
         put_event(st, serve_chunk_json(st->s, &st->call, j->text + st->text_sent, j->n_text - st->text_sent, false, NULL));
-        st->text_sent = j->n_text;
     }
+    st->text_sent = j->n_text;
     if (j->state != JOB_DONE) return;
     if (j->error_status) {
         serve_error e;

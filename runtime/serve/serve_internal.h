@@ -118,6 +118,8 @@ typedef enum serve_kind { SERVE_CHAT, SERVE_COMPLETION } serve_kind;
 typedef struct serve_call {
     serve_kind kind;
     bool stream, include_usage;
+    bool reasoning;   /* chat on a model with a </think> token: <think>...</think> goes to reasoning_content */
+    bool opens_think; /* the rendered prompt leaves the model inside <think> */
     serve_job *job; /* owned (one ref) */
     char id[48];
     long long created;
@@ -131,6 +133,17 @@ json_t *serve_response_json(qilin_server *s, const serve_call *c);
 json_t *serve_chunk_json(qilin_server *s, const serve_call *c, const char *delta, size_t n, bool role,
                          const char *finish);
 json_t *serve_usage_chunk_json(qilin_server *s, const serve_call *c);
+json_t *serve_reasoning_chunk_json(qilin_server *s, const serve_call *c, const char *text, size_t n);
+
+/* The reasoning / content split of generated text t[0..n): reasoning is
+ * t[*r_begin, *r_end) (inside <think>...</think>; a block opened by the
+ * prompt when opens_think, else one the text opens after optional
+ * whitespace), content t[*c_begin, *c_end) (after </think> and the
+ * whitespace after it, or the whole text when there is no block). Unless
+ * final, a suffix that may still become a tag is left out of both, so the
+ * ranges only grow as text is appended (streaming sends the growth). */
+void serve_split_reasoning(const char *t, size_t n, bool opens_think, bool final, size_t *r_begin, size_t *r_end,
+                           size_t *c_begin, size_t *c_end);
 bool serve_tokenize(qilin_server *s, const char *body, size_t n, json_t **out, serve_error *e);
 bool serve_detokenize(qilin_server *s, const char *body, size_t n, json_t **out, serve_error *e);
 json_t *serve_models_json(qilin_server *s);

@@ -263,7 +263,8 @@ static bool normalise_messages(json_t *messages, json_t **out, serve_error *e) {
 }
 
 /* Renders messages through the template and tokenizes the result. */
-static bool chat_prompt(qilin_server *s, json_t *o, bool add_generation_prompt, qilin_ids *ids, serve_error *e) {
+static bool chat_prompt(qilin_server *s, json_t *o, bool add_generation_prompt, qilin_ids *ids, bool *opens_think,
+                        serve_error *e) {
     if (!s->tpl)
         return serve_fail(e, 400, "messages", "this model has no chat template (start the server with --chat-template)");
     json_t *kwargs = json_object_get(o, "chat_template_kwargs");
@@ -282,6 +283,7 @@ static bool chat_prompt(qilin_server *s, json_t *o, bool add_generation_prompt, 
     qilin_status st = msgs ? qilin_chat_render(s->tpl, msgs, &co, &prompt) : QILIN_ERR_OUT_OF_MEMORY;
     free(msgs), free(kw);
     if (st != QILIN_OK) return free(prompt), serve_fail(e, 400, "messages", "chat template: %s", qilin_last_error());
+    if (opens_think) *opens_think = qilin_chat_prompt_opens_think(prompt);
     st = qilin_tokenizer_encode(s->tok, prompt, strlen(prompt), QILIN_ENCODE_PARSE_SPECIAL, ids);
     free(prompt);
     if (st != QILIN_OK) return serve_fail(e, 400, "messages", "tokenizing: %s", qilin_last_error());
@@ -379,7 +381,7 @@ bool serve_parse_generation(qilin_server *s, serve_kind kind, const char *body, 
     bool ok = j && check_model(s, o, e) && refuse_unsupported(o, e) && parse_stream(o, c, e) &&
               parse_sampling(s, o, &j->sp, e) && parse_stops(o, j, e) && get_bool(o, "ignore_eos", &ignore_eos, e) &&
               get_bool(o, "add_generation_prompt", &add_generation_prompt, e);
-    if (ok && kind == SERVE_CHAT) ok = chat_prompt(s, o, add_generation_prompt, &ids, e);
+    if (ok && kind == SERVE_CHAT) ok = chat_prompt(s, o, add_generation_prompt, &ids, &c->opens_think, e);
     if (ok && kind == SERVE_COMPLETION) ok = completion_prompt(s, o, &ids, e);
     if (ok) {
         j->prompt = ids.ids, j->prompt_len = (int)ids.n, ids.ids = NULL; /* ids.n < max_ctx checked next */
@@ -391,6 +393,7 @@ bool serve_parse_generation(qilin_server *s, serve_kind kind, const char *body, 
     if (!ignore_eos) stop_ids(s, kind == SERVE_CHAT, j);
     j->refs = 1, j->t_arrival = serve_now();
     c->job = j;
+    c->reasoning = kind == SERVE_CHAT && qilin_tokenizer_token_id(s->tok, "</think>") >= 0;
     pthread_mutex_lock(&s->mu);
     unsigned long long id = ++s->next_response_id;
     pthread_mutex_unlock(&s->mu);
@@ -414,11 +417,17 @@ static json_t *envelope(qilin_server *s, const serve_call *c, const char *object
 /* Under mu (the job's text and counts are read). */
 json_t *serve_response_json(qilin_server *s, const serve_call *c) {
     const serve_job *j = c->job;
-    json_t *text = text_json(j->text ? j->text : "", j->n_text), *choice;
-    if (c->kind == SERVE_CHAT)
+    const char *all = j->text ? j->text : "";
+    size_t rb = 0, re = 0, cb = 0, ce = j->n_text;
+    if (c->reasoning) serve_split_reasoning(all, j->n_text, c->opens_think, true, &rb, &re, &cb, &ce);
+    json_t *text = text_json(all + cb, ce - cb), *choice;
+    if (c->kind == SERVE_CHAT) {
         choice = json_pack("{s:i, s:{s:s, s:o}, s:n, s:s}", "index", 0, "message", "role", "assistant", "content",
                            text, "logprobs", "finish_reason", j->finish_reason);
-    else
+        if (c->reasoning)
+            json_object_set_new(json_object_get(choice, "message"), "reasoning_content",
+                                re > rb || c->opens_think ? text_json(all + rb, re - rb) : json_null());
+    } else
         choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "text", text, "logprobs", "finish_reason",
                            j->finish_reason);
     json_t *r = envelope(s, c, c->kind == SERVE_CHAT ? "chat.completion" : "text_completion", json_pack("[o]", choice));
@@ -444,6 +453,60 @@ json_t *serve_chunk_json(qilin_server *s, const serve_call *c, const char *delta
     return r;
 }
 
+json_t *serve_reasoning_chunk_json(qilin_server *s, const serve_call *c, const char *text, size_t n) {
+    json_t *choice = json_pack("{s:i, s:n, s:n, s:{s:o}}", "index", 0, "logprobs", "finish_reason", "delta",
+                               "reasoning_content", text_json(text, n));
+    json_t *r = envelope(s, c, "chat.completion.chunk", json_pack("[o]", choice));
+    if (c->include_usage) json_object_set_new(r, "usage", json_null());
+    return r;
+}
+
+/* ---- <think> ... </think> ---- */
+
+static bool is_space(char ch) { return ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t'; }
+
+/* The length of the longest suffix of t[from, n) that is a proper prefix of tag. */
+static size_t partial_tag(const char *t, size_t from, size_t n, const char *tag) {
+    size_t len = strlen(tag);
+    for (size_t k = len - 1; k > 0; k--)
+        if (n >= from + k && !memcmp(t + n - k, tag, k)) return k;
+    return 0;
+}
+
+void serve_split_reasoning(const char *t, size_t n, bool opens_think, bool final, size_t *r_begin, size_t *r_end,
+                           size_t *c_begin, size_t *c_end) {
+    static const char open_tag[] = "<think>", close_tag[] = "</think>";
+    size_t pos = 0;
+    *r_begin = *r_end = *c_begin = *c_end = 0;
+    if (!opens_think) {
+        size_t ws = 0;
+        while (ws < n && is_space(t[ws])) ws++;
+        size_t rest = n - ws;
+        if (rest >= sizeof open_tag - 1 && !memcmp(t + ws, open_tag, sizeof open_tag - 1)) {
+            pos = ws + sizeof open_tag - 1;
+        } else if (!final && rest < sizeof open_tag - 1 && !memcmp(t + ws, open_tag, rest)) {
+            return; /* may still open a block: hold everything */
+        } else {
+            *c_end = n; /* no reasoning block */
+            return;
+        }
+    }
+    *r_begin = pos;
+    const char *close = NULL;
+    for (size_t i = pos; i + sizeof close_tag - 1 <= n && !close; i++)
+        if (!memcmp(t + i, close_tag, sizeof close_tag - 1)) close = t + i;
+    if (!close) {
+        *r_end = final ? n : n - partial_tag(t, pos, n, close_tag);
+        *c_begin = *c_end = *r_end;
+        return;
+    }
+    *r_end = (size_t)(close - t);
+    size_t c = *r_end + sizeof close_tag - 1;
+    while (c < n && is_space(t[c])) c++;
+    *c_begin = c, *c_end = n;
+    if (c == n && !final) *c_begin = *c_end = n; /* the whitespace so far may be all of it */
+}
+
 json_t *serve_usage_chunk_json(qilin_server *s, const serve_call *c) {
     json_t *r = envelope(s, c, c->kind == SERVE_CHAT ? "chat.completion.chunk" : "text_completion", json_array());
     json_object_set_new(r, "usage", usage_json(c->job));
@@ -461,7 +524,7 @@ bool serve_tokenize(qilin_server *s, const char *body, size_t n, json_t **out, s
     bool ok = check_model(s, o, e) && get_bool(o, "add_special_tokens", &add_special, e) &&
               get_bool(o, "add_generation_prompt", &add_generation_prompt, e);
     json_t *p = json_object_get(o, "prompt");
-    if (ok && has_messages) ok = chat_prompt(s, o, add_generation_prompt, &ids, e);
+    if (ok && has_messages) ok = chat_prompt(s, o, add_generation_prompt, &ids, NULL, e);
     else if (ok && !json_is_string(p))
         ok = serve_fail(e, 400, "prompt", "prompt: expected a string, got %s", p ? json_kind(p) : "nothing");
     else if (ok && qilin_tokenizer_encode(s->tok, json_string_value(p), json_string_length(p),
