@@ -420,6 +420,38 @@ TEST_F(Serve, ErrorsAreOpenAIErrorObjects) {
         {"no route", "GET", "/v2/nothing", "", "", true, 404, "", "no route"},
         {"method", "GET", "/v1/completions", "", "", true, 405, "", "use POST"},
         {"detokenize", "POST", "/detokenize", R"({"tokens": [1, -4]})", "", true, 400, "tokens", "tokens[1]"},
+        /* hostile or careless bodies: each refused, none disturbs the server */
+        {"NUL in a string", "POST", "/v1/completions", R"({"prompt": "a\u0000b"})", "", true, 400, "", "malformed"},
+        {"invalid UTF-8", "POST", "/v1/completions", "{\"prompt\": \"\xff\xfe\"}", "", true, 400, "", "malformed"},
+        {"empty id list", "POST", "/v1/completions", R"({"prompt": []})", "", true, 400, "prompt", "expected"},
+        {"prompt batch", "POST", "/v1/completions", R"({"prompt": ["a", "b"]})", "", true, 400, "prompt", "batch"},
+        {"max_tokens 0", "POST", "/v1/completions", R"({"prompt": "a", "max_tokens": 0})", "", true, 400,
+         "max_tokens", "out of range"},
+        {"max_tokens huge", "POST", "/v1/completions", R"({"prompt": "a", "max_tokens": 99999999999999})", "", true,
+         400, "max_tokens", "out of range"},
+        {"temperature huge", "POST", "/v1/completions", R"({"prompt": "a", "temperature": 1e308})", "", true, 400,
+         "temperature", "out of range"},
+        {"top_k", "POST", "/v1/completions", R"({"prompt": "a", "top_k": -2})", "", true, 400, "top_k", "out of range"},
+        {"repetition_penalty", "POST", "/v1/completions", R"({"prompt": "a", "repetition_penalty": 0})", "", true, 400,
+         "repetition_penalty", "out of range"},
+        {"too many stops", "POST", "/v1/completions",
+         R"({"prompt": "a", "stop": ["1","2","3","4","5","6","7","8","9","10","11","12","13","14","15","16","17"]})",
+         "", true, 400, "stop", "at most 16"},
+        {"stream type", "POST", "/v1/completions", R"({"prompt": "a", "stream": "yes"})", "", true, 400, "stream",
+         "boolean"},
+        {"stream_options alone", "POST", "/v1/completions", R"({"prompt": "a", "stream_options": {"include_usage": true}})",
+         "", true, 400, "stream_options", "stream: true"},
+        {"model type", "POST", "/v1/completions", R"({"prompt": "a", "model": 5})", "", true, 400, "model", "string"},
+        {"no messages", "POST", "/v1/chat/completions", R"({"messages": []})", "", true, 400, "messages", "non-empty"},
+        {"messages string", "POST", "/v1/chat/completions", R"({"messages": "hi"})", "", true, 400, "messages", ""},
+        {"image part", "POST", "/v1/chat/completions",
+         R"({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]})", "", true,
+         400, "messages", "content[0]"},
+        {"content number", "POST", "/v1/chat/completions", R"({"messages": [{"role": "user", "content": 7}]})", "", true,
+         400, "messages", "content"},
+        {"tools", "POST", "/v1/chat/completions",
+         R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]})", "", true, 400, "tools",
+         "not supported"},
     };
     for (const ErrorCase &c : cases) {
         Reply r = http(port_, c.method, c.path, c.body, c.headers, c.key);
@@ -442,6 +474,9 @@ TEST_F(Serve, ErrorsAreOpenAIErrorObjects) {
     json_t *o = parse(r.body);
     EXPECT_TRUE(json_is_object(json_object_get(o, "error"))) << r.body;
     json_decref(o);
+    /* nesting far past the parser's depth limit */
+    Reply deep = http(port_, "POST", "/v1/completions", std::string(30000, '[') + std::string(30000, ']'));
+    EXPECT_EQ(deep.status, 400) << deep.body.substr(0, 200);
     /* the server still serves */
     EXPECT_EQ(http(port_, "GET", "/health").status, 200);
     EXPECT_TRUE(back_to_idle());

@@ -183,7 +183,8 @@ static bool parse_stops(json_t *o, serve_job *j, serve_error *e) {
     if (!v || json_is_null(v)) return true;
     if (json_is_string(v)) {
         if (json_string_length(v) == 0) return true;
-        j->stops[j->n_stops++] = strdup(json_string_value(v));
+        if (!(j->stops[j->n_stops] = strdup(json_string_value(v)))) return serve_fail(e, 500, NULL, "out of memory");
+        j->n_stops++;
         return true;
     }
     if (!json_is_array(v)) return serve_fail(e, 400, "stop", "stop: expected a string or a list of strings, got %s",
@@ -194,7 +195,9 @@ static bool parse_stops(json_t *o, serve_job *j, serve_error *e) {
     json_t *x;
     json_array_foreach(v, i, x) {
         if (!json_is_string(x)) return serve_fail(e, 400, "stop", "stop[%zu]: expected a string, got %s", i, json_kind(x));
-        if (json_string_length(x) > 0) j->stops[j->n_stops++] = strdup(json_string_value(x));
+        if (json_string_length(x) == 0) continue;
+        if (!(j->stops[j->n_stops] = strdup(json_string_value(x)))) return serve_fail(e, 500, NULL, "out of memory");
+        j->n_stops++;
     }
     return true;
 }
@@ -297,7 +300,7 @@ static bool ids_prompt(qilin_server *s, json_t *list, const char *param, qilin_i
         long long id = json_is_integer(x) ? json_integer_value(x) : -1;
         if (id < 0 || id >= s->vocab)
             return serve_fail(e, 400, param, "%s[%zu]: expected a token id in [0, %d)", param, i, s->vocab);
-        qilin_ids_push(ids, (int32_t)id);
+        if (qilin_ids_push(ids, (int32_t)id) != QILIN_OK) return serve_fail(e, 500, NULL, "out of memory");
     }
     return true;
 }
