@@ -7,7 +7,8 @@
 // the tokenizer; 4 concurrent requests each equal their run alone; every
 // error case returns its status and an OpenAI error object naming the field;
 // a full server answers 429; clients that disconnect mid-stream get their
-// requests cancelled (the engine goes back to idle).
+// requests cancelled (the engine goes back to idle); a bounded load with
+// disconnects keeps every other answer exact; <think> splitting.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -17,6 +18,7 @@
 #include <jansson.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -522,6 +524,75 @@ TEST_F(Serve, FullServerAnswers429AndDisconnectsCancel) {
     /* and it serves again */
     Reply ok = http(port_, "POST", "/v1/completions", R"({"prompt": "Once upon a time", "max_tokens": 2, "temperature": 0})");
     EXPECT_EQ(ok.status, 200) << ok.body;
+}
+
+/* A bounded load: 12 requests from 6 clients at once (4 run, 2 wait), a
+ * quarter of them disconnecting after their first event; every other one
+ * (retried on 429 while the server is full) gets the text it gets alone, and
+ * afterwards nothing runs, waits or holds a KV block. */
+TEST_F(Serve, LoadWithDisconnectsKeepsEveryAnswer) {
+    std::vector<std::vector<int>> prompts = {{1, 403, 407, 261}, {1, 45, 120, 7}, {1, 300, 301, 302, 303}};
+    std::vector<std::string> want;
+    for (auto &p : prompts) want.push_back(continuation(p, alone(p, 3)));
+    const int n = 12;
+    std::vector<std::string> got(n);
+    std::atomic<int> next{0};
+    auto client = [&] {
+        for (int i; (i = next++) < n;) {
+            const std::vector<int> &p = prompts[i % 3];
+            std::string body = R"({"prompt": )" + ids_json(p) + R"(, "max_tokens": 3, "temperature": 0, "ignore_eos": true,
+                                   "stream": )" + (i % 2 ? "true" : "false") + "}";
+            if (i % 4 == 3) { /* streamed (i odd): leave after the headers */
+                int fd = -1;
+                for (int tries = 0; tries < 400 && fd < 0; tries++) {
+                    fd = connect_to(port_);
+                    std::string raw;
+                    char buf[4096];
+                    send_all(fd, request_text("POST", "/v1/completions", body, "", true));
+                    while (raw.find("\r\n\r\n") == std::string::npos) {
+                        ssize_t k = recv(fd, buf, sizeof buf, 0);
+                        if (k <= 0) break;
+                        raw.append(buf, (size_t)k);
+                    }
+                    if (raw.compare(0, 12, "HTTP/1.1 200")) {
+                        close(fd), fd = -1;
+                        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                    }
+                }
+                if (fd >= 0) close(fd);
+                got[i] = "cancelled";
+                continue;
+            }
+            Reply r;
+            for (int tries = 0; tries < 400; tries++) {
+                r = http(port_, "POST", "/v1/completions", body);
+                if (r.status != 429) break;
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            }
+            if (r.status != 200) {
+                got[i] = "status " + std::to_string(r.status) + ": " + r.body;
+                continue;
+            }
+            if (i % 2 == 0) {
+                json_t *o = parse(r.body);
+                got[i] = str(json_array_get(json_object_get(o, "choices"), 0), "text");
+                json_decref(o);
+                continue;
+            }
+            bool framed = false;
+            for (json_t *e : events(r.body, &framed)) {
+                json_t *c = json_array_get(json_object_get(e, "choices"), 0);
+                if (c) got[i] += str(c, "text");
+                json_decref(e);
+            }
+            if (!framed) got[i] += " (badly framed)";
+        }
+    };
+    std::vector<std::thread> clients;
+    for (int c = 0; c < 6; c++) clients.emplace_back(client);
+    for (auto &t : clients) t.join();
+    for (int i = 0; i < n; i++) EXPECT_EQ(got[i], i % 4 == 3 ? "cancelled" : want[i % 3]) << "request " << i;
+    EXPECT_TRUE(back_to_idle());
 }
 
 TEST_F(Serve, ModelsHealthMetrics) {
