@@ -234,10 +234,10 @@ int Serve::port_;
 const std::vector<int> kPrompt = {1, 403, 407, 261, 378, 430, 274, 9, 402, 268, 437};
 
 TEST_F(Serve, CompletionEqualsGenerationAlone) {
-    std::vector<int> want = alone(kPrompt, 8);
+    std::vector<int> want = alone(kPrompt, 5);
     Reply r = http(port_, "POST", "/v1/completions",
                    R"({"model": "stories", "prompt": )" + ids_json(kPrompt) +
-                       R"(, "max_tokens": 8, "temperature": 0, "ignore_eos": true})");
+                       R"(, "max_tokens": 5, "temperature": 0, "ignore_eos": true})");
     ASSERT_EQ(r.status, 200) << r.body;
     json_t *o = parse(r.body);
     ASSERT_NE(o, nullptr) << r.body;
@@ -246,8 +246,8 @@ TEST_F(Serve, CompletionEqualsGenerationAlone) {
     EXPECT_EQ(str(choice, "text"), continuation(kPrompt, want));
     EXPECT_EQ(str(choice, "finish_reason"), "length");
     EXPECT_EQ(num(o, "usage", "prompt_tokens"), (long long)kPrompt.size());
-    EXPECT_EQ(num(o, "usage", "completion_tokens"), 8);
-    EXPECT_EQ(num(o, "usage", "total_tokens"), (long long)kPrompt.size() + 8);
+    EXPECT_EQ(num(o, "usage", "completion_tokens"), 5);
+    EXPECT_EQ(num(o, "usage", "total_tokens"), (long long)kPrompt.size() + 5);
     json_decref(o);
 }
 
@@ -278,9 +278,9 @@ TEST_F(Serve, TextPromptUsageMatchesTokenizerAndRun) {
 }
 
 TEST_F(Serve, StreamedCompletionFramingAndText) {
-    std::vector<int> want = alone(kPrompt, 8);
+    std::vector<int> want = alone(kPrompt, 5);
     Reply r = http(port_, "POST", "/v1/completions",
-                   R"({"prompt": )" + ids_json(kPrompt) + R"(, "max_tokens": 8, "temperature": 0, "ignore_eos": true,
+                   R"({"prompt": )" + ids_json(kPrompt) + R"(, "max_tokens": 5, "temperature": 0, "ignore_eos": true,
                         "stream": true, "stream_options": {"include_usage": true}})");
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_NE(r.headers.find("Content-Type: text/event-stream"), std::string::npos) << r.headers;
@@ -301,7 +301,7 @@ TEST_F(Serve, StreamedCompletionFramingAndText) {
     EXPECT_EQ(text, continuation(kPrompt, want));
     json_t *usage = ev.back();
     EXPECT_EQ(json_array_size(json_object_get(usage, "choices")), 0u);
-    EXPECT_EQ(num(usage, "usage", "completion_tokens"), 8);
+    EXPECT_EQ(num(usage, "usage", "completion_tokens"), 5);
     EXPECT_EQ(num(usage, "usage", "prompt_tokens"), (long long)kPrompt.size());
     for (json_t *e : ev) json_decref(e);
 }
@@ -359,12 +359,12 @@ TEST_F(Serve, StopStringEndsTheTextUnprinted) {
 TEST_F(Serve, ConcurrentRequestsEachEqualTheirRunAlone) {
     std::vector<std::vector<int>> prompts = {{1, 403, 407, 261}, {1, 45, 120, 7, 213, 88, 19}, kPrompt, {1, 300, 301}};
     std::vector<std::string> want, got(prompts.size());
-    for (auto &p : prompts) want.push_back(continuation(p, alone(p, 6)));
+    for (auto &p : prompts) want.push_back(continuation(p, alone(p, 4)));
     std::vector<std::thread> threads;
     for (size_t i = 0; i < prompts.size(); i++)
         threads.emplace_back([&, i] {
             Reply r = http(port_, "POST", "/v1/completions",
-                           R"({"prompt": )" + ids_json(prompts[i]) + R"(, "max_tokens": 6, "temperature": 0,
+                           R"({"prompt": )" + ids_json(prompts[i]) + R"(, "max_tokens": 4, "temperature": 0,
                                 "ignore_eos": true, "stream": )" + (i % 2 ? "true" : "false") + "}");
             if (i % 2 == 0) {
                 json_t *o = parse(r.body);

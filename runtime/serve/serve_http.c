@@ -184,7 +184,7 @@ static void next_events(sse_stream *st) {
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
     sse_stream *st = cls;
     qilin_server *s = st->s;
-    if (st->out_off == st->out_n) {
+    while (st->out_off == st->out_n) { /* never 0 bytes: MHD would call again at once */
         if (st->finished) return MHD_CONTENT_READER_END_OF_STREAM;
         pthread_mutex_lock(&s->mu);
         bool alive = !st->role_sent || wait_job(s, st->call.job, st->fd, has_news, st->text_sent);
