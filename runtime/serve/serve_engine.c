@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cuda/device.h"
 #include "serve_internal.h"
 
 double serve_now(void) {
@@ -221,6 +222,8 @@ static serve_job *wait_for_work(qilin_server *s, bool *stop_now) {
 void *serve_engine_main(void *arg) {
     qilin_server *s = arg;
     bool stop_now = false;
+    /* the current device is per thread (CUDA): this thread runs the model's steps */
+    qilin_device_set(qilin_model_get_options(s->model)->device);
     while (!stop_now) {
         serve_job *taken = wait_for_work(s, &stop_now);
         while (taken) {

@@ -14,6 +14,8 @@
 #define _GNU_SOURCE /* POLLRDHUP: the peer closed its end */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -378,6 +380,27 @@ static qilin_status start_http(qilin_server *s) {
     return QILIN_OK;
 }
 
+/* Request defaults: generation_config.json's sampling when it says
+ * do_sample (as `qilin run` and vLLM take it), else OpenAI's temperature 1;
+ * a file with values the sampler refuses stops the server from starting. */
+static qilin_status default_sampling(qilin_server *s, const qilin_model_desc *d) {
+    s->default_sp = (qilin_sampling_params){.temperature = 1, .top_k = 0, .top_p = 1, .min_p = 0,
+                                            .repetition_penalty = 1};
+    if (!d->has_gen || !d->gen.do_sample) return QILIN_OK;
+    const hf_generation_config *g = &d->gen;
+    if (!(fabs(g->temperature) <= 1e6 && fabs(g->top_p) <= 1 && fabs(g->min_p) <= 1 &&
+          fabs(g->repetition_penalty) <= 1e6) || g->top_k < 0 || g->top_k > INT_MAX)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "generation_config.json: temperature %g, top_p %g, top_k %lld, "
+                           "min_p %g, repetition_penalty %g: out of the sampler's range", g->temperature, g->top_p,
+                           (long long)g->top_k, g->min_p, g->repetition_penalty);
+    s->default_sp = (qilin_sampling_params){.temperature = (float)g->temperature, .top_k = (int)g->top_k,
+                                            .top_p = (float)g->top_p, .min_p = (float)g->min_p,
+                                            .repetition_penalty = (float)g->repetition_penalty};
+    if (qilin_sampling_params_check(&s->default_sp, NULL) != QILIN_OK)
+        return qilin_error_context(QILIN_ERR_INVALID_ARGUMENT, "generation_config.json");
+    return QILIN_OK;
+}
+
 qilin_status qilin_server_start(qilin_model *m, const qilin_tokenizer *t, const qilin_chat_template *tpl,
                                 const qilin_server_options *o, qilin_server **out) {
     *out = NULL;
@@ -397,9 +420,11 @@ qilin_status qilin_server_start(qilin_model *m, const qilin_tokenizer *t, const 
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->wake, NULL);
     pthread_cond_init(&s->progress, NULL);
+    qilin_status st = default_sampling(s, qilin_model_get_desc(m));
+    if (st != QILIN_OK) return qilin_server_stop(s), st;
     qilin_engine_options eo = o->engine;
     serve_engine_options(s, &eo);
-    qilin_status st = qilin_engine_create(m, &eo, &s->engine);
+    st = qilin_engine_create(m, &eo, &s->engine);
     /* the engine's running limit, for the 429 bound */
     if (!s->opt.engine.max_num_seqs) s->opt.engine.max_num_seqs = qilin_model_get_options(m)->max_seqs;
     if (st == QILIN_OK) st = start_http(s);

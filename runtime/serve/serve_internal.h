@@ -71,6 +71,7 @@ struct qilin_server {
     qilin_server_options opt;
     char *host, *api_key, *model_name, *model_path; /* copies */
     int max_ctx, vocab;
+    qilin_sampling_params default_sp; /* generation_config.json's when it samples, else OpenAI's (temperature 1) */
     struct MHD_Daemon *daemon;
     int port;
     pthread_t engine_thread;

@@ -162,8 +162,9 @@ static uint64_t default_seed(qilin_server *s) {
 }
 
 static bool parse_sampling(qilin_server *s, json_t *o, qilin_sampling_params *sp, serve_error *e) {
-    double temperature = 1, top_p = 1, min_p = 0, rp = 1;
-    long long top_k = 0, seed = 0;
+    const qilin_sampling_params *d = &s->default_sp;
+    double temperature = d->temperature, top_p = d->top_p, min_p = d->min_p, rp = d->repetition_penalty;
+    long long top_k = d->top_k, seed = 0;
     bool has_seed = json_is_integer(json_object_get(o, "seed"));
     if (!get_number(o, "temperature", 0, 1e6, &temperature, e) || !get_number(o, "top_p", 0, 1, &top_p, e) ||
         !get_number(o, "min_p", 0, 1, &min_p, e) || !get_number(o, "repetition_penalty", 1e-6, 1e6, &rp, e) ||
