@@ -86,7 +86,7 @@ struct qilin_server {
     double stop_deadline;
     qilin_server_stats stats; /* the engine thread's last snapshot */
     serve_metrics metrics;
-    uint64_t next_response_id;
+    uint64_t next_response_id, seed_counter;
     qilin_engine *engine;     /* engine thread */
     serve_job *active;        /* engine thread: jobs added to the engine */
 };

@@ -155,10 +155,14 @@ static bool refuse_unsupported(json_t *o, serve_error *e) {
 
 /* ---- sampling ---- */
 
+/* A request without a seed gets its own: the clock and a per-server counter. */
 static uint64_t default_seed(qilin_server *s) {
     struct timespec t;
     clock_gettime(CLOCK_REALTIME, &t);
-    return (uint64_t)t.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)t.tv_sec ^ s->next_response_id;
+    pthread_mutex_lock(&s->mu);
+    uint64_t salt = ++s->seed_counter;
+    pthread_mutex_unlock(&s->mu);
+    return ((uint64_t)t.tv_nsec ^ salt << 32 ^ (uint64_t)t.tv_sec) * 0x9E3779B97F4A7C15ull;
 }
 
 static bool parse_sampling(qilin_server *s, json_t *o, qilin_sampling_params *sp, serve_error *e) {
