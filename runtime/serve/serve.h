@@ -18,6 +18,7 @@
 #ifndef QILIN_RUNTIME_SERVE_H
 #define QILIN_RUNTIME_SERVE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "cuda/status.h"
@@ -54,7 +55,12 @@ int qilin_server_port(const qilin_server *s); /* the port it listens on */
  * the rest, joins every thread and frees the server. NULL does nothing. */
 void qilin_server_stop(qilin_server *s);
 
-/* What the engine thread last saw (for tests and /metrics). */
+/* While paused the engine thread takes, refuses and cancels requests but
+ * runs no step: tests hold requests in flight whatever the device's speed. */
+void qilin_server_pause(qilin_server *s, bool paused);
+
+/* What the engine thread last saw after its last step (for tests and
+ * /metrics); jobs and queued are current. */
 typedef struct qilin_server_stats {
     int running, waiting;      /* in the engine */
     int queued;                /* accepted, not yet handed to the engine */

@@ -210,7 +210,7 @@ static serve_job *wait_for_work(qilin_server *s, bool *stop_now) {
         for (serve_job *j = s->active; j && !any_cancel; j = j->next_active) any_cancel = j->cancel;
         bool idle = qilin_engine_idle(s->engine) && !s->active;
         *stop_now = s->stopping && (idle || serve_now() >= s->stop_deadline);
-        if (*stop_now || s->queue_head || any_cancel || !idle) break;
+        if (*stop_now || s->queue_head || any_cancel || (!idle && !s->paused)) break;
         pthread_cond_wait(&s->wake, &s->mu);
     }
     serve_job *taken = s->stopping ? NULL : s->queue_head;
@@ -233,7 +233,10 @@ void *serve_engine_main(void *arg) {
         }
         retire_jobs(s, stop_now, NULL);
         if (stop_now) break;
-        if (!qilin_engine_idle(s->engine)) {
+        pthread_mutex_lock(&s->mu);
+        bool paused = s->paused;
+        pthread_mutex_unlock(&s->mu);
+        if (!paused && !qilin_engine_idle(s->engine)) {
             qilin_status st = qilin_engine_step(s->engine);
             if (st != QILIN_OK) {
                 char why[512];
@@ -264,9 +267,17 @@ void *serve_engine_main(void *arg) {
     return NULL;
 }
 
+void qilin_server_pause(qilin_server *s, bool paused) {
+    pthread_mutex_lock(&s->mu);
+    s->paused = paused;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->mu);
+}
+
 void qilin_server_get_stats(qilin_server *s, qilin_server_stats *out) {
     pthread_mutex_lock(&s->mu);
     *out = s->stats;
+    out->jobs = s->n_jobs, out->queued = s->n_queued; /* live, not the last snapshot */
     pthread_mutex_unlock(&s->mu);
 }
 

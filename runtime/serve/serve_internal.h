@@ -83,6 +83,7 @@ struct qilin_server {
     int n_queued, n_jobs;
     int n_responding;        /* generation responses not yet fully handed to MHD (streams open) */
     bool stopping;
+    bool paused;             /* qilin_server_pause */
     double stop_deadline;
     qilin_server_stats stats; /* the engine thread's last snapshot */
     serve_metrics metrics;
