@@ -51,15 +51,18 @@ static int usage(FILE *to) {
 }
 
 static int flag(serve_args *a, const char *f, const char *v) {
-    static const char *const texts[] = {"--model", "--host", "--api-key", "--served-model-name", "--chat-template"};
+    static const char *const texts[] = {"--model", "--host", "--api-key", "--served-model-name",
+                                        "--chat-template"};
     const char **dest[] = {&a->model, &a->so.host, &a->so.api_key, &a->so.model_name, &a->chat_template};
     for (size_t i = 0; i < sizeof texts / sizeof *texts; i++)
         if (!strcmp(f, texts[i])) return *dest[i] = v, 0;
-    static const char *const ints[] = {"--port", "--max-num-seqs", "--max-num-batched-tokens", "--max-model-len",
-                                       "--tp", "--tensor-parallel-size", "--max-waiting"};
+    static const char *const ints[] = {"--port",          "--max-num-seqs", "--max-num-batched-tokens",
+                                       "--max-model-len", "--tp",           "--tensor-parallel-size",
+                                       "--max-waiting"};
     int *idest[] = {&a->so.port, &a->max_num_seqs, &a->max_num_batched_tokens, &a->max_model_len,
-                    &a->opt.tp, &a->opt.tp, &a->so.max_waiting};
-    const int lo[] = {0, 1, 1, 1, 1, 1, 1}, hi[] = {65535, 65536, INT_MAX, INT_MAX, CLI_MAX_GPUS, CLI_MAX_GPUS, 1 << 20};
+                    &a->opt.tp,  &a->opt.tp,       &a->so.max_waiting};
+    const int lo[] = {0, 1, 1, 1, 1, 1, 1},
+              hi[] = {65535, 65536, INT_MAX, INT_MAX, CLI_MAX_GPUS, CLI_MAX_GPUS, 1 << 20};
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
         if (!strcmp(f, ints[i])) return cli_int("serve", f, v, lo[i], hi[i], idest[i]);
     if (!strcmp(f, "--grace-seconds")) return cli_double("serve", f, v, 0, 86400, &a->grace);
@@ -96,10 +99,12 @@ static int parse(int argc, char **argv, serve_args *a) {
 static qilin_chat_template *load_template(const serve_args *a, const qilin_tokenizer *t, qilin_status *st) {
     qilin_chat_template *tpl = NULL;
     *st = QILIN_OK;
-    if (a->chat_template) *st = qilin_chat_template_load(NULL, a->chat_template, &tpl);
+    if (a->chat_template)
+        *st = qilin_chat_template_load(NULL, a->chat_template, &tpl);
     else if (qilin_chat_template_load(a->model, NULL, &tpl) != QILIN_OK && qilin_tokenizer_chat_template(t))
         *st = qilin_chat_template_parse(qilin_tokenizer_chat_template(t), a->model, &tpl);
-    if (!tpl && *st == QILIN_OK) fprintf(stderr, "qilin serve: no chat template: /v1/chat/completions is refused\n");
+    if (!tpl && *st == QILIN_OK)
+        fprintf(stderr, "qilin serve: no chat template: /v1/chat/completions is refused\n");
     return tpl;
 }
 
@@ -135,8 +140,8 @@ int qilin_cmd_serve(int argc, char **argv) {
                 a.so.model_name, a.so.host ? a.so.host : "127.0.0.1", qilin_server_port(s),
                 qilin_model_get_options(m)->max_seqs, qilin_model_get_options(m)->max_ctx);
         int sig = wait_for_signal(&set);
-        fprintf(stderr, "qilin serve: %s: stopping (in-flight requests get %g s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM",
-                a.grace);
+        fprintf(stderr, "qilin serve: %s: stopping (in-flight requests get %g s)\n",
+                sig == SIGINT ? "SIGINT" : "SIGTERM", a.grace);
         qilin_server_stop(s);
     }
     qilin_model_free(m);

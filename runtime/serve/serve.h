@@ -34,14 +34,14 @@ extern "C" {
 typedef struct qilin_server qilin_server;
 
 typedef struct qilin_server_options {
-    const char *host;          /* address to listen on; NULL: 127.0.0.1 */
-    int port;                  /* 0: any free port (qilin_server_port says which) */
-    const char *api_key;       /* NULL: no key; else every /v1/ path needs "Authorization: Bearer KEY" */
-    const char *model_name;    /* the name clients send as "model" (required) */
-    const char *model_path;    /* shown by /v1/models as "root"; may be NULL */
-    int max_waiting;           /* requests queued beyond those running before 429; 0: 256 */
-    size_t max_body_bytes;     /* request bodies over this are 413; 0: 4 MiB */
-    double grace_seconds;      /* at stop: in-flight requests get this long to finish, then are cancelled */
+    const char *host;            /* address to listen on; NULL: 127.0.0.1 */
+    int port;                    /* 0: any free port (qilin_server_port says which) */
+    const char *api_key;         /* NULL: no key; else every /v1/ path needs "Authorization: Bearer KEY" */
+    const char *model_name;      /* the name clients send as "model" (required) */
+    const char *model_path;      /* shown by /v1/models as "root"; may be NULL */
+    int max_waiting;             /* requests queued beyond those running before 429; 0: 256 */
+    size_t max_body_bytes;       /* request bodies over this are 413; 0: 4 MiB */
+    double grace_seconds;        /* at stop: in-flight requests get this long to finish, then are cancelled */
     qilin_engine_options engine; /* on_token and user are the server's */
 } qilin_server_options;
 
@@ -62,9 +62,9 @@ void qilin_server_pause(qilin_server *s, bool paused);
 /* What the engine thread last saw after its last step (for tests and
  * /metrics); jobs and queued are current. */
 typedef struct qilin_server_stats {
-    int running, waiting;      /* in the engine */
-    int queued;                /* accepted, not yet handed to the engine */
-    int jobs;                  /* accepted and not yet finished, in total */
+    int running, waiting; /* in the engine */
+    int queued;           /* accepted, not yet handed to the engine */
+    int jobs;             /* accepted and not yet finished, in total */
     qilin_engine_stats engine;
 } qilin_server_stats;
 void qilin_server_get_stats(qilin_server *s, qilin_server_stats *out);

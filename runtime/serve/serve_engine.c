@@ -47,12 +47,15 @@ bool serve_submit(qilin_server *s, serve_job *j, int *http_status, char *why, si
         *http_status = 503, snprintf(why, why_cap, "the server is shutting down");
     } else if (s->n_jobs >= limit) {
         *http_status = 429;
-        snprintf(why, why_cap, "the server has %d requests in flight (%d running + %d waiting at most): try again later",
+        snprintf(why, why_cap,
+                 "the server has %d requests in flight (%d running + %d waiting at most): try again later",
                  s->n_jobs, s->opt.engine.max_num_seqs, s->opt.max_waiting);
     } else {
         j->refs++, j->state = JOB_QUEUED, j->next = NULL;
-        if (s->queue_tail) s->queue_tail->next = j;
-        else s->queue_head = j;
+        if (s->queue_tail)
+            s->queue_tail->next = j;
+        else
+            s->queue_head = j;
         s->queue_tail = j;
         s->n_queued++, s->n_jobs++;
         pthread_cond_signal(&s->wake);
@@ -80,9 +83,12 @@ static void finish_job(qilin_server *s, serve_job *j, const char *reason) {
     j->finish_reason = reason;
     s->n_jobs--;
     serve_metrics *m = &s->metrics;
-    if (!strcmp(reason, "stop")) m->finished_stop++;
-    else if (!strcmp(reason, "length")) m->finished_length++;
-    else m->finished_abort++;
+    if (!strcmp(reason, "stop"))
+        m->finished_stop++;
+    else if (!strcmp(reason, "length"))
+        m->finished_length++;
+    else
+        m->finished_abort++;
     if (j->error_status == 0 && strcmp(reason, "abort")) observe(&m->e2e, now - j->t_arrival);
     pthread_cond_broadcast(&s->progress);
 }
@@ -131,15 +137,14 @@ static void on_token(void *user, int64_t id, int token, qilin_engine_finish fini
         qilin_text_stream_finish(&j->stream);
         j->end_after_step = true;
         /* the stream ended on a stop id or string: "stop"; else the engine's limit */
-        j->finish_reason = j->stream.finish != QILIN_FINISH_NONE || finished == QILIN_ENGINE_STOPPED ? "stop" : "length";
+        j->finish_reason =
+            j->stream.finish != QILIN_FINISH_NONE || finished == QILIN_ENGINE_STOPPED ? "stop" : "length";
     }
     pthread_cond_broadcast(&s->progress);
     pthread_mutex_unlock(&s->mu);
 }
 
-void serve_engine_options(qilin_server *s, qilin_engine_options *o) {
-    o->on_token = on_token, o->user = s;
-}
+void serve_engine_options(qilin_server *s, qilin_engine_options *o) { o->on_token = on_token, o->user = s; }
 
 /* ---- the loop ---- */
 
@@ -149,8 +154,12 @@ static void add_job(qilin_server *s, serve_job *j) {
     qilin_text_stream_set_model_vocab(&j->stream, s->vocab);
     j->stream_ready = true;
     qilin_status st = qilin_text_stream_prompt(&j->stream, j->prompt, (size_t)j->prompt_len, false);
-    qilin_engine_request r = {.prompt = j->prompt, .prompt_len = j->prompt_len, .params = j->sp,
-                              .max_new_tokens = j->max_new, .stop_ids = j->stop_ids, .n_stop_ids = j->n_stop_ids};
+    qilin_engine_request r = {.prompt = j->prompt,
+                              .prompt_len = j->prompt_len,
+                              .params = j->sp,
+                              .max_new_tokens = j->max_new,
+                              .stop_ids = j->stop_ids,
+                              .n_stop_ids = j->n_stop_ids};
     if (st == QILIN_OK) st = qilin_engine_add(s->engine, &r, &j->engine_id);
     pthread_mutex_lock(&s->mu);
     s->n_queued--;
@@ -177,7 +186,8 @@ static void retire_jobs(qilin_server *s, bool cancel_all, const char *failure) {
         bool cancel = cancel_all || j->cancel || failure;
         bool done = j->end_after_step || cancel;
         if (done) {
-            if (failure && !j->error_status) j->error_status = 500, snprintf(j->error, sizeof j->error, "%s", failure);
+            if (failure && !j->error_status)
+                j->error_status = 500, snprintf(j->error, sizeof j->error, "%s", failure);
             finish_job(s, j, j->end_after_step && j->finish_reason ? j->finish_reason : "abort");
         }
         pthread_mutex_unlock(&s->mu);
@@ -240,7 +250,8 @@ void *serve_engine_main(void *arg) {
             qilin_status st = qilin_engine_step(s->engine);
             if (st != QILIN_OK) {
                 char why[512];
-                snprintf(why, sizeof why, "engine step failed: %s: %s", qilin_status_name(st), qilin_last_error());
+                snprintf(why, sizeof why, "engine step failed: %s: %s", qilin_status_name(st),
+                         qilin_last_error());
                 fprintf(stderr, "qilin serve: %s\n", why);
                 retire_jobs(s, true, why);
             }
@@ -312,9 +323,11 @@ static void put_histogram(text_buf *b, const char *name, const char *help, const
     uint64_t cumulative = 0;
     for (int i = 0; i <= SERVE_BUCKETS; i++) {
         cumulative += h->counts[i];
-        if (i < SERVE_BUCKETS) put(b, "qilin:%s_bucket{%s,le=\"%g\"} %llu\n", name, label, bucket_bounds[i],
-                                   (unsigned long long)cumulative);
-        else put(b, "qilin:%s_bucket{%s,le=\"+Inf\"} %llu\n", name, label, (unsigned long long)cumulative);
+        if (i < SERVE_BUCKETS)
+            put(b, "qilin:%s_bucket{%s,le=\"%g\"} %llu\n", name, label, bucket_bounds[i],
+                (unsigned long long)cumulative);
+        else
+            put(b, "qilin:%s_bucket{%s,le=\"+Inf\"} %llu\n", name, label, (unsigned long long)cumulative);
     }
     put(b, "qilin:%s_sum{%s} %.9g\nqilin:%s_count{%s} %llu\n", name, label, h->sum, name, label,
         (unsigned long long)h->n);
@@ -322,7 +335,8 @@ static void put_histogram(text_buf *b, const char *name, const char *help, const
 
 static void put_value(text_buf *b, const char *name, const char *type, const char *help, const char *label,
                       double v) {
-    put(b, "# HELP qilin:%s %s\n# TYPE qilin:%s %s\nqilin:%s{%s} %.17g\n", name, help, name, type, name, label, v);
+    put(b, "# HELP qilin:%s %s\n# TYPE qilin:%s %s\nqilin:%s{%s} %.17g\n", name, help, name, type, name,
+        label, v);
 }
 
 void serve_metrics_text(qilin_server *s, char **out) {
@@ -336,21 +350,23 @@ void serve_metrics_text(qilin_server *s, char **out) {
     const qilin_engine_stats *e = &st.engine;
     double usage = e->num_blocks ? (double)(e->num_blocks - e->free_blocks) / e->num_blocks : 0;
     text_buf b = {0};
-    put_value(&b, "num_requests_running", "gauge", "Requests in the engine's running batch.", label, st.running);
-    put_value(&b, "num_requests_waiting", "gauge", "Requests waiting for the engine (queued included).", label,
-              st.waiting + st.queued);
+    put_value(&b, "num_requests_running", "gauge", "Requests in the engine's running batch.", label,
+              st.running);
+    put_value(&b, "num_requests_waiting", "gauge", "Requests waiting for the engine (queued included).",
+              label, st.waiting + st.queued);
     put_value(&b, "kv_cache_usage_perc", "gauge", "Fraction of KV blocks in use (1 = full).", label, usage);
-    put_value(&b, "prefix_cache_queries_total", "counter", "Full prompt blocks looked up in the prefix cache.", label,
-              (double)e->prefix_lookups);
-    put_value(&b, "prefix_cache_hits_total", "counter", "Full prompt blocks found in the prefix cache.", label,
-              (double)e->prefix_hits);
+    put_value(&b, "prefix_cache_queries_total", "counter",
+              "Full prompt blocks looked up in the prefix cache.", label, (double)e->prefix_lookups);
+    put_value(&b, "prefix_cache_hits_total", "counter", "Full prompt blocks found in the prefix cache.",
+              label, (double)e->prefix_hits);
     put_value(&b, "prefix_cache_hit_rate", "gauge", "prefix_cache_hits / prefix_cache_queries.", label,
               e->prefix_lookups ? (double)e->prefix_hits / (double)e->prefix_lookups : 0);
     put_value(&b, "num_preemptions_total", "counter", "Sequences preempted for KV blocks.", label,
               (double)e->preemptions);
     put_value(&b, "prompt_tokens_total", "counter", "Prompt tokens of the requests admitted.", label,
               (double)m.prompt_tokens);
-    put_value(&b, "generation_tokens_total", "counter", "Tokens generated.", label, (double)m.generation_tokens);
+    put_value(&b, "generation_tokens_total", "counter", "Tokens generated.", label,
+              (double)m.generation_tokens);
     put(&b, "# HELP qilin:request_success_total Requests finished, by reason.\n"
             "# TYPE qilin:request_success_total counter\n");
     put(&b, "qilin:request_success_total{%s,finished_reason=\"stop\"} %llu\n", label,
@@ -360,7 +376,8 @@ void serve_metrics_text(qilin_server *s, char **out) {
     put(&b, "qilin:request_success_total{%s,finished_reason=\"abort\"} %llu\n", label,
         (unsigned long long)m.finished_abort);
     put_histogram(&b, "time_to_first_token_seconds", "Time from arrival to the first token.", &m.ttft, label);
-    put_histogram(&b, "inter_token_latency_seconds", "Time between consecutive tokens of a request.", &m.itl, label);
+    put_histogram(&b, "inter_token_latency_seconds", "Time between consecutive tokens of a request.", &m.itl,
+                  label);
     put_histogram(&b, "e2e_request_latency_seconds", "Time from arrival to the last token.", &m.e2e, label);
     *out = b.p;
 }

@@ -99,7 +99,8 @@ static void cancel_job(qilin_server *s, serve_job *j) {
 }
 
 /* Under mu: waits until ready(j) or the client hangs up (then cancels; false). */
-static bool wait_job(qilin_server *s, serve_job *j, int fd, bool (*ready)(const serve_job *, size_t), size_t arg) {
+static bool wait_job(qilin_server *s, serve_job *j, int fd, bool (*ready)(const serve_job *, size_t),
+                     size_t arg) {
     while (!ready(j, arg)) {
         timed_wait(s, 0.05);
         if (!ready(j, arg) && hung_up(fd)) {
@@ -112,9 +113,7 @@ static bool wait_job(qilin_server *s, serve_job *j, int fd, bool (*ready)(const 
 
 static bool is_done(const serve_job *j, size_t unused) { return j->state == JOB_DONE; }
 static bool is_started(const serve_job *j, size_t unused) { return j->state != JOB_QUEUED; }
-static bool has_news(const serve_job *j, size_t sent) {
-    return j->state == JOB_DONE || j->n_text > sent;
-}
+static bool has_news(const serve_job *j, size_t sent) { return j->state == JOB_DONE || j->n_text > sent; }
 
 /* ---- streamed responses ---- */
 
@@ -122,9 +121,9 @@ typedef struct sse_stream {
     qilin_server *s;
     serve_call call; /* holds a job reference */
     int fd;
-    char *out;       /* formatted, not yet handed to MHD */
+    char *out; /* formatted, not yet handed to MHD */
     size_t out_n, out_off;
-    size_t text_sent;             /* bytes of the job's text looked at */
+    size_t text_sent;                    /* bytes of the job's text looked at */
     size_t reasoning_sent, content_sent; /* with call.reasoning: offsets in the text sent as each */
     bool role_sent, finished;
 } sse_stream;
@@ -166,7 +165,8 @@ static void next_events(sse_stream *st) {
     if (st->call.reasoning && (j->n_text > st->text_sent || j->state == JOB_DONE)) {
         split_events(st, j->state == JOB_DONE);
     } else if (j->n_text > st->text_sent) {
-        put_event(st, serve_chunk_json(st->s, &st->call, j->text + st->text_sent, j->n_text - st->text_sent, false, NULL));
+        put_event(st, serve_chunk_json(st->s, &st->call, j->text + st->text_sent, j->n_text - st->text_sent,
+                                       false, NULL));
     }
     st->text_sent = j->n_text;
     if (j->state != JOB_DONE) return;
@@ -221,7 +221,8 @@ static enum MHD_Result send_stream(qilin_server *s, struct MHD_Connection *c, se
     pthread_mutex_lock(&s->mu);
     s->n_responding++;
     pthread_mutex_unlock(&s->mu);
-    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_read, st, sse_free);
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_read, st, sse_free);
     if (!r) return sse_free(st), MHD_NO;
     MHD_add_response_header(r, "Content-Type", "text/event-stream");
     MHD_add_response_header(r, "Cache-Control", "no-cache");
@@ -232,7 +233,8 @@ static enum MHD_Result send_stream(qilin_server *s, struct MHD_Connection *c, se
 
 /* ---- generation endpoints ---- */
 
-static enum MHD_Result generate(qilin_server *s, struct MHD_Connection *c, serve_kind kind, const http_ctx *x) {
+static enum MHD_Result generate(qilin_server *s, struct MHD_Connection *c, serve_kind kind,
+                                const http_ctx *x) {
     serve_call call;
     serve_error e;
     if (!serve_parse_generation(s, kind, x->body ? x->body : "", x->n, &call, &e)) return send_error(c, &e);
@@ -250,8 +252,10 @@ static enum MHD_Result generate(qilin_server *s, struct MHD_Connection *c, serve
     bool alive = wait_job(s, j, fd, call.stream ? is_started : is_done, 0);
     bool failed = j->state == JOB_DONE && j->error_status;
     json_t *body = NULL;
-    if (alive && failed) serve_fail(&e, j->error_status, j->error_status == 400 ? "max_tokens" : NULL, "%s", j->error);
-    else if (alive && !call.stream) body = serve_response_json(s, &call);
+    if (alive && failed)
+        serve_fail(&e, j->error_status, j->error_status == 400 ? "max_tokens" : NULL, "%s", j->error);
+    else if (alive && !call.stream)
+        body = serve_response_json(s, &call);
     pthread_mutex_unlock(&s->mu);
     if (!alive) return serve_job_unref(s, j), MHD_NO;
     if (failed) return serve_job_unref(s, j), send_error(c, &e);
@@ -279,26 +283,39 @@ static enum MHD_Result route(qilin_server *s, struct MHD_Connection *c, const ch
         return fail(c, 401, NULL, "missing or wrong API key (send \"Authorization: Bearer KEY\")");
     serve_error e;
     json_t *out = NULL;
-    struct { const char *path; bool post; } const routes[] = {
+    struct {
+        const char *path;
+        bool post;
+    } const routes[] = {
         {"/v1/chat/completions", true}, {"/v1/completions", true}, {"/tokenize", true}, {"/detokenize", true},
-        {"/v1/models", false}, {"/health", false}, {"/metrics", false}, {"/", false}};
+        {"/v1/models", false},          {"/health", false},        {"/metrics", false}, {"/", false}};
     for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
         if (strcmp(url, routes[i].path)) continue;
         if (routes[i].post ? !post : !get)
             return fail(c, 405, NULL, "%s: use %s", url, routes[i].post ? "POST" : "GET");
         switch (i) {
-        case 0: return generate(s, c, SERVE_CHAT, x);
-        case 1: return generate(s, c, SERVE_COMPLETION, x);
-        case 2: return serve_tokenize(s, x->body ? x->body : "", x->n, &out, &e) ? send_json(c, 200, out) : send_error(c, &e);
-        case 3: return serve_detokenize(s, x->body ? x->body : "", x->n, &out, &e) ? send_json(c, 200, out) : send_error(c, &e);
-        case 4: return send_json(c, 200, serve_models_json(s));
-        case 5: return send_buffer(c, 200, strdup(""), 0, "text/plain");
+        case 0:
+            return generate(s, c, SERVE_CHAT, x);
+        case 1:
+            return generate(s, c, SERVE_COMPLETION, x);
+        case 2:
+            return serve_tokenize(s, x->body ? x->body : "", x->n, &out, &e) ? send_json(c, 200, out)
+                                                                             : send_error(c, &e);
+        case 3:
+            return serve_detokenize(s, x->body ? x->body : "", x->n, &out, &e) ? send_json(c, 200, out)
+                                                                               : send_error(c, &e);
+        case 4:
+            return send_json(c, 200, serve_models_json(s));
+        case 5:
+            return send_buffer(c, 200, strdup(""), 0, "text/plain");
         case 6: {
             char *text = NULL;
             serve_metrics_text(s, &text);
             return text ? send_buffer(c, 200, text, strlen(text), "text/plain; version=0.0.4") : MHD_NO;
         }
-        default: return send_buffer(c, 200, strdup(serve_page_html), strlen(serve_page_html), "text/html; charset=utf-8");
+        default:
+            return send_buffer(c, 200, strdup(serve_page_html), strlen(serve_page_html),
+                               "text/html; charset=utf-8");
         }
     }
     return fail(c, 404, NULL, "no route %s %.200s", method, url);
@@ -308,7 +325,8 @@ static enum MHD_Result route(qilin_server *s, struct MHD_Connection *c, const ch
  * dropped, up to 64 times the limit, then the connection is closed) and
  * routes once it is complete. */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-                                  const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+                                  const char *version, const char *upload, size_t *upload_size,
+                                  void **con_cls) {
     qilin_server *s = cls;
     http_ctx *x = *con_cls;
     if (!x) {
@@ -316,7 +334,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *con_cls = x;
         const char *length = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (length && strtoull(length, NULL, 10) > s->opt.max_body_bytes)
-            return fail(c, 413, NULL, "the body has %s bytes; the limit is %zu", length, s->opt.max_body_bytes);
+            return fail(c, 413, NULL, "the body has %s bytes; the limit is %zu", length,
+                        s->opt.max_body_bytes);
         return MHD_YES;
     }
     if (*upload_size) {
@@ -338,11 +357,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         x->body[x->n] = '\0';
         return MHD_YES;
     }
-    if (x->too_large) return fail(c, 413, NULL, "the body is over the limit of %zu bytes", s->opt.max_body_bytes);
+    if (x->too_large)
+        return fail(c, 413, NULL, "the body is over the limit of %zu bytes", s->opt.max_body_bytes);
     return route(s, c, url, method, x);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
     http_ctx *x = *con_cls;
     if (!x) return;
     free(x->body);
@@ -364,16 +385,20 @@ static qilin_status start_http(qilin_server *s) {
     struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->opt.port)};
     struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)s->opt.port)};
     struct sockaddr *addr = (struct sockaddr *)&a4;
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_POLL;
-    if (inet_pton(AF_INET6, s->host, &a6.sin6_addr) == 1) addr = (struct sockaddr *)&a6, flags |= MHD_USE_IPv6;
+    unsigned flags =
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_POLL;
+    if (inet_pton(AF_INET6, s->host, &a6.sin6_addr) == 1)
+        addr = (struct sockaddr *)&a6, flags |= MHD_USE_IPv6;
     else if (inet_pton(AF_INET, s->host, &a4.sin_addr) != 1)
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "--host %s: not a numeric IPv4 or IPv6 address", s->host);
-    s->daemon = MHD_start_daemon(flags, (uint16_t)s->opt.port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, addr,
-                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_LIMIT,
-                                 (unsigned)1024, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
-                                 MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "--host %s: not a numeric IPv4 or IPv6 address",
+                           s->host);
+    s->daemon = MHD_start_daemon(flags, (uint16_t)s->opt.port, NULL, NULL, on_request, s,
+                                 MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024, MHD_OPTION_CONNECTION_TIMEOUT,
+                                 (unsigned)600, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
     if (!s->daemon)
-        return qilin_error(QILIN_ERR_IO, "cannot listen on %s port %d (in use, or not an address of this machine?)",
+        return qilin_error(QILIN_ERR_IO,
+                           "cannot listen on %s port %d (in use, or not an address of this machine?)",
                            s->host, s->opt.port);
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = di && di->port ? di->port : s->opt.port;
@@ -384,17 +409,21 @@ static qilin_status start_http(qilin_server *s) {
  * do_sample (as `qilin run` and vLLM take it), else OpenAI's temperature 1;
  * a file with values the sampler refuses stops the server from starting. */
 static qilin_status default_sampling(qilin_server *s, const qilin_model_desc *d) {
-    s->default_sp = (qilin_sampling_params){.temperature = 1, .top_k = 0, .top_p = 1, .min_p = 0,
-                                            .repetition_penalty = 1};
+    s->default_sp = (qilin_sampling_params){
+        .temperature = 1, .top_k = 0, .top_p = 1, .min_p = 0, .repetition_penalty = 1};
     if (!d->has_gen || !d->gen.do_sample) return QILIN_OK;
     const hf_generation_config *g = &d->gen;
     if (!(fabs(g->temperature) <= 1e6 && fabs(g->top_p) <= 1 && fabs(g->min_p) <= 1 &&
-          fabs(g->repetition_penalty) <= 1e6) || g->top_k < 0 || g->top_k > INT_MAX)
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "generation_config.json: temperature %g, top_p %g, top_k %lld, "
-                           "min_p %g, repetition_penalty %g: out of the sampler's range", g->temperature, g->top_p,
-                           (long long)g->top_k, g->min_p, g->repetition_penalty);
-    s->default_sp = (qilin_sampling_params){.temperature = (float)g->temperature, .top_k = (int)g->top_k,
-                                            .top_p = (float)g->top_p, .min_p = (float)g->min_p,
+          fabs(g->repetition_penalty) <= 1e6) ||
+        g->top_k < 0 || g->top_k > INT_MAX)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "generation_config.json: temperature %g, top_p %g, top_k %lld, "
+                           "min_p %g, repetition_penalty %g: out of the sampler's range",
+                           g->temperature, g->top_p, (long long)g->top_k, g->min_p, g->repetition_penalty);
+    s->default_sp = (qilin_sampling_params){.temperature = (float)g->temperature,
+                                            .top_k = (int)g->top_k,
+                                            .top_p = (float)g->top_p,
+                                            .min_p = (float)g->min_p,
                                             .repetition_penalty = (float)g->repetition_penalty};
     if (qilin_sampling_params_check(&s->default_sp, NULL) != QILIN_OK)
         return qilin_error_context(QILIN_ERR_INVALID_ARGUMENT, "generation_config.json");
@@ -405,7 +434,8 @@ qilin_status qilin_server_start(qilin_model *m, const qilin_tokenizer *t, const 
                                 const qilin_server_options *o, qilin_server **out) {
     *out = NULL;
     if (!o->model_name || !*o->model_name || strlen(o->model_name) > 200 || !printable(o->model_name))
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "served model name: 1 to 200 printable characters, no quotes");
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "served model name: 1 to 200 printable characters, no quotes");
     if (o->port < 0 || o->port > 65535)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "port %d: must be from 0 to 65535", o->port);
     qilin_server *s = calloc(1, sizeof *s);
@@ -430,7 +460,8 @@ qilin_status qilin_server_start(qilin_model *m, const qilin_tokenizer *t, const 
     if (st == QILIN_OK) st = start_http(s);
     if (st == QILIN_OK && pthread_create(&s->engine_thread, NULL, serve_engine_main, s) != 0)
         st = qilin_error(QILIN_ERR_INTERNAL, "cannot start the engine thread");
-    else if (st == QILIN_OK) s->engine_started = true;
+    else if (st == QILIN_OK)
+        s->engine_started = true;
     if (st != QILIN_OK) return qilin_server_stop(s), st;
     *out = s;
     return QILIN_OK;

@@ -33,15 +33,15 @@ typedef struct serve_job {
     double t_arrival;
     /* guarded by mu */
     serve_job_state state;
-    bool cancel;               /* the client went away */
-    char *text;                /* visible text so far */
+    bool cancel; /* the client went away */
+    char *text;  /* visible text so far */
     size_t n_text, cap_text;
     int n_tokens;              /* generated, stop ids included */
     const char *finish_reason; /* "stop", "length", "abort" once done */
     int error_status;          /* 0, or the HTTP status of a failure */
     char error[512];
-    int refs;                  /* the HTTP side and, while it holds it, the engine thread */
-    struct serve_job *next;    /* the queue */
+    int refs;               /* the HTTP side and, while it holds it, the engine thread */
+    struct serve_job *next; /* the queue */
     /* engine thread */
     int64_t engine_id;
     qilin_text_stream stream;
@@ -71,7 +71,8 @@ struct qilin_server {
     qilin_server_options opt;
     char *host, *api_key, *model_name, *model_path; /* copies */
     int max_ctx, vocab;
-    qilin_sampling_params default_sp; /* generation_config.json's when it samples, else OpenAI's (temperature 1) */
+    qilin_sampling_params
+        default_sp; /* generation_config.json's when it samples, else OpenAI's (temperature 1) */
     struct MHD_Daemon *daemon;
     int port;
     pthread_t engine_thread;
@@ -81,15 +82,15 @@ struct qilin_server {
     pthread_cond_t progress; /* HTTP threads: some job has new text or finished */
     serve_job *queue_head, *queue_tail;
     int n_queued, n_jobs;
-    int n_responding;        /* generation responses not yet fully handed to MHD (streams open) */
+    int n_responding; /* generation responses not yet fully handed to MHD (streams open) */
     bool stopping;
-    bool paused;             /* qilin_server_pause */
+    bool paused; /* qilin_server_pause */
     double stop_deadline;
     qilin_server_stats stats; /* the engine thread's last snapshot */
     serve_metrics metrics;
     uint64_t next_response_id, seed_counter;
-    qilin_engine *engine;     /* engine thread */
-    serve_job *active;        /* engine thread: jobs added to the engine */
+    qilin_engine *engine; /* engine thread */
+    serve_job *active;    /* engine thread: jobs added to the engine */
 };
 
 double serve_now(void);
@@ -106,9 +107,9 @@ void serve_metrics_text(qilin_server *s, char **out); /* Prometheus text, malloc
 
 /* serve_openai.c: request bodies into jobs, jobs into response bodies. */
 typedef struct serve_error {
-    int status;          /* HTTP */
-    const char *type;    /* OpenAI's: invalid_request_error, ... */
-    char param[64];      /* the field, "" when none */
+    int status;       /* HTTP */
+    const char *type; /* OpenAI's: invalid_request_error, ... */
+    char param[64];   /* the field, "" when none */
     char message[1024];
 } serve_error;
 json_t *serve_error_json(const serve_error *e);
@@ -120,9 +121,9 @@ typedef enum serve_kind { SERVE_CHAT, SERVE_COMPLETION } serve_kind;
 typedef struct serve_call {
     serve_kind kind;
     bool stream, include_usage;
-    bool reasoning;   /* chat on a model with a </think> token: <think>...</think> goes to reasoning_content */
+    bool reasoning; /* chat on a model with a </think> token: <think>...</think> goes to reasoning_content */
     bool opens_think; /* the rendered prompt leaves the model inside <think> */
-    serve_job *job; /* owned (one ref) */
+    serve_job *job;   /* owned (one ref) */
     char id[48];
     long long created;
 } serve_call;
@@ -144,8 +145,8 @@ json_t *serve_reasoning_chunk_json(qilin_server *s, const serve_call *c, const c
  * whitespace after it, or the whole text when there is no block). Unless
  * final, a suffix that may still become a tag is left out of both, so the
  * ranges only grow as text is appended (streaming sends the growth). */
-void serve_split_reasoning(const char *t, size_t n, bool opens_think, bool final, size_t *r_begin, size_t *r_end,
-                           size_t *c_begin, size_t *c_end);
+void serve_split_reasoning(const char *t, size_t n, bool opens_think, bool final, size_t *r_begin,
+                           size_t *r_end, size_t *c_begin, size_t *c_end);
 bool serve_tokenize(qilin_server *s, const char *body, size_t n, json_t **out, serve_error *e);
 bool serve_detokenize(qilin_server *s, const char *body, size_t n, json_t **out, serve_error *e);
 json_t *serve_models_json(qilin_server *s);

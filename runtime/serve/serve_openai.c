@@ -21,9 +21,12 @@
 
 bool serve_fail(serve_error *e, int status, const char *param, const char *fmt, ...) {
     e->status = status;
-    e->type = status == 401 ? "authentication_error" : status == 404 ? "not_found_error"
-              : status == 413 ? "request_too_large" : status == 429 ? "rate_limit_error"
-              : status >= 500 ? "server_error" : "invalid_request_error";
+    e->type = status == 401   ? "authentication_error"
+              : status == 404 ? "not_found_error"
+              : status == 413 ? "request_too_large"
+              : status == 429 ? "rate_limit_error"
+              : status >= 500 ? "server_error"
+                              : "invalid_request_error";
     snprintf(e->param, sizeof e->param, "%s", param ? param : "");
     va_list ap;
     va_start(ap, fmt);
@@ -45,9 +48,12 @@ static json_t *text_json(const char *p, size_t n) {
         size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
         bool ok = len > 0 && i + len <= n && c != 0;
         for (size_t t = 1; ok && t < len; t++) ok = ((unsigned char)p[i + t] >> 6) == 2;
-        if (ok && len > 1) ok = json_stringn(p + i, len) != NULL; /* overlong, surrogates (leaks nothing: NULL) */
-        if (ok) memcpy(clean + k, p + i, len), k += len, i += len;
-        else memcpy(clean + k, "\xEF\xBF\xBD", 3), k += 3, i++;
+        if (ok && len > 1)
+            ok = json_stringn(p + i, len) != NULL; /* overlong, surrogates (leaks nothing: NULL) */
+        if (ok)
+            memcpy(clean + k, p + i, len), k += len, i += len;
+        else
+            memcpy(clean + k, "\xEF\xBF\xBD", 3), k += 3, i++;
     }
     v = json_stringn(clean, k);
     free(clean);
@@ -55,14 +61,17 @@ static json_t *text_json(const char *p, size_t n) {
 }
 
 json_t *serve_error_json(const serve_error *e) {
-    return json_pack("{s:{s:o, s:s, s:o, s:i}}", "error", "message", text_json(e->message, strlen(e->message)),
-                     "type", e->type, "param", e->param[0] ? json_string(e->param) : json_null(), "code", e->status);
+    return json_pack("{s:{s:o, s:s, s:o, s:i}}", "error", "message",
+                     text_json(e->message, strlen(e->message)), "type", e->type, "param",
+                     e->param[0] ? json_string(e->param) : json_null(), "code", e->status);
 }
 
 static bool parse_body(const char *body, size_t n, json_t **root, serve_error *e) {
     json_error_t je;
     *root = json_loadb(body, n, JSON_REJECT_DUPLICATES, &je);
-    if (!*root) return serve_fail(e, 400, NULL, "malformed JSON at line %d column %d: %s", je.line, je.column, je.text);
+    if (!*root)
+        return serve_fail(e, 400, NULL, "malformed JSON at line %d column %d: %s", je.line, je.column,
+                          je.text);
     if (!json_is_object(*root)) {
         json_decref(*root);
         return serve_fail(e, 400, NULL, "the body must be a JSON object");
@@ -74,22 +83,32 @@ static bool parse_body(const char *body, size_t n, json_t **root, serve_error *e
 
 static const char *json_kind(const json_t *v) {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
-    case JSON_TRUE: case JSON_FALSE: return "a boolean";
-    default: return "null";
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    default:
+        return "null";
     }
 }
 
 static bool get_number(json_t *o, const char *key, double lo, double hi, double *out, serve_error *e) {
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v)) return true;
-    if (!json_is_number(v)) return serve_fail(e, 400, key, "%s: expected a number, got %s", key, json_kind(v));
+    if (!json_is_number(v))
+        return serve_fail(e, 400, key, "%s: expected a number, got %s", key, json_kind(v));
     double x = json_number_value(v);
-    if (!(x >= lo && x <= hi)) return serve_fail(e, 400, key, "%s: %g is out of range [%g, %g]", key, x, lo, hi);
+    if (!(x >= lo && x <= hi))
+        return serve_fail(e, 400, key, "%s: %g is out of range [%g, %g]", key, x, lo, hi);
     *out = x;
     return true;
 }
@@ -97,9 +116,11 @@ static bool get_number(json_t *o, const char *key, double lo, double hi, double 
 static bool get_int(json_t *o, const char *key, long long lo, long long hi, long long *out, serve_error *e) {
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v)) return true;
-    if (!json_is_integer(v)) return serve_fail(e, 400, key, "%s: expected an integer, got %s", key, json_kind(v));
+    if (!json_is_integer(v))
+        return serve_fail(e, 400, key, "%s: expected an integer, got %s", key, json_kind(v));
     long long x = json_integer_value(v);
-    if (x < lo || x > hi) return serve_fail(e, 400, key, "%s: %lld is out of range [%lld, %lld]", key, x, lo, hi);
+    if (x < lo || x > hi)
+        return serve_fail(e, 400, key, "%s: %lld is out of range [%lld, %lld]", key, x, lo, hi);
     *out = x;
     return true;
 }
@@ -107,7 +128,8 @@ static bool get_int(json_t *o, const char *key, long long lo, long long hi, long
 static bool get_bool(json_t *o, const char *key, bool *out, serve_error *e) {
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v)) return true;
-    if (!json_is_boolean(v)) return serve_fail(e, 400, key, "%s: expected a boolean, got %s", key, json_kind(v));
+    if (!json_is_boolean(v))
+        return serve_fail(e, 400, key, "%s: expected a boolean, got %s", key, json_kind(v));
     *out = json_is_true(v);
     return true;
 }
@@ -120,8 +142,8 @@ static bool refuse_unsupported(json_t *o, serve_error *e) {
     for (int i = 0; i < 2; i++) {
         if (!get_number(o, penalties[i], -2, 2, &penalty, e)) return false;
         if (penalty != 0)
-            return serve_fail(e, 400, penalties[i], "%s: not supported (the sampler has repetition_penalty only)",
-                              penalties[i]);
+            return serve_fail(e, 400, penalties[i],
+                              "%s: not supported (the sampler has repetition_penalty only)", penalties[i]);
     }
     json_t *v = json_object_get(o, "logprobs");
     if (v && !json_is_null(v) && !json_is_false(v))
@@ -138,9 +160,11 @@ static bool refuse_unsupported(json_t *o, serve_error *e) {
     if (v && !json_is_null(v) && !(json_is_object(v) && json_object_size(v) == 0))
         return serve_fail(e, 400, "logit_bias", "logit_bias: not supported");
     v = json_object_get(o, "response_format");
-    if (v && !json_is_null(v) && !(json_is_object(v) && json_is_string(json_object_get(v, "type")) &&
-                                   !strcmp(json_string_value(json_object_get(v, "type")), "text")))
-        return serve_fail(e, 400, "response_format", "response_format: only {\"type\": \"text\"} is supported");
+    if (v && !json_is_null(v) &&
+        !(json_is_object(v) && json_is_string(json_object_get(v, "type")) &&
+          !strcmp(json_string_value(json_object_get(v, "type")), "text")))
+        return serve_fail(e, 400, "response_format",
+                          "response_format: only {\"type\": \"text\"} is supported");
     bool echo = false;
     if (!get_bool(o, "echo", &echo, e)) return false;
     if (echo) return serve_fail(e, 400, "echo", "echo: not supported");
@@ -175,11 +199,16 @@ static bool parse_sampling(qilin_server *s, json_t *o, qilin_sampling_params *sp
         !get_int(o, "top_k", -1, INT_MAX, &top_k, e) || !get_int(o, "seed", LLONG_MIN, LLONG_MAX, &seed, e))
         return false;
     if (top_p <= 0) return serve_fail(e, 400, "top_p", "top_p: must be in (0, 1], got %g", top_p);
-    *sp = (qilin_sampling_params){.temperature = (float)temperature, .top_k = top_k < 0 ? 0 : (int)top_k,
-                                  .top_p = (float)top_p, .min_p = (float)min_p, .repetition_penalty = (float)rp,
-                                  .seed = has_seed ? (uint64_t)seed : default_seed(s), .step = 0};
+    *sp = (qilin_sampling_params){.temperature = (float)temperature,
+                                  .top_k = top_k < 0 ? 0 : (int)top_k,
+                                  .top_p = (float)top_p,
+                                  .min_p = (float)min_p,
+                                  .repetition_penalty = (float)rp,
+                                  .seed = has_seed ? (uint64_t)seed : default_seed(s),
+                                  .step = 0};
     char why[QILIN_SAMPLING_WHY_BYTES];
-    if (qilin_sampling_params_check(sp, why) != QILIN_OK) return serve_fail(e, 400, NULL, "sampling: %s", why);
+    if (qilin_sampling_params_check(sp, why) != QILIN_OK)
+        return serve_fail(e, 400, NULL, "sampling: %s", why);
     return true;
 }
 
@@ -188,20 +217,25 @@ static bool parse_stops(json_t *o, serve_job *j, serve_error *e) {
     if (!v || json_is_null(v)) return true;
     if (json_is_string(v)) {
         if (json_string_length(v) == 0) return true;
-        if (!(j->stops[j->n_stops] = strdup(json_string_value(v)))) return serve_fail(e, 500, NULL, "out of memory");
+        if (!(j->stops[j->n_stops] = strdup(json_string_value(v))))
+            return serve_fail(e, 500, NULL, "out of memory");
         j->n_stops++;
         return true;
     }
-    if (!json_is_array(v)) return serve_fail(e, 400, "stop", "stop: expected a string or a list of strings, got %s",
-                                             json_kind(v));
+    if (!json_is_array(v))
+        return serve_fail(e, 400, "stop", "stop: expected a string or a list of strings, got %s",
+                          json_kind(v));
     if (json_array_size(v) > SERVE_MAX_STOPS)
-        return serve_fail(e, 400, "stop", "stop: %zu strings; at most %d", json_array_size(v), SERVE_MAX_STOPS);
+        return serve_fail(e, 400, "stop", "stop: %zu strings; at most %d", json_array_size(v),
+                          SERVE_MAX_STOPS);
     size_t i;
     json_t *x;
     json_array_foreach(v, i, x) {
-        if (!json_is_string(x)) return serve_fail(e, 400, "stop", "stop[%zu]: expected a string, got %s", i, json_kind(x));
+        if (!json_is_string(x))
+            return serve_fail(e, 400, "stop", "stop[%zu]: expected a string, got %s", i, json_kind(x));
         if (json_string_length(x) == 0) continue;
-        if (!(j->stops[j->n_stops] = strdup(json_string_value(x)))) return serve_fail(e, 500, NULL, "out of memory");
+        if (!(j->stops[j->n_stops] = strdup(json_string_value(x))))
+            return serve_fail(e, 500, NULL, "out of memory");
         j->n_stops++;
     }
     return true;
@@ -215,8 +249,9 @@ static void stop_ids(qilin_server *s, bool chat, serve_job *j) {
     int k = 0;
     cand[k++] = qilin_tokenizer_eos_id(s->tok);
     for (int i = 0; i < d->n_eos && k < 16; i++) cand[k++] = (int32_t)d->eos_ids[i];
-    static const char *const end_of_turn[] = {"<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>",
-                                              "<｜end▁of▁sentence｜>", "[EOS]", "</s>", "<|endoftext|>"};
+    static const char *const end_of_turn[] = {
+        "<|im_end|>", "<|eot_id|>", "<|eom_id|>",   "<|end_of_text|>", "<｜end▁of▁sentence｜>",
+        "[EOS]",      "</s>",       "<|endoftext|>"};
     for (size_t i = 0; chat && i < sizeof end_of_turn / sizeof *end_of_turn; i++)
         cand[k++] = qilin_tokenizer_token_id(s->tok, end_of_turn[i]);
     for (int i = 0; i < k; i++) {
@@ -239,7 +274,8 @@ static bool normalise_messages(json_t *messages, json_t **out, serve_error *e) {
         json_t *role = json_object_get(m, "role"), *content = json_object_get(m, "content");
         if (!json_is_object(m) || !json_is_string(role)) {
             json_decref(*out);
-            return serve_fail(e, 400, "messages", "messages[%zu]: expected an object with a string \"role\"", i);
+            return serve_fail(e, 400, "messages", "messages[%zu]: expected an object with a string \"role\"",
+                              i);
         }
         json_t *copy = json_copy(m);
         if (json_is_array(content)) { /* [{"type": "text", "text": "..."}, ...] */
@@ -248,10 +284,13 @@ static bool normalise_messages(json_t *messages, json_t **out, serve_error *e) {
             json_t *part;
             json_array_foreach(content, k, part) {
                 json_t *type = json_object_get(part, "type"), *text = json_object_get(part, "text");
-                if (!json_is_string(type) || strcmp(json_string_value(type), "text") || !json_is_string(text)) {
+                if (!json_is_string(type) || strcmp(json_string_value(type), "text") ||
+                    !json_is_string(text)) {
                     free(joined), json_decref(copy), json_decref(*out);
-                    return serve_fail(e, 400, "messages", "messages[%zu].content[%zu]: only {\"type\": \"text\", "
-                                      "\"text\": ...} parts are supported", i, k);
+                    return serve_fail(e, 400, "messages",
+                                      "messages[%zu].content[%zu]: only {\"type\": \"text\", "
+                                      "\"text\": ...} parts are supported",
+                                      i, k);
                 }
                 size_t len = json_string_length(text);
                 char *bigger = realloc(joined, n + len + 1);
@@ -262,8 +301,10 @@ static bool normalise_messages(json_t *messages, json_t **out, serve_error *e) {
             free(joined);
         } else if (content && !json_is_string(content) && !json_is_null(content)) {
             json_decref(copy), json_decref(*out);
-            return serve_fail(e, 400, "messages", "messages[%zu].content: expected a string, a list of parts or "
-                              "null, got %s", i, json_kind(content));
+            return serve_fail(e, 400, "messages",
+                              "messages[%zu].content: expected a string, a list of parts or "
+                              "null, got %s",
+                              i, json_kind(content));
         }
         json_array_append_new(*out, copy);
     }
@@ -271,10 +312,11 @@ static bool normalise_messages(json_t *messages, json_t **out, serve_error *e) {
 }
 
 /* Renders messages through the template and tokenizes the result. */
-static bool chat_prompt(qilin_server *s, json_t *o, bool add_generation_prompt, qilin_ids *ids, bool *opens_think,
-                        serve_error *e) {
+static bool chat_prompt(qilin_server *s, json_t *o, bool add_generation_prompt, qilin_ids *ids,
+                        bool *opens_think, serve_error *e) {
     if (!s->tpl)
-        return serve_fail(e, 400, "messages", "this model has no chat template (start the server with --chat-template)");
+        return serve_fail(e, 400, "messages",
+                          "this model has no chat template (start the server with --chat-template)");
     json_t *kwargs = json_object_get(o, "chat_template_kwargs");
     if (kwargs && !json_is_null(kwargs) && !json_is_object(kwargs))
         return serve_fail(e, 400, "chat_template_kwargs", "chat_template_kwargs: expected an object");
@@ -283,14 +325,17 @@ static bool chat_prompt(qilin_server *s, json_t *o, bool add_generation_prompt, 
     char *msgs = json_dumps(messages, JSON_COMPACT);
     char *kw = kwargs && json_is_object(kwargs) ? json_dumps(kwargs, JSON_COMPACT) : NULL;
     json_decref(messages);
-    qilin_chat_options co = {.add_generation_prompt = add_generation_prompt, .kwargs_json = kw,
-                             .max_output = 16u << 20};
-    if (!qilin_chat_template_bos(s->tpl) && *qilin_tokenizer_bos_text(s->tok)) co.bos_token = qilin_tokenizer_bos_text(s->tok);
-    if (!qilin_chat_template_eos(s->tpl) && *qilin_tokenizer_eos_text(s->tok)) co.eos_token = qilin_tokenizer_eos_text(s->tok);
+    qilin_chat_options co = {
+        .add_generation_prompt = add_generation_prompt, .kwargs_json = kw, .max_output = 16u << 20};
+    if (!qilin_chat_template_bos(s->tpl) && *qilin_tokenizer_bos_text(s->tok))
+        co.bos_token = qilin_tokenizer_bos_text(s->tok);
+    if (!qilin_chat_template_eos(s->tpl) && *qilin_tokenizer_eos_text(s->tok))
+        co.eos_token = qilin_tokenizer_eos_text(s->tok);
     char *prompt = NULL;
     qilin_status st = msgs ? qilin_chat_render(s->tpl, msgs, &co, &prompt) : QILIN_ERR_OUT_OF_MEMORY;
     free(msgs), free(kw);
-    if (st != QILIN_OK) return free(prompt), serve_fail(e, 400, "messages", "chat template: %s", qilin_last_error());
+    if (st != QILIN_OK)
+        return free(prompt), serve_fail(e, 400, "messages", "chat template: %s", qilin_last_error());
     if (opens_think) *opens_think = qilin_chat_prompt_opens_think(prompt);
     st = qilin_tokenizer_encode(s->tok, prompt, strlen(prompt), QILIN_ENCODE_PARSE_SPECIAL, ids);
     free(prompt);
@@ -313,7 +358,8 @@ static bool ids_prompt(qilin_server *s, json_t *list, const char *param, qilin_i
 /* prompt: a string, a list of token ids, or a list of one of those. */
 static bool completion_prompt(qilin_server *s, json_t *o, qilin_ids *ids, serve_error *e) {
     json_t *p = json_object_get(o, "prompt");
-    if (json_is_array(p) && json_array_size(p) == 1 && !json_is_integer(json_array_get(p, 0))) p = json_array_get(p, 0);
+    if (json_is_array(p) && json_array_size(p) == 1 && !json_is_integer(json_array_get(p, 0)))
+        p = json_array_get(p, 0);
     if (json_is_string(p)) {
         if (qilin_tokenizer_encode(s->tok, json_string_value(p), json_string_length(p),
                                    QILIN_ENCODE_ADD_SPECIAL | QILIN_ENCODE_PARSE_SPECIAL, ids) != QILIN_OK)
@@ -323,7 +369,8 @@ static bool completion_prompt(qilin_server *s, json_t *o, qilin_ids *ids, serve_
     if (json_is_array(p) && json_array_size(p) > 0 && json_is_integer(json_array_get(p, 0)))
         return ids_prompt(s, p, "prompt", ids, e);
     if (json_is_array(p) && json_array_size(p) > 1)
-        return serve_fail(e, 400, "prompt", "prompt: a batch of %zu prompts; send one per request", json_array_size(p));
+        return serve_fail(e, 400, "prompt", "prompt: a batch of %zu prompts; send one per request",
+                          json_array_size(p));
     return serve_fail(e, 400, "prompt", "prompt: expected a string or a list of token ids, got %s",
                       p ? json_kind(p) : "nothing");
 }
@@ -333,7 +380,8 @@ static bool completion_prompt(qilin_server *s, json_t *o, qilin_ids *ids, serve_
 static bool check_model(qilin_server *s, json_t *o, serve_error *e) {
     json_t *m = json_object_get(o, "model");
     if (!m || json_is_null(m)) return true;
-    if (!json_is_string(m)) return serve_fail(e, 400, "model", "model: expected a string, got %s", json_kind(m));
+    if (!json_is_string(m))
+        return serve_fail(e, 400, "model", "model: expected a string, got %s", json_kind(m));
     if (strcmp(json_string_value(m), s->model_name))
         return serve_fail(e, 404, "model", "The model `%.200s` does not exist; this server serves `%s`",
                           json_string_value(m), s->model_name);
@@ -351,14 +399,18 @@ static bool parse_limits(qilin_server *s, json_t *o, serve_kind kind, serve_job 
         return false;
     }
     const char *prompt_field = kind == SERVE_CHAT ? "messages" : "prompt";
-    if (j->prompt_len == 0) return serve_fail(e, 400, prompt_field, "%s: the prompt has no tokens", prompt_field);
+    if (j->prompt_len == 0)
+        return serve_fail(e, 400, prompt_field, "%s: the prompt has no tokens", prompt_field);
     if (j->prompt_len >= s->max_ctx)
-        return serve_fail(e, 400, prompt_field, "This model's maximum context length is %d tokens; the prompt has %d "
-                          "tokens, leaving no room for a completion", s->max_ctx, j->prompt_len);
+        return serve_fail(e, 400, prompt_field,
+                          "This model's maximum context length is %d tokens; the prompt has %d "
+                          "tokens, leaving no room for a completion",
+                          s->max_ctx, j->prompt_len);
     if (max_tokens > (long long)s->max_ctx - j->prompt_len)
-        return serve_fail(e, 400, which, "This model's maximum context length is %d tokens. However, you requested "
-                          "%lld tokens (%d in the prompt, %lld in %s)", s->max_ctx, j->prompt_len + max_tokens,
-                          j->prompt_len, max_tokens, which);
+        return serve_fail(e, 400, which,
+                          "This model's maximum context length is %d tokens. However, you requested "
+                          "%lld tokens (%d in the prompt, %lld in %s)",
+                          s->max_ctx, j->prompt_len + max_tokens, j->prompt_len, max_tokens, which);
     j->max_new = max_tokens > 0 ? (int)max_tokens : s->max_ctx - j->prompt_len;
     return true;
 }
@@ -368,11 +420,14 @@ static bool parse_stream(json_t *o, serve_call *c, serve_error *e) {
     json_t *so = json_object_get(o, "stream_options");
     if (!so || json_is_null(so)) return true;
     if (!json_is_object(so))
-        return serve_fail(e, 400, "stream_options", "stream_options: expected an object, got %s", json_kind(so));
-    if (!c->stream) return serve_fail(e, 400, "stream_options", "stream_options: only allowed with stream: true");
+        return serve_fail(e, 400, "stream_options", "stream_options: expected an object, got %s",
+                          json_kind(so));
+    if (!c->stream)
+        return serve_fail(e, 400, "stream_options", "stream_options: only allowed with stream: true");
     json_t *iu = json_object_get(so, "include_usage");
     if (iu && !json_is_boolean(iu) && !json_is_null(iu))
-        return serve_fail(e, 400, "stream_options.include_usage", "stream_options.include_usage: expected a boolean");
+        return serve_fail(e, 400, "stream_options.include_usage",
+                          "stream_options.include_usage: expected a boolean");
     c->include_usage = json_is_true(iu);
     return true;
 }
@@ -387,7 +442,8 @@ bool serve_parse_generation(qilin_server *s, serve_kind kind, const char *body, 
     qilin_ids ids = {0};
     bool ignore_eos = false, add_generation_prompt = true;
     bool ok = j && check_model(s, o, e) && refuse_unsupported(o, e) && parse_stream(o, c, e) &&
-              parse_sampling(s, o, &j->sp, e) && parse_stops(o, j, e) && get_bool(o, "ignore_eos", &ignore_eos, e) &&
+              parse_sampling(s, o, &j->sp, e) && parse_stops(o, j, e) &&
+              get_bool(o, "ignore_eos", &ignore_eos, e) &&
               get_bool(o, "add_generation_prompt", &add_generation_prompt, e);
     if (ok && kind == SERVE_CHAT) ok = chat_prompt(s, o, add_generation_prompt, &ids, &c->opens_think, e);
     if (ok && kind == SERVE_COMPLETION) ok = completion_prompt(s, o, &ids, e);
@@ -418,8 +474,8 @@ static json_t *usage_json(const serve_job *j) {
 }
 
 static json_t *envelope(qilin_server *s, const serve_call *c, const char *object, json_t *choices) {
-    return json_pack("{s:s, s:s, s:I, s:s, s:o}", "id", c->id, "object", object, "created", (json_int_t)c->created,
-                     "model", s->model_name, "choices", choices);
+    return json_pack("{s:s, s:s, s:I, s:s, s:o}", "id", c->id, "object", object, "created",
+                     (json_int_t)c->created, "model", s->model_name, "choices", choices);
 }
 
 /* Under mu (the job's text and counts are read). */
@@ -430,15 +486,16 @@ json_t *serve_response_json(qilin_server *s, const serve_call *c) {
     if (c->reasoning) serve_split_reasoning(all, j->n_text, c->opens_think, true, &rb, &re, &cb, &ce);
     json_t *text = text_json(all + cb, ce - cb), *choice;
     if (c->kind == SERVE_CHAT) {
-        choice = json_pack("{s:i, s:{s:s, s:o}, s:n, s:s}", "index", 0, "message", "role", "assistant", "content",
-                           text, "logprobs", "finish_reason", j->finish_reason);
+        choice = json_pack("{s:i, s:{s:s, s:o}, s:n, s:s}", "index", 0, "message", "role", "assistant",
+                           "content", text, "logprobs", "finish_reason", j->finish_reason);
         if (c->reasoning)
             json_object_set_new(json_object_get(choice, "message"), "reasoning_content",
                                 re > rb || c->opens_think ? text_json(all + rb, re - rb) : json_null());
     } else
         choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "text", text, "logprobs", "finish_reason",
                            j->finish_reason);
-    json_t *r = envelope(s, c, c->kind == SERVE_CHAT ? "chat.completion" : "text_completion", json_pack("[o]", choice));
+    json_t *r = envelope(s, c, c->kind == SERVE_CHAT ? "chat.completion" : "text_completion",
+                         json_pack("[o]", choice));
     json_object_set_new(r, "usage", usage_json(j));
     return r;
 }
@@ -481,8 +538,8 @@ static size_t partial_tag(const char *t, size_t from, size_t n, const char *tag)
     return 0;
 }
 
-void serve_split_reasoning(const char *t, size_t n, bool opens_think, bool final, size_t *r_begin, size_t *r_end,
-                           size_t *c_begin, size_t *c_end) {
+void serve_split_reasoning(const char *t, size_t n, bool opens_think, bool final, size_t *r_begin,
+                           size_t *r_end, size_t *c_begin, size_t *c_end) {
     static const char open_tag[] = "<think>", close_tag[] = "</think>";
     size_t pos = 0;
     *r_begin = *r_end = *c_begin = *c_end = 0;
@@ -516,7 +573,8 @@ void serve_split_reasoning(const char *t, size_t n, bool opens_think, bool final
 }
 
 json_t *serve_usage_chunk_json(qilin_server *s, const serve_call *c) {
-    json_t *r = envelope(s, c, c->kind == SERVE_CHAT ? "chat.completion.chunk" : "text_completion", json_array());
+    json_t *r =
+        envelope(s, c, c->kind == SERVE_CHAT ? "chat.completion.chunk" : "text_completion", json_array());
     json_object_set_new(r, "usage", usage_json(c->job));
     return r;
 }
@@ -532,18 +590,20 @@ bool serve_tokenize(qilin_server *s, const char *body, size_t n, json_t **out, s
     bool ok = check_model(s, o, e) && get_bool(o, "add_special_tokens", &add_special, e) &&
               get_bool(o, "add_generation_prompt", &add_generation_prompt, e);
     json_t *p = json_object_get(o, "prompt");
-    if (ok && has_messages) ok = chat_prompt(s, o, add_generation_prompt, &ids, NULL, e);
+    if (ok && has_messages)
+        ok = chat_prompt(s, o, add_generation_prompt, &ids, NULL, e);
     else if (ok && !json_is_string(p))
         ok = serve_fail(e, 400, "prompt", "prompt: expected a string, got %s", p ? json_kind(p) : "nothing");
-    else if (ok && qilin_tokenizer_encode(s->tok, json_string_value(p), json_string_length(p),
-                                          (add_special ? QILIN_ENCODE_ADD_SPECIAL : 0) | QILIN_ENCODE_PARSE_SPECIAL,
-                                          &ids) != QILIN_OK)
+    else if (ok &&
+             qilin_tokenizer_encode(s->tok, json_string_value(p), json_string_length(p),
+                                    (add_special ? QILIN_ENCODE_ADD_SPECIAL : 0) | QILIN_ENCODE_PARSE_SPECIAL,
+                                    &ids) != QILIN_OK)
         ok = serve_fail(e, 400, "prompt", "tokenizing: %s", qilin_last_error());
     if (ok) {
         json_t *tokens = json_array();
         for (size_t i = 0; i < ids.n; i++) json_array_append_new(tokens, json_integer(ids.ids[i]));
-        *out = json_pack("{s:i, s:i, s:o, s:n}", "count", (int)ids.n, "max_model_len", s->max_ctx, "tokens", tokens,
-                         "token_strs");
+        *out = json_pack("{s:i, s:i, s:o, s:n}", "count", (int)ids.n, "max_model_len", s->max_ctx, "tokens",
+                         tokens, "token_strs");
     }
     qilin_ids_free(&ids);
     json_decref(o);
@@ -557,7 +617,8 @@ bool serve_detokenize(qilin_server *s, const char *body, size_t n, json_t **out,
     qilin_ids ids = {0};
     bool ok = check_model(s, o, e);
     if (ok && !json_is_array(t))
-        ok = serve_fail(e, 400, "tokens", "tokens: expected a list of token ids, got %s", t ? json_kind(t) : "nothing");
+        ok = serve_fail(e, 400, "tokens", "tokens: expected a list of token ids, got %s",
+                        t ? json_kind(t) : "nothing");
     if (ok) ok = ids_prompt(s, t, "tokens", &ids, e);
     char *text = NULL;
     size_t len = 0;
@@ -571,8 +632,9 @@ bool serve_detokenize(qilin_server *s, const char *body, size_t n, json_t **out,
 }
 
 json_t *serve_models_json(qilin_server *s) {
-    json_t *model = json_pack("{s:s, s:s, s:I, s:s, s:s, s:n, s:i}", "id", s->model_name, "object", "model", "created",
-                              (json_int_t)time(NULL), "owned_by", "qilin", "root",
-                              s->model_path ? s->model_path : s->model_name, "parent", "max_model_len", s->max_ctx);
+    json_t *model =
+        json_pack("{s:s, s:s, s:I, s:s, s:s, s:n, s:i}", "id", s->model_name, "object", "model", "created",
+                  (json_int_t)time(NULL), "owned_by", "qilin", "root",
+                  s->model_path ? s->model_path : s->model_name, "parent", "max_model_len", s->max_ctx);
     return json_pack("{s:s, s:[o]}", "object", "list", "data", model);
 }
