@@ -39,7 +39,7 @@ static int usage(FILE *to) {
             "                   [--served-model-name NAME] [--chat-template FILE]\n"
             "                   [--max-num-seqs N] [--max-num-batched-tokens N] [--max-model-len N]\n"
             "                   [--tensor-parallel-size N | --tp N] [--dtype float32|bfloat16|float16]\n"
-            "                   [--max-waiting N] [--grace-seconds S]\n"
+            "                   [--max-waiting N] [--grace-seconds S] [--gpu-memory-utilization F]\n"
             "  --max-num-seqs        sequences running at once = KV slots of the model (default 8)\n"
             "  --max-model-len       context per sequence (default min(max_position_embeddings, %d))\n"
             "  --max-waiting         requests queued beyond the running ones before 429 (default 256)\n"
@@ -66,6 +66,13 @@ static int flag(serve_args *a, const char *f, const char *v) {
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
         if (!strcmp(f, ints[i])) return cli_int("serve", f, v, lo[i], hi[i], idest[i]);
     if (!strcmp(f, "--grace-seconds")) return cli_double("serve", f, v, 0, 86400, &a->grace);
+    if (!strcmp(f, "--gpu-memory-utilization")) { /* vLLM's; said, not silently dropped */
+        double u = 0;
+        if (cli_double("serve", f, v, 0.01, 1, &u)) return -1;
+        fprintf(stderr, "qilin serve: --gpu-memory-utilization %s: not used yet; the KV cache is --max-num-seqs "
+                        "slots of --max-model-len positions\n", v);
+        return 0;
+    }
     if (!strcmp(f, "--dtype")) {
         if (!cli_dtype(v, &a->opt.dtype)) return 0;
         return fprintf(stderr, "qilin serve: --dtype %s: use float32, bfloat16 or float16\n", v), -1;
