@@ -15,6 +15,7 @@ packages=(
   libclang-rt-dev # libFuzzer + sanitizer runtimes for that clang
   libpcre2-dev   # tokenizer split regexes (Unicode classes, look-ahead)
   libutf8proc-dev # NFC normalisation for tokenizers
+  libmicrohttpd-dev # HTTP for `qilin serve`
 )
 
 # cuobjdump and nvdisasm for scripts/sass_report.py (CI's SASS check): the toolkit's when it
@@ -22,6 +23,12 @@ packages=(
 if [ ! -x /usr/local/cuda/bin/cuobjdump ] && ! command -v cuobjdump >/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check \
     nvidia-cuda-cuobjdump==13.2.86 nvidia-cuda-nvdisasm==13.2.86
+fi
+
+# The official openai client for tests/serve_openai.py (which skips without it), pinned.
+if ! python3 -c "import openai" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check openai==3.63.0 ||
+    echo "install_deps: openai not installed: the cli_serve_openai test will skip"
 fi
 
 missing=()

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""serve_openai.py QILIN STORIES TEMPLATE — `qilin serve` through the official `openai` Python
+client (skipped, exit 77, when the package is not installed: `pip install openai`). Greedy on
+stories260K: a completion continues the story as `qilin run` does, a streamed chat equals the
+same chat not streamed and carries its usage, and the client raises the right error class with
+the field named for an unknown model (404), an unsupported penalty (400), a context overflow
+(400, both numbers) and a wrong key (401).
+
+The port is reserved as tests/reserve_ports.py does (bound with SO_REUSEADDR, never listening)."""
+import http.client
+import socket
+import subprocess
+import sys
+import time
+
+try:
+    import openai
+except ImportError:
+    print("serve_openai: the openai package is not installed (pip install openai): skipped")
+    sys.exit(77)
+
+
+def check(ok, what):
+    if not ok:
+        print("serve_openai: FAIL: " + what)
+        sys.exit(1)
+
+
+def wait_healthy(server, port):
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        check(server.poll() is None, "the server exited early")
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request("GET", "/health")
+            if c.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    check(False, "no /health within 120 s")
+
+
+def expect_error(call, cls, status, param, text=""):
+    try:
+        call()
+    except cls as e:
+        body = e.body or {}
+        check(e.status_code == status and body.get("param") == param and text in body.get("message", ""),
+              "%s: %r" % (cls.__name__, body))
+        return
+    check(False, "no %s raised" % cls.__name__)
+
+
+def main():
+    qilin, stories, template = sys.argv[1:4]
+    hold = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    hold.bind(("127.0.0.1", 0))
+    port = hold.getsockname()[1]
+    server = subprocess.Popen([qilin, "serve", "--model", stories, "--port", str(port), "--dtype", "float32",
+                               "--max-num-seqs", "2", "--max-model-len", "128", "--api-key", "sk-test",
+                               "--served-model-name", "stories", "--chat-template", template])
+    try:
+        wait_healthy(server, port)
+        c = openai.OpenAI(base_url="http://127.0.0.1:%d/v1" % port, api_key="sk-test", max_retries=0)
+        check([m.id for m in c.models.list()] == ["stories"], "models")
+        r = c.completions.create(model="stories", prompt="Once upon a time", max_tokens=8, temperature=0)
+        check(", there was a little girl".startswith(r.choices[0].text[:25]) and r.usage.prompt_tokens == 5 and
+              r.usage.completion_tokens == 8, "completion %r %r" % (r.choices[0].text, r.usage))
+        msgs = [{"role": "user", "content": "Tell me about a cat."}]
+        parts, usage = [], None
+        for ch in c.chat.completions.create(model="stories", messages=msgs, max_tokens=5, temperature=0,
+                                            stream=True, stream_options={"include_usage": True}):
+            if ch.choices:
+                parts.append(ch.choices[0].delta.content or "")
+            if ch.usage:
+                usage = ch.usage
+        whole = c.chat.completions.create(model="stories", messages=msgs, max_tokens=5, temperature=0)
+        check("".join(parts) == whole.choices[0].message.content, "streamed %r vs %r" % (parts, whole))
+        check(usage is not None and usage.completion_tokens == whole.usage.completion_tokens and
+              usage.prompt_tokens == whole.usage.prompt_tokens, "usage %r vs %r" % (usage, whole.usage))
+        hi = [{"role": "user", "content": "Hi"}]
+        expect_error(lambda: c.chat.completions.create(model="nope", messages=hi), openai.NotFoundError, 404, "model")
+        expect_error(lambda: c.chat.completions.create(model="stories", messages=hi, presence_penalty=1.0),
+                     openai.BadRequestError, 400, "presence_penalty")
+        expect_error(lambda: c.chat.completions.create(model="stories", messages=hi, max_tokens=500),
+                     openai.BadRequestError, 400, "max_tokens", "maximum context length is 128 tokens")
+        bad = openai.OpenAI(base_url="http://127.0.0.1:%d/v1" % port, api_key="wrong", max_retries=0)
+        expect_error(lambda: bad.models.list(), openai.AuthenticationError, 401, None)
+        print("serve_openai: completions, streamed chat, usage and 4 errors through openai %s" % openai.__version__)
+    finally:
+        server.terminate()
+        server.wait()
+
+
+if __name__ == "__main__":
+    main()

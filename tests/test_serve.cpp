@@ -1,0 +1,663 @@
+// test_serve.cpp — `qilin serve` (runtime/serve/) in-process on a free
+// loopback port, stories260K in fp32 on the sim, greedy, with a minimal HTTP
+// client over a socket. Asserts: completions (text, token ids, streamed and
+// not) equal the model's tokens generated alone through
+// qilin_generate_stream; the SSE framing is exactly OpenAI's (data: lines,
+// role first, finish_reason last, usage chunk, [DONE]); usage counts match
+// the tokenizer; 4 concurrent requests each equal their run alone; every
+// error case returns its status and an OpenAI error object naming the field;
+// a full server answers 429; clients that disconnect mid-stream get their
+// requests cancelled (the engine goes back to idle); a bounded load with
+// disconnects keeps every other answer exact; <think> splitting.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "golden.h"
+#include "host/forward.h"
+#include "runtime/chat.h"
+#include "runtime/serve/serve.h"
+extern "C" {
+#include "runtime/serve/serve_internal.h" /* serve_split_reasoning */
+}
+#include "runtime/tokenizer.h"
+#include "test_util.h"
+
+namespace {
+
+const char *kKey = "test-key";
+
+struct Reply {
+    int status = 0;
+    std::string headers, body;
+};
+
+int connect_to(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) == 0) return fd;
+    if (fd >= 0) close(fd);
+    return -1;
+}
+
+std::string request_text(const std::string &method, const std::string &path, const std::string &body,
+                         const std::string &extra_headers, bool with_key) {
+    std::string r = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+    if (with_key) r += std::string("Authorization: Bearer ") + kKey + "\r\n";
+    if (method == "POST") r += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+    return r + extra_headers + "\r\n" + body;
+}
+
+bool send_all(int fd, const std::string &s) {
+    for (size_t off = 0; off < s.size();) {
+        ssize_t k = send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+        if (k <= 0) return false;
+        off += (size_t)k;
+    }
+    return true;
+}
+
+std::string dechunk(const std::string &raw) {
+    std::string out;
+    for (size_t p = 0; p < raw.size();) {
+        size_t eol = raw.find("\r\n", p);
+        if (eol == std::string::npos) break;
+        size_t n = strtoul(raw.substr(p, eol - p).c_str(), nullptr, 16);
+        if (n == 0) break;
+        out += raw.substr(eol + 2, n);
+        p = eol + 2 + n + 2;
+    }
+    return out;
+}
+
+Reply http(int port, const std::string &method, const std::string &path, const std::string &body = "",
+           const std::string &extra_headers = "", bool with_key = true) {
+    Reply r;
+    int fd = connect_to(port);
+    if (fd < 0 || !send_all(fd, request_text(method, path, body, extra_headers, with_key))) {
+        if (fd >= 0) close(fd);
+        return r;
+    }
+    std::string raw;
+    char buf[65536];
+    for (ssize_t k; (k = recv(fd, buf, sizeof buf, 0)) > 0;) raw.append(buf, (size_t)k);
+    close(fd);
+    size_t end = raw.find("\r\n\r\n");
+    if (end == std::string::npos || raw.compare(0, 9, "HTTP/1.1 ")) return r;
+    r.status = atoi(raw.c_str() + 9);
+    r.headers = raw.substr(0, end);
+    r.body = raw.substr(end + 4);
+    if (r.headers.find("Transfer-Encoding: chunked") != std::string::npos) r.body = dechunk(r.body);
+    return r;
+}
+
+json_t *parse(const std::string &s) { return json_loadb(s.data(), s.size(), 0, nullptr); }
+
+std::string str(json_t *o, const char *path1, const char *path2 = nullptr) {
+    json_t *v = json_object_get(o, path1);
+    if (path2) v = json_object_get(v, path2);
+    return json_is_string(v) ? json_string_value(v) : std::string("<not a string>");
+}
+
+long long num(json_t *o, const char *a, const char *b) {
+    return json_integer_value(json_object_get(json_object_get(o, a), b));
+}
+
+/* SSE body -> the JSON payloads of its events; checks each event is exactly
+ * "data: PAYLOAD\n\n" and that the last is [DONE]. */
+std::vector<json_t *> events(const std::string &body, bool *framed) {
+    std::vector<json_t *> out;
+    *framed = true;
+    size_t p = 0;
+    bool done = false;
+    while (p < body.size()) {
+        size_t end = body.find("\n\n", p);
+        if (end == std::string::npos || body.compare(p, 6, "data: ") || done) {
+            *framed = false;
+            break;
+        }
+        std::string payload = body.substr(p + 6, end - p - 6);
+        if (payload.find('\n') != std::string::npos) *framed = false;
+        if (payload == "[DONE]") done = true;
+        else out.push_back(parse(payload));
+        p = end + 2;
+    }
+    if (!done) *framed = false;
+    return out;
+}
+
+class Serve : public testing::Test {
+  protected:
+    static qilin_model *model_, *alone_model_;
+    static qilin_tokenizer *tok_;
+    static qilin_chat_template *tpl_;
+    static qilin_server *server_;
+    static int port_;
+
+    static void SetUpTestSuite() {
+        std::string dir = std::string(QILIN_SOURCE_DIR) + "/models/stories260K";
+        qilin_model_options o;
+        qilin_model_options_default(&o);
+        o.dtype = QILIN_F32, o.max_seqs = 4, o.max_ctx = 64, o.max_batch_tokens = 64;
+        std::string tpl = std::string(QILIN_SOURCE_DIR) +
+                          "/tests/fixtures/chat/templates/chat_template.Mistral-7B-Instruct-v0.1.jinja";
+        if (qilin_tokenizer_load(dir.c_str(), &tok_) != QILIN_OK ||
+            qilin_chat_template_load(nullptr, tpl.c_str(), &tpl_) != QILIN_OK ||
+            qilin_model_load(dir.c_str(), &o, &model_) != QILIN_OK)
+            return;
+        o.max_seqs = 1;
+        if (qilin_model_load(dir.c_str(), &o, &alone_model_) != QILIN_OK) return;
+        qilin_server_options so{};
+        so.model_name = "stories", so.api_key = kKey, so.port = 0, so.max_waiting = 2, so.max_body_bytes = 1 << 16;
+        if (qilin_server_start(model_, tok_, tpl_, &so, &server_) == QILIN_OK) port_ = qilin_server_port(server_);
+    }
+    static void TearDownTestSuite() {
+        qilin_server_stop(server_);
+        qilin_model_free(model_);
+        qilin_model_free(alone_model_);
+        qilin_chat_template_free(tpl_);
+        qilin_tokenizer_free(tok_);
+    }
+    void SetUp() override {
+        QILIN_REQUIRE_DEVICES(1);
+        ASSERT_NE(server_, nullptr) << qilin_last_error();
+    }
+
+    /* Greedy continuation of ids alone through qilin_generate_stream. */
+    static std::vector<int> alone(const std::vector<int> &prompt, int n) {
+        std::vector<int> out;
+        const int *prompts[1] = {prompt.data()};
+        int len = (int)prompt.size();
+        qilin_sampling_params p{0, 0, 1, 0, 1, 0, 0};
+        auto collect = [](void *user, int, int token) {
+            static_cast<std::vector<int> *>(user)->push_back(token);
+            return true;
+        };
+        EXPECT_EQ(qilin_generate_stream(alone_model_, 1, prompts, &len, &p, n, collect, &out), QILIN_OK)
+            << qilin_last_error();
+        return out;
+    }
+    static std::string decode(const std::vector<int> &ids) {
+        std::vector<int32_t> v(ids.begin(), ids.end());
+        char *text = nullptr;
+        size_t n = 0;
+        EXPECT_EQ(qilin_tokenizer_decode(tok_, v.data(), v.size(), QILIN_DECODE_SKIP_SPECIAL, &text, &n), QILIN_OK);
+        std::string s(text ? text : "", n);
+        free(text);
+        return s;
+    }
+    /* The text of gen as it reads after prompt (a SentencePiece space at the join is kept). */
+    static std::string continuation(const std::vector<int> &prompt, const std::vector<int> &gen) {
+        std::vector<int> all = prompt;
+        all.insert(all.end(), gen.begin(), gen.end());
+        return decode(all).substr(decode(prompt).size());
+    }
+    static std::string ids_json(const std::vector<int> &ids) {
+        std::string s = "[";
+        for (size_t i = 0; i < ids.size(); i++) s += (i ? "," : "") + std::to_string(ids[i]);
+        return s + "]";
+    }
+    /* Waits (60 s at most) until the server holds no job and the engine is idle. */
+    static bool back_to_idle() {
+        for (int i = 0; i < 1200; i++) { /* 60 s: only a hang reaches it */
+            qilin_server_stats st;
+            qilin_server_get_stats(server_, &st);
+            if (st.jobs == 0 && st.running == 0 && st.waiting == 0 && st.queued == 0 &&
+                st.engine.free_blocks == st.engine.num_blocks)
+                return true;
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        return false;
+    }
+};
+qilin_model *Serve::model_, *Serve::alone_model_;
+qilin_tokenizer *Serve::tok_;
+qilin_chat_template *Serve::tpl_;
+qilin_server *Serve::server_;
+int Serve::port_;
+
+const std::vector<int> kPrompt = {1, 403, 407, 261, 378, 430, 274, 9, 402, 268, 437};
+
+TEST_F(Serve, CompletionEqualsGenerationAlone) {
+    std::vector<int> want = alone(kPrompt, 5);
+    Reply r = http(port_, "POST", "/v1/completions",
+                   R"({"model": "stories", "prompt": )" + ids_json(kPrompt) +
+                       R"(, "max_tokens": 5, "temperature": 0, "ignore_eos": true})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    json_t *o = parse(r.body);
+    ASSERT_NE(o, nullptr) << r.body;
+    json_t *choice = json_array_get(json_object_get(o, "choices"), 0);
+    EXPECT_EQ(str(o, "object"), "text_completion");
+    EXPECT_EQ(str(choice, "text"), continuation(kPrompt, want));
+    EXPECT_EQ(str(choice, "finish_reason"), "length");
+    EXPECT_EQ(num(o, "usage", "prompt_tokens"), (long long)kPrompt.size());
+    EXPECT_EQ(num(o, "usage", "completion_tokens"), 5);
+    EXPECT_EQ(num(o, "usage", "total_tokens"), (long long)kPrompt.size() + 5);
+    json_decref(o);
+}
+
+TEST_F(Serve, TextPromptUsageMatchesTokenizerAndRun) {
+    /* `qilin run -p "Once upon a time"` prints this continuation (tests/CMakeLists.txt cli_run_story) */
+    Reply r = http(port_, "POST", "/v1/completions", R"({"prompt": "Once upon a time", "max_tokens": 6, "temperature": 0})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    json_t *o = parse(r.body);
+    std::string text = str(json_array_get(json_object_get(o, "choices"), 0), "text");
+    EXPECT_EQ(std::string(", there was a little girl named Lily").compare(0, text.size(), text), 0) << text;
+    EXPECT_GE(text.size(), 16u);
+    EXPECT_EQ(num(o, "usage", "completion_tokens"), 6);
+    qilin_ids ids = {};
+    ASSERT_EQ(qilin_tokenizer_encode(tok_, "Once upon a time", 16, QILIN_ENCODE_ADD_SPECIAL | QILIN_ENCODE_PARSE_SPECIAL,
+                                     &ids), QILIN_OK);
+    EXPECT_EQ(num(o, "usage", "prompt_tokens"), (long long)ids.n);
+    qilin_ids_free(&ids);
+    json_decref(o);
+    Reply t = http(port_, "POST", "/tokenize", R"({"prompt": "Once upon a time"})");
+    ASSERT_EQ(t.status, 200) << t.body;
+    json_t *tj = parse(t.body);
+    EXPECT_EQ(json_integer_value(json_object_get(tj, "count")), 5);
+    EXPECT_EQ(json_integer_value(json_object_get(tj, "max_model_len")), 64);
+    Reply d = http(port_, "POST", "/detokenize", "{\"tokens\": " + std::string(json_dumps(json_object_get(tj, "tokens"), 0)) + "}");
+    json_t *dj = parse(d.body);
+    EXPECT_EQ(str(dj, "prompt"), "<s> Once upon a time") << d.body;
+    json_decref(tj), json_decref(dj);
+}
+
+TEST_F(Serve, StreamedCompletionFramingAndText) {
+    std::vector<int> want = alone(kPrompt, 5);
+    Reply r = http(port_, "POST", "/v1/completions",
+                   R"({"prompt": )" + ids_json(kPrompt) + R"(, "max_tokens": 5, "temperature": 0, "ignore_eos": true,
+                        "stream": true, "stream_options": {"include_usage": true}})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_NE(r.headers.find("Content-Type: text/event-stream"), std::string::npos) << r.headers;
+    bool framed = false;
+    std::vector<json_t *> ev = events(r.body, &framed);
+    EXPECT_TRUE(framed) << r.body;
+    ASSERT_GE(ev.size(), 2u);
+    std::string text;
+    for (size_t i = 0; i + 1 < ev.size(); i++) {
+        json_t *c = json_array_get(json_object_get(ev[i], "choices"), 0);
+        ASSERT_NE(c, nullptr) << i;
+        text += str(c, "text");
+        bool last = i + 2 == ev.size();
+        json_t *fr = json_object_get(c, "finish_reason");
+        EXPECT_EQ(json_is_null(fr), !last) << "only the last choice chunk carries finish_reason (" << i << ")";
+        EXPECT_TRUE(json_is_null(json_object_get(ev[i], "usage")));
+    }
+    EXPECT_EQ(text, continuation(kPrompt, want));
+    json_t *usage = ev.back();
+    EXPECT_EQ(json_array_size(json_object_get(usage, "choices")), 0u);
+    EXPECT_EQ(num(usage, "usage", "completion_tokens"), 5);
+    EXPECT_EQ(num(usage, "usage", "prompt_tokens"), (long long)kPrompt.size());
+    for (json_t *e : ev) json_decref(e);
+}
+
+TEST_F(Serve, StreamedChatRoleFirstAndUsageEqualsTokenize) {
+    const std::string messages = R"([{"role": "user", "content": "Tell me about a cat."}])";
+    Reply t = http(port_, "POST", "/tokenize", R"({"messages": )" + messages + "}");
+    ASSERT_EQ(t.status, 200) << t.body;
+    json_t *tj = parse(t.body);
+    long long prompt_tokens = json_integer_value(json_object_get(tj, "count"));
+    json_decref(tj);
+    Reply s = http(port_, "POST", "/v1/chat/completions",
+                   R"({"messages": )" + messages + R"(, "max_tokens": 5, "temperature": 0, "stream": true,
+                        "stream_options": {"include_usage": true}})");
+    Reply n = http(port_, "POST", "/v1/chat/completions",
+                   R"({"messages": )" + messages + R"(, "max_completion_tokens": 5, "temperature": 0})");
+    ASSERT_EQ(s.status, 200) << s.body;
+    ASSERT_EQ(n.status, 200) << n.body;
+    bool framed = false;
+    std::vector<json_t *> ev = events(s.body, &framed);
+    EXPECT_TRUE(framed) << s.body;
+    ASSERT_GE(ev.size(), 3u);
+    json_t *first = json_object_get(json_array_get(json_object_get(ev[0], "choices"), 0), "delta");
+    EXPECT_EQ(str(first, "role"), "assistant");
+    EXPECT_EQ(str(first, "content"), "");
+    std::string text;
+    for (size_t i = 1; i + 1 < ev.size(); i++) {
+        json_t *d = json_object_get(json_array_get(json_object_get(ev[i], "choices"), 0), "delta");
+        EXPECT_EQ(json_object_get(d, "role"), nullptr) << "role only in the first chunk";
+        if (json_is_string(json_object_get(d, "content"))) text += str(d, "content");
+        EXPECT_EQ(str(ev[i], "object"), "chat.completion.chunk");
+    }
+    EXPECT_EQ(num(ev.back(), "usage", "prompt_tokens"), prompt_tokens);
+    json_t *o = parse(n.body);
+    json_t *choice = json_array_get(json_object_get(o, "choices"), 0);
+    EXPECT_EQ(str(json_object_get(choice, "message"), "content"), text) << "streamed == not streamed";
+    EXPECT_EQ(str(json_object_get(choice, "message"), "role"), "assistant");
+    EXPECT_EQ(num(o, "usage", "prompt_tokens"), prompt_tokens);
+    EXPECT_EQ(num(o, "usage", "completion_tokens"), num(ev.back(), "usage", "completion_tokens"));
+    json_decref(o);
+    for (json_t *e : ev) json_decref(e);
+}
+
+TEST_F(Serve, StopStringEndsTheTextUnprinted) {
+    Reply r = http(port_, "POST", "/v1/completions",
+                   R"({"prompt": "Once upon a time", "max_tokens": 20, "temperature": 0, "stop": [" named", "zzz"]})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    json_t *o = parse(r.body);
+    json_t *choice = json_array_get(json_object_get(o, "choices"), 0);
+    EXPECT_EQ(str(choice, "text"), ", there was a little girl");
+    EXPECT_EQ(str(choice, "finish_reason"), "stop");
+    json_decref(o);
+}
+
+TEST_F(Serve, ConcurrentRequestsEachEqualTheirRunAlone) {
+    std::vector<std::vector<int>> prompts = {{1, 403, 407, 261}, {1, 45, 120, 7, 213, 88, 19}, kPrompt, {1, 300, 301}};
+    std::vector<std::string> want, got(prompts.size());
+    for (auto &p : prompts) want.push_back(continuation(p, alone(p, 4)));
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < prompts.size(); i++)
+        threads.emplace_back([&, i] {
+            Reply r = http(port_, "POST", "/v1/completions",
+                           R"({"prompt": )" + ids_json(prompts[i]) + R"(, "max_tokens": 4, "temperature": 0,
+                                "ignore_eos": true, "stream": )" + (i % 2 ? "true" : "false") + "}");
+            if (i % 2 == 0) {
+                json_t *o = parse(r.body);
+                got[i] = str(json_array_get(json_object_get(o, "choices"), 0), "text");
+                json_decref(o);
+                return;
+            }
+            bool framed = false;
+            for (json_t *e : events(r.body, &framed)) {
+                got[i] += str(json_array_get(json_object_get(e, "choices"), 0), "text");
+                json_decref(e);
+            }
+        });
+    for (auto &t : threads) t.join();
+    for (size_t i = 0; i < prompts.size(); i++) EXPECT_EQ(got[i], want[i]) << "request " << i;
+    EXPECT_TRUE(back_to_idle());
+}
+
+struct ErrorCase {
+    const char *name, *method, *path, *body, *headers;
+    bool key;
+    int status;
+    const char *param;   /* expected "param" ("" = null) */
+    const char *message; /* a part of the message */
+};
+
+TEST_F(Serve, ErrorsAreOpenAIErrorObjects) {
+    const ErrorCase cases[] = {
+        {"malformed JSON", "POST", "/v1/completions", "{\"prompt\": ", "", true, 400, "", "malformed JSON"},
+        {"not an object", "POST", "/v1/chat/completions", "[1]", "", true, 400, "", "JSON object"},
+        {"wrong type", "POST", "/v1/completions", R"({"prompt": "a", "temperature": "hot"})", "", true, 400,
+         "temperature", "expected a number"},
+        {"wrong type int", "POST", "/v1/completions", R"({"prompt": "a", "max_tokens": 2.5})", "", true, 400,
+         "max_tokens", "expected an integer"},
+        {"out of range", "POST", "/v1/completions", R"({"prompt": "a", "top_p": 1.5})", "", true, 400, "top_p",
+         "out of range"},
+        {"no prompt", "POST", "/v1/completions", R"({"max_tokens": 2})", "", true, 400, "prompt", "expected"},
+        {"bad message", "POST", "/v1/chat/completions", R"({"messages": [{"content": "x"}]})", "", true, 400,
+         "messages", "role"},
+        {"token id", "POST", "/v1/completions", R"({"prompt": [1, 99999]})", "", true, 400, "prompt", "[0, 512)"},
+        {"unknown model", "POST", "/v1/completions", R"({"model": "gpt-4", "prompt": "a"})", "", true, 404, "model",
+         "gpt-4"},
+        {"no key", "POST", "/v1/completions", R"({"prompt": "a"})", "", false, 401, "", "API key"},
+        {"wrong key", "GET", "/v1/models", "", "Authorization: Bearer nope\r\n", false, 401, "", "API key"},
+        {"context", "POST", "/v1/completions", R"({"prompt": "Once upon a time", "max_tokens": 60})", "", true, 400,
+         "max_tokens", "maximum context length is 64 tokens. However, you requested 65 tokens (5 in the prompt, 60"},
+        {"penalty", "POST", "/v1/chat/completions",
+         R"({"messages": [{"role": "user", "content": "x"}], "frequency_penalty": 0.5})", "", true, 400,
+         "frequency_penalty", "not supported"},
+        {"n", "POST", "/v1/completions", R"({"prompt": "a", "n": 2})", "", true, 400, "n", "only n = 1"},
+        {"logprobs", "POST", "/v1/completions", R"({"prompt": "a", "logprobs": 2})", "", true, 400, "logprobs", ""},
+        {"stop type", "POST", "/v1/completions", R"({"prompt": "a", "stop": [1]})", "", true, 400, "stop", "stop[0]"},
+        {"duplicate key", "POST", "/v1/completions", R"({"prompt": "a", "prompt": "b"})", "", true, 400, "",
+         "duplicate"},
+        {"no route", "GET", "/v2/nothing", "", "", true, 404, "", "no route"},
+        {"method", "GET", "/v1/completions", "", "", true, 405, "", "use POST"},
+        {"detokenize", "POST", "/detokenize", R"({"tokens": [1, -4]})", "", true, 400, "tokens", "tokens[1]"},
+        /* hostile or careless bodies: each refused, none disturbs the server */
+        {"NUL in a string", "POST", "/v1/completions", R"({"prompt": "a\u0000b"})", "", true, 400, "", "malformed"},
+        {"invalid UTF-8", "POST", "/v1/completions", "{\"prompt\": \"\xff\xfe\"}", "", true, 400, "", "malformed"},
+        {"empty id list", "POST", "/v1/completions", R"({"prompt": []})", "", true, 400, "prompt", "expected"},
+        {"prompt batch", "POST", "/v1/completions", R"({"prompt": ["a", "b"]})", "", true, 400, "prompt", "batch"},
+        {"max_tokens 0", "POST", "/v1/completions", R"({"prompt": "a", "max_tokens": 0})", "", true, 400,
+         "max_tokens", "out of range"},
+        {"max_tokens huge", "POST", "/v1/completions", R"({"prompt": "a", "max_tokens": 99999999999999})", "", true,
+         400, "max_tokens", "out of range"},
+        {"temperature huge", "POST", "/v1/completions", R"({"prompt": "a", "temperature": 1e308})", "", true, 400,
+         "temperature", "out of range"},
+        {"top_k", "POST", "/v1/completions", R"({"prompt": "a", "top_k": -2})", "", true, 400, "top_k", "out of range"},
+        {"repetition_penalty", "POST", "/v1/completions", R"({"prompt": "a", "repetition_penalty": 0})", "", true, 400,
+         "repetition_penalty", "out of range"},
+        {"too many stops", "POST", "/v1/completions",
+         R"({"prompt": "a", "stop": ["1","2","3","4","5","6","7","8","9","10","11","12","13","14","15","16","17"]})",
+         "", true, 400, "stop", "at most 16"},
+        {"stream type", "POST", "/v1/completions", R"({"prompt": "a", "stream": "yes"})", "", true, 400, "stream",
+         "boolean"},
+        {"stream_options alone", "POST", "/v1/completions", R"({"prompt": "a", "stream_options": {"include_usage": true}})",
+         "", true, 400, "stream_options", "stream: true"},
+        {"model type", "POST", "/v1/completions", R"({"prompt": "a", "model": 5})", "", true, 400, "model", "string"},
+        {"no messages", "POST", "/v1/chat/completions", R"({"messages": []})", "", true, 400, "messages", "non-empty"},
+        {"messages string", "POST", "/v1/chat/completions", R"({"messages": "hi"})", "", true, 400, "messages", ""},
+        {"image part", "POST", "/v1/chat/completions",
+         R"({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]})", "", true,
+         400, "messages", "content[0]"},
+        {"content number", "POST", "/v1/chat/completions", R"({"messages": [{"role": "user", "content": 7}]})", "", true,
+         400, "messages", "content"},
+        {"tools", "POST", "/v1/chat/completions",
+         R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]})", "", true, 400, "tools",
+         "not supported"},
+    };
+    for (const ErrorCase &c : cases) {
+        Reply r = http(port_, c.method, c.path, c.body, c.headers, c.key);
+        EXPECT_EQ(r.status, c.status) << c.name << ": " << r.body;
+        json_t *o = parse(r.body);
+        json_t *e = json_object_get(o, "error");
+        ASSERT_TRUE(json_is_object(e)) << c.name << ": " << r.body;
+        EXPECT_NE(str(e, "message").find(c.message), std::string::npos) << c.name << ": " << r.body;
+        EXPECT_TRUE(json_is_string(json_object_get(e, "type"))) << c.name;
+        EXPECT_EQ(json_integer_value(json_object_get(e, "code")), c.status) << c.name;
+        json_t *param = json_object_get(e, "param");
+        if (*c.param) EXPECT_EQ(str(e, "param"), c.param) << c.name;
+        else EXPECT_TRUE(json_is_null(param)) << c.name << ": " << r.body;
+        json_decref(o);
+    }
+    /* a body over the limit (64 KiB here): 413, announced by Content-Length or not */
+    std::string big = R"({"prompt": ")" + std::string(100000, 'a') + "\"}";
+    Reply r = http(port_, "POST", "/v1/completions", big);
+    EXPECT_EQ(r.status, 413) << r.body;
+    json_t *o = parse(r.body);
+    EXPECT_TRUE(json_is_object(json_object_get(o, "error"))) << r.body;
+    json_decref(o);
+    /* nesting far past the parser's depth limit */
+    Reply deep = http(port_, "POST", "/v1/completions", std::string(30000, '[') + std::string(30000, ']'));
+    EXPECT_EQ(deep.status, 400) << deep.body.substr(0, 200);
+    /* the server still serves */
+    EXPECT_EQ(http(port_, "GET", "/health").status, 200);
+    EXPECT_TRUE(back_to_idle());
+}
+
+/* Opens a streamed completion and reads until the response headers arrived
+ * (sent once the engine took the request); returns the socket, still open. */
+int open_stream(int port, int max_tokens) {
+    int fd = connect_to(port);
+    std::string body = R"({"prompt": "Once upon a time", "temperature": 0, "ignore_eos": true, "stream": true, "max_tokens": )" +
+                       std::to_string(max_tokens) + "}";
+    if (fd < 0 || !send_all(fd, request_text("POST", "/v1/completions", body, "", true))) return -1;
+    std::string raw;
+    char buf[4096];
+    while (raw.find("\r\n\r\n") == std::string::npos) {
+        pollfd p{fd, POLLIN, 0};
+        if (poll(&p, 1, 20000) <= 0) break;
+        ssize_t k = recv(fd, buf, sizeof buf, 0);
+        if (k <= 0) break;
+        raw.append(buf, (size_t)k);
+    }
+    return fd;
+}
+
+TEST_F(Serve, FullServerAnswers429AndDisconnectsCancel) {
+    /* 4 running + 2 waiting fill it; paused, none can finish meanwhile */
+    qilin_server_pause(server_, true);
+    std::vector<int> fds;
+    for (int i = 0; i < 6; i++) fds.push_back(open_stream(port_, 50));
+    for (int fd : fds) ASSERT_GE(fd, 0);
+    qilin_server_stats st;
+    qilin_server_get_stats(server_, &st);
+    EXPECT_EQ(st.jobs, 6);
+    Reply r = http(port_, "POST", "/v1/completions", R"({"prompt": "a", "max_tokens": 1})");
+    EXPECT_EQ(r.status, 429) << r.body;
+    json_t *o = parse(r.body);
+    EXPECT_TRUE(json_is_object(json_object_get(o, "error"))) << r.body;
+    json_decref(o);
+    for (int fd : fds) close(fd); /* mid-stream */
+    EXPECT_TRUE(back_to_idle()) << "the disconnected requests were not cancelled";
+    qilin_server_stats after;
+    qilin_server_get_stats(server_, &after);
+    EXPECT_EQ(after.engine.requests_cancelled - st.engine.requests_cancelled, 6u);
+    EXPECT_EQ(after.engine.requests_finished, st.engine.requests_finished);
+    qilin_server_pause(server_, false);
+    /* and it serves again */
+    Reply ok = http(port_, "POST", "/v1/completions", R"({"prompt": "Once upon a time", "max_tokens": 2, "temperature": 0})");
+    EXPECT_EQ(ok.status, 200) << ok.body;
+}
+
+/* A bounded load: 12 requests from 6 clients at once (4 run, 2 wait), a
+ * quarter of them disconnecting after their first event; every other one
+ * (retried on 429 while the server is full) gets the text it gets alone, and
+ * afterwards nothing runs, waits or holds a KV block. */
+TEST_F(Serve, LoadWithDisconnectsKeepsEveryAnswer) {
+    std::vector<std::vector<int>> prompts = {{1, 403, 407, 261}, {1, 45, 120, 7}, {1, 300, 301, 302, 303}};
+    std::vector<std::string> want;
+    for (auto &p : prompts) want.push_back(continuation(p, alone(p, 3)));
+    const int n = 12;
+    std::vector<std::string> got(n);
+    std::atomic<int> next{0};
+    auto client = [&] {
+        for (int i; (i = next++) < n;) {
+            const std::vector<int> &p = prompts[i % 3];
+            std::string body = R"({"prompt": )" + ids_json(p) + R"(, "max_tokens": 3, "temperature": 0, "ignore_eos": true,
+                                   "stream": )" + (i % 2 ? "true" : "false") + "}";
+            if (i % 4 == 3) { /* streamed (i odd): leave after the headers */
+                int fd = -1;
+                for (int tries = 0; tries < 400 && fd < 0; tries++) {
+                    fd = connect_to(port_);
+                    std::string raw;
+                    char buf[4096];
+                    send_all(fd, request_text("POST", "/v1/completions", body, "", true));
+                    while (raw.find("\r\n\r\n") == std::string::npos) {
+                        ssize_t k = recv(fd, buf, sizeof buf, 0);
+                        if (k <= 0) break;
+                        raw.append(buf, (size_t)k);
+                    }
+                    if (raw.compare(0, 12, "HTTP/1.1 200")) {
+                        close(fd), fd = -1;
+                        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                    }
+                }
+                if (fd >= 0) close(fd);
+                got[i] = "cancelled";
+                continue;
+            }
+            Reply r;
+            for (int tries = 0; tries < 400; tries++) {
+                r = http(port_, "POST", "/v1/completions", body);
+                if (r.status != 429) break;
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            }
+            if (r.status != 200) {
+                got[i] = "status " + std::to_string(r.status) + ": " + r.body;
+                continue;
+            }
+            if (i % 2 == 0) {
+                json_t *o = parse(r.body);
+                got[i] = str(json_array_get(json_object_get(o, "choices"), 0), "text");
+                json_decref(o);
+                continue;
+            }
+            bool framed = false;
+            for (json_t *e : events(r.body, &framed)) {
+                json_t *c = json_array_get(json_object_get(e, "choices"), 0);
+                if (c) got[i] += str(c, "text");
+                json_decref(e);
+            }
+            if (!framed) got[i] += " (badly framed)";
+        }
+    };
+    std::vector<std::thread> clients;
+    for (int c = 0; c < 6; c++) clients.emplace_back(client);
+    for (auto &t : clients) t.join();
+    for (int i = 0; i < n; i++) EXPECT_EQ(got[i], i % 4 == 3 ? "cancelled" : want[i % 3]) << "request " << i;
+    EXPECT_TRUE(back_to_idle());
+}
+
+TEST_F(Serve, ModelsHealthMetrics) {
+    Reply m = http(port_, "GET", "/v1/models");
+    ASSERT_EQ(m.status, 200);
+    json_t *o = parse(m.body);
+    EXPECT_EQ(str(json_array_get(json_object_get(o, "data"), 0), "id"), "stories");
+    json_decref(o);
+    EXPECT_EQ(http(port_, "GET", "/health", "", "", false).status, 200);
+    Reply p = http(port_, "GET", "/", "", "", false);
+    EXPECT_EQ(p.status, 200);
+    EXPECT_NE(p.body.find("/v1/chat/completions"), std::string::npos);
+    ASSERT_EQ(http(port_, "POST", "/v1/completions", R"({"prompt": "Once", "max_tokens": 3, "temperature": 0})").status, 200);
+    ASSERT_TRUE(back_to_idle());
+    Reply x = http(port_, "GET", "/metrics", "", "", false);
+    ASSERT_EQ(x.status, 200);
+    const char *names[] = {"qilin:num_requests_running{model_name=\"stories\"} 0\n",
+                           "qilin:num_requests_waiting{model_name=\"stories\"} 0\n",
+                           "qilin:kv_cache_usage_perc{model_name=\"stories\"} 0\n",
+                           "qilin:prefix_cache_hit_rate", "qilin:prompt_tokens_total", "qilin:generation_tokens_total",
+                           "qilin:time_to_first_token_seconds_bucket{model_name=\"stories\",le=\"+Inf\"}",
+                           "qilin:inter_token_latency_seconds_count", "qilin:e2e_request_latency_seconds_sum",
+                           "# TYPE qilin:time_to_first_token_seconds histogram"};
+    for (const char *n : names) EXPECT_NE(x.body.find(n), std::string::npos) << n << "\n" << x.body;
+}
+
+/* <think> splitting as a stream sees it: the text grows one byte at a time,
+ * each step sends the growth of both ranges; the ranges never shrink and
+ * the final split equals the whole-text split. */
+TEST(ServeReasoning, SplitIsMonotoneAndExact) {
+    struct Case {
+        const char *text;
+        bool opens;
+        const char *reasoning, *content;
+    } cases[] = {
+        {"<think>abc</think>\n\nHello", false, "abc", "Hello"},
+        {"\n<think>a<b</think>x", false, "a<b", "x"},
+        {"abc</think> Hello </think>", true, "abc", "Hello </think>"},
+        {"Hello <think>x</think>", false, "", "Hello <think>x</think>"},
+        {"  <think>unfinished</thi", false, "unfinished</thi", ""},
+        {"<thi", false, "", "<thi"},
+        {"a</thinkX", true, "a</thinkX", ""},
+        {"", true, "", ""},
+    };
+    for (const Case &c : cases) {
+        std::string t = c.text, reasoning, content;
+        size_t r_sent = 0, c_sent = 0;
+        for (size_t n = 0; n <= t.size(); n++) {
+            bool final = n == t.size();
+            size_t rb, re, cb, ce;
+            serve_split_reasoning(t.data(), n, c.opens, final, &rb, &re, &cb, &ce);
+            ASSERT_LE(rb, re);
+            ASSERT_LE(cb, ce);
+            ASSERT_LE(ce, n);
+            size_t from = std::max(r_sent, rb);
+            if (re > from) reasoning += t.substr(from, re - from), r_sent = re;
+            from = std::max(c_sent, cb);
+            if (ce > from) content += t.substr(from, ce - from), c_sent = ce;
+        }
+        EXPECT_EQ(reasoning, c.reasoning) << c.text;
+        EXPECT_EQ(content, c.content) << c.text;
+    }
+}
+
+}  // namespace
