@@ -219,6 +219,22 @@ int sm_count() {
     return p.sm_count;
 }
 
+/* With QILIN_LAUNCH_SHAPES_KEEP=DIR, the decode step's log lines go to
+ * DIR/<model>_<profile>_b<batch>_L<layers>.jsonl, for scripts/time_model.py. */
+void keep_step_log(const ModelCase &m, int layers, int batch, long long step) {
+    const char *dir = std::getenv("QILIN_LAUNCH_SHAPES_KEEP");
+    if (!dir || !*dir) return;
+    const char *profile = std::getenv("QILIN_SIM_PROFILE");
+    std::string path = std::string(dir) + "/" + m.name + "_" + (profile && *profile ? profile : "h100") + "_b" +
+                       std::to_string(batch) + "_L" + std::to_string(layers) + ".jsonl";
+    std::ifstream in(log_path());
+    std::ofstream out(path);
+    std::string line;
+    while (std::getline(in, line))
+        if (field(line, "\"step\":") == step) out << line << "\n";
+    EXPECT_TRUE(out.good()) << path;
+}
+
 /* One decode step (after a prefill at batch 1) of `m` with `layers` layers; its launches. */
 std::vector<Launch> decode_step(const ModelCase &m, int layers, int batch) {
     std::string config = std::string(QILIN_SOURCE_DIR) + "/tests/fixtures/configs/" + m.config;
@@ -247,6 +263,7 @@ std::vector<Launch> decode_step(const ModelCase &m, int layers, int batch) {
     EXPECT_EQ(qilin_forward(model, &b, logits.data()), QILIN_OK) << qilin_last_error();
     long long step = qilin_launch_log_step();
     qilin_model_free(model);
+    keep_step_log(m, layers, batch, step);
     return launches_of_step(step);
 }
 
