@@ -528,6 +528,9 @@ static int run_chat(run_args *a, const qilin_tokenizer *t) {
 static int run_tokenized(run_args *a) {
     qilin_tokenizer *t = NULL;
     qilin_status st = qilin_tokenizer_load(a->model, &t);
+    if (st != QILIN_OK && a->opt.random_weights) /* a config.json alone is enough for --ids */
+        fprintf(stderr, "qilin run: --random-weights without a tokenizer in %s takes token ids: use --ids 1,2,3\n",
+                a->model);
     if (st != QILIN_OK) return cli_fail("run", st);
     int rc = a->chat ? run_chat(a, t) : run_completion(a, t);
     qilin_tokenizer_free(t);
