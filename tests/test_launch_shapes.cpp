@@ -2,7 +2,12 @@
  * it, the launch shapes of one decode step of real-size models (sim only; issue 14).
  *
  * DryRun: a kernel that would write is checked and logged but not run; a 64 GiB device
- * allocation succeeds without the process's resident memory growing; copies out read zeros.
+ * allocation succeeds without the process's resident memory growing; copies out read zeros;
+ * copies are still checked.
+ *
+ * RandomWeights (host/random_weights.h): DeepSeek-V3's config gives FP8 block-scaled linear
+ * weights that bind as FP8 with every spec accounted for; filled values are seeded and of
+ * scale 1/sqrt(fan_in), norms 1.
  *
  * DecodeShapes: DeepSeek-V3 (TP 8: every rank's launches are logged; each rank launches the
  * same, so counts are per rank = lines / 8), Qwen3-30B-A3B and Llama-3.1-8B (1 GPU) from
@@ -47,7 +52,9 @@
 #include "cuda/elementwise.h"
 #include "cuda/launch_log.h"
 #include "cuda/sim/sim_api.h"
+#include "host/checkpoint.h"
 #include "host/forward.h"
+#include "host/random_weights.h"
 #include "tests/tempdir.h"
 
 namespace {
@@ -134,7 +141,7 @@ TEST(DryRun, KernelIsCheckedAndLoggedButNotRun) {
     EXPECT_EQ(qilin_free(buf), QILIN_OK);
 }
 
-TEST(DryRun, BadLaunchShapeStillFails) {
+TEST(DryRun, CopiesAreStillChecked) {
     DryRun on;
     ASSERT_EQ(qilin_device_set(0), QILIN_OK);
     void *buf = nullptr;
@@ -162,6 +169,88 @@ TEST(DryRun, HugeAllocationCostsNoResidentMemory) {
     ASSERT_EQ(qilin_memory_used(0, &used, nullptr), QILIN_OK);
     EXPECT_GE(used, bytes); /* still accounted against the device's budget */
     EXPECT_EQ(qilin_free(buf), QILIN_OK);
+}
+
+/* ---- random weights in the release's format -------------------------------- */
+
+/* DeepSeek-V3's config says fp8: its linear weights come as F8_E4M3 with 128 x 128 block
+ * scales and bind as FP8; embedding, router and norms stay BF16; every spec is bound and
+ * nothing is left over. --layers 4 keeps 3 dense + 1 MoE layer. Not filled (dry-run size). */
+TEST(RandomWeights, DeepSeekV3BindsAsFp8Release) {
+    std::string config = std::string(QILIN_SOURCE_DIR) + "/tests/fixtures/configs/DeepSeek-V3.config.json";
+    qilin_model_desc *d = nullptr;
+    ASSERT_EQ(qilin_model_desc_load(config.c_str(), &d), QILIN_OK) << qilin_last_error();
+    qilin_param_counts full;
+    qilin_model_param_counts(d, &full);
+    EXPECT_GT(full.total, 600000000000LL); /* the real size, ~671 B */
+    ASSERT_EQ(qilin_model_desc_keep_layers(d, 4), QILIN_OK);
+    EXPECT_EQ(d->n_layers, 4);
+    EXPECT_EQ(d->n_moe_layers, 1);
+    EXPECT_NE(qilin_model_desc_keep_layers(d, 5), QILIN_OK); /* past the kept 4 */
+    qilin_checkpoint *c = nullptr;
+    ASSERT_EQ(qilin_checkpoint_random(d, 1, false, &c), QILIN_OK) << qilin_last_error();
+    qilin_bound_model *b = nullptr;
+    ASSERT_EQ(qilin_model_bind(d, c, &b), QILIN_OK) << qilin_last_error();
+    const qilin_bound_tensor *q_a = qilin_bound_get(b, QILIN_W_Q_A, 0, -1);
+    ASSERT_NE(q_a, nullptr);
+    EXPECT_EQ(q_a->quant, QILIN_WQ_FP8_BLOCK);
+    EXPECT_EQ(q_a->dtype, QILIN_WDT_F8_E4M3);
+    EXPECT_EQ(q_a->block[0], 128);
+    EXPECT_EQ(q_a->scale_shape[0], (q_a->shape[0] + 127) / 128);
+    const qilin_bound_tensor *expert = qilin_bound_get(b, QILIN_W_EXP_UP, 3, 255);
+    ASSERT_NE(expert, nullptr);
+    EXPECT_EQ(expert->quant, QILIN_WQ_FP8_BLOCK);
+    const qilin_bound_tensor *embed = qilin_bound_get(b, QILIN_W_EMBED, -1, -1);
+    ASSERT_NE(embed, nullptr);
+    EXPECT_EQ(embed->dtype, QILIN_WDT_BF16);
+    EXPECT_EQ(qilin_bound_get(b, QILIN_W_ROUTER, 3, -1)->dtype, QILIN_WDT_BF16);
+    EXPECT_EQ(qilin_bound_get(b, QILIN_W_ROUTER_BIAS, 3, -1)->dtype, QILIN_WDT_F32);
+    EXPECT_EQ(b->n_ignored, 0);
+    qilin_bound_model_free(b);
+    qilin_checkpoint_close(c);
+    qilin_model_desc_free(d);
+}
+
+/* Filled values: seeded (same seed, same bytes; another seed, others), norms 1, linear
+ * weights of scale 1/sqrt(fan_in). */
+TEST(RandomWeights, SeededValuesOfRealisticScale) {
+    std::string config = std::string(QILIN_SOURCE_DIR) + "/tests/fixtures/models/qwen3/config.json";
+    qilin_model_desc *d = nullptr;
+    ASSERT_EQ(qilin_model_desc_load(config.c_str(), &d), QILIN_OK) << qilin_last_error();
+    qilin_checkpoint *c1 = nullptr, *c2 = nullptr, *c3 = nullptr;
+    ASSERT_EQ(qilin_checkpoint_random(d, 5, true, &c1), QILIN_OK);
+    ASSERT_EQ(qilin_checkpoint_random(d, 5, true, &c2), QILIN_OK);
+    ASSERT_EQ(qilin_checkpoint_random(d, 6, true, &c3), QILIN_OK);
+    const qilin_tensor_spec *q = nullptr;
+    for (int i = 0; i < d->n_tensors; i++)
+        if (d->tensors[i].slot == QILIN_W_Q && d->tensors[i].layer == 0) q = &d->tensors[i];
+    ASSERT_NE(q, nullptr);
+    const qilin_ckpt_tensor *a = qilin_checkpoint_find(c1, q->name), *b = qilin_checkpoint_find(c2, q->name),
+                            *o = qilin_checkpoint_find(c3, q->name);
+    ASSERT_TRUE(a && b && o);
+    EXPECT_EQ(std::memcmp(a->data, b->data, a->nbytes), 0);
+    EXPECT_NE(std::memcmp(a->data, o->data, a->nbytes), 0);
+    double sum2 = 0;
+    const uint16_t *w = (const uint16_t *)a->data;
+    size_t n = a->nbytes / 2;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits = (uint32_t)w[i] << 16;
+        float f;
+        std::memcpy(&f, &bits, 4);
+        sum2 += (double)f * f;
+    }
+    double want = 1.0 / (double)q->shape[1];
+    EXPECT_NEAR(sum2 / (double)n, want, 0.15 * want); /* variance 1/fan_in */
+    for (int i = 0; i < d->n_tensors; i++)
+        if (d->tensors[i].slot == QILIN_W_ATTN_NORM && d->tensors[i].layer == 0) {
+            const qilin_ckpt_tensor *norm = qilin_checkpoint_find(c1, d->tensors[i].name);
+            ASSERT_NE(norm, nullptr);
+            EXPECT_EQ(((const uint16_t *)norm->data)[0], 0x3f80); /* bf16 1.0 */
+        }
+    qilin_checkpoint_close(c1);
+    qilin_checkpoint_close(c2);
+    qilin_checkpoint_close(c3);
+    qilin_model_desc_free(d);
 }
 
 /* ---- decode launch shapes ------------------------------------------------- */
