@@ -417,7 +417,9 @@ inline qilin_status launch_decode_tc(TileParams p, const char *who, int64_t rows
     p.n_splits = plan.n_splits, p.chunk_len = plan.chunk_len;
     attn::set_workspace(&p, workspace, rows, plan.n_splits);
     dim3 grid((unsigned)(p.q_tiles * p.n_splits), (unsigned)n_kv_heads, (unsigned)n_seqs);
-    QILIN_TRY(QILIN_LAUNCH((attention_decode_tc_kernel<T, S, kPlant>), grid, dim3(S::THREADS), smem, stream, p));
+    /* declared bytes (launch log): every sequence's keys and values at the longest length, an upper bound */
+    const long long kv_bytes = (long long)n_seqs * max_kv_len * n_kv_heads * (p.da + p.db + (p.va ? p.dv : 0)) * (long long)sizeof(T);
+    QILIN_TRY(QILIN_LAUNCH_BYTES(kv_bytes, (attention_decode_tc_kernel<T, S, kPlant>), grid, dim3(S::THREADS), smem, stream, p));
     if (p.n_splits <= 1) return QILIN_OK;
     int threads = (p.dv / 4 + 31) / 32 * 32;
     if (threads > 128) threads = 128;

@@ -50,6 +50,11 @@ qilin_status qilin_device_get_props(int device, qilin_device_props *props);
  * records it as the device's peak for later qilin_device_get_props calls. */
 qilin_status qilin_device_measure_bandwidth(int device, double *gbs);
 
+/* 1 when the device layer runs in dry-run (the sim's QILIN_SIM_DRY_RUN: kernels
+ * and copies are not executed, so weights need no values); always 0 in the
+ * cuda build, where there is no way to turn it on. */
+int qilin_device_dry_run(void);
+
 /* Binds the calling thread to `device`. */
 qilin_status qilin_device_set(int device);
 qilin_status qilin_device_get(int *device);

@@ -337,6 +337,8 @@ static qilin_status bw_measure_current(int device, double *gbs) {
     return QILIN_OK;
 }
 
+int qilin_device_dry_run(void) { return 0; } /* a real GPU always runs what it is given */
+
 qilin_status qilin_device_measure_bandwidth(int device, double *gbs) {
     if (gbs == NULL) return INVALID("qilin_device_measure_bandwidth: gbs is NULL");
     QILIN_TRY(check_device(device, "qilin_device_measure_bandwidth"));

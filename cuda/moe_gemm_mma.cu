@@ -22,11 +22,14 @@ qilin_status launch_mma(const MoeGemmMmaArgs &g, qilin_stream *stream) {
     dim3 grid(g.max_tiles, (g.n_out + cols - 1) / cols), block(moe_mma::kThreads);
     T *c = (T *)g.c;
     const T *a = (const T *)g.a, *w = (const T *)g.w;
+    /* declared bytes (launch log): each tile slot reads its expert's [n_out, K] weights once, an upper bound
+     * (slots past the routed rows exit at once; tiles of one expert share its weights through L2) */
+    const long long bytes = (long long)g.max_tiles * (g.gate_up ? 2 : 1) * g.n_out * g.K * (long long)sizeof(T);
     if (g.gate_up)
-        return QILIN_LAUNCH((moe_mma::moe_gemm_mma_kernel<T, BT, true>), grid, block, 0, stream, c, a, w, g.tiles,
-                            g.sorted, g.a_div, g.K, g.n_out, g.act);
-    return QILIN_LAUNCH((moe_mma::moe_gemm_mma_kernel<T, BT, false>), grid, block, 0, stream, c, a, w, g.tiles,
-                        g.sorted, g.a_div, g.K, g.n_out, g.act);
+        return QILIN_LAUNCH_BYTES(bytes, (moe_mma::moe_gemm_mma_kernel<T, BT, true>), grid, block, 0, stream, c, a, w,
+                                  g.tiles, g.sorted, g.a_div, g.K, g.n_out, g.act);
+    return QILIN_LAUNCH_BYTES(bytes, (moe_mma::moe_gemm_mma_kernel<T, BT, false>), grid, block, 0, stream, c, a, w,
+                              g.tiles, g.sorted, g.a_div, g.K, g.n_out, g.act);
 }
 
 template <class T> qilin_status launch_bt(const MoeGemmMmaArgs &g, qilin_stream *stream) {

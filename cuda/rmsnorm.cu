@@ -49,8 +49,11 @@ template <class T> static qilin_status launch_rmsnorm(const qilin_rmsnorm_args *
     dim3 grid(a->rows), block(threads);
     T *out = (T *)a->out, *res = (T *)a->residual;
     const T *x = (const T *)a->x, *w = (const T *)a->weight;
-    if (vec) return QILIN_LAUNCH((rmsnorm_kernel<T, true>), grid, block, 0, stream, out, res, x, w, a->dim, a->eps);
-    return QILIN_LAUNCH((rmsnorm_kernel<T, false>), grid, block, 0, stream, out, res, x, w, a->dim, a->eps);
+    /* declared bytes (launch log): the rows (and the residual's), the weight once */
+    const long long bytes = ((long long)a->rows * (res ? 2 : 1) + 1) * a->dim * (long long)sizeof(T);
+    if (vec)
+        return QILIN_LAUNCH_BYTES(bytes, (rmsnorm_kernel<T, true>), grid, block, 0, stream, out, res, x, w, a->dim, a->eps);
+    return QILIN_LAUNCH_BYTES(bytes, (rmsnorm_kernel<T, false>), grid, block, 0, stream, out, res, x, w, a->dim, a->eps);
 }
 
 extern "C" qilin_status qilin_rmsnorm(const qilin_rmsnorm_args *a, qilin_stream *stream) {

@@ -17,6 +17,8 @@ struct qilin_checkpoint {
     gguf_file *gg;
     qilin_ckpt_tensor *tensors; /* sorted by name */
     int64_t n;
+    void *owner; /* qilin_checkpoint_adopt's: released at close */
+    void (*release)(void *owner);
 };
 
 static const struct {
@@ -196,8 +198,25 @@ qilin_status qilin_checkpoint_open(const char *path, qilin_checkpoint **out) {
     return QILIN_OK;
 }
 
+qilin_status qilin_checkpoint_adopt(const char *path, qilin_ckpt_tensor *tensors, int64_t n, void *owner,
+                                    void (*release)(void *), qilin_checkpoint **out) {
+    *out = NULL;
+    qilin_checkpoint *c = calloc(1, sizeof *c);
+    if (!c) {
+        free(tensors);
+        if (release) release(owner);
+        return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "%s: checkpoint handle", path);
+    }
+    snprintf(c->path, sizeof c->path, "%s", path);
+    qsort(tensors, (size_t)n, sizeof *tensors, by_name);
+    c->tensors = tensors, c->n = n, c->owner = owner, c->release = release;
+    *out = c;
+    return QILIN_OK;
+}
+
 void qilin_checkpoint_close(qilin_checkpoint *c) {
     if (!c) return;
+    if (c->release) c->release(c->owner);
     free(c->tensors);
     st_checkpoint_close(c->st);
     gguf_close(c->gg);

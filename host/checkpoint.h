@@ -100,6 +100,13 @@ typedef struct qilin_checkpoint qilin_checkpoint;
 qilin_status qilin_checkpoint_open(const char *path, qilin_checkpoint **out);
 void qilin_checkpoint_close(qilin_checkpoint *c); /* NULL does nothing */
 
+/* A checkpoint over tensors made in memory (random_weights.h): takes
+ * `tensors` (malloc'd, n of them; sorted here) and `owner`, which
+ * release(owner) frees at close (or now, on failure). Names and data must live
+ * until then. `path` names it in messages. */
+qilin_status qilin_checkpoint_adopt(const char *path, qilin_ckpt_tensor *tensors, int64_t n, void *owner,
+                                    void (*release)(void *), qilin_checkpoint **out);
+
 const char *qilin_checkpoint_path(const qilin_checkpoint *c);
 bool qilin_checkpoint_is_gguf(const qilin_checkpoint *c);
 int64_t qilin_checkpoint_tensor_count(const qilin_checkpoint *c);

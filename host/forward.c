@@ -25,6 +25,7 @@
 #include "cuda/launch_log.h"
 #include "host/cluster.h"
 #include "host/forward_impl.h"
+#include "host/random_weights.h"
 
 void qilin_model_options_default(qilin_model_options *o) {
     memset(o, 0, sizeof *o);
@@ -74,7 +75,10 @@ static qilin_status free_shard(int rank, void *ctx) {
 static qilin_status load_weights(qilin_model *m, const char *path) {
     qilin_checkpoint *ck = NULL;
     qilin_bound_model *bound = NULL;
-    QILIN_TRY(qilin_checkpoint_open(path, &ck));
+    if (m->opt.random_weights) /* no values to make when the device will not compute (dry-run) */
+        QILIN_TRY(qilin_checkpoint_random(m->desc, m->opt.random_seed, !qilin_device_dry_run(), &ck));
+    else
+        QILIN_TRY(qilin_checkpoint_open(path, &ck));
     qilin_status st = qilin_model_bind(m->desc, ck, &bound);
     load_job j = {.m = m, .bound = bound, .where = qilin_checkpoint_path(ck)};
     if (st == QILIN_OK) st = qilin_workers_run(m->workers, load_shard, &j);
@@ -167,6 +171,14 @@ qilin_status qilin_model_load(const char *path, const qilin_model_options *optio
     if (!m) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_model_load: host memory");
     qilin_status st = qilin_model_desc_load(path, &m->desc);
     if (st != QILIN_OK) {
+        free(m);
+        return st;
+    }
+    if (opt.layers < 0 || opt.layers > 0)
+        st = opt.layers < 0 ? qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_model_load: layers %d", opt.layers)
+                            : qilin_model_desc_keep_layers(m->desc, opt.layers);
+    if (st != QILIN_OK) {
+        qilin_model_desc_free(m->desc);
         free(m);
         return st;
     }

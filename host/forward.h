@@ -78,6 +78,11 @@ typedef struct qilin_model_options {
     int nodes;               /* default 1 */
     int node_rank;           /* 0 (the leader, which calls qilin_forward) .. nodes - 1 */
     const char *coordinator; /* "host:port" where node 0 listens (cluster.h) */
+    /* Weights from config.json alone (host/random_weights.h): seeded random
+     * values in the release's format; `path` needs no weight files. */
+    bool random_weights;
+    uint64_t random_seed;
+    int layers;              /* > 0: keep the first `layers` layers only (qilin_model_desc_keep_layers) */
 } qilin_model_options;
 
 /* Defaults for every field: fills *o. */

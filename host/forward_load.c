@@ -149,6 +149,7 @@ static void pack_slice(void *out, const void *full, const qilin_tensor_spec *s, 
  * converts the whole tensor and packs the slice. */
 static qilin_status upload_slice(shard *g, const quant_weight *w, const qilin_tensor_spec *s,
                                  const qilin_shard_slice *sl, qilin_dtype dtype, void *dst) {
+    if (qilin_device_dry_run()) return QILIN_OK; /* no values on the device to convert for (device.h) */
     size_t es = qilin_dtype_size(dtype), full_bytes = (size_t)(w->rows * w->cols) * es;
     bool whole = sl->dim < 0, rows_only = sl->dim == 0 && s->n_dims == 2;
     size_t bytes = whole ? full_bytes : (size_t)numel(s) / (size_t)s->shape[sl->dim] * (size_t)sl->count * es;

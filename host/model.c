@@ -929,6 +929,23 @@ qilin_status qilin_model_desc_load(const char *path, qilin_model_desc **out) {
     return QILIN_OK;
 }
 
+qilin_status qilin_model_desc_keep_layers(qilin_model_desc *d, int n) {
+    if (n < 1 || n > d->n_layers)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: cannot keep %d layers: the model has %d (use 1 .. %d)",
+                           d->source, n, d->n_layers, d->n_layers);
+    int kept = 0;
+    for (int i = 0; i < d->n_tensors; i++)
+        if (d->tensors[i].layer < n) d->tensors[kept++] = d->tensors[i];
+    d->n_tensors = kept;
+    d->n_layers = n;
+    d->n_moe_layers = 0;
+    for (int l = 0; l < n; l++) d->n_moe_layers += d->layer_ffn[l] == QILIN_FFN_MOE;
+    d->n_mtp_layers = 0; /* the layers after the kept ones are gone, MTP ones too */
+    free(d->spec_index);
+    d->spec_index = NULL;
+    return build_index(d);
+}
+
 void qilin_model_desc_free(qilin_model_desc *d) {
     if (!d) return;
     free(d->tensors);

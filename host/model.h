@@ -218,6 +218,9 @@ typedef struct qilin_model_desc {
  * hyper-parameter is QILIN_ERR_FORMAT naming the file and key. */
 qilin_status qilin_model_desc_load(const char *path, qilin_model_desc **out);
 void qilin_model_desc_free(qilin_model_desc *d); /* NULL does nothing */
+/* Keeps layers 0 .. n - 1 (their specs, the global ones) and drops the rest:
+ * `--layers N`. n outside 1 .. n_layers is QILIN_ERR_INVALID_ARGUMENT. */
+qilin_status qilin_model_desc_keep_layers(qilin_model_desc *d, int n);
 
 /* Parameter counts from the tensor list. total: every tensor; activated: per
  * token, i.e. routed experts counted top_k / n_experts. Embedding rows count

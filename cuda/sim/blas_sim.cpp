@@ -27,6 +27,7 @@
 
 #include "cuda/blas.h"
 #include "cuda/blas_check.h"
+#include "sim_api.h"
 #include "streams.h"
 
 namespace {
@@ -263,5 +264,6 @@ extern "C" qilin_status qilin_gemm(qilin_blas *blas, const qilin_gemm_desc *desc
     QILIN_TRY(qilin_blas_check(desc, &noop));
     if (noop) return QILIN_OK;
     QILIN_TRY(check_device(blas, stream));
+    if (qsim_dry_run()) return QILIN_OK; /* checked above; no values to compute in dry-run */
     return qsim::submit_to(stream, "gemm", [blas, d = *desc] { return run_gemm(blas, &d); });
 }

@@ -29,7 +29,21 @@
  * kernel's trap). qilin_free and qilin_host_free_pinned wait for the
  * device's (all devices') work first, as cudaFree and cudaFreeHost
  * synchronise. Streams and events are small heap objects kept in registries,
- * so a destroyed or foreign handle is reported instead of dereferenced. */
+ * so a destroyed or foreign handle is reported instead of dereferenced.
+ *
+ * Dry-run (QILIN_SIM_DRY_RUN=1 or qsim_set_dry_run; sim_api.h): launches are
+ * checked and logged but their bodies do not run (scheduler.cpp), and so
+ * nothing on the device ever holds a computed value. Allocations made in
+ * dry-run are anonymous MAP_NORESERVE mappings, not poisoned: untouched pages
+ * cost no RAM, so a real-size model's weights fit in any host, and read as
+ * zeros. Copies are still checked when issued, then: host-to-device and
+ * device-to-device copies and memsets are skipped (nothing reads device memory
+ * as data in dry-run, so their contents cannot matter, and skipping them keeps
+ * the pages untouched); a device-to-host copy writes zeros into the host
+ * buffer, in stream order, so the host code that decides its control flow
+ * from device results (sampled ids, the EP all-to-all's per-rank counts, MoE
+ * alignment sizes) reads zeros — deterministic, as a device that computed
+ * zeros. */
 #include "../device.h"
 
 #include <algorithm>
@@ -49,6 +63,8 @@
 #include <string>
 #include <unordered_set>
 #include <vector>
+
+#include <sys/mman.h>
 
 #include "sim_api.h"
 #include "streams.h"
@@ -102,6 +118,7 @@ struct Config {
     int devices = kDefaultDevices;
     const Profile *profile = &kProfiles[0];
     size_t memory_bytes = kProfiles[0].memory_bytes;
+    bool dry_run = false; /* QILIN_SIM_DRY_RUN=1 */
 };
 
 bool parse_profile(const char *text, const Profile **profile) {
@@ -170,6 +187,14 @@ Config read_config() {
                   "' is not a positive byte count (digits, optionally followed by K, M, G, T, "
                   "KiB, MiB, GiB or TiB)";
     }
+    if (const char *v = std::getenv("QILIN_SIM_DRY_RUN"); v && *v) {
+        if (std::strcmp(v, "1") == 0 || std::strcmp(v, "0") == 0) {
+            c.dry_run = v[0] == '1';
+        } else if (c.status == QILIN_OK) {
+            c.status = QILIN_ERR_INVALID_ARGUMENT;
+            c.error = "QILIN_SIM_DRY_RUN='" + std::string(v) + "' is neither 1 (dry-run) nor 0";
+        }
+    }
     return c;
 }
 
@@ -201,7 +226,16 @@ qilin_status check_device(int device, const char *op) {
 struct Allocation {
     size_t bytes;
     int device;
+    bool mapped; /* a dry-run reservation (mmap), freed with munmap */
 };
+
+/* -1: not set by qsim_set_dry_run, the environment decides. */
+std::atomic<int> dry_run_override{-1};
+
+bool dry_run() {
+    int o = dry_run_override.load(std::memory_order_relaxed);
+    return o >= 0 ? o != 0 : config().dry_run;
+}
 
 struct DeviceState {
     size_t allocated = 0, peak = 0;
@@ -329,6 +363,13 @@ qilin_status copy(const char *op, void *dst, Side dst_side, const void *src, Sid
                                            : check_host_range(s, op, "src", src, bytes));
     }
     Target t = target_of(stream);
+    if (dry_run()) { /* see the header: device memory holds no values in dry-run */
+        if (dst_side == Side::device) return QILIN_OK;
+        return qsim::submit(t.device, t.key, [dst, bytes] {
+            std::memset(dst, 0, bytes);
+            return QILIN_OK;
+        });
+    }
     if (src_side == Side::host && qsim::deferred() && !is_pinned(s, src, bytes)) {
         /* Pageable: the driver copies it to a staging buffer before returning. */
         std::shared_ptr<unsigned char[]> staged(new (std::nothrow) unsigned char[bytes]);
@@ -399,6 +440,12 @@ extern "C" qilin_status qilin_device_get_props(int device, qilin_device_props *p
 }
 
 extern "C" size_t qsim_max_dynamic_smem(void) { return config().profile->smem_per_block_optin; }
+
+extern "C" int qsim_dry_run(void) { return dry_run() ? 1 : 0; }
+
+extern "C" void qsim_set_dry_run(int on) { dry_run_override.store(on < 0 ? -1 : on != 0 ? 1 : 0); }
+
+extern "C" int qilin_device_dry_run(void) { return dry_run() ? 1 : 0; }
 
 extern "C" qilin_status qilin_device_measure_bandwidth(int device, double *gbs) {
     if (gbs == nullptr)
@@ -472,7 +519,14 @@ extern "C" qilin_status qilin_malloc(void **ptr, size_t bytes, const char *what)
                                name_of(what), bytes, device, d.allocated, total);
         d.allocated += bytes;
     }
-    void *p = std::aligned_alloc(kAlign, round_up(bytes));
+    const bool mapped = dry_run();
+    void *p = nullptr;
+    if (mapped) { /* reserved, not committed: pages cost RAM only once written */
+        p = mmap(nullptr, round_up(bytes), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) p = nullptr;
+    } else {
+        p = std::aligned_alloc(kAlign, round_up(bytes));
+    }
     std::lock_guard<std::mutex> lock(s.mu);
     DeviceState &d = s.devices[device];
     if (p == nullptr) {
@@ -482,8 +536,8 @@ extern "C" qilin_status qilin_malloc(void **ptr, size_t bytes, const char *what)
                            "(%zu bytes)",
                            device, name_of(what), bytes);
     }
-    std::memset(p, kPoison, round_up(bytes));
-    s.allocations[uintptr_t(p)] = Allocation{bytes, device};
+    if (!mapped) std::memset(p, kPoison, round_up(bytes));
+    s.allocations[uintptr_t(p)] = Allocation{bytes, device, mapped};
     d.peak = std::max(d.peak, d.allocated);
     *ptr = p;
     return QILIN_OK;
@@ -493,6 +547,8 @@ extern "C" qilin_status qilin_free(void *ptr) {
     if (ptr == nullptr) return QILIN_OK;
     State &s = state();
     int device = -1;
+    bool mapped = false;
+    size_t bytes = 0;
     {
         std::lock_guard<std::mutex> lock(s.mu);
         auto it = s.allocations.find(uintptr_t(ptr));
@@ -517,9 +573,14 @@ extern "C" qilin_status qilin_free(void *ptr) {
                                ptr);
         }
         s.devices[it->second.device].allocated -= it->second.bytes;
+        mapped = it->second.mapped;
+        bytes = it->second.bytes;
         s.allocations.erase(it);
     }
-    std::free(ptr);
+    if (mapped)
+        munmap(ptr, round_up(bytes));
+    else
+        std::free(ptr);
     return QILIN_OK;
 }
 
@@ -604,6 +665,7 @@ extern "C" qilin_status qilin_memset(void *dst, int byte_value, size_t bytes, qi
         QILIN_TRY(check_stream(s, op, stream));
         QILIN_TRY(check_device_range(s, op, "dst", dst, bytes));
     }
+    if (dry_run()) return QILIN_OK; /* device memory holds no values in dry-run */
     Target t = target_of(stream);
     return qsim::submit(t.device, t.key, [dst, byte_value, bytes] {
         std::memset(dst, byte_value, bytes);

@@ -793,6 +793,15 @@ qilin_status launch(const char *kernel, const char *file, int line, dim3 grid, d
 qilin_status launch_on_stream(const char *kernel, const char *file, int line, dim3 grid, dim3 block,
                               size_t smem_bytes, qilin_stream *stream, std::function<void()> body) {
     total_launches.fetch_add(1);
+    if (qsim_dry_run()) { /* checked (and logged, kernel.h) as always, never run */
+        Executor &ex = executor();
+        qilin_status st = check_shape(kernel, file, line, grid, block, smem_bytes);
+        if (st == QILIN_OK && ex.current)
+            st = qilin_error(QILIN_ERR_KERNEL, "kernel '%s' (at %s:%d) launched from inside kernel '%s'",
+                             kernel, file, line, ex.kernel);
+        ex.last_launch = st;
+        return st;
+    }
     if (!deferred()) return launch(kernel, file, line, grid, block, smem_bytes, body);
     Executor &ex = executor();
     /* What CUDA reports at the launch itself: its shape, launching from a

@@ -29,6 +29,15 @@ unsigned long long qsim_launch_count(void);
  * (QILIN_SIM_PROFILE; device_sim.cpp). */
 size_t qsim_max_dynamic_smem(void);
 
+/* Dry-run (device_sim.cpp's header): launches are checked and logged but not
+ * run, device allocations are lazy MAP_NORESERVE reservations, copies into
+ * device memory are skipped and copies out of it read zeros. 1 when on: under
+ * QILIN_SIM_DRY_RUN=1, or after qsim_set_dry_run(1). Only the sim has it. */
+int qsim_dry_run(void);
+/* Turns dry-run on (1) or off (0) process-wide from now on; < 0 restores
+ * QILIN_SIM_DRY_RUN. Allocations keep the kind they were made with. */
+void qsim_set_dry_run(int on);
+
 /* Reseeds the calling thread's scheduler (the order in which fibers run
  * between scheduling points): its next launch's seed, from which each block's
  * schedule is drawn (by block index). The default seed is QILIN_SIM_SEED,

@@ -193,6 +193,12 @@ int cli_node_flag(const char *cmd, const char *flag, const char *value, struct q
     return 0;
 }
 
+int cli_weights_flag(const char *cmd, const char *flag, const char *value, struct qilin_model_options *opt) {
+    if (!strcmp(flag, "--layers")) return cli_int(cmd, flag, value, 1, QILIN_MAX_LAYERS, &opt->layers) ? -1 : 1;
+    if (!strcmp(flag, "--weights-seed")) return cli_u64(cmd, flag, value, &opt->random_seed) ? -1 : 1;
+    return 0;
+}
+
 int cli_follow(const char *cmd, const char *model, const struct qilin_model_options *opt) {
     qilin_model *m = NULL;
     qilin_status st = qilin_model_load(model, opt, &m);

@@ -60,6 +60,14 @@ struct qilin_model_options;
 int cli_node_flag(const char *cmd, const char *flag, const char *value, struct qilin_model_options *opt);
 /* Nodes other than 0 of a multi-node model: loads it, runs node 0's steps
  * until node 0 ends, frees it; returns the exit status. */
+/* --layers N (keep the first N layers) and --weights-seed S (--random-weights'
+ * seed, default 0): 1 taken, 0 not one of them, -1 bad value (after a message). */
+int cli_weights_flag(const char *cmd, const char *flag, const char *value, struct qilin_model_options *opt);
+#define CLI_WEIGHTS_USAGE                                                                                    \
+    "  --random-weights  weights from config.json alone: seeded random values in the release's format\n" \
+    "                    (bf16, FP8 block, INT4 group); the directory needs no weight files\n"           \
+    "  --weights-seed S  their seed (default 0); --layers N  keep the first N layers only\n"
+
 int cli_follow(const char *cmd, const char *model, const struct qilin_model_options *opt);
 /* Reads f to EOF into a malloc'd NUL-terminated buffer; NULL on a read error or no memory. */
 char *cli_read_all(FILE *f, size_t *len);

@@ -21,7 +21,8 @@
 static int usage(FILE *to) {
     fprintf(to, "usage: qilin logits --model DIR --ids 1,2,3 --out FILE [--dtype float32|bfloat16|float16]\n"
                 "                    [--tp N] [--ep [--ep-dispatch replicated|all-to-all]]\n"
-                "                    [--nodes N --node-rank R --coordinator HOST:PORT]\n");
+                "                    [--nodes N --node-rank R --coordinator HOST:PORT]\n"
+                "                    [--random-weights [--weights-seed S]] [--layers N]\n" CLI_WEIGHTS_USAGE);
     return to == stdout ? 0 : 2;
 }
 
@@ -44,6 +45,8 @@ typedef struct logits_args {
 static int parse_flag(logits_args *a, const char *f, const char *v) {
     int node = cli_node_flag("logits", f, v, &a->opt);
     if (node) return node < 0 ? -1 : 0;
+    int weights = cli_weights_flag("logits", f, v, &a->opt);
+    if (weights) return weights < 0 ? -1 : 0;
     if (!strcmp(f, "--model")) return a->model = v, 0;
     if (!strcmp(f, "--ids")) return a->ids = v, 0;
     if (!strcmp(f, "--out")) return a->out = v, 0;
@@ -64,7 +67,8 @@ static int parse_flag(logits_args *a, const char *f, const char *v) {
 /* 0 parsed, 1 --help, -1 bad arguments (after a message). */
 static int parse(int argc, char **argv, logits_args *a) {
     static const char *const valued[] = {"--model", "--ids",   "--out",  "--tp",          "--dtype",
-                                         "--ep-dispatch", "--nodes", "--node-rank", "--coordinator"};
+                                         "--ep-dispatch", "--nodes", "--node-rank", "--coordinator",
+                                         "--layers", "--weights-seed"};
     memset(a, 0, sizeof *a);
     qilin_model_options_default(&a->opt);
     a->opt.max_seqs = 1;
@@ -74,6 +78,7 @@ static int parse(int argc, char **argv, logits_args *a) {
         for (size_t k = 0; k < sizeof valued / sizeof *valued; k++) takes_value |= !strcmp(f, valued[k]);
         if (cli_is_help(f)) return 1;
         if (!strcmp(f, "--ep")) a->opt.ep = true;
+        else if (!strcmp(f, "--random-weights")) a->opt.random_weights = true;
         else if (!takes_value) return cli_unknown("logits", f);
         else if (i + 1 == argc) return fprintf(stderr, "qilin logits: %s needs a value\n", f), -1;
         else if (parse_flag(a, f, argv[++i])) return -1;

@@ -72,6 +72,7 @@ static int usage(FILE *to) {
             "                 [--dtype float32|bfloat16|float16] [--max-ctx N] [--ignore-eos] [--tp N] [--ep]\n"
             "                 [--ep-dispatch replicated|all-to-all]\n"
             "                 [--nodes N --node-rank R --coordinator HOST:PORT]\n"
+            "                 [--random-weights [--weights-seed S]] [--layers N]\n" CLI_WEIGHTS_USAGE
             "  -n N       new tokens at most: -n, else generation_config.json's max_new_tokens, else 256\n"
             "             (--chat: 1024, --ids: 16); the context caps it\n"
             "  --max-ctx  context tokens, at most the model's max_position_embeddings; default: prompt + N\n"
@@ -133,6 +134,8 @@ static int parse_flag_value(run_args *a, const char *f, const char *v) {
     }
     int node = cli_node_flag("run", f, v, &a->opt);
     if (node) return node < 0 ? -1 : 0;
+    int weights = cli_weights_flag("run", f, v, &a->opt);
+    if (weights) return weights < 0 ? -1 : 0;
     if (!strcmp(f, "--ep-dispatch")) {
         if (!strcmp(v, "replicated")) a->opt.ep_dispatch = QILIN_EP_REPLICATED;
         else if (!strcmp(v, "all-to-all")) a->opt.ep_dispatch = QILIN_EP_ALL_TO_ALL;
@@ -149,7 +152,7 @@ static bool takes_value(const char *f) {
         "--model", "-p",   "--prompt",      "--ids",      "--system",     "--chat-template", "--think",
         "--template-kwargs", "--stop", "--dtype", "--nodes", "--node-rank", "--coordinator", "--ep-dispatch",
         "-n", "--max-ctx", "--tp", "--seed", "--temperature", "--top-k", "--top-p", "--min-p",
-        "--repetition-penalty"};
+        "--repetition-penalty", "--layers", "--weights-seed"};
     for (size_t i = 0; i < sizeof valued / sizeof *valued; i++)
         if (!strcmp(f, valued[i])) return true;
     return false;
@@ -168,6 +171,7 @@ static int parse(int argc, char **argv, run_args *a) {
         if (!strcmp(f, "--chat")) a->chat = true;
         else if (!strcmp(f, "--ignore-eos")) a->ignore_eos = true;
         else if (!strcmp(f, "--ep")) a->opt.ep = true;
+        else if (!strcmp(f, "--random-weights")) a->opt.random_weights = true;
         else if (!takes_value(f)) return cli_unknown("run", f);
         else if (i + 1 == argc) return fprintf(stderr, "qilin run: %s needs a value\n", f), -1;
         else if (parse_flag_value(a, f, argv[++i])) return -1;
@@ -524,6 +528,9 @@ static int run_chat(run_args *a, const qilin_tokenizer *t) {
 static int run_tokenized(run_args *a) {
     qilin_tokenizer *t = NULL;
     qilin_status st = qilin_tokenizer_load(a->model, &t);
+    if (st != QILIN_OK && a->opt.random_weights) /* a config.json alone is enough for --ids */
+        fprintf(stderr, "qilin run: --random-weights without a tokenizer in %s takes token ids: use --ids 1,2,3\n",
+                a->model);
     if (st != QILIN_OK) return cli_fail("run", st);
     int rc = a->chat ? run_chat(a, t) : run_completion(a, t);
     qilin_tokenizer_free(t);
