@@ -38,7 +38,8 @@ void qilin_model_options_default(qilin_model_options *o) {
 }
 
 int qilin_model_default_ctx(const qilin_model_desc *d) {
-    return d->max_position > 0 && d->max_position < QILIN_DEFAULT_CTX ? (int)d->max_position : QILIN_DEFAULT_CTX;
+    return d->max_position > 0 && d->max_position < QILIN_DEFAULT_CTX ? (int)d->max_position
+                                                                      : QILIN_DEFAULT_CTX;
 }
 
 const qilin_model_desc *qilin_model_get_desc(const qilin_model *m) { return m->desc; }
@@ -46,6 +47,10 @@ const qilin_model_options *qilin_model_get_options(const qilin_model *m) { retur
 
 uint64_t qilin_model_gpu_bytes(const qilin_model *m, int gpu) {
     return gpu >= 0 && gpu < m->n ? m->shards[gpu].bytes : 0;
+}
+
+uint64_t qilin_model_weight_bytes(const qilin_model *m, int gpu) {
+    return gpu >= 0 && gpu < m->n ? m->shards[gpu].weight_bytes : 0;
 }
 
 void qilin_model_forward_stats(const qilin_model *m, qilin_forward_stats *out) { *out = m->shards[0].stats; }
@@ -102,25 +107,28 @@ static qilin_status check_options(const qilin_model_options *o) {
     int n_dev = 0;
     QILIN_TRY(qilin_device_count(&n_dev));
     if (o->tp < 1 || o->device < 0)
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_model_load: tp %d, device %d", o->tp, o->device);
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_model_load: tp %d, device %d", o->tp,
+                           o->device);
     if (o->nodes < 1 || o->tp % o->nodes != 0 || o->node_rank < 0 || o->node_rank >= o->nodes)
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
-                           "qilin_model_load: nodes %d, node_rank %d: tp %d must split evenly over the nodes and "
-                           "node_rank be in 0 .. nodes - 1",
-                           o->nodes, o->node_rank, o->tp);
+        return qilin_error(
+            QILIN_ERR_INVALID_ARGUMENT,
+            "qilin_model_load: nodes %d, node_rank %d: tp %d must split evenly over the nodes and "
+            "node_rank be in 0 .. nodes - 1",
+            o->nodes, o->node_rank, o->tp);
     if (o->nodes > 1 && (!o->coordinator || !o->coordinator[0]))
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
-                           "qilin_model_load: nodes %d needs a coordinator (\"host:port\" where node 0 listens)",
-                           o->nodes);
+        return qilin_error(
+            QILIN_ERR_INVALID_ARGUMENT,
+            "qilin_model_load: nodes %d needs a coordinator (\"host:port\" where node 0 listens)", o->nodes);
     int local = o->tp / o->nodes;
     if (o->device + local > n_dev) /* a missing GPU is NO_DEVICE, as for one GPU (callers skip on it) */
         return qilin_error(QILIN_ERR_NO_DEVICE,
-                           "qilin_model_load: %d GPU(s) from device %d wanted, but %d device(s) are present", local,
-                           o->device, n_dev);
+                           "qilin_model_load: %d GPU(s) from device %d wanted, but %d device(s) are present",
+                           local, o->device, n_dev);
     return QILIN_OK;
 }
 
-/* The plan in the activation dtype (the forward pass stores every weight so). */
+/* The plan in the formats the forward pass uploads (qilin_upload_formats:
+ * the activation dtype, FP8 projections kept FP8). */
 static qilin_status make_plan(qilin_model *m) {
     qilin_plan_options po;
     qilin_plan_options_default(&po);
@@ -129,7 +137,14 @@ static qilin_status make_plan(qilin_model *m) {
     po.ep_all_to_all = m->opt.ep_dispatch == QILIN_EP_ALL_TO_ALL;
     const char *fmt = m->opt.dtype == QILIN_F32 ? "fp32" : m->opt.dtype == QILIN_F16 ? "fp16" : "bf16";
     QILIN_TRY(qilin_weight_format_parse(fmt, &po.format));
-    return qilin_plan_create(m->desc, &po, &m->plan);
+    qilin_wfmt *formats = malloc((size_t)(m->desc->n_tensors > 0 ? m->desc->n_tensors : 1) * sizeof *formats);
+    if (!formats) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_model_load: plan formats");
+    qilin_upload_formats(m->desc, m->opt.dtype, formats);
+    po.tensor_formats = formats;
+    qilin_status st = qilin_plan_create(m->desc, &po, &m->plan);
+    if (st == QILIN_OK) m->plan->opt.tensor_formats = NULL; /* read while planning only; freed here */
+    free(formats);
+    return st;
 }
 
 /* Shards, communicators (more than one GPU) and worker threads; with
@@ -144,11 +159,16 @@ static qilin_status start_workers(qilin_model *m) {
         st = qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_model_load: host memory");
     for (int r = 0; st == QILIN_OK && r < n; r++) {
         devices[r] = m->opt.device + r;
-        m->shards[r] = (shard){
-            .rank = m->first_rank + r, .n_ranks = m->opt.tp, .device = devices[r], .desc = m->desc, .opt = &m->opt};
+        m->shards[r] = (shard){.rank = m->first_rank + r,
+                               .n_ranks = m->opt.tp,
+                               .device = devices[r],
+                               .desc = m->desc,
+                               .opt = &m->opt};
     }
-    if (st == QILIN_OK && m->opt.nodes > 1) st = nodes_start(m, devices);
-    else if (st == QILIN_OK && n > 1) st = qilin_comm_init_all(n, devices, m->comms);
+    if (st == QILIN_OK && m->opt.nodes > 1)
+        st = nodes_start(m, devices);
+    else if (st == QILIN_OK && n > 1)
+        st = qilin_comm_init_all(n, devices, m->comms);
     for (int r = 0; st == QILIN_OK && r < n; r++) m->shards[r].comm = m->comms[r];
     if (st == QILIN_OK) st = qilin_workers_create(n, &m->workers);
     free(devices);
@@ -173,9 +193,11 @@ qilin_status qilin_model_load(const char *path, const qilin_model_options *optio
     const qilin_model_desc *d = m->desc;
     if (opt.max_ctx == 0) opt.max_ctx = qilin_model_default_ctx(d);
     if (d->max_position > 0 && opt.max_ctx > d->max_position) { /* positions past it were never trained */
-        st = qilin_error(QILIN_ERR_INVALID_ARGUMENT,
-                         "qilin_model_load: a context of %d tokens exceeds the model's max_position_embeddings "
-                         "of %lld (%s)", opt.max_ctx, (long long)d->max_position, d->source);
+        st = qilin_error(
+            QILIN_ERR_INVALID_ARGUMENT,
+            "qilin_model_load: a context of %d tokens exceeds the model's max_position_embeddings "
+            "of %lld (%s)",
+            opt.max_ctx, (long long)d->max_position, d->source);
         qilin_model_desc_free(m->desc);
         free(m);
         return st;
@@ -339,9 +361,10 @@ qilin_status forward_run_step(qilin_model *m, const qilin_batch *b, float *host_
 
 qilin_status qilin_forward(qilin_model *m, const qilin_batch *b, float *logits) {
     if (m->opt.node_rank != 0)
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
-                           "qilin_forward: node %d follows node 0 (qilin_model_follow); only node 0 runs steps",
-                           m->opt.node_rank);
+        return qilin_error(
+            QILIN_ERR_INVALID_ARGUMENT,
+            "qilin_forward: node %d follows node 0 (qilin_model_follow); only node 0 runs steps",
+            m->opt.node_rank);
     return forward_run_step(m, b, logits);
 }
 
@@ -399,8 +422,8 @@ static void histories_free(histories *h) {
     memset(h, 0, sizeof *h);
 }
 
-static qilin_status histories_init(histories *h, int n_seqs, const int *const *prompts, const int *prompt_lens,
-                                   const qilin_sampling_params *params, int max_new) {
+static qilin_status histories_init(histories *h, int n_seqs, const int *const *prompts,
+                                   const int *prompt_lens, const qilin_sampling_params *params, int max_new) {
     memset(h, 0, sizeof *h);
     for (int i = 0; i < n_seqs; i++) h->used |= params[i].repetition_penalty != 1.0f;
     if (!h->used) return QILIN_OK;
@@ -444,24 +467,30 @@ static qilin_status sample(qilin_model *m, int rows, const qilin_sampling_params
     return qilin_workers_run(m->workers, sample_shard, &j);
 }
 
-qilin_status qilin_sample_last(qilin_model *m, int rows, const qilin_sampling_params *params, const int *history,
-                               const int *history_start, int *ids) {
+qilin_status qilin_sample_last(qilin_model *m, int rows, const qilin_sampling_params *params,
+                               const int *history, const int *history_start, int *ids) {
     if (rows < 1 || rows > m->sample_rows)
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
-                           "qilin_sample_last: %d rows asked; the last step left %d sequence rows (0 after a failed "
-                           "or all_logits step)",
-                           rows, m->sample_rows);
+        return qilin_error(
+            QILIN_ERR_INVALID_ARGUMENT,
+            "qilin_sample_last: %d rows asked; the last step left %d sequence rows (0 after a failed "
+            "or all_logits step)",
+            rows, m->sample_rows);
     for (int r = 0; r < rows; r++) {
         if (qilin_sampling_params_check(&params[r], NULL) != QILIN_OK)
             return qilin_error_context(QILIN_ERR_INVALID_ARGUMENT, "qilin_sample_last: row %d", r);
         if (history && (history_start[0] != 0 || history_start[r + 1] < history_start[r] ||
                         history_start[r + 1] - history_start[r] > m->opt.max_ctx))
-            return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
-                               "qilin_sample_last: row %d: history [%d, %d) (starting at %d) is not an increasing "
-                               "range from 0 of at most the context of %d ids",
-                               r, history_start[r], history_start[r + 1], history_start[0], m->opt.max_ctx);
+            return qilin_error(
+                QILIN_ERR_INVALID_ARGUMENT,
+                "qilin_sample_last: row %d: history [%d, %d) (starting at %d) is not an increasing "
+                "range from 0 of at most the context of %d ids",
+                r, history_start[r], history_start[r + 1], history_start[0], m->opt.max_ctx);
     }
-    sample_job j = {.m = m, .rows = rows, .params = params, .history = history, .history_start = history_start,
+    sample_job j = {.m = m,
+                    .rows = rows,
+                    .params = params,
+                    .history = history,
+                    .history_start = history_start,
                     .ids = ids};
     return qilin_workers_run(m->workers, sample_shard, &j);
 }
@@ -488,10 +517,11 @@ qilin_status qilin_model_expert_counts(qilin_model *m, int layer, int *counts) {
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
                            "qilin_model_expert_counts: layer %d has no routed experts", layer);
     if (m->opt.nodes > 1 && m->opt.ep)
-        return qilin_error(QILIN_ERR_UNSUPPORTED,
-                           "qilin_model_expert_counts: with expert parallelism over %d nodes the other nodes' "
-                           "experts are counted there; gathering them is not implemented",
-                           m->opt.nodes);
+        return qilin_error(
+            QILIN_ERR_UNSUPPORTED,
+            "qilin_model_expert_counts: with expert parallelism over %d nodes the other nodes' "
+            "experts are counted there; gathering them is not implemented",
+            m->opt.nodes);
     counts_job j = {.m = m, .layer = layer, .counts = counts};
     return qilin_workers_run(m->workers, counts_shard, &j);
 }
@@ -514,8 +544,8 @@ qilin_status qilin_generate_stream(qilin_model *m, int n_seqs, const int *const 
                                    const int *prompt_lens, const qilin_sampling_params *params, int max_new,
                                    qilin_token_fn on_token, void *user) {
     if (m->opt.node_rank != 0)
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_generate: node %d follows node 0; only node 0 generates",
-                           m->opt.node_rank);
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "qilin_generate: node %d follows node 0; only node 0 generates", m->opt.node_rank);
     if (n_seqs < 1 || n_seqs > m->opt.max_seqs || max_new < 0 || !on_token)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
                            "qilin_generate: %d sequences (max %d), %d new tokens%s", n_seqs, m->opt.max_seqs,

@@ -57,7 +57,6 @@ std::string case_name(const testing::TestParamInfo<Case> &i) {
                          : "");
 }
 
-
 /* The cases, written out: every fixture at each degree (2, 4) its shapes
  * split over, in "tp" mode, and MoE fixtures also with expert parallelism
  * (replicated tokens and all-to-all). Pinned here rather than asked of the
@@ -292,6 +291,9 @@ TEST_P(Parallel, AllocationMatchesPlan) {
     qilin_plan_options po;
     qilin_plan_options_default(&po);
     po.tp = o->tp, po.ep = o->ep, po.ep_all_to_all = o->ep_dispatch == QILIN_EP_ALL_TO_ALL;
+    std::vector<qilin_wfmt> formats(d->n_tensors); /* as uploaded: bf16, FP8 projections kept FP8 */
+    qilin_upload_formats(d, QILIN_BF16, formats.data());
+    po.tensor_formats = formats.data();
     qilin_plan *p = nullptr;
     ASSERT_EQ(qilin_plan_create(d, &po, &p), QILIN_OK) << qilin_last_error();
     qilin_memory_options mo;
@@ -318,6 +320,7 @@ TEST_P(Parallel, AllocationMatchesPlan) {
                name(), GetParam().tp, mode(GetParam()), g, got, want, p->gpus[g].weight_bytes, w.total, kv,
                100 * rel);
         EXPECT_LE(rel, 0.01) << "GPU " << g;
+        EXPECT_EQ(qilin_model_weight_bytes(m, g), p->gpus[g].weight_bytes) << "GPU " << g << ": weights";
         size_t now, peak; /* the device layer's own accounting agrees with the model's */
         ASSERT_EQ(qilin_memory_used(g, &now, &peak), QILIN_OK);
         EXPECT_EQ(now - before[g], got) << "GPU " << g;
@@ -364,6 +367,42 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, Parallel, testing::ValuesIn(pinned_cases()), 
 /* The planner splits every pinned case and refuses every other (fixture,
  * degree, mode) of the fixture list: EP only for MoE fixtures, and the
  * degrees left out above do not divide those fixtures' heads or experts. */
+/* The FP8 fixture's projections stay FP8 on the device: the weights the
+ * forward uploads are what the plan counts in the upload formats, and
+ * about half of what the same model costs dequantized to bf16. */
+TEST(Fp8Weights, UploadedBytesArePlannedAndAboutHalfOfBf16) {
+    QILIN_REQUIRE_DEVICES(1);
+    qilin_model_options o;
+    qilin_model_options_default(&o);
+    o.dtype = QILIN_BF16;
+    o.max_seqs = 1;
+    o.max_ctx = 64;
+    o.max_batch_tokens = 64;
+    qilin_model *m = nullptr;
+    ASSERT_EQ(qilin_model_load((models_dir() + "/llama_fp8").c_str(), &o, &m), QILIN_OK)
+        << qilin_last_error();
+    const qilin_model_desc *d = qilin_model_get_desc(m);
+    std::vector<qilin_wfmt> formats(d->n_tensors);
+    qilin_upload_formats(d, QILIN_BF16, formats.data());
+    int n_fp8 = 0;
+    for (qilin_wfmt f : formats) n_fp8 += f == QILIN_WFMT_FP8_BLOCK;
+    EXPECT_EQ(n_fp8, 2 * 7) << "q, k, v, o, gate, up, down of 2 layers";
+    qilin_plan_options po;
+    qilin_plan_options_default(&po);
+    qilin_plan *as_uploaded = nullptr, *as_bf16 = nullptr;
+    ASSERT_EQ(qilin_plan_create(d, &po, &as_bf16), QILIN_OK) << qilin_last_error();
+    po.tensor_formats = formats.data();
+    ASSERT_EQ(qilin_plan_create(d, &po, &as_uploaded), QILIN_OK) << qilin_last_error();
+    uint64_t got = qilin_model_weight_bytes(m, 0), bf16 = as_bf16->gpus[0].weight_bytes;
+    printf("llama_fp8 weights on the device: %" PRIu64 " bytes (dequantized to bf16: %" PRIu64 ", %.1f%%)\n",
+           got, bf16, 100.0 * (double)got / (double)bf16);
+    EXPECT_EQ(got, as_uploaded->gpus[0].weight_bytes);
+    EXPECT_LT(got, bf16);
+    qilin_plan_free(as_uploaded);
+    qilin_plan_free(as_bf16);
+    qilin_model_free(m);
+}
+
 TEST(Plan, SplitsExactlyThePinnedCases) {
     EXPECT_EQ(list_fixtures(), kFixtureNames);
     std::vector<std::string> pinned, planner;
