@@ -38,8 +38,7 @@ void qilin_model_options_default(qilin_model_options *o) {
 }
 
 int qilin_model_default_ctx(const qilin_model_desc *d) {
-    return d->max_position > 0 && d->max_position < QILIN_DEFAULT_CTX ? (int)d->max_position
-                                                                      : QILIN_DEFAULT_CTX;
+    return d->max_position > 0 && d->max_position < QILIN_DEFAULT_CTX ? (int)d->max_position : QILIN_DEFAULT_CTX;
 }
 
 const qilin_model_desc *qilin_model_get_desc(const qilin_model *m) { return m->desc; }
@@ -107,23 +106,21 @@ static qilin_status check_options(const qilin_model_options *o) {
     int n_dev = 0;
     QILIN_TRY(qilin_device_count(&n_dev));
     if (o->tp < 1 || o->device < 0)
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_model_load: tp %d, device %d", o->tp,
-                           o->device);
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_model_load: tp %d, device %d", o->tp, o->device);
     if (o->nodes < 1 || o->tp % o->nodes != 0 || o->node_rank < 0 || o->node_rank >= o->nodes)
-        return qilin_error(
-            QILIN_ERR_INVALID_ARGUMENT,
-            "qilin_model_load: nodes %d, node_rank %d: tp %d must split evenly over the nodes and "
-            "node_rank be in 0 .. nodes - 1",
-            o->nodes, o->node_rank, o->tp);
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "qilin_model_load: nodes %d, node_rank %d: tp %d must split evenly over the nodes and "
+                           "node_rank be in 0 .. nodes - 1",
+                           o->nodes, o->node_rank, o->tp);
     if (o->nodes > 1 && (!o->coordinator || !o->coordinator[0]))
-        return qilin_error(
-            QILIN_ERR_INVALID_ARGUMENT,
-            "qilin_model_load: nodes %d needs a coordinator (\"host:port\" where node 0 listens)", o->nodes);
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "qilin_model_load: nodes %d needs a coordinator (\"host:port\" where node 0 listens)",
+                           o->nodes);
     int local = o->tp / o->nodes;
     if (o->device + local > n_dev) /* a missing GPU is NO_DEVICE, as for one GPU (callers skip on it) */
         return qilin_error(QILIN_ERR_NO_DEVICE,
-                           "qilin_model_load: %d GPU(s) from device %d wanted, but %d device(s) are present",
-                           local, o->device, n_dev);
+                           "qilin_model_load: %d GPU(s) from device %d wanted, but %d device(s) are present", local,
+                           o->device, n_dev);
     return QILIN_OK;
 }
 
@@ -159,16 +156,11 @@ static qilin_status start_workers(qilin_model *m) {
         st = qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_model_load: host memory");
     for (int r = 0; st == QILIN_OK && r < n; r++) {
         devices[r] = m->opt.device + r;
-        m->shards[r] = (shard){.rank = m->first_rank + r,
-                               .n_ranks = m->opt.tp,
-                               .device = devices[r],
-                               .desc = m->desc,
-                               .opt = &m->opt};
+        m->shards[r] = (shard){
+            .rank = m->first_rank + r, .n_ranks = m->opt.tp, .device = devices[r], .desc = m->desc, .opt = &m->opt};
     }
-    if (st == QILIN_OK && m->opt.nodes > 1)
-        st = nodes_start(m, devices);
-    else if (st == QILIN_OK && n > 1)
-        st = qilin_comm_init_all(n, devices, m->comms);
+    if (st == QILIN_OK && m->opt.nodes > 1) st = nodes_start(m, devices);
+    else if (st == QILIN_OK && n > 1) st = qilin_comm_init_all(n, devices, m->comms);
     for (int r = 0; st == QILIN_OK && r < n; r++) m->shards[r].comm = m->comms[r];
     if (st == QILIN_OK) st = qilin_workers_create(n, &m->workers);
     free(devices);
@@ -193,11 +185,9 @@ qilin_status qilin_model_load(const char *path, const qilin_model_options *optio
     const qilin_model_desc *d = m->desc;
     if (opt.max_ctx == 0) opt.max_ctx = qilin_model_default_ctx(d);
     if (d->max_position > 0 && opt.max_ctx > d->max_position) { /* positions past it were never trained */
-        st = qilin_error(
-            QILIN_ERR_INVALID_ARGUMENT,
-            "qilin_model_load: a context of %d tokens exceeds the model's max_position_embeddings "
-            "of %lld (%s)",
-            opt.max_ctx, (long long)d->max_position, d->source);
+        st = qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                         "qilin_model_load: a context of %d tokens exceeds the model's max_position_embeddings "
+                         "of %lld (%s)", opt.max_ctx, (long long)d->max_position, d->source);
         qilin_model_desc_free(m->desc);
         free(m);
         return st;
@@ -361,10 +351,9 @@ qilin_status forward_run_step(qilin_model *m, const qilin_batch *b, float *host_
 
 qilin_status qilin_forward(qilin_model *m, const qilin_batch *b, float *logits) {
     if (m->opt.node_rank != 0)
-        return qilin_error(
-            QILIN_ERR_INVALID_ARGUMENT,
-            "qilin_forward: node %d follows node 0 (qilin_model_follow); only node 0 runs steps",
-            m->opt.node_rank);
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "qilin_forward: node %d follows node 0 (qilin_model_follow); only node 0 runs steps",
+                           m->opt.node_rank);
     return forward_run_step(m, b, logits);
 }
 
@@ -422,8 +411,8 @@ static void histories_free(histories *h) {
     memset(h, 0, sizeof *h);
 }
 
-static qilin_status histories_init(histories *h, int n_seqs, const int *const *prompts,
-                                   const int *prompt_lens, const qilin_sampling_params *params, int max_new) {
+static qilin_status histories_init(histories *h, int n_seqs, const int *const *prompts, const int *prompt_lens,
+                                   const qilin_sampling_params *params, int max_new) {
     memset(h, 0, sizeof *h);
     for (int i = 0; i < n_seqs; i++) h->used |= params[i].repetition_penalty != 1.0f;
     if (!h->used) return QILIN_OK;
@@ -467,30 +456,24 @@ static qilin_status sample(qilin_model *m, int rows, const qilin_sampling_params
     return qilin_workers_run(m->workers, sample_shard, &j);
 }
 
-qilin_status qilin_sample_last(qilin_model *m, int rows, const qilin_sampling_params *params,
-                               const int *history, const int *history_start, int *ids) {
+qilin_status qilin_sample_last(qilin_model *m, int rows, const qilin_sampling_params *params, const int *history,
+                               const int *history_start, int *ids) {
     if (rows < 1 || rows > m->sample_rows)
-        return qilin_error(
-            QILIN_ERR_INVALID_ARGUMENT,
-            "qilin_sample_last: %d rows asked; the last step left %d sequence rows (0 after a failed "
-            "or all_logits step)",
-            rows, m->sample_rows);
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "qilin_sample_last: %d rows asked; the last step left %d sequence rows (0 after a failed "
+                           "or all_logits step)",
+                           rows, m->sample_rows);
     for (int r = 0; r < rows; r++) {
         if (qilin_sampling_params_check(&params[r], NULL) != QILIN_OK)
             return qilin_error_context(QILIN_ERR_INVALID_ARGUMENT, "qilin_sample_last: row %d", r);
         if (history && (history_start[0] != 0 || history_start[r + 1] < history_start[r] ||
                         history_start[r + 1] - history_start[r] > m->opt.max_ctx))
-            return qilin_error(
-                QILIN_ERR_INVALID_ARGUMENT,
-                "qilin_sample_last: row %d: history [%d, %d) (starting at %d) is not an increasing "
-                "range from 0 of at most the context of %d ids",
-                r, history_start[r], history_start[r + 1], history_start[0], m->opt.max_ctx);
+            return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                               "qilin_sample_last: row %d: history [%d, %d) (starting at %d) is not an increasing "
+                               "range from 0 of at most the context of %d ids",
+                               r, history_start[r], history_start[r + 1], history_start[0], m->opt.max_ctx);
     }
-    sample_job j = {.m = m,
-                    .rows = rows,
-                    .params = params,
-                    .history = history,
-                    .history_start = history_start,
+    sample_job j = {.m = m, .rows = rows, .params = params, .history = history, .history_start = history_start,
                     .ids = ids};
     return qilin_workers_run(m->workers, sample_shard, &j);
 }
@@ -517,11 +500,10 @@ qilin_status qilin_model_expert_counts(qilin_model *m, int layer, int *counts) {
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
                            "qilin_model_expert_counts: layer %d has no routed experts", layer);
     if (m->opt.nodes > 1 && m->opt.ep)
-        return qilin_error(
-            QILIN_ERR_UNSUPPORTED,
-            "qilin_model_expert_counts: with expert parallelism over %d nodes the other nodes' "
-            "experts are counted there; gathering them is not implemented",
-            m->opt.nodes);
+        return qilin_error(QILIN_ERR_UNSUPPORTED,
+                           "qilin_model_expert_counts: with expert parallelism over %d nodes the other nodes' "
+                           "experts are counted there; gathering them is not implemented",
+                           m->opt.nodes);
     counts_job j = {.m = m, .layer = layer, .counts = counts};
     return qilin_workers_run(m->workers, counts_shard, &j);
 }
@@ -544,8 +526,8 @@ qilin_status qilin_generate_stream(qilin_model *m, int n_seqs, const int *const 
                                    const int *prompt_lens, const qilin_sampling_params *params, int max_new,
                                    qilin_token_fn on_token, void *user) {
     if (m->opt.node_rank != 0)
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
-                           "qilin_generate: node %d follows node 0; only node 0 generates", m->opt.node_rank);
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_generate: node %d follows node 0; only node 0 generates",
+                           m->opt.node_rank);
     if (n_seqs < 1 || n_seqs > m->opt.max_seqs || max_new < 0 || !on_token)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
                            "qilin_generate: %d sequences (max %d), %d new tokens%s", n_seqs, m->opt.max_seqs,

@@ -43,9 +43,9 @@ extern "C" {
 #endif
 
 typedef enum qilin_mla_mode {
-    QILIN_MLA_AUTO = 0, /* naive form for batches with prefill, absorbed for pure decode */
-    QILIN_MLA_ABSORBED, /* always the absorbed (latent-space) form */
-    QILIN_MLA_NAIVE,    /* always up-project the cached latents */
+    QILIN_MLA_AUTO = 0,  /* naive form for batches with prefill, absorbed for pure decode */
+    QILIN_MLA_ABSORBED,  /* always the absorbed (latent-space) form */
+    QILIN_MLA_NAIVE,     /* always up-project the cached latents */
 } qilin_mla_mode;
 
 /* How MoE tokens reach the GPUs that own their experts under expert
@@ -60,17 +60,17 @@ typedef enum qilin_ep_dispatch {
 } qilin_ep_dispatch;
 
 typedef struct qilin_model_options {
-    qilin_dtype dtype;    /* activations, weights and KV cache: QILIN_BF16 (default), F16, F32 */
-    int device;           /* 0; with tp > 1 the first of devices device .. device + tp - 1 */
-    int max_seqs;         /* KV slots; default 8 */
-    int max_ctx;          /* positions per slot; default qilin_model_default_ctx; more than the
-                             model's max_position_embeddings is refused */
-    int max_batch_tokens; /* new tokens per step; default 512 */
+    qilin_dtype dtype;        /* activations, weights and KV cache: QILIN_BF16 (default), F16, F32 */
+    int device;               /* 0; with tp > 1 the first of devices device .. device + tp - 1 */
+    int max_seqs;             /* KV slots; default 8 */
+    int max_ctx;              /* positions per slot; default qilin_model_default_ctx; more than the
+                                 model's max_position_embeddings is refused */
+    int max_batch_tokens;     /* new tokens per step; default 512 */
     qilin_mla_mode mla_mode;
-    bool progress;                 /* progress bar on stderr while loading */
-    int tp;                        /* tensor-parallel GPUs; default 1 */
-    bool ep;                       /* MoE: whole experts per GPU (expert parallelism)
-                                      instead of every expert split by its intermediate size */
+    bool progress;            /* progress bar on stderr while loading */
+    int tp;                   /* tensor-parallel GPUs; default 1 */
+    bool ep;                  /* MoE: whole experts per GPU (expert parallelism)
+                                 instead of every expert split by its intermediate size */
     qilin_ep_dispatch ep_dispatch; /* with ep; default QILIN_EP_REPLICATED */
     /* Several processes (one per node) sharing the tp GPUs: node n drives
      * global ranks n * tp / nodes .. (n + 1) * tp / nodes - 1 on its devices
@@ -97,14 +97,15 @@ const qilin_model_options *qilin_model_get_options(const qilin_model *m);
 /* Device bytes the model allocated on its GPU `gpu` (0 .. tp - 1): weights,
  * KV cache and per-step buffers; 0 for a GPU it does not use. */
 uint64_t qilin_model_gpu_bytes(const qilin_model *m, int gpu);
-/* Of which weights (scales, padding and stacking included). */
+/* Of which weights: the checkpoint tensors as uploaded (FP8 scales
+ * included), what the model's plan counts. */
 uint64_t qilin_model_weight_bytes(const qilin_model *m, int gpu);
 
 /* Collectives issued by GPU 0 since the model was loaded. */
 typedef struct qilin_forward_stats {
-    uint64_t steps; /* forward steps (each qilin_forward, each prefill chunk / decode step) */
+    uint64_t steps;           /* forward steps (each qilin_forward, each prefill chunk / decode step) */
     uint64_t all_reduce, all_gather;
-    uint64_t all_to_all; /* QILIN_EP_ALL_TO_ALL: 3 per MoE layer (rows, ids, results back) */
+    uint64_t all_to_all;      /* QILIN_EP_ALL_TO_ALL: 3 per MoE layer (rows, ids, results back) */
 } qilin_forward_stats;
 void qilin_model_forward_stats(const qilin_model *m, qilin_forward_stats *out);
 
@@ -137,8 +138,8 @@ qilin_status qilin_forward(qilin_model *m, const qilin_batch *batch, float *logi
  * one, for rows beyond that step's sequences, and for parameters
  * qilin_sampling_params_check refuses. Lets a caller that builds its own
  * batches (the engine, runtime/engine.h) sample exactly as generation does. */
-qilin_status qilin_sample_last(qilin_model *m, int rows, const qilin_sampling_params *params,
-                               const int *history, const int *history_start, int *ids);
+qilin_status qilin_sample_last(qilin_model *m, int rows, const qilin_sampling_params *params, const int *history,
+                               const int *history_start, int *ids);
 
 /* Several nodes: on every node but 0, after qilin_model_load, runs the
  * steps node 0 sends (each qilin_forward, prefill chunk and decode step of
@@ -159,9 +160,9 @@ typedef bool (*qilin_token_fn)(void *user, int seq, int token);
  * max_new exceeds max_ctx, and parameters qilin_sampling_params_check
  * refuses (NaN or negative temperature, top_p outside (0, 1], ...), are
  * refused before anything runs. */
-qilin_status qilin_generate_stream(qilin_model *m, int n_seqs, const int *const *prompts,
-                                   const int *prompt_lens, const qilin_sampling_params *params, int max_new,
-                                   qilin_token_fn on_token, void *user);
+qilin_status qilin_generate_stream(qilin_model *m, int n_seqs, const int *const *prompts, const int *prompt_lens,
+                                   const qilin_sampling_params *params, int max_new, qilin_token_fn on_token,
+                                   void *user);
 
 /* qilin_generate_stream for exactly n_new tokens each: out[i * n_new + j] is
  * the j-th new token of sequence i (EOS handling is the caller's). */

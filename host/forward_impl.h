@@ -95,8 +95,7 @@ typedef struct shard {
     size_t attn_ws_bytes, moe_ws_bytes;
     int *d_sample_ids;
     qilin_sampling_params *d_params;
-    int *d_history,
-        *d_history_start; /* repetition-penalty history [max_seqs max_ctx], offsets [max_seqs + 1] */
+    int *d_history, *d_history_start; /* repetition-penalty history [max_seqs max_ctx], offsets [max_seqs + 1] */
     void *sample_ws;
     size_t sample_ws_bytes;
 

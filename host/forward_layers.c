@@ -529,8 +529,8 @@ static qilin_status route(shard *m, layer *L, const void *x, int rows) {
 
 /* This GPU's experts over `tokens` rows of x, top_k choices each (ids
  * local to this GPU, others skipped), into out; counts: rows per expert. */
-static qilin_status run_experts(shard *m, layer *L, void *out, const void *x, const int *ids,
-                                const float *weights, int tokens, int top_k, int *counts) {
+static qilin_status run_experts(shard *m, layer *L, void *out, const void *x, const int *ids, const float *weights,
+                                int tokens, int top_k, int *counts) {
     qilin_moe_experts_args e = {.out = out,
                                 .accumulate = false,
                                 .x = x,
@@ -653,8 +653,7 @@ static qilin_status moe(shard *m, int l, void *out, const void *x, int T) {
             QILIN_TRY(qilin_moe_local_ids(&li, m->stream));
             ids = m->topk_local;
         }
-        QILIN_TRY(
-            run_experts(m, L, out, x, ids, m->topk_w, T, d->top_k, m->expert_counts + (size_t)l * m->E));
+        QILIN_TRY(run_experts(m, L, out, x, ids, m->topk_w, T, d->top_k, m->expert_counts + (size_t)l * m->E));
     }
     if (!L->shared_gate_up && !L->fp8[QILIN_W_SHARED_GATE].scale) return QILIN_OK;
     void *shared = m->B3;

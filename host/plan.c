@@ -655,9 +655,7 @@ static uint64_t max_u64(uint64_t a, uint64_t b) { return a > b ? a : b; }
 /* The most loaded GPU's step buffers (plan_workspace.c). */
 static uint64_t workspace_bytes(const qilin_plan *p, const qilin_memory_options *m) {
     const qilin_model_desc *d = p->desc;
-    int ctx = m->max_ctx > 0                                  ? m->max_ctx
-              : d->max_position > 0 && d->max_position < 4096 ? (int)d->max_position
-                                                              : 4096;
+    int ctx = m->max_ctx > 0 ? m->max_ctx : d->max_position > 0 && d->max_position < 4096 ? (int)d->max_position : 4096;
     int T = m->max_batch_tokens < (1 << 30) ? (int)m->max_batch_tokens : 1 << 30;
     uint64_t most = 0;
     for (int g = 0; g < p->n_gpus; g++) {

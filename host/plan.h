@@ -176,8 +176,8 @@ const char *qilin_wcat_name(qilin_wcat c);
 qilin_wcat qilin_wcat_of(qilin_slot slot);
 
 typedef struct qilin_plan_options {
-    int tp;             /* GPUs, >= 1 */
-    bool ep;            /* MoE mode "ep" (whole experts per GPU); false: "tp" */
+    int tp;  /* GPUs, >= 1 */
+    bool ep; /* MoE mode "ep" (whole experts per GPU); false: "tp" */
     bool ep_all_to_all; /* with ep and tp > 1: tokens reach their experts by all-to-all
                            (QILIN_EP_ALL_TO_ALL), which adds its exchange buffers */
     qilin_weight_format format;
