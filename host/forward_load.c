@@ -102,10 +102,12 @@ static qilin_status destination(shard *g, const qilin_tensor_spec *s, const qili
     return QILIN_OK;
 }
 
-/* The bound tensor b as a quant_weight: F32/F16/BF16, or FP8 with the
- * 128x128 block scales binding found beside it. The forward pass runs in
- * the activation dtype, so everything is dequantised on the host; native
- * FP8/INT4/GGUF GEMMs come with the quantized-matmul work. */
+/* The bound tensor b as a quant_weight: F32/F16/BF16, FP8 with the 128x128
+ * block scales binding found beside it, or compressed-tensors INT4 groups
+ * (weight_packed + weight_scale, logical shape from the spec). FP8
+ * projections in a qilin_slot_stays_fp8 slot are uploaded as they are;
+ * everything else, INT4 included (no INT4 GEMM in the forward yet), is
+ * dequantised on the host to the activation dtype. */
 static qilin_status weight_of(const qilin_model_desc *d, const qilin_bound_tensor *b, quant_weight *w) {
     const qilin_tensor_spec *s = &d->tensors[b->spec];
     int64_t cols = b->n_dims ? b->shape[b->n_dims - 1] : 1, n = 1;
@@ -114,6 +116,17 @@ static qilin_status weight_of(const qilin_model_desc *d, const qilin_bound_tenso
         .rows = cols ? n / cols : 0, .cols = cols, .data = b->data, .data_bytes = b->nbytes, .name = b->name};
     if (b->quant == QILIN_WQ_FP8_BLOCK) {
         w->format = QILIN_WF_FP8_BLOCK, w->scales = b->scale, w->scale_bytes = b->scale_nbytes;
+    } else if (b->quant == QILIN_WQ_INT4_GROUP) { /* bound with its logical [out, in] shape */
+        qilin_dtype sd = b->scale_dtype == QILIN_WDT_F32   ? QILIN_F32
+                         : b->scale_dtype == QILIN_WDT_F16 ? QILIN_F16
+                         : b->scale_dtype == QILIN_WDT_BF16 ? QILIN_BF16
+                                                             : QILIN_I32;
+        if (sd == QILIN_I32)
+            return qilin_error(QILIN_ERR_FORMAT, "%s: tensor %s: INT4 group scales are %s (F32, F16 or BF16)",
+                               b->file, b->name, qilin_wdtype_name(b->scale_dtype));
+        w->format = QILIN_WF_INT4_GROUP, w->scales = b->scale, w->scale_bytes = b->scale_nbytes;
+        w->scale_dtype = sd, w->group_size = b->block[1];
+        w->cols = s->shape[s->n_dims - 1], w->rows = numel(s) / (w->cols ? w->cols : 1), n = numel(s);
     } else if (b->quant == QILIN_WQ_NONE && b->dtype == QILIN_WDT_F32) {
         w->format = QILIN_WF_F32;
     } else if (b->quant == QILIN_WQ_NONE && b->dtype == QILIN_WDT_F16) {
@@ -123,9 +136,8 @@ static qilin_status weight_of(const qilin_model_desc *d, const qilin_bound_tenso
     } else {
         return qilin_error(
             QILIN_ERR_UNSUPPORTED,
-            "%s: tensor %s is %s%s; the forward pass loads F32, F16, BF16 and FP8 block-scaled weights",
-            b->file, b->name, qilin_wdtype_name(b->dtype),
-            b->quant == QILIN_WQ_INT4_GROUP ? " (INT4 groups)" : "");
+            "%s: tensor %s is %s; the forward pass loads F32, F16, BF16, FP8 block-scaled and INT4 group weights",
+            b->file, b->name, qilin_wdtype_name(b->dtype));
     }
     if (n != numel(s))
         return qilin_error(QILIN_ERR_FORMAT,
