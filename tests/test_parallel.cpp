@@ -81,6 +81,7 @@ std::vector<Case> pinned_cases() {
     moe("deepseek_v3_noqlora", {2, 4});
     dense("gpt_neox", {2, 4});
     dense("gptj", {2});
+    moe("kimi_k2_int4", {2, 4});
     dense("llama", {2, 4});
     dense("llama_fp8", {2, 4});
     dense("mistral", {2, 4});
