@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "common.cuh"
+#include "fp8_decode.cuh"
 #include "gemv_stage.cuh"
 #include "kernels.h"
 
@@ -31,15 +32,6 @@ constexpr int kTargetBlocks = 256;                /* ~2 per SM on an H100: below
 static_assert(QILIN_FP8_BLOCK % kRows == 0 && QILIN_FP8_BLOCK % kVecW == 0, "a load stays in one scale block");
 
 } // namespace
-
-/* e4m3fn -> f32 exactly: the 7 magnitude bits placed under the f32 exponent
- * field give 2^(e-127)(1 + m/8) (or m/8 * 2^-126 for e = 0); 2^120 rebiases
- * to e4m3's 2^(e-7). 0x7f/0xff are NaN (e4m3fn has no infinities). */
-__device__ inline float fp8_e4m3_to_float(uint32_t b) {
-    float mag = __uint_as_float((b & 0x7fu) << 20) * 0x1p120f;
-    if ((b & 0x7fu) == 0x7fu) mag = __uint_as_float(0x7fc00000u);
-    return (b & 0x80u) ? -mag : mag;
-}
 
 template <class T, int M, bool kVec>
 __global__ void __launch_bounds__(kWarps * 32)

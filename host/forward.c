@@ -49,6 +49,10 @@ uint64_t qilin_model_gpu_bytes(const qilin_model *m, int gpu) {
     return gpu >= 0 && gpu < m->n ? m->shards[gpu].bytes : 0;
 }
 
+uint64_t qilin_model_weight_bytes(const qilin_model *m, int gpu) {
+    return gpu >= 0 && gpu < m->n ? m->shards[gpu].weight_bytes : 0;
+}
+
 void qilin_model_forward_stats(const qilin_model *m, qilin_forward_stats *out) { *out = m->shards[0].stats; }
 
 /* ---- loading ------------------------------------------------------------ */
@@ -124,7 +128,8 @@ static qilin_status check_options(const qilin_model_options *o) {
     return QILIN_OK;
 }
 
-/* The plan in the activation dtype (the forward pass stores every weight so). */
+/* The plan in the formats the forward pass uploads (qilin_upload_formats:
+ * the activation dtype, FP8 projections kept FP8). */
 static qilin_status make_plan(qilin_model *m) {
     qilin_plan_options po;
     qilin_plan_options_default(&po);
@@ -133,7 +138,14 @@ static qilin_status make_plan(qilin_model *m) {
     po.ep_all_to_all = m->opt.ep_dispatch == QILIN_EP_ALL_TO_ALL;
     const char *fmt = m->opt.dtype == QILIN_F32 ? "fp32" : m->opt.dtype == QILIN_F16 ? "fp16" : "bf16";
     QILIN_TRY(qilin_weight_format_parse(fmt, &po.format));
-    return qilin_plan_create(m->desc, &po, &m->plan);
+    qilin_wfmt *formats = malloc((size_t)(m->desc->n_tensors > 0 ? m->desc->n_tensors : 1) * sizeof *formats);
+    if (!formats) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_model_load: plan formats");
+    qilin_upload_formats(m->desc, m->opt.dtype, formats);
+    po.tensor_formats = formats;
+    qilin_status st = qilin_plan_create(m->desc, &po, &m->plan);
+    if (st == QILIN_OK) m->plan->opt.tensor_formats = NULL; /* read while planning only; freed here */
+    free(formats);
+    return st;
 }
 
 /* Shards, communicators (more than one GPU) and worker threads; with

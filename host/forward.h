@@ -102,6 +102,9 @@ const qilin_model_options *qilin_model_get_options(const qilin_model *m);
 /* Device bytes the model allocated on its GPU `gpu` (0 .. tp - 1): weights,
  * KV cache and per-step buffers; 0 for a GPU it does not use. */
 uint64_t qilin_model_gpu_bytes(const qilin_model *m, int gpu);
+/* Of which weights: the checkpoint tensors as uploaded (FP8 scales
+ * included), what the model's plan counts. */
+uint64_t qilin_model_weight_bytes(const qilin_model *m, int gpu);
 
 /* Collectives issued by GPU 0 since the model was loaded. */
 typedef struct qilin_forward_stats {

@@ -30,8 +30,19 @@
 #include "host/plan.h"
 #include "host/workers.h"
 
+/* A linear layer kept FP8 e4m3 with 128x128 block scales (w[slot] holds
+ * this GPU's slice of the bytes, [out, in] packed): the scale rows and
+ * columns covering the slice, and where the slice starts inside its block
+ * (a TP split need not fall on the 128 grid). scale NULL: not FP8. */
+typedef struct fp8_slot {
+    float *scale;
+    int row_off, col_off;
+    int64_t ld_scale;
+} fp8_slot;
+
 typedef struct layer {
-    void *w[QILIN_SLOT_COUNT];    /* device pointers, activation dtype; NULL when absent */
+    void *w[QILIN_SLOT_COUNT]; /* device pointers, activation dtype (or e4m3, fp8[slot]); NULL when absent */
+    fp8_slot fp8[QILIN_SLOT_COUNT];
     void *gate_up;                /* dense gated MLP [2F, H] */
     void *shared_gate_up;         /* shared experts [2Fs, H] */
     void *exp_gate_up, *exp_down; /* routed experts [E, 2Fe, H], [E, H, Fe] */
@@ -89,6 +100,8 @@ typedef struct shard {
     size_t sample_ws_bytes;
 
     uint64_t bytes;            /* device bytes this shard allocated */
+    uint64_t weight_bytes;     /* of which checkpoint tensors as uploaded (what the plan counts) */
+    uint64_t copy_bytes;       /* weights load_weights uploaded twice (GPT-J's fp32 lm_head bias) */
     qilin_forward_stats stats; /* collectives issued by this shard */
 } shard;
 

@@ -52,7 +52,8 @@
  * The residual add rides in the norm kernels (qilin_rmsnorm/qilin_layernorm
  * with `residual`), rounded to the activation dtype as Hugging Face adds.
  * Linear layers: qilin_gemv for up to QILIN_GEMV_MAX_M rows (decode), cuBLAS
- * (qilin_gemm) otherwise. */
+ * (qilin_gemm) otherwise; weights kept FP8 go through qilin_gemv_fp8 /
+ * qilin_gemm_fp8 instead (linear_slot). */
 #include <stdlib.h>
 
 #include "cuda/device.h"
@@ -118,6 +119,52 @@ static qilin_status linear(shard *m, void *y, int64_t ldy, const void *x, int64_
     qilin_add_bias_args b = {
         .x = y, .bias = bias, .rows = rows, .cols = out, .ld = ldy, .dtype = y_f32 ? QILIN_F32 : dt};
     return qilin_add_bias(&b, m->stream);
+}
+
+/* linear() on layer L's weight `slot`: straight from the FP8 bytes and
+ * block scales when the weight was kept FP8 (forward_load.c's stays_fp8):
+ * the FP8 GEMV for up to QILIN_GEMV_MAX_M rows when the slice starts on the
+ * 128 grid (the GEMV has no block offsets), the FP8 GEMM otherwise; in the
+ * activation dtype otherwise. y in the activation dtype. */
+static qilin_status linear_slot(shard *m, const layer *L, int slot, void *y, int64_t ldy, const void *x,
+                                int64_t ldx, const void *bias, int rows, int out, int in) {
+    const fp8_slot *f = &L->fp8[slot];
+    if (!f->scale) return linear(m, y, ldy, x, ldx, L->w[slot], bias, rows, out, in, false);
+    qilin_dtype dt = m->opt->dtype;
+    if (rows <= QILIN_GEMV_MAX_M && f->row_off == 0 && f->col_off == 0) {
+        qilin_gemv_fp8_args g = {.y = y,
+                                 .x = x,
+                                 .w = L->w[slot],
+                                 .w_scale = f->scale,
+                                 .bias = bias,
+                                 .m = rows,
+                                 .n = out,
+                                 .k = in,
+                                 .ldx = ldx,
+                                 .ldw = in,
+                                 .ld_scale = f->ld_scale,
+                                 .ldy = ldy,
+                                 .dtype = dt,
+                                 .y_dtype = dt};
+        return qilin_gemv_fp8(&g, m->stream);
+    }
+    qilin_gemm_fp8_args g = {.y = y,
+                             .x = x,
+                             .w = L->w[slot],
+                             .w_scale = f->scale,
+                             .bias = bias,
+                             .m = rows,
+                             .n = out,
+                             .k = in,
+                             .row_off = f->row_off,
+                             .col_off = f->col_off,
+                             .ldx = ldx,
+                             .ldw = in,
+                             .ld_scale = f->ld_scale,
+                             .ldy = ldy,
+                             .dtype = dt,
+                             .y_dtype = dt};
+    return qilin_gemm_fp8(&g, m->stream);
 }
 
 /* out = norm(x) with the layer's norm kind; with residual: residual += x first. */
@@ -191,9 +238,9 @@ static qilin_status gqa_attention(shard *m, int l, const step *s) {
         q = m->B1, k = m->B2, v = m->B4;
         q_ts = nh * hd, k_ts = nkv * hd, v_ts = nkv * hdv;
         q_hs = k_hs = hd, v_hs = hdv;
-        QILIN_TRY(linear(m, q, q_ts, m->N, H, L->w[QILIN_W_Q], L->w[QILIN_W_Q_BIAS], T, nh * hd, H, false));
-        QILIN_TRY(linear(m, k, k_ts, m->N, H, L->w[QILIN_W_K], L->w[QILIN_W_K_BIAS], T, nkv * hd, H, false));
-        QILIN_TRY(linear(m, v, v_ts, m->N, H, L->w[QILIN_W_V], L->w[QILIN_W_V_BIAS], T, nkv * hdv, H, false));
+        QILIN_TRY(linear_slot(m, L, QILIN_W_Q, q, q_ts, m->N, H, L->w[QILIN_W_Q_BIAS], T, nh * hd, H));
+        QILIN_TRY(linear_slot(m, L, QILIN_W_K, k, k_ts, m->N, H, L->w[QILIN_W_K_BIAS], T, nkv * hd, H));
+        QILIN_TRY(linear_slot(m, L, QILIN_W_V, v, v_ts, m->N, H, L->w[QILIN_W_V_BIAS], T, nkv * hdv, H));
         if (d->qk_norm) { /* Qwen3: RMSNorm over each head's dims, before RoPE */
             QILIN_TRY(norm(m, q, NULL, q, L->w[QILIN_W_Q_NORM], NULL, T * nh, hd, d->norm_eps));
             QILIN_TRY(norm(m, k, NULL, k, L->w[QILIN_W_K_NORM], NULL, T * nkv, hd, d->norm_eps));
@@ -247,8 +294,8 @@ static qilin_status gqa_attention(shard *m, int l, const step *s) {
                               .workspace = m->attn_ws,
                               .workspace_bytes = m->attn_ws_bytes};
     QILIN_TRY(s->decode ? qilin_attention_decode(&a, m->stream) : qilin_attention_prefill(&a, m->stream));
-    return linear(m, m->X, H, o, (int64_t)nh * hdv, L->w[QILIN_W_O], row_bias(m, L->w[QILIN_W_O_BIAS]), T, H,
-                  nh * hdv, false);
+    return linear_slot(m, L, QILIN_W_O, m->X, H, o, (int64_t)nh * hdv, row_bias(m, L->w[QILIN_W_O_BIAS]), T,
+                       H, nh * hdv);
 }
 
 /* Per-head GEMM against kv_b [nh (dn + dv), r], batched over heads:
@@ -345,13 +392,11 @@ static qilin_status mla_attention(shard *m, int l, const step *s) {
     void *q = m->B1;
     if (d->q_lora_rank > 0) {
         void *qa = m->B3;
-        QILIN_TRY(
-            linear(m, qa, d->q_lora_rank, m->N, H, L->w[QILIN_W_Q_A], NULL, T, d->q_lora_rank, H, false));
+        QILIN_TRY(linear_slot(m, L, QILIN_W_Q_A, qa, d->q_lora_rank, m->N, H, NULL, T, d->q_lora_rank, H));
         QILIN_TRY(norm(m, qa, NULL, qa, L->w[QILIN_W_Q_A_NORM], NULL, T, d->q_lora_rank, d->mla_norm_eps));
-        QILIN_TRY(
-            linear(m, q, qw, qa, d->q_lora_rank, L->w[QILIN_W_Q_B], NULL, T, qw, d->q_lora_rank, false));
+        QILIN_TRY(linear_slot(m, L, QILIN_W_Q_B, q, qw, qa, d->q_lora_rank, NULL, T, qw, d->q_lora_rank));
     } else {
-        QILIN_TRY(linear(m, q, qw, m->N, H, L->w[QILIN_W_Q], NULL, T, qw, H, false));
+        QILIN_TRY(linear_slot(m, L, QILIN_W_Q, q, qw, m->N, H, NULL, T, qw, H));
     }
     /* kv_a_proj_with_mqa rows [0, r) give the latent, [r, r + dr) the rope key:
      * two GEMMs over the two row ranges keep both outputs contiguous. */
@@ -422,31 +467,43 @@ static qilin_status mla_attention(shard *m, int l, const step *s) {
         for (int b = 0, row = 0; b < s->n_seqs; row += s->b->n_tokens[b], b++)
             QILIN_TRY(mla_naive_seq(m, L, s, b, row, q, o));
     }
-    return linear(m, m->X, H, o, (int64_t)nh * dv, L->w[QILIN_W_O], NULL, T, H, nh * dv, false);
+    return linear_slot(m, L, QILIN_W_O, m->X, H, o, (int64_t)nh * dv, NULL, T, H, nh * dv);
 }
 
 /* ---- feed-forward ------------------------------------------------------- */
 
-/* out = down(act(gate x) * up x) with gate_up stacked [2F, H]; out row stride H. */
-static qilin_status gated_mlp(shard *m, void *out, const void *x, const void *gate_up, const void *down,
-                              int T, int F) {
+/* out = down(act(gate x) * up x) with gate_up stacked [2F, H] (or, kept
+ * FP8, gate and up as two matrices writing the two halves of B1's rows);
+ * out row stride H. `shared`: the shared experts' weights. */
+static qilin_status gated_mlp(shard *m, const layer *L, bool shared, void *out, const void *x, int T, int F) {
     int H = m->desc->hidden;
-    QILIN_TRY(linear(m, m->B1, 2 * F, x, H, gate_up, NULL, T, 2 * F, H, false));
+    int gate = shared ? QILIN_W_SHARED_GATE : QILIN_W_GATE, up = shared ? QILIN_W_SHARED_UP : QILIN_W_UP;
+    int down = shared ? QILIN_W_SHARED_DOWN : QILIN_W_DOWN;
+    if (!L->fp8[gate].scale != !L->fp8[up].scale)
+        return qilin_error(QILIN_ERR_UNSUPPORTED,
+                           "%s: gate and up projections stored in different formats (one FP8)",
+                           m->desc->source);
+    if (L->fp8[gate].scale) {
+        QILIN_TRY(linear_slot(m, L, gate, m->B1, 2 * F, x, H, NULL, T, F, H));
+        QILIN_TRY(linear_slot(m, L, up, slot_ptr(m->B1, F, m->es), 2 * F, x, H, NULL, T, F, H));
+    } else {
+        const void *gate_up = shared ? L->shared_gate_up : L->gate_up;
+        QILIN_TRY(linear(m, m->B1, 2 * F, x, H, gate_up, NULL, T, 2 * F, H, false));
+    }
     qilin_act_and_mul_args a = {
         .out = m->B2, .in = m->B1, .tokens = T, .d = F, .act = m->desc->act, .dtype = m->opt->dtype};
     QILIN_TRY(qilin_act_and_mul(&a, m->stream));
-    return linear(m, out, H, m->B2, F, down, NULL, T, H, F, false);
+    return linear_slot(m, L, down, out, H, m->B2, F, NULL, T, H, F);
 }
 
 /* GPT-NeoX / GPT-J: out = fc_out(act(fc_in x + b)) + b. */
 static qilin_status plain_mlp(shard *m, layer *L, void *out, const void *x, int T) {
     int H = m->desc->hidden, F = m->F;
-    QILIN_TRY(linear(m, m->B1, F, x, H, L->w[QILIN_W_UP], L->w[QILIN_W_UP_BIAS], T, F, H, false));
+    QILIN_TRY(linear_slot(m, L, QILIN_W_UP, m->B1, F, x, H, L->w[QILIN_W_UP_BIAS], T, F, H));
     qilin_activation_args a = {
         .out = m->B1, .in = m->B1, .n = (size_t)T * F, .act = m->desc->act, .dtype = m->opt->dtype};
     QILIN_TRY(qilin_activation(&a, m->stream));
-    return linear(m, out, H, m->B1, F, L->w[QILIN_W_DOWN], row_bias(m, L->w[QILIN_W_DOWN_BIAS]), T, H, F,
-                  false);
+    return linear_slot(m, L, QILIN_W_DOWN, out, H, m->B1, F, row_bias(m, L->w[QILIN_W_DOWN_BIAS]), T, H, F);
 }
 
 /* Router logits and top-k choices of `rows` rows of x (topk_ids, topk_w). */
@@ -598,9 +655,9 @@ static qilin_status moe(shard *m, int l, void *out, const void *x, int T) {
         }
         QILIN_TRY(run_experts(m, L, out, x, ids, m->topk_w, T, d->top_k, m->expert_counts + (size_t)l * m->E));
     }
-    if (!L->shared_gate_up) return QILIN_OK;
+    if (!L->shared_gate_up && !L->fp8[QILIN_W_SHARED_GATE].scale) return QILIN_OK;
     void *shared = m->B3;
-    QILIN_TRY(gated_mlp(m, shared, x, L->shared_gate_up, L->w[QILIN_W_SHARED_DOWN], T, m->Fs));
+    QILIN_TRY(gated_mlp(m, L, true, shared, x, T, m->Fs));
     if (L->w[QILIN_W_SHARED_EXPERT_GATE]) { /* Qwen2-MoE: out += sigmoid(x . w_g) * shared */
         void *g = m->B4;
         QILIN_TRY(linear(m, g, 1, x, H, L->w[QILIN_W_SHARED_EXPERT_GATE], NULL, T, 1, H, false));
@@ -616,7 +673,7 @@ static qilin_status ffn(shard *m, int l, void *out, const void *x, int T) {
     layer *L = &m->layers[l];
     switch (m->desc->layer_ffn[l]) {
     case QILIN_FFN_GATED:
-        return gated_mlp(m, out, x, L->gate_up, L->w[QILIN_W_DOWN], T, m->F);
+        return gated_mlp(m, L, false, out, x, T, m->F);
     case QILIN_FFN_PLAIN:
         return plain_mlp(m, L, out, x, T);
     case QILIN_FFN_MOE:

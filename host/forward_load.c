@@ -1,8 +1,11 @@
 /* forward_load.c — one GPU's part of a model: its weight slices, KV cache
  * and per-step buffers (forward_impl.h).
  *
- * Every weight goes through the host: the bound checkpoint tensor is
- * dequantised to the activation dtype, the plan's slice of it (rows, columns
+ * Every weight goes through the host. FP8 block-scaled projections that the
+ * forward multiplies through linear_slot (stays_fp8) are uploaded as they
+ * are: this GPU's rows or columns of the e4m3 bytes and the block scales
+ * covering them (upload_fp8). Everything else is dequantised to the
+ * activation dtype, the plan's slice of it (rows, columns
  * or whole experts) is packed, and the packed block is copied to the device.
  * Gate and up projections of each gated MLP are stacked into one [2F, H]
  * matrix per GPU (its F rows of each), and the routed experts of a layer into
@@ -99,10 +102,12 @@ static qilin_status destination(shard *g, const qilin_tensor_spec *s, const qili
     return QILIN_OK;
 }
 
-/* The bound tensor b as a quant_weight: F32/F16/BF16, or FP8 with the
- * 128x128 block scales binding found beside it. The forward pass runs in
- * the activation dtype, so everything is dequantised on the host; native
- * FP8/INT4/GGUF GEMMs come with the quantized-matmul work. */
+/* The bound tensor b as a quant_weight: F32/F16/BF16, FP8 with the 128x128
+ * block scales binding found beside it, or compressed-tensors INT4 groups
+ * (weight_packed + weight_scale, logical shape from the spec). FP8
+ * projections in a qilin_slot_stays_fp8 slot are uploaded as they are;
+ * everything else, INT4 included (no INT4 GEMM in the forward yet), is
+ * dequantised on the host to the activation dtype. */
 static qilin_status weight_of(const qilin_model_desc *d, const qilin_bound_tensor *b, quant_weight *w) {
     const qilin_tensor_spec *s = &d->tensors[b->spec];
     int64_t cols = b->n_dims ? b->shape[b->n_dims - 1] : 1, n = 1;
@@ -111,6 +116,17 @@ static qilin_status weight_of(const qilin_model_desc *d, const qilin_bound_tenso
         .rows = cols ? n / cols : 0, .cols = cols, .data = b->data, .data_bytes = b->nbytes, .name = b->name};
     if (b->quant == QILIN_WQ_FP8_BLOCK) {
         w->format = QILIN_WF_FP8_BLOCK, w->scales = b->scale, w->scale_bytes = b->scale_nbytes;
+    } else if (b->quant == QILIN_WQ_INT4_GROUP) { /* bound with its logical [out, in] shape */
+        qilin_dtype sd = b->scale_dtype == QILIN_WDT_F32   ? QILIN_F32
+                         : b->scale_dtype == QILIN_WDT_F16 ? QILIN_F16
+                         : b->scale_dtype == QILIN_WDT_BF16 ? QILIN_BF16
+                                                             : QILIN_I32;
+        if (sd == QILIN_I32)
+            return qilin_error(QILIN_ERR_FORMAT, "%s: tensor %s: INT4 group scales are %s (F32, F16 or BF16)",
+                               b->file, b->name, qilin_wdtype_name(b->scale_dtype));
+        w->format = QILIN_WF_INT4_GROUP, w->scales = b->scale, w->scale_bytes = b->scale_nbytes;
+        w->scale_dtype = sd, w->group_size = b->block[1];
+        w->cols = s->shape[s->n_dims - 1], w->rows = numel(s) / (w->cols ? w->cols : 1), n = numel(s);
     } else if (b->quant == QILIN_WQ_NONE && b->dtype == QILIN_WDT_F32) {
         w->format = QILIN_WF_F32;
     } else if (b->quant == QILIN_WQ_NONE && b->dtype == QILIN_WDT_F16) {
@@ -120,9 +136,8 @@ static qilin_status weight_of(const qilin_model_desc *d, const qilin_bound_tenso
     } else {
         return qilin_error(
             QILIN_ERR_UNSUPPORTED,
-            "%s: tensor %s is %s%s; the forward pass loads F32, F16, BF16 and FP8 block-scaled weights",
-            b->file, b->name, qilin_wdtype_name(b->dtype),
-            b->quant == QILIN_WQ_INT4_GROUP ? " (INT4 groups)" : "");
+            "%s: tensor %s is %s; the forward pass loads F32, F16, BF16, FP8 block-scaled and INT4 group weights",
+            b->file, b->name, qilin_wdtype_name(b->dtype));
     }
     if (n != numel(s))
         return qilin_error(QILIN_ERR_FORMAT,
@@ -169,18 +184,68 @@ static qilin_status upload_slice(shard *g, const quant_weight *w, const qilin_te
     return st;
 }
 
+/* The FP8 tensors that stay FP8 on the device: the 2-D projections
+ * forward_layers.c runs through linear_slot (plan.h's qilin_slot_stays_fp8,
+ * which the plan counts by too). */
+static bool stays_fp8(const qilin_bound_tensor *b, const qilin_tensor_spec *s) {
+    return b->quant == QILIN_WQ_FP8_BLOCK && s->layer >= 0 && s->n_dims == 2 && qilin_slot_stays_fp8(s->slot);
+}
+
+/* Uploads this GPU's slice of FP8 matrix w ([R, C] e4m3, scales [ceil(R/128),
+ * ceil(C/128)] f32): rows [r0, r0 + nr) x columns [c0, c0 + nc) packed
+ * [nr, nc], and the block rows / columns that cover them. The slice may
+ * start mid-block: row_off / col_off tell the kernels where. */
+static qilin_status upload_fp8(shard *g, const quant_weight *w, const qilin_tensor_spec *s,
+                               const qilin_shard_slice *sl) {
+    enum { B = QILIN_FP8_BLOCK };
+    QILIN_TRY(quant_check(w));
+    if (sl->dim > 1 || (sl->dim >= 0 && sl->alloc_count != sl->count))
+        return qilin_error(QILIN_ERR_UNSUPPORTED,
+                           "%s: FP8 tensor %s: split along dim %d (%lld of %lld allocated)", g->desc->source,
+                           w->name, sl->dim, (long long)sl->count, (long long)sl->alloc_count);
+    const int64_t R = w->rows, C = w->cols, kb = (C + B - 1) / B;
+    const int64_t r0 = sl->dim == 0 ? sl->start : 0, nr = sl->dim == 0 ? sl->count : R;
+    const int64_t c0 = sl->dim == 1 ? sl->start : 0, nc = sl->dim == 1 ? sl->count : C;
+    const int64_t br0 = r0 / B, br1 = nr ? (r0 + nr - 1) / B + 1 : br0;
+    const int64_t bc0 = c0 / B, bc1 = nc ? (c0 + nc - 1) / B + 1 : bc0, sc = bc1 - bc0;
+    layer *L = &g->layers[s->layer];
+    fp8_slot *f = &L->fp8[s->slot];
+    if (L->w[s->slot])
+        return qilin_error(QILIN_ERR_FORMAT, "%s: FP8 tensor %s is bound twice", g->desc->source, w->name);
+    size_t wbytes = (size_t)(nr * nc), sbytes = (size_t)((br1 - br0) * sc) * sizeof(float);
+    QILIN_TRY(shard_alloc(g, &L->w[s->slot], wbytes, w->name));
+    QILIN_TRY(shard_alloc(g, (void **)&f->scale, sbytes, w->name));
+    *f = (fp8_slot){.scale = f->scale, .row_off = (int)(r0 % B), .col_off = (int)(c0 % B), .ld_scale = sc};
+    if (qilin_device_dry_run()) return QILIN_OK; /* nothing filled to copy (device.h) */
+    uint8_t *wh = malloc(wbytes ? wbytes : 1), *sh = malloc(sbytes ? sbytes : 1);
+    qilin_status st = QILIN_OK;
+    if (!wh || !sh) st = qilin_error(QILIN_ERR_OUT_OF_MEMORY, "no host memory to slice %s", w->name);
+    for (int64_t r = 0; st == QILIN_OK && r < nr; r++)
+        memcpy(wh + r * nc, (const uint8_t *)w->data + (r0 + r) * C + c0, (size_t)nc);
+    for (int64_t br = br0; st == QILIN_OK && br < br1; br++)
+        memcpy(sh + (br - br0) * sc * 4, (const uint8_t *)w->scales + (br * kb + bc0) * 4, (size_t)sc * 4);
+    if (st == QILIN_OK) st = qilin_memcpy_h2d(L->w[s->slot], wh, wbytes, g->stream);
+    if (st == QILIN_OK) st = qilin_memcpy_h2d(f->scale, sh, sbytes, g->stream);
+    if (st == QILIN_OK) st = qilin_stream_synchronize(g->stream);
+    free(wh), free(sh);
+    return st;
+}
+
 static qilin_status upload_tensor(shard *g, const qilin_bound_tensor *b, const qilin_shard_slice *sl) {
     const qilin_tensor_spec *s = &g->desc->tensors[b->spec];
     quant_weight w;
     QILIN_TRY(weight_of(g->desc, b, &w));
+    if (stays_fp8(b, s)) return upload_fp8(g, &w, s, sl);
     void *dst = NULL;
     qilin_dtype dtype;
     QILIN_TRY(destination(g, s, sl, &dst, &dtype));
     QILIN_TRY(upload_slice(g, &w, s, sl, dtype, dst));
     if (s->slot != QILIN_W_LM_HEAD_BIAS) return QILIN_OK;
-    /* GPT-J's lm_head bias again in fp32, for the GEMM path's fp32 logits */
+    /* GPT-J's lm_head bias again in fp32, for the GEMM path's fp32 logits
+     * (a copy, not a checkpoint tensor: not in weight_bytes) */
     QILIN_TRY(alloc_once(g, (void **)&g->lm_head_bias_f32, slice_numel(s, sl), sizeof(float),
                          "lm_head bias (fp32)"));
+    g->copy_bytes += (uint64_t)slice_numel(s, sl) * sizeof(float);
     return upload_slice(g, &w, s, sl, QILIN_F32, g->lm_head_bias_f32);
 }
 
@@ -380,6 +445,7 @@ qilin_status shard_load(shard *g, const qilin_plan *plan, const qilin_bound_mode
     if (!(g->layers = calloc((size_t)d->n_layers, sizeof *g->layers)))
         return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_model_load: host memory");
     QILIN_TRY(load_weights(g, plan, bound, where));
+    g->weight_bytes = g->bytes - g->copy_bytes;
     QILIN_TRY(alloc_buffers(g));
     return init_rope(g);
 }
@@ -389,7 +455,7 @@ void shard_free(shard *g) {
     if (g->desc && g->layers) {
         for (int l = 0; l < g->desc->n_layers; l++) {
             layer *L = &g->layers[l];
-            for (int s = 0; s < QILIN_SLOT_COUNT; s++) qilin_free(L->w[s]);
+            for (int s = 0; s < QILIN_SLOT_COUNT; s++) qilin_free(L->w[s]), qilin_free(L->fp8[s].scale);
             void *per_layer[] = {L->gate_up,     L->shared_gate_up, L->exp_gate_up, L->exp_down,
                                  L->router_bias, L->k_cache,        L->v_cache};
             for (size_t i = 0; i < sizeof per_layer / sizeof per_layer[0]; i++) qilin_free(per_layer[i]);

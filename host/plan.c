@@ -246,6 +246,40 @@ qilin_wfmt qilin_weight_format_of(const qilin_weight_format *wf, const qilin_ten
     return wf->linear;
 }
 
+bool qilin_slot_stays_fp8(qilin_slot s) {
+    switch (s) {
+    case QILIN_W_Q:
+    case QILIN_W_K:
+    case QILIN_W_V:
+    case QILIN_W_O:
+    case QILIN_W_Q_A:
+    case QILIN_W_Q_B:
+    case QILIN_W_GATE:
+    case QILIN_W_UP:
+    case QILIN_W_DOWN:
+    case QILIN_W_SHARED_GATE:
+    case QILIN_W_SHARED_UP:
+    case QILIN_W_SHARED_DOWN:
+        return true;
+    default:
+        return false;
+    }
+}
+
+void qilin_upload_formats(const qilin_model_desc *d, qilin_dtype dtype, qilin_wfmt *out) {
+    qilin_wfmt act = dtype == QILIN_F32   ? QILIN_WFMT_FP32
+                     : dtype == QILIN_F16 ? QILIN_WFMT_FP16
+                                          : QILIN_WFMT_BF16;
+    bool fp8 = strcmp(d->quant_method, "fp8") == 0;
+    for (int i = 0; i < d->n_tensors; i++) {
+        const qilin_tensor_spec *s = &d->tensors[i];
+        out[i] = s->slot == QILIN_W_ROUTER_BIAS ? QILIN_WFMT_FP32
+                 : fp8 && s->n_dims == 2 && s->layer >= 0 && qilin_slot_stays_fp8(s->slot)
+                     ? QILIN_WFMT_FP8_BLOCK
+                     : act;
+    }
+}
+
 /* Blocks of size b that [start, start + count) touches. */
 static int64_t cover(int64_t start, int64_t count, int64_t b) {
     if (count <= 0) return 0;

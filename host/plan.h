@@ -111,7 +111,21 @@ qilin_status qilin_weight_format_from_config(const char *path, qilin_weight_form
 /* The format `spec` is stored in under `wf`. */
 qilin_wfmt qilin_weight_format_of(const qilin_weight_format *wf, const qilin_tensor_spec *spec);
 
-/* Device bytes of a tensor of `shape` in format `f` restricted to [start,
+/* The projections the forward pass multiplies straight from FP8 block-scaled
+ * weights (forward_load.c keeps them e4m3 on the device): attention q/k/v/o,
+ * MLA q / q_a / q_b, dense and shared-expert gate/up/down. Routed experts
+ * and MLA's kv_a / kv_b are still dequantised to the activation dtype at
+ * load (no FP8 grouped GEMM yet). */
+bool qilin_slot_stays_fp8(qilin_slot s);
+
+/* The format the forward pass uploads each of desc's tensors in, at
+ * activation dtype `dtype` (f32, bf16 or f16): FP8 for 2-D tensors of a
+ * quant_method "fp8" model in a qilin_slot_stays_fp8 slot, fp32 for the
+ * router bias, `dtype` for the rest. out: desc->n_tensors entries, for
+ * qilin_plan_options.tensor_formats (with format's block 128 x 128). */
+void qilin_upload_formats(const qilin_model_desc *d, qilin_dtype dtype, qilin_wfmt *out);
+
+/* Device bytes of a tensor of `shape` in format `f` restricted to [
  * start + count) along `dim` (dim = -1: the whole tensor), scales included.
  * Quantised formats apply to the last two dims ([out, in]); 1-D tensors are
  * never quantised (dense format bytes are returned for them). */

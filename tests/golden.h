@@ -49,8 +49,8 @@ inline std::string models_dir() { return std::string(QILIN_SOURCE_DIR) + "/tests
  * golden.json) fails FixtureList.Pinned instead of silently shrinking the
  * suites instantiated from this list. */
 const std::vector<std::string> kFixtureNames = {
-    "deepseek_v2", "deepseek_v2_group", "deepseek_v3", "deepseek_v3_noqlora",
-    "gpt_neox",    "gptj",              "llama",       "llama_fp8",
+    "deepseek_v2", "deepseek_v2_group", "deepseek_v3", "deepseek_v3_fp8", "deepseek_v3_noqlora",
+    "gpt_neox",    "gptj",              "kimi_k2_int4", "llama",       "llama_fp8",
     "mistral",     "mistral_swa",       "mixtral",     "qwen2",
     "qwen2_moe",   "qwen2_yarn",        "qwen3",       "qwen3_moe",
     "stories260K", "stories260K_mixtral", "stories260K_qwen2moe"};
