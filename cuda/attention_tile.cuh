@@ -29,6 +29,7 @@
 #ifndef QILIN_ATTENTION_TILE_CUH
 #define QILIN_ATTENTION_TILE_CUH
 
+#include <atomic>
 #include <climits>
 #include <cmath>
 #include <cstdlib>
@@ -434,10 +435,18 @@ template <class T> __global__ void merge_splits_kernel(const TileParams p) {
 
 /* ---- host-side planning --------------------------------------------------- */
 
-/* Below kMinChunk keys a split's fixed cost (Q load, merge record) dominates;
- * kMaxPartials bounds the workspace: (token, head, split) records. */
-constexpr int kMinChunk = 256;
-constexpr int kMaxSplits = 64;
+/* The split plan fills the device: a decode step at batch 1 has one block
+ * per KV head (or per MLA row tile), far fewer than the SMs, so the keys are
+ * cut into chunks until about two blocks per SM run. A chunk may be as short
+ * as kMinChunk keys (half a 32-key tile; the kernels mask a partial tile),
+ * because an idle SM costs more than a short split: a split's fixed cost is
+ * its Q load and one (max, sum, dv floats) partial per row, which the merge
+ * reads back from L2. kMaxSplits bounds the merge's loop, kMaxPartials the
+ * workspace: (token, head, split) records. Below one wave only when the
+ * keys run out: blocks_per_split x ceil(max_kv_len / kMinChunk) < SMs
+ * (e.g. MLA at TP 8, batch 1, 1K keys: 64 blocks of 16 keys). */
+constexpr int kMinChunk = 16;
+constexpr int kMaxSplits = 256;
 constexpr int64_t kMaxPartials = 16384;
 
 /* The most splits a launch with `rows` (token, head) outputs may use: what
@@ -461,6 +470,28 @@ struct SplitPlan {
     int n_splits, chunk_len;
 };
 
+/* The device's SM count, read once per device (the plan runs before every
+ * decode launch; the count does not change while the process runs). */
+inline qilin_status device_sm_count(int *sms) {
+    static std::atomic<int> cached[64];
+    int device = 0;
+    QILIN_TRY(qilin_device_get(&device));
+    if (device >= 0 && device < 64 && (*sms = cached[device].load(std::memory_order_relaxed)) > 0) return QILIN_OK;
+    qilin_device_props props;
+    QILIN_TRY(qilin_device_get_props(device, &props));
+    *sms = props.sm_count > 0 ? props.sm_count : 1;
+    if (device >= 0 && device < 64) cached[device].store(*sms, std::memory_order_relaxed);
+    return QILIN_OK;
+}
+
+/* Keys per split: whole 32-key tiles when a split has at least one, else
+ * kMinChunk granules (a half tile). */
+inline int64_t split_chunk(int max_kv_len, int64_t splits, int bk) {
+    const int64_t chunk = (max_kv_len + splits - 1) / splits;
+    const int64_t grain = chunk >= bk ? bk : kMinChunk;
+    return (chunk + grain - 1) / grain * grain;
+}
+
 /* Splits so that about two blocks per SM run, each over at least kMinChunk
  * keys, within the workspace given. `blocks_per_split` is the grid without
  * splitting. */
@@ -470,23 +501,20 @@ inline qilin_status plan_splits(SplitPlan *plan, const char *who, int64_t rows, 
     plan->chunk_len = INT_MAX;
     if ((uintptr_t)workspace % 16 != 0)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: workspace must be 16-byte aligned", who);
-    int device = 0;
-    qilin_device_props props;
-    QILIN_TRY(qilin_device_get(&device));
-    QILIN_TRY(qilin_device_get_props(device, &props));
-    const int64_t target = 2 * (int64_t)props.sm_count;
+    int sms = 1;
+    QILIN_TRY(device_sm_count(&sms));
+    const int64_t target = 2 * (int64_t)sms;
     int64_t s = (target + blocks_per_split - 1) / blocks_per_split;
     if (s > max_splits(rows, max_kv_len)) s = max_splits(rows, max_kv_len);
     while (s > 1 && (!workspace || workspace_bytes(rows, dv, (int)s) > workspace_bytes_given)) s--;
     if (s > 1) {
-        int64_t chunk = (max_kv_len + s - 1) / s;
-        chunk = (chunk + bk - 1) / bk * bk;
+        const int64_t chunk = split_chunk(max_kv_len, s, bk);
         plan->chunk_len = (int)chunk;
         plan->n_splits = (int)((max_kv_len + chunk - 1) / chunk);
     }
     if (getenv("QILIN_PRINT_PLANS"))
         fprintf(stderr, "%s plan: rows=%lld max_kv_len=%d blocks/split=%lld sms=%d -> splits=%d chunk=%d\n", who,
-                (long long)rows, max_kv_len, (long long)blocks_per_split, props.sm_count, plan->n_splits,
+                (long long)rows, max_kv_len, (long long)blocks_per_split, sms, plan->n_splits,
                 plan->n_splits > 1 ? plan->chunk_len : max_kv_len);
     return QILIN_OK;
 }
