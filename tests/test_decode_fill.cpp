@@ -121,6 +121,7 @@ const std::map<std::string, Underfill> kKnownUnderfill = {
     {"gemv/dsv3_router", {true, "n = 256: 128 blocks of 2 rows; 3.7 MB of weights"}},
     {"moe_gate_up/qwen3_30b_a3b/b1", {false, "8 experts x 12 column blocks; needs split-K over hidden 2048"}},
     {"moe_down/qwen3_30b_a3b/b1", {false, "8 experts x 16 column blocks; needs split-K over ffn 768"}},
+    {"moe_gate_up/dsv3_tp8/b1", {false, "8 experts x 4 column blocks (ffn 256); needs split-K over hidden 7168"}},
 };
 
 void expect_wave(const std::string &name, long long blocks, long long most_possible) {
@@ -333,7 +334,11 @@ void run_moe(const MoeModel &m, int tokens) {
     }
 }
 
-const MoeModel kMoeModels[] = {{"qwen3_30b_a3b", 128, 8, 2048, 768}, {"dsv3_tp1_experts", 256, 8, 7168, 2048}};
+/* DeepSeek-V3 at TP 8 shards each expert's width (host/forward_load.c: Fe = 2048 / 8 = 256);
+ * with expert parallelism (--ep) a rank holds whole experts (2048). */
+const MoeModel kMoeModels[] = {{"qwen3_30b_a3b", 128, 8, 2048, 768},
+                               {"dsv3_tp8", 256, 8, 7168, 256},
+                               {"dsv3_ep", 256, 8, 7168, 2048}};
 
 TEST(DecodeFill, MoeExpertGemms) {
     for (const MoeModel &m : kMoeModels)
