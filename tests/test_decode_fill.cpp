@@ -17,7 +17,7 @@
  * with the reason; a grid below one wave that is not listed fails.
  *
  * Cheap by construction: the grid is planned from the host-side bounds (max_kv_len, the
- * tile-table bound of the MoE), not from the data, so the caches hold 48 keys per sequence
+ * tile-table bound of the MoE), not from the data, so the caches hold at most 20 keys per sequence
  * while max_kv_len says 1K or 8K (splits past a sequence's keys return at once), and the
  * MoE runs with every routed id out of range (-1: no tile does work) while the test counts
  * the active tiles a real routing would give. Correctness of the same plans at small shapes
@@ -177,7 +177,7 @@ void expect_finite(const void *dev, size_t n, const std::string &name) {
     EXPECT_EQ(bad, 0u) << name << ": non-finite outputs";
 }
 
-constexpr int kKeys = 48; /* keys actually cached per sequence */
+constexpr int kKeys = 20; /* keys actually cached per sequence (14..20) */
 
 struct Case {
     int batch, ctx;
