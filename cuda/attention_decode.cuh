@@ -421,10 +421,7 @@ inline qilin_status launch_decode_tc(TileParams p, const char *who, int64_t rows
     const long long kv_bytes = (long long)n_seqs * max_kv_len * n_kv_heads * (p.da + p.db + (p.va ? p.dv : 0)) * (long long)sizeof(T);
     QILIN_TRY(QILIN_LAUNCH_BYTES(kv_bytes, (attention_decode_tc_kernel<T, S, kPlant>), grid, dim3(S::THREADS), smem, stream, p));
     if (p.n_splits <= 1) return QILIN_OK;
-    int threads = (p.dv / 4 + 31) / 32 * 32;
-    if (threads > 128) threads = 128;
-    dim3 mgrid((unsigned)p.n_heads, (unsigned)max_q_len, (unsigned)n_seqs);
-    return QILIN_LAUNCH((attn::merge_splits_kernel<T>), mgrid, dim3(threads), 0, stream, p);
+    return attn::launch_merge<T>(p, max_q_len, n_seqs, stream);
 }
 
 /* GQA decode: 16 rows (the group, padded), head dims up to 256. */

@@ -29,6 +29,7 @@
 #ifndef QILIN_ATTENTION_TILE_CUH
 #define QILIN_ATTENTION_TILE_CUH
 
+#include <atomic>
 #include <climits>
 #include <cmath>
 #include <cstdlib>
@@ -402,12 +403,18 @@ template <class T, class S> __global__ void __launch_bounds__(S::THREADS, S::MIN
 }
 
 /* out[t, h] = sum_s 2^(m_s - M) acc_s / sum_s 2^(m_s - M) l_s over the
- * splits of token t. Grid (n_heads, max_q_len, n_seqs); dv/4 threads (up to
- * 128) stride over the value in four-wide chunks. */
-template <class T> __global__ void merge_splits_kernel(const TileParams p) {
+ * splits of token t. Grid (n_heads, max_q_len, n_seqs); block (dv/4 threads
+ * up to 128, G split groups): thread (x, y) strides over the value in
+ * four-wide chunks and sums the splits y, y + G, ..., so G partials are read
+ * at once instead of one after another (a batch-1 plan has up to 256
+ * splits); the G sums are then added in the fixed order y = 0..G-1 through
+ * shared memory, so the result does not depend on timing. */
+constexpr int kMergeMaxGroups = 8, kMergeMaxThreads = 512;
+template <class T> __global__ void __launch_bounds__(kMergeMaxThreads) merge_splits_kernel(const TileParams p) {
+    __shared__ float4 part[kMergeMaxThreads];
     const int h = blockIdx.x, i = blockIdx.y, b = blockIdx.z;
     const int q0 = p.q_start[b], n_q = p.q_start[b + 1] - q0;
-    if (i >= n_q) return;
+    if (i >= n_q) return; /* whole block */
     const int64_t tok = q0 + i, rec0 = tok * p.n_splits * p.n_heads + h;
     float mmax = -INFINITY;
     for (int s = 0; s < p.n_splits; s++) mmax = fmaxf(mmax, p.ws_ml[rec0 + (int64_t)s * p.n_heads].x);
@@ -418,26 +425,58 @@ template <class T> __global__ void merge_splits_kernel(const TileParams p) {
     }
     const float inv = denom > 0.0f ? 1.0f / denom : 0.0f;
     T *o = (T *)p.out + tok * p.out_ts + h * p.out_hs;
-    for (int c = threadIdx.x * 4; c < p.dv; c += blockDim.x * 4) {
+    const int x = threadIdx.x, y = threadIdx.y, G = blockDim.y;
+    for (int c0 = 0; c0 < p.dv; c0 += blockDim.x * 4) { /* same trip count in every thread: barriers below */
+        const int c = c0 + x * 4;
         float4 sum{0.f, 0.f, 0.f, 0.f};
-        for (int s = 0; s < p.n_splits; s++) {
-            const int64_t rec = rec0 + (int64_t)s * p.n_heads;
-            const float m = p.ws_ml[rec].x;
-            if (m == -INFINITY) continue; /* an empty chunk: its acc is 0, skip the read */
-            const float w = exp2f(m - mmax);
-            const float4 a = load_vec<float4>(p.ws_acc + rec * p.dv + c);
-            sum.x += w * a.x, sum.y += w * a.y, sum.z += w * a.z, sum.w += w * a.w;
+        if (c < p.dv)
+            for (int s = y; s < p.n_splits; s += G) {
+                const int64_t rec = rec0 + (int64_t)s * p.n_heads;
+                const float m = p.ws_ml[rec].x;
+                if (m == -INFINITY) continue; /* an empty chunk: its acc is 0, skip the read */
+                const float w = exp2f(m - mmax);
+                const float4 a = load_vec<float4>(p.ws_acc + rec * p.dv + c);
+                sum.x += w * a.x, sum.y += w * a.y, sum.z += w * a.z, sum.w += w * a.w;
+            }
+        part[y * blockDim.x + x] = sum;
+        __syncthreads();
+        if (y == 0 && c < p.dv) {
+            for (int g = 1; g < G; g++) {
+                const float4 q = part[g * blockDim.x + x];
+                sum.x += q.x, sum.y += q.y, sum.z += q.z, sum.w += q.w;
+            }
+            store4(o + c, float4{sum.x * inv, sum.y * inv, sum.z * inv, sum.w * inv}, p.vec);
         }
-        store4(o + c, float4{sum.x * inv, sum.y * inv, sum.z * inv, sum.w * inv}, p.vec);
+        __syncthreads(); /* part is rewritten by the next pass */
     }
+}
+
+/* Launches the merge of a split launch: dv/4 column threads (a multiple of
+ * 32, at most 128) times up to 8 split groups, at most 512 threads. */
+template <class T> inline qilin_status launch_merge(const TileParams &p, int max_q_len, int n_seqs, qilin_stream *stream) {
+    int threads = (p.dv / 4 + 31) / 32 * 32;
+    if (threads > 128) threads = 128;
+    int groups = kMergeMaxThreads / threads;
+    if (groups > kMergeMaxGroups) groups = kMergeMaxGroups;
+    if (groups > p.n_splits) groups = p.n_splits;
+    dim3 mgrid((unsigned)p.n_heads, (unsigned)max_q_len, (unsigned)n_seqs);
+    return QILIN_LAUNCH((merge_splits_kernel<T>), mgrid, dim3((unsigned)threads, (unsigned)groups), 0, stream, p);
 }
 
 /* ---- host-side planning --------------------------------------------------- */
 
-/* Below kMinChunk keys a split's fixed cost (Q load, merge record) dominates;
- * kMaxPartials bounds the workspace: (token, head, split) records. */
-constexpr int kMinChunk = 256;
-constexpr int kMaxSplits = 64;
+/* The split plan fills the device: a decode step at batch 1 has one block
+ * per KV head (or per MLA row tile), far fewer than the SMs, so the keys are
+ * cut into chunks until about two blocks per SM run. A chunk may be as short
+ * as kMinChunk keys (half a 32-key tile; the kernels mask a partial tile),
+ * because an idle SM costs more than a short split: a split's fixed cost is
+ * its Q load and one (max, sum, dv floats) partial per row, which the merge
+ * reads back from L2. kMaxSplits bounds the merge's loop, kMaxPartials the
+ * workspace: (token, head, split) records. Below one wave only when the
+ * keys run out: blocks_per_split x ceil(max_kv_len / kMinChunk) < SMs
+ * (e.g. MLA at TP 8, batch 1, 1K keys: 64 blocks of 16 keys). */
+constexpr int kMinChunk = 16;
+constexpr int kMaxSplits = 256;
 constexpr int64_t kMaxPartials = 16384;
 
 /* The most splits a launch with `rows` (token, head) outputs may use: what
@@ -461,6 +500,28 @@ struct SplitPlan {
     int n_splits, chunk_len;
 };
 
+/* The device's SM count, read once per device (the plan runs before every
+ * decode launch; the count does not change while the process runs). */
+inline qilin_status device_sm_count(int *sms) {
+    static std::atomic<int> cached[64];
+    int device = 0;
+    QILIN_TRY(qilin_device_get(&device));
+    if (device >= 0 && device < 64 && (*sms = cached[device].load(std::memory_order_relaxed)) > 0) return QILIN_OK;
+    qilin_device_props props;
+    QILIN_TRY(qilin_device_get_props(device, &props));
+    *sms = props.sm_count > 0 ? props.sm_count : 1;
+    if (device >= 0 && device < 64) cached[device].store(*sms, std::memory_order_relaxed);
+    return QILIN_OK;
+}
+
+/* Keys per split: whole 32-key tiles when a split has at least one, else
+ * kMinChunk granules (a half tile). */
+inline int64_t split_chunk(int max_kv_len, int64_t splits, int bk) {
+    const int64_t chunk = (max_kv_len + splits - 1) / splits;
+    const int64_t grain = chunk >= bk ? bk : kMinChunk;
+    return (chunk + grain - 1) / grain * grain;
+}
+
 /* Splits so that about two blocks per SM run, each over at least kMinChunk
  * keys, within the workspace given. `blocks_per_split` is the grid without
  * splitting. */
@@ -470,23 +531,20 @@ inline qilin_status plan_splits(SplitPlan *plan, const char *who, int64_t rows, 
     plan->chunk_len = INT_MAX;
     if ((uintptr_t)workspace % 16 != 0)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: workspace must be 16-byte aligned", who);
-    int device = 0;
-    qilin_device_props props;
-    QILIN_TRY(qilin_device_get(&device));
-    QILIN_TRY(qilin_device_get_props(device, &props));
-    const int64_t target = 2 * (int64_t)props.sm_count;
+    int sms = 1;
+    QILIN_TRY(device_sm_count(&sms));
+    const int64_t target = 2 * (int64_t)sms;
     int64_t s = (target + blocks_per_split - 1) / blocks_per_split;
     if (s > max_splits(rows, max_kv_len)) s = max_splits(rows, max_kv_len);
     while (s > 1 && (!workspace || workspace_bytes(rows, dv, (int)s) > workspace_bytes_given)) s--;
     if (s > 1) {
-        int64_t chunk = (max_kv_len + s - 1) / s;
-        chunk = (chunk + bk - 1) / bk * bk;
+        const int64_t chunk = split_chunk(max_kv_len, s, bk);
         plan->chunk_len = (int)chunk;
         plan->n_splits = (int)((max_kv_len + chunk - 1) / chunk);
     }
     if (getenv("QILIN_PRINT_PLANS"))
         fprintf(stderr, "%s plan: rows=%lld max_kv_len=%d blocks/split=%lld sms=%d -> splits=%d chunk=%d\n", who,
-                (long long)rows, max_kv_len, (long long)blocks_per_split, props.sm_count, plan->n_splits,
+                (long long)rows, max_kv_len, (long long)blocks_per_split, sms, plan->n_splits,
                 plan->n_splits > 1 ? plan->chunk_len : max_kv_len);
     return QILIN_OK;
 }
@@ -522,10 +580,7 @@ inline qilin_status launch_tiles(TileParams p, int n_kv_heads, int n_seqs, int m
     dim3 grid((unsigned)(p.q_tiles * p.n_splits), (unsigned)n_kv_heads, (unsigned)n_seqs);
     QILIN_TRY(QILIN_LAUNCH((attention_tile_kernel<T, S>), grid, dim3(S::THREADS), smem, stream, p));
     if (p.n_splits <= 1) return QILIN_OK;
-    int threads = (p.dv / 4 + 31) / 32 * 32;
-    if (threads > 128) threads = 128;
-    dim3 mgrid((unsigned)p.n_heads, (unsigned)max_q_len, (unsigned)n_seqs);
-    return QILIN_LAUNCH((merge_splits_kernel<T>), mgrid, dim3(threads), 0, stream, p);
+    return launch_merge<T>(p, max_q_len, n_seqs, stream);
 }
 
 } // namespace attn

@@ -50,7 +50,9 @@
  * sm_90a mma.sync reaches roughly two thirds of the wgmma peak (a wgmma +
  * TMA variant is the next step), and a decode GEMM with few tiles (Mixtral
  * down at 1 token: 2 tiles x 32 column blocks) leaves SMs idle where split-K
- * would not. ptxas (sm_80 / sm_90a): 81 / 80 registers at BT = 16, 156 / 126
+ * would not; the same holds for Qwen3-30B-A3B at batch 1 (96 / 128 blocks)
+ * and DeepSeek-V3's gate_up at TP 8 (ffn 256 per rank: 8 tiles x 4 column
+ * blocks = 32 blocks), both listed in tests/test_decode_fill.cpp. ptxas (sm_80 / sm_90a): 81 / 80 registers at BT = 16, 156 / 126
  * at BT = 64, no spills, 45 KiB static shared memory. */
 #ifndef QILIN_MOE_GEMM_MMA_CUH
 #define QILIN_MOE_GEMM_MMA_CUH

@@ -482,7 +482,8 @@ TEST(TensorCoreDecodePlanted, MissingWaitAndStageBarrierAreCaught) {
 TEST(AttentionDecodeSplit, LongContextNeedsWorkspaceAndWorksWithout) {
     QILIN_REQUIRE_DEVICES(1);
     EXPECT_GT(qilin_attention_decode_workspace(1, 8, 64, 3000), 0u) << "3000 positions should be split";
-    EXPECT_EQ(qilin_attention_decode_workspace(1, 8, 64, 200), 0u) << "200 positions fit one block";
+    EXPECT_GT(qilin_attention_decode_workspace(1, 8, 64, 200), 0u) << "200 positions split to fill the SMs";
+    EXPECT_EQ(qilin_attention_decode_workspace(1, 8, 64, 16), 0u) << "16 positions (kMinChunk) are one split";
     EXPECT_EQ(qilin_attention_decode_workspace(0, 8, 64, 3000), 0u);
     /* without a workspace the launcher falls back to one chunk per sequence */
     Case c{"bf16_long1500_noworkspace", QILIN_BF16, 4, 2, 64, 64, {{1, 1500}, {1, 7}}};

@@ -297,7 +297,8 @@ INSTANTIATE_TEST_SUITE_P(Batches, MlaAttention, testing::ValuesIn(cases()), case
 
 TEST(MlaAttention, WorkspaceSizing) {
     EXPECT_GT(qilin_mla_attention_workspace(1, 16, 512, 4096), 0u) << "a long decode should be split";
-    EXPECT_EQ(qilin_mla_attention_workspace(1, 16, 512, 100), 0u) << "100 positions fit one block";
+    EXPECT_GT(qilin_mla_attention_workspace(1, 16, 512, 100), 0u) << "100 positions split to fill the SMs";
+    EXPECT_EQ(qilin_mla_attention_workspace(1, 16, 512, 16), 0u) << "16 positions (kMinChunk) are one split";
     /* the workspace stays bounded for big batches: at most 16384 partial rows */
     EXPECT_LE(qilin_mla_attention_workspace(4096, 128, 512, 163840), (size_t)16384 * (512 * 4 + 8) + 256);
 }
