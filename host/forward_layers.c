@@ -656,28 +656,95 @@ static qilin_status layer_forward(shard *m, int l, const step *s) {
     return all_reduce(m, m->X, (size_t)T * H); /* the down projections' partial sums */
 }
 
-/* Uploads the step's index arrays. Token ids are made relative to this
- * GPU's vocab rows: ids of other GPUs' rows fall outside [0, nv) and the
- * embedding kernel writes zeros for them, so the all-reduce that follows
- * assembles every row from its owner. */
+/* ---- the step's index arrays ------------------------------------------- */
+
+/* Regions of the step block, in ints, each at a fixed offset sized for the
+ * largest step (max_seqs S, max_batch_tokens T): the device pointers never
+ * move, so a captured step reads the next step's values from the same
+ * addresses. The per-sequence regions come first and the per-token ones
+ * last, so a small step copies a short prefix (step_copy_ints). */
+enum { STEP_Q_START, STEP_KV_LEN, STEP_SEQ_SLOT, STEP_SINGLE, STEP_ROWS, STEP_TOKENS, STEP_POSITIONS,
+       STEP_TOKEN_SLOT, STEP_REGIONS };
+
+static size_t step_region_ints(int region, int T, int S) {
+    switch (region) {
+    case STEP_Q_START: return (size_t)S + 1;
+    case STEP_SINGLE: return (size_t)S * 4;
+    case STEP_KV_LEN:
+    case STEP_SEQ_SLOT:
+    case STEP_ROWS: return (size_t)S;
+    default: return (size_t)T;
+    }
+}
+
+/* Offset of `region` in the block laid out for S sequences, T tokens; each
+ * region starts on a 16-int (64-byte) boundary. */
+static size_t step_offset(int region, int T, int S) {
+    size_t off = 0;
+    for (int r = 0; r < region; r++) off += (step_region_ints(r, T, S) + 15) / 16 * 16;
+    return off;
+}
+
+static int *step_region(int *block, int region, const shard *g) {
+    return block + step_offset(region, g->opt->max_batch_tokens, g->opt->max_seqs);
+}
+
+qilin_status step_buffers_alloc(shard *g) {
+    int T = g->opt->max_batch_tokens, S = g->opt->max_seqs;
+    size_t bytes = step_offset(STEP_REGIONS, T, S) * sizeof(int);
+    QILIN_TRY(shard_alloc(g, (void **)&g->step_dev, bytes, "step index arrays"));
+    QILIN_TRY(qilin_host_alloc_pinned((void **)&g->step_host, bytes));
+    QILIN_TRY(qilin_event_create(&g->step_copied));
+    g->d_q_start = step_region(g->step_dev, STEP_Q_START, g);
+    g->d_kv_len = step_region(g->step_dev, STEP_KV_LEN, g);
+    g->d_seq_slot = step_region(g->step_dev, STEP_SEQ_SLOT, g);
+    g->d_single = step_region(g->step_dev, STEP_SINGLE, g);
+    g->d_rows = step_region(g->step_dev, STEP_ROWS, g);
+    g->d_tokens = step_region(g->step_dev, STEP_TOKENS, g);
+    g->d_positions = step_region(g->step_dev, STEP_POSITIONS, g);
+    g->d_token_slot = step_region(g->step_dev, STEP_TOKEN_SLOT, g);
+    return QILIN_OK;
+}
+
+void step_buffers_free(shard *g) {
+    qilin_event_destroy(g->step_copied);
+    qilin_host_free_pinned(g->step_host);
+    qilin_free(g->step_dev);
+    g->step_copied = NULL, g->step_host = NULL, g->step_dev = NULL;
+}
+
+static void put_ints(int *dst, const int *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = src[i];
+}
+
+/* Uploads the step's index arrays: written into the pinned staging buffer
+ * and sent by one asynchronous copy, with no stream synchronisation (the
+ * next step waits, on the host, only for this copy before it overwrites the
+ * staging buffer). Token ids are made relative to this GPU's vocab rows:
+ * ids of other GPUs' rows fall outside [0, nv) and the embedding kernel
+ * writes zeros for them, so the all-reduce that follows assembles every row
+ * from its owner. */
 static qilin_status upload_step(shard *m, const step *s) {
     const qilin_batch *b = s->b;
-    int T = s->T;
-    size_t ns = (size_t)b->n_seqs * sizeof(int);
-    int *ids = malloc((size_t)T * sizeof *ids);
-    if (!ids) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_forward: host memory");
+    int T = s->T, S = b->n_seqs;
+    if (m->step_copy_pending) QILIN_TRY(qilin_event_synchronize(m->step_copied));
+    m->step_copy_pending = false;
+    int *h = m->step_host;
+    put_ints(step_region(h, STEP_Q_START, m), s->q_start, (size_t)S + 1);
+    put_ints(step_region(h, STEP_KV_LEN, m), s->kv_len, (size_t)S);
+    put_ints(step_region(h, STEP_SEQ_SLOT, m), b->slot, (size_t)S);
+    put_ints(step_region(h, STEP_SINGLE, m), s->single, (size_t)S * 4);
+    if (!b->all_logits) put_ints(step_region(h, STEP_ROWS, m), s->last, (size_t)S);
+    int *ids = step_region(h, STEP_TOKENS, m);
     for (int t = 0; t < T; t++) ids[t] = (int)(b->tokens[t] - m->v0);
-    qilin_status st = qilin_memcpy_h2d(m->d_tokens, ids, (size_t)T * sizeof(int), m->stream);
-    if (st == QILIN_OK) st = qilin_memcpy_h2d(m->d_positions, s->pos, (size_t)T * sizeof(int), m->stream);
-    if (st == QILIN_OK) st = qilin_memcpy_h2d(m->d_token_slot, s->tslot, (size_t)T * sizeof(int), m->stream);
-    if (st == QILIN_OK) st = qilin_memcpy_h2d(m->d_q_start, s->q_start, ns + sizeof(int), m->stream);
-    if (st == QILIN_OK) st = qilin_memcpy_h2d(m->d_kv_len, s->kv_len, ns, m->stream);
-    if (st == QILIN_OK) st = qilin_memcpy_h2d(m->d_seq_slot, b->slot, ns, m->stream);
-    if (st == QILIN_OK) st = qilin_memcpy_h2d(m->d_single, s->single, 4 * ns, m->stream);
-    if (st == QILIN_OK && !b->all_logits) st = qilin_memcpy_h2d(m->d_rows, s->last, ns, m->stream);
-    if (st == QILIN_OK) st = qilin_stream_synchronize(m->stream); /* ids is freed next */
-    free(ids);
-    return st;
+    put_ints(step_region(h, STEP_POSITIONS, m), s->pos, (size_t)T);
+    put_ints(step_region(h, STEP_TOKEN_SLOT, m), s->tslot, (size_t)T);
+    /* the used prefix: everything up to the end of this step's token slots */
+    size_t ints = (size_t)(step_region(h, STEP_TOKEN_SLOT, m) - h) + (size_t)T;
+    QILIN_TRY(qilin_memcpy_h2d(m->step_dev, h, ints * sizeof(int), m->stream));
+    QILIN_TRY(qilin_event_record(m->step_copied, m->stream));
+    m->step_copy_pending = true;
+    return QILIN_OK;
 }
 
 /* Logits of `rows` rows from the final hidden states x: this GPU's vocab
