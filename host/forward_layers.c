@@ -172,6 +172,32 @@ static qilin_status rope(shard *m, const step *s, void *q, int64_t q_ts, int64_t
     return qilin_rope(&r, m->stream);
 }
 
+/* q, k, v = N W_q^T, N W_k^T, N W_v^T (+ biases), rows of nh hd, nkv hd,
+ * nkv hdv: at decode one launch over the three weights (qilin_gemv_multi),
+ * otherwise one linear each. The fused launch reads plain weights in the
+ * activation dtype only: a quantized weight format must take the
+ * three-linear path. */
+static qilin_status qkv_projections(shard *m, layer *L, void *q, void *k, void *v, int T) {
+    int H = m->desc->hidden, nq = m->nh * m->desc->head_dim, nk = m->nkv * m->desc->head_dim,
+        nv = m->nkv * m->desc->head_dim_v;
+    if (T > QILIN_GEMV_MAX_M) {
+        QILIN_TRY(linear(m, q, nq, m->N, H, L->w[QILIN_W_Q], L->w[QILIN_W_Q_BIAS], T, nq, H, false));
+        QILIN_TRY(linear(m, k, nk, m->N, H, L->w[QILIN_W_K], L->w[QILIN_W_K_BIAS], T, nk, H, false));
+        return linear(m, v, nv, m->N, H, L->w[QILIN_W_V], L->w[QILIN_W_V_BIAS], T, nv, H, false);
+    }
+    qilin_gemv_multi_args g = {.x = m->N,
+                               .m = T,
+                               .k = H,
+                               .ldx = H,
+                               .n_outputs = 3,
+                               .out = {{q, L->w[QILIN_W_Q], L->w[QILIN_W_Q_BIAS], nq, H, nq},
+                                       {k, L->w[QILIN_W_K], L->w[QILIN_W_K_BIAS], nk, H, nk},
+                                       {v, L->w[QILIN_W_V], L->w[QILIN_W_V_BIAS], nv, H, nv}},
+                               .dtype = m->opt->dtype,
+                               .y_dtype = m->opt->dtype};
+    return qilin_gemv_multi(&g, m->stream);
+}
+
 /* Standard attention: Q, K, V projections (fused for GPT-NeoX), optional
  * per-head q/k RMSNorm (Qwen3), RoPE, cache append, attention, o_proj -> X. */
 static qilin_status gqa_attention(shard *m, int l, const step *s) {
@@ -191,9 +217,7 @@ static qilin_status gqa_attention(shard *m, int l, const step *s) {
         q = m->B1, k = m->B2, v = m->B4;
         q_ts = nh * hd, k_ts = nkv * hd, v_ts = nkv * hdv;
         q_hs = k_hs = hd, v_hs = hdv;
-        QILIN_TRY(linear(m, q, q_ts, m->N, H, L->w[QILIN_W_Q], L->w[QILIN_W_Q_BIAS], T, nh * hd, H, false));
-        QILIN_TRY(linear(m, k, k_ts, m->N, H, L->w[QILIN_W_K], L->w[QILIN_W_K_BIAS], T, nkv * hd, H, false));
-        QILIN_TRY(linear(m, v, v_ts, m->N, H, L->w[QILIN_W_V], L->w[QILIN_W_V_BIAS], T, nkv * hdv, H, false));
+        QILIN_TRY(qkv_projections(m, L, q, k, v, T));
         if (d->qk_norm) { /* Qwen3: RMSNorm over each head's dims, before RoPE */
             QILIN_TRY(norm(m, q, NULL, q, L->w[QILIN_W_Q_NORM], NULL, T * nh, hd, d->norm_eps));
             QILIN_TRY(norm(m, k, NULL, k, L->w[QILIN_W_K_NORM], NULL, T * nkv, hd, d->norm_eps));
