@@ -359,6 +359,35 @@ static qilin_status mla_naive_seq(shard *m, layer *L, const step *s, int b, int 
     return qilin_attention_prefill(&a, m->stream);
 }
 
+/* The products of N that MLA starts with: the latent c = N W_kv_a[0:r]^T,
+ * the rope key k_pe = N W_kv_a[r:r+dr]^T, and q_a = N W_q_a^T into B3 (with
+ * q_lora_rank > 0) or else q = N W_q^T into B1. At decode one launch
+ * (qilin_gemv_multi, plain weights in the activation dtype only). */
+static qilin_status mla_input_projections(shard *m, layer *L, void *c, void *k_pe, int T) {
+    const qilin_model_desc *d = m->desc;
+    int H = d->hidden, r = d->kv_lora_rank, dr = d->qk_rope_dim;
+    bool lora = d->q_lora_rank > 0;
+    void *q_out = lora ? m->B3 : m->B1;
+    const void *w_q = lora ? L->w[QILIN_W_Q_A] : L->w[QILIN_W_Q];
+    int nq = lora ? d->q_lora_rank : m->nh * (d->qk_nope_dim + dr);
+    const void *w_kv_a = L->w[QILIN_W_KV_A], *w_pe = slot_ptr((void *)w_kv_a, (int64_t)r * H, m->es);
+    if (T > QILIN_GEMV_MAX_M) {
+        QILIN_TRY(linear(m, q_out, nq, m->N, H, w_q, NULL, T, nq, H, false));
+        QILIN_TRY(linear(m, c, r, m->N, H, w_kv_a, NULL, T, r, H, false));
+        return linear(m, k_pe, dr, m->N, H, w_pe, NULL, T, dr, H, false);
+    }
+    qilin_gemv_multi_args g = {.x = m->N,
+                               .m = T,
+                               .k = H,
+                               .ldx = H,
+                               .n_outputs = 3,
+                               .out = {{q_out, w_q, NULL, nq, H, nq}, {c, w_kv_a, NULL, r, H, r},
+                                       {k_pe, w_pe, NULL, dr, H, dr}},
+                               .dtype = m->opt->dtype,
+                               .y_dtype = m->opt->dtype};
+    return qilin_gemv_multi(&g, m->stream);
+}
+
 /* Multi-head latent attention (DeepSeek V2/V3, Kimi K2), models.md §7.4-7.5. */
 static qilin_status mla_attention(shard *m, int l, const step *s) {
     const qilin_model_desc *d = m->desc;
@@ -367,23 +396,16 @@ static qilin_status mla_attention(shard *m, int l, const step *s) {
     int r = d->kv_lora_rank, qw = nh * (dn + dr);
     size_t es = m->es;
     void *q = m->B1;
+    /* kv_a_proj_with_mqa rows [0, r) give the latent, [r, r + dr) the rope key:
+     * two products over the two row ranges keep both outputs contiguous. */
+    void *c = m->B2, *k_pe = slot_ptr(m->B2, (int64_t)T * r, es);
+    QILIN_TRY(mla_input_projections(m, L, c, k_pe, T));
     if (d->q_lora_rank > 0) {
-        void *qa = m->B3;
-        QILIN_TRY(
-            linear(m, qa, d->q_lora_rank, m->N, H, L->w[QILIN_W_Q_A], NULL, T, d->q_lora_rank, H, false));
+        void *qa = m->B3; /* q_a x, from mla_input_projections */
         QILIN_TRY(norm(m, qa, NULL, qa, L->w[QILIN_W_Q_A_NORM], NULL, T, d->q_lora_rank, d->mla_norm_eps));
         QILIN_TRY(
             linear(m, q, qw, qa, d->q_lora_rank, L->w[QILIN_W_Q_B], NULL, T, qw, d->q_lora_rank, false));
-    } else {
-        QILIN_TRY(linear(m, q, qw, m->N, H, L->w[QILIN_W_Q], NULL, T, qw, H, false));
     }
-    /* kv_a_proj_with_mqa rows [0, r) give the latent, [r, r + dr) the rope key:
-     * two GEMMs over the two row ranges keep both outputs contiguous. */
-    void *c = m->B2, *k_pe = slot_ptr(m->B2, (int64_t)T * r, es);
-    const void *w_kv_a = L->w[QILIN_W_KV_A];
-    QILIN_TRY(linear(m, c, r, m->N, H, w_kv_a, NULL, T, r, H, false));
-    QILIN_TRY(
-        linear(m, k_pe, dr, m->N, H, slot_ptr((void *)w_kv_a, (int64_t)r * H, es), NULL, T, dr, H, false));
     QILIN_TRY(norm(m, c, NULL, c, L->w[QILIN_W_KV_A_NORM], NULL, T, r, d->mla_norm_eps));
     QILIN_TRY(rope(m, s, slot_ptr(q, dn, es), qw, dn + dr, nh, k_pe, dr, dr, 1));
     qilin_mla_append_args ap = {.latent_cache = L->k_cache,
