@@ -20,7 +20,12 @@
  * zeros): few instantiations, and the extra multiply-adds are free in a
  * bandwidth-bound kernel. Rows, k not a multiple of the vector width, or a
  * pointer or stride off 16-byte alignment take the scalar path (one element
- * per load): correct, slower, never used by the target models. */
+ * per load): correct, slower, never used by the target models.
+ *
+ * One launch may compute up to QILIN_GEMV_MAX_OUTPUTS products of the same
+ * x (qilin_gemv_multi: q, k and v at decode): output j owns a contiguous
+ * range of blocks, each block reads its output's pointers, and the k split
+ * is chosen from the total row count. qilin_gemv is the one-output case. */
 #include <cstring>
 
 #include "common.cuh"

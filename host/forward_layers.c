@@ -52,7 +52,14 @@
  * The residual add rides in the norm kernels (qilin_rmsnorm/qilin_layernorm
  * with `residual`), rounded to the activation dtype as Hugging Face adds.
  * Linear layers: qilin_gemv for up to QILIN_GEMV_MAX_M rows (decode), cuBLAS
- * (qilin_gemm) otherwise. */
+ * (qilin_gemm) otherwise. At decode the projections that read the same
+ * input share one launch (qilin_gemv_multi): q, k, v; MLA's q_a (or q),
+ * latent and rope key.
+ *
+ * The step's index arrays (token ids, positions, slots, sequence starts,
+ * ...) are one device block at fixed addresses, filled by one asynchronous
+ * copy from a pinned staging buffer; nothing in a step synchronises the
+ * stream except the all-to-all dispatch's count exchange. */
 #include <stdlib.h>
 
 #include "cuda/device.h"
