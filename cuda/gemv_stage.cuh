@@ -35,7 +35,8 @@ __device__ inline void gemv_stage_x(T *xs, const T *x, int m, int64_t ldx, int c
  * (deterministic), plus bias, rounded once to T or stored as f32. */
 template <class T, int M, int kWarps, int kRows>
 __device__ inline void gemv_reduce_store(float (*partial)[kRows][M], const float (&acc)[kRows][M], int groups,
-                                         int ksplit, const T *bias, void *y, int64_t ldy, bool y_f32, int m, int n) {
+                                         int ksplit, const T *bias, void *y, int64_t ldy, bool y_f32, int m, int n,
+                                         int block) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
     for (int r = 0; r < kRows; r++)
@@ -47,13 +48,20 @@ __device__ inline void gemv_reduce_store(float (*partial)[kRows][M], const float
     __syncthreads();
     for (int idx = threadIdx.x; idx < groups * kRows * M; idx += blockDim.x) {
         int g = idx / (kRows * M), r = idx / M % kRows, i = idx % M;
-        int row = (blockIdx.x * groups + g) * kRows + r;
+        int row = (block * groups + g) * kRows + r;
         if (row >= n || i >= m) continue;
         float s = bias ? to_float(bias[row]) : 0.0f;
         for (int p = 0; p < ksplit; p++) s += partial[g * ksplit + p][r][i]; /* fixed order */
         if (y_f32) static_cast<float *>(y)[(size_t)i * ldy + row] = s;
         else static_cast<T *>(y)[(size_t)i * ldy + row] = from_float<T>(s);
     }
+}
+
+/* The same for a kernel whose block `blockIdx.x` owns row groups from row 0. */
+template <class T, int M, int kWarps, int kRows>
+__device__ inline void gemv_reduce_store(float (*partial)[kRows][M], const float (&acc)[kRows][M], int groups,
+                                         int ksplit, const T *bias, void *y, int64_t ldy, bool y_f32, int m, int n) {
+    gemv_reduce_store<T, M, kWarps, kRows>(partial, acc, groups, ksplit, bias, y, ldy, y_f32, m, n, (int)blockIdx.x);
 }
 
 #endif /* QILIN_GEMV_STAGE_CUH */

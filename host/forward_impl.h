@@ -83,8 +83,15 @@ typedef struct shard {
     float *logits_all;          /* [n_ranks, T, Vp] after the all-gather (n_ranks > 1) */
     int *topk_ids, *topk_local; /* topk_local: ids relative to e0 (expert parallelism) */
     int *expert_counts;         /* [n_layers, E] rows routed to each local expert in the last step */
-    int *d_tokens, *d_positions, *d_token_slot, *d_q_start, *d_kv_len, *d_seq_slot, *d_rows, *d_iota;
+    /* The step's index arrays: regions of one device block (step_dev) at
+     * fixed offsets, filled each step from one pinned staging buffer
+     * (step_host, same layout) by one asynchronous copy (step_buffers_*). */
+    int *d_tokens, *d_positions, *d_token_slot, *d_q_start, *d_kv_len, *d_seq_slot, *d_rows;
     int *d_single; /* [max_seqs][4]: {0, n_q, kv_len, 0} for one-sequence launches */
+    int *d_iota;   /* [max_batch_tokens] 0, 1, ... (rank 0 with several GPUs) */
+    int *step_dev, *step_host;
+    qilin_event *step_copied; /* recorded after each upload: step_host is free once it completes */
+    bool step_copy_pending;
     void *attn_ws, *moe_ws, *mla_kvb, *mla_k;
     /* all-to-all expert dispatch (QILIN_EP_ALL_TO_ALL), chunk = ws.ep_chunk rows per rank */
     void *a2a_send, *a2a_recv;              /* [n_ranks, chunk, hidden] */
@@ -146,6 +153,12 @@ qilin_status nodes_ready(qilin_model *m);                     /* after load: eve
 qilin_status nodes_send_step(qilin_model *m, const qilin_batch *b);
 qilin_status nodes_explain(qilin_model *m, qilin_status st); /* a failure's message; marks broken */
 void nodes_end(qilin_model *m);
+
+/* forward_layers.c: the step's index buffers (device block, pinned
+ * staging, event); free releases what alloc made and is safe after a
+ * partial alloc. */
+qilin_status step_buffers_alloc(shard *g);
+void step_buffers_free(shard *g);
 
 /* forward_layers.c: the whole step on one shard; leaves `s->rows` rows of
  * fp32 logits (full vocabulary) in g->logits on rank 0. */

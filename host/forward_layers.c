@@ -53,7 +53,14 @@
  * with `residual`), rounded to the activation dtype as Hugging Face adds.
  * Linear layers: qilin_gemv for up to QILIN_GEMV_MAX_M rows (decode), cuBLAS
  * (qilin_gemm) otherwise; weights kept FP8 go through qilin_gemv_fp8 /
- * qilin_gemm_fp8 instead (linear_slot). */
+ * qilin_gemm_fp8 instead (linear_slot). At decode the projections that read
+ * the same input and are plain weights share one launch (qilin_gemv_multi):
+ * q, k, v; MLA's q_a (or q), latent and rope key.
+ *
+ * The step's index arrays (token ids, positions, slots, sequence starts,
+ * ...) are one device block at fixed addresses, filled by one asynchronous
+ * copy from a pinned staging buffer; nothing in a step synchronises the
+ * stream except the all-to-all dispatch's count exchange. */
 #include <stdlib.h>
 
 #include "cuda/device.h"
@@ -219,6 +226,33 @@ static qilin_status rope(shard *m, const step *s, void *q, int64_t q_ts, int64_t
     return qilin_rope(&r, m->stream);
 }
 
+/* q, k, v = N W_q^T, N W_k^T, N W_v^T (+ biases), rows of nh hd, nkv hd,
+ * nkv hdv: at decode one launch over the three weights (qilin_gemv_multi),
+ * otherwise one linear each. The fused launch reads plain weights in the
+ * activation dtype only: a quantized weight format must take the
+ * three-linear path. */
+static qilin_status qkv_projections(shard *m, layer *L, void *q, void *k, void *v, int T) {
+    int H = m->desc->hidden, nq = m->nh * m->desc->head_dim, nk = m->nkv * m->desc->head_dim,
+        nv = m->nkv * m->desc->head_dim_v;
+    bool fp8 = L->fp8[QILIN_W_Q].scale || L->fp8[QILIN_W_K].scale || L->fp8[QILIN_W_V].scale;
+    if (T > QILIN_GEMV_MAX_M || fp8) {
+        QILIN_TRY(linear_slot(m, L, QILIN_W_Q, q, nq, m->N, H, L->w[QILIN_W_Q_BIAS], T, nq, H));
+        QILIN_TRY(linear_slot(m, L, QILIN_W_K, k, nk, m->N, H, L->w[QILIN_W_K_BIAS], T, nk, H));
+        return linear_slot(m, L, QILIN_W_V, v, nv, m->N, H, L->w[QILIN_W_V_BIAS], T, nv, H);
+    }
+    qilin_gemv_multi_args g = {.x = m->N,
+                               .m = T,
+                               .k = H,
+                               .ldx = H,
+                               .n_outputs = 3,
+                               .out = {{q, L->w[QILIN_W_Q], L->w[QILIN_W_Q_BIAS], nq, H, nq},
+                                       {k, L->w[QILIN_W_K], L->w[QILIN_W_K_BIAS], nk, H, nk},
+                                       {v, L->w[QILIN_W_V], L->w[QILIN_W_V_BIAS], nv, H, nv}},
+                               .dtype = m->opt->dtype,
+                               .y_dtype = m->opt->dtype};
+    return qilin_gemv_multi(&g, m->stream);
+}
+
 /* Standard attention: Q, K, V projections (fused for GPT-NeoX), optional
  * per-head q/k RMSNorm (Qwen3), RoPE, cache append, attention, o_proj -> X. */
 static qilin_status gqa_attention(shard *m, int l, const step *s) {
@@ -238,9 +272,7 @@ static qilin_status gqa_attention(shard *m, int l, const step *s) {
         q = m->B1, k = m->B2, v = m->B4;
         q_ts = nh * hd, k_ts = nkv * hd, v_ts = nkv * hdv;
         q_hs = k_hs = hd, v_hs = hdv;
-        QILIN_TRY(linear_slot(m, L, QILIN_W_Q, q, q_ts, m->N, H, L->w[QILIN_W_Q_BIAS], T, nh * hd, H));
-        QILIN_TRY(linear_slot(m, L, QILIN_W_K, k, k_ts, m->N, H, L->w[QILIN_W_K_BIAS], T, nkv * hd, H));
-        QILIN_TRY(linear_slot(m, L, QILIN_W_V, v, v_ts, m->N, H, L->w[QILIN_W_V_BIAS], T, nkv * hdv, H));
+        QILIN_TRY(qkv_projections(m, L, q, k, v, T));
         if (d->qk_norm) { /* Qwen3: RMSNorm over each head's dims, before RoPE */
             QILIN_TRY(norm(m, q, NULL, q, L->w[QILIN_W_Q_NORM], NULL, T * nh, hd, d->norm_eps));
             QILIN_TRY(norm(m, k, NULL, k, L->w[QILIN_W_K_NORM], NULL, T * nkv, hd, d->norm_eps));
@@ -382,6 +414,37 @@ static qilin_status mla_naive_seq(shard *m, layer *L, const step *s, int b, int 
     return qilin_attention_prefill(&a, m->stream);
 }
 
+/* The products of N that MLA starts with: the latent c = N W_kv_a[0:r]^T,
+ * the rope key k_pe = N W_kv_a[r:r+dr]^T, and q_a = N W_q_a^T into B3 (with
+ * q_lora_rank > 0) or else q = N W_q^T into B1. At decode one launch
+ * (qilin_gemv_multi, plain weights in the activation dtype only). */
+static qilin_status mla_input_projections(shard *m, layer *L, void *c, void *k_pe, int T) {
+    const qilin_model_desc *d = m->desc;
+    int H = d->hidden, r = d->kv_lora_rank, dr = d->qk_rope_dim;
+    bool lora = d->q_lora_rank > 0;
+    void *q_out = lora ? m->B3 : m->B1;
+    int q_slot = lora ? QILIN_W_Q_A : QILIN_W_Q;
+    const void *w_q = L->w[q_slot];
+    int nq = lora ? d->q_lora_rank : m->nh * (d->qk_nope_dim + dr);
+    const void *w_kv_a = L->w[QILIN_W_KV_A], *w_pe = slot_ptr((void *)w_kv_a, (int64_t)r * H, m->es);
+    /* kv_a is never kept FP8 (plan.h's qilin_slot_stays_fp8); q / q_a may be */
+    if (T > QILIN_GEMV_MAX_M || L->fp8[q_slot].scale || L->fp8[QILIN_W_KV_A].scale) {
+        QILIN_TRY(linear_slot(m, L, q_slot, q_out, nq, m->N, H, NULL, T, nq, H));
+        QILIN_TRY(linear(m, c, r, m->N, H, w_kv_a, NULL, T, r, H, false));
+        return linear(m, k_pe, dr, m->N, H, w_pe, NULL, T, dr, H, false);
+    }
+    qilin_gemv_multi_args g = {.x = m->N,
+                               .m = T,
+                               .k = H,
+                               .ldx = H,
+                               .n_outputs = 3,
+                               .out = {{q_out, w_q, NULL, nq, H, nq}, {c, w_kv_a, NULL, r, H, r},
+                                       {k_pe, w_pe, NULL, dr, H, dr}},
+                               .dtype = m->opt->dtype,
+                               .y_dtype = m->opt->dtype};
+    return qilin_gemv_multi(&g, m->stream);
+}
+
 /* Multi-head latent attention (DeepSeek V2/V3, Kimi K2), models.md §7.4-7.5. */
 static qilin_status mla_attention(shard *m, int l, const step *s) {
     const qilin_model_desc *d = m->desc;
@@ -390,21 +453,15 @@ static qilin_status mla_attention(shard *m, int l, const step *s) {
     int r = d->kv_lora_rank, qw = nh * (dn + dr);
     size_t es = m->es;
     void *q = m->B1;
+    /* kv_a_proj_with_mqa rows [0, r) give the latent, [r, r + dr) the rope key:
+     * two products over the two row ranges keep both outputs contiguous. */
+    void *c = m->B2, *k_pe = slot_ptr(m->B2, (int64_t)T * r, es);
+    QILIN_TRY(mla_input_projections(m, L, c, k_pe, T));
     if (d->q_lora_rank > 0) {
-        void *qa = m->B3;
-        QILIN_TRY(linear_slot(m, L, QILIN_W_Q_A, qa, d->q_lora_rank, m->N, H, NULL, T, d->q_lora_rank, H));
+        void *qa = m->B3; /* q_a x, from mla_input_projections */
         QILIN_TRY(norm(m, qa, NULL, qa, L->w[QILIN_W_Q_A_NORM], NULL, T, d->q_lora_rank, d->mla_norm_eps));
         QILIN_TRY(linear_slot(m, L, QILIN_W_Q_B, q, qw, qa, d->q_lora_rank, NULL, T, qw, d->q_lora_rank));
-    } else {
-        QILIN_TRY(linear_slot(m, L, QILIN_W_Q, q, qw, m->N, H, NULL, T, qw, H));
     }
-    /* kv_a_proj_with_mqa rows [0, r) give the latent, [r, r + dr) the rope key:
-     * two GEMMs over the two row ranges keep both outputs contiguous. */
-    void *c = m->B2, *k_pe = slot_ptr(m->B2, (int64_t)T * r, es);
-    const void *w_kv_a = L->w[QILIN_W_KV_A];
-    QILIN_TRY(linear(m, c, r, m->N, H, w_kv_a, NULL, T, r, H, false));
-    QILIN_TRY(
-        linear(m, k_pe, dr, m->N, H, slot_ptr((void *)w_kv_a, (int64_t)r * H, es), NULL, T, dr, H, false));
     QILIN_TRY(norm(m, c, NULL, c, L->w[QILIN_W_KV_A_NORM], NULL, T, r, d->mla_norm_eps));
     QILIN_TRY(rope(m, s, slot_ptr(q, dn, es), qw, dn + dr, nh, k_pe, dr, dr, 1));
     qilin_mla_append_args ap = {.latent_cache = L->k_cache,
@@ -713,28 +770,95 @@ static qilin_status layer_forward(shard *m, int l, const step *s) {
     return all_reduce(m, m->X, (size_t)T * H); /* the down projections' partial sums */
 }
 
-/* Uploads the step's index arrays. Token ids are made relative to this
- * GPU's vocab rows: ids of other GPUs' rows fall outside [0, nv) and the
- * embedding kernel writes zeros for them, so the all-reduce that follows
- * assembles every row from its owner. */
+/* ---- the step's index arrays ------------------------------------------- */
+
+/* Regions of the step block, in ints, each at a fixed offset sized for the
+ * largest step (max_seqs S, max_batch_tokens T): the device pointers never
+ * move, so a captured step reads the next step's values from the same
+ * addresses. The per-sequence regions come first and the per-token ones
+ * last, so a small step copies a short prefix (step_copy_ints). */
+enum { STEP_Q_START, STEP_KV_LEN, STEP_SEQ_SLOT, STEP_SINGLE, STEP_ROWS, STEP_TOKENS, STEP_POSITIONS,
+       STEP_TOKEN_SLOT, STEP_REGIONS };
+
+static size_t step_region_ints(int region, int T, int S) {
+    switch (region) {
+    case STEP_Q_START: return (size_t)S + 1;
+    case STEP_SINGLE: return (size_t)S * 4;
+    case STEP_KV_LEN:
+    case STEP_SEQ_SLOT:
+    case STEP_ROWS: return (size_t)S;
+    default: return (size_t)T;
+    }
+}
+
+/* Offset of `region` in the block laid out for S sequences, T tokens; each
+ * region starts on a 16-int (64-byte) boundary. */
+static size_t step_offset(int region, int T, int S) {
+    size_t off = 0;
+    for (int r = 0; r < region; r++) off += (step_region_ints(r, T, S) + 15) / 16 * 16;
+    return off;
+}
+
+static int *step_region(int *block, int region, const shard *g) {
+    return block + step_offset(region, g->opt->max_batch_tokens, g->opt->max_seqs);
+}
+
+qilin_status step_buffers_alloc(shard *g) {
+    int T = g->opt->max_batch_tokens, S = g->opt->max_seqs;
+    size_t bytes = step_offset(STEP_REGIONS, T, S) * sizeof(int);
+    QILIN_TRY(shard_alloc(g, (void **)&g->step_dev, bytes, "step index arrays"));
+    QILIN_TRY(qilin_host_alloc_pinned((void **)&g->step_host, bytes));
+    QILIN_TRY(qilin_event_create(&g->step_copied));
+    g->d_q_start = step_region(g->step_dev, STEP_Q_START, g);
+    g->d_kv_len = step_region(g->step_dev, STEP_KV_LEN, g);
+    g->d_seq_slot = step_region(g->step_dev, STEP_SEQ_SLOT, g);
+    g->d_single = step_region(g->step_dev, STEP_SINGLE, g);
+    g->d_rows = step_region(g->step_dev, STEP_ROWS, g);
+    g->d_tokens = step_region(g->step_dev, STEP_TOKENS, g);
+    g->d_positions = step_region(g->step_dev, STEP_POSITIONS, g);
+    g->d_token_slot = step_region(g->step_dev, STEP_TOKEN_SLOT, g);
+    return QILIN_OK;
+}
+
+void step_buffers_free(shard *g) {
+    qilin_event_destroy(g->step_copied);
+    qilin_host_free_pinned(g->step_host);
+    qilin_free(g->step_dev);
+    g->step_copied = NULL, g->step_host = NULL, g->step_dev = NULL;
+}
+
+static void put_ints(int *dst, const int *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = src[i];
+}
+
+/* Uploads the step's index arrays: written into the pinned staging buffer
+ * and sent by one asynchronous copy, with no stream synchronisation (the
+ * next step waits, on the host, only for this copy before it overwrites the
+ * staging buffer). Token ids are made relative to this GPU's vocab rows:
+ * ids of other GPUs' rows fall outside [0, nv) and the embedding kernel
+ * writes zeros for them, so the all-reduce that follows assembles every row
+ * from its owner. */
 static qilin_status upload_step(shard *m, const step *s) {
     const qilin_batch *b = s->b;
-    int T = s->T;
-    size_t ns = (size_t)b->n_seqs * sizeof(int);
-    int *ids = malloc((size_t)T * sizeof *ids);
-    if (!ids) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_forward: host memory");
+    int T = s->T, S = b->n_seqs;
+    if (m->step_copy_pending) QILIN_TRY(qilin_event_synchronize(m->step_copied));
+    m->step_copy_pending = false;
+    int *h = m->step_host;
+    put_ints(step_region(h, STEP_Q_START, m), s->q_start, (size_t)S + 1);
+    put_ints(step_region(h, STEP_KV_LEN, m), s->kv_len, (size_t)S);
+    put_ints(step_region(h, STEP_SEQ_SLOT, m), b->slot, (size_t)S);
+    put_ints(step_region(h, STEP_SINGLE, m), s->single, (size_t)S * 4);
+    if (!b->all_logits) put_ints(step_region(h, STEP_ROWS, m), s->last, (size_t)S);
+    int *ids = step_region(h, STEP_TOKENS, m);
     for (int t = 0; t < T; t++) ids[t] = (int)(b->tokens[t] - m->v0);
-    qilin_status st = qilin_memcpy_h2d(m->d_tokens, ids, (size_t)T * sizeof(int), m->stream);
-    if (st == QILIN_OK) st = qilin_memcpy_h2d(m->d_positions, s->pos, (size_t)T * sizeof(int), m->stream);
-    if (st == QILIN_OK) st = qilin_memcpy_h2d(m->d_token_slot, s->tslot, (size_t)T * sizeof(int), m->stream);
-    if (st == QILIN_OK) st = qilin_memcpy_h2d(m->d_q_start, s->q_start, ns + sizeof(int), m->stream);
-    if (st == QILIN_OK) st = qilin_memcpy_h2d(m->d_kv_len, s->kv_len, ns, m->stream);
-    if (st == QILIN_OK) st = qilin_memcpy_h2d(m->d_seq_slot, b->slot, ns, m->stream);
-    if (st == QILIN_OK) st = qilin_memcpy_h2d(m->d_single, s->single, 4 * ns, m->stream);
-    if (st == QILIN_OK && !b->all_logits) st = qilin_memcpy_h2d(m->d_rows, s->last, ns, m->stream);
-    if (st == QILIN_OK) st = qilin_stream_synchronize(m->stream); /* ids is freed next */
-    free(ids);
-    return st;
+    put_ints(step_region(h, STEP_POSITIONS, m), s->pos, (size_t)T);
+    put_ints(step_region(h, STEP_TOKEN_SLOT, m), s->tslot, (size_t)T);
+    /* the used prefix: everything up to the end of this step's token slots */
+    size_t ints = (size_t)(step_region(h, STEP_TOKEN_SLOT, m) - h) + (size_t)T;
+    QILIN_TRY(qilin_memcpy_h2d(m->step_dev, h, ints * sizeof(int), m->stream));
+    QILIN_TRY(qilin_event_record(m->step_copied, m->stream));
+    m->step_copy_pending = true;
+    return QILIN_OK;
 }
 
 /* Logits of `rows` rows from the final hidden states x: this GPU's vocab

@@ -387,17 +387,9 @@ static qilin_status alloc_buffers(shard *g) {
     QILIN_TRY(shard_alloc(g, &g->B2, (size_t)T * row, "scratch 2"));
     QILIN_TRY(shard_alloc(g, &g->B3, (size_t)T * row, "scratch 3"));
     QILIN_TRY(shard_alloc(g, &g->B4, (size_t)T * row, "scratch 4"));
-    QILIN_TRY(
-        shard_alloc(g, (void **)&g->d_single, (size_t)S * 4 * sizeof(int), "per-sequence launch arguments"));
     QILIN_TRY(alloc_moe(g, T));
     QILIN_TRY(alloc_logits(g, T, S));
-    QILIN_TRY(shard_alloc(g, (void **)&g->d_tokens, (size_t)T * 4, "token ids"));
-    QILIN_TRY(shard_alloc(g, (void **)&g->d_positions, (size_t)T * 4, "positions"));
-    QILIN_TRY(shard_alloc(g, (void **)&g->d_token_slot, (size_t)T * 4, "token slots"));
-    QILIN_TRY(shard_alloc(g, (void **)&g->d_q_start, (size_t)(S + 1) * 4, "query starts"));
-    QILIN_TRY(shard_alloc(g, (void **)&g->d_kv_len, (size_t)S * 4, "kv lengths"));
-    QILIN_TRY(shard_alloc(g, (void **)&g->d_seq_slot, (size_t)S * 4, "sequence slots"));
-    QILIN_TRY(shard_alloc(g, (void **)&g->d_rows, (size_t)T * 4, "logit rows"));
+    QILIN_TRY(step_buffers_alloc(g)); /* token ids, positions, ... (forward_layers.c) */
     QILIN_TRY(alloc_attention(g));
     return alloc_cache(g);
 }
@@ -472,7 +464,6 @@ void shard_free(shard *g) {
                     g->B2,
                     g->B3,
                     g->B4,
-                    g->d_single,
                     g->router_logits,
                     g->topk_w,
                     g->logits,
@@ -481,13 +472,6 @@ void shard_free(shard *g) {
                     g->topk_ids,
                     g->topk_local,
                     g->expert_counts,
-                    g->d_tokens,
-                    g->d_positions,
-                    g->d_token_slot,
-                    g->d_q_start,
-                    g->d_kv_len,
-                    g->d_seq_slot,
-                    g->d_rows,
                     g->d_iota,
                     g->attn_ws,
                     g->moe_ws,
@@ -507,6 +491,7 @@ void shard_free(shard *g) {
                     g->a2a_counts,
                     g->a2a_matrix};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) qilin_free(bufs[i]);
+    step_buffers_free(g);
     free(g->a2a_matrix_host);
     qilin_blas_destroy(g->blas);
     qilin_stream_destroy(g->stream);
