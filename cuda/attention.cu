@@ -314,5 +314,5 @@ extern "C" qilin_status qilin_attention_decode(const qilin_attention_args *a, qi
 extern "C" size_t qilin_attention_decode_workspace(int n_seqs, int n_heads, int head_dim_v, int max_kv_len) {
     if (n_seqs <= 0 || n_heads <= 0 || head_dim_v <= 0) return 0;
     const int64_t rows = (int64_t)n_seqs * n_heads;
-    return attn::workspace_bytes(rows, head_dim_v, attn::max_splits(rows, max_kv_len));
+    return attn::max_workspace_bytes(rows, head_dim_v, max_kv_len);
 }

@@ -496,6 +496,22 @@ inline size_t workspace_bytes(int64_t rows, int dv, int splits) {
     return ws_ml_bytes(rec) + (size_t)rec * dv * sizeof(float);
 }
 
+/* The workspace every launch with at most `rows` outputs may need: a launch
+ * with fewer rows may split more (max_splits), so sizing for `rows` alone
+ * would starve decode (one token, many splits) whenever the workspace was
+ * sized for a long prefill chunk. The largest over row counts <= rows. */
+inline size_t max_workspace_bytes(int64_t rows, int dv, int max_kv_len) {
+    size_t best = 0;
+    if (rows <= 0) return 0;
+    for (int s = 2; s <= max_splits(1, max_kv_len); s++) {
+        int64_t r = kMaxPartials / s < rows ? kMaxPartials / s : rows;
+        if (r < 1 || max_splits(r, max_kv_len) < s) continue;
+        size_t b = workspace_bytes(r, dv, s);
+        if (b > best) best = b;
+    }
+    return best;
+}
+
 struct SplitPlan {
     int n_splits, chunk_len;
 };

@@ -179,7 +179,7 @@ extern "C" qilin_status qilin_mla_attention(const qilin_mla_attention_args *a, q
 extern "C" size_t qilin_mla_attention_workspace(int tokens, int n_heads, int r, int max_kv_len) {
     if (tokens <= 0 || n_heads <= 0 || r <= 0) return 0;
     const int64_t rows = (int64_t)tokens * n_heads;
-    return attn::workspace_bytes(rows, r, attn::max_splits(rows, max_kv_len));
+    return attn::max_workspace_bytes(rows, r, max_kv_len);
 }
 
 /* ---- naive-form keys -------------------------------------------------------------- */
