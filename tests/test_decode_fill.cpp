@@ -42,50 +42,18 @@
 #include "cuda/gemv.h"
 #include "cuda/mla.h"
 #include "cuda/moe.h"
-#include "tests/tempdir.h"
+#include "tests/launch_log_reader.h"
 #include "tests/test_util.h"
 
 namespace {
 
-std::string log_path() {
-    static const std::string path = process_temp_dir() + "fill_launches.jsonl";
-    return path;
-}
-/* Set before main: the log reads the variable once, at the process's first launch. */
-const bool log_env_set = setenv("QILIN_LAUNCH_LOG", log_path().c_str(), 1) == 0;
-
-struct Grid {
-    std::string kernel;
-    long long x = 0, y = 0, z = 0, threads = 0;
-    long long blocks() const { return x * y * z; }
-};
+const bool log_env_set = launch_log_to("fill_launches.jsonl");
+using Grid = LoggedLaunch;
 
 /* The launches appended to the log since the last call. */
 std::vector<Grid> new_launches() {
     static std::streamoff done = 0;
-    std::vector<Grid> out;
-    std::ifstream f(log_path());
-    f.seekg(done);
-    std::string line;
-    while (std::getline(f, line)) {
-        Grid g;
-        size_t k = line.find("\"kernel\":\"") + 10;
-        g.kernel = line.substr(k, line.find('"', k) - k);
-        size_t at = line.find("\"grid\":[");
-        EXPECT_NE(at, std::string::npos) << line;
-        if (at == std::string::npos) continue;
-        EXPECT_EQ(sscanf(line.c_str() + at, "\"grid\":[%lld,%lld,%lld]", &g.x, &g.y, &g.z), 3) << line;
-        at = line.find("\"block\":[");
-        EXPECT_NE(at, std::string::npos) << line;
-        if (at != std::string::npos) {
-            EXPECT_EQ(sscanf(line.c_str() + at, "\"block\":[%lld", &g.threads), 1) << line;
-        }
-        out.push_back(g);
-    }
-    f.clear();
-    f.seekg(0, std::ios::end);
-    if (f.tellg() > 0) done = f.tellg(); /* no file before the process's first launch */
-    return out;
+    return read_launch_log(&done);
 }
 
 /* The one launch whose kernel name contains `name`. */
@@ -274,7 +242,7 @@ void run_mla(const Case &c) {
     expect_finite(out.p, (size_t)c.batch * H * r, name);
     const std::vector<Grid> launches = new_launches();
     const Grid g = the_launch(launches, "attention_decode_tc_kernel");
-    EXPECT_EQ(g.threads, 128) << "16 heads should run the 16-row tile (Mla16Shape: 4 warps), not 32 or 64 rows";
+    EXPECT_EQ(g.threads(), 128) << "16 heads should run the 16-row tile (Mla16Shape: 4 warps), not 32 or 64 rows";
     expect_wave(name, g.blocks(), (long long)c.batch * ((c.ctx + 15) / 16));
 }
 
@@ -328,9 +296,9 @@ void run_moe(const MoeModel &m, int tokens) {
     const long long tiles = active_tiles(m, tokens, &rng);
     const char *which[2] = {"gate_up", "down"};
     for (int i = 0; i < 2; i++) {
-        EXPECT_GE(gemms[i].x, tiles) << "the grid bound must cover every active tile";
+        EXPECT_GE(gemms[i].grid[0], tiles) << "the grid bound must cover every active tile";
         const std::string name = std::string("moe_") + which[i] + "/" + m.name + "/b" + std::to_string(tokens);
-        expect_wave(name, tiles * gemms[i].y * gemms[i].z, -1);
+        expect_wave(name, tiles * gemms[i].grid[1] * gemms[i].grid[2], -1);
     }
 }
 

@@ -20,7 +20,7 @@
 
 #include "cuda/launch_log.h"
 #include "host/forward.h"
-#include "tests/tempdir.h"
+#include "tests/launch_log_reader.h"
 #include "tests/test_util.h"
 #if defined(QILIN_SIM)
 #include "cuda/sim/sim_api.h"
@@ -28,60 +28,8 @@
 
 namespace {
 
-std::string log_path() {
-    static const std::string path = process_temp_dir() + "launches.jsonl";
-    return path;
-}
-/* Set before main: the log reads the variable once, at the process's first launch. */
-const bool log_env_set = setenv("QILIN_LAUNCH_LOG", log_path().c_str(), 1) == 0;
-
-struct Launch {
-    std::string kernel, shape; /* shape: grid, block and smem as text, to compare steps */
-    long long grid[3], block[3], smem, step;
-    long long bytes = -1; /* -1: not declared */
-};
-
-bool int_array3(json_t *a, long long out[3]) {
-    if (!json_is_array(a) || json_array_size(a) != 3) return false;
-    for (int i = 0; i < 3; i++) {
-        json_t *v = json_array_get(a, i);
-        if (!json_is_integer(v)) return false;
-        out[i] = json_integer_value(v);
-    }
-    return true;
-}
-
-/* Every line of the log; a malformed line fails the test naming it. */
-std::vector<Launch> read_log() {
-    std::vector<Launch> out;
-    std::ifstream f(log_path());
-    std::string line;
-    for (int n = 1; std::getline(f, line); n++) {
-        json_error_t err;
-        json_t *o = json_loads(line.c_str(), 0, &err);
-        EXPECT_TRUE(json_is_object(o)) << "line " << n << ": " << err.text << ": " << line;
-        if (!o) continue;
-        Launch l;
-        json_t *k = json_object_get(o, "kernel"), *smem = json_object_get(o, "smem"), *step = json_object_get(o, "step");
-        bool ok = json_is_string(k) && int_array3(json_object_get(o, "grid"), l.grid) &&
-                  int_array3(json_object_get(o, "block"), l.block) && json_is_integer(smem) && json_is_integer(step);
-        EXPECT_TRUE(ok) << "line " << n << " lacks a field: " << line;
-        if (ok) {
-            l.kernel = json_string_value(k);
-            l.smem = json_integer_value(smem);
-            l.step = json_integer_value(step);
-            if (json_t *b = json_object_get(o, "bytes")) {
-                EXPECT_TRUE(json_is_integer(b)) << "line " << n << ": " << line;
-                l.bytes = json_integer_value(b);
-            }
-            size_t brace = line.find("\"grid\""), step_at = line.find(",\"step\"");
-            l.shape = line.substr(brace, step_at - brace);
-            out.push_back(l);
-        }
-        json_decref(o);
-    }
-    return out;
-}
+const bool log_env_set = launch_log_to("launches.jsonl");
+using Launch = LoggedLaunch;
 
 TEST(LaunchLog, OneLinePerLaunchOfAStories260KForward) {
     ASSERT_TRUE(log_env_set);
@@ -96,7 +44,7 @@ TEST(LaunchLog, OneLinePerLaunchOfAStories260KForward) {
     ASSERT_EQ(qilin_model_load(QILIN_SOURCE_DIR "/models/stories260K", &o, &m), QILIN_OK) << qilin_last_error();
     const int layers = qilin_model_get_desc(m)->n_layers, vocab = qilin_model_get_desc(m)->vocab;
 
-    size_t before = read_log().size();
+    size_t before = read_launch_log().size();
 #if defined(QILIN_SIM)
     unsigned long long emulated_before = qsim_launch_count();
 #endif
@@ -113,7 +61,7 @@ TEST(LaunchLog, OneLinePerLaunchOfAStories260KForward) {
     }
     qilin_model_free(m);
 
-    std::vector<Launch> all = read_log();
+    std::vector<Launch> all = read_launch_log();
     ASSERT_GT(all.size(), before);
     std::vector<Launch> log(all.begin() + (long)before, all.end());
 #if defined(QILIN_SIM)

@@ -55,46 +55,12 @@
 #include "host/checkpoint.h"
 #include "host/forward.h"
 #include "host/random_weights.h"
-#include "tests/tempdir.h"
+#include "tests/launch_log_reader.h"
 
 namespace {
 
-std::string log_path() {
-    static const std::string path = process_temp_dir() + "launch_shapes.jsonl";
-    return path;
-}
-/* Set before main: the log reads the variable once, at the process's first launch. */
-const bool log_env_set = setenv("QILIN_LAUNCH_LOG", log_path().c_str(), 1) == 0;
-
-struct Launch {
-    std::string kernel;
-    long long blocks = 0, step = 0, bytes = -1;
-};
-
-long long field(const std::string &line, const char *key) {
-    size_t at = line.find(key);
-    return at == std::string::npos ? -1 : std::atoll(line.c_str() + at + std::strlen(key));
-}
-
-/* The launches of forward step `step`. */
-std::vector<Launch> launches_of_step(long long step) {
-    std::ifstream in(log_path());
-    std::vector<Launch> out;
-    std::string line;
-    while (std::getline(in, line)) {
-        if (field(line, "\"step\":") != step) continue;
-        Launch l;
-        size_t k = line.find("\"kernel\":\"") + 10;
-        l.kernel = line.substr(k, line.find('"', k) - k);
-        long long g[3] = {0, 0, 0};
-        std::sscanf(line.c_str() + line.find("\"grid\":[") + 8, "%lld,%lld,%lld", &g[0], &g[1], &g[2]);
-        l.blocks = g[0] * g[1] * g[2];
-        l.step = step;
-        l.bytes = field(line, "\"bytes\":");
-        out.push_back(l);
-    }
-    return out;
-}
+const bool log_env_set = launch_log_to("launch_shapes.jsonl");
+using Launch = LoggedLaunch;
 
 long rss_kib() {
     std::ifstream f("/proc/self/status");
@@ -316,11 +282,8 @@ void keep_step_log(const ModelCase &m, int layers, int batch, long long step) {
     const char *profile = std::getenv("QILIN_SIM_PROFILE");
     std::string path = std::string(dir) + "/" + m.name + "_" + (profile && *profile ? profile : "h100") + "_b" +
                        std::to_string(batch) + "_L" + std::to_string(layers) + ".jsonl";
-    std::ifstream in(log_path());
     std::ofstream out(path);
-    std::string line;
-    while (std::getline(in, line))
-        if (field(line, "\"step\":") == step) out << line << "\n";
+    for (const Launch &l : launches_of_step(step)) out << l.line << "\n";
     EXPECT_TRUE(out.good()) << path;
 }
 
@@ -374,7 +337,7 @@ TEST_P(DecodeShapes, FillTheDeviceOrAreListed) {
     std::map<std::string, long long> per_kernel;
     for (const Launch &l : step) {
         per_kernel[l.kernel]++;
-        if (family_of(l.kernel) != kOther && l.blocks < sms) under.insert({l.kernel, l.blocks});
+        if (family_of(l.kernel) != kOther && l.blocks() < sms) under.insert({l.kernel, l.blocks()});
     }
     for (const Underfill &u : kUnderfill)
         if (m.name == std::string(u.model) && profile == u.profile && batch == u.batch) listed.insert({u.kernel, u.blocks});
