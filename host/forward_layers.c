@@ -61,7 +61,9 @@
  * ...) are one device block at fixed addresses, filled by one asynchronous
  * copy from a pinned staging buffer; nothing in a step synchronises the
  * stream except the all-to-all dispatch's count exchange. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cuda/device.h"
 #include "cuda/kernels.h"
@@ -817,10 +819,12 @@ qilin_status step_buffers_alloc(shard *g) {
     g->d_tokens = step_region(g->step_dev, STEP_TOKENS, g);
     g->d_positions = step_region(g->step_dev, STEP_POSITIONS, g);
     g->d_token_slot = step_region(g->step_dev, STEP_TOKEN_SLOT, g);
+    decode_graphs_init(g);
     return QILIN_OK;
 }
 
 void step_buffers_free(shard *g) {
+    decode_graphs_free(g);
     qilin_event_destroy(g->step_copied);
     qilin_host_free_pinned(g->step_host);
     qilin_free(g->step_dev);
@@ -891,11 +895,10 @@ static qilin_status lm_head(shard *m, const void *x, int rows) {
     return QILIN_OK;
 }
 
-qilin_status shard_step(shard *m, const step *s) {
+/* The step's device work after the upload: what a decode graph captures. */
+static qilin_status step_body(shard *m, const step *s) {
     const qilin_model_desc *d = m->desc;
     int T = s->T, H = d->hidden;
-    m->stats.steps++;
-    QILIN_TRY(upload_step(m, s));
     qilin_embedding_args e = {.out = m->R,
                               .table = m->global[QILIN_W_EMBED],
                               .ids = m->d_tokens,
@@ -927,4 +930,107 @@ qilin_status shard_step(shard *m, const step *s) {
         final_in = m->B1;
     }
     return lm_head(m, final_in, s->rows);
+}
+
+/* ---- CUDA graphs for decode --------------------------------------------- *
+ *
+ * A decode step's device work (everything after the upload of its index
+ * arrays) is captured once per key and replayed afterwards: one graph launch
+ * instead of ~10-20 launches per layer. A replay re-reads the step block
+ * (step_dev, fixed addresses, filled eagerly by upload_step before the
+ * replay) and the activations and caches at their fixed addresses; what it
+ * cannot re-read are the host launch arguments, all functions of the key:
+ *   - n_seqs (= T = rows at decode; max_q = 1), restricted to powers of two
+ *     up to max_seqs: at most 1 + log2(max_seqs) values; other batch sizes
+ *     run eagerly (padding them up to the next bucket is not done yet);
+ *   - max_kv, which sizes the attention split plans: decode_kv_bucket
+ *     rounds it to 4 buckets per octave (>= 64, <= max_ctx), eager steps
+ *     included, so at most ~4 log2(max_ctx / 64) + 1 values and graphs change
+ *     no result (the kernels take max_kv_len as a bound and read each
+ *     sequence's own length from d_kv_len);
+ *   - all_logits (whether the last-row gather is issued).
+ * Graphs are off with one of: opt->no_graphs, QILIN_NO_GRAPHS=1, the launch
+ * log (QILIN_LAUNCH_LOG: it logs launches as they are issued, and a replay
+ * issues none, so with the log on decode stays eager and the log counts real
+ * launches), several GPUs (the sim's collectives exchange on the host inside
+ * the call, which a capture refuses; NCCL could be captured, not wired yet),
+ * and MLA's naive form at decode (per-sequence host lengths). */
+typedef struct decode_graph {
+    int n_seqs, max_kv;
+    bool all_logits;
+    qilin_graph *graph;
+} decode_graph;
+
+int decode_kv_bucket(int max_kv, int max_ctx) {
+    int bucket = 64;
+    if (max_kv > 64) {
+        int octave = 64; /* the largest power of two below max_kv */
+        while (octave * 2 < max_kv) octave *= 2;
+        int stride = octave / 4;
+        bucket = (max_kv + stride - 1) / stride * stride;
+    }
+    return bucket < max_ctx ? bucket : max_ctx; /* max_kv <= max_ctx: still a bound */
+}
+
+static bool env_on(const char *name) {
+    const char *v = getenv(name);
+    return v != NULL && *v != '\0' && strcmp(v, "0") != 0;
+}
+
+void decode_graphs_init(shard *g) {
+    g->graphs_on = !g->opt->no_graphs && !env_on("QILIN_NO_GRAPHS") && !env_on("QILIN_LAUNCH_LOG");
+}
+
+void decode_graphs_free(shard *g) {
+    for (int i = 0; i < g->n_graphs; i++) qilin_graph_destroy(g->graphs[i].graph);
+    free(g->graphs);
+    g->graphs = NULL, g->n_graphs = 0;
+}
+
+static bool graph_applies(const shard *m, const step *s) {
+    const qilin_model_desc *d = m->desc;
+    if (!m->graphs_on || !s->decode || m->n_ranks != 1 || m->ws.ep_chunk > 0) return false;
+    if (d->attn == QILIN_ATTN_MLA && m->opt->mla_mode == QILIN_MLA_NAIVE) return false;
+    return s->n_seqs > 0 && (s->n_seqs & (s->n_seqs - 1)) == 0;
+}
+
+/* Captures the step's device work into a new table entry. */
+static qilin_status capture(shard *m, const step *s, decode_graph **out) {
+    decode_graph *grown = realloc(m->graphs, (size_t)(m->n_graphs + 1) * sizeof *grown);
+    if (!grown) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "decode graph table: host memory");
+    m->graphs = grown;
+    QILIN_TRY(qilin_stream_begin_capture(m->stream));
+    qilin_status st = step_body(m, s);
+    char why[1024];
+    if (st != QILIN_OK) snprintf(why, sizeof why, "%s", qilin_last_error());
+    qilin_graph *graph = NULL;
+    qilin_status ended = qilin_stream_end_capture(m->stream, &graph);
+    if (st != QILIN_OK) {
+        qilin_graph_destroy(graph);
+        return qilin_error(st, "capturing the decode step of %d sequences: %s", s->n_seqs, why);
+    }
+    if (ended != QILIN_OK)
+        return qilin_error_context(ended, "capturing the decode step of %d sequences", s->n_seqs);
+    decode_graph *e = &m->graphs[m->n_graphs++];
+    *e = (decode_graph){.n_seqs = s->n_seqs, .max_kv = s->max_kv, .all_logits = s->b->all_logits, .graph = graph};
+    m->stats.graph_captures++;
+    *out = e;
+    return QILIN_OK;
+}
+
+static qilin_status step_replayed(shard *m, const step *s) {
+    decode_graph *e = NULL;
+    for (int i = 0; i < m->n_graphs && !e; i++) {
+        decode_graph *c = &m->graphs[i];
+        if (c->n_seqs == s->n_seqs && c->max_kv == s->max_kv && c->all_logits == s->b->all_logits) e = c;
+    }
+    if (!e) QILIN_TRY(capture(m, s, &e));
+    m->stats.graph_replays++;
+    return qilin_graph_launch(e->graph, m->stream);
+}
+
+qilin_status shard_step(shard *m, const step *s) {
+    m->stats.steps++;
+    QILIN_TRY(upload_step(m, s));
+    return graph_applies(m, s) ? step_replayed(m, s) : step_body(m, s);
 }
