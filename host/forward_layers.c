@@ -842,7 +842,28 @@ static void put_ints(int *dst, const int *src, size_t n) {
  * ids of other GPUs' rows fall outside [0, nv) and the embedding kernel
  * writes zeros for them, so the all-reduce that follows assembles every row
  * from its owner. */
-static qilin_status upload_step(shard *m, const step *s) {
+/* Padding sequences S .. P - 1 of a decode step replayed in the graph of a
+ * larger batch P: one query each, on token id 0 at position 0, that writes
+ * no KV (token slot -1: kv_append skips it) and attends to no key (kv_len 0:
+ * the attention kernels write zeros for a query without keys), so its rows
+ * stay finite and no sequence's cache is touched. Only with one GPU (ids
+ * relative to v0 = 0). Their logits rows come after the real ones. */
+static void put_padding(shard *m, int *h, int S, int P, bool last_rows) {
+    for (int i = S; i < P; i++) {
+        step_region(h, STEP_Q_START, m)[i + 1] = i + 1;
+        step_region(h, STEP_KV_LEN, m)[i] = 0;
+        step_region(h, STEP_SEQ_SLOT, m)[i] = 0;
+        int *one = step_region(h, STEP_SINGLE, m) + 4 * i;
+        one[0] = 0, one[1] = 1, one[2] = 0, one[3] = 0;
+        if (last_rows) step_region(h, STEP_ROWS, m)[i] = i;
+        step_region(h, STEP_TOKENS, m)[i] = 0;
+        step_region(h, STEP_POSITIONS, m)[i] = 0;
+        step_region(h, STEP_TOKEN_SLOT, m)[i] = -1;
+    }
+}
+
+/* padded_to: the sequences the device step runs (>= the batch's; decode only) */
+static qilin_status upload_step(shard *m, const step *s, int padded_to) {
     const qilin_batch *b = s->b;
     int T = s->T, S = b->n_seqs;
     if (m->step_copy_pending) QILIN_TRY(qilin_event_synchronize(m->step_copied));
@@ -857,6 +878,10 @@ static qilin_status upload_step(shard *m, const step *s) {
     for (int t = 0; t < T; t++) ids[t] = (int)(b->tokens[t] - m->v0);
     put_ints(step_region(h, STEP_POSITIONS, m), s->pos, (size_t)T);
     put_ints(step_region(h, STEP_TOKEN_SLOT, m), s->tslot, (size_t)T);
+    if (padded_to > S) { /* decode: T == S */
+        put_padding(m, h, S, padded_to, !b->all_logits);
+        T = padded_to;
+    }
     /* the used prefix: everything up to the end of this step's token slots */
     size_t ints = (size_t)(step_region(h, STEP_TOKEN_SLOT, m) - h) + (size_t)T;
     QILIN_TRY(qilin_memcpy_h2d(m->step_dev, h, ints * sizeof(int), m->stream));
@@ -940,9 +965,11 @@ static qilin_status step_body(shard *m, const step *s) {
  * (step_dev, fixed addresses, filled eagerly by upload_step before the
  * replay) and the activations and caches at their fixed addresses; what it
  * cannot re-read are the host launch arguments, all functions of the key:
- *   - n_seqs (= T = rows at decode; max_q = 1), restricted to powers of two
- *     up to max_seqs: at most 1 + log2(max_seqs) values; other batch sizes
- *     run eagerly (padding them up to the next bucket is not done yet);
+ *   - n_seqs (= T = rows at decode; max_q = 1), padded up to a bucket
+ *     (graph_bucket: powers of two, and min(max_seqs, max_batch_tokens)):
+ *     at most 2 + log2(max_seqs) values. Padding sequences (put_padding)
+ *     write no KV and attend to nothing; their rows do reach the router, so
+ *     qilin_model_expert_counts after a padded step counts them too;
  *   - max_kv, which sizes the attention split plans: decode_kv_bucket
  *     rounds it to 4 buckets per octave (>= 64, <= max_ctx), eager steps
  *     included, so at most ~4 log2(max_ctx / 64) + 1 values and graphs change
@@ -987,11 +1014,17 @@ void decode_graphs_free(shard *g) {
     g->graphs = NULL, g->n_graphs = 0;
 }
 
-static bool graph_applies(const shard *m, const step *s) {
+/* The batch-size bucket a decode step runs in (its sequences padded up to
+ * it: put_padding), or 0 when the step runs eagerly. Buckets: the powers of
+ * two below the largest batch the step buffers hold, and that batch. */
+static int graph_bucket(const shard *m, const step *s) {
     const qilin_model_desc *d = m->desc;
-    if (!m->graphs_on || !s->decode || m->n_ranks != 1 || m->ws.ep_chunk > 0) return false;
-    if (d->attn == QILIN_ATTN_MLA && m->opt->mla_mode == QILIN_MLA_NAIVE) return false;
-    return s->n_seqs > 0 && (s->n_seqs & (s->n_seqs - 1)) == 0;
+    if (!m->graphs_on || !s->decode || m->n_ranks != 1 || m->ws.ep_chunk > 0) return 0;
+    if (d->attn == QILIN_ATTN_MLA && m->opt->mla_mode == QILIN_MLA_NAIVE) return 0;
+    int limit = m->opt->max_seqs < m->opt->max_batch_tokens ? m->opt->max_seqs : m->opt->max_batch_tokens;
+    int bucket = 1;
+    while (bucket < s->n_seqs) bucket *= 2;
+    return bucket < limit ? bucket : limit;
 }
 
 /* Captures the step's device work into a new table entry. */
@@ -1031,6 +1064,10 @@ static qilin_status step_replayed(shard *m, const step *s) {
 
 qilin_status shard_step(shard *m, const step *s) {
     m->stats.steps++;
-    QILIN_TRY(upload_step(m, s));
-    return graph_applies(m, s) ? step_replayed(m, s) : step_body(m, s);
+    int bucket = graph_bucket(m, s);
+    QILIN_TRY(upload_step(m, s, bucket > s->n_seqs ? bucket : s->n_seqs));
+    if (bucket == 0) return step_body(m, s);
+    step padded = *s; /* the device runs `bucket` rows; the host reads the first n_seqs */
+    padded.T = padded.n_seqs = padded.rows = bucket;
+    return step_replayed(m, &padded);
 }

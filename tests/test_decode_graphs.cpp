@@ -5,16 +5,19 @@
  * qilin_model_options.no_graphs, run the same schedule: a prefill of four
  * sequences whose contexts start just below 64 (a max_kv bucket boundary,
  * decode_kv_bucket), then greedy decode steps whose batch shrinks and grows
- * (4, 2, 1, 3 — not a bucket, so eager — and 4 again) while the contexts
- * cross 64. Each side picks its own greedy tokens. Asserted per step: the
- * logits are bit-equal (same kernels, same split plans; fp32) and so the
- * tokens; graphs were captured for each (batch, bucket) key, replayed more
- * often than captured, and never under no_graphs; a replayed step issues no
- * kernel launch from the host (sim). Tensor parallelism keeps decode eager
+ * (4, 2, 1, 3 — padded to 4 — and 4 again) while the contexts cross 64.
+ * Each side picks its own greedy tokens. Asserted per step: the logits are
+ * bit-equal (same kernels, same split plans; fp32) when the batch is a
+ * bucket, within 1e-5 of the largest |logit| and finite when it was padded,
+ * and the tokens equal; every decode step was replayed, graphs were
+ * captured for each (bucket, kv bucket) key and replayed more often than
+ * captured, and never under no_graphs; a replayed step issues no kernel
+ * launch from the host (sim). Tensor parallelism keeps decode eager
  * (the sim's collectives cannot be captured) and still decodes. */
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -120,14 +123,24 @@ TEST_P(DecodeGraphs, ReplayEqualsEagerAcrossBatchSizesAndKvBuckets) {
         graph.Decode(schedule[step]);
         eager.Decode(schedule[step]);
         ASSERT_FALSE(HasFailure());
-        ASSERT_EQ(std::memcmp(graph.logits.data(), eager.logits.data(), graph.logits.size() * sizeof(float)), 0)
-            << "graph replay logits differ from the eager step's";
+        const bool bucket = (schedule[step].size() & (schedule[step].size() - 1)) == 0;
+        if (bucket) {
+            ASSERT_EQ(std::memcmp(graph.logits.data(), eager.logits.data(), graph.logits.size() * sizeof(float)), 0)
+                << "graph replay logits differ from the eager step's";
+        } else { /* padded to the next bucket: other split plans, same values within fp32 rounding */
+            double max_ref = 0, max_diff = 0;
+            for (size_t i = 0; i < graph.logits.size(); i++) {
+                ASSERT_TRUE(std::isfinite(graph.logits[i])) << "logit " << i;
+                max_ref = std::max(max_ref, (double)std::fabs(eager.logits[i]));
+                max_diff = std::max(max_diff, (double)std::fabs(graph.logits[i] - eager.logits[i]));
+            }
+            ASSERT_LE(max_diff, 1e-5 * max_ref) << "padded replay strays from the eager step";
+        }
         ASSERT_EQ(graph.next, eager.next);
         qilin_forward_stats after;
         qilin_model_forward_stats(graph.m, &after);
-        const bool bucket = (schedule[step].size() & (schedule[step].size() - 1)) == 0;
-        EXPECT_EQ(after.graph_replays - before.graph_replays, bucket ? 1u : 0u);
-        if (bucket && after.graph_captures == before.graph_captures) /* a pure replay */
+        EXPECT_EQ(after.graph_replays - before.graph_replays, 1u) << "every decode step is replayed";
+        if (after.graph_captures == before.graph_captures) /* a pure replay */
             replay_launches = std::min(replay_launches, graph.last_step_launches);
         eager_launches = std::max(eager_launches, eager.last_step_launches);
     }
