@@ -60,7 +60,8 @@
  * The step's index arrays (token ids, positions, slots, sequence starts,
  * ...) are one device block at fixed addresses, filled by one asynchronous
  * copy from a pinned staging buffer; nothing in a step synchronises the
- * stream except the all-to-all dispatch's count exchange. */
+ * stream except the all-to-all dispatch's count exchange. Decode steps are
+ * replayed from captured graphs (the section at the end of this file). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -835,13 +836,6 @@ static void put_ints(int *dst, const int *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = src[i];
 }
 
-/* Uploads the step's index arrays: written into the pinned staging buffer
- * and sent by one asynchronous copy, with no stream synchronisation (the
- * next step waits, on the host, only for this copy before it overwrites the
- * staging buffer). Token ids are made relative to this GPU's vocab rows:
- * ids of other GPUs' rows fall outside [0, nv) and the embedding kernel
- * writes zeros for them, so the all-reduce that follows assembles every row
- * from its owner. */
 /* Padding sequences S .. P - 1 of a decode step replayed in the graph of a
  * larger batch P: one query each, on token id 0 at position 0, that writes
  * no KV (token slot -1: kv_append skips it) and attends to no key (kv_len 0:
@@ -862,7 +856,14 @@ static void put_padding(shard *m, int *h, int S, int P, bool last_rows) {
     }
 }
 
-/* padded_to: the sequences the device step runs (>= the batch's; decode only) */
+/* Uploads the step's index arrays: written into the pinned staging buffer
+ * and sent by one asynchronous copy, with no stream synchronisation (the
+ * next step waits, on the host, only for this copy before it overwrites the
+ * staging buffer). Token ids are made relative to this GPU's vocab rows:
+ * ids of other GPUs' rows fall outside [0, nv) and the embedding kernel
+ * writes zeros for them, so the all-reduce that follows assembles every row
+ * from its owner. padded_to: the sequences the device step runs (>= the
+ * batch's, decode only: put_padding fills the rest). */
 static qilin_status upload_step(shard *m, const step *s, int padded_to) {
     const qilin_batch *b = s->b;
     int T = s->T, S = b->n_seqs;
