@@ -106,6 +106,39 @@ qilin_status qilin_event_synchronize(qilin_event *event);
  * either was never recorded. */
 qilin_status qilin_event_elapsed_ms(qilin_event *start, qilin_event *stop, float *ms);
 
+/* ---- graphs: capture a stream's work once, replay it many times ----------
+ *
+ * Between qilin_stream_begin_capture(s) and qilin_stream_end_capture(s) the
+ * work issued to s (kernel launches, async copies whose host side is pinned
+ * memory, memsets) is recorded, not run; qilin_graph_launch replays it, in
+ * order, on any stream of the same device. A replay reads the buffers at the
+ * addresses recorded (and kernel arguments as they were at capture), so what
+ * changes from one replay to the next must be written into those buffers
+ * (e.g. by an h2d copy from a pinned buffer that the capture recorded: it
+ * reads the pinned buffer when replayed).
+ *
+ * While the calling thread captures, calls that cannot be part of a graph
+ * fail with QILIN_ERR_INVALID_ARGUMENT naming the call and the stream, do
+ * nothing, and invalidate the capture: stream, event and device
+ * synchronisation, event records on the capturing stream, qilin_malloc /
+ * qilin_free / pinned allocation and freeing, and copies whose host side is
+ * pageable memory. qilin_stream_end_capture then fails naming the first such
+ * call and returns no graph; the stream runs work eagerly again either way.
+ * Work on other streams (and from other threads) is not captured. One
+ * capture per thread at a time; the default stream (NULL) cannot capture.
+ * The cuda build uses cudaStreamCaptureModeThreadLocal: only the capturing
+ * thread's unsafe calls are refused, so the other ranks' threads (one per
+ * GPU) can capture or allocate at the same time. */
+typedef struct qilin_graph qilin_graph;
+qilin_status qilin_stream_begin_capture(qilin_stream *stream);
+qilin_status qilin_stream_end_capture(qilin_stream *stream, qilin_graph **graph);
+/* 1 while the calling thread captures (on any stream), else 0. */
+int qilin_capturing(void);
+qilin_status qilin_graph_launch(qilin_graph *graph, qilin_stream *stream);
+qilin_status qilin_graph_destroy(qilin_graph *graph); /* NULL is a no-op */
+/* Nodes recorded (kernels, copies, memsets). */
+size_t qilin_graph_nodes(const qilin_graph *graph);
+
 /* Called by every kernel launcher after a launch: turns a launch error into a
  * status naming the kernel and file:line. With QILIN_SYNC_LAUNCHES=1 in the
  * environment it also synchronises, so an asynchronous fault names the kernel

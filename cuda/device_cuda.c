@@ -59,6 +59,32 @@ cuda_fail(cudaError_t err, const char *op, const char *stmt, const char *file, i
 
 #define INVALID(...) qilin_error(QILIN_ERR_INVALID_ARGUMENT, __VA_ARGS__)
 
+/* ---- capture state (device.h's graphs) ------------------------------------ */
+
+/* The capture the calling thread has open and the first non-capturable call
+ * made during it. qilin refuses those calls itself, before CUDA sees them,
+ * so the messages name the qilin call and both builds behave the same; CUDA
+ * (thread-local capture mode) still catches anything that slips past. */
+static _Thread_local struct {
+    qilin_stream *stream;
+    int open;
+    qilin_status failure;
+    char failure_message[512];
+} thread_capture;
+
+static qilin_status refuse_in_capture(const char *op, const char *why) {
+    if (!thread_capture.open) return QILIN_OK;
+    qilin_status st = INVALID("%s: not capturable (%s) while stream %p is capturing a graph "
+                              "(qilin_stream_begin_capture); the capture is now invalid",
+                              op, why, (void *)thread_capture.stream);
+    if (thread_capture.failure == QILIN_OK) {
+        thread_capture.failure = st;
+        snprintf(thread_capture.failure_message, sizeof thread_capture.failure_message, "%s",
+                 qilin_last_error());
+    }
+    return st;
+}
+
 /* ---- shared state -------------------------------------------------------- */
 
 typedef struct alloc_entry {
@@ -253,6 +279,7 @@ qilin_status qilin_device_get(int *device) {
 }
 
 qilin_status qilin_device_synchronize(void) {
+    QILIN_TRY(refuse_in_capture("qilin_device_synchronize", "a synchronisation"));
     int device = -1;
     (void)cudaGetDevice(&device);
     CUDA_TRY(cudaDeviceSynchronize(), "device %d", device);
@@ -377,6 +404,7 @@ qilin_status qilin_malloc(void **ptr, size_t bytes, const char *what) {
     if (ptr == NULL) return INVALID("qilin_malloc: ptr is NULL (allocating '%s')", what ? what : "");
     *ptr = NULL;
     if (bytes == 0) return QILIN_OK;
+    QILIN_TRY(refuse_in_capture("qilin_malloc", "an allocation"));
     int device = 0;
     CUDA_TRY(cudaGetDevice(&device), "querying the current device");
     if (device < 0 || device >= DEVICE_MAX)
@@ -408,6 +436,7 @@ qilin_status qilin_malloc(void **ptr, size_t bytes, const char *what) {
 
 qilin_status qilin_free(void *ptr) {
     if (ptr == NULL) return QILIN_OK;
+    QILIN_TRY(refuse_in_capture("qilin_free", "a free, which waits for the device"));
     pthread_mutex_lock(&state_mutex);
     alloc_entry e = alloc_remove(ptr);
     if (e.ptr != NULL) devices[e.device].allocated -= e.bytes;
@@ -447,6 +476,7 @@ qilin_status qilin_host_alloc_pinned(void **ptr, size_t bytes) {
     if (ptr == NULL) return INVALID("qilin_host_alloc_pinned: ptr is NULL");
     *ptr = NULL;
     if (bytes == 0) return QILIN_OK;
+    QILIN_TRY(refuse_in_capture("qilin_host_alloc_pinned", "an allocation"));
     cudaError_t err = cudaMallocHost(ptr, bytes);
     if (err == cudaErrorMemoryAllocation) {
         (void)cudaGetLastError();
@@ -462,6 +492,7 @@ qilin_status qilin_host_alloc_pinned(void **ptr, size_t bytes) {
 
 qilin_status qilin_host_free_pinned(void *ptr) {
     if (ptr == NULL) return QILIN_OK;
+    QILIN_TRY(refuse_in_capture("qilin_host_free_pinned", "a free, which waits for the device"));
     CUDA_TRY(cudaFreeHost(ptr), "%p", ptr);
     return QILIN_OK;
 }
@@ -479,11 +510,25 @@ static cudaStream_t native(qilin_stream *stream) {
     return stream ? stream->s : cudaStreamPerThread;
 }
 
+/* Whether host memory p is page-locked (cudaMallocHost or registered). */
+static int is_pinned(const void *p) {
+    struct cudaPointerAttributes attr;
+    if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return attr.type == cudaMemoryTypeHost;
+}
+
 static qilin_status copy(const char *op, void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind,
                          qilin_stream *stream) {
     if (bytes == 0) return QILIN_OK;
     if (dst == NULL || src == NULL)
         return INVALID("%s: %s is NULL (%zu bytes)", op, dst == NULL ? "dst" : "src", bytes);
+    if (thread_capture.open && stream == thread_capture.stream && kind != cudaMemcpyDeviceToDevice &&
+        !is_pinned(kind == cudaMemcpyHostToDevice ? src : dst))
+        return refuse_in_capture(op, "its host buffer is pageable memory; a graph's copy needs pinned memory "
+                                     "(qilin_host_alloc_pinned)");
     cudaError_t err = cudaMemcpyAsync(dst, src, bytes, kind, native(stream));
     if (err != cudaSuccess)
         return cuda_fail(err, op, "cudaMemcpyAsync(dst, src, bytes, kind, stream)", __FILE__, __LINE__,
@@ -538,6 +583,7 @@ qilin_status qilin_stream_destroy(qilin_stream *stream) {
 }
 
 qilin_status qilin_stream_synchronize(qilin_stream *stream) {
+    QILIN_TRY(refuse_in_capture("qilin_stream_synchronize", "a synchronisation"));
     CUDA_TRY(cudaStreamSynchronize(native(stream)), "device %d", qilin_stream_device(stream));
     return QILIN_OK;
 }
@@ -586,6 +632,8 @@ qilin_status qilin_event_destroy(qilin_event *event) {
 
 qilin_status qilin_event_record(qilin_event *event, qilin_stream *stream) {
     if (event == NULL) return INVALID("qilin_event_record: event is NULL");
+    if (thread_capture.open && stream == thread_capture.stream)
+        QILIN_TRY(refuse_in_capture("qilin_event_record", "an event record on the capturing stream"));
     CUDA_TRY(cudaEventRecord(event->e, native(stream)), "event of device %d, stream of device %d",
              event->device, qilin_stream_device(stream));
     event->recorded = 1;
@@ -594,6 +642,7 @@ qilin_status qilin_event_record(qilin_event *event, qilin_stream *stream) {
 
 qilin_status qilin_event_synchronize(qilin_event *event) {
     if (event == NULL) return INVALID("qilin_event_synchronize: event is NULL");
+    QILIN_TRY(refuse_in_capture("qilin_event_synchronize", "a synchronisation"));
     CUDA_TRY(cudaEventSynchronize(event->e), "device %d", event->device);
     return QILIN_OK;
 }
@@ -607,6 +656,90 @@ qilin_status qilin_event_elapsed_ms(qilin_event *start, qilin_event *stop, float
     CUDA_TRY(cudaEventElapsedTime(ms, start->e, stop->e), "device %d", start->device);
     return QILIN_OK;
 }
+
+/* ---- graphs (device.h) ----------------------------------------------------- */
+
+struct qilin_graph {
+    cudaGraphExec_t exec;
+    int device;
+    size_t nodes;
+};
+
+qilin_status qilin_stream_begin_capture(qilin_stream *stream) {
+    if (stream == NULL)
+        return INVALID("qilin_stream_begin_capture: the default stream cannot capture; create one");
+    if (thread_capture.open)
+        return INVALID("qilin_stream_begin_capture: this thread is already capturing stream %p (one capture "
+                       "per thread)",
+                       (void *)thread_capture.stream);
+    /* Thread-local mode: CUDA refuses unsafe calls (cudaMalloc, synchronisation)
+     * made by this thread only; other ranks' threads keep working. */
+    CUDA_TRY(cudaStreamBeginCapture(stream->s, cudaStreamCaptureModeThreadLocal), "stream of device %d",
+             stream->device);
+    memset(&thread_capture, 0, sizeof thread_capture);
+    thread_capture.stream = stream;
+    thread_capture.open = 1;
+    return QILIN_OK;
+}
+
+int qilin_capturing(void) { return thread_capture.open; }
+
+qilin_status qilin_stream_end_capture(qilin_stream *stream, qilin_graph **graph) {
+    if (graph == NULL) return INVALID("qilin_stream_end_capture: graph is NULL");
+    *graph = NULL;
+    if (!thread_capture.open || thread_capture.stream != stream)
+        return INVALID("qilin_stream_end_capture: stream %p is not capturing on this thread", (void *)stream);
+    qilin_status failure = thread_capture.failure;
+    char message[512];
+    snprintf(message, sizeof message, "%s", thread_capture.failure_message);
+    thread_capture.open = 0;
+    thread_capture.stream = NULL;
+    cudaGraph_t g = NULL;
+    cudaError_t err = cudaStreamEndCapture(stream->s, &g); /* ends it even when invalidated */
+    if (failure != QILIN_OK) {
+        if (g) (void)cudaGraphDestroy(g);
+        (void)cudaGetLastError();
+        return qilin_error(failure, "qilin_stream_end_capture: the capture of stream %p was invalidated by: %s",
+                           (void *)stream, message);
+    }
+    if (err != cudaSuccess) return CUDA_FAIL(err, "cudaStreamEndCapture(stream, &graph)", "device %d", stream->device);
+    qilin_graph *q = calloc(1, sizeof *q);
+    size_t nodes = 0;
+    err = q ? cudaGraphGetNodes(g, NULL, &nodes) : cudaSuccess;
+    if (q && err == cudaSuccess) err = cudaGraphInstantiate(&q->exec, g, 0);
+    (void)cudaGraphDestroy(g); /* the executable graph keeps what it needs */
+    if (q == NULL) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_stream_end_capture: out of host memory");
+    if (err != cudaSuccess) {
+        free(q);
+        return CUDA_FAIL(err, "cudaGraphInstantiate(&exec, graph, 0)", "device %d, %zu nodes", stream->device,
+                         nodes);
+    }
+    q->device = stream->device;
+    q->nodes = nodes;
+    *graph = q;
+    return QILIN_OK;
+}
+
+qilin_status qilin_graph_launch(qilin_graph *graph, qilin_stream *stream) {
+    if (graph == NULL) return INVALID("qilin_graph_launch: graph is NULL");
+    int device = qilin_stream_device(stream);
+    if (device != graph->device)
+        return INVALID("qilin_graph_launch: the graph was captured on device %d, the stream belongs to device %d",
+                       graph->device, device);
+    CUDA_TRY(cudaGraphLaunch(graph->exec, native(stream)), "device %d, %zu nodes", graph->device, graph->nodes);
+    return QILIN_OK;
+}
+
+qilin_status qilin_graph_destroy(qilin_graph *graph) {
+    if (graph == NULL) return QILIN_OK;
+    cudaError_t err = cudaGraphExecDestroy(graph->exec);
+    int device = graph->device;
+    free(graph);
+    if (err != cudaSuccess) return CUDA_FAIL(err, "cudaGraphExecDestroy(exec)", "device %d", device);
+    return QILIN_OK;
+}
+
+size_t qilin_graph_nodes(const qilin_graph *graph) { return graph ? graph->nodes : 0; }
 
 /* ---- launch checking ----------------------------------------------------- */
 
@@ -626,7 +759,7 @@ qilin_status qilin_check_launch(const char *kernel, const char *file, int line) 
         return qilin_error(QILIN_ERR_KERNEL, "kernel %s (launched at %s:%d) failed to launch: %s: %s", kernel,
                            file, line, cudaGetErrorName(err), cudaGetErrorString(err));
     pthread_once(&sync_launches_once, read_sync_launches);
-    if (!sync_launches) return QILIN_OK;
+    if (!sync_launches || thread_capture.open) return QILIN_OK;
     err = cudaDeviceSynchronize();
     if (err != cudaSuccess) {
         (void)cudaGetLastError();

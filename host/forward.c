@@ -311,6 +311,9 @@ static qilin_status prepare_step(const qilin_model *m, const qilin_batch *b, ste
         s->last[i] = t - 1;
     }
     s->rows = b->all_logits ? s->T : S;
+    /* a bound, as the attention kernels allow: whether or not the step is
+     * replayed from a graph, so that graphs change no result */
+    if (s->decode) s->max_kv = decode_kv_bucket(s->max_kv, m->opt.max_ctx);
     return QILIN_OK;
 }
 

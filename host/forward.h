@@ -83,6 +83,8 @@ typedef struct qilin_model_options {
     bool random_weights;
     uint64_t random_seed;
     int layers;              /* > 0: keep the first `layers` layers only (qilin_model_desc_keep_layers) */
+    bool no_graphs;          /* run every decode step eagerly instead of replaying a captured graph
+                                (also QILIN_NO_GRAPHS=1 in the environment); forward_layers.c */
 } qilin_model_options;
 
 /* Defaults for every field: fills *o. */
@@ -111,6 +113,8 @@ typedef struct qilin_forward_stats {
     uint64_t steps;           /* forward steps (each qilin_forward, each prefill chunk / decode step) */
     uint64_t all_reduce, all_gather;
     uint64_t all_to_all;      /* QILIN_EP_ALL_TO_ALL: 3 per MoE layer (rows, ids, results back) */
+    uint64_t graph_captures;  /* decode steps captured into a graph (then replayed) */
+    uint64_t graph_replays;   /* decode steps run by replaying a graph (captures included) */
 } qilin_forward_stats;
 void qilin_model_forward_stats(const qilin_model *m, qilin_forward_stats *out);
 

@@ -92,6 +92,10 @@ typedef struct shard {
     int *step_dev, *step_host;
     qilin_event *step_copied; /* recorded after each upload: step_host is free once it completes */
     bool step_copy_pending;
+    /* decode steps captured once per key and replayed (forward_layers.c) */
+    bool graphs_on;
+    struct decode_graph *graphs;
+    int n_graphs;
     void *attn_ws, *moe_ws, *mla_kvb, *mla_k;
     /* all-to-all expert dispatch (QILIN_EP_ALL_TO_ALL), chunk = ws.ep_chunk rows per rank */
     void *a2a_send, *a2a_recv;              /* [n_ranks, chunk, hidden] */
@@ -163,5 +167,14 @@ void step_buffers_free(shard *g);
 /* forward_layers.c: the whole step on one shard; leaves `s->rows` rows of
  * fp32 logits (full vocabulary) in g->logits on rank 0. */
 qilin_status shard_step(shard *g, const step *s);
+
+/* forward_layers.c: the max_kv a decode step plans its attention for: the
+ * longest context rounded up to a bucket (at most max_ctx), so that decode
+ * steps whose contexts differ a little share one split plan, and one graph. */
+int decode_kv_bucket(int max_kv, int max_ctx);
+/* forward_layers.c: whether this shard replays decode graphs (options and
+ * environment), and releasing its graphs. */
+void decode_graphs_init(shard *g);
+void decode_graphs_free(shard *g);
 
 #endif /* QILIN_HOST_FORWARD_IMPL_H */

@@ -60,8 +60,11 @@
  * The step's index arrays (token ids, positions, slots, sequence starts,
  * ...) are one device block at fixed addresses, filled by one asynchronous
  * copy from a pinned staging buffer; nothing in a step synchronises the
- * stream except the all-to-all dispatch's count exchange. */
+ * stream except the all-to-all dispatch's count exchange. Decode steps are
+ * replayed from captured graphs (the section at the end of this file). */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cuda/device.h"
 #include "cuda/kernels.h"
@@ -817,10 +820,12 @@ qilin_status step_buffers_alloc(shard *g) {
     g->d_tokens = step_region(g->step_dev, STEP_TOKENS, g);
     g->d_positions = step_region(g->step_dev, STEP_POSITIONS, g);
     g->d_token_slot = step_region(g->step_dev, STEP_TOKEN_SLOT, g);
+    decode_graphs_init(g);
     return QILIN_OK;
 }
 
 void step_buffers_free(shard *g) {
+    decode_graphs_free(g);
     qilin_event_destroy(g->step_copied);
     qilin_host_free_pinned(g->step_host);
     qilin_free(g->step_dev);
@@ -831,14 +836,35 @@ static void put_ints(int *dst, const int *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = src[i];
 }
 
+/* Padding sequences S .. P - 1 of a decode step replayed in the graph of a
+ * larger batch P: one query each, on token id 0 at position 0, that writes
+ * no KV (token slot -1: kv_append skips it) and attends to no key (kv_len 0:
+ * the attention kernels write zeros for a query without keys), so its rows
+ * stay finite and no sequence's cache is touched. Only with one GPU (ids
+ * relative to v0 = 0). Their logits rows come after the real ones. */
+static void put_padding(shard *m, int *h, int S, int P, bool last_rows) {
+    for (int i = S; i < P; i++) {
+        step_region(h, STEP_Q_START, m)[i + 1] = i + 1;
+        step_region(h, STEP_KV_LEN, m)[i] = 0;
+        step_region(h, STEP_SEQ_SLOT, m)[i] = 0;
+        int *one = step_region(h, STEP_SINGLE, m) + 4 * i;
+        one[0] = 0, one[1] = 1, one[2] = 0, one[3] = 0;
+        if (last_rows) step_region(h, STEP_ROWS, m)[i] = i;
+        step_region(h, STEP_TOKENS, m)[i] = 0;
+        step_region(h, STEP_POSITIONS, m)[i] = 0;
+        step_region(h, STEP_TOKEN_SLOT, m)[i] = -1;
+    }
+}
+
 /* Uploads the step's index arrays: written into the pinned staging buffer
  * and sent by one asynchronous copy, with no stream synchronisation (the
  * next step waits, on the host, only for this copy before it overwrites the
  * staging buffer). Token ids are made relative to this GPU's vocab rows:
  * ids of other GPUs' rows fall outside [0, nv) and the embedding kernel
  * writes zeros for them, so the all-reduce that follows assembles every row
- * from its owner. */
-static qilin_status upload_step(shard *m, const step *s) {
+ * from its owner. padded_to: the sequences the device step runs (>= the
+ * batch's, decode only: put_padding fills the rest). */
+static qilin_status upload_step(shard *m, const step *s, int padded_to) {
     const qilin_batch *b = s->b;
     int T = s->T, S = b->n_seqs;
     if (m->step_copy_pending) QILIN_TRY(qilin_event_synchronize(m->step_copied));
@@ -853,6 +879,10 @@ static qilin_status upload_step(shard *m, const step *s) {
     for (int t = 0; t < T; t++) ids[t] = (int)(b->tokens[t] - m->v0);
     put_ints(step_region(h, STEP_POSITIONS, m), s->pos, (size_t)T);
     put_ints(step_region(h, STEP_TOKEN_SLOT, m), s->tslot, (size_t)T);
+    if (padded_to > S) { /* decode: T == S */
+        put_padding(m, h, S, padded_to, !b->all_logits);
+        T = padded_to;
+    }
     /* the used prefix: everything up to the end of this step's token slots */
     size_t ints = (size_t)(step_region(h, STEP_TOKEN_SLOT, m) - h) + (size_t)T;
     QILIN_TRY(qilin_memcpy_h2d(m->step_dev, h, ints * sizeof(int), m->stream));
@@ -891,11 +921,10 @@ static qilin_status lm_head(shard *m, const void *x, int rows) {
     return QILIN_OK;
 }
 
-qilin_status shard_step(shard *m, const step *s) {
+/* The step's device work after the upload: what a decode graph captures. */
+static qilin_status step_body(shard *m, const step *s) {
     const qilin_model_desc *d = m->desc;
     int T = s->T, H = d->hidden;
-    m->stats.steps++;
-    QILIN_TRY(upload_step(m, s));
     qilin_embedding_args e = {.out = m->R,
                               .table = m->global[QILIN_W_EMBED],
                               .ids = m->d_tokens,
@@ -927,4 +956,119 @@ qilin_status shard_step(shard *m, const step *s) {
         final_in = m->B1;
     }
     return lm_head(m, final_in, s->rows);
+}
+
+/* ---- CUDA graphs for decode --------------------------------------------- *
+ *
+ * A decode step's device work (everything after the upload of its index
+ * arrays) is captured once per key and replayed afterwards: one graph launch
+ * instead of ~10-20 launches per layer. A replay re-reads the step block
+ * (step_dev, fixed addresses, filled eagerly by upload_step before the
+ * replay) and the activations and caches at their fixed addresses; what it
+ * cannot re-read are the host launch arguments, all functions of the key:
+ *   - n_seqs (= T = rows at decode; max_q = 1), padded up to a bucket
+ *     (graph_bucket: powers of two, and min(max_seqs, max_batch_tokens)):
+ *     at most 2 + log2(max_seqs) values. Padding sequences (put_padding)
+ *     write no KV and attend to nothing; their rows do reach the router, so
+ *     qilin_model_expert_counts after a padded step counts them too;
+ *   - max_kv, which sizes the attention split plans: decode_kv_bucket
+ *     rounds it to 4 buckets per octave (>= 64, <= max_ctx), eager steps
+ *     included, so at most ~4 log2(max_ctx / 64) + 1 values and graphs change
+ *     no result (the kernels take max_kv_len as a bound and read each
+ *     sequence's own length from d_kv_len);
+ *   - all_logits (whether the last-row gather is issued).
+ * Graphs are off with one of: opt->no_graphs, QILIN_NO_GRAPHS=1, the launch
+ * log (QILIN_LAUNCH_LOG: it logs launches as they are issued, and a replay
+ * issues none, so with the log on decode stays eager and the log counts real
+ * launches), several GPUs (the sim's collectives exchange on the host inside
+ * the call, which a capture refuses; NCCL could be captured, not wired yet),
+ * and MLA's naive form at decode (per-sequence host lengths). */
+typedef struct decode_graph {
+    int n_seqs, max_kv;
+    bool all_logits;
+    qilin_graph *graph;
+} decode_graph;
+
+int decode_kv_bucket(int max_kv, int max_ctx) {
+    int bucket = 64;
+    if (max_kv > 64) {
+        int octave = 64; /* the largest power of two below max_kv */
+        while (octave * 2 < max_kv) octave *= 2;
+        int stride = octave / 4;
+        bucket = (max_kv + stride - 1) / stride * stride;
+    }
+    return bucket < max_ctx ? bucket : max_ctx; /* max_kv <= max_ctx: still a bound */
+}
+
+static bool env_on(const char *name) {
+    const char *v = getenv(name);
+    return v != NULL && *v != '\0' && strcmp(v, "0") != 0;
+}
+
+void decode_graphs_init(shard *g) {
+    g->graphs_on = !g->opt->no_graphs && !env_on("QILIN_NO_GRAPHS") && !env_on("QILIN_LAUNCH_LOG");
+}
+
+void decode_graphs_free(shard *g) {
+    for (int i = 0; i < g->n_graphs; i++) qilin_graph_destroy(g->graphs[i].graph);
+    free(g->graphs);
+    g->graphs = NULL, g->n_graphs = 0;
+}
+
+/* The batch-size bucket a decode step runs in (its sequences padded up to
+ * it: put_padding), or 0 when the step runs eagerly. Buckets: the powers of
+ * two below the largest batch the step buffers hold, and that batch. */
+static int graph_bucket(const shard *m, const step *s) {
+    const qilin_model_desc *d = m->desc;
+    if (!m->graphs_on || !s->decode || m->n_ranks != 1 || m->ws.ep_chunk > 0) return 0;
+    if (d->attn == QILIN_ATTN_MLA && m->opt->mla_mode == QILIN_MLA_NAIVE) return 0;
+    int limit = m->opt->max_seqs < m->opt->max_batch_tokens ? m->opt->max_seqs : m->opt->max_batch_tokens;
+    int bucket = 1;
+    while (bucket < s->n_seqs) bucket *= 2;
+    return bucket < limit ? bucket : limit;
+}
+
+/* Captures the step's device work into a new table entry. */
+static qilin_status capture(shard *m, const step *s, decode_graph **out) {
+    decode_graph *grown = realloc(m->graphs, (size_t)(m->n_graphs + 1) * sizeof *grown);
+    if (!grown) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "decode graph table: host memory");
+    m->graphs = grown;
+    QILIN_TRY(qilin_stream_begin_capture(m->stream));
+    qilin_status st = step_body(m, s);
+    char why[1024];
+    if (st != QILIN_OK) snprintf(why, sizeof why, "%s", qilin_last_error());
+    qilin_graph *graph = NULL;
+    qilin_status ended = qilin_stream_end_capture(m->stream, &graph);
+    if (st != QILIN_OK) {
+        qilin_graph_destroy(graph);
+        return qilin_error(st, "capturing the decode step of %d sequences: %s", s->n_seqs, why);
+    }
+    if (ended != QILIN_OK)
+        return qilin_error_context(ended, "capturing the decode step of %d sequences", s->n_seqs);
+    decode_graph *e = &m->graphs[m->n_graphs++];
+    *e = (decode_graph){.n_seqs = s->n_seqs, .max_kv = s->max_kv, .all_logits = s->b->all_logits, .graph = graph};
+    m->stats.graph_captures++;
+    *out = e;
+    return QILIN_OK;
+}
+
+static qilin_status step_replayed(shard *m, const step *s) {
+    decode_graph *e = NULL;
+    for (int i = 0; i < m->n_graphs && !e; i++) {
+        decode_graph *c = &m->graphs[i];
+        if (c->n_seqs == s->n_seqs && c->max_kv == s->max_kv && c->all_logits == s->b->all_logits) e = c;
+    }
+    if (!e) QILIN_TRY(capture(m, s, &e));
+    m->stats.graph_replays++;
+    return qilin_graph_launch(e->graph, m->stream);
+}
+
+qilin_status shard_step(shard *m, const step *s) {
+    m->stats.steps++;
+    int bucket = graph_bucket(m, s);
+    QILIN_TRY(upload_step(m, s, bucket > s->n_seqs ? bucket : s->n_seqs));
+    if (bucket == 0) return step_body(m, s);
+    step padded = *s; /* the device runs `bucket` rows; the host reads the first n_seqs */
+    padded.T = padded.n_seqs = padded.rows = bucket;
+    return step_replayed(m, &padded);
 }

@@ -11,7 +11,8 @@
 // to force preemption. Every completed request's tokens equal the same
 // request run alone through qilin_generate_stream; cancelled ones hold a
 // prefix of them; chunk sizes 1, 7 and 64 give the same tokens; the pool is
-// whole again afterwards.
+// whole again afterwards; decode replayed from graphs gives the tokens of
+// eager decode.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -403,6 +404,34 @@ TEST_F(Engine, ChunkSizeDoesNotChangeTokens) {
         EXPECT_EQ(r.stats.free_blocks, r.stats.num_blocks) << "chunk " << chunk;
         EXPECT_EQ(r.stats.preemptions, 0u);
     }
+}
+
+/* Decode steps replayed from captured graphs (the default; host/forward_layers.c)
+ * give the engine the tokens of eager decode: the same requests through an
+ * engine on a copy of the model loaded with no_graphs. */
+TEST_F(Engine, GraphReplayGivesTheTokensOfEagerDecode) {
+    std::vector<Req> reqs(requests_.begin(), requests_.begin() + 12);
+    qilin_model_options o = *qilin_model_get_options(model_);
+    o.no_graphs = true;
+    qilin_model *eager = nullptr;
+    ASSERT_EQ(qilin_model_load((golden::models_dir() + "/stories260K").c_str(), &o, &eager), QILIN_OK)
+        << qilin_last_error();
+    qilin_engine_options eo;
+    qilin_engine_options_default(&eo);
+    qilin_forward_stats before, after, eager_stats;
+    qilin_model_forward_stats(model_, &before);
+    Run graphs = run(reqs, eo);
+    qilin_model_forward_stats(model_, &after);
+    qilin_model *saved = model_;
+    model_ = eager; /* run() drives model_ */
+    Run plain = run(reqs, eo);
+    model_ = saved;
+    qilin_model_forward_stats(eager, &eager_stats);
+    qilin_model_free(eager);
+    ASSERT_EQ(graphs.tokens.size(), reqs.size());
+    for (size_t i = 0; i < reqs.size(); i++) EXPECT_EQ(graphs.tokens[i], plain.tokens[i]) << "request " << i;
+    EXPECT_GT(after.graph_replays, before.graph_replays) << "no decode step was replayed from a graph";
+    EXPECT_EQ(eager_stats.graph_replays, 0u);
 }
 
 TEST_F(Engine, RefusesWhatCanNeverRun) {

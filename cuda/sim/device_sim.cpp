@@ -334,6 +334,32 @@ Target target_of(const qilin_stream *stream) {
     return Target{stream->device, stream};
 }
 
+/* The capture the calling thread has open (device.h: one per thread), and
+ * the first non-capturable call made during it. */
+struct ThreadCapture {
+    qilin_stream *stream = nullptr;
+    Target target{0, nullptr};
+    bool open = false;
+    qilin_status failure = QILIN_OK;
+    std::string failure_message;
+};
+thread_local ThreadCapture thread_capture;
+
+/* Refuses `op` while this thread captures: the call does nothing, fails
+ * naming itself and the stream, and invalidates the capture (device.h). */
+qilin_status refuse_in_capture(const char *op, const char *why) {
+    if (!thread_capture.open) return QILIN_OK;
+    qilin_status st = qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                                  "%s: not capturable (%s) while stream %p is capturing a graph "
+                                  "(qilin_stream_begin_capture); the capture is now invalid",
+                                  op, why, (void *)thread_capture.stream);
+    if (thread_capture.failure == QILIN_OK) {
+        thread_capture.failure = st;
+        thread_capture.failure_message = qilin_last_error();
+    }
+    return st;
+}
+
 enum class Side { host, device };
 
 /* Whether [p, p + bytes) lies in one qilin_host_alloc_pinned buffer. */
@@ -363,6 +389,11 @@ qilin_status copy(const char *op, void *dst, Side dst_side, const void *src, Sid
                                            : check_host_range(s, op, "src", src, bytes));
     }
     Target t = target_of(stream);
+    if (thread_capture.open && (src_side == Side::host || dst_side == Side::host) &&
+        qsim::capturing(t.device, t.key) &&
+        !is_pinned(s, src_side == Side::host ? src : dst, bytes))
+        return refuse_in_capture(op, "its host buffer is pageable memory; a graph's copy needs pinned memory "
+                                     "(qilin_host_alloc_pinned)");
     if (dry_run()) { /* see the header: device memory holds no values in dry-run */
         if (dst_side == Side::device) return QILIN_OK;
         return qsim::submit(t.device, t.key, [dst, bytes] {
@@ -492,6 +523,7 @@ extern "C" qilin_status qilin_device_get(int *device) {
 }
 
 extern "C" qilin_status qilin_device_synchronize(void) {
+    QILIN_TRY(refuse_in_capture("qilin_device_synchronize", "a synchronisation"));
     QILIN_TRY(check_config("qilin_device_synchronize"));
     return qsim::wait_device(current_device, true);
 }
@@ -504,6 +536,7 @@ extern "C" qilin_status qilin_malloc(void **ptr, size_t bytes, const char *what)
                            name_of(what));
     *ptr = nullptr;
     QILIN_TRY(check_config("qilin_malloc"));
+    QILIN_TRY(refuse_in_capture("qilin_malloc", "an allocation"));
     if (bytes == 0) return QILIN_OK;
     const int device = current_device;
     const size_t total = config().memory_bytes;
@@ -545,6 +578,7 @@ extern "C" qilin_status qilin_malloc(void **ptr, size_t bytes, const char *what)
 
 extern "C" qilin_status qilin_free(void *ptr) {
     if (ptr == nullptr) return QILIN_OK;
+    QILIN_TRY(refuse_in_capture("qilin_free", "a free, which waits for the device"));
     State &s = state();
     int device = -1;
     bool mapped = false;
@@ -610,6 +644,7 @@ extern "C" qilin_status qilin_host_alloc_pinned(void **ptr, size_t bytes) {
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_host_alloc_pinned: ptr is NULL");
     *ptr = nullptr;
     if (bytes == 0) return QILIN_OK;
+    QILIN_TRY(refuse_in_capture("qilin_host_alloc_pinned", "an allocation"));
     void *p = bytes > SIZE_MAX - kAlign ? nullptr : std::aligned_alloc(kAlign, round_up(bytes));
     if (p == nullptr)
         return qilin_error(QILIN_ERR_OUT_OF_MEMORY,
@@ -624,6 +659,7 @@ extern "C" qilin_status qilin_host_alloc_pinned(void **ptr, size_t bytes) {
 
 extern "C" qilin_status qilin_host_free_pinned(void *ptr) {
     if (ptr == nullptr) return QILIN_OK;
+    QILIN_TRY(refuse_in_capture("qilin_host_free_pinned", "a free, which waits for the device"));
     /* cudaFreeHost synchronises: a queued copy may still read or write it. */
     for (int d = 0; d < config().devices; d++) QILIN_TRY(qsim::wait_device(d, false));
     State &s = state();
@@ -704,6 +740,7 @@ extern "C" qilin_status qilin_stream_destroy(qilin_stream *stream) {
 
 extern "C" qilin_status qilin_stream_synchronize(qilin_stream *stream) {
     QILIN_TRY(check_config("qilin_stream_synchronize"));
+    QILIN_TRY(refuse_in_capture("qilin_stream_synchronize", "a synchronisation"));
     State &s = state();
     {
         std::lock_guard<std::mutex> lock(s.mu);
@@ -754,6 +791,8 @@ extern "C" qilin_status qilin_event_destroy(qilin_event *event) {
 
 extern "C" qilin_status qilin_event_record(qilin_event *event, qilin_stream *stream) {
     const char *op = "qilin_event_record";
+    if (qsim::stream_capturing(stream))
+        QILIN_TRY(refuse_in_capture(op, "an event record on the capturing stream"));
     State &s = state();
     std::lock_guard<std::mutex> lock(s.mu);
     QILIN_TRY(check_event(s, op, event));
@@ -778,6 +817,7 @@ extern "C" qilin_status qilin_event_record(qilin_event *event, qilin_stream *str
 
 extern "C" qilin_status qilin_event_synchronize(qilin_event *event) {
     const char *op = "qilin_event_synchronize";
+    QILIN_TRY(refuse_in_capture(op, "a synchronisation"));
     State &s = state();
     Target t{0, nullptr};
     uint64_t count = 0;
@@ -826,7 +866,7 @@ extern "C" qilin_status qilin_check_launch(const char *kernel, const char *file,
         const char *v = std::getenv("QILIN_SYNC_LAUNCHES");
         return v != nullptr && std::strcmp(v, "1") == 0;
     }();
-    if (sync_launches) return qsim::wait_device(current_device, true);
+    if (sync_launches && !thread_capture.open) return qsim::wait_device(current_device, true);
     return qsim::take_error(current_device);
 }
 
@@ -841,6 +881,91 @@ qilin_status qsim::submit_to(qilin_stream *stream, const char *op, Work work) {
     Target t = target_of(stream);
     return submit(t.device, t.key, std::move(work));
 }
+
+bool qsim::stream_capturing(qilin_stream *stream) {
+    Target t = target_of(stream);
+    return qsim::capturing(t.device, t.key);
+}
+
+/* ---- graphs (device.h) ----------------------------------------------------- */
+
+/* A capture's work items, replayed in order: each kernel launch kept its
+ * grid, block, shared memory, seed and a copy of its arguments; copies and
+ * memsets their addresses and sizes. */
+struct qilin_graph {
+    int device;
+    std::vector<qsim::Work> work;
+};
+
+extern "C" qilin_status qilin_stream_begin_capture(qilin_stream *stream) {
+    const char *op = "qilin_stream_begin_capture";
+    QILIN_TRY(check_config(op));
+    if (stream == nullptr || stream == &default_stream)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: the default stream cannot capture; create one",
+                           op);
+    {
+        State &s = state();
+        std::lock_guard<std::mutex> lock(s.mu);
+        QILIN_TRY(check_stream(s, op, stream));
+    }
+    if (thread_capture.open)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "%s: this thread is already capturing stream %p (one capture per thread)", op,
+                           (void *)thread_capture.stream);
+    Target t = target_of(stream);
+    QILIN_TRY(qsim::capture_begin(t.device, t.key));
+    thread_capture = ThreadCapture{};
+    thread_capture.stream = stream;
+    thread_capture.target = t;
+    thread_capture.open = true;
+    return QILIN_OK;
+}
+
+extern "C" int qilin_capturing(void) { return thread_capture.open ? 1 : 0; }
+
+extern "C" qilin_status qilin_stream_end_capture(qilin_stream *stream, qilin_graph **graph) {
+    const char *op = "qilin_stream_end_capture";
+    if (graph == nullptr) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: graph is NULL", op);
+    *graph = nullptr;
+    if (!thread_capture.open || thread_capture.stream != stream)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: stream %p is not capturing on this thread", op,
+                           (void *)stream);
+    std::vector<qsim::Work> work;
+    qsim::capture_end(thread_capture.target.device, thread_capture.target.key, &work);
+    ThreadCapture ended = std::move(thread_capture);
+    thread_capture = ThreadCapture{};
+    if (ended.failure != QILIN_OK)
+        return qilin_error(ended.failure, "%s: the capture of stream %p was invalidated by: %s", op,
+                           (void *)stream, ended.failure_message.c_str());
+    auto *g = new (std::nothrow) qilin_graph{ended.target.device, std::move(work)};
+    if (g == nullptr) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "%s: out of host memory", op);
+    *graph = g;
+    return QILIN_OK;
+}
+
+extern "C" qilin_status qilin_graph_launch(qilin_graph *graph, qilin_stream *stream) {
+    const char *op = "qilin_graph_launch";
+    if (graph == nullptr) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: graph is NULL", op);
+    {
+        State &s = state();
+        std::lock_guard<std::mutex> lock(s.mu);
+        QILIN_TRY(check_stream(s, op, stream));
+    }
+    Target t = target_of(stream);
+    if (t.device != graph->device)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "%s: the graph was captured on sim device %d, the stream belongs to device %d", op,
+                           graph->device, t.device);
+    for (const qsim::Work &w : graph->work) QILIN_TRY(qsim::submit(t.device, t.key, w));
+    return qsim::take_error(t.device); /* in immediate mode the replay has run: its failure, if any */
+}
+
+extern "C" qilin_status qilin_graph_destroy(qilin_graph *graph) {
+    delete graph; /* its work holds copies of arguments, never device memory */
+    return QILIN_OK;
+}
+
+extern "C" size_t qilin_graph_nodes(const qilin_graph *graph) { return graph ? graph->work.size() : 0; }
 
 /* ---- address checks for the emulated instructions (tensor_core_sim.h) ---- */
 

@@ -802,7 +802,8 @@ qilin_status launch_on_stream(const char *kernel, const char *file, int line, di
         ex.last_launch = st;
         return st;
     }
-    if (!deferred()) return launch(kernel, file, line, grid, block, smem_bytes, body);
+    /* a capturing stream records the launch (through submit_to) in either mode */
+    if (!deferred() && !stream_capturing(stream)) return launch(kernel, file, line, grid, block, smem_bytes, body);
     Executor &ex = executor();
     /* What CUDA reports at the launch itself: its shape, launching from a
      * kernel, a dead stream. The rest shows when the kernel has run. */

@@ -60,6 +60,7 @@ struct Engine {
     uint64_t rng = 0;
     qilin_status error = QILIN_OK; /* the first failure of deferred work, until reported */
     std::string message;
+    std::unordered_map<const void *, std::vector<Work>> captures; /* streams capturing a graph */
 };
 
 struct Settings {
@@ -184,8 +185,16 @@ template <class Done> qilin_status wait_locked(Engine &e, int device, std::uniqu
 bool deferred() { return settings().deferred; }
 
 qilin_status submit(int device, const void *key, Work work) {
-    if (!deferred()) return work();
     Engine &e = engines()[device];
+    {
+        std::lock_guard<std::mutex> lock(e.mu);
+        auto c = e.captures.find(key);
+        if (c != e.captures.end()) { /* recorded for replay, not run */
+            c->second.push_back(std::move(work));
+            return QILIN_OK;
+        }
+    }
+    if (!deferred()) return work();
     std::lock_guard<std::mutex> lock(e.mu);
     if (!e.started) {
         e.rng = splitmix64(settings().seed * 0x100 + (uint64_t)device);
@@ -206,6 +215,32 @@ qilin_status submit(int device, const void *key, Work work) {
      * every launch would cost a context switch each. */
     if (e.pending++ == 0 || e.demand > 0) e.wake.notify_one();
     return QILIN_OK;
+}
+
+qilin_status capture_begin(int device, const void *key) {
+    Engine &e = engines()[device];
+    std::lock_guard<std::mutex> lock(e.mu);
+    if (!e.captures.emplace(key, std::vector<Work>()).second)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "qilin_stream_begin_capture: stream %p of sim device %d is already capturing", key,
+                           device);
+    return QILIN_OK;
+}
+
+bool capture_end(int device, const void *key, std::vector<Work> *recorded) {
+    Engine &e = engines()[device];
+    std::lock_guard<std::mutex> lock(e.mu);
+    auto c = e.captures.find(key);
+    if (c == e.captures.end()) return false;
+    *recorded = std::move(c->second);
+    e.captures.erase(c);
+    return true;
+}
+
+bool capturing(int device, const void *key) {
+    Engine &e = engines()[device];
+    std::lock_guard<std::mutex> lock(e.mu);
+    return e.captures.count(key) != 0;
 }
 
 uint64_t issued(int device, const void *key) {

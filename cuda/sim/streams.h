@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "../device.h"
 #include "../status.h"
@@ -50,6 +51,16 @@ qilin_status submit(int device, const void *key, Work work);
  * thread's default stream on its current device), after checking the handle
  * is live; `op` names the caller in that error. In device_sim.cpp. */
 qilin_status submit_to(qilin_stream *stream, const char *op, Work work);
+
+/* Graph capture (device.h): while stream `key` of `device` captures,
+ * submit() appends its work to the capture instead of running it, in either
+ * mode. capture_begin fails if the stream already captures; capture_end hands
+ * back what was recorded (false if the stream was not capturing). */
+qilin_status capture_begin(int device, const void *key);
+bool capture_end(int device, const void *key, std::vector<Work> *recorded);
+bool capturing(int device, const void *key);
+/* capturing() for a qilin_stream handle (NULL: the default stream); in device_sim.cpp. */
+bool stream_capturing(qilin_stream *stream);
 
 /* Number of items ever issued to stream `key` of `device`: an event recorded
  * now completes when that many have run. */
