@@ -207,6 +207,7 @@ void run_attention(const AttnModel &m, const Case &c) {
 const AttnModel kAttnModels[] = {{"llama3_8b", 32, 8, 128}, {"qwen3_30b_a3b", 32, 4, 128}};
 
 TEST(DecodeFill, AttentionDecode) {
+    QILIN_REQUIRE_DEVICES(1);
     for (const AttnModel &m : kAttnModels)
         for (const Case &c : kCases) run_attention(m, c);
 }
@@ -247,6 +248,7 @@ void run_mla(const Case &c) {
 }
 
 TEST(DecodeFill, MlaDecode) {
+    QILIN_REQUIRE_DEVICES(1);
     for (const Case &c : kCases) run_mla(c);
 }
 
@@ -309,6 +311,7 @@ const MoeModel kMoeModels[] = {{"qwen3_30b_a3b", 128, 8, 2048, 768},
                                {"dsv3_ep", 256, 8, 7168, 2048}};
 
 TEST(DecodeFill, MoeExpertGemms) {
+    QILIN_REQUIRE_DEVICES(1);
     for (const MoeModel &m : kMoeModels)
         for (int tokens : {1, 64}) run_moe(m, tokens);
 }
@@ -328,6 +331,7 @@ const GemvShape kGemvShapes[] = {
 };
 
 TEST(DecodeFill, Gemv) {
+    QILIN_REQUIRE_DEVICES(1);
     std::mt19937_64 rng(seed() + 3);
     for (const GemvShape &s : kGemvShapes) {
         DevBuf x((size_t)s.k * 2, &rng), w((size_t)s.n * s.k * 2, &rng), y((size_t)s.n * 2);
