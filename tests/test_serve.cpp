@@ -271,7 +271,11 @@ TEST_F(Serve, TextPromptUsageMatchesTokenizerAndRun) {
     json_t *tj = parse(t.body);
     EXPECT_EQ(json_integer_value(json_object_get(tj, "count")), 5);
     EXPECT_EQ(json_integer_value(json_object_get(tj, "max_model_len")), 64);
-    Reply d = http(port_, "POST", "/detokenize", "{\"tokens\": " + std::string(json_dumps(json_object_get(tj, "tokens"), 0)) + "}");
+    char *token_list = json_dumps(json_object_get(tj, "tokens"), 0);
+    ASSERT_NE(token_list, nullptr);
+    std::string detok_body = "{\"tokens\": " + std::string(token_list) + "}";
+    free(token_list);
+    Reply d = http(port_, "POST", "/detokenize", detok_body);
     json_t *dj = parse(d.body);
     EXPECT_EQ(str(dj, "prompt"), "<s> Once upon a time") << d.body;
     json_decref(tj), json_decref(dj);
