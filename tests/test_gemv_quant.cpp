@@ -18,6 +18,7 @@
 #include "host/quant.h"
 #include "tests/compare.h"
 #include "tests/dtype_io.h"
+#include "tests/matmul_check.h"
 #include "tests/sim_test_kernels.h"
 #include "tests/test_util.h"
 
@@ -123,17 +124,7 @@ TEST_P(GemvFp8, MatchesFloat64OfHostDequantization) {
     a.y_dtype = yt;
     QILIN_ASSERT_OK(qilin_gemv_fp8(&a, nullptr));
 
-    std::vector<unsigned char> y = dy.download();
-    std::vector<double> got((size_t)c.m * c.n);
-    for (int i = 0; i < c.m; i++)
-        for (int r = 0; r < c.n; r++) got[(size_t)i * c.n + r] = value_of(y, (size_t)i * ldy + r, yt);
-    for (int i = 0; i < c.m; i++) /* the padding between rows of y is left alone */
-        for (int r = c.n; r < ldy; r++)
-            EXPECT_TRUE(std::isnan(value_of(y, (size_t)i * ldy + r, yt))) << "y pad row " << i << " col " << r;
-    const Tolerance &base = yt == QILIN_F32 ? kTolDotF32 : yt == QILIN_BF16 ? kTolDotBF16 : kTolDotF16;
-    Comparison cmp = compare(got, want, scaled_tolerance(base, want));
-    printf("y: %s\n", cmp.summary.c_str());
-    EXPECT_TRUE(cmp.ok) << cmp.summary;
+    expect_matmul_rows(dy.download(), c.m, c.n, ldy, yt, want);
 }
 
 std::vector<Case> cases() {
@@ -294,17 +285,7 @@ TEST_P(GemvInt4, MatchesFloat64OfHostDequantization) {
     a.scale_dtype = c.scale_dtype;
     QILIN_ASSERT_OK(qilin_gemv_int4(&a, nullptr));
 
-    std::vector<unsigned char> y = dy.download();
-    std::vector<double> got((size_t)c.m * c.n);
-    for (int i = 0; i < c.m; i++)
-        for (int r = 0; r < c.n; r++) got[(size_t)i * c.n + r] = value_of(y, (size_t)i * ldy + r, yt);
-    for (int i = 0; i < c.m; i++)
-        for (int r = c.n; r < ldy; r++)
-            EXPECT_TRUE(std::isnan(value_of(y, (size_t)i * ldy + r, yt))) << "y pad row " << i << " col " << r;
-    const Tolerance &base = yt == QILIN_F32 ? kTolDotF32 : yt == QILIN_BF16 ? kTolDotBF16 : kTolDotF16;
-    Comparison cmp = compare(got, want, scaled_tolerance(base, want));
-    printf("y: %s\n", cmp.summary.c_str());
-    EXPECT_TRUE(cmp.ok) << cmp.summary;
+    expect_matmul_rows(dy.download(), c.m, c.n, ldy, yt, want);
 }
 
 std::vector<Int4Case> int4_cases() {
