@@ -7,21 +7,17 @@ SO_REUSEADDR that never listens, so no other socket gets the port by bind(0)
 or connect(), while a qilin node 0 (which binds with SO_REUSEADDR) can still
 listen there. No race between choosing a port and listening on it."""
 import os
-import socket
 import subprocess
 import sys
+
+from serve_process import reserve_port
 
 
 def main():
     if len(sys.argv) < 3:
         sys.exit("usage: reserve_ports.py N CMD...")
-    held = []
-    for _ in range(int(sys.argv[1])):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", 0))
-        held.append(s)
-    env = dict(os.environ, QILIN_TEST_PORTS=" ".join(str(s.getsockname()[1]) for s in held))
+    held = [reserve_port() for _ in range(int(sys.argv[1]))]
+    env = dict(os.environ, QILIN_TEST_PORTS=" ".join(str(port) for _, port in held))
     return subprocess.call(sys.argv[2:], env=env)  # the sockets are not inherited: held here
 
 

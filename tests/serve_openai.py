@@ -7,11 +7,10 @@ the field named for an unknown model (404), an unsupported penalty (400), a cont
 (400, both numbers) and a wrong key (401).
 
 The port is reserved as tests/reserve_ports.py does (bound with SO_REUSEADDR, never listening)."""
-import http.client
-import socket
 import subprocess
 import sys
-import time
+
+from serve_process import reserve_port, wait_healthy
 
 try:
     import openai
@@ -24,21 +23,6 @@ def check(ok, what):
     if not ok:
         print("serve_openai: FAIL: " + what)
         sys.exit(1)
-
-
-def wait_healthy(server, port):
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        check(server.poll() is None, "the server exited early")
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            c.request("GET", "/health")
-            if c.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    check(False, "no /health within 120 s")
 
 
 def expect_error(call, cls, status, param, text=""):
@@ -54,15 +38,12 @@ def expect_error(call, cls, status, param, text=""):
 
 def main():
     qilin, stories, template = sys.argv[1:4]
-    hold = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    hold.bind(("127.0.0.1", 0))
-    port = hold.getsockname()[1]
+    hold, port = reserve_port()
     server = subprocess.Popen([qilin, "serve", "--model", stories, "--port", str(port), "--dtype", "float32",
                                "--max-num-seqs", "2", "--max-model-len", "128", "--api-key", "sk-test",
                                "--served-model-name", "stories", "--chat-template", template])
     try:
-        wait_healthy(server, port)
+        wait_healthy(server, port, lambda why: check(False, why))
         c = openai.OpenAI(base_url="http://127.0.0.1:%d/v1" % port, api_key="sk-test", max_retries=0)
         check([m.id for m in c.models.list()] == ["stories"], "models")
         r = c.completions.create(model="stories", prompt="Once upon a time", max_tokens=8, temperature=0)

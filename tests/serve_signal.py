@@ -8,10 +8,10 @@ the server, which binds with SO_REUSEADDR, can listen there and nothing else can
 import http.client
 import json
 import signal
-import socket
 import subprocess
 import sys
-import time
+
+from serve_process import reserve_port, wait_healthy
 
 
 def fail(why):
@@ -21,28 +21,12 @@ def fail(why):
 
 def main():
     qilin, stories = sys.argv[1], sys.argv[2]
-    hold = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    hold.bind(("127.0.0.1", 0))
-    port = hold.getsockname()[1]
+    hold, port = reserve_port()
     server = subprocess.Popen([qilin, "serve", "--model", stories, "--port", str(port), "--dtype", "float32",
                                "--max-num-seqs", "2", "--max-model-len", "128", "--grace-seconds", "0.5"],
                               stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 120
-        while True:
-            if server.poll() is not None:
-                fail("the server exited with %d: %s" % (server.returncode, server.stderr.read()))
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                c.request("GET", "/health")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                fail("no /health within 120 s")
-            time.sleep(0.2)
+        wait_healthy(server, port, fail)
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         body = {"prompt": "Once upon a time", "max_tokens": 120, "temperature": 0, "ignore_eos": True, "stream": True}
         c.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
