@@ -124,8 +124,8 @@ def send(a, url, n_in, n_out, prompt):
     if a.api_key:
         headers["Authorization"] = "Bearer " + a.api_key
     start = time.perf_counter()
+    conn = conn_cls(url.hostname, url.port, timeout=a.timeout)
     try:
-        conn = conn_cls(url.hostname, url.port, timeout=a.timeout)
         conn.request("POST", url.path.rstrip("/") + a.endpoint, body=request_body(a, prompt, n_out), headers=headers)
         resp = conn.getresponse()
         if resp.status != 200:
@@ -157,7 +157,6 @@ def send(a, url, n_in, n_out, prompt):
                 rec["itl"].append(now - last)
             last, chunks = now, chunks + 1
         rec["latency"] = time.perf_counter() - start
-        conn.close()
         if chunks == 0:
             rec["error"] = "the stream ended with no text"
             return rec
@@ -167,6 +166,8 @@ def send(a, url, n_in, n_out, prompt):
         rec["success"] = True
     except (OSError, http.client.HTTPException, ValueError) as e:
         rec["error"] = "%s: %s" % (type(e).__name__, e)
+    finally:
+        conn.close()
     return rec
 
 
