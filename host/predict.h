@@ -23,7 +23,8 @@
  *            tokens: perf.md §2.3); the embedding counts the T rows it looks
  *            up (all of it when tied to the lm_head, which reads it whole).
  *   KV       decode: every sequence reads `context` positions of its cache
- *            (qilin_kv_bytes_per_token_layer × layers); prefill: the T new
+ *            (qilin_kv_bytes_per_token_layer × layers; sliding windows are
+ *            not taken into account); prefill: the T new
  *            positions are written once (flash attention keeps the reads on
  *            chip).
  * FLOPs per GPU: 2 × the multiply-adds of its weight slices for each token

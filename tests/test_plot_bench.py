@@ -2,7 +2,7 @@
 """test_plot_bench.py QILIN CONFIGS — `qilin plan --predict --json` writes the roofline JSON that
 scripts/plot_bench.py reads, and the script turns it and serve_load.py results into PNGs.
 
-Checks: the JSON has the device figures and one "decode" row per --batch with the fields the plot
+Checks: scripts/time_model.py's roofline agrees with it (device figures, bytes); the JSON has the device figures and one "decode" row per --batch with the fields the plot
 uses, predicted tokens/s rise with the batch, batch 1 of Qwen3-30B-A3B on H100 reads 6.08 GB;
 the plot script writes two non-trivial PNG files (with a measured series and three serve runs) and
 refuses a file that is not its input. Exit 77 (skipped) without matplotlib."""
@@ -50,6 +50,19 @@ def main():
         check(abs(rows[0]["weight_bytes"] - 6.083e9) < 0.01 * 6.083e9, "batch 1 reads 6.08 GB")
         check(rows[-1]["kv_fits"] is False and rows[0]["kv_fits"] is True, "256 x 1024 KV does not fit one H100")
         check(doc["prefill"]["tokens"] == 1024 and doc["prefill"]["tokens_per_s"] > 0, "prefill of 1024 tokens")
+        # The launch-level model (scripts/time_model.py) uses the same device figures and, for its
+        # --config roofline, the same bytes: weights within 0.5 % (it leaves out norms), KV the same.
+        sys.path.insert(0, os.path.join(HERE, "..", "scripts"))
+        import time_model
+        prof = time_model.PROFILES["h100"]
+        check(prof["bw"] == doc["hbm_bytes_per_s"] and prof["peak"] == doc["bf16_flops_per_s"],
+              "time_model.py's H100 figures are the plan's")
+        cfg = json.load(open(os.path.join(configs, "Qwen3-30B-A3B.config.json")))
+        for row in rows[:3]:
+            w, kv = time_model.roofline_bytes(cfg, row["batch"], 1024, 1, 2)
+            check(abs(w - row["weight_bytes"]) < 0.005 * w and abs(kv - row["kv_bytes"]) <= 1e-9 * kv,
+                  "batch %d: time_model.py %.4g + %.4g B, plan %.4g + %.4g B" % (
+                      row["batch"], w, kv, row["weight_bytes"], row["kv_bytes"]))
         try:
             import matplotlib  # noqa: F401
         except ImportError:

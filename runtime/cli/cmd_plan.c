@@ -252,6 +252,10 @@ static int print_predictions(const plan_args *a, const qilin_plan *p, const qili
                r.t_memory * 1e3, r.t_math * 1e3, r.t_comm * 1e3, r.t_step * 1e3, r.tokens_per_s, r.bound,
                fits ? "" : " *");
         json_t *row = step_json(&r);
+        if (!row) {
+            json_decref(rows);
+            return fprintf(stderr, "qilin plan: out of memory\n"), -1;
+        }
         json_object_set_new(row, "batch", json_integer(a->batches[i]));
         json_object_set_new(row, "kv_fits", json_boolean(fits));
         json_array_append_new(rows, row);
@@ -286,7 +290,7 @@ static int predict(const plan_args *a, const qilin_plan *p, const qilin_memory_p
     json_t *doc = predict_doc(a, p);
     if (!doc) return fprintf(stderr, "qilin plan: out of memory\n"), -1;
     int rc = print_predictions(a, p, m, doc);
-    if (rc == 0 && a->json && json_dump_file(doc, a->json, JSON_INDENT(1) | JSON_REAL_PRECISION(9)) != 0) {
+    if (rc == 0 && a->json && json_dump_file(doc, a->json, JSON_INDENT(1)) != 0) {
         fprintf(stderr, "qilin plan: --json %s: cannot write it\n", a->json);
         rc = -1;
     }
