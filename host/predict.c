@@ -29,7 +29,8 @@ static const qilin_gpu_perf gpus[] = {
      "NVLink4 450 GB/s per direction; 6 us per collective (1.3, S22)"},
     {"A100", 2.039e12, 312e12, 0, 300e9, 6e-6, 80ull << 30,
      "perf.md 1.1: A100 SXM4 80GB datasheet (S3): 2.039 TB/s HBM2e, 312 TFLOP/s BF16 dense, no FP8 "
-     "(FP8 weights run at the BF16 rate), NVLink3 300 GB/s per direction; 6 us per collective (assumed as H100)"},
+     "(FP8 weights run at the BF16 rate), NVLink3 300 GB/s per direction; 6 us per collective (assumed as "
+     "H100)"},
 };
 
 const qilin_gpu_perf *qilin_gpu_perf_find(const char *name) {
@@ -43,10 +44,10 @@ const char *qilin_gpu_perf_names(void) { return "H100, H200, A100"; }
 /* ---- the step's shape ---------------------------------------------------- */
 
 typedef struct step_shape {
-    double tokens;      /* new tokens in the step (T) */
-    double seqs;        /* sequences, = rows of logits (S) */
+    double tokens;       /* new tokens in the step (T) */
+    double seqs;         /* sequences, = rows of logits (S) */
     double kv_positions; /* KV positions moved through HBM, all sequences */
-    double attn_pairs;  /* (query, key) pairs per layer and head */
+    double attn_pairs;   /* (query, key) pairs per layer and head */
 } step_shape;
 
 static bool is_routed_expert(qilin_slot s) {
@@ -198,8 +199,9 @@ static qilin_status predict(const qilin_plan *p, const qilin_gpu_perf *gpu, cons
     return QILIN_OK;
 }
 
-qilin_status qilin_predict_decode(const qilin_plan *p, const qilin_gpu_perf *gpu, int64_t batch, int64_t context,
-                                  int kv_elem_bytes, int act_elem_bytes, qilin_step_prediction *out) {
+qilin_status qilin_predict_decode(const qilin_plan *p, const qilin_gpu_perf *gpu, int64_t batch,
+                                  int64_t context, int kv_elem_bytes, int act_elem_bytes,
+                                  qilin_step_prediction *out) {
     if (batch < 1 || context < 1 || batch > (1 << 30) || context > (1 << 30)) {
         memset(out, 0, sizeof *out);
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "predict: batch %lld and context %lld must be 1..2^30",
@@ -216,7 +218,8 @@ qilin_status qilin_predict_prefill(const qilin_plan *p, const qilin_gpu_perf *gp
                                    int kv_elem_bytes, int act_elem_bytes, qilin_step_prediction *out) {
     if (prompt < 1 || prompt > (1 << 30)) {
         memset(out, 0, sizeof *out);
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "predict: prompt %lld must be 1..2^30", (long long)prompt);
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "predict: prompt %lld must be 1..2^30",
+                           (long long)prompt);
     }
     double T = (double)prompt;
     step_shape sh = {T, 1, T, T * (T + 1) / 2};

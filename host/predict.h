@@ -47,13 +47,13 @@ extern "C" {
 
 /* Published figures of one GPU model; `source` says where each comes from. */
 typedef struct qilin_gpu_perf {
-    const char *name;            /* "H100" */
-    double hbm_bytes_per_s;      /* HBM bandwidth */
-    double bf16_flops_per_s;     /* dense BF16 tensor-core peak */
-    double fp8_flops_per_s;      /* dense FP8 tensor-core peak; 0: no FP8 (BF16 rate used) */
-    double link_bytes_per_s;     /* NVLink, per direction per GPU */
-    double link_latency_s;       /* one small collective */
-    uint64_t memory_bytes;       /* HBM capacity */
+    const char *name;        /* "H100" */
+    double hbm_bytes_per_s;  /* HBM bandwidth */
+    double bf16_flops_per_s; /* dense BF16 tensor-core peak */
+    double fp8_flops_per_s;  /* dense FP8 tensor-core peak; 0: no FP8 (BF16 rate used) */
+    double link_bytes_per_s; /* NVLink, per direction per GPU */
+    double link_latency_s;   /* one small collective */
+    uint64_t memory_bytes;   /* HBM capacity */
     const char *source;
 } qilin_gpu_perf;
 
@@ -82,8 +82,9 @@ typedef struct qilin_step_prediction {
  * `context` positions of KV cache of kv_elem_bytes per element;
  * activations of act_elem_bytes travel in the collectives. Bad sizes (batch
  * or context < 1, element bytes outside 1..4) are QILIN_ERR_INVALID_ARGUMENT. */
-qilin_status qilin_predict_decode(const qilin_plan *p, const qilin_gpu_perf *gpu, int64_t batch, int64_t context,
-                                  int kv_elem_bytes, int act_elem_bytes, qilin_step_prediction *out);
+qilin_status qilin_predict_decode(const qilin_plan *p, const qilin_gpu_perf *gpu, int64_t batch,
+                                  int64_t context, int kv_elem_bytes, int act_elem_bytes,
+                                  qilin_step_prediction *out);
 
 /* One prefill step of a single `prompt`-token sequence (causal attention:
  * prompt·(prompt + 1)/2 query-key pairs per layer and head). */

@@ -60,15 +60,16 @@ typedef struct plan_args {
 } plan_args;
 
 static int usage(FILE *to) {
-    fprintf(to,
-            "usage: qilin plan MODEL [--tp N] [--ep] [--gpus H100|H200|A100] [--gpu-mem 80GiB] [--util 0.9]\n"
-            "                  [--dtype bf16|fp16|fp32|fp8|int4] [--kv-dtype bf16|fp16|fp8]\n"
-            "                  [--max-batch-tokens T] [--max-batch-seqs S] [--reserve 1GiB] [--slices]\n"
-            "                  [--ep-dispatch replicated|all-to-all]\n"
-            "                  [--predict [--context 1024] [--prompt P] [--batch 1,2,4,...] [--json FILE]]\n"
-            "  --predict: roofline decode/prefill step time and tokens/s on the --gpus model (host/predict.h)\n"
-            "  sizes: a number with B, KB/MB/GB/TB (powers of 1000), KiB/MiB/GiB/TiB (powers of 1024)\n"
-            "         or none (GiB), up to 1 EiB\n");
+    fprintf(
+        to,
+        "usage: qilin plan MODEL [--tp N] [--ep] [--gpus H100|H200|A100] [--gpu-mem 80GiB] [--util 0.9]\n"
+        "                  [--dtype bf16|fp16|fp32|fp8|int4] [--kv-dtype bf16|fp16|fp8]\n"
+        "                  [--max-batch-tokens T] [--max-batch-seqs S] [--reserve 1GiB] [--slices]\n"
+        "                  [--ep-dispatch replicated|all-to-all]\n"
+        "                  [--predict [--context 1024] [--prompt P] [--batch 1,2,4,...] [--json FILE]]\n"
+        "  --predict: roofline decode/prefill step time and tokens/s on the --gpus model (host/predict.h)\n"
+        "  sizes: a number with B, KB/MB/GB/TB (powers of 1000), KiB/MiB/GiB/TiB (powers of 1024)\n"
+        "         or none (GiB), up to 1 EiB\n");
     return to == stdout ? 0 : 2;
 }
 
@@ -121,10 +122,12 @@ static int parse_args(int argc, char **argv, plan_args *a) {
         else if (cli_is_help(f))
             return 1;
         else {
+            /* clang-format off */
             static const char *const valued[] = {
-                "--tp",    "--gpus",     "--gpu-mem",          "--reserve",        "--util",
-                "--dtype", "--kv-dtype", "--max-batch-tokens", "--max-batch-seqs", "--ep-dispatch",
-                "--context", "--prompt", "--batch", "--json"};
+                "--tp",      "--gpus",     "--gpu-mem",          "--reserve",        "--util",
+                "--dtype",   "--kv-dtype", "--max-batch-tokens", "--max-batch-seqs", "--ep-dispatch",
+                "--context", "--prompt",   "--batch",            "--json"};
+            /* clang-format on */
             bool known = false;
             for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= !strcmp(f, valued[k]);
             if (!known) return cli_unknown("plan", f);
@@ -203,21 +206,22 @@ static int device_memory(uint64_t *bytes) {
 /* ---- --predict ------------------------------------------------------------ */
 
 static json_t *step_json(const qilin_step_prediction *r) {
-    return json_pack("{s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:s}",
-                     "tokens", (json_int_t)r->tokens, "seqs", (json_int_t)r->seqs, "context",
-                     (json_int_t)r->context, "experts_touched", r->experts_touched, "weight_bytes",
-                     r->weight_bytes, "kv_bytes", r->kv_bytes, "bytes", r->bytes, "flops", r->flops, "flops_fp8",
-                     r->flops_fp8, "attn_flops", r->attn_flops, "collectives", r->n_collectives, "comm_bytes",
-                     r->comm_bytes, "t_memory_s", r->t_memory, "t_math_s", r->t_math, "t_comm_s", r->t_comm,
-                     "t_step_s", r->t_step, "tokens_per_s", r->tokens_per_s, "bound", r->bound);
+    return json_pack(
+        "{s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:s}",
+        "tokens", (json_int_t)r->tokens, "seqs", (json_int_t)r->seqs, "context", (json_int_t)r->context,
+        "experts_touched", r->experts_touched, "weight_bytes", r->weight_bytes, "kv_bytes", r->kv_bytes,
+        "bytes", r->bytes, "flops", r->flops, "flops_fp8", r->flops_fp8, "attn_flops", r->attn_flops,
+        "collectives", r->n_collectives, "comm_bytes", r->comm_bytes, "t_memory_s", r->t_memory, "t_math_s",
+        r->t_math, "t_comm_s", r->t_comm, "t_step_s", r->t_step, "tokens_per_s", r->tokens_per_s, "bound",
+        r->bound);
 }
 
 static void print_header(const plan_args *a, const qilin_plan *p, int kv_bytes) {
     const qilin_model_desc *d = p->desc;
     const qilin_gpu_perf *g = a->perf;
-    printf("\nroofline prediction (host/predict.h) on %d x %s, weights %s (%s), KV %s, context %d\n", p->n_gpus,
-           g->name, qilin_wfmt_name(p->opt.format.linear), p->opt.format.origin, kv_bytes == 1 ? "fp8" : "bf16",
-           a->context);
+    printf("\nroofline prediction (host/predict.h) on %d x %s, weights %s (%s), KV %s, context %d\n",
+           p->n_gpus, g->name, qilin_wfmt_name(p->opt.format.linear), p->opt.format.origin,
+           kv_bytes == 1 ? "fp8" : "bf16", a->context);
     printf("  device: %s\n", g->source);
     printf("  step = max(bytes / %.2f TB/s, FLOPs / %.0f TFLOP/s BF16", g->hbm_bytes_per_s / 1e12,
            g->bf16_flops_per_s / 1e12);
@@ -232,7 +236,8 @@ static void print_header(const plan_args *a, const qilin_plan *p, int kv_bytes) 
 }
 
 /* Prints the table (and fills the JSON) of decode steps and the prefill. */
-static int print_predictions(const plan_args *a, const qilin_plan *p, const qilin_memory_plan *m, json_t *doc) {
+static int print_predictions(const plan_args *a, const qilin_plan *p, const qilin_memory_plan *m,
+                             json_t *doc) {
     int kv_bytes = a->mem.kv_elem_bytes, act = a->mem.act_elem_bytes;
     print_header(a, p, kv_bytes);
     printf("%6s %8s %9s %8s %9s %6s %8s %8s %8s %9s %10s %-6s\n", "batch", "experts", "weight GB", "KV GB",
@@ -261,7 +266,8 @@ static int print_predictions(const plan_args *a, const qilin_plan *p, const qili
         json_array_append_new(rows, row);
     }
     if (any_over)
-        printf("  * batch x context exceeds the %lld KV tokens the memory plan leaves\n", (long long)m->kv_tokens);
+        printf("  * batch x context exceeds the %lld KV tokens the memory plan leaves\n",
+               (long long)m->kv_tokens);
     qilin_step_prediction pre;
     if (qilin_predict_prefill(p, a->perf, a->prompt, kv_bytes, act, &pre) != QILIN_OK) {
         json_decref(rows);
@@ -278,11 +284,12 @@ static int print_predictions(const plan_args *a, const qilin_plan *p, const qili
 
 static json_t *predict_doc(const plan_args *a, const qilin_plan *p) {
     return json_pack("{s:s, s:s, s:s, s:i, s:b, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f}", "model",
-                     p->desc->source, "gpu", a->perf->name, "gpu_source", a->perf->source, "tp", p->n_gpus, "ep",
-                     p->opt.ep, "format", qilin_wfmt_name(p->opt.format.linear), "context", a->context, "prompt",
-                     a->prompt, "kv_elem_bytes", a->mem.kv_elem_bytes, "hbm_bytes_per_s", a->perf->hbm_bytes_per_s,
-                     "bf16_flops_per_s", a->perf->bf16_flops_per_s, "fp8_flops_per_s", a->perf->fp8_flops_per_s,
-                     "link_bytes_per_s", a->perf->link_bytes_per_s, "link_latency_s", a->perf->link_latency_s);
+                     p->desc->source, "gpu", a->perf->name, "gpu_source", a->perf->source, "tp", p->n_gpus,
+                     "ep", p->opt.ep, "format", qilin_wfmt_name(p->opt.format.linear), "context", a->context,
+                     "prompt", a->prompt, "kv_elem_bytes", a->mem.kv_elem_bytes, "hbm_bytes_per_s",
+                     a->perf->hbm_bytes_per_s, "bf16_flops_per_s", a->perf->bf16_flops_per_s,
+                     "fp8_flops_per_s", a->perf->fp8_flops_per_s, "link_bytes_per_s",
+                     a->perf->link_bytes_per_s, "link_latency_s", a->perf->link_latency_s);
 }
 
 /* --predict: the table on stdout, --json FILE; 0 or -1 (after a message). */
