@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "host/predict.h"
 #include "test_util.h"
@@ -193,6 +194,37 @@ TEST(Predict, DeepSeekV3Fp8On8xH200) {
     EXPECT_GT(b256.tokens_per_s, 9000);
     EXPECT_LT(b256.tokens_per_s, 12000);
     qilin_plan_free(plan);
+}
+
+// `qilin plan --uploaded` (and the forward pass's own plan, which `qilin bench` can predict from):
+// the formats qilin uploads. A bf16 checkpoint uploads as stored; DeepSeek-V3's FP8 experts are
+// dequantised at load today, so it reads more than its storage format says (the same once they
+// stay FP8: never fewer).
+TEST(Predict, UploadedFormats) {
+    for (const char *name : {"Qwen3-30B-A3B", "DeepSeek-V3"}) {
+        Model m(name);
+        std::string cfg = std::string(QILIN_SOURCE_DIR) + "/tests/fixtures/configs/" + name + ".config.json";
+        qilin_plan_options o;
+        qilin_plan_options_default(&o);
+        o.tp = 8;
+        bool known = false;
+        QILIN_ASSERT_OK(qilin_weight_format_from_config(cfg.c_str(), &o.format, &known));
+        qilin_plan *stored = nullptr, *uploaded = nullptr;
+        QILIN_ASSERT_OK(qilin_plan_create(m.d, &o, &stored));
+        std::vector<qilin_wfmt> formats(m.d->n_tensors);
+        qilin_upload_formats(m.d, QILIN_BF16, formats.data());
+        o.tensor_formats = formats.data();
+        QILIN_ASSERT_OK(qilin_plan_create(m.d, &o, &uploaded));
+        qilin_step_prediction s, u;
+        QILIN_ASSERT_OK(qilin_predict_decode(stored, gpu("H200"), 1, 1024, 2, 2, &s));
+        QILIN_ASSERT_OK(qilin_predict_decode(uploaded, gpu("H200"), 1, 1024, 2, 2, &u));
+        if (std::string(name) == "Qwen3-30B-A3B")
+            EXPECT_EQ(u.weight_bytes, s.weight_bytes) << name;
+        else
+            EXPECT_GE(u.weight_bytes, s.weight_bytes) << name;
+        qilin_plan_free(stored);
+        qilin_plan_free(uploaded);
+    }
 }
 
 // Prefill: a long prompt touches every expert once and multiplies each weight by every token:

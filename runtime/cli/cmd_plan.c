@@ -24,6 +24,10 @@
  * one --prompt-token prompt (default: the context). A batch whose KV
  * (batch x context tokens) exceeds what the memory plan leaves is marked.
  * --json FILE writes the same as JSON (scripts/plot_bench.py reads it).
+ * --uploaded plans (and predicts) the weights in the formats the forward
+ * pass uploads them in today (qilin_upload_formats at bf16 activations: FP8
+ * kept only where qilin_slot_stays_fp8), i.e. what `qilin run` reads, instead
+ * of the checkpoint's storage format.
  *
  * Exit status: 0 it fits; 1 it does not (the shortfall is printed); 2 bad
  * arguments, a model that does not split over N GPUs, or output that could
@@ -51,6 +55,7 @@ typedef struct plan_args {
     qilin_plan_options plan;
     qilin_memory_options mem;
     bool slices;
+    bool uploaded; /* --uploaded: the formats the forward pass uploads */
     /* --predict */
     bool predict;
     const qilin_gpu_perf *perf; /* --gpus */
@@ -119,6 +124,8 @@ static int parse_args(int argc, char **argv, plan_args *a) {
             a->slices = true;
         else if (!strcmp(f, "--predict"))
             a->predict = true;
+        else if (!strcmp(f, "--uploaded"))
+            a->uploaded = true;
         else if (cli_is_help(f))
             return 1;
         else {
@@ -181,6 +188,10 @@ static int parse_args(int argc, char **argv, plan_args *a) {
     if (a->predict && !a->perf)
         return fprintf(stderr, "qilin plan: --predict needs --gpus %s (the device's published figures)\n",
                        qilin_gpu_perf_names()),
+               -1;
+    if (a->uploaded && a->dtype)
+        return fprintf(stderr,
+                       "qilin plan: --uploaded takes the formats from the checkpoint; not with --dtype\n"),
                -1;
     if (!a->context) a->context = 1024;
     if (!a->prompt) a->prompt = a->context;
@@ -283,13 +294,14 @@ static int print_predictions(const plan_args *a, const qilin_plan *p, const qili
 }
 
 static json_t *predict_doc(const plan_args *a, const qilin_plan *p) {
-    return json_pack("{s:s, s:s, s:s, s:i, s:b, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f}", "model",
+    return json_pack("{s:s, s:s, s:s, s:i, s:b, s:s, s:b, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f}", "model",
                      p->desc->source, "gpu", a->perf->name, "gpu_source", a->perf->source, "tp", p->n_gpus,
-                     "ep", p->opt.ep, "format", qilin_wfmt_name(p->opt.format.linear), "context", a->context,
-                     "prompt", a->prompt, "kv_elem_bytes", a->mem.kv_elem_bytes, "hbm_bytes_per_s",
-                     a->perf->hbm_bytes_per_s, "bf16_flops_per_s", a->perf->bf16_flops_per_s,
-                     "fp8_flops_per_s", a->perf->fp8_flops_per_s, "link_bytes_per_s",
-                     a->perf->link_bytes_per_s, "link_latency_s", a->perf->link_latency_s);
+                     "ep", p->opt.ep, "format", qilin_wfmt_name(p->opt.format.linear), "uploaded",
+                     a->uploaded, "context", a->context, "prompt", a->prompt, "kv_elem_bytes",
+                     a->mem.kv_elem_bytes, "hbm_bytes_per_s", a->perf->hbm_bytes_per_s, "bf16_flops_per_s",
+                     a->perf->bf16_flops_per_s, "fp8_flops_per_s", a->perf->fp8_flops_per_s,
+                     "link_bytes_per_s", a->perf->link_bytes_per_s, "link_latency_s",
+                     a->perf->link_latency_s);
 }
 
 /* --predict: the table on stdout, --json FILE; 0 or -1 (after a message). */
@@ -303,6 +315,19 @@ static int predict(const plan_args *a, const qilin_plan *p, const qilin_memory_p
     }
     json_decref(doc);
     return rc;
+}
+
+/* --uploaded: per-tensor formats as host/forward.c's make_plan gives them;
+ * `format` keeps the checkpoint's FP8 block sizes. *out: free after planning. */
+static qilin_status uploaded_formats(const qilin_model_desc *d, qilin_plan_options *o, qilin_wfmt **out) {
+    *out = malloc((size_t)(d->n_tensors > 0 ? d->n_tensors : 1) * sizeof **out);
+    if (!*out) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin plan: --uploaded formats");
+    qilin_upload_formats(d, QILIN_BF16, *out);
+    o->tensor_formats = *out;
+    o->format.linear = o->format.dense = QILIN_WFMT_BF16;
+    o->format.experts_only = false;
+    snprintf(o->format.origin, sizeof o->format.origin, "--uploaded: as qilin uploads them, FP8 where kept");
+    return QILIN_OK;
 }
 
 int qilin_cmd_plan(int argc, char **argv) {
@@ -325,7 +350,11 @@ int qilin_cmd_plan(int argc, char **argv) {
     if (st == QILIN_OK && !a.dtype && !known)
         fprintf(stderr, "qilin plan: %s does not say how its weights are stored; assuming bf16 (--dtype)\n",
                 d->source);
+    qilin_wfmt *formats = NULL;
+    if (st == QILIN_OK && a.uploaded) st = uploaded_formats(d, &a.plan, &formats);
     if (st == QILIN_OK) st = qilin_plan_create(d, &a.plan, &p);
+    if (p) p->opt.tensor_formats = NULL; /* read while planning only */
+    free(formats);
     if (st != QILIN_OK) {
         fprintf(stderr, "qilin plan: %s\n", qilin_last_error());
         qilin_model_desc_free(d);
