@@ -31,6 +31,7 @@
  * emulator. Under QILIN_SIM_DRY_RUN=1 no kernel runs at all; bench still
  * goes through every step (a check of the harness) and says the timings are
  * meaningless, in the table and the JSON. */
+#define _POSIX_C_SOURCE 200809L /* access */
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -39,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -407,8 +409,10 @@ static int write_json(const bench_args *a, const bench_context *c, const batch_r
     return 0;
 }
 
-/* The --json file must be writable before minutes of benchmarking. */
-static int check_json_path(const char *path) {
+/* The --json file must be writable before minutes of benchmarking; one
+ * this check creates is removed again when the benchmark fails. */
+static int check_json_path(const char *path, bool *created) {
+    *created = access(path, F_OK) != 0;
     FILE *f = fopen(path, "a");
     if (!f) return fprintf(stderr, "qilin bench: --json %s: cannot open for writing\n", path), 1;
     fclose(f);
@@ -419,11 +423,16 @@ int qilin_cmd_bench(int argc, char **argv) {
     bench_args a;
     int p = parse(argc, argv, &a);
     if (p) return p > 0 ? usage(stdout) : 2;
-    if (a.json_path && check_json_path(a.json_path)) return 2;
+    bool created = false;
+    if (a.json_path && check_json_path(a.json_path, &created)) return 2;
     fprintf(stderr, "qilin bench: loading %s%s ...\n", a.model, a.opt.random_weights ? " (random weights)" : "");
     qilin_model *m = NULL;
     qilin_status st = qilin_model_load(a.model, &a.opt, &m);
-    if (st != QILIN_OK) return cli_fail("bench", st);
+    if (st != QILIN_OK) {
+        if (created) remove(a.json_path);
+        return cli_fail("bench", qilin_error_context(st, "sized for --prompt %d + --gen %d = %d positions, %d sequences",
+                                                     a.prompt, a.gen, a.prompt + a.gen, a.max_batch));
+    }
     cli_report_gpus("bench", m);
     bench_context c;
     run_buffers b = {0};
@@ -441,6 +450,7 @@ int qilin_cmd_bench(int argc, char **argv) {
     if (st != QILIN_OK) rc = cli_fail("bench", st);
     else if (a.json_path) rc = write_json(&a, &c, results, done);
     if (!rc) rc = cli_check_output("bench", stdout, "stdout");
+    if (rc && created) remove(a.json_path);
     buffers_free(&b);
     free(results);
     qilin_model_free(m);
