@@ -12,10 +12,10 @@
 #   build_core      180  qilin and the kernel benchmarks, -j $(nproc)
 #   build_tests     120  everything else (the GPU test suite)
 #   bench_stories    20  qilin bench on stories260K (a real checkpoint; the quick sanity check)
-#   ctest           100  ctest --preset cuda -j 4, 60 s per test, sass checks left out (CPU-only)
+#   ctest           100  the cuda build's ctest, -j 4, 60 s per test, sass checks left out (CPU-only)
 #   kernels          60  bench_linear, bench_gemv_quant, bench_decode_attention, bench_moe_gemm,
 #                        bench_attention, bench_load (at most 20 s each)
-#   bench_qwen3      60  qilin bench, random-weight Qwen3-30B-A3B bf16, --qwen-layers (default 4)
+#   bench_qwen3      90  qilin bench, random-weight Qwen3-30B-A3B bf16, --qwen-layers (default 4)
 #   bench_deepseek  100  qilin bench, random-weight DeepSeek-V3 FP8, --deepseek-layers (default 4:
 #                        the 3 dense layers and one MoE layer)
 # Why not all 48 Qwen3 layers by default: host/random_weights.c fills the weights on one thread at
@@ -118,15 +118,22 @@ if [ $sim = 0 ]; then
     esac
     export PATH=/usr/local/cuda/bin:$PATH
 fi
-commit=$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)
+# The commit: git's, else $GPU_CHECK_COMMIT (a tree copied without .git), else "unknown"; the
+# cuda configure passes it on to qilin bench (-DQILIN_COMMIT) when git cannot say.
+commit=$(git -C "$root" describe --always --dirty 2>/dev/null) || commit=""
+commit_define=()
+if [ -z "$commit" ]; then
+    commit=${GPU_CHECK_COMMIT:-unknown}
+    commit_define=("-DQILIN_COMMIT=$commit")
+fi
 echo "gpu_check: device: $device; commit $commit; budget ${budget} s; logs in $out"
 
 jobs=$(nproc)
 if [ $build = 1 ]; then
     if [ $sim = 1 ]; then
-        stage configure 30 cmake --preset sim
+        stage configure 30 cmake --preset sim -B "$build_dir"
     else
-        stage configure 30 cmake --preset cuda -DQILIN_CUDA_ARCHS="$arch"
+        stage configure 30 cmake --preset cuda -B "$build_dir" -DQILIN_CUDA_ARCHS="$arch" "${commit_define[@]}"
     fi
     benches="bench_linear bench_gemv_quant bench_decode_attention bench_moe_gemm bench_attention bench_load"
     stage build_core 180 cmake --build "$build_dir" -j "$jobs" --target qilin $benches
@@ -159,9 +166,10 @@ if [ $tests_built -ne 0 ]; then
 elif [ -n "${GPU_CHECK_IN_CTEST:-}" ]; then
     skip ctest "run by ctest: a nested ctest would write the outer one's Testing/ logs"
 elif [ $sim = 1 ]; then
-    stage ctest 30 ctest --test-dir "$build_dir" -R "${GPU_CHECK_CTEST_REGEX:-^time_model\$}" --output-on-failure
+    stage ctest 30 ctest --test-dir "$build_dir" -R "${GPU_CHECK_CTEST_REGEX:-^time_model\$}" --output-on-failure \
+        --no-tests=error
 else
-    stage ctest 100 ctest --preset cuda -j 4 --timeout 60 -LE sass
+    stage ctest 100 ctest --test-dir "$build_dir" -j 4 --timeout 60 -LE sass --output-on-failure --no-tests=error
 fi
 
 # Kernel benchmarks, one after another inside the stage's limit (bench/README.md says what each reports).
@@ -172,7 +180,7 @@ kernels() {
         [ $b = bench_load ] && args=$([ $sim = 1 ] && echo "16M --reps 1" || echo "1G --reps 3")
         if [ ! -x "$build_dir/bench/$b" ]; then echo "### $b: SKIPPED (not built)"; continue; fi
         echo "### $b $args"
-        timeout --kill-after=2 "$each" "$build_dir/bench/$b" $args 2>&1
+        timeout --kill-after=2 "$each" stdbuf -oL "$build_dir/bench/$b" $args 2>&1 # lines survive a timeout
         local rc=$?
         [ $rc -eq 124 ] && echo "### $b: TIMED OUT after $each s"
         [ $rc -ne 0 ] && [ $rc -ne 124 ] && echo "### $b: FAILED (exit $rc)"
@@ -190,7 +198,7 @@ if [ $sim = 1 ]; then
     QILIN_SIM_DRY_RUN=1 qbench bench_deepseek 20 --model "$ds" --random-weights --layers "$ds_layers" --prompt 64 \
         --gen 4 --batch 1,8 --repeat 1 --warmup 0
 else
-    qbench bench_qwen3 60 --model "$qwen" --random-weights --layers "$qwen_layers" --prompt 512 --gen 128 \
+    qbench bench_qwen3 90 --model "$qwen" --random-weights --layers "$qwen_layers" --prompt 512 --gen 128 \
         --batch 1,8,32,128 --repeat 2
     qbench bench_deepseek 100 --model "$ds" --random-weights --layers "$ds_layers" --prompt 512 --gen 64 \
         --batch 1,8,32 --repeat 2
@@ -218,7 +226,15 @@ section=$out/section.md
             grep -v '^qilin bench: \(batch\|loading\|wrote\|NOTE\)'
         echo '```'
         echo
-        grep '^|' "$out/$name.log"
+        if grep -q '^| [0-9]' "$out/$name.log"; then
+            grep '^|' "$out/$name.log"
+        else # nothing measured: where it stopped
+            echo "No rows; the log ($out/$name.log) ends:"
+            echo
+            echo '```'
+            tail -n 4 "$out/$name.log"
+            echo '```'
+        fi
     done
     if [ -f "$out/ctest.log" ]; then
         echo

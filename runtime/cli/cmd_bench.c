@@ -169,6 +169,8 @@ static int parse(int argc, char **argv, bench_args *a) {
     /* the model is sized for the benchmark: every batch's sequences and context, one decode step's tokens */
     a->opt.max_seqs = a->max_batch;
     a->opt.max_ctx = a->prompt + a->gen;
+    int64_t all_prompts = (int64_t)a->max_batch * a->prompt; /* a longer chunk is never filled */
+    if (a->chunk > all_prompts) a->chunk = (int)all_prompts;
     a->opt.max_batch_tokens = a->chunk > a->max_batch ? a->chunk : a->max_batch;
     return 0;
 }
