@@ -100,5 +100,9 @@ expect "--layers 0: must be from 1" $m --layers 0
 expect "unknown flag --batches" $m --batches 1
 expect "--tp needs a value" $m --tp
 expect "--prompt 500 \+ --gen 128 = 628 positions.*max_position_embeddings of 512" $m --prompt 500
+expect "at most 32 batch sizes" $m --batch "$(seq -s, 1 33)"
+mkdir "$dir/adir"
+"$qilin" bench $m --json "$dir/adir" >"$dir/out" 2>&1 && fail "--json DIRECTORY succeeded"
+grep -q -- "--json $dir/adir: cannot open for writing" "$dir/out" || fail "--json DIRECTORY: $(head -3 "$dir/out")"
 [ $failures = 0 ] && echo "cli_bench: all cases passed"
 exit $((failures > 0))

@@ -73,21 +73,23 @@ typedef struct batch_result {
 } batch_result;
 
 static int usage(FILE *to) {
-    fprintf(to,
-            "usage: qilin bench --model DIR|config.json|FILE.gguf [--random-weights [--weights-seed S]] [--layers N]\n"
-            "                   [--prompt P] [--gen G] [--batch 1,8,32,128] [--repeat R] [--warmup W]\n"
-            "                   [--chunk C] [--tp N] [--ep] [--dtype float32|bfloat16|float16] [--no-graphs]\n"
-            "                   [--json FILE]\n"
-            "  --prompt P   prompt tokens per sequence (random ids), default 512\n"
-            "  --gen G      decode steps after the prefill, default 128 (0: prefill only)\n"
-            "  --batch L    comma-separated batch sizes (sequences at once), each 1 to %d, default 1,8,32,128\n"
-            "  --repeat R   timed runs per batch size, default 3; --warmup W untimed runs first, default 1\n"
-            "  --chunk C    most prompt tokens per prefill step, default 512 (the model's step limit is\n"
-            "               max(C, largest batch))\n"
-            "  --json FILE  the results as JSON too (device, formats, commit, flags, per-batch figures)\n" CLI_WEIGHTS_USAGE
-            "Reports per batch size: prefill tokens/s, decode tokens/s and ms per decode step (mean ± sd over\n"
-            "the timed runs) as a markdown table on stdout; progress on stderr. bench/README.md explains.\n",
-            MAX_BATCH);
+    fprintf(
+        to,
+        "usage: qilin bench --model DIR|config.json|FILE.gguf [--random-weights [--weights-seed S]]\n"
+        "                   [--layers N] [--prompt P] [--gen G] [--batch 1,8,32,128] [--repeat R] [--warmup "
+        "W]\n"
+        "                   [--chunk C] [--tp N] [--ep] [--dtype float32|bfloat16|float16] [--no-graphs]\n"
+        "                   [--json FILE]\n"
+        "  --prompt P   prompt tokens per sequence (random ids), default 512\n"
+        "  --gen G      decode steps after the prefill, default 128 (0: prefill only)\n"
+        "  --batch L    comma-separated batch sizes (sequences at once), each 1 to %d, default 1,8,32,128\n"
+        "  --repeat R   timed runs per batch size, default 3; --warmup W untimed runs first, default 1\n"
+        "  --chunk C    most prompt tokens per prefill step, default 512 (the model's step limit is\n"
+        "               max(C, largest batch))\n"
+        "  --json FILE  the results as JSON too (device, formats, commit, flags, figures)\n" CLI_WEIGHTS_USAGE
+        "Reports per batch size: prefill tokens/s, decode tokens/s and ms per decode step (mean ± sd over\n"
+        "the timed runs) as a markdown table on stdout; progress on stderr. bench/README.md explains.\n",
+        MAX_BATCH);
     return to == stdout ? 0 : 2;
 }
 
@@ -110,10 +112,14 @@ static int parse_batches(const char *list, bench_args *a) {
             v = strtol(item, NULL, 10);
         }
         if (!digits || v < 1 || v > MAX_BATCH)
-            return fprintf(stderr, "qilin bench: --batch %s: '%.*s' is not a batch size (a whole number from 1 to %d)\n",
-                           list, (int)(len < 40 ? len : 40), p, MAX_BATCH), -1;
+            return fprintf(
+                       stderr,
+                       "qilin bench: --batch %s: '%.*s' is not a batch size (a whole number from 1 to %d)\n",
+                       list, (int)(len < 40 ? len : 40), p, MAX_BATCH),
+                   -1;
         if (a->n_batches == MAX_BATCHES)
-            return fprintf(stderr, "qilin bench: --batch %s: at most %d batch sizes\n", list, MAX_BATCHES), -1;
+            return fprintf(stderr, "qilin bench: --batch %s: at most %d batch sizes\n", list, MAX_BATCHES),
+                   -1;
         a->batches[a->n_batches++] = (int)v;
         if (v > a->max_batch) a->max_batch = (int)v;
         if (!end) return 0;
@@ -133,16 +139,17 @@ static int parse_flag_value(bench_args *a, const char *f, const char *v) {
     if (weights) return weights < 0 ? -1 : 0;
     static const char *const ints[] = {"--prompt", "--gen", "--repeat", "--warmup", "--chunk", "--tp"};
     int *const dest[] = {&a->prompt, &a->gen, &a->repeat, &a->warmup, &a->chunk, &a->opt.tp};
-    const int lo[] = {1, 0, 1, 0, 1, 1}, hi[] = {INT_MAX / 2, INT_MAX / 2, MAX_REPEAT, MAX_REPEAT, INT_MAX / 2,
-                                                 CLI_MAX_GPUS};
+    const int lo[] = {1, 0, 1, 0, 1, 1},
+              hi[] = {INT_MAX / 2, INT_MAX / 2, MAX_REPEAT, MAX_REPEAT, INT_MAX / 2, CLI_MAX_GPUS};
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
         if (!strcmp(f, ints[i])) return cli_int("bench", f, v, lo[i], hi[i], dest[i]);
     return cli_unknown("bench", f);
 }
 
 static bool takes_value(const char *f) {
-    static const char *const valued[] = {"--model", "--json",  "--batch", "--dtype", "--layers", "--weights-seed",
-                                         "--prompt", "--gen",  "--repeat", "--warmup", "--chunk", "--tp"};
+    static const char *const valued[] = {"--model",  "--json",         "--batch",  "--dtype",
+                                         "--layers", "--weights-seed", "--prompt", "--gen",
+                                         "--repeat", "--warmup",       "--chunk",  "--tp"};
     for (size_t i = 0; i < sizeof valued / sizeof *valued; i++)
         if (!strcmp(f, valued[i])) return true;
     return false;
@@ -158,12 +165,18 @@ static int parse(int argc, char **argv, bench_args *a) {
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (cli_is_help(f)) return 1;
-        if (!strcmp(f, "--random-weights")) a->opt.random_weights = true;
-        else if (!strcmp(f, "--ep")) a->opt.ep = true;
-        else if (!strcmp(f, "--no-graphs")) a->opt.no_graphs = true;
-        else if (!takes_value(f)) return cli_unknown("bench", f);
-        else if (i + 1 == argc) return fprintf(stderr, "qilin bench: %s needs a value\n", f), -1;
-        else if (parse_flag_value(a, f, argv[++i])) return -1;
+        if (!strcmp(f, "--random-weights"))
+            a->opt.random_weights = true;
+        else if (!strcmp(f, "--ep"))
+            a->opt.ep = true;
+        else if (!strcmp(f, "--no-graphs"))
+            a->opt.no_graphs = true;
+        else if (!takes_value(f))
+            return cli_unknown("bench", f);
+        else if (i + 1 == argc)
+            return fprintf(stderr, "qilin bench: %s needs a value\n", f), -1;
+        else if (parse_flag_value(a, f, argv[++i]))
+            return -1;
     }
     if (!a->model) return fprintf(stderr, "qilin bench: --model DIR is required\n"), -1;
     /* the model is sized for the benchmark: every batch's sequences and context, one decode step's tokens */
@@ -181,8 +194,8 @@ static uint32_t lcg(uint32_t *s) { return *s = *s * 1664525u + 1013904223u; }
 
 /* Per-batch scratch: the prompts, each sequence's progress, one step's batch. */
 typedef struct run_buffers {
-    int *prompts;                       /* batch * prompt ids, sequence i at i * prompt */
-    int *next;                          /* each sequence's last sampled id */
+    int *prompts; /* batch * prompt ids, sequence i at i * prompt */
+    int *next;    /* each sequence's last sampled id */
     int *slot, *start, *n_tokens, *tokens, *ids;
     qilin_sampling_params *greedy;
 } run_buffers;
@@ -196,27 +209,35 @@ static void buffers_free(run_buffers *b) {
 static qilin_status buffers_init(run_buffers *b, const bench_args *a, int vocab) {
     int B = a->max_batch, T = a->opt.max_batch_tokens;
     *b = (run_buffers){.prompts = malloc((size_t)B * (size_t)a->prompt * sizeof(int)),
-                       .next = malloc((size_t)B * sizeof(int)), .slot = malloc((size_t)B * sizeof(int)),
-                       .start = malloc((size_t)B * sizeof(int)), .n_tokens = malloc((size_t)B * sizeof(int)),
-                       .tokens = malloc((size_t)T * sizeof(int)), .ids = malloc((size_t)B * sizeof(int)),
+                       .next = malloc((size_t)B * sizeof(int)),
+                       .slot = malloc((size_t)B * sizeof(int)),
+                       .start = malloc((size_t)B * sizeof(int)),
+                       .n_tokens = malloc((size_t)B * sizeof(int)),
+                       .tokens = malloc((size_t)T * sizeof(int)),
+                       .ids = malloc((size_t)B * sizeof(int)),
                        .greedy = calloc((size_t)B, sizeof *b->greedy)};
-    if (!b->prompts || !b->next || !b->slot || !b->start || !b->n_tokens || !b->tokens || !b->ids || !b->greedy) {
+    if (!b->prompts || !b->next || !b->slot || !b->start || !b->n_tokens || !b->tokens || !b->ids ||
+        !b->greedy) {
         buffers_free(b);
-        return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin bench: host buffers for %d sequences of %d tokens", B,
-                           a->prompt);
+        return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin bench: host buffers for %d sequences of %d tokens",
+                           B, a->prompt);
     }
     uint32_t seed = 1; /* the same prompts on every run: runs differ only in timing */
-    for (size_t i = 0; i < (size_t)B * (size_t)a->prompt; i++) b->prompts[i] = (int)((lcg(&seed) >> 8) % (uint32_t)vocab);
+    for (size_t i = 0; i < (size_t)B * (size_t)a->prompt; i++)
+        b->prompts[i] = (int)((lcg(&seed) >> 8) % (uint32_t)vocab);
     for (int i = 0; i < B; i++)
-        b->greedy[i] = (qilin_sampling_params){.temperature = 0, .top_k = 0, .top_p = 1, .min_p = 0,
-                                               .repetition_penalty = 1};
+        b->greedy[i] = (qilin_sampling_params){
+            .temperature = 0, .top_k = 0, .top_p = 1, .min_p = 0, .repetition_penalty = 1};
     return QILIN_OK;
 }
 
 /* One step over the batch built in b (n_seqs sequences), then greedy
  * sampling of each sequence's last token, which waits for the step. */
 static qilin_status step(qilin_model *m, run_buffers *b, int n_seqs) {
-    qilin_batch batch = {.n_seqs = n_seqs, .slot = b->slot, .start_pos = b->start, .n_tokens = b->n_tokens,
+    qilin_batch batch = {.n_seqs = n_seqs,
+                         .slot = b->slot,
+                         .start_pos = b->start,
+                         .n_tokens = b->n_tokens,
                          .tokens = b->tokens};
     QILIN_TRY(qilin_forward(m, &batch, NULL));
     return qilin_sample_last(m, n_seqs, b->greedy, NULL, NULL, b->ids);
@@ -232,13 +253,16 @@ static qilin_status prefill(qilin_model *m, const bench_args *a, run_buffers *b,
         for (int s = seq, pos = done; s < batch && t < a->chunk; s++, pos = 0) {
             int take = a->prompt - pos < a->chunk - t ? a->prompt - pos : a->chunk - t;
             b->slot[n] = s, b->start[n] = pos, b->n_tokens[n] = take;
-            memcpy(b->tokens + t, b->prompts + (size_t)s * (size_t)a->prompt + pos, (size_t)take * sizeof(int));
+            memcpy(b->tokens + t, b->prompts + (size_t)s * (size_t)a->prompt + pos,
+                   (size_t)take * sizeof(int));
             t += take, n++;
         }
         QILIN_TRY(step(m, b, n));
         for (int i = 0; i < n; i++) {
-            if (b->start[i] + b->n_tokens[i] == a->prompt) b->next[b->slot[i]] = b->ids[i], seq++, done = 0;
-            else done = b->start[i] + b->n_tokens[i];
+            if (b->start[i] + b->n_tokens[i] == a->prompt)
+                b->next[b->slot[i]] = b->ids[i], seq++, done = 0;
+            else
+                done = b->start[i] + b->n_tokens[i];
         }
     }
     return QILIN_OK;
@@ -265,7 +289,8 @@ static stat2 stats_of(const double *x, int n) {
 }
 
 /* Warm-up and timed runs at one batch size. */
-static qilin_status bench_batch(qilin_model *m, const bench_args *a, run_buffers *b, int batch, batch_result *r) {
+static qilin_status bench_batch(qilin_model *m, const bench_args *a, run_buffers *b, int batch,
+                                batch_result *r) {
     double *x = calloc((size_t)a->repeat * 5, sizeof *x); /* per run: prefill s, decode s, and the rates */
     if (!x) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin bench: %d runs", a->repeat);
     double *pre_s = x, *dec_s = x + a->repeat, *pre_tps = x + 2 * a->repeat, *dec_tps = x + 3 * a->repeat,
@@ -275,7 +300,8 @@ static qilin_status bench_batch(qilin_model *m, const bench_args *a, run_buffers
         bool timed = run >= a->warmup;
         int k = run - a->warmup;
         fprintf(stderr, "qilin bench: batch %d, %s %d/%d: prefill %d x %d tokens ...", batch,
-                timed ? "run" : "warm-up", timed ? k + 1 : run + 1, timed ? a->repeat : a->warmup, batch, a->prompt);
+                timed ? "run" : "warm-up", timed ? k + 1 : run + 1, timed ? a->repeat : a->warmup, batch,
+                a->prompt);
         double t0 = cli_now();
         st = prefill(m, a, b, batch);
         double t1 = cli_now();
@@ -292,11 +318,15 @@ static qilin_status bench_batch(qilin_model *m, const bench_args *a, run_buffers
         dec_tps[k] = a->gen ? (double)batch * a->gen / fmax(dec_s[k], 1e-9) : 0;
         ms[k] = a->gen ? 1e3 * dec_s[k] / a->gen : 0;
     }
-    if (st != QILIN_OK) fprintf(stderr, " failed\n");
+    if (st != QILIN_OK)
+        fprintf(stderr, " failed\n");
     else
-        *r = (batch_result){.batch = batch, .prefill_tps = stats_of(pre_tps, a->repeat),
-                            .decode_tps = stats_of(dec_tps, a->repeat), .ms_per_token = stats_of(ms, a->repeat),
-                            .prefill_s = stats_of(pre_s, a->repeat), .decode_s = stats_of(dec_s, a->repeat)};
+        *r = (batch_result){.batch = batch,
+                            .prefill_tps = stats_of(pre_tps, a->repeat),
+                            .decode_tps = stats_of(dec_tps, a->repeat),
+                            .ms_per_token = stats_of(ms, a->repeat),
+                            .prefill_s = stats_of(pre_s, a->repeat),
+                            .decode_s = stats_of(dec_s, a->repeat)};
     free(x);
     return st == QILIN_OK ? QILIN_OK : qilin_error_context(st, "qilin bench: batch %d", batch);
 }
@@ -315,11 +345,14 @@ typedef struct bench_context {
 } bench_context;
 
 static void weight_format(const qilin_model_desc *d, char *out, size_t cap) {
-    if (d->from_gguf) snprintf(out, cap, "gguf");
+    if (d->from_gguf)
+        snprintf(out, cap, "gguf");
     else if (d->weight_block[0] > 0)
         snprintf(out, cap, "fp8 e4m3, %dx%d block scales", d->weight_block[0], d->weight_block[1]);
-    else if (d->weight_group > 0) snprintf(out, cap, "int4, group %d", d->weight_group);
-    else snprintf(out, cap, "unquantized");
+    else if (d->weight_group > 0)
+        snprintf(out, cap, "int4, group %d", d->weight_group);
+    else
+        snprintf(out, cap, "unquantized");
 }
 
 static qilin_status describe(const qilin_model *m, int argc, char **argv, bench_context *c) {
@@ -362,8 +395,8 @@ static void print_header(const bench_args *a, const bench_context *c) {
     snprintf(bytes, sizeof bytes, wb < 1e9 ? "%.2f MB" : "%.2f GB", wb < 1e9 ? wb / 1e6 : wb / 1e9);
     printf("device: %s%s, tp %d; dtype %s; weights %s, %s on the GPUs\n", c->dev.name,
            c->dev.is_sim ? " [CPU emulator]" : "", a->opt.tp, c->dtype, c->format, bytes);
-    printf("commit %s; prompt %d, gen %d, repeat %d, warm-up %d, chunk %d, graphs %s\n", QILIN_COMMIT, a->prompt,
-           a->gen, a->repeat, a->warmup, a->chunk, a->opt.no_graphs ? "off" : "on");
+    printf("commit %s; prompt %d, gen %d, repeat %d, warm-up %d, chunk %d, graphs %s\n", QILIN_COMMIT,
+           a->prompt, a->gen, a->repeat, a->warmup, a->chunk, a->opt.no_graphs ? "off" : "on");
     printf("flags: %s\n", c->flags);
     if (c->timing_note[0]) printf("NOTE: %s\n", c->timing_note);
     printf("\n| batch | prompt | gen | prefill tok/s | decode tok/s | ms/token | prefill s | decode s |\n"
@@ -372,9 +405,9 @@ static void print_header(const bench_args *a, const bench_context *c) {
 }
 
 static void print_row(const bench_args *a, const batch_result *r) {
-    printf("| %d | %d | %d | %.1f ± %.1f | %.1f ± %.1f | %.3f ± %.3f | %.3f | %.3f |\n", r->batch, a->prompt, a->gen,
-           r->prefill_tps.mean, r->prefill_tps.sd, r->decode_tps.mean, r->decode_tps.sd, r->ms_per_token.mean,
-           r->ms_per_token.sd, r->prefill_s.mean, r->decode_s.mean);
+    printf("| %d | %d | %d | %.1f ± %.1f | %.1f ± %.1f | %.3f ± %.3f | %.3f | %.3f |\n", r->batch, a->prompt,
+           a->gen, r->prefill_tps.mean, r->prefill_tps.sd, r->decode_tps.mean, r->decode_tps.sd,
+           r->ms_per_token.mean, r->ms_per_token.sd, r->prefill_s.mean, r->decode_s.mean);
     fflush(stdout);
 }
 
@@ -383,25 +416,26 @@ static json_t *stat_json(stat2 s) { return json_pack("{s:f, s:f}", "mean", s.mea
 static int write_json(const bench_args *a, const bench_context *c, const batch_result *r, int n) {
     json_t *results = json_array();
     for (int i = 0; i < n; i++)
-        json_array_append_new(results, json_pack("{s:i, s:o, s:o, s:o, s:o, s:o}", "batch", r[i].batch,
-                                                 "prefill_tokens_per_s", stat_json(r[i].prefill_tps),
-                                                 "decode_tokens_per_s", stat_json(r[i].decode_tps),
-                                                 "ms_per_token", stat_json(r[i].ms_per_token), "prefill_s",
-                                                 stat_json(r[i].prefill_s), "decode_s", stat_json(r[i].decode_s)));
-    json_t *device = json_pack("{s:s, s:i, s:b, s:i, s:i, s:i, s:I, s:f}", "name", c->dev.name, "index",
-                               a->opt.device, "emulator", c->dev.is_sim, "cc_major", c->dev.cc_major, "cc_minor",
-                               c->dev.cc_minor, "sms", c->dev.sm_count, "memory_bytes",
-                               (json_int_t)c->dev.total_mem_bytes, "bandwidth_gbs", c->dev.peak_bandwidth_gbs);
-    json_t *doc = json_pack(
-        "{s:s, s:s, s:b, s:I, s:i, s:I, s:I, s:s, s:s, s:I, s:o, s:i, s:b, s:b, s:s, s:s, s:i, s:i, s:i, s:i, "
-        "s:i, s:o}",
-        "command", "qilin bench", "model", a->model, "random_weights", a->opt.random_weights, "weights_seed",
-        (json_int_t)a->opt.random_seed, "layers", c->layers, "params_total", (json_int_t)c->params.total,
-        "params_activated", (json_int_t)c->params.activated, "dtype", c->dtype, "weight_format", c->format,
-        "weight_bytes", (json_int_t)c->weight_bytes, "device", device, "tp", a->opt.tp, "graphs",
-        !a->opt.no_graphs, "timings_meaningful", c->meaningful, "timing_note", c->timing_note, "commit",
-        QILIN_COMMIT, "prompt", a->prompt, "gen", a->gen, "repeat", a->repeat, "warmup", a->warmup, "chunk",
-        a->chunk, "results", results);
+        json_array_append_new(
+            results, json_pack("{s:i, s:o, s:o, s:o, s:o, s:o}", "batch", r[i].batch, "prefill_tokens_per_s",
+                               stat_json(r[i].prefill_tps), "decode_tokens_per_s", stat_json(r[i].decode_tps),
+                               "ms_per_token", stat_json(r[i].ms_per_token), "prefill_s",
+                               stat_json(r[i].prefill_s), "decode_s", stat_json(r[i].decode_s)));
+    json_t *device = json_pack(
+        "{s:s, s:i, s:b, s:i, s:i, s:i, s:I, s:f}", "name", c->dev.name, "index", a->opt.device, "emulator",
+        c->dev.is_sim, "cc_major", c->dev.cc_major, "cc_minor", c->dev.cc_minor, "sms", c->dev.sm_count,
+        "memory_bytes", (json_int_t)c->dev.total_mem_bytes, "bandwidth_gbs", c->dev.peak_bandwidth_gbs);
+    json_t *doc =
+        json_pack("{s:s, s:s, s:b, s:I, s:i, s:I, s:I, s:s, s:s, s:I, s:o, s:i, s:b, s:b, s:s, s:s, s:i, "
+                  "s:i, s:i, s:i, "
+                  "s:i, s:o}",
+                  "command", "qilin bench", "model", a->model, "random_weights", a->opt.random_weights,
+                  "weights_seed", (json_int_t)a->opt.random_seed, "layers", c->layers, "params_total",
+                  (json_int_t)c->params.total, "params_activated", (json_int_t)c->params.activated, "dtype",
+                  c->dtype, "weight_format", c->format, "weight_bytes", (json_int_t)c->weight_bytes, "device",
+                  device, "tp", a->opt.tp, "graphs", !a->opt.no_graphs, "timings_meaningful", c->meaningful,
+                  "timing_note", c->timing_note, "commit", QILIN_COMMIT, "prompt", a->prompt, "gen", a->gen,
+                  "repeat", a->repeat, "warmup", a->warmup, "chunk", a->chunk, "results", results);
     if (!doc) return fprintf(stderr, "qilin bench: building the JSON failed\n"), 1;
     json_object_set_new(doc, "flags", json_string(c->flags));
     int rc = json_dump_file(doc, a->json_path, JSON_INDENT(2) | JSON_SORT_KEYS);
@@ -427,13 +461,15 @@ int qilin_cmd_bench(int argc, char **argv) {
     if (p) return p > 0 ? usage(stdout) : 2;
     bool created = false;
     if (a.json_path && check_json_path(a.json_path, &created)) return 2;
-    fprintf(stderr, "qilin bench: loading %s%s ...\n", a.model, a.opt.random_weights ? " (random weights)" : "");
+    fprintf(stderr, "qilin bench: loading %s%s ...\n", a.model,
+            a.opt.random_weights ? " (random weights)" : "");
     qilin_model *m = NULL;
     qilin_status st = qilin_model_load(a.model, &a.opt, &m);
     if (st != QILIN_OK) {
         if (created) remove(a.json_path);
-        return cli_fail("bench", qilin_error_context(st, "sized for --prompt %d + --gen %d = %d positions, %d sequences",
-                                                     a.prompt, a.gen, a.prompt + a.gen, a.max_batch));
+        return cli_fail(
+            "bench", qilin_error_context(st, "sized for --prompt %d + --gen %d = %d positions, %d sequences",
+                                         a.prompt, a.gen, a.prompt + a.gen, a.max_batch));
     }
     cli_report_gpus("bench", m);
     bench_context c;
@@ -448,9 +484,12 @@ int qilin_cmd_bench(int argc, char **argv) {
         print_header(&a, &c);
     }
     for (; st == QILIN_OK && done < a.n_batches; done++)
-        if ((st = bench_batch(m, &a, &b, a.batches[done], &results[done])) == QILIN_OK) print_row(&a, &results[done]);
-    if (st != QILIN_OK) rc = cli_fail("bench", st);
-    else if (a.json_path) rc = write_json(&a, &c, results, done);
+        if ((st = bench_batch(m, &a, &b, a.batches[done], &results[done])) == QILIN_OK)
+            print_row(&a, &results[done]);
+    if (st != QILIN_OK)
+        rc = cli_fail("bench", st);
+    else if (a.json_path)
+        rc = write_json(&a, &c, results, done);
     if (!rc) rc = cli_check_output("bench", stdout, "stdout");
     if (rc && created) remove(a.json_path);
     buffers_free(&b);
