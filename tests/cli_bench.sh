@@ -32,12 +32,15 @@ assert d["command"] == "qilin bench" and d["commit"], d
 assert d["device"]["name"] and d["timings_meaningful"] == (not d["device"]["emulator"]), d["device"]
 assert d["prompt"] == 8 and d["gen"] == 2 and d["params_total"] > 0, d
 assert [r["batch"] for r in d["results"]] == batches, d["results"]
+for r in d["results"]:  # every prompt token prefilled once, in full steps of `chunk` but the last
+    assert r["prefill_tokens"] == r["batch"] * d["prompt"], r
+    assert r["prefill_steps"] == -(-r["prefill_tokens"] // d["chunk"]), (r, d["chunk"])
 for r in d["results"]:
     for k in ("prefill_tokens_per_s", "decode_tokens_per_s", "ms_per_token", "prefill_s", "decode_s"):
         assert r[k]["mean"] >= 0 and r[k]["sd"] >= 0, (k, r)
     if d["timing_note"] == "" or "emulator" in d["timing_note"]:  # kernels ran: real (if slow) times
         assert r["prefill_tokens_per_s"]["mean"] > 0 and r["ms_per_token"]["mean"] > 0, r
-assert eval(expect), f"{expect}: {d}"
+assert eval("(" + expect + ")"), f"{expect}: {d}"
 print(f"{path}: {len(d['results'])} results, {d['weight_format']}, {d['device']['name']}: ok")
 EOF
 }
@@ -60,11 +63,14 @@ else
     fail "stories260K bench failed"
 fi
 
+# --chunk 5: prompts split across steps and sharing them (2 x 8 tokens: 5 | 3 + 2 | 5 | 1)
 "$qilin" bench --model "$fixtures/deepseek_v3_fp8" --random-weights --weights-seed 3 --layers 2 $small --batch 2,1 \
-    --json "$dir/d.json" >"$dir/d.out" 2>"$dir/d.err" || fail "DeepSeek-V3 bench: $(cat "$dir/d.err")"
+    --chunk 5 --json "$dir/d.json" >"$dir/d.out" 2>"$dir/d.err" || fail "DeepSeek-V3 bench: $(cat "$dir/d.err")"
 cat "$dir/d.out"
 check_table "$dir/d.out" 2,1
-check_json "$dir/d.json" 2,1 'd["weight_format"].startswith("fp8") and d["random_weights"] and d["weights_seed"] == 3 and d["layers"] == 2'
+check_json "$dir/d.json" 2,1 'd["weight_format"].startswith("fp8") and d["random_weights"] and d["weights_seed"] == 3
+    and d["layers"] == 2 and d["chunk"] == 5
+    and [(r["prefill_steps"], r["prefill_tokens"]) for r in d["results"]] == [(4, 16), (2, 8)]'
 
 if grep -q "CPU emulator" "$dir/s.out"; then
     QILIN_SIM_DRY_RUN=1 "$qilin" bench --model "$fixtures/deepseek_v3_fp8" --random-weights $small --batch 4 \

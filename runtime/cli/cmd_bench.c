@@ -69,6 +69,7 @@ typedef struct stat2 {
 
 typedef struct batch_result {
     int batch;
+    int prefill_steps, prefill_tokens; /* of one run: how the prompts were packed (the packing's check) */
     stat2 prefill_tps, decode_tps, ms_per_token, prefill_s, decode_s;
 } batch_result;
 
@@ -198,6 +199,7 @@ typedef struct run_buffers {
     int *next;    /* each sequence's last sampled id */
     int *slot, *start, *n_tokens, *tokens, *ids;
     qilin_sampling_params *greedy;
+    int prefill_steps, prefill_tokens; /* the last prefill's */
 } run_buffers;
 
 static void buffers_free(run_buffers *b) {
@@ -248,6 +250,7 @@ static qilin_status step(qilin_model *m, run_buffers *b, int n_seqs) {
  * sequence whose prompt ends in a step takes that step's sample as its next id. */
 static qilin_status prefill(qilin_model *m, const bench_args *a, run_buffers *b, int batch) {
     int seq = 0, done = 0; /* the first sequence not fully prefilled, and its tokens so far */
+    b->prefill_steps = b->prefill_tokens = 0;
     while (seq < batch) {
         int n = 0, t = 0;
         for (int s = seq, pos = done; s < batch && t < a->chunk; s++, pos = 0) {
@@ -258,6 +261,7 @@ static qilin_status prefill(qilin_model *m, const bench_args *a, run_buffers *b,
             t += take, n++;
         }
         QILIN_TRY(step(m, b, n));
+        b->prefill_steps++, b->prefill_tokens += t;
         for (int i = 0; i < n; i++) {
             if (b->start[i] + b->n_tokens[i] == a->prompt)
                 b->next[b->slot[i]] = b->ids[i], seq++, done = 0;
@@ -322,6 +326,8 @@ static qilin_status bench_batch(qilin_model *m, const bench_args *a, run_buffers
         fprintf(stderr, " failed\n");
     else
         *r = (batch_result){.batch = batch,
+                            .prefill_steps = b->prefill_steps,
+                            .prefill_tokens = b->prefill_tokens,
                             .prefill_tps = stats_of(pre_tps, a->repeat),
                             .decode_tps = stats_of(dec_tps, a->repeat),
                             .ms_per_token = stats_of(ms, a->repeat),
@@ -417,10 +423,11 @@ static int write_json(const bench_args *a, const bench_context *c, const batch_r
     json_t *results = json_array();
     for (int i = 0; i < n; i++)
         json_array_append_new(
-            results, json_pack("{s:i, s:o, s:o, s:o, s:o, s:o}", "batch", r[i].batch, "prefill_tokens_per_s",
-                               stat_json(r[i].prefill_tps), "decode_tokens_per_s", stat_json(r[i].decode_tps),
-                               "ms_per_token", stat_json(r[i].ms_per_token), "prefill_s",
-                               stat_json(r[i].prefill_s), "decode_s", stat_json(r[i].decode_s)));
+            results, json_pack("{s:i, s:i, s:i, s:o, s:o, s:o, s:o, s:o}", "batch", r[i].batch,
+                               "prefill_steps", r[i].prefill_steps, "prefill_tokens", r[i].prefill_tokens,
+                               "prefill_tokens_per_s", stat_json(r[i].prefill_tps), "decode_tokens_per_s",
+                               stat_json(r[i].decode_tps), "ms_per_token", stat_json(r[i].ms_per_token),
+                               "prefill_s", stat_json(r[i].prefill_s), "decode_s", stat_json(r[i].decode_s)));
     json_t *device = json_pack(
         "{s:s, s:i, s:b, s:i, s:i, s:i, s:I, s:f}", "name", c->dev.name, "index", a->opt.device, "emulator",
         c->dev.is_sim, "cc_major", c->dev.cc_major, "cc_minor", c->dev.cc_minor, "sms", c->dev.sm_count,
