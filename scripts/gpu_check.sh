@@ -59,7 +59,8 @@ preset=$([ $sim = 1 ] && echo sim || echo cuda)
 [ -n "$out" ] || out=$root/build/gpu_check
 [ -n "$results" ] || results=$([ $sim = 1 ] && echo "$out/RESULTS.md" || echo "$root/bench/RESULTS.md")
 mkdir -p "$out" || die "cannot create $out"
-out=$(cd "$out" && pwd) results=$(cd "$(dirname "$results")" 2>/dev/null && pwd)/$(basename "$results")
+results_dir=$(cd "$(dirname "$results")" 2>/dev/null && pwd) || die "--results $results: no such directory"
+out=$(cd "$out" && pwd) results=$results_dir/$(basename "$results")
 cd "$root" || die "cannot enter $root"
 rm -f "$out"/*.log "$out"/*.json "$out/stages.md" "$out/skipped.txt"
 qilin=$build_dir/runtime/qilin
