@@ -10,5 +10,6 @@ int qilin_cmd_logits(int argc, char **argv);  /* cmd_logits.c */
 int qilin_cmd_run(int argc, char **argv);     /* cmd_run.c */
 int qilin_cmd_tokenize(int argc, char **argv); /* cmd_tokenize.c */
 int qilin_cmd_serve(int argc, char **argv);    /* cmd_serve.c */
+int qilin_cmd_bench(int argc, char **argv);    /* cmd_bench.c */
 
 #endif

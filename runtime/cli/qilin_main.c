@@ -6,7 +6,7 @@
  *   qilin devices  list the devices with their properties.
  *
  * Model commands, one file each: inspect (cmd_inspect.c), plan (cmd_plan.c),
- * logits (cmd_logits.c), run (cmd_run.c), tokenize (cmd_tokenize.c), serve (cmd_serve.c). */
+ * logits (cmd_logits.c), run (cmd_run.c), tokenize (cmd_tokenize.c), serve (cmd_serve.c), bench (cmd_bench.c). */
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -128,12 +128,14 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "run")) return qilin_cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return qilin_cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve")) return qilin_cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return qilin_cmd_bench(argc - 1, argv + 1);
     help = cli_is_help(cmd);
     if (!help) fprintf(stderr, "qilin: unknown command '%s'\n", cmd);
     fprintf(help ? stdout : stderr,
             "usage: qilin COMMAND [flags]   (qilin COMMAND --help: that command's flags)\n"
             "  run       generate text (or ids) with a model\n"
             "  serve     an OpenAI-compatible HTTP server on a model\n"
+            "  bench     prefill and decode tokens/s of a model per batch size\n"
             "  tokenize  text to token ids and back\n"
             "  logits    fp32 logits of every position of a prompt\n"
             "  inspect   what a model is: architecture, parameters, tensors\n"
