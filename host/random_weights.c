@@ -4,14 +4,20 @@
 #include "host/random_weights.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "host/quant.h"
 
-enum { kAlign = 64, kMaxTensorsPerSpec = 3 };
+/* kChunkBytes: the unit of fill work and of a generator's stream (a
+ * multiple of 8, so a chunk never splits an element or a nibble word). */
+enum { kAlign = 64, kMaxTensorsPerSpec = 3, kMaxFillThreads = 64 };
+static const size_t kChunkBytes = (size_t)4 << 20;
 
 /* What backs the tensors: their names and one mapping for all the data. */
 typedef struct arena {
@@ -149,35 +155,92 @@ static float normal(uint64_t *rng) {
     return (sum - 2.0f) * 1.7320508f; /* variance 4/12 -> 1 */
 }
 
-static void fill_entry(const plan_entry *e, unsigned char *p, uint64_t seed) {
-    uint64_t rng = seed ^ name_hash(e->t.name);
-    size_t n = e->t.nbytes;
+/* Fills bytes [lo, hi) of entry e (lo and hi multiples of kChunkBytes, or
+ * hi = the end). Every chunk of kChunkBytes has a generator of its own,
+ * seeded from (seed, tensor name, chunk index), so the values do not depend
+ * on how the chunks are spread over threads. */
+static void fill_range(const plan_entry *e, unsigned char *p, uint64_t seed, size_t lo, size_t hi) {
+    uint64_t rng = seed ^ name_hash(e->t.name) ^ (lo / kChunkBytes) * 0xD1B54A32D192ED03ull;
     switch (e->fill) {
     case FILL_NORMAL:
-        for (size_t i = 0; i < n / 2; i++) ((uint16_t *)p)[i] = quant_f32_to_bf16(normal(&rng) * e->scale);
+        for (size_t i = lo / 2; i < hi / 2; i++) ((uint16_t *)p)[i] = quant_f32_to_bf16(normal(&rng) * e->scale);
         break;
     case FILL_ONES:
     case FILL_ZEROS:
     case FILL_SCALE: {
         float v = e->fill == FILL_ONES ? 1.0f : e->fill == FILL_ZEROS ? 0.0f : e->scale;
         if (e->t.dtype == QILIN_WDT_F32)
-            for (size_t i = 0; i < n / 4; i++) ((float *)p)[i] = v;
+            for (size_t i = lo / 4; i < hi / 4; i++) ((float *)p)[i] = v;
         else
-            for (size_t i = 0; i < n / 2; i++) ((uint16_t *)p)[i] = quant_f32_to_bf16(v);
+            for (size_t i = lo / 2; i < hi / 2; i++) ((uint16_t *)p)[i] = quant_f32_to_bf16(v);
         break;
     }
     case FILL_FP8:
-        for (size_t i = 0; i < n; i++) p[i] = quant_f32_to_fp8_e4m3(normal(&rng));
+        for (size_t i = lo; i < hi; i++) p[i] = quant_f32_to_fp8_e4m3(normal(&rng));
         break;
     case FILL_NIBBLES:
-        for (size_t i = 0; i < n; i += 8) {
+        for (size_t i = lo; i < hi; i += 8) {
             uint64_t r = splitmix64(&rng);
-            memcpy(p + i, &r, n - i < 8 ? n - i : 8);
+            memcpy(p + i, &r, hi - i < 8 ? hi - i : 8);
         }
         break;
     case FILL_SHAPE:
         break;
     }
+}
+
+/* The fill work: every (entry, chunk) pair, taken by threads in order
+ * through one atomic counter. A real-size model has billions of weights
+ * (Qwen3-30B-A3B: 30.5 B, about 16 ns each on one core), so one thread
+ * would take minutes. */
+typedef struct fill_job {
+    const plan_entry *plan;
+    int64_t n_entries;
+    const size_t *first_chunk; /* [n_entries + 1]: prefix sums of each entry's chunk count */
+    unsigned char *data;
+    uint64_t seed;
+    atomic_size_t next;
+} fill_job;
+
+static void *fill_worker(void *arg) {
+    fill_job *j = arg;
+    size_t total = j->first_chunk[j->n_entries];
+    int64_t e = 0;
+    for (size_t c; (c = atomic_fetch_add(&j->next, 1)) < total;) {
+        while (j->first_chunk[e + 1] <= c) e++; /* chunks are taken in increasing order per thread */
+        const plan_entry *pe = &j->plan[e];
+        size_t lo = (c - j->first_chunk[e]) * kChunkBytes;
+        size_t hi = lo + kChunkBytes < pe->t.nbytes ? lo + kChunkBytes : pe->t.nbytes;
+        fill_range(pe, j->data + pe->offset, j->seed, lo, hi);
+    }
+    return NULL;
+}
+
+/* Fills every entry but FILL_SHAPE ones on up to kMaxFillThreads threads
+ * (the online CPUs); falls back to this thread alone if threads cannot
+ * start. */
+static qilin_status fill_all(const plan_entry *plan, int64_t n, unsigned char *data, uint64_t seed,
+                             const char *where) {
+    size_t *first = malloc((size_t)(n + 1) * sizeof *first);
+    if (!first) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "%s: fill work list", where);
+    first[0] = 0;
+    for (int64_t i = 0; i < n; i++) {
+        size_t chunks = plan[i].fill == FILL_SHAPE ? 0 : (plan[i].t.nbytes + kChunkBytes - 1) / kChunkBytes;
+        first[i + 1] = first[i] + chunks;
+    }
+    fill_job job = {.plan = plan, .n_entries = n, .first_chunk = first, .data = data, .seed = seed};
+    atomic_init(&job.next, 0);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int n_threads = cpus < 1 ? 1 : cpus > kMaxFillThreads ? kMaxFillThreads : (int)cpus;
+    if ((size_t)n_threads > first[n]) n_threads = first[n] > 0 ? (int)first[n] : 1;
+    pthread_t threads[kMaxFillThreads];
+    int started = 0;
+    for (; started < n_threads - 1; started++)
+        if (pthread_create(&threads[started], NULL, fill_worker, &job) != 0) break;
+    fill_worker(&job); /* this thread too; it finishes whatever the others leave */
+    for (int t = 0; t < started; t++) pthread_join(threads[t], NULL);
+    free(first);
+    return QILIN_OK;
 }
 
 /* ---- the checkpoint --------------------------------------------------------- */
@@ -211,12 +274,11 @@ qilin_status qilin_checkpoint_random(const qilin_model_desc *d, uint64_t seed, b
         if (plan[i].fill == FILL_SHAPE) {
             int32_t dims[2] = {(int32_t)plan[i].dims[0], (int32_t)plan[i].dims[1]};
             memcpy(p, dims, sizeof dims); /* the binder reads it, dry-run or not */
-        } else if (fill) {
-            fill_entry(&plan[i], p, seed);
         }
         tensors[i] = plan[i].t;
         tensors[i].data = p;
     }
+    if (st == QILIN_OK && fill) st = fill_all(plan, n, a->data, seed, where);
     free(plan);
     if (st != QILIN_OK) {
         free(tensors);

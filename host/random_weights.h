@@ -16,7 +16,8 @@
  * Values: linear weights ~ N(0, 1/fan_in) (FP8: e4m3 of N(0, 1) times a scale
  * of 1/sqrt(fan_in); INT4: uniform nibbles, scale 1/(4.6 sqrt(fan_in))), norm
  * weights 1, biases 0. Each tensor's values depend on the seed and its name
- * only. The data lives in one anonymous MAP_NORESERVE mapping; when `fill` is
+ * only (every 4 MiB of a tensor has its own generator stream, so the fill
+ * runs on all online CPUs and gives the same bytes on any number of them). The data lives in one anonymous MAP_NORESERVE mapping; when `fill` is
  * false (the device is in dry-run, qilin_device_dry_run) nothing is written
  * but the INT4 shape companions, so the weights cost no RAM. */
 #ifndef QILIN_HOST_RANDOM_WEIGHTS_H
