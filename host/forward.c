@@ -53,6 +53,8 @@ uint64_t qilin_model_weight_bytes(const qilin_model *m, int gpu) {
     return gpu >= 0 && gpu < m->n ? m->shards[gpu].weight_bytes : 0;
 }
 
+const qilin_plan *qilin_model_get_plan(const qilin_model *m) { return m->plan; }
+
 void qilin_model_forward_stats(const qilin_model *m, qilin_forward_stats *out) { *out = m->shards[0].stats; }
 
 /* ---- loading ------------------------------------------------------------ */

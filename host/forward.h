@@ -37,6 +37,7 @@
 #include "cuda/sampling.h"
 #include "cuda/status.h"
 #include "host/model.h"
+#include "host/plan.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -107,6 +108,9 @@ uint64_t qilin_model_gpu_bytes(const qilin_model *m, int gpu);
 /* Of which weights: the checkpoint tensors as uploaded (FP8 scales
  * included), what the model's plan counts. */
 uint64_t qilin_model_weight_bytes(const qilin_model *m, int gpu);
+/* The sharding plan the model was loaded with, in the formats it uploaded
+ * (what host/predict.h needs to predict its steps); valid while m lives. */
+const qilin_plan *qilin_model_get_plan(const qilin_model *m);
 
 /* Collectives issued by GPU 0 since the model was loaded. */
 typedef struct qilin_forward_stats {

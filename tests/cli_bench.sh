@@ -4,7 +4,8 @@
 #     models/deepseek_v3_fp8's config): the markdown table has one row per --batch size with the
 #     asked prompt/gen, the --json file parses and holds the device, formats, commit, flags and, per
 #     batch, positive prefill/decode tokens/s and ms per token; the emulator's timings are flagged
-#     as not a GPU's (timings_meaningful false) and a real GPU's are not;
+#     as not a GPU's (timings_meaningful false) and a real GPU's are not; each batch carries the
+#     roofline prediction (host/predict.h) of the GPU the device is, or emulates;
 #   - dry-run (QILIN_SIM_DRY_RUN=1, sim only): every step still runs and the table and JSON say the
 #     timings are meaningless;
 #   - careless input is refused before anything loads, naming the flag and the value, and leaves
@@ -40,6 +41,14 @@ for r in d["results"]:
         assert r[k]["mean"] >= 0 and r[k]["sd"] >= 0, (k, r)
     if d["timing_note"] == "" or "emulator" in d["timing_note"]:  # kernels ran: real (if slow) times
         assert r["prefill_tokens_per_s"]["mean"] > 0 and r["ms_per_token"]["mean"] > 0, r
+known = any(g in d["device"]["name"] for g in ("H100", "H200", "A100"))  # the sim emulates an H100
+for r in d["results"]:  # the roofline beside each measurement: the decode step at prompt + gen/2
+    roof = r["roofline"]
+    assert (roof is not None) == known, (d["device"]["name"], roof)
+    if roof:
+        assert roof["decode_tokens_per_s"] > 0 and roof["prefill_tokens_per_s"] > 0, roof
+        assert roof["decode_context"] == d["prompt"] + d["gen"] // 2 and roof["decode_bytes_per_gpu"] > 0, roof
+        assert roof["decode_bound"] in ("memory", "math"), roof
 assert eval("(" + expect + ")"), f"{expect}: {d}"
 print(f"{path}: {len(d['results'])} results, {d['weight_format']}, {d['device']['name']}: ok")
 EOF

@@ -48,6 +48,7 @@
 #include "commands.h"
 #include "cuda/device.h"
 #include "host/forward.h"
+#include "host/predict.h"
 
 #ifndef QILIN_COMMIT
 #define QILIN_COMMIT "unknown" /* set by runtime/CMakeLists.txt from git describe */
@@ -71,6 +72,7 @@ typedef struct batch_result {
     int batch;
     int prefill_steps, prefill_tokens; /* of one run: how the prompts were packed (the packing's check) */
     stat2 prefill_tps, decode_tps, ms_per_token, prefill_s, decode_s;
+    qilin_step_prediction pred_prefill, pred_decode; /* host/predict.h; zero when the GPU has no figures */
 } batch_result;
 
 static int usage(FILE *to) {
@@ -348,7 +350,31 @@ typedef struct bench_context {
     uint64_t weight_bytes;
     int layers;
     char flags[1024];
+    const qilin_gpu_perf *perf; /* the published figures of the GPU model (NULL: none known) */
 } bench_context;
+
+/* The roofline of one batch size on the model's own plan: a decode step at
+ * the mean context of the decode phase (prompt + gen / 2), a prefill of one
+ * prompt. The emulator predicts for the GPU it emulates. */
+static qilin_status predict(const qilin_model *m, const bench_args *a, const bench_context *c, int batch,
+                            batch_result *r) {
+    memset(&r->pred_prefill, 0, sizeof r->pred_prefill);
+    memset(&r->pred_decode, 0, sizeof r->pred_decode);
+    if (!c->perf) return QILIN_OK;
+    int elem = (int)qilin_dtype_size(qilin_model_get_options(m)->dtype);
+    const qilin_plan *p = qilin_model_get_plan(m);
+    QILIN_TRY(qilin_predict_decode(p, c->perf, batch, a->prompt + a->gen / 2, elem, elem, &r->pred_decode));
+    return qilin_predict_prefill(p, c->perf, a->prompt, elem, elem, &r->pred_prefill);
+}
+
+/* The GPU model in a device name ("NVIDIA H100 80GB HBM3", "qilin-sim
+ * (emulated H200)"), or NULL. */
+static const qilin_gpu_perf *perf_of(const char *device_name) {
+    static const char *const models[] = {"H200", "H100", "A100"};
+    for (size_t i = 0; i < sizeof models / sizeof *models; i++)
+        if (strstr(device_name, models[i])) return qilin_gpu_perf_find(models[i]);
+    return NULL;
+}
 
 static void weight_format(const qilin_model_desc *d, char *out, size_t cap) {
     if (d->from_gguf)
@@ -372,6 +398,7 @@ static qilin_status describe(const qilin_model *m, int argc, char **argv, bench_
     for (int g = 0; g < o->tp; g++) c->weight_bytes += qilin_model_weight_bytes(m, g);
     c->layers = d->n_layers;
     c->meaningful = !c->dev.is_sim;
+    c->perf = perf_of(c->dev.name);
     if (qilin_device_dry_run())
         snprintf(c->timing_note, sizeof c->timing_note,
                  "timings are meaningless: dry-run (QILIN_SIM_DRY_RUN=1), no kernel ran");
@@ -405,29 +432,53 @@ static void print_header(const bench_args *a, const bench_context *c) {
            a->prompt, a->gen, a->repeat, a->warmup, a->chunk, a->opt.no_graphs ? "off" : "on");
     printf("flags: %s\n", c->flags);
     if (c->timing_note[0]) printf("NOTE: %s\n", c->timing_note);
-    printf("\n| batch | prompt | gen | prefill tok/s | decode tok/s | ms/token | prefill s | decode s |\n"
-           "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    if (c->perf)
+        printf("roofline: host/predict.h on %s's published figures (%s); decode at context prompt + gen/2, "
+               "prefill of one prompt\n",
+               c->perf->name, c->perf->source);
+    else
+        printf("roofline: none (no published figures for %s; host/predict.h knows %s)\n", c->dev.name,
+               qilin_gpu_perf_names());
+    printf("\n| batch | prompt | gen | prefill tok/s | decode tok/s | ms/token | prefill s | decode s "
+           "| roofline prefill tok/s | roofline decode tok/s | decode / roofline |\n"
+           "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     fflush(stdout);
 }
 
 static void print_row(const bench_args *a, const batch_result *r) {
-    printf("| %d | %d | %d | %.1f ± %.1f | %.1f ± %.1f | %.3f ± %.3f | %.3f | %.3f |\n", r->batch, a->prompt,
-           a->gen, r->prefill_tps.mean, r->prefill_tps.sd, r->decode_tps.mean, r->decode_tps.sd,
-           r->ms_per_token.mean, r->ms_per_token.sd, r->prefill_s.mean, r->decode_s.mean);
+    printf("| %d | %d | %d | %.1f ± %.1f | %.1f ± %.1f | %.3f ± %.3f | %.3f | %.3f ", r->batch, a->prompt, a->gen,
+           r->prefill_tps.mean, r->prefill_tps.sd, r->decode_tps.mean, r->decode_tps.sd, r->ms_per_token.mean,
+           r->ms_per_token.sd, r->prefill_s.mean, r->decode_s.mean);
+    if (r->pred_decode.tokens_per_s > 0)
+        printf("| %.0f | %.0f | %.1f %% |\n", r->pred_prefill.tokens_per_s, r->pred_decode.tokens_per_s,
+               100.0 * r->decode_tps.mean / r->pred_decode.tokens_per_s);
+    else
+        printf("| - | - | - |\n");
     fflush(stdout);
 }
 
 static json_t *stat_json(stat2 s) { return json_pack("{s:f, s:f}", "mean", s.mean, "sd", s.sd); }
 
+/* The prediction beside the measurement (null when the GPU has no figures). */
+static json_t *roofline_json(const bench_context *c, const batch_result *r) {
+    if (!c->perf) return json_null();
+    const qilin_step_prediction *d = &r->pred_decode;
+    return json_pack("{s:s, s:f, s:f, s:f, s:f, s:s, s:I}", "gpu", c->perf->name, "prefill_tokens_per_s",
+                     r->pred_prefill.tokens_per_s, "decode_tokens_per_s", d->tokens_per_s, "decode_step_s",
+                     d->t_step, "decode_bytes_per_gpu", d->bytes, "decode_bound", d->bound, "decode_context",
+                     (json_int_t)d->context);
+}
+
 static int write_json(const bench_args *a, const bench_context *c, const batch_result *r, int n) {
     json_t *results = json_array();
     for (int i = 0; i < n; i++)
         json_array_append_new(
-            results, json_pack("{s:i, s:i, s:i, s:o, s:o, s:o, s:o, s:o}", "batch", r[i].batch,
+            results, json_pack("{s:i, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:o}", "batch", r[i].batch,
                                "prefill_steps", r[i].prefill_steps, "prefill_tokens", r[i].prefill_tokens,
                                "prefill_tokens_per_s", stat_json(r[i].prefill_tps), "decode_tokens_per_s",
                                stat_json(r[i].decode_tps), "ms_per_token", stat_json(r[i].ms_per_token),
-                               "prefill_s", stat_json(r[i].prefill_s), "decode_s", stat_json(r[i].decode_s)));
+                               "prefill_s", stat_json(r[i].prefill_s), "decode_s", stat_json(r[i].decode_s),
+                               "roofline", roofline_json(c, &r[i])));
     json_t *device = json_pack(
         "{s:s, s:i, s:b, s:i, s:i, s:i, s:I, s:f}", "name", c->dev.name, "index", a->opt.device, "emulator",
         c->dev.is_sim, "cc_major", c->dev.cc_major, "cc_minor", c->dev.cc_minor, "sms", c->dev.sm_count,
@@ -491,7 +542,8 @@ int qilin_cmd_bench(int argc, char **argv) {
         print_header(&a, &c);
     }
     for (; st == QILIN_OK && done < a.n_batches; done++)
-        if ((st = bench_batch(m, &a, &b, a.batches[done], &results[done])) == QILIN_OK)
+        if ((st = bench_batch(m, &a, &b, a.batches[done], &results[done])) == QILIN_OK &&
+            (st = predict(m, &a, &c, a.batches[done], &results[done])) == QILIN_OK)
             print_row(&a, &results[done]);
     if (st != QILIN_OK)
         rc = cli_fail("bench", st);
