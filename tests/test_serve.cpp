@@ -8,7 +8,10 @@
 // error case returns its status and an OpenAI error object naming the field;
 // a full server answers 429; clients that disconnect mid-stream get their
 // requests cancelled (the engine goes back to idle); a bounded load with
-// disconnects keeps every other answer exact; <think> splitting.
+// disconnects keeps every other answer exact; <think> splitting; tools are
+// rendered through the template, validated field by field, and generated
+// tool calls come out as OpenAI tool_calls (whole and as streamed deltas),
+// malformed ones as plain content.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -30,7 +33,7 @@
 #include "runtime/chat.h"
 #include "runtime/serve/serve.h"
 extern "C" {
-#include "runtime/serve/serve_internal.h" /* serve_split_reasoning */
+#include "runtime/serve/serve_internal.h" /* serve_split_reasoning, serve_parse_generation, ... */
 }
 #include "runtime/tokenizer.h"
 #include "test_util.h"
@@ -456,8 +459,8 @@ TEST_F(Serve, ErrorsAreOpenAIErrorObjects) {
         {"content number", "POST", "/v1/chat/completions", R"({"messages": [{"role": "user", "content": 7}]})", "", true,
          400, "messages", "content"},
         {"tools", "POST", "/v1/chat/completions",
-         R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]})", "", true, 400, "tools",
-         "not supported"},
+         R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]})", "", true, 400,
+         "tools[0]", "expected {\"type\": \"function\""},
     };
     for (const ErrorCase &c : cases) {
         Reply r = http(port_, c.method, c.path, c.body, c.headers, c.key);
@@ -624,6 +627,208 @@ TEST_F(Serve, ModelsHealthMetrics) {
                            "qilin:inter_token_latency_seconds_count", "qilin:e2e_request_latency_seconds_sum",
                            "# TYPE qilin:time_to_first_token_seconds histogram"};
     for (const char *n : names) EXPECT_NE(x.body.find(n), std::string::npos) << n << "\n" << x.body;
+}
+
+/* ---- tools: rendering, validation, the response shapes ---- */
+
+/* A server struct that never listens: serve_parse_generation and the
+ * response builders on model_'s tokenizer with the Qwen2.5 template (which
+ * renders tools) and the Hermes parser. */
+struct OfflineServer {
+    qilin_server s{};
+    qilin_chat_template *tpl = nullptr;
+    OfflineServer(qilin_model *m, const qilin_tokenizer *t) {
+        std::string path = std::string(QILIN_SOURCE_DIR) + "/tests/fixtures/chat/templates/chat_template.Qwen2.5-7B-Instruct.jinja";
+        EXPECT_EQ(qilin_chat_template_load(nullptr, path.c_str(), &tpl), QILIN_OK) << qilin_last_error();
+        s.model = m, s.tok = t, s.tpl = tpl, s.model_name = const_cast<char *>("stories");
+        s.max_ctx = 1 << 20, s.vocab = qilin_model_get_desc(m)->vocab, s.tool_format = SERVE_TOOLS_HERMES;
+        s.default_sp = qilin_sampling_params{1, 0, 1, 0, 1, 0, 0};
+        pthread_mutex_init(&s.mu, nullptr);
+    }
+    ~OfflineServer() {
+        pthread_mutex_destroy(&s.mu);
+        qilin_chat_template_free(tpl);
+    }
+};
+
+const char *kWeatherTool =
+    R"({"type": "function", "function": {"name": "get_weather", "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}})";
+
+/* A finished chat call whose job generated `text`. */
+void fake_call(OfflineServer &o, const std::string &text, bool stream, serve_call *c) {
+    std::string body = std::string(R"({"messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": [)") +
+                       kWeatherTool + "]" + (stream ? R"(, "stream": true})" : "}");
+    serve_error e;
+    ASSERT_TRUE(serve_parse_generation(&o.s, SERVE_CHAT, body.data(), body.size(), c, &e)) << e.message;
+    ASSERT_EQ(c->tools, SERVE_TOOLS_HERMES);
+    ASSERT_TRUE(c->job->keep_special);
+    c->job->text = strdup(text.c_str()), c->job->n_text = text.size(), c->job->cap_text = text.size() + 1;
+    c->job->n_tokens = 7, c->job->state = JOB_DONE, c->job->finish_reason = "stop";
+}
+
+TEST_F(Serve, ToolsRenderThroughTheTemplate) {
+    OfflineServer o(model_, tok_);
+    serve_call c;
+    fake_call(o, "", false, &c);
+    std::vector<int> prompt(c.job->prompt, c.job->prompt + c.job->prompt_len);
+    std::string text = decode(prompt);
+    /* the Qwen2.5 template's tool block, with the tool as tojson writes it */
+    EXPECT_NE(text.find("<tools>"), std::string::npos) << text;
+    EXPECT_NE(text.find("\"name\": \"get_weather\""), std::string::npos) << text;
+    EXPECT_NE(text.find("The weather in a city"), std::string::npos) << text;
+    int with_tools = c.job->prompt_len;
+    serve_job_free(c.job);
+    /* tool_choice none: no tools in the prompt, no parsing */
+    std::string body = std::string(R"({"messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": [)") +
+                       kWeatherTool + R"(], "tool_choice": "none"})";
+    serve_error e;
+    ASSERT_TRUE(serve_parse_generation(&o.s, SERVE_CHAT, body.data(), body.size(), &c, &e)) << e.message;
+    EXPECT_EQ(c.tools, SERVE_TOOLS_NONE);
+    EXPECT_LT(c.job->prompt_len, with_tools);
+    serve_job_free(c.job);
+}
+
+TEST_F(Serve, ToolCallsResponseShape) {
+    OfflineServer o(model_, tok_);
+    serve_call c;
+    fake_call(o, "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n"
+                 "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>", false, &c);
+    json_t *r = serve_response_json(&o.s, &c);
+    json_t *choice = json_array_get(json_object_get(r, "choices"), 0), *msg = json_object_get(choice, "message");
+    EXPECT_EQ(str(choice, "finish_reason"), "tool_calls");
+    EXPECT_EQ(str(msg, "content"), "Let me check.");
+    json_t *calls = json_object_get(msg, "tool_calls");
+    ASSERT_EQ(json_array_size(calls), 2u);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *call = json_array_get(calls, i);
+        EXPECT_EQ(str(call, "type"), "function");
+        EXPECT_EQ(str(call, "function", "name"), "get_weather");
+        EXPECT_EQ(str(call, "function", "arguments"), i ? "{\"city\":\"Oslo\"}" : "{\"city\":\"Paris\"}");
+        EXPECT_EQ(str(call, "id").rfind("call_", 0), 0u);
+        EXPECT_EQ(json_object_get(call, "index"), nullptr); /* only deltas carry it */
+    }
+    EXPECT_NE(str(json_array_get(calls, 0), "id"), str(json_array_get(calls, 1), "id"));
+    EXPECT_EQ(num(r, "usage", "completion_tokens"), 7);
+    json_decref(r);
+    serve_job_free(c.job);
+    /* only calls: content null; a malformed call: all of it is content, finish stays stop */
+    fake_call(o, "<tool_call>{\"name\": \"get_weather\", \"arguments\": {}}</tool_call>", false, &c);
+    r = serve_response_json(&o.s, &c);
+    msg = json_object_get(json_array_get(json_object_get(r, "choices"), 0), "message");
+    EXPECT_TRUE(json_is_null(json_object_get(msg, "content")));
+    EXPECT_EQ(json_array_size(json_object_get(msg, "tool_calls")), 1u);
+    json_decref(r);
+    serve_job_free(c.job);
+    const std::string bad = "Sure <tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": ";
+    fake_call(o, bad, false, &c);
+    r = serve_response_json(&o.s, &c);
+    choice = json_array_get(json_object_get(r, "choices"), 0), msg = json_object_get(choice, "message");
+    EXPECT_EQ(str(msg, "content"), bad);
+    EXPECT_EQ(json_object_get(msg, "tool_calls"), nullptr);
+    EXPECT_EQ(str(choice, "finish_reason"), "stop");
+    json_decref(r);
+    serve_job_free(c.job);
+}
+
+/* Streamed: the text grows one byte at a time; content deltas stop before
+ * the call, one delta carries the calls with their indexes, and a malformed
+ * call comes out as content at the end (nothing lost, nothing doubled). */
+TEST_F(Serve, ToolCallsStreamAsDeltas) {
+    OfflineServer o(model_, tok_);
+    struct Case {
+        std::string text, content;
+        int calls;
+    } cases[] = {
+        {"Let me check.<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"
+         "<tool_call>{\"name\": \"get_weather\", \"arguments\": {}}</tool_call>", "Let me check.", 2},
+        {"Sure <tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": ", "Sure <tool_call>{\"name\": "
+         "\"get_weather\", \"arguments\": {\"city\": ", 0},
+        {"No tools needed: it is sunny. <tool_", "No tools needed: it is sunny. <tool_", 0},
+    };
+    for (const Case &k : cases) {
+        serve_call c;
+        fake_call(o, k.text, true, &c);
+        serve_stream_pos pos{};
+        std::string content;
+        std::vector<json_t *> tool_deltas;
+        const char *finish = nullptr;
+        for (size_t n = 0; n <= k.text.size(); n++) {
+            c.job->n_text = n;
+            json_t *events = json_array();
+            finish = serve_stream_events(&o.s, &c, &pos, n == k.text.size(), events);
+            size_t i;
+            json_t *ev;
+            json_array_foreach(events, i, ev) {
+                json_t *d = json_object_get(json_array_get(json_object_get(ev, "choices"), 0), "delta");
+                if (json_is_string(json_object_get(d, "content"))) content += str(d, "content");
+                if (json_object_get(d, "tool_calls")) tool_deltas.push_back(json_incref(json_object_get(d, "tool_calls")));
+            }
+            json_decref(events);
+        }
+        EXPECT_EQ(content, k.content);
+        EXPECT_EQ(std::string(finish), k.calls ? "tool_calls" : "stop");
+        ASSERT_EQ(tool_deltas.size(), k.calls ? 1u : 0u);
+        for (json_t *d : tool_deltas) {
+            ASSERT_EQ((int)json_array_size(d), k.calls);
+            for (int i = 0; i < k.calls; i++) {
+                json_t *call = json_array_get(d, (size_t)i);
+                EXPECT_EQ(json_integer_value(json_object_get(call, "index")), i);
+                EXPECT_EQ(str(call, "function", "name"), "get_weather");
+                EXPECT_EQ(str(call, "type"), "function");
+                EXPECT_TRUE(json_is_string(json_object_get(call, "id")));
+            }
+            json_decref(d);
+        }
+        serve_job_free(c.job);
+    }
+}
+
+TEST_F(Serve, ToolFieldsAreValidated) {
+    OfflineServer o(model_, tok_);
+    const std::string msgs = R"("messages": [{"role": "user", "content": "x"}])";
+    struct Case {
+        std::string extra, param, text;
+    } cases[] = {
+        {R"("tools": {"type": "function"})", "tools", "expected a list"},
+        {R"("tools": [3])", "tools[0]", "type"},
+        {R"("tools": [{"type": "code", "function": {"name": "f"}}])", "tools[0]", "function"},
+        {R"("tools": [{"type": "function", "function": {"name": "a b"}}])", "tools[0].function.name", "allowed"},
+        {R"("tools": [{"type": "function", "function": {}}])", "tools[0].function.name", "1 to 64"},
+        {R"("tools": [{"type": "function", "function": {"name": "f", "parameters": []}}])",
+         "tools[0].function.parameters", "JSON Schema"},
+        {R"("tools": [{"type": "function", "function": {"name": "f", "description": 1}}])",
+         "tools[0].function.description", "string"},
+        {std::string(R"("tools": [)") + kWeatherTool + R"(], "tool_choice": "required")", "tool_choice", "constrained"},
+        {std::string(R"("tools": [)") + kWeatherTool + R"(], "tool_choice": {"type": "function", "function": {"name": "get_weather"}})",
+         "tool_choice", "constrained"},
+        {std::string(R"("tools": [)") + kWeatherTool + R"(], "tool_choice": "sometimes")", "tool_choice", "expected"},
+        {R"("tool_choice": "auto")", "tool_choice", "without tools"},
+        {R"("functions": [{"name": "f"}])", "functions", "tools"},
+    };
+    for (const Case &k : cases) {
+        std::string body = "{" + msgs + ", " + k.extra + "}";
+        serve_call c;
+        serve_error e;
+        EXPECT_FALSE(serve_parse_generation(&o.s, SERVE_CHAT, body.data(), body.size(), &c, &e)) << body;
+        EXPECT_EQ(e.status, 400) << body;
+        EXPECT_EQ(std::string(e.param), k.param) << body;
+        EXPECT_NE(std::string(e.message).find(k.text), std::string::npos) << body << ": " << e.message;
+    }
+    /* over HTTP: the test server (stories: no tool-call tokens, no --tool-call-parser) refuses tools by name */
+    Reply r = http(port_, "POST", "/v1/chat/completions",
+                   "{" + msgs + R"(, "tools": [)" + kWeatherTool + "]}");
+    EXPECT_EQ(r.status, 400);
+    json_t *reply = parse(r.body), *err = json_object_get(reply, "error");
+    EXPECT_EQ(str(err, "param"), "tools");
+    EXPECT_NE(str(err, "message").find("--tool-call-parser"), std::string::npos);
+    json_decref(reply);
+    /* completions take no tools */
+    std::string body = std::string(R"({"prompt": "a", "tools": [)") + kWeatherTool + "]}";
+    serve_call c;
+    serve_error e;
+    EXPECT_FALSE(serve_parse_generation(&o.s, SERVE_COMPLETION, body.data(), body.size(), &c, &e));
+    EXPECT_EQ(std::string(e.param), "tools");
 }
 
 /* <think> splitting as a stream sees it: the text grows one byte at a time,

@@ -52,7 +52,9 @@ void check_prefixes(serve_tool_format f, const std::string &text) {
         size_t prefix = serve_tool_calls_content_prefix(f, text.data(), n);
         EXPECT_GE(prefix, last) << serve_tool_format_name(f) << " at " << n << ": " << text;
         EXPECT_LE(prefix, n);
-        if (c.n > 0) EXPECT_LE(prefix, c.content_end) << serve_tool_format_name(f) << " at " << n;
+        if (c.n > 0) {
+            EXPECT_LE(prefix, c.content_end) << serve_tool_format_name(f) << " at " << n;
+        }
         last = prefix;
         serve_tool_calls_free(&c);
     }
@@ -259,7 +261,9 @@ TEST(ToolCalls, RandomMarkerSoupNeverCrashes) {
             for (int i = 0; i < c.n; i++) ASSERT_NE(c.calls[i].name[0], '\0');
             size_t prefix = serve_tool_calls_content_prefix((serve_tool_format)f, t.data(), t.size());
             ASSERT_LE(prefix, t.size());
-            if (c.n) ASSERT_LE(prefix, c.content_end) << t;
+            if (c.n) {
+                ASSERT_LE(prefix, c.content_end) << t;
+            }
             serve_tool_calls_free(&c);
         }
     }

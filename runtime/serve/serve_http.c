@@ -124,7 +124,7 @@ typedef struct sse_stream {
     char *out; /* formatted, not yet handed to MHD */
     size_t out_n, out_off;
     size_t text_sent;                    /* bytes of the job's text looked at */
-    size_t reasoning_sent, content_sent; /* with call.reasoning: offsets in the text sent as each */
+    serve_stream_pos pos;                /* what of the text went out as reasoning, as content */
     bool role_sent, finished;
 } sse_stream;
 
@@ -141,19 +141,6 @@ static void put_event(sse_stream *st, json_t *v) {
     free(text);
 }
 
-/* Under mu: the reasoning and content that grew since the last event. */
-static void split_events(sse_stream *st, bool final) {
-    const serve_job *j = st->call.job;
-    size_t rb, re, cb, ce;
-    serve_split_reasoning(j->text ? j->text : "", j->n_text, st->call.opens_think, final, &rb, &re, &cb, &ce);
-    size_t from = st->reasoning_sent > rb ? st->reasoning_sent : rb;
-    if (re > from) put_event(st, serve_reasoning_chunk_json(st->s, &st->call, j->text + from, re - from));
-    if (re > from) st->reasoning_sent = re;
-    from = st->content_sent > cb ? st->content_sent : cb;
-    if (ce > from) put_event(st, serve_chunk_json(st->s, &st->call, j->text + from, ce - from, false, NULL));
-    if (ce > from) st->content_sent = ce;
-}
-
 /* Under mu: the events the job's state allows now. */
 static void next_events(sse_stream *st) {
     serve_job *j = st->call.job;
@@ -162,11 +149,14 @@ static void next_events(sse_stream *st) {
         put_event(st, serve_chunk_json(st->s, &st->call, NULL, 0, true, NULL));
     }
     st->role_sent = true;
-    if (st->call.reasoning && (j->n_text > st->text_sent || j->state == JOB_DONE)) {
-        split_events(st, j->state == JOB_DONE);
-    } else if (j->n_text > st->text_sent) {
-        put_event(st, serve_chunk_json(st->s, &st->call, j->text + st->text_sent, j->n_text - st->text_sent,
-                                       false, NULL));
+    const char *finish = j->finish_reason;
+    if (j->n_text > st->text_sent || j->state == JOB_DONE) {
+        json_t *events = json_array();
+        finish = serve_stream_events(st->s, &st->call, &st->pos, j->state == JOB_DONE, events);
+        size_t i;
+        json_t *v;
+        json_array_foreach(events, i, v) put_event(st, json_incref(v));
+        json_decref(events);
     }
     st->text_sent = j->n_text;
     if (j->state != JOB_DONE) return;
@@ -175,7 +165,7 @@ static void next_events(sse_stream *st) {
         serve_fail(&e, j->error_status, NULL, "%s", j->error);
         put_event(st, serve_error_json(&e));
     } else {
-        put_event(st, serve_chunk_json(st->s, &st->call, NULL, 0, false, j->finish_reason));
+        put_event(st, serve_chunk_json(st->s, &st->call, NULL, 0, false, finish));
         if (st->call.include_usage) put_event(st, serve_usage_chunk_json(st->s, &st->call));
     }
     char *bigger = realloc(st->out, st->out_n + 16);
@@ -389,9 +379,8 @@ static qilin_status start_http(qilin_server *s) {
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_POLL;
     if (inet_pton(AF_INET6, s->host, &a6.sin6_addr) == 1)
         addr = (struct sockaddr *)&a6, flags |= MHD_USE_IPv6;
-    else if (inet_pton(AF_INET, s->host, &a4.sin_addr) != 1)
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "--host %s: not a numeric IPv4 or IPv6 address",
-                           s->host);
+    else if (inet_pton(AF_INET, s->host, &a4.sin_addr) != 1) /* qilin_server_check_options said so */
+        return qilin_error(QILIN_ERR_INTERNAL, "--host %s: not a numeric IPv4 or IPv6 address", s->host);
     s->daemon = MHD_start_daemon(flags, (uint16_t)s->opt.port, NULL, NULL, on_request, s,
                                  MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024, MHD_OPTION_CONNECTION_TIMEOUT,
@@ -430,14 +419,29 @@ static qilin_status default_sampling(qilin_server *s, const qilin_model_desc *d)
     return QILIN_OK;
 }
 
-qilin_status qilin_server_start(qilin_model *m, const qilin_tokenizer *t, const qilin_chat_template *tpl,
-                                const qilin_server_options *o, qilin_server **out) {
-    *out = NULL;
+qilin_status qilin_server_check_options(const qilin_server_options *o) {
     if (!o->model_name || !*o->model_name || strlen(o->model_name) > 200 || !printable(o->model_name))
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
                            "served model name: 1 to 200 printable characters, no quotes");
     if (o->port < 0 || o->port > 65535)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "port %d: must be from 0 to 65535", o->port);
+    unsigned char addr[sizeof(struct in6_addr)];
+    const char *host = o->host ? o->host : "127.0.0.1";
+    if (inet_pton(AF_INET6, host, addr) != 1 && inet_pton(AF_INET, host, addr) != 1)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "--host %s: not a numeric IPv4 or IPv6 address", host);
+    serve_tool_format f;
+    if (o->tool_parser && strcmp(o->tool_parser, "auto") && !serve_tool_format_from_name(o->tool_parser, &f))
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "--tool-call-parser %s: use auto, hermes, deepseek, kimi_k2, llama3, mistral or none",
+                           o->tool_parser);
+    return QILIN_OK;
+}
+
+qilin_status qilin_server_start(qilin_model *m, const qilin_tokenizer *t, const qilin_chat_template *tpl,
+                                const qilin_server_options *o, qilin_server **out) {
+    *out = NULL;
+    qilin_status checked = qilin_server_check_options(o);
+    if (checked != QILIN_OK) return checked;
     qilin_server *s = calloc(1, sizeof *s);
     if (!s) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "server");
     s->model = m, s->tok = t, s->tpl = tpl, s->opt = *o;
@@ -447,6 +451,8 @@ qilin_status qilin_server_start(qilin_model *m, const qilin_tokenizer *t, const 
     if (!s->opt.max_body_bytes) s->opt.max_body_bytes = 4u << 20;
     s->max_ctx = qilin_model_get_options(m)->max_ctx;
     s->vocab = qilin_model_get_desc(m)->vocab;
+    s->tool_format = serve_tool_format_detect(t);
+    if (o->tool_parser && strcmp(o->tool_parser, "auto")) serve_tool_format_from_name(o->tool_parser, &s->tool_format);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->wake, NULL);
     pthread_cond_init(&s->progress, NULL);

@@ -15,6 +15,7 @@
 
 #include "serve.h"
 #include "runtime/text_stream.h"
+#include "tool_calls.h"
 
 enum { SERVE_MAX_STOPS = 16, SERVE_MAX_STOP_IDS = 32 };
 
@@ -31,6 +32,7 @@ typedef struct serve_job {
     int32_t stop_ids[SERVE_MAX_STOP_IDS];
     int n_stop_ids;
     double t_arrival;
+    bool keep_special; /* special tokens stay in the text (tool-call markers are special tokens) */
     /* guarded by mu */
     serve_job_state state;
     bool cancel; /* the client went away */
@@ -71,6 +73,7 @@ struct qilin_server {
     qilin_server_options opt;
     char *host, *api_key, *model_name, *model_path; /* copies */
     int max_ctx, vocab;
+    serve_tool_format tool_format; /* how this model writes tool calls; NONE: requests with tools are refused */
     qilin_sampling_params
         default_sp; /* generation_config.json's when it samples, else OpenAI's (temperature 1) */
     struct MHD_Daemon *daemon;
@@ -123,6 +126,7 @@ typedef struct serve_call {
     bool stream, include_usage;
     bool reasoning; /* chat on a model with a </think> token: <think>...</think> goes to reasoning_content */
     bool opens_think; /* the rendered prompt leaves the model inside <think> */
+    serve_tool_format tools; /* the content is parsed for tool calls; NONE: no tools, or tool_choice none */
     serve_job *job;   /* owned (one ref) */
     char id[48];
     long long created;
@@ -137,6 +141,20 @@ json_t *serve_chunk_json(qilin_server *s, const serve_call *c, const char *delta
                          const char *finish);
 json_t *serve_usage_chunk_json(qilin_server *s, const serve_call *c);
 json_t *serve_reasoning_chunk_json(qilin_server *s, const serve_call *c, const char *text, size_t n);
+/* The streamed tool calls: one chunk, a delta with every call at its index. */
+json_t *serve_tool_calls_chunk_json(qilin_server *s, const serve_call *c, const serve_tool_calls *calls);
+
+/* Under mu: the chunks for the reasoning and content of c's job that grew
+ * since pos, appended to the JSON array events. With tools, content that
+ * may still become a tool call is held back; once final, the calls go out as
+ * one tool_calls delta (or, when they do not parse, the held text as
+ * content). Returns the finish reason the last chunk carries once final
+ * ("tool_calls" when calls went out and the job stopped by itself). */
+typedef struct serve_stream_pos {
+    size_t reasoning_sent, content_sent; /* offsets in the job's text */
+} serve_stream_pos;
+const char *serve_stream_events(qilin_server *s, const serve_call *c, serve_stream_pos *pos, bool final,
+                                json_t *events);
 
 /* The reasoning / content split of generated text t[0..n): reasoning is
  * t[*r_begin, *r_end) (inside <think>...</think>; a block opened by the

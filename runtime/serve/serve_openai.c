@@ -4,7 +4,7 @@
  *
  * Validation rule: every field the server reads is type- and range-checked
  * and a failure names it (param); a field the sampler cannot honour
- * (presence_penalty, logprobs, tools, n > 1, ...) is refused with 400 rather
+ * (presence_penalty, logprobs, n > 1, ...) is refused with 400 rather
  * than ignored. Unknown fields are ignored, as vLLM does. */
 #define _POSIX_C_SOURCE 200809L
 #include <float.h>
@@ -150,12 +150,9 @@ static bool refuse_unsupported(json_t *o, serve_error *e) {
         return serve_fail(e, 400, "logprobs", "logprobs: not supported yet");
     v = json_object_get(o, "top_logprobs");
     if (v && !json_is_null(v)) return serve_fail(e, 400, "top_logprobs", "top_logprobs: not supported yet");
-    static const char *const lists[] = {"tools", "functions"};
-    for (int i = 0; i < 2; i++) {
-        v = json_object_get(o, lists[i]);
-        if (v && !json_is_null(v) && !(json_is_array(v) && json_array_size(v) == 0))
-            return serve_fail(e, 400, lists[i], "%s: tool calling is not supported yet", lists[i]);
-    }
+    v = json_object_get(o, "functions"); /* OpenAI's deprecated form of tools */
+    if (v && !json_is_null(v) && !(json_is_array(v) && json_array_size(v) == 0))
+        return serve_fail(e, 400, "functions", "functions: deprecated; send tools instead");
     v = json_object_get(o, "logit_bias");
     if (v && !json_is_null(v) && !(json_is_object(v) && json_object_size(v) == 0))
         return serve_fail(e, 400, "logit_bias", "logit_bias: not supported");
@@ -261,6 +258,77 @@ static void stop_ids(qilin_server *s, bool chat, serve_job *j) {
     }
 }
 
+/* ---- tools ---- */
+
+/* tools[i]: {"type": "function", "function": {"name": N, "description"?: S, "parameters"?: {..}}}. */
+static bool check_tool(json_t *tool, size_t i, serve_error *e) {
+    char param[64];
+    json_t *type = json_object_get(tool, "type"), *fn = json_object_get(tool, "function");
+    snprintf(param, sizeof param, "tools[%zu]", i);
+    if (!json_is_object(tool) || !json_is_string(type) || strcmp(json_string_value(type), "function") ||
+        !json_is_object(fn))
+        return serve_fail(e, 400, param, "%s: expected {\"type\": \"function\", \"function\": {...}}", param);
+    json_t *name = json_object_get(fn, "name"), *desc = json_object_get(fn, "description"),
+           *params = json_object_get(fn, "parameters");
+    snprintf(param, sizeof param, "tools[%zu].function.name", i);
+    if (!json_is_string(name) || json_string_length(name) == 0 || json_string_length(name) > 64)
+        return serve_fail(e, 400, param, "%s: expected a string of 1 to 64 characters", param);
+    for (const char *c = json_string_value(name); *c; c++)
+        if (!(('a' <= *c && *c <= 'z') || ('A' <= *c && *c <= 'Z') || ('0' <= *c && *c <= '9') || *c == '_' ||
+              *c == '-' || *c == '.'))
+            return serve_fail(e, 400, param, "%s: only a-z, A-Z, 0-9, _, - and . are allowed", param);
+    snprintf(param, sizeof param, "tools[%zu].function.description", i);
+    if (desc && !json_is_null(desc) && !json_is_string(desc))
+        return serve_fail(e, 400, param, "%s: expected a string, got %s", param, json_kind(desc));
+    snprintf(param, sizeof param, "tools[%zu].function.parameters", i);
+    if (params && !json_is_null(params) && !json_is_object(params))
+        return serve_fail(e, 400, param, "%s: expected a JSON Schema object, got %s", param, json_kind(params));
+    return true;
+}
+
+/* tools and tool_choice: *tools (borrowed, NULL when none or tool_choice
+ * is "none") goes to the template; c->tools says how to read the output.
+ * "required" and a named function would need constrained decoding, which
+ * qilin does not have: refused rather than silently treated as "auto". */
+static bool parse_tools(qilin_server *s, json_t *o, serve_kind kind, serve_call *c, json_t **tools,
+                        serve_error *e) {
+    json_t *list = json_object_get(o, "tools"), *choice = json_object_get(o, "tool_choice");
+    *tools = NULL;
+    bool has_tools = list && !json_is_null(list) && !(json_is_array(list) && json_array_size(list) == 0);
+    if (list && !json_is_null(list) && !json_is_array(list))
+        return serve_fail(e, 400, "tools", "tools: expected a list of tools, got %s", json_kind(list));
+    if (list && json_array_size(list) > 128)
+        return serve_fail(e, 400, "tools", "tools: %zu tools; at most 128", json_array_size(list));
+    size_t i;
+    json_t *tool;
+    json_array_foreach(list, i, tool) if (!check_tool(tool, i, e)) return false;
+    const char *mode = has_tools ? "auto" : "none";
+    if (choice && !json_is_null(choice)) {
+        if (json_is_object(choice))
+            return serve_fail(e, 400, "tool_choice",
+                              "tool_choice: a named function needs constrained decoding, not supported; use \"auto\"");
+        if (!json_is_string(choice) || (strcmp(json_string_value(choice), "none") &&
+                                        strcmp(json_string_value(choice), "auto") &&
+                                        strcmp(json_string_value(choice), "required")))
+            return serve_fail(e, 400, "tool_choice", "tool_choice: expected \"none\", \"auto\" or \"required\"");
+        mode = json_string_value(choice);
+        if (!strcmp(mode, "required"))
+            return serve_fail(e, 400, "tool_choice",
+                              "tool_choice: \"required\" needs constrained decoding, not supported; use \"auto\"");
+        if (!has_tools && strcmp(mode, "none"))
+            return serve_fail(e, 400, "tool_choice", "tool_choice: \"%s\" without tools", mode);
+    }
+    if (!has_tools || !strcmp(mode, "none")) return true;
+    if (kind != SERVE_CHAT) return serve_fail(e, 400, "tools", "tools: only for /v1/chat/completions");
+    if (s->tool_format == SERVE_TOOLS_NONE)
+        return serve_fail(e, 400, "tools",
+                          "tools: this model's tool-call format is not known (start the server with "
+                          "--tool-call-parser hermes|deepseek|kimi_k2|llama3|mistral)");
+    *tools = list;
+    c->tools = s->tool_format;
+    return true;
+}
+
 /* ---- prompts ---- */
 
 /* messages: checked and normalised (content parts joined) for the template. */
@@ -312,7 +380,7 @@ static bool normalise_messages(json_t *messages, json_t **out, serve_error *e) {
 }
 
 /* Renders messages through the template and tokenizes the result. */
-static bool chat_prompt(qilin_server *s, json_t *o, bool add_generation_prompt, qilin_ids *ids,
+static bool chat_prompt(qilin_server *s, json_t *o, json_t *tools, bool add_generation_prompt, qilin_ids *ids,
                         bool *opens_think, serve_error *e) {
     if (!s->tpl)
         return serve_fail(e, 400, "messages",
@@ -323,7 +391,10 @@ static bool chat_prompt(qilin_server *s, json_t *o, bool add_generation_prompt, 
     json_t *messages = NULL;
     if (!normalise_messages(json_object_get(o, "messages"), &messages, e)) return false;
     char *msgs = json_dumps(messages, JSON_COMPACT);
-    char *kw = kwargs && json_is_object(kwargs) ? json_dumps(kwargs, JSON_COMPACT) : NULL;
+    json_t *all_kwargs = kwargs && json_is_object(kwargs) ? json_copy(kwargs) : json_object();
+    if (all_kwargs && tools) json_object_set(all_kwargs, "tools", tools); /* apply_chat_template(tools=...) */
+    char *kw = all_kwargs && json_object_size(all_kwargs) ? json_dumps(all_kwargs, JSON_COMPACT) : NULL;
+    json_decref(all_kwargs);
     json_decref(messages);
     qilin_chat_options co = {
         .add_generation_prompt = add_generation_prompt, .kwargs_json = kw, .max_output = 16u << 20};
@@ -441,11 +512,13 @@ bool serve_parse_generation(qilin_server *s, serve_kind kind, const char *body, 
     serve_job *j = calloc(1, sizeof *j);
     qilin_ids ids = {0};
     bool ignore_eos = false, add_generation_prompt = true;
+    json_t *tools = NULL;
     bool ok = j && check_model(s, o, e) && refuse_unsupported(o, e) && parse_stream(o, c, e) &&
+              parse_tools(s, o, kind, c, &tools, e) &&
               parse_sampling(s, o, &j->sp, e) && parse_stops(o, j, e) &&
               get_bool(o, "ignore_eos", &ignore_eos, e) &&
               get_bool(o, "add_generation_prompt", &add_generation_prompt, e);
-    if (ok && kind == SERVE_CHAT) ok = chat_prompt(s, o, add_generation_prompt, &ids, &c->opens_think, e);
+    if (ok && kind == SERVE_CHAT) ok = chat_prompt(s, o, tools, add_generation_prompt, &ids, &c->opens_think, e);
     if (ok && kind == SERVE_COMPLETION) ok = completion_prompt(s, o, &ids, e);
     if (ok) {
         j->prompt = ids.ids, j->prompt_len = (int)ids.n, ids.ids = NULL; /* ids.n < max_ctx checked next */
@@ -456,6 +529,7 @@ bool serve_parse_generation(qilin_server *s, serve_kind kind, const char *body, 
     if (!ok) return serve_job_free(j), false;
     if (!ignore_eos) stop_ids(s, kind == SERVE_CHAT, j);
     j->refs = 1, j->t_arrival = serve_now();
+    j->keep_special = c->tools != SERVE_TOOLS_NONE;
     c->job = j;
     c->reasoning = kind == SERVE_CHAT && qilin_tokenizer_token_id(s->tok, "</think>") >= 0;
     pthread_mutex_lock(&s->mu);
@@ -468,6 +542,8 @@ bool serve_parse_generation(qilin_server *s, serve_kind kind, const char *body, 
 
 /* ---- responses ---- */
 
+static bool is_space(char ch) { return ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t'; }
+
 static json_t *usage_json(const serve_job *j) {
     return json_pack("{s:i, s:i, s:i}", "prompt_tokens", j->prompt_len, "completion_tokens", j->n_tokens,
                      "total_tokens", j->prompt_len + j->n_tokens);
@@ -478,16 +554,53 @@ static json_t *envelope(qilin_server *s, const serve_call *c, const char *object
                      (json_int_t)c->created, "model", s->model_name, "choices", choices);
 }
 
+/* OpenAI's tool_calls list; streamed deltas also carry each call's index.
+ * Ids: the model's own when it writes them (Kimi K2, Mistral), else
+ * call_<response id>_<index>, unique per response. */
+static json_t *tool_calls_json(const serve_call *c, const serve_tool_calls *calls, bool with_index) {
+    json_t *list = json_array();
+    const char *suffix = strchr(c->id, '-') ? strchr(c->id, '-') + 1 : c->id;
+    for (int i = 0; i < calls->n; i++) {
+        char id[96];
+        snprintf(id, sizeof id, "call_%s_%d", suffix, i);
+        const serve_tool_call *t = &calls->calls[i];
+        json_t *call = json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", t->id ? t->id : id, "type", "function",
+                                 "function", "name", t->name, "arguments", t->arguments);
+        if (call && with_index) json_object_set_new(call, "index", json_integer(i));
+        json_array_append_new(list, call);
+    }
+    return list;
+}
+
+json_t *serve_tool_calls_chunk_json(qilin_server *s, const serve_call *c, const serve_tool_calls *calls) {
+    json_t *choice = json_pack("{s:i, s:n, s:n, s:{s:o}}", "index", 0, "logprobs", "finish_reason", "delta",
+                               "tool_calls", tool_calls_json(c, calls, true));
+    json_t *r = envelope(s, c, "chat.completion.chunk", json_pack("[o]", choice));
+    if (c->include_usage) json_object_set_new(r, "usage", json_null());
+    return r;
+}
+
 /* Under mu (the job's text and counts are read). */
 json_t *serve_response_json(qilin_server *s, const serve_call *c) {
     const serve_job *j = c->job;
     const char *all = j->text ? j->text : "";
     size_t rb = 0, re = 0, cb = 0, ce = j->n_text;
     if (c->reasoning) serve_split_reasoning(all, j->n_text, c->opens_think, true, &rb, &re, &cb, &ce);
-    json_t *text = text_json(all + cb, ce - cb), *choice;
+    serve_tool_calls calls = {0};
+    if (c->tools != SERVE_TOOLS_NONE && !serve_tool_calls_parse(c->tools, all + cb, ce - cb, &calls))
+        return NULL; /* out of memory */
+    const char *finish = j->finish_reason;
+    if (calls.n > 0) { /* the content is what came before the calls; only whitespace: none */
+        ce = cb + calls.content_end;
+        while (ce > cb && is_space(all[ce - 1])) ce--;
+        if (!strcmp(finish, "stop")) finish = "tool_calls";
+    }
+    json_t *text = calls.n > 0 && ce == cb ? json_null() : text_json(all + cb, ce - cb), *choice;
     if (c->kind == SERVE_CHAT) {
         choice = json_pack("{s:i, s:{s:s, s:o}, s:n, s:s}", "index", 0, "message", "role", "assistant",
-                           "content", text, "logprobs", "finish_reason", j->finish_reason);
+                           "content", text, "logprobs", "finish_reason", finish);
+        if (calls.n > 0) json_object_set_new(json_object_get(choice, "message"), "tool_calls", tool_calls_json(c, &calls, false));
+        serve_tool_calls_free(&calls);
         if (c->reasoning)
             json_object_set_new(json_object_get(choice, "message"), "reasoning_content",
                                 re > rb || c->opens_think ? text_json(all + rb, re - rb) : json_null());
@@ -526,9 +639,35 @@ json_t *serve_reasoning_chunk_json(qilin_server *s, const serve_call *c, const c
     return r;
 }
 
-/* ---- <think> ... </think> ---- */
+/* ---- streamed deltas ---- */
 
-static bool is_space(char ch) { return ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t'; }
+const char *serve_stream_events(qilin_server *s, const serve_call *c, serve_stream_pos *pos, bool final,
+                                json_t *events) {
+    const serve_job *j = c->job;
+    const char *t = j->text ? j->text : "";
+    size_t rb = 0, re = 0, cb = 0, ce = j->n_text;
+    if (c->reasoning) serve_split_reasoning(t, j->n_text, c->opens_think, final, &rb, &re, &cb, &ce);
+    size_t from = pos->reasoning_sent > rb ? pos->reasoning_sent : rb;
+    if (re > from) json_array_append_new(events, serve_reasoning_chunk_json(s, c, t + from, re - from));
+    if (re > from) pos->reasoning_sent = re;
+    serve_tool_calls calls = {0};
+    if (c->tools != SERVE_TOOLS_NONE && !final)
+        ce = cb + serve_tool_calls_content_prefix(c->tools, t + cb, ce - cb);
+    else if (c->tools != SERVE_TOOLS_NONE && serve_tool_calls_parse(c->tools, t + cb, ce - cb, &calls))
+        ce = cb + calls.content_end;
+    from = pos->content_sent > cb ? pos->content_sent : cb;
+    if (ce > from) json_array_append_new(events, serve_chunk_json(s, c, t + from, ce - from, false, NULL));
+    if (ce > from) pos->content_sent = ce;
+    const char *finish = j->finish_reason;
+    if (calls.n > 0) {
+        json_array_append_new(events, serve_tool_calls_chunk_json(s, c, &calls));
+        if (finish && !strcmp(finish, "stop")) finish = "tool_calls";
+    }
+    serve_tool_calls_free(&calls);
+    return finish;
+}
+
+/* ---- <think> ... </think> ---- */
 
 /* The length of the longest suffix of t[from, n) that is a proper prefix of tag. */
 static size_t partial_tag(const char *t, size_t from, size_t n, const char *tag) {
@@ -591,7 +730,7 @@ bool serve_tokenize(qilin_server *s, const char *body, size_t n, json_t **out, s
               get_bool(o, "add_generation_prompt", &add_generation_prompt, e);
     json_t *p = json_object_get(o, "prompt");
     if (ok && has_messages)
-        ok = chat_prompt(s, o, add_generation_prompt, &ids, NULL, e);
+        ok = chat_prompt(s, o, NULL, add_generation_prompt, &ids, NULL, e);
     else if (ok && !json_is_string(p))
         ok = serve_fail(e, 400, "prompt", "prompt: expected a string, got %s", p ? json_kind(p) : "nothing");
     else if (ok &&
