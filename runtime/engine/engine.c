@@ -23,6 +23,8 @@ typedef struct request {
     qilin_sampling_params params;
     int max_new;
     int *stop, n_stop;
+    bool logprobs;
+    int top_logprobs;
     int slot; /* -1 unless running */
     qilin_kv_table table;
     bool running, done;
@@ -54,6 +56,7 @@ struct qilin_engine {
     int *slot, *start, *n_new, *batch_tokens;
     qilin_sampling_params *params;
     int *sampled, *history, *history_start;
+    float *host_logits; /* [max_num_seqs, vocab], allocated when a request first asks for logprobs */
     qilin_engine_stats stats;
 };
 
@@ -150,7 +153,7 @@ void qilin_engine_free(qilin_engine *e) {
     }
     free(e->reqs), free(e->waiting), free(e->running), free(e->free_slots);
     free(e->entries), free(e->ordered), free(e->slot), free(e->start), free(e->n_new), free(e->batch_tokens);
-    free(e->params), free(e->sampled), free(e->history), free(e->history_start);
+    free(e->params), free(e->sampled), free(e->history), free(e->history_start), free(e->host_logits);
     qilin_kv_pool_free(e->pool);
     free(e);
 }
@@ -169,6 +172,10 @@ static request *find_request(const qilin_engine *e, int64_t id) {
 }
 
 static qilin_status check_request(const qilin_engine *e, const qilin_engine_request *r, int64_t id) {
+    if (r->top_logprobs < 0 || r->top_logprobs > QILIN_MAX_TOP_LOGPROBS || (r->top_logprobs && !r->logprobs))
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "qilin_engine_add: request %lld: top_logprobs %d: must be 0 .. %d, and needs logprobs",
+                           (long long)id, r->top_logprobs, QILIN_MAX_TOP_LOGPROBS);
     if (!r->prompt || r->prompt_len < 1 || r->max_new_tokens < 1 || r->n_stop_ids < 0 ||
         (r->n_stop_ids > 0 && !r->stop_ids))
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
@@ -224,6 +231,7 @@ static request *request_new(const qilin_engine_request *in, int64_t id) {
     if (in->n_stop_ids > 0) memcpy(r->stop, in->stop_ids, (size_t)in->n_stop_ids * sizeof(int));
     r->id = id, r->prompt_len = r->n_tokens = in->prompt_len, r->n_stop = in->n_stop_ids;
     r->params = in->params, r->max_new = in->max_new_tokens, r->slot = -1;
+    r->logprobs = in->logprobs, r->top_logprobs = in->top_logprobs;
     return r;
 }
 
@@ -425,11 +433,29 @@ static qilin_engine_finish finish_reason(const request *r, int token) {
     return r->n_tokens - r->prompt_len == r->max_new ? QILIN_ENGINE_LENGTH : QILIN_ENGINE_RUNNING;
 }
 
+/* Whether a sampling row of this step asked for logprobs: then its logits come to the host. */
+static bool step_wants_logits(const qilin_engine *e, int rows) {
+    for (int i = 0; i < rows; i++)
+        if (e->ordered[i].r->logprobs) return e->opt.on_logprobs != NULL;
+    return false;
+}
+
+static void report_logprobs(qilin_engine *e, const request *r, int row, int token) {
+    int top_ids[QILIN_MAX_TOP_LOGPROBS];
+    float top_lp[QILIN_MAX_TOP_LOGPROBS];
+    int k = r->top_logprobs < e->vocab ? r->top_logprobs : e->vocab;
+    qilin_token_logprobs lp = {.token = token, .n_top = k, .top_ids = top_ids, .top_logprobs = top_lp};
+    qilin_log_softmax_top(e->host_logits + (size_t)row * (size_t)e->vocab, e->vocab, token, k, &lp.logprob, top_ids,
+                          top_lp);
+    e->opt.on_logprobs(e->opt.user, r->id, &lp);
+}
+
 /* Appends each sampled token, delivers it, retires finished requests. */
-static void deliver(qilin_engine *e, int rows) {
+static void deliver(qilin_engine *e, int rows, bool have_logits) {
     for (int i = 0; i < rows; i++) {
         request *r = e->ordered[i].r;
         int token = e->sampled[i];
+        if (have_logits && r->logprobs) report_logprobs(e, r, i, token);
         r->tokens[r->n_tokens++] = token;
         qilin_engine_finish why = finish_reason(r, token);
         if (why != QILIN_ENGINE_RUNNING) finish(e, r, why);
@@ -449,7 +475,12 @@ qilin_status qilin_engine_step(qilin_engine *e) {
                            e->n_waiting, e->n_running);
     qilin_batch b;
     int rows = build_batch(e, n_entries, &b);
-    QILIN_TRY(qilin_forward(e->m, &b, NULL));
+    bool want_logits = step_wants_logits(e, rows);
+    if (want_logits && !e->host_logits &&
+        !(e->host_logits = malloc((size_t)e->opt.max_num_seqs * (size_t)e->vocab * sizeof(float))))
+        return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_engine_step: logits of %d sequences for logprobs",
+                           e->opt.max_num_seqs);
+    QILIN_TRY(qilin_forward(e->m, &b, want_logits ? e->host_logits : NULL));
     for (int i = 0; i < n_entries; i++) {
         request *r = e->ordered[i].r;
         bool decode = e->ordered[i].n_new == 1 && r->n_computed == r->n_tokens - 1 && r->n_computed >= r->prompt_len;
@@ -466,7 +497,7 @@ qilin_status qilin_engine_step(qilin_engine *e) {
         for (int i = 0; i < rows; i++) e->ordered[i].r->n_computed--;
         return st;
     }
-    deliver(e, rows);
+    deliver(e, rows, want_logits);
     return QILIN_OK;
 }
 
