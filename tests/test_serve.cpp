@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -422,7 +423,17 @@ TEST_F(Serve, ErrorsAreOpenAIErrorObjects) {
          R"({"messages": [{"role": "user", "content": "x"}], "frequency_penalty": 0.5})", "", true, 400,
          "frequency_penalty", "not supported"},
         {"n", "POST", "/v1/completions", R"({"prompt": "a", "n": 2})", "", true, 400, "n", "only n = 1"},
-        {"logprobs", "POST", "/v1/completions", R"({"prompt": "a", "logprobs": 2})", "", true, 400, "logprobs", ""},
+        {"logprobs", "POST", "/v1/completions", R"({"prompt": "a", "logprobs": 21})", "", true, 400, "logprobs",
+         "out of range"},
+        {"logprobs type", "POST", "/v1/chat/completions",
+         R"({"messages": [{"role": "user", "content": "x"}], "logprobs": 2})", "", true, 400, "logprobs",
+         "expected a boolean"},
+        {"top_logprobs alone", "POST", "/v1/chat/completions",
+         R"({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2})", "", true, 400, "top_logprobs",
+         "need \"logprobs\": true"},
+        {"top_logprobs range", "POST", "/v1/chat/completions",
+         R"({"messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21})", "", true, 400,
+         "top_logprobs", "out of range"},
         {"stop type", "POST", "/v1/completions", R"({"prompt": "a", "stop": [1]})", "", true, 400, "stop", "stop[0]"},
         {"duplicate key", "POST", "/v1/completions", R"({"prompt": "a", "prompt": "b"})", "", true, 400, "",
          "duplicate"},
@@ -627,6 +638,91 @@ TEST_F(Serve, ModelsHealthMetrics) {
                            "qilin:inter_token_latency_seconds_count", "qilin:e2e_request_latency_seconds_sum",
                            "# TYPE qilin:time_to_first_token_seconds histogram"};
     for (const char *n : names) EXPECT_NE(x.body.find(n), std::string::npos) << n << "\n" << x.body;
+}
+
+/* ---- logprobs ---- */
+
+/* float64 log-softmax of the logits qilin_forward gives (alone, all_logits) at each generated position. */
+std::vector<std::vector<double>> reference_logprobs(qilin_model *m, const std::vector<int> &prompt,
+                                                    const std::vector<int> &gen) {
+    std::vector<int> all = prompt;
+    all.insert(all.end(), gen.begin(), gen.end());
+    int n = (int)all.size() - 1, slot = 0, start = 0, vocab = qilin_model_get_desc(m)->vocab;
+    std::vector<float> logits((size_t)n * vocab);
+    qilin_batch b{1, &slot, &start, &n, all.data(), true};
+    EXPECT_EQ(qilin_forward(m, &b, logits.data()), QILIN_OK) << qilin_last_error();
+    std::vector<std::vector<double>> out;
+    for (size_t t = 0; t < gen.size(); t++) {
+        const float *row = &logits[(prompt.size() - 1 + t) * vocab];
+        double max = -INFINITY, sum = 0;
+        for (int i = 0; i < vocab; i++) max = std::max(max, (double)row[i]);
+        for (int i = 0; i < vocab; i++) sum += std::exp((double)row[i] - max);
+        std::vector<double> lp(vocab);
+        for (int i = 0; i < vocab; i++) lp[i] = (double)row[i] - max - std::log(sum);
+        out.push_back(lp);
+    }
+    return out;
+}
+
+TEST_F(Serve, CompletionLogprobsEqualTheForwardsLogSoftmax) {
+    const int n = 6, k = 3;
+    std::string body = R"({"prompt": )" + ids_json(kPrompt) + R"(, "max_tokens": 6, "temperature": 0, "logprobs": 3})";
+    Reply r = http(port_, "POST", "/v1/completions", body);
+    ASSERT_EQ(r.status, 200) << r.body;
+    std::vector<int> gen = alone(kPrompt, n);
+    std::vector<std::vector<double>> ref = reference_logprobs(alone_model_, kPrompt, gen);
+    json_t *o = parse(r.body), *choice = json_array_get(json_object_get(o, "choices"), 0);
+    json_t *lp = json_object_get(choice, "logprobs");
+    json_t *tokens = json_object_get(lp, "tokens"), *lps = json_object_get(lp, "token_logprobs"),
+           *tops = json_object_get(lp, "top_logprobs"), *offsets = json_object_get(lp, "text_offset");
+    ASSERT_EQ(json_array_size(tokens), (size_t)n) << r.body;
+    std::string joined;
+    for (int t = 0; t < n; t++) {
+        EXPECT_EQ((int)json_integer_value(json_array_get(offsets, t)), (int)joined.size());
+        joined += json_string_value(json_array_get(tokens, t));
+        EXPECT_NEAR(json_real_value(json_array_get(lps, t)), ref[t][gen[t]], 1e-4) << "token " << t;
+        json_t *top = json_array_get(tops, t);
+        EXPECT_EQ(json_object_size(top), (size_t)k);
+        /* greedy: the chosen token is the most likely alternative */
+        double best = -INFINITY;
+        const char *key;
+        json_t *v;
+        json_object_foreach(top, key, v) best = std::max(best, json_real_value(v));
+        EXPECT_NEAR(best, ref[t][gen[t]], 1e-4);
+    }
+    EXPECT_EQ(joined, str(choice, "text")); /* the tokens spell the text */
+    json_decref(o);
+}
+
+TEST_F(Serve, ChatLogprobsStreamedEqualNotStreamed) {
+    const std::string req = R"({"messages": [{"role": "user", "content": "Tell me about a cat."}], "max_tokens": 5,
+        "temperature": 0, "logprobs": true, "top_logprobs": 2)";
+    Reply whole = http(port_, "POST", "/v1/chat/completions", req + "}");
+    ASSERT_EQ(whole.status, 200) << whole.body;
+    json_t *o = parse(whole.body);
+    json_t *content = json_object_get(json_object_get(json_array_get(json_object_get(o, "choices"), 0), "logprobs"), "content");
+    ASSERT_EQ(json_array_size(content), 5u) << whole.body;
+    for (size_t i = 0; i < 5; i++) {
+        json_t *e = json_array_get(content, i), *top = json_object_get(e, "top_logprobs");
+        ASSERT_EQ(json_array_size(top), 2u);
+        EXPECT_EQ(str(json_array_get(top, 0), "token"), str(e, "token")); /* greedy: top-1 */
+        EXPECT_GE(json_real_value(json_object_get(json_array_get(top, 0), "logprob")),
+                  json_real_value(json_object_get(json_array_get(top, 1), "logprob")));
+        EXPECT_EQ(json_array_size(json_object_get(e, "bytes")), str(e, "token").size());
+    }
+    Reply streamed = http(port_, "POST", "/v1/chat/completions", req + R"(, "stream": true})");
+    bool framed = false;
+    std::vector<json_t *> evs = events(streamed.body, &framed);
+    EXPECT_TRUE(framed);
+    json_t *all = json_array();
+    for (json_t *ev : evs) {
+        json_t *lp = json_object_get(json_array_get(json_object_get(ev, "choices"), 0), "logprobs");
+        if (json_is_object(lp)) json_array_extend(all, json_object_get(lp, "content"));
+        json_decref(ev);
+    }
+    EXPECT_TRUE(json_equal(all, content)) << json_dumps(all, 0);
+    json_decref(all);
+    json_decref(o);
 }
 
 /* ---- tools: rendering, validation, the response shapes ---- */

@@ -21,6 +21,15 @@ enum { SERVE_MAX_STOPS = 16, SERVE_MAX_STOP_IDS = 32 };
 
 typedef enum serve_job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE } serve_job_state;
 
+/* One generated token's logprobs (engine.h, qilin_token_logprobs). */
+typedef struct serve_logprob {
+    int token;
+    float logprob;
+    int n_top;
+    int top_ids[QILIN_MAX_TOP_LOGPROBS];
+    float top_logprobs[QILIN_MAX_TOP_LOGPROBS];
+} serve_logprob;
+
 typedef struct serve_job {
     /* immutable */
     int32_t *prompt;
@@ -33,12 +42,16 @@ typedef struct serve_job {
     int n_stop_ids;
     double t_arrival;
     bool keep_special; /* special tokens stay in the text (tool-call markers are special tokens) */
+    bool logprobs;     /* report logprobs: chat logprobs: true, completions logprobs: N */
+    int top_logprobs;  /* with logprobs: alternatives per token, 0 .. 20 */
     /* guarded by mu */
     serve_job_state state;
     bool cancel; /* the client went away */
     char *text;  /* visible text so far */
     size_t n_text, cap_text;
     int n_tokens;              /* generated, stop ids included */
+    serve_logprob *lps;        /* with logprobs: one per generated token, stop ids included */
+    int n_lps, cap_lps;
     const char *finish_reason; /* "stop", "length", "abort" once done */
     int error_status;          /* 0, or the HTTP status of a failure */
     char error[512];
@@ -152,6 +165,8 @@ json_t *serve_tool_calls_chunk_json(qilin_server *s, const serve_call *c, const 
  * ("tool_calls" when calls went out and the job stopped by itself). */
 typedef struct serve_stream_pos {
     size_t reasoning_sent, content_sent; /* offsets in the job's text */
+    int lps_sent;                        /* logprobs entries sent */
+    size_t lps_offset;                   /* completions' text_offset of the next entry */
 } serve_stream_pos;
 const char *serve_stream_events(qilin_server *s, const serve_call *c, serve_stream_pos *pos, bool final,
                                 json_t *events);

@@ -4,7 +4,7 @@
  *
  * Validation rule: every field the server reads is type- and range-checked
  * and a failure names it (param); a field the sampler cannot honour
- * (presence_penalty, logprobs, n > 1, ...) is refused with 400 rather
+ * (presence_penalty, n > 1, ...) is refused with 400 rather
  * than ignored. Unknown fields are ignored, as vLLM does. */
 #define _POSIX_C_SOURCE 200809L
 #include <float.h>
@@ -145,12 +145,7 @@ static bool refuse_unsupported(json_t *o, serve_error *e) {
             return serve_fail(e, 400, penalties[i],
                               "%s: not supported (the sampler has repetition_penalty only)", penalties[i]);
     }
-    json_t *v = json_object_get(o, "logprobs");
-    if (v && !json_is_null(v) && !json_is_false(v))
-        return serve_fail(e, 400, "logprobs", "logprobs: not supported yet");
-    v = json_object_get(o, "top_logprobs");
-    if (v && !json_is_null(v)) return serve_fail(e, 400, "top_logprobs", "top_logprobs: not supported yet");
-    v = json_object_get(o, "functions"); /* OpenAI's deprecated form of tools */
+    json_t *v = json_object_get(o, "functions"); /* OpenAI's deprecated form of tools */
     if (v && !json_is_null(v) && !(json_is_array(v) && json_array_size(v) == 0))
         return serve_fail(e, 400, "functions", "functions: deprecated; send tools instead");
     v = json_object_get(o, "logit_bias");
@@ -206,6 +201,24 @@ static bool parse_sampling(qilin_server *s, json_t *o, qilin_sampling_params *sp
     char why[QILIN_SAMPLING_WHY_BYTES];
     if (qilin_sampling_params_check(sp, why) != QILIN_OK)
         return serve_fail(e, 400, NULL, "sampling: %s", why);
+    return true;
+}
+
+/* chat: logprobs (boolean) and top_logprobs (0 .. 20, needs logprobs);
+ * completions: logprobs (an integer 0 .. 20: the alternatives per token). */
+static bool parse_logprobs(json_t *o, serve_kind kind, serve_job *j, serve_error *e) {
+    long long top = -1;
+    if (kind == SERVE_COMPLETION) {
+        if (!get_int(o, "logprobs", 0, QILIN_MAX_TOP_LOGPROBS, &top, e)) return false;
+        j->logprobs = top >= 0, j->top_logprobs = top > 0 ? (int)top : 0;
+        return true;
+    }
+    bool want = false;
+    if (!get_bool(o, "logprobs", &want, e) || !get_int(o, "top_logprobs", 0, QILIN_MAX_TOP_LOGPROBS, &top, e))
+        return false;
+    if (top > 0 && !want)
+        return serve_fail(e, 400, "top_logprobs", "top_logprobs: %lld alternatives need \"logprobs\": true", top);
+    j->logprobs = want, j->top_logprobs = top > 0 ? (int)top : 0;
     return true;
 }
 
@@ -515,7 +528,7 @@ bool serve_parse_generation(qilin_server *s, serve_kind kind, const char *body, 
     json_t *tools = NULL;
     bool ok = j && check_model(s, o, e) && refuse_unsupported(o, e) && parse_stream(o, c, e) &&
               parse_tools(s, o, kind, c, &tools, e) &&
-              parse_sampling(s, o, &j->sp, e) && parse_stops(o, j, e) &&
+              parse_sampling(s, o, &j->sp, e) && parse_stops(o, j, e) && parse_logprobs(o, kind, j, e) &&
               get_bool(o, "ignore_eos", &ignore_eos, e) &&
               get_bool(o, "add_generation_prompt", &add_generation_prompt, e);
     if (ok && kind == SERVE_CHAT) ok = chat_prompt(s, o, tools, add_generation_prompt, &ids, &c->opens_think, e);
@@ -552,6 +565,89 @@ static json_t *usage_json(const serve_job *j) {
 static json_t *envelope(qilin_server *s, const serve_call *c, const char *object, json_t *choices) {
     return json_pack("{s:s, s:s, s:I, s:s, s:o}", "id", c->id, "object", object, "created",
                      (json_int_t)c->created, "model", s->model_name, "choices", choices);
+}
+
+/* ---- logprobs ---- */
+
+/* The bytes token id stands for alone (a leading space kept; a piece of a
+ * UTF-8 character as its raw bytes). *n = 0 when it cannot be decoded. */
+static char *token_bytes(qilin_server *s, int id, size_t *n) {
+    size_t cap = 64 + qilin_tokenizer_max_token_bytes(s->tok);
+    char *buf = malloc(cap);
+    *n = 0;
+    if (!buf) return NULL;
+    qilin_detokenizer d;
+    qilin_detokenizer_init(&d, s->tok, 0);
+    qilin_detokenizer_set_model_vocab(&d, s->vocab);
+    d.started = true; /* not the first token: SentencePiece keeps its space */
+    if (qilin_detokenizer_push(&d, id, buf, cap, n) != QILIN_OK) *n = 0;
+    else *n += qilin_detokenizer_flush(&d, buf + *n, cap - *n);
+    return buf;
+}
+
+/* JSON has no -inf: OpenAI reports an impossible token as -9999. */
+static json_t *logprob_json(float lp) { return json_real(lp > -9999.0f ? lp : -9999.0); }
+
+/* Chat: {"token", "logprob", "bytes"}; top_logprobs added by the caller. */
+static json_t *chat_token_json(qilin_server *s, int id, float lp, size_t *len) {
+    size_t n = 0;
+    char *b = token_bytes(s, id, &n);
+    json_t *bytes = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(bytes, json_integer((unsigned char)b[i]));
+    json_t *t = json_pack("{s:o, s:o, s:o}", "token", text_json(b ? b : "", n), "logprob", logprob_json(lp),
+                          "bytes", bytes);
+    free(b);
+    if (len) *len = n;
+    return t;
+}
+
+static bool is_stop_id(const serve_job *j, int token) {
+    for (int i = 0; i < j->n_stop_ids; i++)
+        if (j->stop_ids[i] == token) return true;
+    return false;
+}
+
+/* Under mu: the logprobs object for entries [from, to) of the job (stop ids,
+ * which give no text, left out), as the endpoint spells it; *offset: the
+ * text offset of the first entry, advanced (completions' text_offset). */
+static json_t *logprobs_json(qilin_server *s, const serve_call *c, int from, int to, size_t *offset) {
+    const serve_job *j = c->job;
+    bool chat = c->kind == SERVE_CHAT;
+    json_t *content = json_array(), *tokens = json_array(), *token_lps = json_array(), *tops = json_array(),
+           *offsets = json_array();
+    for (int i = from; i < to; i++) {
+        const serve_logprob *e = &j->lps[i];
+        if (is_stop_id(j, e->token)) continue;
+        size_t len = 0;
+        json_t *entry = chat_token_json(s, e->token, e->logprob, &len);
+        json_t *top = chat ? json_array() : json_object();
+        for (int k = 0; k < e->n_top; k++) {
+            json_t *alt = chat_token_json(s, e->top_ids[k], e->top_logprobs[k], NULL);
+            if (chat)
+                json_array_append_new(top, alt);
+            else
+                json_object_set(top, json_string_value(json_object_get(alt, "token")), json_object_get(alt, "logprob")),
+                    json_decref(alt);
+        }
+        if (chat) {
+            json_object_set_new(entry, "top_logprobs", top);
+            json_array_append_new(content, entry);
+        } else {
+            json_array_append(tokens, json_object_get(entry, "token"));
+            json_array_append(token_lps, json_object_get(entry, "logprob"));
+            json_array_append_new(tops, top);
+            json_array_append_new(offsets, json_integer((json_int_t)*offset));
+            json_decref(entry);
+        }
+        *offset += len;
+    }
+    if (chat) {
+        json_decref(tokens), json_decref(token_lps), json_decref(tops), json_decref(offsets);
+        return json_pack("{s:o}", "content", content);
+    }
+    json_decref(content);
+    return json_pack("{s:o, s:o, s:o, s:o}", "tokens", tokens, "token_logprobs", token_lps, "top_logprobs", tops,
+                     "text_offset", offsets);
 }
 
 /* OpenAI's tool_calls list; streamed deltas also carry each call's index.
@@ -607,6 +703,8 @@ json_t *serve_response_json(qilin_server *s, const serve_call *c) {
     } else
         choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "text", text, "logprobs", "finish_reason",
                            j->finish_reason);
+    size_t offset = 0;
+    if (j->logprobs) json_object_set_new(choice, "logprobs", logprobs_json(s, c, 0, j->n_lps, &offset));
     json_t *r = envelope(s, c, c->kind == SERVE_CHAT ? "chat.completion" : "text_completion",
                          json_pack("[o]", choice));
     json_object_set_new(r, "usage", usage_json(j));
@@ -656,8 +754,16 @@ const char *serve_stream_events(qilin_server *s, const serve_call *c, serve_stre
     else if (c->tools != SERVE_TOOLS_NONE && serve_tool_calls_parse(c->tools, t + cb, ce - cb, &calls))
         ce = cb + calls.content_end;
     from = pos->content_sent > cb ? pos->content_sent : cb;
-    if (ce > from) json_array_append_new(events, serve_chunk_json(s, c, t + from, ce - from, false, NULL));
+    json_t *chunk = ce > from ? serve_chunk_json(s, c, t + from, ce - from, false, NULL) : NULL;
     if (ce > from) pos->content_sent = ce;
+    /* logprobs ride on the next content chunk (an empty one at the end if none comes) */
+    if (j->logprobs && j->n_lps > pos->lps_sent && (chunk || final)) {
+        if (!chunk) chunk = serve_chunk_json(s, c, "", 0, false, NULL);
+        json_object_set_new(json_array_get(json_object_get(chunk, "choices"), 0), "logprobs",
+                            logprobs_json(s, c, pos->lps_sent, j->n_lps, &pos->lps_offset));
+        pos->lps_sent = j->n_lps;
+    }
+    if (chunk) json_array_append_new(events, chunk);
     const char *finish = j->finish_reason;
     if (calls.n > 0) {
         json_array_append_new(events, serve_tool_calls_chunk_json(s, c, &calls));
