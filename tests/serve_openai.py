@@ -3,7 +3,7 @@
 `openai` Python client (skipped, exit 77, when the package is not installed: `pip install openai`).
 Greedy on stories260K: a completion continues the story as `qilin run` does, a streamed chat equals
 the same chat not streamed and carries its usage, and the client raises the right error class with
-the field named for an unknown model (404), an unsupported penalty (400), a context overflow
+the field named for an unknown model (404), a penalty out of range (400), a context overflow
 (400, both numbers) and a wrong key (401).
 Tools, on a second server with TOOLS_TEMPLATE (a short Hermes-style one that renders tools) and
 --tool-call-parser hermes: the tools reach the prompt (more prompt tokens than without), a tool
@@ -115,8 +115,8 @@ def main():
               usage.prompt_tokens == whole.usage.prompt_tokens, "usage %r vs %r" % (usage, whole.usage))
         hi = [{"role": "user", "content": "Hi"}]
         expect_error(lambda: c.chat.completions.create(model="nope", messages=hi), openai.NotFoundError, 404, "model")
-        expect_error(lambda: c.chat.completions.create(model="stories", messages=hi, presence_penalty=1.0),
-                     openai.BadRequestError, 400, "presence_penalty")
+        expect_error(lambda: c.chat.completions.create(model="stories", messages=hi, presence_penalty=2.5),
+                     openai.BadRequestError, 400, "presence_penalty", "out of range")
         expect_error(lambda: c.chat.completions.create(model="stories", messages=hi, max_tokens=500),
                      openai.BadRequestError, 400, "max_tokens", "maximum context length is 128 tokens")
         bad = openai.OpenAI(base_url=str(c.base_url), api_key="wrong", max_retries=0)

@@ -64,7 +64,7 @@ TEST(EngineLogprobs, EqualLogSoftmaxOfForwardLogits) {
     ASSERT_EQ(qilin_engine_create(m, &eo, &e), QILIN_OK) << qilin_last_error();
     qilin_engine_request r{};
     r.prompt = prompt.data(), r.prompt_len = (int)prompt.size(), r.max_new_tokens = n_new;
-    r.params = qilin_sampling_params{0, 0, 1, 0, 1, 0, 0};
+    r.params = qilin_sampling_params{0, 0, 1, 0, 1, 0, 0, 0, 0};
     int64_t plain = 0, asks = 0, sampled = 0;
     ASSERT_EQ(qilin_engine_add(e, &r, &plain), QILIN_OK);
     r.logprobs = true, r.top_logprobs = k;
@@ -76,7 +76,7 @@ TEST(EngineLogprobs, EqualLogSoftmaxOfForwardLogits) {
     EXPECT_EQ(qilin_engine_add(e, &r, &refused), QILIN_ERR_INVALID_ARGUMENT);
     ASSERT_EQ(qilin_engine_run(e), QILIN_OK) << qilin_last_error();
     /* a sampled request: logprobs are of the raw distribution whatever the temperature */
-    r.logprobs = true, r.top_logprobs = 0, r.params = qilin_sampling_params{0.9f, 0, 1, 0, 1, 77, 0};
+    r.logprobs = true, r.top_logprobs = 0, r.params = qilin_sampling_params{0.9f, 0, 1, 0, 1, 77, 0, 0, 0};
     ASSERT_EQ(qilin_engine_add(e, &r, &sampled), QILIN_OK);
     ASSERT_EQ(qilin_engine_run(e), QILIN_OK) << qilin_last_error();
     qilin_engine_free(e);

@@ -187,7 +187,7 @@ class Serve : public testing::Test {
         std::vector<int> out;
         const int *prompts[1] = {prompt.data()};
         int len = (int)prompt.size();
-        qilin_sampling_params p{0, 0, 1, 0, 1, 0, 0};
+        qilin_sampling_params p{0, 0, 1, 0, 1, 0, 0, 0, 0};
         auto collect = [](void *user, int, int token) {
             static_cast<std::vector<int> *>(user)->push_back(token);
             return true;
@@ -420,9 +420,12 @@ TEST_F(Serve, ErrorsAreOpenAIErrorObjects) {
         {"context", "POST", "/v1/completions", R"({"prompt": "Once upon a time", "max_tokens": 60})", "", true, 400,
          "max_tokens", "maximum context length is 64 tokens. However, you requested 65 tokens (5 in the prompt, 60"},
         {"penalty", "POST", "/v1/chat/completions",
-         R"({"messages": [{"role": "user", "content": "x"}], "frequency_penalty": 0.5})", "", true, 400,
-         "frequency_penalty", "not supported"},
-        {"n", "POST", "/v1/completions", R"({"prompt": "a", "n": 2})", "", true, 400, "n", "only n = 1"},
+         R"({"messages": [{"role": "user", "content": "x"}], "frequency_penalty": 2.5})", "", true, 400,
+         "frequency_penalty", "out of range"},
+        {"presence type", "POST", "/v1/completions", R"({"prompt": "a", "presence_penalty": "lots"})", "", true, 400,
+         "presence_penalty", "expected a number"},
+        {"n", "POST", "/v1/completions", R"({"prompt": "a", "n": 17})", "", true, 400, "n", "out of range"},
+        {"n type", "POST", "/v1/completions", R"({"prompt": "a", "n": "2"})", "", true, 400, "n", "expected an integer"},
         {"logprobs", "POST", "/v1/completions", R"({"prompt": "a", "logprobs": 21})", "", true, 400, "logprobs",
          "out of range"},
         {"logprobs type", "POST", "/v1/chat/completions",
@@ -725,6 +728,113 @@ TEST_F(Serve, ChatLogprobsStreamedEqualNotStreamed) {
     json_decref(o);
 }
 
+/* ---- n choices ---- */
+
+TEST_F(Serve, SeveralChoicesEachEqualTheRunAlone) {
+    std::vector<int> want = alone(kPrompt, 5);
+    Reply r = http(port_, "POST", "/v1/completions",
+                   R"({"prompt": )" + ids_json(kPrompt) + R"(, "max_tokens": 5, "temperature": 0, "ignore_eos": true, "n": 3})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    json_t *o = parse(r.body), *choices = json_object_get(o, "choices");
+    ASSERT_EQ(json_array_size(choices), 3u) << r.body;
+    for (size_t i = 0; i < 3; i++) {
+        json_t *c = json_array_get(choices, i);
+        EXPECT_EQ(json_integer_value(json_object_get(c, "index")), (json_int_t)i);
+        EXPECT_EQ(str(c, "text"), continuation(kPrompt, want));
+        EXPECT_EQ(str(c, "finish_reason"), "length");
+    }
+    EXPECT_EQ(num(o, "usage", "prompt_tokens"), (long long)kPrompt.size()); /* the prompt once */
+    EXPECT_EQ(num(o, "usage", "completion_tokens"), 15);
+    EXPECT_EQ(num(o, "usage", "total_tokens"), (long long)kPrompt.size() + 15);
+    json_decref(o);
+    ASSERT_TRUE(back_to_idle());
+}
+
+TEST_F(Serve, SeveralChoicesStreamWithTheirIndexes) {
+    const std::string req = R"({"messages": [{"role": "user", "content": "Tell me about a cat."}], "max_tokens": 6,
+        "temperature": 0.8, "seed": 5, "n": 2)";
+    Reply whole = http(port_, "POST", "/v1/chat/completions", req + "}");
+    ASSERT_EQ(whole.status, 200) << whole.body;
+    json_t *o = parse(whole.body);
+    Reply streamed = http(port_, "POST", "/v1/chat/completions",
+                          req + R"(, "stream": true, "stream_options": {"include_usage": true}})");
+    bool framed = false;
+    std::vector<json_t *> evs = events(streamed.body, &framed);
+    EXPECT_TRUE(framed) << streamed.body;
+    std::string content[2];
+    int roles[2] = {0, 0}, finishes[2] = {0, 0};
+    long long usage_completion = -1;
+    for (json_t *ev : evs) {
+        json_t *choices = json_object_get(ev, "choices");
+        if (json_array_size(choices) == 0) usage_completion = num(ev, "usage", "completion_tokens");
+        json_t *c = json_array_get(choices, 0);
+        if (!c) {
+            json_decref(ev);
+            continue;
+        }
+        long long i = json_integer_value(json_object_get(c, "index"));
+        ASSERT_TRUE(i == 0 || i == 1) << i;
+        json_t *d = json_object_get(c, "delta");
+        if (json_object_get(d, "role")) roles[i]++;
+        if (json_is_string(json_object_get(d, "content"))) content[i] += str(d, "content");
+        if (json_is_string(json_object_get(c, "finish_reason"))) finishes[i]++;
+        json_decref(ev);
+    }
+    json_t *choices = json_object_get(o, "choices");
+    ASSERT_EQ(json_array_size(choices), 2u);
+    for (int i = 0; i < 2; i++) {
+        EXPECT_EQ(roles[i], 1) << "choice " << i;
+        EXPECT_EQ(finishes[i], 1) << "choice " << i;
+        /* the same seed gives the same choices streamed or not; seed + index makes them their own draws */
+        EXPECT_EQ(content[i], str(json_object_get(json_array_get(choices, i), "message"), "content")) << i;
+    }
+    EXPECT_EQ(usage_completion, num(o, "usage", "completion_tokens"));
+    json_decref(o);
+    ASSERT_TRUE(back_to_idle());
+}
+
+/* ---- presence / frequency penalties ---- */
+
+/* Greedy with OpenAI's penalties, step by step on the host: qilin_forward's
+ * last-row logits, logit -= frequency * count - presence over the ids
+ * generated so far, argmax (lowest id on ties). */
+std::vector<int> penalised_greedy(qilin_model *m, const std::vector<int> &prompt, int n, float presence,
+                                  float frequency) {
+    std::vector<int> all = prompt, gen;
+    int vocab = qilin_model_get_desc(m)->vocab;
+    for (int t = 0; t < n; t++) {
+        int len = (int)all.size(), slot = 0, start = 0;
+        std::vector<float> logits((size_t)len * vocab);
+        qilin_batch b{1, &slot, &start, &len, all.data(), true};
+        EXPECT_EQ(qilin_forward(m, &b, logits.data()), QILIN_OK) << qilin_last_error();
+        float *row = &logits[(size_t)(len - 1) * vocab];
+        std::vector<int> count(vocab, 0);
+        for (int id : gen) count[id]++;
+        int best = 0;
+        for (int i = 0; i < vocab; i++) {
+            if (count[i]) row[i] = row[i] - frequency * (float)count[i] - presence;
+            if (row[i] > row[best]) best = i;
+        }
+        gen.push_back(best), all.push_back(best);
+    }
+    return gen;
+}
+
+TEST_F(Serve, PresenceAndFrequencyPenaltiesMatchTheReference) {
+    const int n = 12;
+    std::vector<int> plain = alone(kPrompt, n);
+    std::vector<int> want = penalised_greedy(alone_model_, kPrompt, n, 0.8f, 1.2f);
+    ASSERT_NE(want, plain) << "the penalties change this continuation";
+    Reply r = http(port_, "POST", "/v1/completions",
+                   R"({"prompt": )" + ids_json(kPrompt) +
+                       R"(, "max_tokens": 12, "temperature": 0, "ignore_eos": true, "presence_penalty": 0.8,
+                       "frequency_penalty": 1.2})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    json_t *o = parse(r.body);
+    EXPECT_EQ(str(json_array_get(json_object_get(o, "choices"), 0), "text"), continuation(kPrompt, want));
+    json_decref(o);
+}
+
 /* ---- tools: rendering, validation, the response shapes ---- */
 
 /* A server struct that never listens: serve_parse_generation and the
@@ -738,7 +848,7 @@ struct OfflineServer {
         EXPECT_EQ(qilin_chat_template_load(nullptr, path.c_str(), &tpl), QILIN_OK) << qilin_last_error();
         s.model = m, s.tok = t, s.tpl = tpl, s.model_name = const_cast<char *>("stories");
         s.max_ctx = 1 << 20, s.vocab = qilin_model_get_desc(m)->vocab, s.tool_format = SERVE_TOOLS_HERMES;
-        s.default_sp = qilin_sampling_params{1, 0, 1, 0, 1, 0, 0};
+        s.default_sp = qilin_sampling_params{1, 0, 1, 0, 1, 0, 0, 0, 0};
         pthread_mutex_init(&s.mu, nullptr);
     }
     ~OfflineServer() {

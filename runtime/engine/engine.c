@@ -55,7 +55,7 @@ struct qilin_engine {
     entry *entries, *ordered;
     int *slot, *start, *n_new, *batch_tokens;
     qilin_sampling_params *params;
-    int *sampled, *history, *history_start;
+    int *sampled, *history, *history_start, *output_start;
     float *host_logits; /* [max_num_seqs, vocab], allocated when a request first asks for logprobs */
     qilin_engine_stats stats;
 };
@@ -108,9 +108,9 @@ static qilin_status alloc_buffers(qilin_engine *e) {
     e->n_new = malloc((size_t)S * sizeof(int)), e->batch_tokens = malloc((size_t)T * sizeof(int));
     e->params = malloc((size_t)S * sizeof(qilin_sampling_params)), e->sampled = malloc((size_t)S * sizeof(int));
     e->history = malloc((size_t)S * (size_t)e->max_ctx * sizeof(int));
-    e->history_start = malloc((size_t)(S + 1) * sizeof(int));
+    e->history_start = malloc((size_t)(S + 1) * sizeof(int)), e->output_start = malloc((size_t)S * sizeof(int));
     if (!e->free_slots || !e->entries || !e->ordered || !e->slot || !e->start || !e->n_new || !e->batch_tokens ||
-        !e->params || !e->sampled || !e->history || !e->history_start)
+        !e->params || !e->sampled || !e->history || !e->history_start || !e->output_start)
         return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_engine_create: step buffers for %d sequences", S);
     for (int i = 0; i < slots; i++) e->free_slots[i] = slots - 1 - i; /* slot 0 is taken first */
     e->n_free_slots = slots;
@@ -154,6 +154,7 @@ void qilin_engine_free(qilin_engine *e) {
     free(e->reqs), free(e->waiting), free(e->running), free(e->free_slots);
     free(e->entries), free(e->ordered), free(e->slot), free(e->start), free(e->n_new), free(e->batch_tokens);
     free(e->params), free(e->sampled), free(e->history), free(e->history_start), free(e->host_logits);
+    free(e->output_start);
     qilin_kv_pool_free(e->pool);
     free(e);
 }
@@ -420,11 +421,14 @@ static qilin_status sample_rows(qilin_engine *e, int rows) {
         const request *r = e->ordered[i].r;
         e->params[i] = r->params;
         e->params[i].step = r->params.step + (uint64_t)(r->n_tokens - r->prompt_len);
-        penalty |= r->params.repetition_penalty != 1.0f;
+        penalty |= r->params.repetition_penalty != 1.0f || r->params.presence_penalty != 0.0f ||
+                   r->params.frequency_penalty != 0.0f;
         memcpy(e->history + e->history_start[i], r->tokens, (size_t)r->n_tokens * sizeof(int));
+        e->output_start[i] = e->history_start[i] + r->prompt_len; /* presence/frequency: generated ids only */
         e->history_start[i + 1] = e->history_start[i] + r->n_tokens;
     }
-    return qilin_sample_last(e->m, rows, e->params, penalty ? e->history : NULL, e->history_start, e->sampled);
+    return qilin_sample_last_ex(e->m, rows, e->params, penalty ? e->history : NULL, e->history_start,
+                                e->output_start, e->sampled);
 }
 
 static qilin_engine_finish finish_reason(const request *r, int token) {

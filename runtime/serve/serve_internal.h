@@ -17,7 +17,7 @@
 #include "runtime/text_stream.h"
 #include "tool_calls.h"
 
-enum { SERVE_MAX_STOPS = 16, SERVE_MAX_STOP_IDS = 32 };
+enum { SERVE_MAX_STOPS = 16, SERVE_MAX_STOP_IDS = 32, SERVE_MAX_CHOICES = 16 };
 
 typedef enum serve_job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE } serve_job_state;
 
@@ -140,19 +140,24 @@ typedef struct serve_call {
     bool reasoning; /* chat on a model with a </think> token: <think>...</think> goes to reasoning_content */
     bool opens_think; /* the rendered prompt leaves the model inside <think> */
     serve_tool_format tools; /* the content is parsed for tool calls; NONE: no tools, or tool_choice none */
-    serve_job *job;   /* owned (one ref) */
+    serve_job *job;   /* the choice this call renders: choices[index] */
+    int index;        /* the choice's index in the response */
+    int n_choices;    /* n: each choice its own job over the same prompt (the prefix cache shares it) */
+    serve_job *choices[SERVE_MAX_CHOICES]; /* owned (one ref each) */
     char id[48];
     long long created;
 } serve_call;
-/* Parses and validates a body into a job ready to submit. */
+/* Parses and validates a body into jobs ready to submit (one per choice). */
 bool serve_parse_generation(qilin_server *s, serve_kind kind, const char *body, size_t n, serve_call *call,
                             serve_error *e);
-/* The whole (non-streamed) response of a finished job. */
+/* c viewed as choice i (job and index set). */
+serve_call serve_choice(const serve_call *c, int i);
+/* The whole (non-streamed) response of finished jobs (every choice). */
 json_t *serve_response_json(qilin_server *s, const serve_call *c);
 /* One streamed chunk: `delta` text (may be NULL: none), `finish` (NULL: not yet), role on the first. */
 json_t *serve_chunk_json(qilin_server *s, const serve_call *c, const char *delta, size_t n, bool role,
                          const char *finish);
-json_t *serve_usage_chunk_json(qilin_server *s, const serve_call *c);
+json_t *serve_usage_chunk_json(qilin_server *s, const serve_call *c); /* usage summed over the choices */
 json_t *serve_reasoning_chunk_json(qilin_server *s, const serve_call *c, const char *text, size_t n);
 /* The streamed tool calls: one chunk, a delta with every call at its index. */
 json_t *serve_tool_calls_chunk_json(qilin_server *s, const serve_call *c, const serve_tool_calls *calls);

@@ -4,7 +4,7 @@
  *
  * Validation rule: every field the server reads is type- and range-checked
  * and a failure names it (param); a field the sampler cannot honour
- * (presence_penalty, n > 1, ...) is refused with 400 rather
+ * (best_of, logit_bias, ...) is refused with 400 rather
  * than ignored. Unknown fields are ignored, as vLLM does. */
 #define _POSIX_C_SOURCE 200809L
 #include <float.h>
@@ -137,14 +137,6 @@ static bool get_bool(json_t *o, const char *key, bool *out, serve_error *e) {
 /* ---- fields qilin cannot honour yet: refused, never ignored ---- */
 
 static bool refuse_unsupported(json_t *o, serve_error *e) {
-    double penalty = 0;
-    static const char *const penalties[] = {"presence_penalty", "frequency_penalty"};
-    for (int i = 0; i < 2; i++) {
-        if (!get_number(o, penalties[i], -2, 2, &penalty, e)) return false;
-        if (penalty != 0)
-            return serve_fail(e, 400, penalties[i],
-                              "%s: not supported (the sampler has repetition_penalty only)", penalties[i]);
-    }
     json_t *v = json_object_get(o, "functions"); /* OpenAI's deprecated form of tools */
     if (v && !json_is_null(v) && !(json_is_array(v) && json_array_size(v) == 0))
         return serve_fail(e, 400, "functions", "functions: deprecated; send tools instead");
@@ -162,9 +154,8 @@ static bool refuse_unsupported(json_t *o, serve_error *e) {
     if (echo) return serve_fail(e, 400, "echo", "echo: not supported");
     v = json_object_get(o, "suffix");
     if (v && !json_is_null(v)) return serve_fail(e, 400, "suffix", "suffix: not supported");
-    long long n = 1, best_of = 1;
-    if (!get_int(o, "n", 1, 128, &n, e) || !get_int(o, "best_of", 1, 128, &best_of, e)) return false;
-    if (n != 1) return serve_fail(e, 400, "n", "n: %lld choices; only n = 1 is supported", n);
+    long long best_of = 1;
+    if (!get_int(o, "best_of", 1, 128, &best_of, e)) return false;
     if (best_of != 1) return serve_fail(e, 400, "best_of", "best_of: only 1 is supported");
     return true;
 }
@@ -184,11 +175,14 @@ static uint64_t default_seed(qilin_server *s) {
 static bool parse_sampling(qilin_server *s, json_t *o, qilin_sampling_params *sp, serve_error *e) {
     const qilin_sampling_params *d = &s->default_sp;
     double temperature = d->temperature, top_p = d->top_p, min_p = d->min_p, rp = d->repetition_penalty;
+    double presence = 0, frequency = 0; /* OpenAI's: over the generated tokens, in [-2, 2] */
     long long top_k = d->top_k, seed = 0;
     bool has_seed = json_is_integer(json_object_get(o, "seed"));
     if (!get_number(o, "temperature", 0, 1e6, &temperature, e) || !get_number(o, "top_p", 0, 1, &top_p, e) ||
         !get_number(o, "min_p", 0, 1, &min_p, e) || !get_number(o, "repetition_penalty", 1e-6, 1e6, &rp, e) ||
-        !get_int(o, "top_k", -1, INT_MAX, &top_k, e) || !get_int(o, "seed", LLONG_MIN, LLONG_MAX, &seed, e))
+        !get_int(o, "top_k", -1, INT_MAX, &top_k, e) || !get_int(o, "seed", LLONG_MIN, LLONG_MAX, &seed, e) ||
+        !get_number(o, "presence_penalty", -2, 2, &presence, e) ||
+        !get_number(o, "frequency_penalty", -2, 2, &frequency, e))
         return false;
     if (top_p <= 0) return serve_fail(e, 400, "top_p", "top_p: must be in (0, 1], got %g", top_p);
     *sp = (qilin_sampling_params){.temperature = (float)temperature,
@@ -197,7 +191,9 @@ static bool parse_sampling(qilin_server *s, json_t *o, qilin_sampling_params *sp
                                   .min_p = (float)min_p,
                                   .repetition_penalty = (float)rp,
                                   .seed = has_seed ? (uint64_t)seed : default_seed(s),
-                                  .step = 0};
+                                  .step = 0,
+                                  .presence_penalty = (float)presence,
+                                  .frequency_penalty = (float)frequency};
     char why[QILIN_SAMPLING_WHY_BYTES];
     if (qilin_sampling_params_check(sp, why) != QILIN_OK)
         return serve_fail(e, 400, NULL, "sampling: %s", why);
@@ -516,6 +512,30 @@ static bool parse_stream(json_t *o, serve_call *c, serve_error *e) {
     return true;
 }
 
+/* Choice i of n: the same prompt and parameters; a sampled request's seed
+ * moves by i so the choices differ (and stay reproducible with a seed). */
+static serve_job *clone_job(const serve_job *j, int i) {
+    serve_job *k = calloc(1, sizeof *k);
+    if (!k) return NULL;
+    k->prompt = malloc((size_t)j->prompt_len * sizeof *k->prompt);
+    bool ok = k->prompt != NULL;
+    if (ok) memcpy(k->prompt, j->prompt, (size_t)j->prompt_len * sizeof *k->prompt);
+    k->prompt_len = j->prompt_len, k->sp = j->sp, k->max_new = j->max_new;
+    k->sp.seed = j->sp.seed + (uint64_t)i;
+    for (int t = 0; t < j->n_stops && ok; t++) ok = (k->stops[k->n_stops++] = strdup(j->stops[t])) != NULL;
+    memcpy(k->stop_ids, j->stop_ids, sizeof k->stop_ids), k->n_stop_ids = j->n_stop_ids;
+    k->t_arrival = j->t_arrival, k->keep_special = j->keep_special;
+    k->logprobs = j->logprobs, k->top_logprobs = j->top_logprobs, k->refs = 1;
+    if (!ok) serve_job_free(k), k = NULL;
+    return k;
+}
+
+serve_call serve_choice(const serve_call *c, int i) {
+    serve_call v = *c;
+    v.job = c->choices[i], v.index = i;
+    return v;
+}
+
 bool serve_parse_generation(qilin_server *s, serve_kind kind, const char *body, size_t n, serve_call *c,
                             serve_error *e) {
     memset(c, 0, sizeof *c);
@@ -526,7 +546,9 @@ bool serve_parse_generation(qilin_server *s, serve_kind kind, const char *body, 
     qilin_ids ids = {0};
     bool ignore_eos = false, add_generation_prompt = true;
     json_t *tools = NULL;
+    long long n_choices = 1;
     bool ok = j && check_model(s, o, e) && refuse_unsupported(o, e) && parse_stream(o, c, e) &&
+              get_int(o, "n", 1, SERVE_MAX_CHOICES, &n_choices, e) &&
               parse_tools(s, o, kind, c, &tools, e) &&
               parse_sampling(s, o, &j->sp, e) && parse_stops(o, j, e) && parse_logprobs(o, kind, j, e) &&
               get_bool(o, "ignore_eos", &ignore_eos, e) &&
@@ -543,7 +565,14 @@ bool serve_parse_generation(qilin_server *s, serve_kind kind, const char *body, 
     if (!ignore_eos) stop_ids(s, kind == SERVE_CHAT, j);
     j->refs = 1, j->t_arrival = serve_now();
     j->keep_special = c->tools != SERVE_TOOLS_NONE;
-    c->job = j;
+    c->job = c->choices[0] = j, c->n_choices = 1;
+    for (int i = 1; i < n_choices; i++) {
+        if (!(c->choices[i] = clone_job(j, i))) {
+            for (int k = 0; k < i; k++) serve_job_free(c->choices[k]);
+            return serve_fail(e, 500, NULL, "out of memory");
+        }
+        c->n_choices++;
+    }
     c->reasoning = kind == SERVE_CHAT && qilin_tokenizer_token_id(s->tok, "</think>") >= 0;
     pthread_mutex_lock(&s->mu);
     unsigned long long id = ++s->next_response_id;
@@ -557,9 +586,13 @@ bool serve_parse_generation(qilin_server *s, serve_kind kind, const char *body, 
 
 static bool is_space(char ch) { return ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t'; }
 
-static json_t *usage_json(const serve_job *j) {
-    return json_pack("{s:i, s:i, s:i}", "prompt_tokens", j->prompt_len, "completion_tokens", j->n_tokens,
-                     "total_tokens", j->prompt_len + j->n_tokens);
+/* The prompt once, the completions of every choice. */
+static json_t *usage_json(const serve_call *c) {
+    int completion = 0;
+    for (int i = 0; i < c->n_choices; i++) completion += c->choices[i]->n_tokens;
+    int prompt = c->choices[0]->prompt_len;
+    return json_pack("{s:i, s:i, s:i}", "prompt_tokens", prompt, "completion_tokens", completion, "total_tokens",
+                     prompt + completion);
 }
 
 static json_t *envelope(qilin_server *s, const serve_call *c, const char *object, json_t *choices) {
@@ -658,7 +691,7 @@ static json_t *tool_calls_json(const serve_call *c, const serve_tool_calls *call
     const char *suffix = strchr(c->id, '-') ? strchr(c->id, '-') + 1 : c->id;
     for (int i = 0; i < calls->n; i++) {
         char id[96];
-        snprintf(id, sizeof id, "call_%s_%d", suffix, i);
+        snprintf(id, sizeof id, "call_%s_%d_%d", suffix, c->index, i);
         const serve_tool_call *t = &calls->calls[i];
         json_t *call = json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", t->id ? t->id : id, "type", "function",
                                  "function", "name", t->name, "arguments", t->arguments);
@@ -669,22 +702,22 @@ static json_t *tool_calls_json(const serve_call *c, const serve_tool_calls *call
 }
 
 json_t *serve_tool_calls_chunk_json(qilin_server *s, const serve_call *c, const serve_tool_calls *calls) {
-    json_t *choice = json_pack("{s:i, s:n, s:n, s:{s:o}}", "index", 0, "logprobs", "finish_reason", "delta",
-                               "tool_calls", tool_calls_json(c, calls, true));
+    json_t *choice = json_pack("{s:i, s:n, s:n, s:{s:o}}", "index", c->index, "logprobs", "finish_reason",
+                               "delta", "tool_calls", tool_calls_json(c, calls, true));
     json_t *r = envelope(s, c, "chat.completion.chunk", json_pack("[o]", choice));
     if (c->include_usage) json_object_set_new(r, "usage", json_null());
     return r;
 }
 
-/* Under mu (the job's text and counts are read). */
-json_t *serve_response_json(qilin_server *s, const serve_call *c) {
+/* Under mu (the job's text and counts are read): the choice c renders. */
+static json_t *choice_json(qilin_server *s, const serve_call *c) {
     const serve_job *j = c->job;
     const char *all = j->text ? j->text : "";
     size_t rb = 0, re = 0, cb = 0, ce = j->n_text;
     if (c->reasoning) serve_split_reasoning(all, j->n_text, c->opens_think, true, &rb, &re, &cb, &ce);
     serve_tool_calls calls = {0};
     if (c->tools != SERVE_TOOLS_NONE && !serve_tool_calls_parse(c->tools, all + cb, ce - cb, &calls))
-        return NULL; /* out of memory */
+        return json_null(); /* out of memory */
     const char *finish = j->finish_reason;
     if (calls.n > 0) { /* the content is what came before the calls; only whitespace: none */
         ce = cb + calls.content_end;
@@ -693,7 +726,7 @@ json_t *serve_response_json(qilin_server *s, const serve_call *c) {
     }
     json_t *text = calls.n > 0 && ce == cb ? json_null() : text_json(all + cb, ce - cb), *choice;
     if (c->kind == SERVE_CHAT) {
-        choice = json_pack("{s:i, s:{s:s, s:o}, s:n, s:s}", "index", 0, "message", "role", "assistant",
+        choice = json_pack("{s:i, s:{s:s, s:o}, s:n, s:s}", "index", c->index, "message", "role", "assistant",
                            "content", text, "logprobs", "finish_reason", finish);
         if (calls.n > 0) json_object_set_new(json_object_get(choice, "message"), "tool_calls", tool_calls_json(c, &calls, false));
         serve_tool_calls_free(&calls);
@@ -701,19 +734,28 @@ json_t *serve_response_json(qilin_server *s, const serve_call *c) {
             json_object_set_new(json_object_get(choice, "message"), "reasoning_content",
                                 re > rb || c->opens_think ? text_json(all + rb, re - rb) : json_null());
     } else
-        choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "text", text, "logprobs", "finish_reason",
+        choice = json_pack("{s:i, s:o, s:n, s:s}", "index", c->index, "text", text, "logprobs", "finish_reason",
                            j->finish_reason);
     size_t offset = 0;
     if (j->logprobs) json_object_set_new(choice, "logprobs", logprobs_json(s, c, 0, j->n_lps, &offset));
-    json_t *r = envelope(s, c, c->kind == SERVE_CHAT ? "chat.completion" : "text_completion",
-                         json_pack("[o]", choice));
-    json_object_set_new(r, "usage", usage_json(j));
+    return choice;
+}
+
+/* Under mu. */
+json_t *serve_response_json(qilin_server *s, const serve_call *c) {
+    json_t *choices = json_array();
+    for (int i = 0; i < c->n_choices; i++) {
+        serve_call v = serve_choice(c, i);
+        json_array_append_new(choices, choice_json(s, &v));
+    }
+    json_t *r = envelope(s, c, c->kind == SERVE_CHAT ? "chat.completion" : "text_completion", choices);
+    json_object_set_new(r, "usage", usage_json(c));
     return r;
 }
 
 json_t *serve_chunk_json(qilin_server *s, const serve_call *c, const char *delta, size_t n, bool role,
                          const char *finish) {
-    json_t *choice = json_pack("{s:i, s:n, s:o}", "index", 0, "logprobs", "finish_reason",
+    json_t *choice = json_pack("{s:i, s:n, s:o}", "index", c->index, "logprobs", "finish_reason",
                                finish ? json_string(finish) : json_null());
     if (c->kind == SERVE_CHAT) {
         json_t *d = json_object();
@@ -730,8 +772,8 @@ json_t *serve_chunk_json(qilin_server *s, const serve_call *c, const char *delta
 }
 
 json_t *serve_reasoning_chunk_json(qilin_server *s, const serve_call *c, const char *text, size_t n) {
-    json_t *choice = json_pack("{s:i, s:n, s:n, s:{s:o}}", "index", 0, "logprobs", "finish_reason", "delta",
-                               "reasoning_content", text_json(text, n));
+    json_t *choice = json_pack("{s:i, s:n, s:n, s:{s:o}}", "index", c->index, "logprobs", "finish_reason",
+                               "delta", "reasoning_content", text_json(text, n));
     json_t *r = envelope(s, c, "chat.completion.chunk", json_pack("[o]", choice));
     if (c->include_usage) json_object_set_new(r, "usage", json_null());
     return r;
@@ -820,7 +862,7 @@ void serve_split_reasoning(const char *t, size_t n, bool opens_think, bool final
 json_t *serve_usage_chunk_json(qilin_server *s, const serve_call *c) {
     json_t *r =
         envelope(s, c, c->kind == SERVE_CHAT ? "chat.completion.chunk" : "text_completion", json_array());
-    json_object_set_new(r, "usage", usage_json(c->job));
+    json_object_set_new(r, "usage", usage_json(c));
     return r;
 }
 
