@@ -2,7 +2,8 @@
 """serve_openai.py QILIN STORIES TEMPLATE TOOLS_TEMPLATE — `qilin serve` through the official
 `openai` Python client (skipped, exit 77, when the package is not installed: `pip install openai`).
 Greedy on stories260K: a completion continues the story as `qilin run` does, a streamed chat equals
-the same chat not streamed and carries its usage, and the client raises the right error class with
+the same chat not streamed and carries its usage, n=2 choices (streamed by index and not) with
+logprobs / top_logprobs (chat and completions) parse, and the client raises the right error class with
 the field named for an unknown model (404), a penalty out of range (400), a context overflow
 (400, both numbers) and a wrong key (401).
 Tools, on a second server with TOOLS_TEMPLATE (a short Hermes-style one that renders tools) and
@@ -113,6 +114,26 @@ def main():
         check("".join(parts) == whole.choices[0].message.content, "streamed %r vs %r" % (parts, whole))
         check(usage is not None and usage.completion_tokens == whole.usage.completion_tokens and
               usage.prompt_tokens == whole.usage.prompt_tokens, "usage %r vs %r" % (usage, whole.usage))
+        # n = 2 with logprobs: both greedy choices equal, each token with its 2 alternatives (the first itself)
+        two = c.chat.completions.create(model="stories", messages=msgs, max_tokens=4, temperature=0, n=2,
+                                        logprobs=True, top_logprobs=2, presence_penalty=0.5)
+        check([ch.index for ch in two.choices] == [0, 1] and
+              two.choices[0].message.content == two.choices[1].message.content, "n=2: %r" % two)
+        for ch in two.choices:
+            lps = ch.logprobs.content
+            check(len(lps) >= 1 and all(len(t.top_logprobs) == 2 and t.top_logprobs[0].token == t.token and
+                                        t.logprob <= 0 for t in lps), "logprobs %r" % lps)
+        check(two.usage.completion_tokens == 2 * len(two.choices[0].logprobs.content) or
+              two.choices[0].finish_reason == "stop", "n=2 usage %r" % two.usage)
+        by_index = {0: "", 1: ""}
+        for ch in c.chat.completions.create(model="stories", messages=msgs, max_tokens=4, temperature=0, n=2,
+                                            logprobs=True, stream=True):
+            for choice in ch.choices:
+                by_index[choice.index] += choice.delta.content or ""
+        check(by_index[0] == by_index[1] == two.choices[0].message.content, "streamed n=2 %r" % by_index)
+        cl = c.completions.create(model="stories", prompt="Once upon a time", max_tokens=3, temperature=0, logprobs=2)
+        check("".join(cl.choices[0].logprobs.tokens) == cl.choices[0].text and
+              len(cl.choices[0].logprobs.top_logprobs) == 3, "completion logprobs %r" % cl.choices[0].logprobs)
         hi = [{"role": "user", "content": "Hi"}]
         expect_error(lambda: c.chat.completions.create(model="nope", messages=hi), openai.NotFoundError, 404, "model")
         expect_error(lambda: c.chat.completions.create(model="stories", messages=hi, presence_penalty=2.5),
