@@ -21,10 +21,12 @@
 #include <jansson.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1035,6 +1037,83 @@ TEST_F(Serve, ToolFieldsAreValidated) {
     serve_error e;
     EXPECT_FALSE(serve_parse_generation(&o.s, SERVE_COMPLETION, body.data(), body.size(), &c, &e));
     EXPECT_EQ(std::string(e.param), "tools");
+}
+
+/* The request parser on hostile bodies (a cheap in-process stand-in for a
+ * libFuzzer target): valid requests with every field's value swapped for
+ * values of other types and ranges, truncated at every length, and with
+ * random byte flips. Each parse either succeeds with a job the engine
+ * accepts (prompt in [1, max_ctx), prompt + max_new within it, n jobs,
+ * top_logprobs <= 20) and a response that builds, or fails with 400/404/500,
+ * a message and a param that is a field path. ASan checks the rest. */
+TEST_F(Serve, RequestParserSurvivesHostileBodies) {
+    OfflineServer o(model_, tok_);
+    o.s.max_ctx = 2048;
+    const std::vector<std::pair<serve_kind, std::string>> bases = {
+        {SERVE_CHAT, std::string(R"({"model": "stories", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "Weather?"}]}], "tools": [)") +
+                         kWeatherTool + R"(], "tool_choice": "auto", "max_tokens": 8, "temperature": 0.5, "top_p": 0.9, "top_k": 5, "min_p": 0.1, "repetition_penalty": 1.1, "presence_penalty": 0.5, "frequency_penalty": -0.5, "seed": 3, "stop": ["x", "y"], "n": 2, "logprobs": true, "top_logprobs": 3, "stream": true, "stream_options": {"include_usage": true}, "chat_template_kwargs": {"enable_thinking": false}})"},
+        {SERVE_COMPLETION, R"({"prompt": "Once upon a time", "max_tokens": 5, "logprobs": 2, "n": 3, "stop": "z", "echo": false, "ignore_eos": true, "seed": -7})"},
+        {SERVE_COMPLETION, R"({"prompt": [1, 403, 407], "max_completion_tokens": 4})"},
+    };
+    const char *values[] = {"null", "true", "-1", "0", "1", "2.5", "1e308", "-1e308", "9223372036854775807", "\"\"",
+                            "\"x\"", "[]", "[1]", "[\"a\"]", "{}", "{\"type\": \"function\"}", "[{}]", "[[]]", "17", "21"};
+    std::mt19937 rng(2024);
+    int parsed = 0, refused = 0;
+    auto check = [&](serve_kind kind, const std::string &body) {
+        serve_call c;
+        serve_error e{};
+        if (serve_parse_generation(&o.s, kind, body.data(), body.size(), &c, &e)) {
+            parsed++;
+            ASSERT_GE(c.n_choices, 1);
+            ASSERT_LE(c.n_choices, (int)SERVE_MAX_CHOICES);
+            for (int i = 0; i < c.n_choices; i++) {
+                const serve_job *j = c.choices[i];
+                ASSERT_GE(j->prompt_len, 1);
+                ASSERT_LT(j->prompt_len, o.s.max_ctx);
+                ASSERT_GE(j->max_new, 1);
+                ASSERT_LE(j->prompt_len + j->max_new, o.s.max_ctx);
+                ASSERT_LE(j->top_logprobs, 20);
+                ASSERT_EQ(qilin_sampling_params_check(&j->sp, nullptr), QILIN_OK);
+                for (int t = 0; t < j->prompt_len; t++) ASSERT_LT(j->prompt[t], o.s.vocab);
+                c.choices[i]->state = JOB_DONE, c.choices[i]->finish_reason = "stop";
+            }
+            json_t *r = serve_response_json(&o.s, &c);
+            ASSERT_NE(r, nullptr);
+            json_decref(r);
+            for (int i = 0; i < c.n_choices; i++) serve_job_free(c.choices[i]);
+        } else {
+            refused++;
+            ASSERT_TRUE(e.status == 400 || e.status == 404 || e.status == 500) << e.status << " " << body;
+            ASSERT_NE(e.message[0], '\0') << body;
+            for (const char *p = e.param; *p; p++) ASSERT_TRUE(isalnum((unsigned char)*p) || strchr("_.[]", *p)) << e.param;
+        }
+    };
+    for (const auto &[kind, base] : bases) {
+        check(kind, base);
+        /* every field's value swapped for each hostile value */
+        for (size_t at = base.find("\": "); at != std::string::npos; at = base.find("\": ", at + 1)) {
+            size_t v = at + 3, end = v;
+            int depth = 0;
+            bool in_str = false;
+            for (; end < base.size(); end++) {
+                char ch = base[end];
+                if (in_str) { if (ch == '\\') end++; else if (ch == '"') in_str = false; continue; }
+                if (ch == '"') in_str = true;
+                else if (ch == '[' || ch == '{') depth++;
+                else if ((ch == ']' || ch == '}') && depth-- == 0) break;
+                else if (ch == ',' && depth == 0) break;
+            }
+            for (const char *val : values) check(kind, base.substr(0, v) + val + base.substr(end));
+        }
+        for (size_t n = 0; n < base.size(); n += 7) check(kind, base.substr(0, n)); /* truncations */
+        for (int trial = 0; trial < 200; trial++) { /* byte flips */
+            std::string b = base;
+            for (int k = 0; k < 3; k++) b[rng() % b.size()] = (char)(rng() % 256);
+            check(kind, b);
+        }
+    }
+    EXPECT_GT(parsed, 20);
+    EXPECT_GT(refused, 100);
 }
 
 /* <think> splitting as a stream sees it: the text grows one byte at a time,
