@@ -696,12 +696,13 @@ __device__ inline bool first_sighting(uint32_t *bits, int id) {
 }
 
 __global__ void __launch_bounds__(kMaxThreads)
-    penalty_kernel(float *logits, int64_t ld, int vocab, const qilin_sampling_params *params, const int *history,
-                   const int *history_start, const int *output_start) {
+    penalty_kernel(float *logits, int64_t ld, int vocab, const qilin_sampling_params *params,
+                   const int *history, const int *history_start, const int *output_start) {
     QILIN_DYNAMIC_SMEM(uint32_t, bits); /* one bit per id: seen in this phase */
     const int row = blockIdx.x;
     const qilin_sampling_params p = params[row];
-    bool repeat = p.repetition_penalty != 1.0f, generated = p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+    bool repeat = p.repetition_penalty != 1.0f,
+         generated = p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
     if (!params_valid(p, nullptr) || (!repeat && !generated)) return;
     float *l = logits + row * ld;
     const int begin = history_start[row], end = history_start[row + 1];
@@ -744,12 +745,12 @@ extern "C" qilin_status qilin_sampling_params_check(const qilin_sampling_params 
     }
     if (why) snprintf(why, QILIN_SAMPLING_WHY_BYTES, "%s", bad);
     if (!p) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "sampling params: %s", bad);
-    return qilin_error(
-        QILIN_ERR_INVALID_ARGUMENT,
-        "sampling params: %s (temperature=%g top_k=%d top_p=%g min_p=%g repetition_penalty=%g "
-        "presence_penalty=%g frequency_penalty=%g)",
-        bad, (double)p->temperature, p->top_k, (double)p->top_p, (double)p->min_p, (double)p->repetition_penalty,
-        (double)p->presence_penalty, (double)p->frequency_penalty);
+    return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                       "sampling params: %s (temperature=%g top_k=%d top_p=%g min_p=%g repetition_penalty=%g "
+                       "presence_penalty=%g frequency_penalty=%g)",
+                       bad, (double)p->temperature, p->top_k, (double)p->top_p, (double)p->min_p,
+                       (double)p->repetition_penalty, (double)p->presence_penalty,
+                       (double)p->frequency_penalty);
 }
 
 extern "C" size_t qilin_sample_workspace(int rows, int vocab) { return 0; }
@@ -795,11 +796,14 @@ extern "C" qilin_status qilin_sample(const qilin_sample_args *a, qilin_stream *s
 
 extern "C" qilin_status qilin_apply_penalties(const qilin_penalty_args *a, qilin_stream *stream) {
     if (!a || !a->logits || !a->params || !a->history || !a->history_start || !a->output_start)
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
-                           "apply_penalties: logits, params, history, history_start and output_start must be set");
+        return qilin_error(
+            QILIN_ERR_INVALID_ARGUMENT,
+            "apply_penalties: logits, params, history, history_start and output_start must be set");
     if (a->rows < 0 || a->vocab <= 0 || a->vocab > kMaxVocabPenalty || a->ld < a->vocab)
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "apply_penalties: bad shape rows=%d vocab=%d ld=%lld (vocab "
-                           "in [1, %d])", a->rows, a->vocab, (long long)a->ld, kMaxVocabPenalty);
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "apply_penalties: bad shape rows=%d vocab=%d ld=%lld (vocab "
+                           "in [1, %d])",
+                           a->rows, a->vocab, (long long)a->ld, kMaxVocabPenalty);
     if (a->rows == 0) return QILIN_OK;
     size_t smem = (size_t)(a->vocab + 31) / 32 * sizeof(uint32_t);
 #if !defined(QILIN_SIM)

@@ -54,7 +54,8 @@ TEST(EngineLogprobs, EqualLogSoftmaxOfForwardLogits) {
     qilin_model_options_default(&o);
     o.dtype = QILIN_F32, o.max_seqs = 2, o.max_ctx = 48, o.max_batch_tokens = 64;
     qilin_model *m = nullptr;
-    ASSERT_EQ(qilin_model_load((golden::models_dir() + "/stories260K").c_str(), &o, &m), QILIN_OK) << qilin_last_error();
+    ASSERT_EQ(qilin_model_load((golden::models_dir() + "/stories260K").c_str(), &o, &m), QILIN_OK)
+        << qilin_last_error();
     const int vocab = qilin_model_get_desc(m)->vocab, k = 5, n_new = 6;
     const std::vector<int> prompt = {1, 403, 407, 261, 378, 430, 274};
     Got got;

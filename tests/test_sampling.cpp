@@ -660,7 +660,7 @@ TEST(Sampling, PresenceAndFrequencyPenaltiesInPlace) {
     p[1].presence_penalty = -1.0f, p[1].frequency_penalty = 2.0f;
     /* p[2]: no penalty */
     p[3].repetition_penalty = 0.7f;
-    p[4].frequency_penalty = 1.5f; /* generated: only the NaN, -inf and out-of-range ids */
+    p[4].frequency_penalty = 1.5f;                    /* generated: only the NaN, -inf and out-of-range ids */
     p[5].frequency_penalty = 1.0f, p[5].top_p = 0.0f; /* invalid: untouched */
     std::vector<std::vector<int>> prompt(rows), gen(rows);
     for (int r = 0; r < rows; r++) {

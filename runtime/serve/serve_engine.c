@@ -171,8 +171,9 @@ void serve_engine_options(qilin_server *s, qilin_engine_options *o) {
 /* ---- the loop ---- */
 
 static void add_job(qilin_server *s, serve_job *j) {
-    qilin_text_stream_init(&j->stream, s->tok, j->keep_special ? 0 : QILIN_DECODE_SKIP_SPECIAL, j->stop_ids, (size_t)j->n_stop_ids,
-                           (const char *const *)j->stops, (size_t)j->n_stops, append_text, j);
+    qilin_text_stream_init(&j->stream, s->tok, j->keep_special ? 0 : QILIN_DECODE_SKIP_SPECIAL, j->stop_ids,
+                           (size_t)j->n_stop_ids, (const char *const *)j->stops, (size_t)j->n_stops,
+                           append_text, j);
     qilin_text_stream_set_model_vocab(&j->stream, s->vocab);
     j->stream_ready = true;
     qilin_status st = qilin_text_stream_prompt(&j->stream, j->prompt, (size_t)j->prompt_len, false);

@@ -147,7 +147,8 @@ static void put_event(sse_stream *st, json_t *v) {
 static bool choice_events(sse_stream *st, int i) {
     serve_call v = serve_choice(&st->call, i);
     serve_job *j = v.job;
-    if (!st->role_sent[i] && v.kind == SERVE_CHAT) put_event(st, serve_chunk_json(st->s, &v, NULL, 0, true, NULL));
+    if (!st->role_sent[i] && v.kind == SERVE_CHAT)
+        put_event(st, serve_chunk_json(st->s, &v, NULL, 0, true, NULL));
     st->role_sent[i] = true;
     if (st->done_sent[i]) return true;
     const char *finish = j->finish_reason;
@@ -303,7 +304,8 @@ static enum MHD_Result generate(qilin_server *s, struct MHD_Connection *c, serve
         if (call.choices[i]->state == JOB_DONE && call.choices[i]->error_status) failed = call.choices[i];
     json_t *body = NULL;
     if (failed) {
-        serve_fail(&e, failed->error_status, failed->error_status == 400 ? "max_tokens" : NULL, "%s", failed->error);
+        serve_fail(&e, failed->error_status, failed->error_status == 400 ? "max_tokens" : NULL, "%s",
+                   failed->error);
         cancel_choices(s, &call);
     } else if (alive && !call.stream) {
         body = serve_response_json(s, &call);
@@ -493,9 +495,10 @@ qilin_status qilin_server_check_options(const qilin_server_options *o) {
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "--host %s: not a numeric IPv4 or IPv6 address", host);
     serve_tool_format f;
     if (o->tool_parser && strcmp(o->tool_parser, "auto") && !serve_tool_format_from_name(o->tool_parser, &f))
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
-                           "--tool-call-parser %s: use auto, hermes, deepseek, kimi_k2, llama3, mistral or none",
-                           o->tool_parser);
+        return qilin_error(
+            QILIN_ERR_INVALID_ARGUMENT,
+            "--tool-call-parser %s: use auto, hermes, deepseek, kimi_k2, llama3, mistral or none",
+            o->tool_parser);
     return QILIN_OK;
 }
 
@@ -514,7 +517,8 @@ qilin_status qilin_server_start(qilin_model *m, const qilin_tokenizer *t, const 
     s->max_ctx = qilin_model_get_options(m)->max_ctx;
     s->vocab = qilin_model_get_desc(m)->vocab;
     s->tool_format = serve_tool_format_detect(t);
-    if (o->tool_parser && strcmp(o->tool_parser, "auto")) serve_tool_format_from_name(o->tool_parser, &s->tool_format);
+    if (o->tool_parser && strcmp(o->tool_parser, "auto"))
+        serve_tool_format_from_name(o->tool_parser, &s->tool_format);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->wake, NULL);
     pthread_cond_init(&s->progress, NULL);

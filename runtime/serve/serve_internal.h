@@ -49,8 +49,8 @@ typedef struct serve_job {
     bool cancel; /* the client went away */
     char *text;  /* visible text so far */
     size_t n_text, cap_text;
-    int n_tokens;              /* generated, stop ids included */
-    serve_logprob *lps;        /* with logprobs: one per generated token, stop ids included */
+    int n_tokens;       /* generated, stop ids included */
+    serve_logprob *lps; /* with logprobs: one per generated token, stop ids included */
     int n_lps, cap_lps;
     const char *finish_reason; /* "stop", "length", "abort" once done */
     int error_status;          /* 0, or the HTTP status of a failure */
@@ -86,7 +86,8 @@ struct qilin_server {
     qilin_server_options opt;
     char *host, *api_key, *model_name, *model_path; /* copies */
     int max_ctx, vocab;
-    serve_tool_format tool_format; /* how this model writes tool calls; NONE: requests with tools are refused */
+    serve_tool_format
+        tool_format; /* how this model writes tool calls; NONE: requests with tools are refused */
     qilin_sampling_params
         default_sp; /* generation_config.json's when it samples, else OpenAI's (temperature 1) */
     struct MHD_Daemon *daemon;
@@ -138,11 +139,11 @@ typedef struct serve_call {
     serve_kind kind;
     bool stream, include_usage;
     bool reasoning; /* chat on a model with a </think> token: <think>...</think> goes to reasoning_content */
-    bool opens_think; /* the rendered prompt leaves the model inside <think> */
+    bool opens_think;        /* the rendered prompt leaves the model inside <think> */
     serve_tool_format tools; /* the content is parsed for tool calls; NONE: no tools, or tool_choice none */
-    serve_job *job;   /* the choice this call renders: choices[index] */
-    int index;        /* the choice's index in the response */
-    int n_choices;    /* n: each choice its own job over the same prompt (the prefix cache shares it) */
+    serve_job *job;          /* the choice this call renders: choices[index] */
+    int index;               /* the choice's index in the response */
+    int n_choices; /* n: each choice its own job over the same prompt (the prefix cache shares it) */
     serve_job *choices[SERVE_MAX_CHOICES]; /* owned (one ref each) */
     char id[48];
     long long created;

@@ -213,7 +213,8 @@ static bool parse_logprobs(json_t *o, serve_kind kind, serve_job *j, serve_error
     if (!get_bool(o, "logprobs", &want, e) || !get_int(o, "top_logprobs", 0, QILIN_MAX_TOP_LOGPROBS, &top, e))
         return false;
     if (top > 0 && !want)
-        return serve_fail(e, 400, "top_logprobs", "top_logprobs: %lld alternatives need \"logprobs\": true", top);
+        return serve_fail(e, 400, "top_logprobs", "top_logprobs: %lld alternatives need \"logprobs\": true",
+                          top);
     j->logprobs = want, j->top_logprobs = top > 0 ? (int)top : 0;
     return true;
 }
@@ -291,7 +292,8 @@ static bool check_tool(json_t *tool, size_t i, serve_error *e) {
         return serve_fail(e, 400, param, "%s: expected a string, got %s", param, json_kind(desc));
     snprintf(param, sizeof param, "tools[%zu].function.parameters", i);
     if (params && !json_is_null(params) && !json_is_object(params))
-        return serve_fail(e, 400, param, "%s: expected a JSON Schema object, got %s", param, json_kind(params));
+        return serve_fail(e, 400, param, "%s: expected a JSON Schema object, got %s", param,
+                          json_kind(params));
     return true;
 }
 
@@ -314,16 +316,19 @@ static bool parse_tools(qilin_server *s, json_t *o, serve_kind kind, serve_call 
     const char *mode = has_tools ? "auto" : "none";
     if (choice && !json_is_null(choice)) {
         if (json_is_object(choice))
+            return serve_fail(
+                e, 400, "tool_choice",
+                "tool_choice: a named function needs constrained decoding, not supported; use \"auto\"");
+        if (!json_is_string(choice) ||
+            (strcmp(json_string_value(choice), "none") && strcmp(json_string_value(choice), "auto") &&
+             strcmp(json_string_value(choice), "required")))
             return serve_fail(e, 400, "tool_choice",
-                              "tool_choice: a named function needs constrained decoding, not supported; use \"auto\"");
-        if (!json_is_string(choice) || (strcmp(json_string_value(choice), "none") &&
-                                        strcmp(json_string_value(choice), "auto") &&
-                                        strcmp(json_string_value(choice), "required")))
-            return serve_fail(e, 400, "tool_choice", "tool_choice: expected \"none\", \"auto\" or \"required\"");
+                              "tool_choice: expected \"none\", \"auto\" or \"required\"");
         mode = json_string_value(choice);
         if (!strcmp(mode, "required"))
-            return serve_fail(e, 400, "tool_choice",
-                              "tool_choice: \"required\" needs constrained decoding, not supported; use \"auto\"");
+            return serve_fail(
+                e, 400, "tool_choice",
+                "tool_choice: \"required\" needs constrained decoding, not supported; use \"auto\"");
         if (!has_tools && strcmp(mode, "none"))
             return serve_fail(e, 400, "tool_choice", "tool_choice: \"%s\" without tools", mode);
     }
@@ -548,12 +553,12 @@ bool serve_parse_generation(qilin_server *s, serve_kind kind, const char *body, 
     json_t *tools = NULL;
     long long n_choices = 1;
     bool ok = j && check_model(s, o, e) && refuse_unsupported(o, e) && parse_stream(o, c, e) &&
-              get_int(o, "n", 1, SERVE_MAX_CHOICES, &n_choices, e) &&
-              parse_tools(s, o, kind, c, &tools, e) &&
+              get_int(o, "n", 1, SERVE_MAX_CHOICES, &n_choices, e) && parse_tools(s, o, kind, c, &tools, e) &&
               parse_sampling(s, o, &j->sp, e) && parse_stops(o, j, e) && parse_logprobs(o, kind, j, e) &&
               get_bool(o, "ignore_eos", &ignore_eos, e) &&
               get_bool(o, "add_generation_prompt", &add_generation_prompt, e);
-    if (ok && kind == SERVE_CHAT) ok = chat_prompt(s, o, tools, add_generation_prompt, &ids, &c->opens_think, e);
+    if (ok && kind == SERVE_CHAT)
+        ok = chat_prompt(s, o, tools, add_generation_prompt, &ids, &c->opens_think, e);
     if (ok && kind == SERVE_COMPLETION) ok = completion_prompt(s, o, &ids, e);
     if (ok) {
         j->prompt = ids.ids, j->prompt_len = (int)ids.n, ids.ids = NULL; /* ids.n < max_ctx checked next */
@@ -591,8 +596,8 @@ static json_t *usage_json(const serve_call *c) {
     int completion = 0;
     for (int i = 0; i < c->n_choices; i++) completion += c->choices[i]->n_tokens;
     int prompt = c->choices[0]->prompt_len;
-    return json_pack("{s:i, s:i, s:i}", "prompt_tokens", prompt, "completion_tokens", completion, "total_tokens",
-                     prompt + completion);
+    return json_pack("{s:i, s:i, s:i}", "prompt_tokens", prompt, "completion_tokens", completion,
+                     "total_tokens", prompt + completion);
 }
 
 static json_t *envelope(qilin_server *s, const serve_call *c, const char *object, json_t *choices) {
@@ -613,8 +618,10 @@ static char *token_bytes(qilin_server *s, int id, size_t *n) {
     qilin_detokenizer_init(&d, s->tok, 0);
     qilin_detokenizer_set_model_vocab(&d, s->vocab);
     d.started = true; /* not the first token: SentencePiece keeps its space */
-    if (qilin_detokenizer_push(&d, id, buf, cap, n) != QILIN_OK) *n = 0;
-    else *n += qilin_detokenizer_flush(&d, buf + *n, cap - *n);
+    if (qilin_detokenizer_push(&d, id, buf, cap, n) != QILIN_OK)
+        *n = 0;
+    else
+        *n += qilin_detokenizer_flush(&d, buf + *n, cap - *n);
     return buf;
 }
 
@@ -659,7 +666,8 @@ static json_t *logprobs_json(qilin_server *s, const serve_call *c, int from, int
             if (chat)
                 json_array_append_new(top, alt);
             else
-                json_object_set(top, json_string_value(json_object_get(alt, "token")), json_object_get(alt, "logprob")),
+                json_object_set(top, json_string_value(json_object_get(alt, "token")),
+                                json_object_get(alt, "logprob")),
                     json_decref(alt);
         }
         if (chat) {
@@ -679,8 +687,8 @@ static json_t *logprobs_json(qilin_server *s, const serve_call *c, int from, int
         return json_pack("{s:o}", "content", content);
     }
     json_decref(content);
-    return json_pack("{s:o, s:o, s:o, s:o}", "tokens", tokens, "token_logprobs", token_lps, "top_logprobs", tops,
-                     "text_offset", offsets);
+    return json_pack("{s:o, s:o, s:o, s:o}", "tokens", tokens, "token_logprobs", token_lps, "top_logprobs",
+                     tops, "text_offset", offsets);
 }
 
 /* OpenAI's tool_calls list; streamed deltas also carry each call's index.
@@ -728,14 +736,16 @@ static json_t *choice_json(qilin_server *s, const serve_call *c) {
     if (c->kind == SERVE_CHAT) {
         choice = json_pack("{s:i, s:{s:s, s:o}, s:n, s:s}", "index", c->index, "message", "role", "assistant",
                            "content", text, "logprobs", "finish_reason", finish);
-        if (calls.n > 0) json_object_set_new(json_object_get(choice, "message"), "tool_calls", tool_calls_json(c, &calls, false));
+        if (calls.n > 0)
+            json_object_set_new(json_object_get(choice, "message"), "tool_calls",
+                                tool_calls_json(c, &calls, false));
         serve_tool_calls_free(&calls);
         if (c->reasoning)
             json_object_set_new(json_object_get(choice, "message"), "reasoning_content",
                                 re > rb || c->opens_think ? text_json(all + rb, re - rb) : json_null());
     } else
-        choice = json_pack("{s:i, s:o, s:n, s:s}", "index", c->index, "text", text, "logprobs", "finish_reason",
-                           j->finish_reason);
+        choice = json_pack("{s:i, s:o, s:n, s:s}", "index", c->index, "text", text, "logprobs",
+                           "finish_reason", j->finish_reason);
     size_t offset = 0;
     if (j->logprobs) json_object_set_new(choice, "logprobs", logprobs_json(s, c, 0, j->n_lps, &offset));
     return choice;

@@ -108,8 +108,8 @@ static parse_result add_call_object(serve_tool_calls *c, const json_t *o, const 
     span id_span = json_is_string(id) && good_name((span){json_string_value(id), json_string_length(id)})
                        ? (span){json_string_value(id), json_string_length(id)}
                        : (span){NULL, 0};
-    parse_result r = add_call(c, id_span, (span){json_string_value(name), json_string_length(name)},
-                              args ? args : empty);
+    parse_result r =
+        add_call(c, id_span, (span){json_string_value(name), json_string_length(name)}, args ? args : empty);
     json_decref(empty);
     return r;
 }
@@ -336,8 +336,9 @@ size_t serve_tool_calls_content_prefix(serve_tool_format f, const char *text, si
     if (!fam || !text) return len;
     if (f == SERVE_TOOLS_LLAMA3) { /* calls are the whole message: hold one that starts like one */
         size_t at = skip_space(text, len, 0), rest = len - at;
-        bool may_be_call = rest == 0 || text[at] == '{' ||
-                           !memcmp(text + at, PYTHON_TAG, rest < strlen(PYTHON_TAG) ? rest : strlen(PYTHON_TAG));
+        bool may_be_call =
+            rest == 0 || text[at] == '{' ||
+            !memcmp(text + at, PYTHON_TAG, rest < strlen(PYTHON_TAG) ? rest : strlen(PYTHON_TAG));
         return may_be_call ? at : len;
     }
     size_t at = find(text, len, 0, fam->marker);

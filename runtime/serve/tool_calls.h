@@ -2,9 +2,12 @@
  * formats the target families emit (pure functions, no server state):
  *
  *   hermes    Qwen2.5 / Qwen3 / QwQ:  <tool_call>\n{"name": N, "arguments": {..}}\n</tool_call> ...
- *   deepseek  DeepSeek-V3:   <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>N\n```json\n{..}\n```<｜tool▁call▁end｜>...<｜tool▁calls▁end｜>
- *             DeepSeek-V3.1: <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>N<｜tool▁sep｜>{..}<｜tool▁call▁end｜>...<｜tool▁calls▁end｜>
- *   kimi_k2   Kimi K2:       <|tool_calls_section_begin|><|tool_call_begin|>functions.N:0<|tool_call_argument_begin|>{..}<|tool_call_end|>...<|tool_calls_section_end|>
+ *   deepseek  DeepSeek-V3:
+ * <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>N\n```json\n{..}\n```<｜tool▁call▁end｜>...<｜tool▁calls▁end｜>
+ *             DeepSeek-V3.1:
+ * <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>N<｜tool▁sep｜>{..}<｜tool▁call▁end｜>...<｜tool▁calls▁end｜>
+ *   kimi_k2   Kimi K2:
+ * <|tool_calls_section_begin|><|tool_call_begin|>functions.N:0<|tool_call_argument_begin|>{..}<|tool_call_end|>...<|tool_calls_section_end|>
  *   llama3    Llama 3.1/3.2 JSON: the whole message is {"name": N, "parameters": {..}} (optionally
  *             after <|python_tag|>; several separated by ';')
  *   mistral   [TOOL_CALLS][{"name": N, "arguments": {..}, "id": ".."}, ...] or the v11 form
