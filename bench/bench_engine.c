@@ -105,7 +105,7 @@ static bool collect(void *user, int seq, int token) {
 /* The same requests one at a time; *agree: same tokens as the engine's. */
 static int run_sequential(qilin_model *m, const args *a, const int *prompts, const int *engine_out, double *secs,
                           bool *agree) {
-    qilin_sampling_params greedy = {0, 0, 1, 0, 1, 0, 0};
+    qilin_sampling_params greedy = {0, 0, 1, 0, 1, 0, 0, 0, 0};
     int *out = malloc((size_t)a->requests * (size_t)a->max_new * sizeof *out), *at = out;
     if (!out) return fprintf(stderr, "bench_engine: out of memory\n"), 1;
     double t0 = now_s();
@@ -141,7 +141,7 @@ int main(int argc, char **argv) {
     double t0 = now_s();
     for (int r = 0; r < a.requests; r++) {
         qilin_engine_request q = {.prompt = prompts + (size_t)r * (size_t)a.prompt_len, .prompt_len = a.prompt_len,
-                                  .params = {0, 0, 1, 0, 1, 0, 0}, .max_new_tokens = a.max_new};
+                                  .params = {0, 0, 1, 0, 1, 0, 0, 0, 0}, .max_new_tokens = a.max_new};
         if (qilin_engine_add(e, &q, &ids[r]) != QILIN_OK) return fail("qilin_engine_add");
     }
     if (qilin_engine_run(e) != QILIN_OK) return fail("qilin_engine_run");

@@ -74,6 +74,10 @@ __host__ __device__ static inline bool params_valid(const qilin_sampling_params 
         bad = "min_p must be in [0, 1]";
     else if (!(p.repetition_penalty > 0.0f) || p.repetition_penalty == INFINITY)
         bad = "repetition_penalty must be finite and > 0";
+    else if (!(p.presence_penalty - p.presence_penalty == 0.0f))
+        bad = "presence_penalty must be finite";
+    else if (!(p.frequency_penalty - p.frequency_penalty == 0.0f))
+        bad = "frequency_penalty must be finite";
     if (why) *why = bad;
     return bad == nullptr;
 }
@@ -683,6 +687,51 @@ __global__ void __launch_bounds__(kMaxThreads)
     draw_from_candidates(r, f, cv, cid, n, z, all_fit, u, id_out, prob_out);
 }
 
+/* ---- penalties, in place before sampling -------------------------------------------- */
+
+/* Sets the bit of id in bits; true when this call set it (the id's first sighting). */
+__device__ inline bool first_sighting(uint32_t *bits, int id) {
+    uint32_t bit = 1u << (id & 31);
+    return !(atomicOr(&bits[id >> 5], bit) & bit);
+}
+
+__global__ void __launch_bounds__(kMaxThreads)
+    penalty_kernel(float *logits, int64_t ld, int vocab, const qilin_sampling_params *params,
+                   const int *history, const int *history_start, const int *output_start) {
+    QILIN_DYNAMIC_SMEM(uint32_t, bits); /* one bit per id: seen in this phase */
+    const int row = blockIdx.x;
+    const qilin_sampling_params p = params[row];
+    bool repeat = p.repetition_penalty != 1.0f,
+         generated = p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+    if (!params_valid(p, nullptr) || (!repeat && !generated)) return;
+    float *l = logits + row * ld;
+    const int begin = history_start[row], end = history_start[row + 1];
+    const int out = min(max(output_start[row], begin), end);
+    const int words = (vocab + 31) / 32;
+    if (repeat) { /* each distinct id of prompt + generated once */
+        for (int w = threadIdx.x; w < words; w += blockDim.x) bits[w] = 0;
+        __syncthreads();
+        for (int h = begin + threadIdx.x; h < end; h += blockDim.x) {
+            int id = history[h];
+            if (id < 0 || id >= vocab || !first_sighting(bits, id)) continue;
+            float x = l[id];
+            l[id] = x < 0.0f ? x * p.repetition_penalty : x / p.repetition_penalty;
+        }
+        __syncthreads();
+    }
+    if (!generated) return;
+    for (int w = threadIdx.x; w < words; w += blockDim.x) bits[w] = 0;
+    __syncthreads();
+    for (int h = out + threadIdx.x; h < end; h += blockDim.x) {
+        int id = history[h];
+        if (id < 0 || id >= vocab || !first_sighting(bits, id)) continue;
+        int count = 0; /* the first sighting's thread counts them all: O(n^2 / threads), n = generated ids */
+        for (int k = out; k < end; k++) count += history[k] == id;
+        float x = l[id] - p.frequency_penalty * (float)count;
+        l[id] = x - p.presence_penalty;
+    }
+}
+
 /* ---- launcher -------------------------------------------------------------------------- */
 
 static const int kMaxVocab = 1 << 24;        /* fixed-point sums: vocab * 2^40 < 2^64 */
@@ -696,10 +745,12 @@ extern "C" qilin_status qilin_sampling_params_check(const qilin_sampling_params 
     }
     if (why) snprintf(why, QILIN_SAMPLING_WHY_BYTES, "%s", bad);
     if (!p) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "sampling params: %s", bad);
-    return qilin_error(
-        QILIN_ERR_INVALID_ARGUMENT,
-        "sampling params: %s (temperature=%g top_k=%d top_p=%g min_p=%g repetition_penalty=%g)", bad,
-        (double)p->temperature, p->top_k, (double)p->top_p, (double)p->min_p, (double)p->repetition_penalty);
+    return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                       "sampling params: %s (temperature=%g top_k=%d top_p=%g min_p=%g repetition_penalty=%g "
+                       "presence_penalty=%g frequency_penalty=%g)",
+                       bad, (double)p->temperature, p->top_k, (double)p->top_p, (double)p->min_p,
+                       (double)p->repetition_penalty, (double)p->presence_penalty,
+                       (double)p->frequency_penalty);
 }
 
 extern "C" size_t qilin_sample_workspace(int rows, int vocab) { return 0; }
@@ -741,4 +792,29 @@ extern "C" qilin_status qilin_sample(const qilin_sample_args *a, qilin_stream *s
     int threads = work >= kMaxThreads ? kMaxThreads : work <= 32 ? 32 : (work + 31) / 32 * 32;
     return QILIN_LAUNCH(sample_kernel, dim3(a->rows), dim3(threads), smem, stream, a->out_ids, a->out_probs,
                         a->logits, a->ld, a->vocab, a->params, a->history, a->history_start, cap);
+}
+
+extern "C" qilin_status qilin_apply_penalties(const qilin_penalty_args *a, qilin_stream *stream) {
+    if (!a || !a->logits || !a->params || !a->history || !a->history_start || !a->output_start)
+        return qilin_error(
+            QILIN_ERR_INVALID_ARGUMENT,
+            "apply_penalties: logits, params, history, history_start and output_start must be set");
+    if (a->rows < 0 || a->vocab <= 0 || a->vocab > kMaxVocabPenalty || a->ld < a->vocab)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "apply_penalties: bad shape rows=%d vocab=%d ld=%lld (vocab "
+                           "in [1, %d])",
+                           a->rows, a->vocab, (long long)a->ld, kMaxVocabPenalty);
+    if (a->rows == 0) return QILIN_OK;
+    size_t smem = (size_t)(a->vocab + 31) / 32 * sizeof(uint32_t);
+#if !defined(QILIN_SIM)
+    if (smem > 44 * 1024) {
+        cudaError_t e =
+            cudaFuncSetAttribute(penalty_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess)
+            return qilin_error(QILIN_ERR_KERNEL, "apply_penalties: %zu bytes of shared memory: %s", smem,
+                               cudaGetErrorName(e));
+    }
+#endif
+    return QILIN_LAUNCH(penalty_kernel, dim3(a->rows), dim3(256), smem, stream, a->logits, a->ld, a->vocab,
+                        a->params, a->history, a->history_start, a->output_start);
 }

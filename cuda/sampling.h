@@ -44,11 +44,15 @@ typedef struct qilin_sampling_params {
     float repetition_penalty;     /* 1 = off */
     uint64_t seed;
     uint64_t step;                /* the request's token counter, advanced by the caller */
+    /* OpenAI's penalties over the row's generated tokens (qilin_apply_penalties);
+     * 0 = off. Last, so positional initialisers that stop at step keep them off. */
+    float presence_penalty;       /* subtracted once from every token generated so far */
+    float frequency_penalty;      /* subtracted once per time a token was generated */
 } qilin_sampling_params;
 
 /* Host-side check of one row's parameters: temperature finite and >= 0,
  * top_k >= 0, top_p in (0, 1], min_p in [0, 1], repetition_penalty finite and
- * > 0. QILIN_OK, or QILIN_ERR_INVALID_ARGUMENT with the reason in `why`
+ * > 0, presence_penalty and frequency_penalty finite. QILIN_OK, or QILIN_ERR_INVALID_ARGUMENT with the reason in `why`
  * (QILIN_SAMPLING_WHY_BYTES, may be NULL) and in qilin_last_error(). */
 #define QILIN_SAMPLING_WHY_BYTES 128
 qilin_status qilin_sampling_params_check(const qilin_sampling_params *p, char *why);
@@ -66,6 +70,25 @@ typedef struct qilin_sample_args {
     size_t workspace_bytes;
 } qilin_sample_args;
 qilin_status qilin_sample(const qilin_sample_args *args, qilin_stream *stream);
+
+/* The penalties as vLLM applies them, in place on the logits, before
+ * qilin_sample (which then gets no history): per row, first the repetition
+ * penalty over each distinct id of history[history_start[r],
+ * history_start[r + 1]) (the HF rule above), then for each distinct id of
+ * the generated part history[output_start[r], history_start[r + 1]) seen c
+ * times: logit -= frequency_penalty * c, then logit -= presence_penalty.
+ * Rows without penalties (or with invalid parameters: qilin_sample flags
+ * them) are untouched; ids outside [0, vocab) are ignored. Deterministic. */
+typedef struct qilin_penalty_args {
+    float *logits;                /* [rows, vocab], row stride ld; modified */
+    int64_t ld;
+    int rows, vocab;
+    const qilin_sampling_params *params; /* [rows], device */
+    const int *history;           /* device */
+    const int *history_start;     /* [rows + 1], device */
+    const int *output_start;      /* [rows], device: where each row's generated ids begin */
+} qilin_penalty_args;
+qilin_status qilin_apply_penalties(const qilin_penalty_args *args, qilin_stream *stream);
 size_t qilin_sample_workspace(int rows, int vocab);
 
 #ifdef __cplusplus

@@ -377,13 +377,13 @@ qilin_status qilin_forward(qilin_model *m, const qilin_batch *b, float *logits) 
 /* ---- generation --------------------------------------------------------- */
 
 /* Samples `rows` ids on rank 0 from the logits the last step left there.
- * history (host, or NULL when no row has a repetition penalty) holds each
+ * history (host, or NULL when no row has a penalty) holds each
  * row's token history, row r at [history_start[r], history_start[r + 1]). */
 typedef struct sample_job {
     qilin_model *m;
     int rows;
     const qilin_sampling_params *params;
-    const int *history, *history_start;
+    const int *history, *history_start, *output_start;
     int *ids;
 } sample_job;
 
@@ -401,12 +401,18 @@ static qilin_status sample_shard(int rank, void *ctx) {
                            .params = g->d_params,
                            .workspace = g->sample_ws,
                            .workspace_bytes = g->sample_ws_bytes};
-    if (j->history) {
+    if (j->history) { /* every penalty goes in place on the logits first; the sampler then sees none */
+        int *d_output_start = g->d_history_start + rows + 1;
         QILIN_TRY(qilin_memcpy_h2d(g->d_history_start, j->history_start, (size_t)(rows + 1) * sizeof(int),
                                    g->stream));
+        QILIN_TRY(qilin_memcpy_h2d(d_output_start, j->output_start ? j->output_start : j->history_start + 1,
+                                   (size_t)rows * sizeof(int), g->stream)); /* NULL: nothing generated */
         QILIN_TRY(qilin_memcpy_h2d(g->d_history, j->history, (size_t)j->history_start[rows] * sizeof(int),
                                    g->stream));
-        a.history = g->d_history, a.history_start = g->d_history_start;
+        qilin_penalty_args pa = {.logits = g->logits, .ld = vocab, .rows = rows, .vocab = vocab,
+                                 .params = g->d_params, .history = g->d_history,
+                                 .history_start = g->d_history_start, .output_start = d_output_start};
+        QILIN_TRY(qilin_apply_penalties(&pa, g->stream));
     }
     QILIN_TRY(qilin_sample(&a, g->stream));
     QILIN_TRY(qilin_memcpy_d2h(j->ids, g->d_sample_ids, (size_t)rows * sizeof(int), g->stream));
@@ -418,32 +424,38 @@ static qilin_status sample_shard(int rank, void *ctx) {
  * prompt). seq i owns tokens[off[i], off[i] + len[i]); cat / cat_start
  * gather the rows of one sampling call. */
 typedef struct histories {
-    int *tokens, *off, *len;
-    int *cat, *cat_start;
-    bool used; /* some sequence has a repetition penalty != 1 */
+    int *tokens, *off, *len, *prompt_len;
+    int *cat, *cat_start, *cat_output; /* cat_output: where each gathered row's generated ids begin */
+    bool used; /* some sequence has a penalty */
 } histories;
 
+static bool has_penalty(const qilin_sampling_params *p) {
+    return p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
+}
+
 static void histories_free(histories *h) {
-    free(h->tokens), free(h->off), free(h->len), free(h->cat), free(h->cat_start);
+    free(h->tokens), free(h->off), free(h->len), free(h->prompt_len), free(h->cat), free(h->cat_start);
+    free(h->cat_output);
     memset(h, 0, sizeof *h);
 }
 
 static qilin_status histories_init(histories *h, int n_seqs, const int *const *prompts, const int *prompt_lens,
                                    const qilin_sampling_params *params, int max_new) {
     memset(h, 0, sizeof *h);
-    for (int i = 0; i < n_seqs; i++) h->used |= params[i].repetition_penalty != 1.0f;
+    for (int i = 0; i < n_seqs; i++) h->used |= has_penalty(&params[i]);
     if (!h->used) return QILIN_OK;
     size_t total = 0;
     for (int i = 0; i < n_seqs; i++) total += (size_t)prompt_lens[i] + (size_t)max_new;
     h->tokens = malloc(total * sizeof(int)), h->cat = malloc(total * sizeof(int));
     h->off = malloc((size_t)n_seqs * sizeof(int)), h->len = malloc((size_t)n_seqs * sizeof(int));
     h->cat_start = malloc((size_t)(n_seqs + 1) * sizeof(int));
-    if (!h->tokens || !h->cat || !h->off || !h->len || !h->cat_start) {
+    h->prompt_len = malloc((size_t)n_seqs * sizeof(int)), h->cat_output = malloc((size_t)n_seqs * sizeof(int));
+    if (!h->tokens || !h->cat || !h->off || !h->len || !h->cat_start || !h->prompt_len || !h->cat_output) {
         histories_free(h);
         return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_generate: token histories (%zu ids)", total);
     }
     for (int i = 0, at = 0; i < n_seqs; i++) {
-        h->off[i] = at, h->len[i] = prompt_lens[i];
+        h->off[i] = at, h->len[i] = h->prompt_len[i] = prompt_lens[i];
         memcpy(h->tokens + at, prompts[i], (size_t)prompt_lens[i] * sizeof(int));
         at += prompt_lens[i] + max_new;
     }
@@ -461,6 +473,7 @@ static const int *histories_gather(histories *h, int rows, const int *seqs) {
     for (int r = 0; r < rows; r++) {
         int s = seqs[r];
         memcpy(h->cat + h->cat_start[r], h->tokens + h->off[s], (size_t)h->len[s] * sizeof(int));
+        h->cat_output[r] = h->cat_start[r] + h->prompt_len[s];
         h->cat_start[r + 1] = h->cat_start[r] + h->len[s];
     }
     return h->cat;
@@ -469,12 +482,17 @@ static const int *histories_gather(histories *h, int rows, const int *seqs) {
 static qilin_status sample(qilin_model *m, int rows, const qilin_sampling_params *params, histories *h,
                            const int *seqs, int *ids) {
     sample_job j = {.m = m, .rows = rows, .params = params, .ids = ids};
-    j.history = histories_gather(h, rows, seqs), j.history_start = h->cat_start;
+    j.history = histories_gather(h, rows, seqs), j.history_start = h->cat_start, j.output_start = h->cat_output;
     return qilin_workers_run(m->workers, sample_shard, &j);
 }
 
 qilin_status qilin_sample_last(qilin_model *m, int rows, const qilin_sampling_params *params, const int *history,
                                const int *history_start, int *ids) {
+    return qilin_sample_last_ex(m, rows, params, history, history_start, NULL, ids);
+}
+
+qilin_status qilin_sample_last_ex(qilin_model *m, int rows, const qilin_sampling_params *params, const int *history,
+                                  const int *history_start, const int *output_start, int *ids) {
     if (rows < 1 || rows > m->sample_rows)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
                            "qilin_sample_last: %d rows asked; the last step left %d sequence rows (0 after a failed "
@@ -489,9 +507,13 @@ qilin_status qilin_sample_last(qilin_model *m, int rows, const qilin_sampling_pa
                                "qilin_sample_last: row %d: history [%d, %d) (starting at %d) is not an increasing "
                                "range from 0 of at most the context of %d ids",
                                r, history_start[r], history_start[r + 1], history_start[0], m->opt.max_ctx);
+        if (history && output_start && (output_start[r] < history_start[r] || output_start[r] > history_start[r + 1]))
+            return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                               "qilin_sample_last: row %d: generated ids start at %d, outside its history [%d, %d)", r,
+                               output_start[r], history_start[r], history_start[r + 1]);
     }
     sample_job j = {.m = m, .rows = rows, .params = params, .history = history, .history_start = history_start,
-                    .ids = ids};
+                    .output_start = output_start, .ids = ids};
     return qilin_workers_run(m->workers, sample_shard, &j);
 }
 

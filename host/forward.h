@@ -145,7 +145,7 @@ qilin_status qilin_forward(qilin_model *m, const qilin_batch *batch, float *logi
 /* Samples one id for each of the first `rows` sequences of the last
  * qilin_forward step (from their last token's logits, left on the device)
  * with the device sampler qilin_generate_stream uses: params[r] for row r
- * (its step included), and the repetition-penalty history of row r at
+ * (its step included), and the penalties' history of row r at
  * history[history_start[r] .. history_start[r + 1]) (history NULL: none;
  * each at most max_ctx ids). Refused after a failed step or an all_logits
  * one, for rows beyond that step's sequences, and for parameters
@@ -153,6 +153,12 @@ qilin_status qilin_forward(qilin_model *m, const qilin_batch *batch, float *logi
  * batches (the engine, runtime/engine.h) sample exactly as generation does. */
 qilin_status qilin_sample_last(qilin_model *m, int rows, const qilin_sampling_params *params, const int *history,
                                const int *history_start, int *ids);
+/* The same with presence/frequency penalties: row r's generated ids are
+ * history[output_start[r] .. history_start[r + 1]) (output_start NULL: none
+ * generated, as qilin_sample_last). Penalties are applied in place on the
+ * step's device logits (qilin_apply_penalties), so sample a step once. */
+qilin_status qilin_sample_last_ex(qilin_model *m, int rows, const qilin_sampling_params *params, const int *history,
+                                  const int *history_start, const int *output_start, int *ids);
 
 /* Several nodes: on every node but 0, after qilin_model_load, runs the
  * steps node 0 sends (each qilin_forward, prefill chunk and decode step of

@@ -347,7 +347,8 @@ static qilin_status alloc_logits(shard *g, int T, int S) {
                               "sampling params"));
         size_t history = (size_t)S * (size_t)g->opt->max_ctx * 4;
         QILIN_TRY(shard_alloc(g, (void **)&g->d_history, history, "repetition-penalty history"));
-        QILIN_TRY(shard_alloc(g, (void **)&g->d_history_start, (size_t)(S + 1) * 4, "history offsets"));
+        /* [S + 1] history offsets, then [S] where each row's generated ids begin */
+        QILIN_TRY(shard_alloc(g, (void **)&g->d_history_start, (size_t)(2 * S + 1) * 4, "history offsets"));
         g->sample_ws_bytes = g->ws.sample_ws;
         QILIN_TRY(shard_alloc(g, &g->sample_ws, g->sample_ws_bytes, "sampling workspace"));
     }

@@ -73,6 +73,27 @@ const char *qilin_engine_finish_name(qilin_engine_finish r);
  * step (a request gets at most one token per step). */
 typedef void (*qilin_engine_token_fn)(void *user, int64_t request_id, int token, qilin_engine_finish finished);
 
+/* Log-probabilities of a generated token under the model's distribution:
+ * log-softmax of the step's raw fp32 logits (before the repetition penalty,
+ * temperature and the top-k/top-p/min-p filters, as vLLM reports them by
+ * default). top_ids / top_logprobs: the n_top most likely ids, most likely
+ * first (ties: lowest id first); valid during the callback only. */
+typedef struct qilin_token_logprobs {
+    int token;
+    float logprob;
+    int n_top;
+    const int *top_ids;
+    const float *top_logprobs;
+} qilin_token_logprobs;
+/* Called just before on_token for a token whose request asked for logprobs. */
+typedef void (*qilin_engine_logprobs_fn)(void *user, int64_t request_id, const qilin_token_logprobs *lp);
+
+/* The same on one row of logits (host memory): *logprob of token (-inf
+ * outside [0, vocab) or when no logit is finite) and the top k (k <= vocab)
+ * into top_ids / top_logprobs. Pure; the engine's reference and its code. */
+void qilin_log_softmax_top(const float *logits, int vocab, int token, int k, float *logprob, int *top_ids,
+                           float *top_logprobs);
+
 typedef struct qilin_engine_options {
     int max_num_seqs;           /* sequences running at once; 0 = the model's max_seqs (its KV slots), the most */
     int max_num_batched_tokens; /* new tokens per step; 0 = the model's max_batch_tokens, the most */
@@ -81,6 +102,7 @@ typedef struct qilin_engine_options {
     int num_blocks;             /* the pool; 0 = max_num_seqs * ceil(max_ctx / block_size) (the model's slots) */
     bool no_prefix_caching;     /* key no blocks */
     qilin_engine_token_fn on_token; /* may be NULL: then poll */
+    qilin_engine_logprobs_fn on_logprobs; /* may be NULL; only requests with logprobs set call it */
     void *user;
 } qilin_engine_options;
 
@@ -98,7 +120,11 @@ typedef struct qilin_engine_request {
     int max_new_tokens;             /* >= 1 */
     const int *stop_ids;            /* copied; may be NULL when n_stop_ids is 0 */
     int n_stop_ids;
+    bool logprobs;                  /* report each token's logprob (on_logprobs); steps with such a
+                                       request copy their logits to the host, the others do not */
+    int top_logprobs;               /* with logprobs: that many alternatives, 0 .. QILIN_MAX_TOP_LOGPROBS */
 } qilin_engine_request;
+enum { QILIN_MAX_TOP_LOGPROBS = 20 };
 
 /* Queues a request; *id receives its id (1, 2, ... in order of addition).
  * Refused (QILIN_ERR_INVALID_ARGUMENT, nothing queued, the message naming

@@ -177,7 +177,7 @@ struct Req {
     std::vector<int> prompt;
     int max_new = 0;
     std::vector<int> stop;
-    qilin_sampling_params params{0, 0, 1, 0, 1, 0, 0};
+    qilin_sampling_params params{0, 0, 1, 0, 1, 0, 0, 0, 0};
     int arrival = 0, cancel_at = -1; /* engine steps */
     std::vector<int> alone;          /* what it gives run alone */
 };
@@ -287,7 +287,8 @@ class Engine : public testing::Test {
             for (size_t i = 0; i < reqs.size(); i++) {
                 if (reqs[i].arrival == step) {
                     qilin_engine_request r = {reqs[i].prompt.data(), (int)reqs[i].prompt.size(), reqs[i].params,
-                                              reqs[i].max_new, reqs[i].stop.data(), (int)reqs[i].stop.size()};
+                                              reqs[i].max_new, reqs[i].stop.data(), (int)reqs[i].stop.size(),
+                                              false, 0};
                     EXPECT_EQ(qilin_engine_add(e, &r, &ids[i]), QILIN_OK) << qilin_last_error();
                     added++;
                 }
@@ -448,8 +449,8 @@ TEST_F(Engine, RefusesWhatCanNeverRun) {
     o.block_size = 4, o.num_blocks = 5; /* 20 positions */
     QILIN_ASSERT_OK(qilin_engine_create(model_, &o, &e));
     std::vector<int> prompt(16, 1);
-    qilin_sampling_params greedy{0, 0, 1, 0, 1, 0, 0};
-    qilin_engine_request r = {prompt.data(), 16, greedy, 6, nullptr, 0};
+    qilin_sampling_params greedy{0, 0, 1, 0, 1, 0, 0, 0, 0};
+    qilin_engine_request r = {prompt.data(), 16, greedy, 6, nullptr, 0, false, 0};
     int64_t id = -1;
     EXPECT_EQ(qilin_engine_add(e, &r, &id), QILIN_ERR_INVALID_ARGUMENT); /* 21 positions: 6 blocks */
     EXPECT_NE(std::string(qilin_last_error()).find("request 1: a prompt of 16 tokens and 6 new ones need 6 KV blocks "
@@ -461,7 +462,7 @@ TEST_F(Engine, RefusesWhatCanNeverRun) {
     QILIN_ASSERT_OK(qilin_engine_add(e, &r, &id));
     EXPECT_EQ(id, 1);
     std::vector<int> long_prompt(40, 1);
-    qilin_engine_request too_long = {long_prompt.data(), 40, greedy, 9, nullptr, 0};
+    qilin_engine_request too_long = {long_prompt.data(), 40, greedy, 9, nullptr, 0, false, 0};
     int64_t id2 = -1;
     EXPECT_EQ(qilin_engine_add(e, &too_long, &id2), QILIN_ERR_INVALID_ARGUMENT);
     EXPECT_NE(std::string(qilin_last_error()).find("request 2: a prompt of 40 tokens and 9 new ones exceed the "
@@ -508,7 +509,7 @@ TEST(SampleLast, RefusesRowsTheLastStepDidNotLeave) {
     o.dtype = QILIN_F32, o.max_seqs = 2, o.max_ctx = 16, o.max_batch_tokens = 8;
     qilin_model *m = nullptr;
     QILIN_ASSERT_OK(qilin_model_load((golden::models_dir() + "/stories260K").c_str(), &o, &m));
-    qilin_sampling_params greedy[2] = {{0, 0, 1, 0, 1, 0, 0}, {0, 0, 1, 0, 1, 0, 0}};
+    qilin_sampling_params greedy[2] = {{0, 0, 1, 0, 1, 0, 0, 0, 0}, {0, 0, 1, 0, 1, 0, 0, 0, 0}};
     int ids[2] = {-1, -1}, slot = 0, start = 0, n = 3, tokens[3] = {1, 403, 407};
     EXPECT_EQ(qilin_sample_last(m, 1, greedy, nullptr, nullptr, ids), QILIN_ERR_INVALID_ARGUMENT); /* no step yet */
     qilin_batch b = {1, &slot, &start, &n, tokens, true};

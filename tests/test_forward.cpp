@@ -95,7 +95,7 @@ TEST_P(Forward, Fp32GreedyMatchesTransformers) {
     std::vector<int> out(g_.greedy.size());
     const int *prompts[1] = {prompt.data()};
     int len = (int)prompt.size();
-    qilin_sampling_params greedy = {0, 0, 1, 0, 1, 0, 0};
+    qilin_sampling_params greedy = {0, 0, 1, 0, 1, 0, 0, 0, 0};
     ASSERT_EQ(qilin_generate(m, 1, prompts, &len, &greedy, (int)out.size(), out.data()), QILIN_OK) << qilin_last_error();
     EXPECT_EQ(out, g_.greedy);
     qilin_model_free(m);
@@ -157,7 +157,7 @@ TEST_P(Forward, BatchedGreedyEqualsOneAtATime) {
     std::vector<const int *> prompts;
     std::vector<int> lens;
     for (auto &p : g_.prompts) prompts.push_back(p.data()), lens.push_back((int)p.size());
-    std::vector<qilin_sampling_params> params(n, qilin_sampling_params{0, 0, 1, 0, 1, 0, 0});
+    std::vector<qilin_sampling_params> params(n, qilin_sampling_params{0, 0, 1, 0, 1, 0, 0, 0, 0});
     std::vector<int> batched(n * n_new), single(n_new);
     ASSERT_EQ(qilin_generate(m, n, prompts.data(), lens.data(), params.data(), n_new, batched.data()), QILIN_OK)
         << qilin_last_error();
@@ -217,7 +217,7 @@ std::vector<int> greedy_from_bos(const std::string &name, qilin_dtype dtype, int
     if (st != QILIN_OK) return out;
     int bos = 1, len = 1;
     const int *prompts[1] = {&bos};
-    qilin_sampling_params greedy = {0, 0, 1, 0, 1, 0, 0};
+    qilin_sampling_params greedy = {0, 0, 1, 0, 1, 0, 0, 0, 0};
     EXPECT_EQ(qilin_generate(m, 1, prompts, &len, &greedy, n, out.data()), QILIN_OK) << qilin_last_error();
     qilin_model_free(m);
     return out;
@@ -301,15 +301,15 @@ TEST(ForwardErrors, ContextAndSamplingLimits) {
     EXPECT_EQ(qilin_model_get_options(m)->max_ctx, 512);
     int bos = 1, len = 1, out[2] = {0, 0};
     const int *prompts[1] = {&bos};
-    qilin_sampling_params bad[] = {{NAN, 0, 1, 0, 1, 0, 0}, {-1, 0, 1, 0, 1, 0, 0}, {1, 0, 0, 0, 1, 0, 0},
-                                   {1, -1, 1, 0, 1, 0, 0},  {1, 0, 1, 2, 1, 0, 0},  {1, 0, 1, 0, 0, 0, 0}};
+    qilin_sampling_params bad[] = {{NAN, 0, 1, 0, 1, 0, 0, 0, 0}, {-1, 0, 1, 0, 1, 0, 0, 0, 0}, {1, 0, 0, 0, 1, 0, 0, 0, 0},
+                                   {1, -1, 1, 0, 1, 0, 0, 0, 0},  {1, 0, 1, 2, 1, 0, 0, 0, 0},  {1, 0, 1, 0, 0, 0, 0, 0, 0}};
     for (const qilin_sampling_params &p : bad) {
         EXPECT_EQ(qilin_generate(m, 1, prompts, &len, &p, 2, out), QILIN_ERR_INVALID_ARGUMENT);
         EXPECT_NE(std::string(qilin_last_error()).find("qilin_generate: sequence 0: sampling params: "),
                   std::string::npos)
             << qilin_last_error();
     }
-    qilin_sampling_params greedy = {0, 0, 1, 0, 1, 0, 0};
+    qilin_sampling_params greedy = {0, 0, 1, 0, 1, 0, 0, 0, 0};
     EXPECT_EQ(qilin_generate(m, 1, prompts, &len, &greedy, 2, out), QILIN_OK) << qilin_last_error();
     EXPECT_GE(out[0], 0);
     qilin_model_free(m);
@@ -345,7 +345,7 @@ TEST(GenerateStream, StopChunkAndContext) {
     std::vector<int> a = {1, 403, 407, 261, 378, 430, 274, 9, 402, 268, 437}, b = {1, 320};
     const int *prompts[2] = {a.data(), b.data()};
     int lens[2] = {(int)a.size(), (int)b.size()};
-    qilin_sampling_params greedy[2] = {{0, 0, 1, 0, 1, 0, 0}, {0, 0, 1, 0, 1, 0, 0}};
+    qilin_sampling_params greedy[2] = {{0, 0, 1, 0, 1, 0, 0, 0, 0}, {0, 0, 1, 0, 1, 0, 0, 0, 0}};
     const int n_new = 12;
     std::vector<int> full(2 * n_new);
     ASSERT_EQ(qilin_generate(m, 2, prompts, lens, greedy, n_new, full.data()), QILIN_OK) << qilin_last_error();
@@ -415,7 +415,7 @@ TEST_P(RepetitionPenalty, GreedyMatchesTransformersGenerate) {
     int n = (int)want.size(), len = (int)prompt.size();
     qilin_model *m = load_fp32(GetParam(), 2, 64, 64);
     ASSERT_NE(m, nullptr);
-    qilin_sampling_params p[2] = {{0, 0, 1, 0, penalty, 0, 0}, {0, 0, 1, 0, 1, 0, 0}};
+    qilin_sampling_params p[2] = {{0, 0, 1, 0, penalty, 0, 0, 0, 0}, {0, 0, 1, 0, 1, 0, 0, 0, 0}};
     std::vector<int> got(2 * (size_t)n);
     const int *prompts[2] = {prompt.data(), prompt.data()};
     int lens[2] = {len, len};
@@ -591,11 +591,11 @@ TEST(SampledGeneration, FrequenciesMatchTheFilteredSoftmax) {
     const std::vector<SampledCase> cases = {
         /* the row is peaked (0.83, 0.15, 0.017, ... at T = 1): hot temperatures put the filters' cuts
          * among tokens of a few percent */
-        {"temperature_2", {2.0f, 0, 1, 0, 1, 0, 0}, {}},
-        {"top_k_6", {0.8f, 6, 1, 0, 1, 0, 0}, {}},
-        {"top_p_0_75", {3.0f, 0, 0.75f, 0, 1, 0, 0}, {Variant::TopPOneMore, Variant::TemperatureAfter}},
-        {"min_p_0_05", {3.0f, 0, 1, 0.05f, 1, 0, 0}, {Variant::MinPWrongMax, Variant::TemperatureAfter}},
-        {"all_filters", {3.0f, 20, 0.8f, 0.02f, 1, 0, 0}, {Variant::TopPOneMore, Variant::TemperatureAfter}},
+        {"temperature_2", {2.0f, 0, 1, 0, 1, 0, 0, 0, 0}, {}},
+        {"top_k_6", {0.8f, 6, 1, 0, 1, 0, 0, 0, 0}, {}},
+        {"top_p_0_75", {3.0f, 0, 0.75f, 0, 1, 0, 0, 0, 0}, {Variant::TopPOneMore, Variant::TemperatureAfter}},
+        {"min_p_0_05", {3.0f, 0, 1, 0.05f, 1, 0, 0, 0, 0}, {Variant::MinPWrongMax, Variant::TemperatureAfter}},
+        {"all_filters", {3.0f, 20, 0.8f, 0.02f, 1, 0, 0, 0, 0}, {Variant::TopPOneMore, Variant::TemperatureAfter}},
     };
     for (const SampledCase &c : cases) {
         std::vector<double> want = filtered(logits, c.p, Variant::Right);
@@ -644,7 +644,7 @@ TEST(SampledGeneration, FixedSeedReproduces) {
     ASSERT_NE(m, nullptr);
     std::vector<int> prompt = {1, 45, 120};
     const int n = 12;
-    qilin_sampling_params p = {1.0f, 40, 0.95f, 0.01f, 1.1f, 77, 0};
+    qilin_sampling_params p = {1.0f, 40, 0.95f, 0.01f, 1.1f, 77, 0, 0, 0};
     const int *prompts[3] = {prompt.data(), prompt.data(), prompt.data()};
     int lens[3] = {3, 3, 3};
     std::vector<int> a(n), b(n), batch(3 * n);

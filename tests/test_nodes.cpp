@@ -130,7 +130,7 @@ TEST_P(Nodes, Fp32LogitsAndGreedyMatch) {
     std::vector<int> greedy(g.greedy.size());
     const int *prompts[1] = {prompt.data()};
     int len = (int)prompt.size();
-    qilin_sampling_params params = {0, 0, 1, 0, 1, 0, 0};
+    qilin_sampling_params params = {0, 0, 1, 0, 1, 0, 0, 0, 0};
     EXPECT_EQ(qilin_generate(m, 1, prompts, &len, &params, (int)greedy.size(), greedy.data()), QILIN_OK)
         << qilin_last_error();
     EXPECT_EQ(greedy, g.greedy);

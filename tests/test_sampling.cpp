@@ -29,7 +29,7 @@ namespace {
 
 qilin_sampling_params params(float temperature, int top_k = 0, float top_p = 1.0f, float min_p = 0.0f,
                              float penalty = 1.0f, uint64_t seed = 1234, uint64_t step = 0) {
-    qilin_sampling_params p;
+    qilin_sampling_params p{};
     p.temperature = temperature;
     p.top_k = top_k;
     p.top_p = top_p;
@@ -633,6 +633,99 @@ TEST(SamplingErrors, BadArgumentsNameTheProblem) {
     a.rows = 0;
     EXPECT_EQ(qilin_sample(&a, nullptr), QILIN_OK) << "no rows is a no-op";
     EXPECT_EQ(qilin_sample_workspace(64, 151936), 0u);
+}
+
+} // namespace
+
+namespace {
+
+/* qilin_apply_penalties against a host reference doing the same float
+ * operations in vLLM's order (repetition over prompt + generated distinct
+ * ids; then per distinct generated id: -= frequency * count, -= presence):
+ * equal bit for bit. Rows: all three penalties, presence/frequency only
+ * (negative ones too), none (untouched), a repetition penalty only, ids out
+ * of range and duplicates in the history, NaN and -inf logits, and an
+ * invalid row (left for qilin_sample to flag). */
+TEST(Sampling, PresenceAndFrequencyPenaltiesInPlace) {
+    QILIN_REQUIRE_DEVICES(1);
+    const int vocab = 300, rows = 6;
+    const int64_t ld = 320;
+    std::mt19937 rng(99);
+    std::normal_distribution<float> normal(0.0f, 3.0f);
+    std::vector<float> logits((size_t)rows * ld);
+    for (float &x : logits) x = normal(rng);
+    logits[7] = NAN, logits[8] = -INFINITY;
+    std::vector<qilin_sampling_params> p(rows, params(1.0f));
+    p[0].repetition_penalty = 1.3f, p[0].presence_penalty = 0.5f, p[0].frequency_penalty = 0.25f;
+    p[1].presence_penalty = -1.0f, p[1].frequency_penalty = 2.0f;
+    /* p[2]: no penalty */
+    p[3].repetition_penalty = 0.7f;
+    p[4].frequency_penalty = 1.5f;                    /* generated: only the NaN, -inf and out-of-range ids */
+    p[5].frequency_penalty = 1.0f, p[5].top_p = 0.0f; /* invalid: untouched */
+    std::vector<std::vector<int>> prompt(rows), gen(rows);
+    for (int r = 0; r < rows; r++) {
+        for (int i = 0; i < 12; i++) prompt[r].push_back((int)(rng() % vocab));
+        for (int i = 0; i < 20 && r != 4; i++) gen[r].push_back((int)(rng() % 16)); /* many repeats */
+        gen[r].push_back(7), gen[r].push_back(8), prompt[r].push_back(-3), gen[r].push_back(vocab + 5);
+    }
+    std::vector<int> hist, start(1, 0), out;
+    for (int r = 0; r < rows; r++) {
+        hist.insert(hist.end(), prompt[r].begin(), prompt[r].end());
+        out.push_back((int)hist.size());
+        hist.insert(hist.end(), gen[r].begin(), gen[r].end());
+        start.push_back((int)hist.size());
+    }
+    std::vector<float> want = logits;
+    for (int r = 0; r < rows; r++) {
+        const qilin_sampling_params &q = p[r];
+        if (qilin_sampling_params_check(&q, nullptr) != QILIN_OK) continue;
+        float *l = &want[(size_t)r * ld];
+        std::vector<bool> seen(vocab, false);
+        for (int h = start[r]; h < start[r + 1] && q.repetition_penalty != 1.0f; h++) {
+            int id = hist[h];
+            if (id < 0 || id >= vocab || seen[id]) continue;
+            seen[id] = true;
+            l[id] = l[id] < 0.0f ? l[id] * q.repetition_penalty : l[id] / q.repetition_penalty;
+        }
+        std::vector<int> count(vocab, 0);
+        for (int h = out[r]; h < start[r + 1]; h++)
+            if (hist[h] >= 0 && hist[h] < vocab) count[hist[h]]++;
+        for (int id = 0; id < vocab && (q.presence_penalty != 0.0f || q.frequency_penalty != 0.0f); id++)
+            if (count[id]) {
+                float x = l[id] - q.frequency_penalty * (float)count[id];
+                l[id] = x - q.presence_penalty;
+            }
+    }
+    qilin_clear_error();
+    DeviceBuffer<float> dlogits(logits.size());
+    DeviceBuffer<qilin_sampling_params> dparams(rows);
+    DeviceBuffer<int> dhist(hist.size()), dstart(start.size()), dout(out.size());
+    ASSERT_EQ(dlogits.upload(logits), QILIN_OK);
+    ASSERT_EQ(dparams.upload(p), QILIN_OK);
+    ASSERT_EQ(dhist.upload(hist), QILIN_OK);
+    ASSERT_EQ(dstart.upload(start), QILIN_OK);
+    ASSERT_EQ(dout.upload(out), QILIN_OK);
+    qilin_penalty_args a = {dlogits.ptr, ld, rows, vocab, dparams.ptr, dhist.ptr, dstart.ptr, dout.ptr};
+    ASSERT_EQ(qilin_apply_penalties(&a, nullptr), QILIN_OK) << qilin_last_error();
+    std::vector<float> got = dlogits.download();
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < vocab; i++) {
+            float g = got[(size_t)r * ld + i], w = want[(size_t)r * ld + i];
+            if (std::isnan(w))
+                EXPECT_TRUE(std::isnan(g)) << "row " << r << " id " << i;
+            else
+                EXPECT_EQ(g, w) << "row " << r << " id " << i;
+        }
+    int changed = 0;
+    for (int i = 0; i < vocab; i++) changed += got[i] != logits[i] && !std::isnan(logits[i]);
+    EXPECT_GE(changed, 10) << "row 0 was penalised";
+    a.output_start = nullptr;
+    EXPECT_EQ(qilin_apply_penalties(&a, nullptr), QILIN_ERR_INVALID_ARGUMENT);
+    qilin_sampling_params inf = params(1.0f);
+    inf.presence_penalty = INFINITY;
+    EXPECT_EQ(qilin_sampling_params_check(&inf, nullptr), QILIN_ERR_INVALID_ARGUMENT);
+    inf.presence_penalty = 0, inf.frequency_penalty = NAN;
+    EXPECT_EQ(qilin_sampling_params_check(&inf, nullptr), QILIN_ERR_INVALID_ARGUMENT);
 }
 
 } // namespace

@@ -8,7 +8,10 @@
 // error case returns its status and an OpenAI error object naming the field;
 // a full server answers 429; clients that disconnect mid-stream get their
 // requests cancelled (the engine goes back to idle); a bounded load with
-// disconnects keeps every other answer exact; <think> splitting.
+// disconnects keeps every other answer exact; <think> splitting; tools are
+// rendered through the template, validated field by field, and generated
+// tool calls come out as OpenAI tool_calls (whole and as streamed deltas),
+// malformed ones as plain content.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -18,9 +21,12 @@
 #include <jansson.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cmath>
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,7 +36,7 @@
 #include "runtime/chat.h"
 #include "runtime/serve/serve.h"
 extern "C" {
-#include "runtime/serve/serve_internal.h" /* serve_split_reasoning */
+#include "runtime/serve/serve_internal.h" /* serve_split_reasoning, serve_parse_generation, ... */
 }
 #include "runtime/tokenizer.h"
 #include "test_util.h"
@@ -183,7 +189,7 @@ class Serve : public testing::Test {
         std::vector<int> out;
         const int *prompts[1] = {prompt.data()};
         int len = (int)prompt.size();
-        qilin_sampling_params p{0, 0, 1, 0, 1, 0, 0};
+        qilin_sampling_params p{0, 0, 1, 0, 1, 0, 0, 0, 0};
         auto collect = [](void *user, int, int token) {
             static_cast<std::vector<int> *>(user)->push_back(token);
             return true;
@@ -416,10 +422,23 @@ TEST_F(Serve, ErrorsAreOpenAIErrorObjects) {
         {"context", "POST", "/v1/completions", R"({"prompt": "Once upon a time", "max_tokens": 60})", "", true, 400,
          "max_tokens", "maximum context length is 64 tokens. However, you requested 65 tokens (5 in the prompt, 60"},
         {"penalty", "POST", "/v1/chat/completions",
-         R"({"messages": [{"role": "user", "content": "x"}], "frequency_penalty": 0.5})", "", true, 400,
-         "frequency_penalty", "not supported"},
-        {"n", "POST", "/v1/completions", R"({"prompt": "a", "n": 2})", "", true, 400, "n", "only n = 1"},
-        {"logprobs", "POST", "/v1/completions", R"({"prompt": "a", "logprobs": 2})", "", true, 400, "logprobs", ""},
+         R"({"messages": [{"role": "user", "content": "x"}], "frequency_penalty": 2.5})", "", true, 400,
+         "frequency_penalty", "out of range"},
+        {"presence type", "POST", "/v1/completions", R"({"prompt": "a", "presence_penalty": "lots"})", "", true, 400,
+         "presence_penalty", "expected a number"},
+        {"n", "POST", "/v1/completions", R"({"prompt": "a", "n": 17})", "", true, 400, "n", "out of range"},
+        {"n type", "POST", "/v1/completions", R"({"prompt": "a", "n": "2"})", "", true, 400, "n", "expected an integer"},
+        {"logprobs", "POST", "/v1/completions", R"({"prompt": "a", "logprobs": 21})", "", true, 400, "logprobs",
+         "out of range"},
+        {"logprobs type", "POST", "/v1/chat/completions",
+         R"({"messages": [{"role": "user", "content": "x"}], "logprobs": 2})", "", true, 400, "logprobs",
+         "expected a boolean"},
+        {"top_logprobs alone", "POST", "/v1/chat/completions",
+         R"({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2})", "", true, 400, "top_logprobs",
+         "need \"logprobs\": true"},
+        {"top_logprobs range", "POST", "/v1/chat/completions",
+         R"({"messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21})", "", true, 400,
+         "top_logprobs", "out of range"},
         {"stop type", "POST", "/v1/completions", R"({"prompt": "a", "stop": [1]})", "", true, 400, "stop", "stop[0]"},
         {"duplicate key", "POST", "/v1/completions", R"({"prompt": "a", "prompt": "b"})", "", true, 400, "",
          "duplicate"},
@@ -456,8 +475,8 @@ TEST_F(Serve, ErrorsAreOpenAIErrorObjects) {
         {"content number", "POST", "/v1/chat/completions", R"({"messages": [{"role": "user", "content": 7}]})", "", true,
          400, "messages", "content"},
         {"tools", "POST", "/v1/chat/completions",
-         R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]})", "", true, 400, "tools",
-         "not supported"},
+         R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]})", "", true, 400,
+         "tools[0]", "expected {\"type\": \"function\""},
     };
     for (const ErrorCase &c : cases) {
         Reply r = http(port_, c.method, c.path, c.body, c.headers, c.key);
@@ -624,6 +643,477 @@ TEST_F(Serve, ModelsHealthMetrics) {
                            "qilin:inter_token_latency_seconds_count", "qilin:e2e_request_latency_seconds_sum",
                            "# TYPE qilin:time_to_first_token_seconds histogram"};
     for (const char *n : names) EXPECT_NE(x.body.find(n), std::string::npos) << n << "\n" << x.body;
+}
+
+/* ---- logprobs ---- */
+
+/* float64 log-softmax of the logits qilin_forward gives (alone, all_logits) at each generated position. */
+std::vector<std::vector<double>> reference_logprobs(qilin_model *m, const std::vector<int> &prompt,
+                                                    const std::vector<int> &gen) {
+    std::vector<int> all = prompt;
+    all.insert(all.end(), gen.begin(), gen.end());
+    int n = (int)all.size() - 1, slot = 0, start = 0, vocab = qilin_model_get_desc(m)->vocab;
+    std::vector<float> logits((size_t)n * vocab);
+    qilin_batch b{1, &slot, &start, &n, all.data(), true};
+    EXPECT_EQ(qilin_forward(m, &b, logits.data()), QILIN_OK) << qilin_last_error();
+    std::vector<std::vector<double>> out;
+    for (size_t t = 0; t < gen.size(); t++) {
+        const float *row = &logits[(prompt.size() - 1 + t) * vocab];
+        double max = -INFINITY, sum = 0;
+        for (int i = 0; i < vocab; i++) max = std::max(max, (double)row[i]);
+        for (int i = 0; i < vocab; i++) sum += std::exp((double)row[i] - max);
+        std::vector<double> lp(vocab);
+        for (int i = 0; i < vocab; i++) lp[i] = (double)row[i] - max - std::log(sum);
+        out.push_back(lp);
+    }
+    return out;
+}
+
+TEST_F(Serve, CompletionLogprobsEqualTheForwardsLogSoftmax) {
+    const int n = 6, k = 3;
+    std::string body = R"({"prompt": )" + ids_json(kPrompt) + R"(, "max_tokens": 6, "temperature": 0, "logprobs": 3})";
+    Reply r = http(port_, "POST", "/v1/completions", body);
+    ASSERT_EQ(r.status, 200) << r.body;
+    std::vector<int> gen = alone(kPrompt, n);
+    std::vector<std::vector<double>> ref = reference_logprobs(alone_model_, kPrompt, gen);
+    json_t *o = parse(r.body), *choice = json_array_get(json_object_get(o, "choices"), 0);
+    json_t *lp = json_object_get(choice, "logprobs");
+    json_t *tokens = json_object_get(lp, "tokens"), *lps = json_object_get(lp, "token_logprobs"),
+           *tops = json_object_get(lp, "top_logprobs"), *offsets = json_object_get(lp, "text_offset");
+    ASSERT_EQ(json_array_size(tokens), (size_t)n) << r.body;
+    std::string joined;
+    for (int t = 0; t < n; t++) {
+        EXPECT_EQ((int)json_integer_value(json_array_get(offsets, t)), (int)joined.size());
+        joined += json_string_value(json_array_get(tokens, t));
+        EXPECT_NEAR(json_real_value(json_array_get(lps, t)), ref[t][gen[t]], 1e-4) << "token " << t;
+        json_t *top = json_array_get(tops, t);
+        EXPECT_EQ(json_object_size(top), (size_t)k);
+        /* greedy: the chosen token is the most likely alternative */
+        double best = -INFINITY;
+        const char *key;
+        json_t *v;
+        json_object_foreach(top, key, v) best = std::max(best, json_real_value(v));
+        EXPECT_NEAR(best, ref[t][gen[t]], 1e-4);
+    }
+    EXPECT_EQ(joined, str(choice, "text")); /* the tokens spell the text */
+    json_decref(o);
+}
+
+TEST_F(Serve, ChatLogprobsStreamedEqualNotStreamed) {
+    const std::string req = R"({"messages": [{"role": "user", "content": "Tell me about a cat."}], "max_tokens": 5,
+        "temperature": 0, "logprobs": true, "top_logprobs": 2)";
+    Reply whole = http(port_, "POST", "/v1/chat/completions", req + "}");
+    ASSERT_EQ(whole.status, 200) << whole.body;
+    json_t *o = parse(whole.body);
+    json_t *content = json_object_get(json_object_get(json_array_get(json_object_get(o, "choices"), 0), "logprobs"), "content");
+    ASSERT_EQ(json_array_size(content), 5u) << whole.body;
+    for (size_t i = 0; i < 5; i++) {
+        json_t *e = json_array_get(content, i), *top = json_object_get(e, "top_logprobs");
+        ASSERT_EQ(json_array_size(top), 2u);
+        EXPECT_EQ(str(json_array_get(top, 0), "token"), str(e, "token")); /* greedy: top-1 */
+        EXPECT_GE(json_real_value(json_object_get(json_array_get(top, 0), "logprob")),
+                  json_real_value(json_object_get(json_array_get(top, 1), "logprob")));
+        EXPECT_EQ(json_array_size(json_object_get(e, "bytes")), str(e, "token").size());
+    }
+    Reply streamed = http(port_, "POST", "/v1/chat/completions", req + R"(, "stream": true})");
+    bool framed = false;
+    std::vector<json_t *> evs = events(streamed.body, &framed);
+    EXPECT_TRUE(framed);
+    json_t *all = json_array();
+    for (json_t *ev : evs) {
+        json_t *lp = json_object_get(json_array_get(json_object_get(ev, "choices"), 0), "logprobs");
+        if (json_is_object(lp)) json_array_extend(all, json_object_get(lp, "content"));
+        json_decref(ev);
+    }
+    EXPECT_TRUE(json_equal(all, content)) << json_dumps(all, 0);
+    json_decref(all);
+    json_decref(o);
+}
+
+/* ---- n choices ---- */
+
+TEST_F(Serve, SeveralChoicesEachEqualTheRunAlone) {
+    std::vector<int> want = alone(kPrompt, 5);
+    Reply r = http(port_, "POST", "/v1/completions",
+                   R"({"prompt": )" + ids_json(kPrompt) + R"(, "max_tokens": 5, "temperature": 0, "ignore_eos": true, "n": 3})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    json_t *o = parse(r.body), *choices = json_object_get(o, "choices");
+    ASSERT_EQ(json_array_size(choices), 3u) << r.body;
+    for (size_t i = 0; i < 3; i++) {
+        json_t *c = json_array_get(choices, i);
+        EXPECT_EQ(json_integer_value(json_object_get(c, "index")), (json_int_t)i);
+        EXPECT_EQ(str(c, "text"), continuation(kPrompt, want));
+        EXPECT_EQ(str(c, "finish_reason"), "length");
+    }
+    EXPECT_EQ(num(o, "usage", "prompt_tokens"), (long long)kPrompt.size()); /* the prompt once */
+    EXPECT_EQ(num(o, "usage", "completion_tokens"), 15);
+    EXPECT_EQ(num(o, "usage", "total_tokens"), (long long)kPrompt.size() + 15);
+    json_decref(o);
+    ASSERT_TRUE(back_to_idle());
+}
+
+TEST_F(Serve, SeveralChoicesStreamWithTheirIndexes) {
+    const std::string req = R"({"messages": [{"role": "user", "content": "Tell me about a cat."}], "max_tokens": 6,
+        "temperature": 0.8, "seed": 5, "n": 2)";
+    Reply whole = http(port_, "POST", "/v1/chat/completions", req + "}");
+    ASSERT_EQ(whole.status, 200) << whole.body;
+    json_t *o = parse(whole.body);
+    Reply streamed = http(port_, "POST", "/v1/chat/completions",
+                          req + R"(, "stream": true, "stream_options": {"include_usage": true}})");
+    bool framed = false;
+    std::vector<json_t *> evs = events(streamed.body, &framed);
+    EXPECT_TRUE(framed) << streamed.body;
+    std::string content[2];
+    int roles[2] = {0, 0}, finishes[2] = {0, 0};
+    long long usage_completion = -1;
+    for (json_t *ev : evs) {
+        json_t *choices = json_object_get(ev, "choices");
+        if (json_array_size(choices) == 0) usage_completion = num(ev, "usage", "completion_tokens");
+        json_t *c = json_array_get(choices, 0);
+        if (!c) {
+            json_decref(ev);
+            continue;
+        }
+        long long i = json_integer_value(json_object_get(c, "index"));
+        ASSERT_TRUE(i == 0 || i == 1) << i;
+        json_t *d = json_object_get(c, "delta");
+        if (json_object_get(d, "role")) roles[i]++;
+        if (json_is_string(json_object_get(d, "content"))) content[i] += str(d, "content");
+        if (json_is_string(json_object_get(c, "finish_reason"))) finishes[i]++;
+        json_decref(ev);
+    }
+    json_t *choices = json_object_get(o, "choices");
+    ASSERT_EQ(json_array_size(choices), 2u);
+    for (int i = 0; i < 2; i++) {
+        EXPECT_EQ(roles[i], 1) << "choice " << i;
+        EXPECT_EQ(finishes[i], 1) << "choice " << i;
+        /* the same seed gives the same choices streamed or not; seed + index makes them their own draws */
+        EXPECT_EQ(content[i], str(json_object_get(json_array_get(choices, i), "message"), "content")) << i;
+    }
+    EXPECT_EQ(usage_completion, num(o, "usage", "completion_tokens"));
+    json_decref(o);
+    ASSERT_TRUE(back_to_idle());
+}
+
+/* ---- presence / frequency penalties ---- */
+
+/* Greedy with OpenAI's penalties, step by step on the host: qilin_forward's
+ * last-row logits, logit -= frequency * count - presence over the ids
+ * generated so far, argmax (lowest id on ties). */
+std::vector<int> penalised_greedy(qilin_model *m, const std::vector<int> &prompt, int n, float presence,
+                                  float frequency) {
+    std::vector<int> all = prompt, gen;
+    int vocab = qilin_model_get_desc(m)->vocab;
+    for (int t = 0; t < n; t++) {
+        int len = (int)all.size(), slot = 0, start = 0;
+        std::vector<float> logits((size_t)len * vocab);
+        qilin_batch b{1, &slot, &start, &len, all.data(), true};
+        EXPECT_EQ(qilin_forward(m, &b, logits.data()), QILIN_OK) << qilin_last_error();
+        float *row = &logits[(size_t)(len - 1) * vocab];
+        std::vector<int> count(vocab, 0);
+        for (int id : gen) count[id]++;
+        int best = 0;
+        for (int i = 0; i < vocab; i++) {
+            if (count[i]) row[i] = row[i] - frequency * (float)count[i] - presence;
+            if (row[i] > row[best]) best = i;
+        }
+        gen.push_back(best), all.push_back(best);
+    }
+    return gen;
+}
+
+TEST_F(Serve, PresenceAndFrequencyPenaltiesMatchTheReference) {
+    const int n = 12;
+    std::vector<int> plain = alone(kPrompt, n);
+    std::vector<int> want = penalised_greedy(alone_model_, kPrompt, n, 0.8f, 1.2f);
+    ASSERT_NE(want, plain) << "the penalties change this continuation";
+    Reply r = http(port_, "POST", "/v1/completions",
+                   R"({"prompt": )" + ids_json(kPrompt) +
+                       R"(, "max_tokens": 12, "temperature": 0, "ignore_eos": true, "presence_penalty": 0.8,
+                       "frequency_penalty": 1.2})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    json_t *o = parse(r.body);
+    EXPECT_EQ(str(json_array_get(json_object_get(o, "choices"), 0), "text"), continuation(kPrompt, want));
+    json_decref(o);
+}
+
+/* ---- tools: rendering, validation, the response shapes ---- */
+
+/* A server struct that never listens: serve_parse_generation and the
+ * response builders on model_'s tokenizer with the Qwen2.5 template (which
+ * renders tools) and the Hermes parser. */
+struct OfflineServer {
+    qilin_server s{};
+    qilin_chat_template *tpl = nullptr;
+    OfflineServer(qilin_model *m, const qilin_tokenizer *t) {
+        std::string path = std::string(QILIN_SOURCE_DIR) + "/tests/fixtures/chat/templates/chat_template.Qwen2.5-7B-Instruct.jinja";
+        EXPECT_EQ(qilin_chat_template_load(nullptr, path.c_str(), &tpl), QILIN_OK) << qilin_last_error();
+        s.model = m, s.tok = t, s.tpl = tpl, s.model_name = const_cast<char *>("stories");
+        s.max_ctx = 1 << 20, s.vocab = qilin_model_get_desc(m)->vocab, s.tool_format = SERVE_TOOLS_HERMES;
+        s.default_sp = qilin_sampling_params{1, 0, 1, 0, 1, 0, 0, 0, 0};
+        pthread_mutex_init(&s.mu, nullptr);
+    }
+    ~OfflineServer() {
+        pthread_mutex_destroy(&s.mu);
+        qilin_chat_template_free(tpl);
+    }
+};
+
+const char *kWeatherTool =
+    R"({"type": "function", "function": {"name": "get_weather", "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}})";
+
+/* A finished chat call whose job generated `text`. */
+void fake_call(OfflineServer &o, const std::string &text, bool stream, serve_call *c) {
+    std::string body = std::string(R"({"messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": [)") +
+                       kWeatherTool + "]" + (stream ? R"(, "stream": true})" : "}");
+    serve_error e;
+    ASSERT_TRUE(serve_parse_generation(&o.s, SERVE_CHAT, body.data(), body.size(), c, &e)) << e.message;
+    ASSERT_EQ(c->tools, SERVE_TOOLS_HERMES);
+    ASSERT_TRUE(c->job->keep_special);
+    c->job->text = strdup(text.c_str()), c->job->n_text = text.size(), c->job->cap_text = text.size() + 1;
+    c->job->n_tokens = 7, c->job->state = JOB_DONE, c->job->finish_reason = "stop";
+}
+
+TEST_F(Serve, ToolsRenderThroughTheTemplate) {
+    OfflineServer o(model_, tok_);
+    serve_call c;
+    fake_call(o, "", false, &c);
+    std::vector<int> prompt(c.job->prompt, c.job->prompt + c.job->prompt_len);
+    std::string text = decode(prompt);
+    /* the Qwen2.5 template's tool block, with the tool as tojson writes it */
+    EXPECT_NE(text.find("<tools>"), std::string::npos) << text;
+    EXPECT_NE(text.find("\"name\": \"get_weather\""), std::string::npos) << text;
+    EXPECT_NE(text.find("The weather in a city"), std::string::npos) << text;
+    int with_tools = c.job->prompt_len;
+    serve_job_free(c.job);
+    /* tool_choice none: no tools in the prompt, no parsing */
+    std::string body = std::string(R"({"messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": [)") +
+                       kWeatherTool + R"(], "tool_choice": "none"})";
+    serve_error e;
+    ASSERT_TRUE(serve_parse_generation(&o.s, SERVE_CHAT, body.data(), body.size(), &c, &e)) << e.message;
+    EXPECT_EQ(c.tools, SERVE_TOOLS_NONE);
+    EXPECT_LT(c.job->prompt_len, with_tools);
+    serve_job_free(c.job);
+}
+
+TEST_F(Serve, ToolCallsResponseShape) {
+    OfflineServer o(model_, tok_);
+    serve_call c;
+    fake_call(o, "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n"
+                 "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>", false, &c);
+    json_t *r = serve_response_json(&o.s, &c);
+    json_t *choice = json_array_get(json_object_get(r, "choices"), 0), *msg = json_object_get(choice, "message");
+    EXPECT_EQ(str(choice, "finish_reason"), "tool_calls");
+    EXPECT_EQ(str(msg, "content"), "Let me check.");
+    json_t *calls = json_object_get(msg, "tool_calls");
+    ASSERT_EQ(json_array_size(calls), 2u);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *call = json_array_get(calls, i);
+        EXPECT_EQ(str(call, "type"), "function");
+        EXPECT_EQ(str(call, "function", "name"), "get_weather");
+        EXPECT_EQ(str(call, "function", "arguments"), i ? "{\"city\":\"Oslo\"}" : "{\"city\":\"Paris\"}");
+        EXPECT_EQ(str(call, "id").rfind("call_", 0), 0u);
+        EXPECT_EQ(json_object_get(call, "index"), nullptr); /* only deltas carry it */
+    }
+    EXPECT_NE(str(json_array_get(calls, 0), "id"), str(json_array_get(calls, 1), "id"));
+    EXPECT_EQ(num(r, "usage", "completion_tokens"), 7);
+    json_decref(r);
+    serve_job_free(c.job);
+    /* only calls: content null; a malformed call: all of it is content, finish stays stop */
+    fake_call(o, "<tool_call>{\"name\": \"get_weather\", \"arguments\": {}}</tool_call>", false, &c);
+    r = serve_response_json(&o.s, &c);
+    msg = json_object_get(json_array_get(json_object_get(r, "choices"), 0), "message");
+    EXPECT_TRUE(json_is_null(json_object_get(msg, "content")));
+    EXPECT_EQ(json_array_size(json_object_get(msg, "tool_calls")), 1u);
+    json_decref(r);
+    serve_job_free(c.job);
+    const std::string bad = "Sure <tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": ";
+    fake_call(o, bad, false, &c);
+    r = serve_response_json(&o.s, &c);
+    choice = json_array_get(json_object_get(r, "choices"), 0), msg = json_object_get(choice, "message");
+    EXPECT_EQ(str(msg, "content"), bad);
+    EXPECT_EQ(json_object_get(msg, "tool_calls"), nullptr);
+    EXPECT_EQ(str(choice, "finish_reason"), "stop");
+    json_decref(r);
+    serve_job_free(c.job);
+}
+
+/* Streamed: the text grows one byte at a time; content deltas stop before
+ * the call, one delta carries the calls with their indexes, and a malformed
+ * call comes out as content at the end (nothing lost, nothing doubled). */
+TEST_F(Serve, ToolCallsStreamAsDeltas) {
+    OfflineServer o(model_, tok_);
+    struct Case {
+        std::string text, content;
+        int calls;
+    } cases[] = {
+        {"Let me check.<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"
+         "<tool_call>{\"name\": \"get_weather\", \"arguments\": {}}</tool_call>", "Let me check.", 2},
+        {"Sure <tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": ", "Sure <tool_call>{\"name\": "
+         "\"get_weather\", \"arguments\": {\"city\": ", 0},
+        {"No tools needed: it is sunny. <tool_", "No tools needed: it is sunny. <tool_", 0},
+    };
+    for (const Case &k : cases) {
+        serve_call c;
+        fake_call(o, k.text, true, &c);
+        serve_stream_pos pos{};
+        std::string content;
+        std::vector<json_t *> tool_deltas;
+        const char *finish = nullptr;
+        for (size_t n = 0; n <= k.text.size(); n++) {
+            c.job->n_text = n;
+            json_t *events = json_array();
+            finish = serve_stream_events(&o.s, &c, &pos, n == k.text.size(), events);
+            size_t i;
+            json_t *ev;
+            json_array_foreach(events, i, ev) {
+                json_t *d = json_object_get(json_array_get(json_object_get(ev, "choices"), 0), "delta");
+                if (json_is_string(json_object_get(d, "content"))) content += str(d, "content");
+                if (json_object_get(d, "tool_calls")) tool_deltas.push_back(json_incref(json_object_get(d, "tool_calls")));
+            }
+            json_decref(events);
+        }
+        EXPECT_EQ(content, k.content);
+        EXPECT_EQ(std::string(finish), k.calls ? "tool_calls" : "stop");
+        ASSERT_EQ(tool_deltas.size(), k.calls ? 1u : 0u);
+        for (json_t *d : tool_deltas) {
+            ASSERT_EQ((int)json_array_size(d), k.calls);
+            for (int i = 0; i < k.calls; i++) {
+                json_t *call = json_array_get(d, (size_t)i);
+                EXPECT_EQ(json_integer_value(json_object_get(call, "index")), i);
+                EXPECT_EQ(str(call, "function", "name"), "get_weather");
+                EXPECT_EQ(str(call, "type"), "function");
+                EXPECT_TRUE(json_is_string(json_object_get(call, "id")));
+            }
+            json_decref(d);
+        }
+        serve_job_free(c.job);
+    }
+}
+
+TEST_F(Serve, ToolFieldsAreValidated) {
+    OfflineServer o(model_, tok_);
+    const std::string msgs = R"("messages": [{"role": "user", "content": "x"}])";
+    struct Case {
+        std::string extra, param, text;
+    } cases[] = {
+        {R"("tools": {"type": "function"})", "tools", "expected a list"},
+        {R"("tools": [3])", "tools[0]", "type"},
+        {R"("tools": [{"type": "code", "function": {"name": "f"}}])", "tools[0]", "function"},
+        {R"("tools": [{"type": "function", "function": {"name": "a b"}}])", "tools[0].function.name", "allowed"},
+        {R"("tools": [{"type": "function", "function": {}}])", "tools[0].function.name", "1 to 64"},
+        {R"("tools": [{"type": "function", "function": {"name": "f", "parameters": []}}])",
+         "tools[0].function.parameters", "JSON Schema"},
+        {R"("tools": [{"type": "function", "function": {"name": "f", "description": 1}}])",
+         "tools[0].function.description", "string"},
+        {std::string(R"("tools": [)") + kWeatherTool + R"(], "tool_choice": "required")", "tool_choice", "constrained"},
+        {std::string(R"("tools": [)") + kWeatherTool + R"(], "tool_choice": {"type": "function", "function": {"name": "get_weather"}})",
+         "tool_choice", "constrained"},
+        {std::string(R"("tools": [)") + kWeatherTool + R"(], "tool_choice": "sometimes")", "tool_choice", "expected"},
+        {R"("tool_choice": "auto")", "tool_choice", "without tools"},
+        {R"("functions": [{"name": "f"}])", "functions", "tools"},
+    };
+    for (const Case &k : cases) {
+        std::string body = "{" + msgs + ", " + k.extra + "}";
+        serve_call c;
+        serve_error e;
+        EXPECT_FALSE(serve_parse_generation(&o.s, SERVE_CHAT, body.data(), body.size(), &c, &e)) << body;
+        EXPECT_EQ(e.status, 400) << body;
+        EXPECT_EQ(std::string(e.param), k.param) << body;
+        EXPECT_NE(std::string(e.message).find(k.text), std::string::npos) << body << ": " << e.message;
+    }
+    /* over HTTP: the test server (stories: no tool-call tokens, no --tool-call-parser) refuses tools by name */
+    Reply r = http(port_, "POST", "/v1/chat/completions",
+                   "{" + msgs + R"(, "tools": [)" + kWeatherTool + "]}");
+    EXPECT_EQ(r.status, 400);
+    json_t *reply = parse(r.body), *err = json_object_get(reply, "error");
+    EXPECT_EQ(str(err, "param"), "tools");
+    EXPECT_NE(str(err, "message").find("--tool-call-parser"), std::string::npos);
+    json_decref(reply);
+    /* completions take no tools */
+    std::string body = std::string(R"({"prompt": "a", "tools": [)") + kWeatherTool + "]}";
+    serve_call c;
+    serve_error e;
+    EXPECT_FALSE(serve_parse_generation(&o.s, SERVE_COMPLETION, body.data(), body.size(), &c, &e));
+    EXPECT_EQ(std::string(e.param), "tools");
+}
+
+/* The request parser on hostile bodies (a cheap in-process stand-in for a
+ * libFuzzer target): valid requests with every field's value swapped for
+ * values of other types and ranges, truncated at every length, and with
+ * random byte flips. Each parse either succeeds with a job the engine
+ * accepts (prompt in [1, max_ctx), prompt + max_new within it, n jobs,
+ * top_logprobs <= 20) and a response that builds, or fails with 400/404/500,
+ * a message and a param that is a field path. ASan checks the rest. */
+TEST_F(Serve, RequestParserSurvivesHostileBodies) {
+    OfflineServer o(model_, tok_);
+    o.s.max_ctx = 2048;
+    const std::vector<std::pair<serve_kind, std::string>> bases = {
+        {SERVE_CHAT, std::string(R"({"model": "stories", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "Weather?"}]}], "tools": [)") +
+                         kWeatherTool + R"(], "tool_choice": "auto", "max_tokens": 8, "temperature": 0.5, "top_p": 0.9, "top_k": 5, "min_p": 0.1, "repetition_penalty": 1.1, "presence_penalty": 0.5, "frequency_penalty": -0.5, "seed": 3, "stop": ["x", "y"], "n": 2, "logprobs": true, "top_logprobs": 3, "stream": true, "stream_options": {"include_usage": true}, "chat_template_kwargs": {"enable_thinking": false}})"},
+        {SERVE_COMPLETION, R"({"prompt": "Once upon a time", "max_tokens": 5, "logprobs": 2, "n": 3, "stop": "z", "echo": false, "ignore_eos": true, "seed": -7})"},
+        {SERVE_COMPLETION, R"({"prompt": [1, 403, 407], "max_completion_tokens": 4})"},
+    };
+    const char *values[] = {"null", "true", "-1", "0", "1", "2.5", "1e308", "-1e308", "9223372036854775807", "\"\"",
+                            "\"x\"", "[]", "[1]", "[\"a\"]", "{}", "{\"type\": \"function\"}", "[{}]", "[[]]", "17", "21"};
+    std::mt19937 rng(2024);
+    int parsed = 0, refused = 0;
+    auto check = [&](serve_kind kind, const std::string &body) {
+        serve_call c;
+        serve_error e{};
+        if (serve_parse_generation(&o.s, kind, body.data(), body.size(), &c, &e)) {
+            parsed++;
+            ASSERT_GE(c.n_choices, 1);
+            ASSERT_LE(c.n_choices, (int)SERVE_MAX_CHOICES);
+            for (int i = 0; i < c.n_choices; i++) {
+                const serve_job *j = c.choices[i];
+                ASSERT_GE(j->prompt_len, 1);
+                ASSERT_LT(j->prompt_len, o.s.max_ctx);
+                ASSERT_GE(j->max_new, 1);
+                ASSERT_LE(j->prompt_len + j->max_new, o.s.max_ctx);
+                ASSERT_LE(j->top_logprobs, 20);
+                ASSERT_EQ(qilin_sampling_params_check(&j->sp, nullptr), QILIN_OK);
+                for (int t = 0; t < j->prompt_len; t++) ASSERT_LT(j->prompt[t], o.s.vocab);
+                c.choices[i]->state = JOB_DONE, c.choices[i]->finish_reason = "stop";
+            }
+            json_t *r = serve_response_json(&o.s, &c);
+            ASSERT_NE(r, nullptr);
+            json_decref(r);
+            for (int i = 0; i < c.n_choices; i++) serve_job_free(c.choices[i]);
+        } else {
+            refused++;
+            ASSERT_TRUE(e.status == 400 || e.status == 404 || e.status == 500) << e.status << " " << body;
+            ASSERT_NE(e.message[0], '\0') << body;
+            for (const char *p = e.param; *p; p++) ASSERT_TRUE(isalnum((unsigned char)*p) || strchr("_.[]", *p)) << e.param;
+        }
+    };
+    for (const auto &[kind, base] : bases) {
+        check(kind, base);
+        /* every field's value swapped for each hostile value */
+        for (size_t at = base.find("\": "); at != std::string::npos; at = base.find("\": ", at + 1)) {
+            size_t v = at + 3, end = v;
+            int depth = 0;
+            bool in_str = false;
+            for (; end < base.size(); end++) {
+                char ch = base[end];
+                if (in_str) { if (ch == '\\') end++; else if (ch == '"') in_str = false; continue; }
+                if (ch == '"') in_str = true;
+                else if (ch == '[' || ch == '{') depth++;
+                else if ((ch == ']' || ch == '}') && depth-- == 0) break;
+                else if (ch == ',' && depth == 0) break;
+            }
+            for (const char *val : values) check(kind, base.substr(0, v) + val + base.substr(end));
+        }
+        for (size_t n = 0; n < base.size(); n += 7) check(kind, base.substr(0, n)); /* truncations */
+        for (int trial = 0; trial < 200; trial++) { /* byte flips */
+            std::string b = base;
+            for (int k = 0; k < 3; k++) b[rng() % b.size()] = (char)(rng() % 256);
+            check(kind, b);
+        }
+    }
+    EXPECT_GT(parsed, 20);
+    EXPECT_GT(refused, 100);
 }
 
 /* <think> splitting as a stream sees it: the text grows one byte at a time,

@@ -5,12 +5,13 @@
  *               [--served-model-name NAME] [--chat-template FILE]
  *               [--max-num-seqs N] [--max-num-batched-tokens N] [--max-model-len N]
  *               [--tensor-parallel-size N | --tp N] [--dtype float32|bfloat16|float16]
- *               [--max-waiting N] [--grace-seconds S]
+ *               [--max-waiting N] [--grace-seconds S] [--tool-call-parser NAME]
  *
  * Engine flags are spelled as vLLM spells them. The model gets
  * --max-num-seqs KV slots of --max-model-len positions each. SIGINT or
  * SIGTERM: stop accepting, let in-flight requests finish for --grace-seconds,
- * cancel the rest, exit 0. */
+ * cancel the rest, exit 0. The flags are checked (host, port, ...) before
+ * the model loads. */
 #define _POSIX_C_SOURCE 200809L
 #include <limits.h>
 #include <signal.h>
@@ -40,10 +41,12 @@ static int usage(FILE *to) {
             "                   [--max-num-seqs N] [--max-num-batched-tokens N] [--max-model-len N]\n"
             "                   [--tensor-parallel-size N | --tp N] [--dtype float32|bfloat16|float16]\n"
             "                   [--max-waiting N] [--grace-seconds S] [--gpu-memory-utilization F]\n"
+            "                   [--tool-call-parser auto|hermes|deepseek|kimi_k2|llama3|mistral|none]\n"
             "  --max-num-seqs        sequences running at once = KV slots of the model (default 8)\n"
             "  --max-model-len       context per sequence (default min(max_position_embeddings, %d))\n"
             "  --max-waiting         requests queued beyond the running ones before 429 (default 256)\n"
             "  --grace-seconds       at SIGINT/SIGTERM, how long in-flight requests may finish (default 5)\n"
+            "  --tool-call-parser    how the model writes tool calls (default auto: from its vocabulary)\n"
             "  endpoints: POST /v1/chat/completions, /v1/completions, /tokenize, /detokenize;\n"
             "             GET /v1/models, /health, /metrics, / (a chat page)\n",
             QILIN_DEFAULT_CTX);
@@ -52,8 +55,9 @@ static int usage(FILE *to) {
 
 static int flag(serve_args *a, const char *f, const char *v) {
     static const char *const texts[] = {"--model", "--host", "--api-key", "--served-model-name",
-                                        "--chat-template"};
-    const char **dest[] = {&a->model, &a->so.host, &a->so.api_key, &a->so.model_name, &a->chat_template};
+                                        "--chat-template", "--tool-call-parser"};
+    const char **dest[] = {&a->model,           &a->so.host,       &a->so.api_key,
+                           &a->so.model_name, &a->chat_template, &a->so.tool_parser};
     for (size_t i = 0; i < sizeof texts / sizeof *texts; i++)
         if (!strcmp(f, texts[i])) return *dest[i] = v, 0;
     static const char *const ints[] = {"--port",          "--max-num-seqs", "--max-num-batched-tokens",
@@ -134,7 +138,8 @@ int qilin_cmd_serve(int argc, char **argv) {
     qilin_chat_template *tpl = NULL;
     qilin_model *m = NULL;
     qilin_server *s = NULL;
-    qilin_status st = qilin_tokenizer_load(a.model, &t);
+    qilin_status st = qilin_server_check_options(&a.so); /* before the (slow) load */
+    if (st == QILIN_OK) st = qilin_tokenizer_load(a.model, &t);
     if (st == QILIN_OK) tpl = load_template(&a, t, &st);
     if (st == QILIN_OK) st = qilin_model_load(a.model, &a.opt, &m);
     if (st == QILIN_OK) cli_report_gpus("serve", m);

@@ -23,6 +23,8 @@ typedef struct request {
     qilin_sampling_params params;
     int max_new;
     int *stop, n_stop;
+    bool logprobs;
+    int top_logprobs;
     int slot; /* -1 unless running */
     qilin_kv_table table;
     bool running, done;
@@ -53,7 +55,8 @@ struct qilin_engine {
     entry *entries, *ordered;
     int *slot, *start, *n_new, *batch_tokens;
     qilin_sampling_params *params;
-    int *sampled, *history, *history_start;
+    int *sampled, *history, *history_start, *output_start;
+    float *host_logits; /* [max_num_seqs, vocab], allocated when a request first asks for logprobs */
     qilin_engine_stats stats;
 };
 
@@ -105,9 +108,9 @@ static qilin_status alloc_buffers(qilin_engine *e) {
     e->n_new = malloc((size_t)S * sizeof(int)), e->batch_tokens = malloc((size_t)T * sizeof(int));
     e->params = malloc((size_t)S * sizeof(qilin_sampling_params)), e->sampled = malloc((size_t)S * sizeof(int));
     e->history = malloc((size_t)S * (size_t)e->max_ctx * sizeof(int));
-    e->history_start = malloc((size_t)(S + 1) * sizeof(int));
+    e->history_start = malloc((size_t)(S + 1) * sizeof(int)), e->output_start = malloc((size_t)S * sizeof(int));
     if (!e->free_slots || !e->entries || !e->ordered || !e->slot || !e->start || !e->n_new || !e->batch_tokens ||
-        !e->params || !e->sampled || !e->history || !e->history_start)
+        !e->params || !e->sampled || !e->history || !e->history_start || !e->output_start)
         return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_engine_create: step buffers for %d sequences", S);
     for (int i = 0; i < slots; i++) e->free_slots[i] = slots - 1 - i; /* slot 0 is taken first */
     e->n_free_slots = slots;
@@ -150,7 +153,8 @@ void qilin_engine_free(qilin_engine *e) {
     }
     free(e->reqs), free(e->waiting), free(e->running), free(e->free_slots);
     free(e->entries), free(e->ordered), free(e->slot), free(e->start), free(e->n_new), free(e->batch_tokens);
-    free(e->params), free(e->sampled), free(e->history), free(e->history_start);
+    free(e->params), free(e->sampled), free(e->history), free(e->history_start), free(e->host_logits);
+    free(e->output_start);
     qilin_kv_pool_free(e->pool);
     free(e);
 }
@@ -169,6 +173,10 @@ static request *find_request(const qilin_engine *e, int64_t id) {
 }
 
 static qilin_status check_request(const qilin_engine *e, const qilin_engine_request *r, int64_t id) {
+    if (r->top_logprobs < 0 || r->top_logprobs > QILIN_MAX_TOP_LOGPROBS || (r->top_logprobs && !r->logprobs))
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "qilin_engine_add: request %lld: top_logprobs %d: must be 0 .. %d, and needs logprobs",
+                           (long long)id, r->top_logprobs, QILIN_MAX_TOP_LOGPROBS);
     if (!r->prompt || r->prompt_len < 1 || r->max_new_tokens < 1 || r->n_stop_ids < 0 ||
         (r->n_stop_ids > 0 && !r->stop_ids))
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
@@ -224,6 +232,7 @@ static request *request_new(const qilin_engine_request *in, int64_t id) {
     if (in->n_stop_ids > 0) memcpy(r->stop, in->stop_ids, (size_t)in->n_stop_ids * sizeof(int));
     r->id = id, r->prompt_len = r->n_tokens = in->prompt_len, r->n_stop = in->n_stop_ids;
     r->params = in->params, r->max_new = in->max_new_tokens, r->slot = -1;
+    r->logprobs = in->logprobs, r->top_logprobs = in->top_logprobs;
     return r;
 }
 
@@ -412,11 +421,14 @@ static qilin_status sample_rows(qilin_engine *e, int rows) {
         const request *r = e->ordered[i].r;
         e->params[i] = r->params;
         e->params[i].step = r->params.step + (uint64_t)(r->n_tokens - r->prompt_len);
-        penalty |= r->params.repetition_penalty != 1.0f;
+        penalty |= r->params.repetition_penalty != 1.0f || r->params.presence_penalty != 0.0f ||
+                   r->params.frequency_penalty != 0.0f;
         memcpy(e->history + e->history_start[i], r->tokens, (size_t)r->n_tokens * sizeof(int));
+        e->output_start[i] = e->history_start[i] + r->prompt_len; /* presence/frequency: generated ids only */
         e->history_start[i + 1] = e->history_start[i] + r->n_tokens;
     }
-    return qilin_sample_last(e->m, rows, e->params, penalty ? e->history : NULL, e->history_start, e->sampled);
+    return qilin_sample_last_ex(e->m, rows, e->params, penalty ? e->history : NULL, e->history_start,
+                                e->output_start, e->sampled);
 }
 
 static qilin_engine_finish finish_reason(const request *r, int token) {
@@ -425,11 +437,29 @@ static qilin_engine_finish finish_reason(const request *r, int token) {
     return r->n_tokens - r->prompt_len == r->max_new ? QILIN_ENGINE_LENGTH : QILIN_ENGINE_RUNNING;
 }
 
+/* Whether a sampling row of this step asked for logprobs: then its logits come to the host. */
+static bool step_wants_logits(const qilin_engine *e, int rows) {
+    for (int i = 0; i < rows; i++)
+        if (e->ordered[i].r->logprobs) return e->opt.on_logprobs != NULL;
+    return false;
+}
+
+static void report_logprobs(qilin_engine *e, const request *r, int row, int token) {
+    int top_ids[QILIN_MAX_TOP_LOGPROBS];
+    float top_lp[QILIN_MAX_TOP_LOGPROBS];
+    int k = r->top_logprobs < e->vocab ? r->top_logprobs : e->vocab;
+    qilin_token_logprobs lp = {.token = token, .n_top = k, .top_ids = top_ids, .top_logprobs = top_lp};
+    qilin_log_softmax_top(e->host_logits + (size_t)row * (size_t)e->vocab, e->vocab, token, k, &lp.logprob, top_ids,
+                          top_lp);
+    e->opt.on_logprobs(e->opt.user, r->id, &lp);
+}
+
 /* Appends each sampled token, delivers it, retires finished requests. */
-static void deliver(qilin_engine *e, int rows) {
+static void deliver(qilin_engine *e, int rows, bool have_logits) {
     for (int i = 0; i < rows; i++) {
         request *r = e->ordered[i].r;
         int token = e->sampled[i];
+        if (have_logits && r->logprobs) report_logprobs(e, r, i, token);
         r->tokens[r->n_tokens++] = token;
         qilin_engine_finish why = finish_reason(r, token);
         if (why != QILIN_ENGINE_RUNNING) finish(e, r, why);
@@ -449,7 +479,12 @@ qilin_status qilin_engine_step(qilin_engine *e) {
                            e->n_waiting, e->n_running);
     qilin_batch b;
     int rows = build_batch(e, n_entries, &b);
-    QILIN_TRY(qilin_forward(e->m, &b, NULL));
+    bool want_logits = step_wants_logits(e, rows);
+    if (want_logits && !e->host_logits &&
+        !(e->host_logits = malloc((size_t)e->opt.max_num_seqs * (size_t)e->vocab * sizeof(float))))
+        return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_engine_step: logits of %d sequences for logprobs",
+                           e->opt.max_num_seqs);
+    QILIN_TRY(qilin_forward(e->m, &b, want_logits ? e->host_logits : NULL));
     for (int i = 0; i < n_entries; i++) {
         request *r = e->ordered[i].r;
         bool decode = e->ordered[i].n_new == 1 && r->n_computed == r->n_tokens - 1 && r->n_computed >= r->prompt_len;
@@ -466,7 +501,7 @@ qilin_status qilin_engine_step(qilin_engine *e) {
         for (int i = 0; i < rows; i++) e->ordered[i].r->n_computed--;
         return st;
     }
-    deliver(e, rows);
+    deliver(e, rows, want_logits);
     return QILIN_OK;
 }
 

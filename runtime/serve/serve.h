@@ -42,6 +42,8 @@ typedef struct qilin_server_options {
     int max_waiting;             /* requests queued beyond those running before 429; 0: 256 */
     size_t max_body_bytes;       /* request bodies over this are 413; 0: 4 MiB */
     double grace_seconds;        /* at stop: in-flight requests get this long to finish, then are cancelled */
+    const char *tool_parser;     /* how generated tool calls read: hermes, deepseek, kimi_k2, llama3,
+                                    mistral, none; NULL or "auto": from the vocabulary's marker tokens */
     qilin_engine_options engine; /* on_token and user are the server's */
 } qilin_server_options;
 
@@ -51,6 +53,10 @@ typedef struct qilin_server_options {
 qilin_status qilin_server_start(qilin_model *m, const qilin_tokenizer *t, const qilin_chat_template *tpl,
                                 const qilin_server_options *o, qilin_server **out);
 int qilin_server_port(const qilin_server *s); /* the port it listens on */
+/* The checks qilin_server_start makes on o before it touches the model
+ * (host, port, served model name, tool parser): `qilin serve` runs them
+ * before loading the model, so a typo costs no load. */
+qilin_status qilin_server_check_options(const qilin_server_options *o);
 /* Stops accepting, lets in-flight requests finish for grace_seconds, cancels
  * the rest, joins every thread and frees the server. NULL does nothing. */
 void qilin_server_stop(qilin_server *s);

@@ -29,6 +29,7 @@ void serve_job_free(serve_job *j) {
     for (int i = 0; i < j->n_stops; i++) free(j->stops[i]);
     free(j->prompt);
     free(j->text);
+    free(j->lps);
     free(j);
 }
 
@@ -144,13 +145,35 @@ static void on_token(void *user, int64_t id, int token, qilin_engine_finish fini
     pthread_mutex_unlock(&s->mu);
 }
 
-void serve_engine_options(qilin_server *s, qilin_engine_options *o) { o->on_token = on_token, o->user = s; }
+static void on_logprobs(void *user, int64_t id, const qilin_token_logprobs *lp) {
+    qilin_server *s = user;
+    serve_job *j = find_active(s, id);
+    if (!j) return;
+    pthread_mutex_lock(&s->mu);
+    if (j->n_lps == j->cap_lps) {
+        int cap = j->cap_lps ? 2 * j->cap_lps : 16;
+        serve_logprob *bigger = realloc(j->lps, (size_t)cap * sizeof *bigger);
+        if (bigger) j->lps = bigger, j->cap_lps = cap;
+    }
+    if (j->n_lps < j->cap_lps) { /* out of memory: the entry is missing, the text is not */
+        serve_logprob *e = &j->lps[j->n_lps++];
+        e->token = lp->token, e->logprob = lp->logprob, e->n_top = lp->n_top;
+        memcpy(e->top_ids, lp->top_ids, (size_t)lp->n_top * sizeof *lp->top_ids);
+        memcpy(e->top_logprobs, lp->top_logprobs, (size_t)lp->n_top * sizeof *lp->top_logprobs);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+void serve_engine_options(qilin_server *s, qilin_engine_options *o) {
+    o->on_token = on_token, o->on_logprobs = on_logprobs, o->user = s;
+}
 
 /* ---- the loop ---- */
 
 static void add_job(qilin_server *s, serve_job *j) {
-    qilin_text_stream_init(&j->stream, s->tok, QILIN_DECODE_SKIP_SPECIAL, j->stop_ids, (size_t)j->n_stop_ids,
-                           (const char *const *)j->stops, (size_t)j->n_stops, append_text, j);
+    qilin_text_stream_init(&j->stream, s->tok, j->keep_special ? 0 : QILIN_DECODE_SKIP_SPECIAL, j->stop_ids,
+                           (size_t)j->n_stop_ids, (const char *const *)j->stops, (size_t)j->n_stops,
+                           append_text, j);
     qilin_text_stream_set_model_vocab(&j->stream, s->vocab);
     j->stream_ready = true;
     qilin_status st = qilin_text_stream_prompt(&j->stream, j->prompt, (size_t)j->prompt_len, false);
@@ -159,7 +182,9 @@ static void add_job(qilin_server *s, serve_job *j) {
                               .params = j->sp,
                               .max_new_tokens = j->max_new,
                               .stop_ids = j->stop_ids,
-                              .n_stop_ids = j->n_stop_ids};
+                              .n_stop_ids = j->n_stop_ids,
+                              .logprobs = j->logprobs,
+                              .top_logprobs = j->top_logprobs};
     if (st == QILIN_OK) st = qilin_engine_add(s->engine, &r, &j->engine_id);
     pthread_mutex_lock(&s->mu);
     s->n_queued--;

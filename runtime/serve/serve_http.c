@@ -113,7 +113,6 @@ static bool wait_job(qilin_server *s, serve_job *j, int fd, bool (*ready)(const 
 
 static bool is_done(const serve_job *j, size_t unused) { return j->state == JOB_DONE; }
 static bool is_started(const serve_job *j, size_t unused) { return j->state != JOB_QUEUED; }
-static bool has_news(const serve_job *j, size_t sent) { return j->state == JOB_DONE || j->n_text > sent; }
 
 /* ---- streamed responses ---- */
 
@@ -123,9 +122,12 @@ typedef struct sse_stream {
     int fd;
     char *out; /* formatted, not yet handed to MHD */
     size_t out_n, out_off;
-    size_t text_sent;                    /* bytes of the job's text looked at */
-    size_t reasoning_sent, content_sent; /* with call.reasoning: offsets in the text sent as each */
-    bool role_sent, finished;
+    bool started; /* the first read happened */
+    bool finished;
+    /* per choice */
+    size_t text_sent[SERVE_MAX_CHOICES];     /* bytes of the job's text looked at */
+    serve_stream_pos pos[SERVE_MAX_CHOICES]; /* what of the text went out as reasoning, as content */
+    bool role_sent[SERVE_MAX_CHOICES], done_sent[SERVE_MAX_CHOICES];
 } sse_stream;
 
 static void put_event(sse_stream *st, json_t *v) {
@@ -141,46 +143,76 @@ static void put_event(sse_stream *st, json_t *v) {
     free(text);
 }
 
-/* Under mu: the reasoning and content that grew since the last event. */
-static void split_events(sse_stream *st, bool final) {
-    const serve_job *j = st->call.job;
-    size_t rb, re, cb, ce;
-    serve_split_reasoning(j->text ? j->text : "", j->n_text, st->call.opens_think, final, &rb, &re, &cb, &ce);
-    size_t from = st->reasoning_sent > rb ? st->reasoning_sent : rb;
-    if (re > from) put_event(st, serve_reasoning_chunk_json(st->s, &st->call, j->text + from, re - from));
-    if (re > from) st->reasoning_sent = re;
-    from = st->content_sent > cb ? st->content_sent : cb;
-    if (ce > from) put_event(st, serve_chunk_json(st->s, &st->call, j->text + from, ce - from, false, NULL));
-    if (ce > from) st->content_sent = ce;
-}
-
-/* Under mu: the events the job's state allows now. */
-static void next_events(sse_stream *st) {
-    serve_job *j = st->call.job;
-    st->out_n = st->out_off = 0;
-    if (!st->role_sent && st->call.kind == SERVE_CHAT) {
-        put_event(st, serve_chunk_json(st->s, &st->call, NULL, 0, true, NULL));
+/* Under mu: the events choice i's state allows now; false once it failed. */
+static bool choice_events(sse_stream *st, int i) {
+    serve_call v = serve_choice(&st->call, i);
+    serve_job *j = v.job;
+    if (!st->role_sent[i] && v.kind == SERVE_CHAT)
+        put_event(st, serve_chunk_json(st->s, &v, NULL, 0, true, NULL));
+    st->role_sent[i] = true;
+    if (st->done_sent[i]) return true;
+    const char *finish = j->finish_reason;
+    if (j->n_text > st->text_sent[i] || j->state == JOB_DONE) {
+        json_t *events = json_array();
+        finish = serve_stream_events(st->s, &v, &st->pos[i], j->state == JOB_DONE, events);
+        size_t k;
+        json_t *ev;
+        json_array_foreach(events, k, ev) put_event(st, json_incref(ev));
+        json_decref(events);
     }
-    st->role_sent = true;
-    if (st->call.reasoning && (j->n_text > st->text_sent || j->state == JOB_DONE)) {
-        split_events(st, j->state == JOB_DONE);
-    } else if (j->n_text > st->text_sent) {
-        put_event(st, serve_chunk_json(st->s, &st->call, j->text + st->text_sent, j->n_text - st->text_sent,
-                                       false, NULL));
-    }
-    st->text_sent = j->n_text;
-    if (j->state != JOB_DONE) return;
+    st->text_sent[i] = j->n_text;
+    if (j->state != JOB_DONE) return true;
+    st->done_sent[i] = true;
     if (j->error_status) {
         serve_error e;
         serve_fail(&e, j->error_status, NULL, "%s", j->error);
         put_event(st, serve_error_json(&e));
-    } else {
-        put_event(st, serve_chunk_json(st->s, &st->call, NULL, 0, false, j->finish_reason));
-        if (st->call.include_usage) put_event(st, serve_usage_chunk_json(st->s, &st->call));
+        return false;
     }
+    put_event(st, serve_chunk_json(st->s, &v, NULL, 0, false, finish));
+    return true;
+}
+
+static void cancel_choices(qilin_server *s, const serve_call *c) {
+    for (int i = 0; i < c->n_choices; i++) cancel_job(s, c->choices[i]);
+}
+
+/* Under mu: the events every choice's state allows now; the usage and
+ * [DONE] once all are done (or one failed: the others are cancelled). */
+static void next_events(sse_stream *st) {
+    st->out_n = st->out_off = 0;
+    bool all_done = true, failed = false;
+    for (int i = 0; i < st->call.n_choices && !failed; i++) {
+        failed = !choice_events(st, i);
+        all_done &= st->done_sent[i];
+    }
+    if (failed) cancel_choices(st->s, &st->call);
+    if (!all_done && !failed) return;
+    if (!failed && st->call.include_usage) put_event(st, serve_usage_chunk_json(st->s, &st->call));
     char *bigger = realloc(st->out, st->out_n + 16);
     if (bigger) st->out = bigger, st->out_n += (size_t)sprintf(st->out + st->out_n, "data: [DONE]\n\n");
     st->finished = true;
+}
+
+/* Under mu: some choice has text or an end not yet sent. */
+static bool stream_has_news(const sse_stream *st) {
+    for (int i = 0; i < st->call.n_choices; i++) {
+        const serve_job *j = st->call.choices[i];
+        if (!st->done_sent[i] && (j->state == JOB_DONE || j->n_text > st->text_sent[i])) return true;
+    }
+    return false;
+}
+
+/* Under mu: waits for news or the client's hang-up (then cancels; false). */
+static bool wait_news(sse_stream *st) {
+    while (!stream_has_news(st)) {
+        timed_wait(st->s, 0.05);
+        if (!stream_has_news(st) && hung_up(st->fd)) {
+            cancel_choices(st->s, &st->call);
+            return false;
+        }
+    }
+    return true;
 }
 
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
@@ -189,7 +221,8 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
     while (st->out_off == st->out_n) { /* never 0 bytes: MHD would call again at once */
         if (st->finished) return MHD_CONTENT_READER_END_OF_STREAM;
         pthread_mutex_lock(&s->mu);
-        bool alive = !st->role_sent || wait_job(s, st->call.job, st->fd, has_news, st->text_sent);
+        bool alive = !st->started || wait_news(st);
+        st->started = true;
         if (alive) next_events(st);
         pthread_mutex_unlock(&s->mu);
         if (!alive) return MHD_CONTENT_READER_END_WITH_ERROR;
@@ -204,11 +237,11 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
 static void sse_free(void *cls) {
     sse_stream *st = cls;
     pthread_mutex_lock(&st->s->mu);
-    cancel_job(st->s, st->call.job);
+    cancel_choices(st->s, &st->call);
     st->s->n_responding--;
     pthread_cond_broadcast(&st->s->progress);
     pthread_mutex_unlock(&st->s->mu);
-    serve_job_unref(st->s, st->call.job);
+    for (int i = 0; i < st->call.n_choices; i++) serve_job_unref(st->s, st->call.choices[i]);
     free(st->out);
     free(st);
 }
@@ -217,7 +250,7 @@ static enum MHD_Result send_stream(qilin_server *s, struct MHD_Connection *c, se
     sse_stream *st = calloc(1, sizeof *st);
     if (!st) return MHD_NO;
     st->s = s, st->call = *call, st->fd = fd;
-    call->job = NULL; /* the stream holds the reference now */
+    call->n_choices = 0; /* the stream holds the references now */
     pthread_mutex_lock(&s->mu);
     s->n_responding++;
     pthread_mutex_unlock(&s->mu);
@@ -233,33 +266,54 @@ static enum MHD_Result send_stream(qilin_server *s, struct MHD_Connection *c, se
 
 /* ---- generation endpoints ---- */
 
+static void unref_choices(qilin_server *s, serve_call *c) {
+    for (int i = 0; i < c->n_choices; i++) serve_job_unref(s, c->choices[i]);
+    c->n_choices = 0;
+}
+
+/* Under mu: waits until ready(choice) for every choice; the client's
+ * hang-up cancels them all (false). */
+static bool wait_choices(qilin_server *s, serve_call *c, int fd, bool (*ready)(const serve_job *, size_t)) {
+    for (int i = 0; i < c->n_choices; i++)
+        if (!wait_job(s, c->choices[i], fd, ready, 0)) return cancel_choices(s, c), false;
+    return true;
+}
+
 static enum MHD_Result generate(qilin_server *s, struct MHD_Connection *c, serve_kind kind,
                                 const http_ctx *x) {
     serve_call call;
     serve_error e;
     if (!serve_parse_generation(s, kind, x->body ? x->body : "", x->n, &call, &e)) return send_error(c, &e);
-    serve_job *j = call.job;
     int status = 0;
     char why[256];
-    if (!serve_submit(s, j, &status, why, sizeof why)) {
-        serve_job_unref(s, j);
+    for (int i = 0; i < call.n_choices; i++) {
+        if (serve_submit(s, call.choices[i], &status, why, sizeof why)) continue;
+        pthread_mutex_lock(&s->mu);
+        for (int k = 0; k < i; k++) cancel_job(s, call.choices[k]);
+        pthread_mutex_unlock(&s->mu);
+        unref_choices(s, &call);
         serve_fail(&e, status, NULL, "%s", why);
         return send_error(c, &e);
     }
     int fd = connection_fd(c);
     pthread_mutex_lock(&s->mu);
     /* a job refused by the engine answers with its status, streamed or not */
-    bool alive = wait_job(s, j, fd, call.stream ? is_started : is_done, 0);
-    bool failed = j->state == JOB_DONE && j->error_status;
+    bool alive = wait_choices(s, &call, fd, call.stream ? is_started : is_done);
+    const serve_job *failed = NULL;
+    for (int i = 0; alive && i < call.n_choices && !failed; i++)
+        if (call.choices[i]->state == JOB_DONE && call.choices[i]->error_status) failed = call.choices[i];
     json_t *body = NULL;
-    if (alive && failed)
-        serve_fail(&e, j->error_status, j->error_status == 400 ? "max_tokens" : NULL, "%s", j->error);
-    else if (alive && !call.stream)
+    if (failed) {
+        serve_fail(&e, failed->error_status, failed->error_status == 400 ? "max_tokens" : NULL, "%s",
+                   failed->error);
+        cancel_choices(s, &call);
+    } else if (alive && !call.stream) {
         body = serve_response_json(s, &call);
+    }
     pthread_mutex_unlock(&s->mu);
-    if (!alive) return serve_job_unref(s, j), MHD_NO;
-    if (failed) return serve_job_unref(s, j), send_error(c, &e);
-    if (!call.stream) return serve_job_unref(s, j), send_json(c, 200, body);
+    if (!alive) return unref_choices(s, &call), MHD_NO;
+    if (failed) return unref_choices(s, &call), send_error(c, &e);
+    if (!call.stream) return unref_choices(s, &call), send_json(c, 200, body);
     return send_stream(s, c, &call, fd);
 }
 
@@ -389,9 +443,8 @@ static qilin_status start_http(qilin_server *s) {
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_POLL;
     if (inet_pton(AF_INET6, s->host, &a6.sin6_addr) == 1)
         addr = (struct sockaddr *)&a6, flags |= MHD_USE_IPv6;
-    else if (inet_pton(AF_INET, s->host, &a4.sin_addr) != 1)
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "--host %s: not a numeric IPv4 or IPv6 address",
-                           s->host);
+    else if (inet_pton(AF_INET, s->host, &a4.sin_addr) != 1) /* qilin_server_check_options said so */
+        return qilin_error(QILIN_ERR_INTERNAL, "--host %s: not a numeric IPv4 or IPv6 address", s->host);
     s->daemon = MHD_start_daemon(flags, (uint16_t)s->opt.port, NULL, NULL, on_request, s,
                                  MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024, MHD_OPTION_CONNECTION_TIMEOUT,
@@ -430,14 +483,30 @@ static qilin_status default_sampling(qilin_server *s, const qilin_model_desc *d)
     return QILIN_OK;
 }
 
-qilin_status qilin_server_start(qilin_model *m, const qilin_tokenizer *t, const qilin_chat_template *tpl,
-                                const qilin_server_options *o, qilin_server **out) {
-    *out = NULL;
+qilin_status qilin_server_check_options(const qilin_server_options *o) {
     if (!o->model_name || !*o->model_name || strlen(o->model_name) > 200 || !printable(o->model_name))
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
                            "served model name: 1 to 200 printable characters, no quotes");
     if (o->port < 0 || o->port > 65535)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "port %d: must be from 0 to 65535", o->port);
+    unsigned char addr[sizeof(struct in6_addr)];
+    const char *host = o->host ? o->host : "127.0.0.1";
+    if (inet_pton(AF_INET6, host, addr) != 1 && inet_pton(AF_INET, host, addr) != 1)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "--host %s: not a numeric IPv4 or IPv6 address", host);
+    serve_tool_format f;
+    if (o->tool_parser && strcmp(o->tool_parser, "auto") && !serve_tool_format_from_name(o->tool_parser, &f))
+        return qilin_error(
+            QILIN_ERR_INVALID_ARGUMENT,
+            "--tool-call-parser %s: use auto, hermes, deepseek, kimi_k2, llama3, mistral or none",
+            o->tool_parser);
+    return QILIN_OK;
+}
+
+qilin_status qilin_server_start(qilin_model *m, const qilin_tokenizer *t, const qilin_chat_template *tpl,
+                                const qilin_server_options *o, qilin_server **out) {
+    *out = NULL;
+    qilin_status checked = qilin_server_check_options(o);
+    if (checked != QILIN_OK) return checked;
     qilin_server *s = calloc(1, sizeof *s);
     if (!s) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "server");
     s->model = m, s->tok = t, s->tpl = tpl, s->opt = *o;
@@ -447,6 +516,9 @@ qilin_status qilin_server_start(qilin_model *m, const qilin_tokenizer *t, const 
     if (!s->opt.max_body_bytes) s->opt.max_body_bytes = 4u << 20;
     s->max_ctx = qilin_model_get_options(m)->max_ctx;
     s->vocab = qilin_model_get_desc(m)->vocab;
+    s->tool_format = serve_tool_format_detect(t);
+    if (o->tool_parser && strcmp(o->tool_parser, "auto"))
+        serve_tool_format_from_name(o->tool_parser, &s->tool_format);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->wake, NULL);
     pthread_cond_init(&s->progress, NULL);

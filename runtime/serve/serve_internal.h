@@ -15,10 +15,20 @@
 
 #include "serve.h"
 #include "runtime/text_stream.h"
+#include "tool_calls.h"
 
-enum { SERVE_MAX_STOPS = 16, SERVE_MAX_STOP_IDS = 32 };
+enum { SERVE_MAX_STOPS = 16, SERVE_MAX_STOP_IDS = 32, SERVE_MAX_CHOICES = 16 };
 
 typedef enum serve_job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE } serve_job_state;
+
+/* One generated token's logprobs (engine.h, qilin_token_logprobs). */
+typedef struct serve_logprob {
+    int token;
+    float logprob;
+    int n_top;
+    int top_ids[QILIN_MAX_TOP_LOGPROBS];
+    float top_logprobs[QILIN_MAX_TOP_LOGPROBS];
+} serve_logprob;
 
 typedef struct serve_job {
     /* immutable */
@@ -31,12 +41,17 @@ typedef struct serve_job {
     int32_t stop_ids[SERVE_MAX_STOP_IDS];
     int n_stop_ids;
     double t_arrival;
+    bool keep_special; /* special tokens stay in the text (tool-call markers are special tokens) */
+    bool logprobs;     /* report logprobs: chat logprobs: true, completions logprobs: N */
+    int top_logprobs;  /* with logprobs: alternatives per token, 0 .. 20 */
     /* guarded by mu */
     serve_job_state state;
     bool cancel; /* the client went away */
     char *text;  /* visible text so far */
     size_t n_text, cap_text;
-    int n_tokens;              /* generated, stop ids included */
+    int n_tokens;       /* generated, stop ids included */
+    serve_logprob *lps; /* with logprobs: one per generated token, stop ids included */
+    int n_lps, cap_lps;
     const char *finish_reason; /* "stop", "length", "abort" once done */
     int error_status;          /* 0, or the HTTP status of a failure */
     char error[512];
@@ -71,6 +86,8 @@ struct qilin_server {
     qilin_server_options opt;
     char *host, *api_key, *model_name, *model_path; /* copies */
     int max_ctx, vocab;
+    serve_tool_format
+        tool_format; /* how this model writes tool calls; NONE: requests with tools are refused */
     qilin_sampling_params
         default_sp; /* generation_config.json's when it samples, else OpenAI's (temperature 1) */
     struct MHD_Daemon *daemon;
@@ -122,21 +139,43 @@ typedef struct serve_call {
     serve_kind kind;
     bool stream, include_usage;
     bool reasoning; /* chat on a model with a </think> token: <think>...</think> goes to reasoning_content */
-    bool opens_think; /* the rendered prompt leaves the model inside <think> */
-    serve_job *job;   /* owned (one ref) */
+    bool opens_think;        /* the rendered prompt leaves the model inside <think> */
+    serve_tool_format tools; /* the content is parsed for tool calls; NONE: no tools, or tool_choice none */
+    serve_job *job;          /* the choice this call renders: choices[index] */
+    int index;               /* the choice's index in the response */
+    int n_choices; /* n: each choice its own job over the same prompt (the prefix cache shares it) */
+    serve_job *choices[SERVE_MAX_CHOICES]; /* owned (one ref each) */
     char id[48];
     long long created;
 } serve_call;
-/* Parses and validates a body into a job ready to submit. */
+/* Parses and validates a body into jobs ready to submit (one per choice). */
 bool serve_parse_generation(qilin_server *s, serve_kind kind, const char *body, size_t n, serve_call *call,
                             serve_error *e);
-/* The whole (non-streamed) response of a finished job. */
+/* c viewed as choice i (job and index set). */
+serve_call serve_choice(const serve_call *c, int i);
+/* The whole (non-streamed) response of finished jobs (every choice). */
 json_t *serve_response_json(qilin_server *s, const serve_call *c);
 /* One streamed chunk: `delta` text (may be NULL: none), `finish` (NULL: not yet), role on the first. */
 json_t *serve_chunk_json(qilin_server *s, const serve_call *c, const char *delta, size_t n, bool role,
                          const char *finish);
-json_t *serve_usage_chunk_json(qilin_server *s, const serve_call *c);
+json_t *serve_usage_chunk_json(qilin_server *s, const serve_call *c); /* usage summed over the choices */
 json_t *serve_reasoning_chunk_json(qilin_server *s, const serve_call *c, const char *text, size_t n);
+/* The streamed tool calls: one chunk, a delta with every call at its index. */
+json_t *serve_tool_calls_chunk_json(qilin_server *s, const serve_call *c, const serve_tool_calls *calls);
+
+/* Under mu: the chunks for the reasoning and content of c's job that grew
+ * since pos, appended to the JSON array events. With tools, content that
+ * may still become a tool call is held back; once final, the calls go out as
+ * one tool_calls delta (or, when they do not parse, the held text as
+ * content). Returns the finish reason the last chunk carries once final
+ * ("tool_calls" when calls went out and the job stopped by itself). */
+typedef struct serve_stream_pos {
+    size_t reasoning_sent, content_sent; /* offsets in the job's text */
+    int lps_sent;                        /* logprobs entries sent */
+    size_t lps_offset;                   /* completions' text_offset of the next entry */
+} serve_stream_pos;
+const char *serve_stream_events(qilin_server *s, const serve_call *c, serve_stream_pos *pos, bool final,
+                                json_t *events);
 
 /* The reasoning / content split of generated text t[0..n): reasoning is
  * t[*r_begin, *r_end) (inside <think>...</think>; a block opened by the
