@@ -60,6 +60,7 @@
 #include <type_traits>
 
 #include "common.cuh"
+#include "fp8_decode.cuh"
 #include "tensor_core.cuh"
 
 namespace moe_mma {
@@ -69,27 +70,59 @@ namespace moe_mma {
  * that separates it from the other warps' ldmatrix of the same slot. */
 enum class Planted { none, no_wait, no_war_barrier };
 
-constexpr int kThreads = 128; /* 4 warps */
+/* How the expert weights are stored (moe.h qilin_moe_wq): dtype as the
+ * activations, FP8 e4m3 with 128 x 128 block scales (f32), or INT4
+ * compressed-tensors words (8 nibbles per little-endian int32 along k,
+ * value = nibble - 8) with one bf16 scale per group of k. */
+enum class WQ { dense, fp8, int4 };
+
 constexpr int kBK = 32;       /* k per slab: two m16n8k16 steps */
-constexpr int kBW = 128;      /* weight rows per block */
-constexpr int kHalf = kBW / 2;
 constexpr int kChunk = 8;     /* 16-bit elements per 16-byte cp.async */
 constexpr int kChunksPerRow = kBK / kChunk;
+constexpr int kFp8Block = 128;
 /* Row stride 40 elements = 80 bytes: the 8 row addresses of one ldmatrix
  * matrix fall in 8 distinct 16-byte bank groups (80 r mod 128 is a
  * permutation of 16 * {0..7}), so ldmatrix is conflict-free. */
 constexpr int kLd = kBK + 8;
 
+/* Decode (BT = 16, swap-AB) blocks are one warp over 16 gate + 16 up rows
+ * (gate_up) or 32 rows (down): a quarter of the prefill block's columns,
+ * so that a decode step with few routed tiles still launches a wave of
+ * blocks (DeepSeek-V3's gate_up at TP 8: 9 tiles x 16 column blocks), with
+ * 8 stages so that each block keeps 8 slabs of weights in flight. */
 template <int BT> struct Cfg {
     static_assert(BT == 16 || BT == 64, "tile heights of moe_plan");
     static constexpr bool kSwap = BT == 16;
-    static constexpr int kStages = kSwap ? 4 : 3;
+    static constexpr int kWarps = kSwap ? 1 : 4;
+    static constexpr int kThreads = 32 * kWarps;
+    static constexpr int kBW = kSwap ? 32 : 128; /* weight rows per block */
+    static constexpr int kHalf = kBW / 2;
+    static constexpr int kStages = kSwap ? 8 : 3;
     static constexpr int kNT = kSwap ? 2 : 8; /* n8 tiles per warp; m16 tiles: always 2 */
 };
 
-template <class T, int BT> struct alignas(16) Smem {
-    T x[Cfg<BT>::kStages][BT][kLd];
-    T w[Cfg<BT>::kStages][kBW][kLd];
+/* Quantized weights: k elements per 32-bit word, words per row per slab. */
+template <WQ Q> struct Fmt {
+    static constexpr int kPerWord = Q == WQ::int4 ? 8 : 4;
+    static constexpr int kSlabWords = Q == WQ::dense ? 1 : kBK / kPerWord;
+};
+
+/* Scales of quantized weights (unused for dense). fp8: f32 per expert
+ * [parts][rb][kb] (parts = 2 for gate_up: gate blocks, then up blocks);
+ * int4: bf16 per expert [rows][kb] (rows = 2 n_out for gate_up, gate rows
+ * first). row_off / col_off: where the slice's row 0 / column 0 sits in its
+ * 128-block (fp8 rows, fp8 columns) or group (int4 columns). */
+struct QuantArgs {
+    const void *scale;
+    int row_off, col_off, group, rb, kb;
+};
+
+template <class T, int BT, WQ Q> struct alignas(16) Smem {
+    static constexpr int S = Cfg<BT>::kStages, W = Cfg<BT>::kBW;
+    static constexpr bool kQ = Q != WQ::dense;
+    T x[S][BT][kLd];
+    T w[kQ ? 1 : S][W][kLd];                        /* quantized: the current slab, dequantized */
+    uint32_t q[kQ ? S : 1][kQ ? W : 1][Fmt<Q>::kSlabWords]; /* quantized: raw slabs in flight */
 };
 
 template <class T> __device__ inline void mma_bf16_or_f16(float d[4], const uint32_t a[4], const uint32_t b[2]) {
@@ -99,17 +132,29 @@ template <class T> __device__ inline void mma_bf16_or_f16(float d[4], const uint
         mma_m16n8k16_f16(d, a, b, d);
 }
 
+/* The row of the expert's weight matrix behind block row rr (-1: past n_out). */
+template <int BT, bool kGateUp> __device__ inline int weight_row(int rr, int n0, int n_out) {
+    constexpr int H = Cfg<BT>::kHalf;
+    int col = n0 + (kGateUp ? rr % H : rr);
+    return col >= n_out ? -1 : kGateUp && rr >= H ? n_out + col : col;
+}
+
 /* The global rows one thread copies each slab, fixed for the whole k loop
  * (-1: a padding row, zero-filled). */
-template <class T, int BT, bool kGateUp> struct SlabLoader {
+template <class T, int BT, bool kGateUp, WQ Q> struct SlabLoader {
+    static constexpr int kThreads = Cfg<BT>::kThreads, kBW = Cfg<BT>::kBW;
     static constexpr int kXItems = (BT * kChunksPerRow + kThreads - 1) / kThreads;
-    static constexpr int kWItems = kBW * kChunksPerRow / kThreads;
-    const T *a, *w;
-    int K, xrow[kXItems], wrow[kWItems];
+    static constexpr int kSW = Fmt<Q>::kSlabWords, kPW = Fmt<Q>::kPerWord;
+    static constexpr int kWItems = Q == WQ::dense ? kBW * kChunksPerRow / kThreads : kBW * kSW / kThreads;
+    const T *a;
+    const void *w;
+    const void *scale; /* this expert's scales (quantized) */
+    QuantArgs qa;
+    int K, n_out, xrow[kXItems], wrow[kWItems];
 
-    __device__ SlabLoader(const T *a_, const T *wexp, const int *rows, int valid, int a_div, int K_, int n0,
-                          int n_out)
-        : a(a_), w(wexp), K(K_) {
+    __device__ SlabLoader(const T *a_, const void *wexp, const void *sexp, const QuantArgs &qa_, const int *rows,
+                          int valid, int a_div, int K_, int n0, int n_out_)
+        : a(a_), w(wexp), scale(sexp), qa(qa_), K(K_), n_out(n_out_) {
 #pragma unroll
         for (int i = 0; i < kXItems; i++) {
             int idx = threadIdx.x + i * kThreads, r = idx / kChunksPerRow;
@@ -117,9 +162,8 @@ template <class T, int BT, bool kGateUp> struct SlabLoader {
         }
 #pragma unroll
         for (int i = 0; i < kWItems; i++) {
-            int rr = (threadIdx.x + i * kThreads) / kChunksPerRow;
-            int col = n0 + (kGateUp ? rr % kHalf : rr);
-            wrow[i] = col >= n_out ? -1 : kGateUp && rr >= kHalf ? n_out + col : col;
+            int per_row = Q == WQ::dense ? kChunksPerRow : kSW;
+            wrow[i] = weight_row<BT, kGateUp>((threadIdx.x + i * kThreads) / per_row, n0, n_out);
         }
     }
 
@@ -129,7 +173,10 @@ template <class T, int BT, bool kGateUp> struct SlabLoader {
         cp_async_cg16(dst, real ? base + (size_t)row * K + kk : base, real ? 16 : 0);
     }
 
-    __device__ void load(Smem<T, BT> &sm, int slot, int k0) const {
+    /* Bytes of one quantized weight row. */
+    __device__ size_t row_bytes() const { return Q == WQ::int4 ? (size_t)K / 2 : (size_t)K; }
+
+    __device__ void load(Smem<T, BT, Q> &sm, int slot, int k0) const {
 #pragma unroll
         for (int i = 0; i < kXItems; i++) {
             int idx = threadIdx.x + i * kThreads, c = idx % kChunksPerRow * kChunk;
@@ -137,8 +184,57 @@ template <class T, int BT, bool kGateUp> struct SlabLoader {
         }
 #pragma unroll
         for (int i = 0; i < kWItems; i++) {
-            int idx = threadIdx.x + i * kThreads, c = idx % kChunksPerRow * kChunk;
-            chunk(&sm.w[slot][idx / kChunksPerRow][c], w, wrow[i], k0 + c, K);
+            int idx = threadIdx.x + i * kThreads;
+            if constexpr (Q == WQ::dense) {
+                int c = idx % kChunksPerRow * kChunk;
+                chunk(&sm.w[slot][idx / kChunksPerRow][c], (const T *)w, wrow[i], k0 + c, K);
+            } else { /* one 32-bit word of kPW weights; K % 8 == 0, so a word is all inside K or all past it */
+                int word = idx % kSW, kk = k0 + word * kPW;
+                bool real = wrow[i] >= 0 && kk < K;
+                const uint8_t *src = (const uint8_t *)w + (real ? wrow[i] * row_bytes() + (size_t)kk / kPW * 4 : 0);
+                cp_async_ca<4>(&sm.q[slot][idx / kSW][word], src, real ? 4 : 0);
+            }
+        }
+    }
+
+    /* The scale of weight row `row` at column k (quantized formats). */
+    __device__ float scale_at(int row, int k) const {
+        if constexpr (Q == WQ::fp8) {
+            int part = kGateUp && row >= n_out, r = row - part * n_out;
+            const float *s = (const float *)scale;
+            return s[(size_t)(part * qa.rb + (r + qa.row_off) / kFp8Block) * qa.kb + (k + qa.col_off) / kFp8Block];
+        } else {
+            const __nv_bfloat16 *s = (const __nv_bfloat16 *)scale;
+            return to_float(s[(size_t)row * qa.kb + (k + qa.col_off) / qa.group]);
+        }
+    }
+
+    /* Quantized: the raw slab in slot `slot` -> sm.w[0] in T (w * scale,
+     * rounded once; zeros for padding rows and past K). The words a thread
+     * converts are the ones it copied, so each needs only its own wait. */
+    __device__ void dequant(Smem<T, BT, Q> &sm, int slot, int k0) const {
+        static_assert(Q != WQ::dense, "dense slabs are multiplied as copied");
+#pragma unroll
+        for (int i = 0; i < kWItems; i++) {
+            int idx = threadIdx.x + i * kThreads, rr = idx / kSW, word = idx % kSW, kk = k0 + word * kPW;
+            uint32_t out[kPW / 2];
+            if (wrow[i] < 0 || kk >= K) {
+#pragma unroll
+                for (int e = 0; e < kPW / 2; e++) out[e] = 0;
+            } else {
+                uint32_t v = sm.q[slot][rr][word];
+                float s = scale_at(wrow[i], kk); /* group % 8 == 0 and col_off % 8 == 0: one scale per word */
+                float f[kPW];
+#pragma unroll
+                for (int e = 0; e < kPW; e++)
+                    f[e] = Q == WQ::fp8 ? fp8_e4m3_to_float((v >> (8 * e)) & 0xffu) * s
+                                        : (float)((int)((v >> (4 * e)) & 15u) - 8) * s;
+#pragma unroll
+                for (int e = 0; e < kPW / 2; e++) out[e] = pack2(from_float<T>(f[2 * e]), from_float<T>(f[2 * e + 1]));
+            }
+            uint32_t *dst = reinterpret_cast<uint32_t *>(&sm.w[0][rr][word * kPW]);
+#pragma unroll
+            for (int e = 0; e < kPW / 2; e++) dst[e] = out[e];
         }
     }
 };
@@ -161,18 +257,21 @@ __device__ inline void load_b2(uint32_t b0[2], uint32_t b1[2], const T (*tile)[k
     b0[0] = r[0], b0[1] = r[1], b1[0] = r[2], b1[1] = r[3];
 }
 
-/* acc += the slab in slot s. Prefill: A = tokens, B = weights. Decode
- * (swap-AB): A = weights (m16 tile i = half i), B = tokens. */
+/* acc += one slab: x tile xt [BT][kLd], weight tile wt [kBW][kLd].
+ * Prefill: A = tokens, B = weights. Decode (swap-AB): A = weights (m16
+ * tile i = half i), B = tokens. */
 template <class T, int BT>
-__device__ inline void multiply_slab(float (&acc)[2][Cfg<BT>::kNT][4], const Smem<T, BT> &sm, int s, int valid) {
+__device__ inline void multiply_slab(float (&acc)[2][Cfg<BT>::kNT][4], const T (*xt)[kLd], const T (*wt)[kLd],
+                                     int valid) {
+    constexpr int kHalf = Cfg<BT>::kHalf;
     const int warp = threadIdx.x >> 5;
 #pragma unroll
     for (int kk = 0; kk < kBK; kk += 16) {
         uint32_t a[2][4], b[Cfg<BT>::kNT][2];
         if constexpr (Cfg<BT>::kSwap) {
 #pragma unroll
-            for (int h = 0; h < 2; h++) load_a(a[h], &sm.w[s][h * kHalf + warp * 16], kk);
-            load_b2(b[0], b[1], &sm.x[s][0], kk);
+            for (int h = 0; h < 2; h++) load_a(a[h], wt + h * kHalf + warp * 16, kk);
+            load_b2(b[0], b[1], xt, kk);
 #pragma unroll
             for (int h = 0; h < 2; h++) {
                 mma_bf16_or_f16<T>(acc[h][0], a[h], b[0]);
@@ -182,10 +281,10 @@ __device__ inline void multiply_slab(float (&acc)[2][Cfg<BT>::kNT][4], const Sme
             const int wm = warp >> 1, wn = warp & 1;
             if (wm * 32 >= valid) return; /* warp-uniform: all its rows are padding */
 #pragma unroll
-            for (int i = 0; i < 2; i++) load_a(a[i], &sm.x[s][wm * 32 + i * 16], kk);
+            for (int i = 0; i < 2; i++) load_a(a[i], xt + wm * 32 + i * 16, kk);
 #pragma unroll
             for (int j = 0; j < 8; j += 2) /* n8 tiles j, j + 1: half j / 4, rows 8 (j % 4) .. + 15 */
-                load_b2(b[j], b[j + 1], &sm.w[s][(j >> 2) * kHalf + wn * 32 + 8 * (j & 3)], kk);
+                load_b2(b[j], b[j + 1], wt + (j >> 2) * kHalf + wn * 32 + 8 * (j & 3), kk);
 #pragma unroll
             for (int i = 0; i < 2; i++)
 #pragma unroll
@@ -195,7 +294,7 @@ __device__ inline void multiply_slab(float (&acc)[2][Cfg<BT>::kNT][4], const Sme
 }
 
 /* Where accumulator element (i, j, e) sits: the tile row r (token) and the
- * weight row rr within the half-0 block of 64 (its half-1 partner is the
+ * weight row rr within the half-0 block of kHalf (its half-1 partner is the
  * element with i or j one half further, see pair_of). Layout of C: lane
  * (g, t) holds (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1). */
 template <int BT> struct AccMap {
@@ -219,6 +318,7 @@ template <class T, int BT, bool kGateUp>
 __device__ inline void store_tile(T *c, const float (&acc)[2][Cfg<BT>::kNT][4], const int *rows, int valid, int n0,
                                   int n_out, qilin_act act) {
     constexpr bool kSwap = Cfg<BT>::kSwap;
+    constexpr int kHalf = Cfg<BT>::kHalf;
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
@@ -237,21 +337,29 @@ __device__ inline void store_tile(T *c, const float (&acc)[2][Cfg<BT>::kNT][4], 
 }
 
 /* C[slot, n0 + c] for the block's rows. kGateUp: a = x (row slot / top_k,
- * a_div = top_k), w = gate_up, C = h, 64 columns per block; else a = h,
- * w = down, C = y, 128 columns per block. */
-template <class T, int BT, bool kGateUp, Planted kBug = Planted::none>
-__global__ void __launch_bounds__(kThreads)
-    moe_gemm_mma_kernel(T *c, const T *a, const T *w, const int2 *tiles, const int *sorted, int a_div, int K,
-                        int n_out, qilin_act act) {
+ * a_div = top_k), w = gate_up, C = h, kHalf columns per block; else a = h,
+ * w = down, C = y, kBW columns per block. w: T (dense) or the quantized
+ * bytes, experts back to back; qa: their scales (quantized). */
+template <class T, int BT, bool kGateUp, WQ Q = WQ::dense, Planted kBug = Planted::none>
+__global__ void __launch_bounds__(Cfg<BT>::kThreads)
+    moe_gemm_mma_kernel(T *c, const T *a, const void *w, QuantArgs qa, const int2 *tiles, const int *sorted,
+                        int a_div, int K, int n_out, qilin_act act) {
     constexpr int S = Cfg<BT>::kStages;
-    __shared__ Smem<T, BT> sm;
+    constexpr bool kQ = Q != WQ::dense;
+    __shared__ Smem<T, BT, Q> sm;
     const int2 info = tiles[blockIdx.x];
     if (info.x < 0) return; /* a tile past the used ones */
     const int expert = info.x, valid = info.y;
     const int *rows = sorted + (size_t)blockIdx.x * BT;
-    const int n0 = blockIdx.y * (kGateUp ? kHalf : kBW);
-    const T *wexp = w + (size_t)expert * (kGateUp ? 2 * (size_t)n_out : (size_t)n_out) * K;
-    const SlabLoader<T, BT, kGateUp> loader(a, wexp, rows, valid, a_div, K, n0, n_out);
+    const int n0 = blockIdx.y * (kGateUp ? Cfg<BT>::kHalf : Cfg<BT>::kBW);
+    const size_t rows_per_expert = kGateUp ? 2 * (size_t)n_out : (size_t)n_out;
+    const size_t expert_bytes = rows_per_expert * (Q == WQ::dense ? K * sizeof(T) : Q == WQ::fp8 ? K : K / 2);
+    const void *wexp = (const uint8_t *)w + (size_t)expert * expert_bytes;
+    const size_t scale_elems = Q == WQ::fp8 ? (size_t)(kGateUp ? 2 : 1) * qa.rb * qa.kb : rows_per_expert * qa.kb;
+    const void *sexp = !kQ ? nullptr
+                       : Q == WQ::fp8 ? (const void *)((const float *)qa.scale + expert * scale_elems)
+                                      : (const void *)((const __nv_bfloat16 *)qa.scale + expert * scale_elems);
+    const SlabLoader<T, BT, kGateUp, Q> loader(a, wexp, sexp, qa, rows, valid, a_div, K, n0, n_out);
 
     float acc[2][Cfg<BT>::kNT][4] = {};
     const int nk = (K + kBK - 1) / kBK;
@@ -273,7 +381,13 @@ __global__ void __launch_bounds__(kThreads)
             __syncthreads(); /* slab kt visible to all; slab kt - 1 read by all */
             prefetch(kt);
         }
-        multiply_slab<T, BT>(acc, sm, kt % S, valid);
+        if constexpr (kQ) {
+            loader.dequant(sm, kt % S, kt * kBK); /* sm.w[0]: every warp finished slab kt - 1 (barrier above) */
+            __syncthreads();
+            multiply_slab<T, BT>(acc, sm.x[kt % S], sm.w[0], valid);
+        } else {
+            multiply_slab<T, BT>(acc, sm.x[kt % S], sm.w[kt % S], valid);
+        }
     }
     store_tile<T, BT, kGateUp>(c, acc, rows, valid, n0, n_out, act);
 }
