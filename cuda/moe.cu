@@ -59,10 +59,15 @@
  * table. The CUDA-core kernel below stays for fp32 (exact fp32 FMA: no tf32,
  * so fp32 mode keeps matching the fp32 references), for widths that are not
  * multiples of 8 and for misaligned matrices (no 16-byte cp.async there).
- * Not here yet: wgmma with TMA and a warp-specialised pipeline on sm_90a,
- * FP8 e4m3 weights with 128x128 block scales dequantised in the main loop,
- * and split-K for decode with very few experts (Mixtral at 1 token: 2
- * tiles x 64-column blocks may not fill every SM). */
+ * Quantized experts (qilin_moe_wq: FP8 128 x 128 blocks, INT4 groups) run
+ * only on the tensor-core kernel, which dequantizes each k-slab in shared
+ * memory (moe_gemm_mma.cuh). Decode tiles are one-warp blocks over 8 gate
+ * + 8 up (or 16 down) weight rows, so a decode step fills the SMs by
+ * column blocks rather than split-K (no partial-sum workspace, no extra
+ * launch). Not here yet: wgmma with TMA and a warp-specialised pipeline on
+ * sm_90a, and split-K for a model whose routed tiles x column blocks stay
+ * under a wave (Mixtral at 1 token: 2 tiles x 1792 gate_up column blocks
+ * fills; none of the seed models underfills today). */
 #include <cmath>
 #include <cstring>
 
@@ -667,7 +672,8 @@ extern "C" qilin_status qilin_moe_experts(const qilin_moe_experts_args *a, qilin
     if ((long long)a->tokens * a->top_k > (1LL << 30))
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_moe_experts: tokens=%d x top_k=%d slots is too many",
                            a->tokens, a->top_k);
-    if ((a->ffn_dim + kBW / 2 - 1) / (kBW / 2) > 65535 || (a->hidden + kBW - 1) / kBW > 65535)
+    /* grid.y: column blocks of the finest kernel (the tensor-core decode tile: 8 gate_up, 16 down columns) */
+    if ((a->ffn_dim + 7) / 8 > 65535 || (a->hidden + 15) / 16 > 65535)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_moe_experts: hidden=%d or ffn_dim=%d is too large",
                            a->hidden, a->ffn_dim);
     int gemm = enum_code(&a->gemm);

@@ -20,8 +20,16 @@ namespace {
 template <class T, int BT, moe_mma::WQ Q>
 qilin_status launch_mma(const MoeGemmMmaArgs &g, qilin_stream *stream) {
     using C = moe_mma::Cfg<BT>;
-    const int cols = g.gate_up ? C::kHalf : C::kBW;
-    dim3 grid(g.max_tiles, (g.n_out + cols - 1) / cols), block(C::kThreads);
+    const int cols = g.gate_up ? C::kHalf : C::kBW, n_cb = (g.n_out + cols - 1) / cols;
+    /* decode: at most ~kDecodeBlocks one-warp blocks (more than a wave on any target GPU: 132 SMs hold
+     * several each); a block loops over the column blocks beyond gridDim.y */
+    constexpr int kDecodeBlocks = 1024;
+    int cb_grid = n_cb;
+    if (C::kSwap && (long long)g.max_tiles * n_cb > kDecodeBlocks) {
+        int per_tile = (kDecodeBlocks + g.max_tiles - 1) / g.max_tiles;
+        cb_grid = per_tile < n_cb ? per_tile : n_cb;
+    }
+    dim3 grid(g.max_tiles, cb_grid), block(C::kThreads);
     T *c = (T *)g.c;
     const T *a = (const T *)g.a;
     moe_mma::QuantArgs qa = {g.scale, g.row_off, g.col_off, g.group, g.rb, g.kb};

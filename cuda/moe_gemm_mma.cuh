@@ -6,54 +6,80 @@
  *
  * Work of one block (as moe.cu's CUDA-core kernel, same tile table): BT
  * sorted rows of one expert (tiles[blockIdx.x] = (expert, valid rows),
- * sorted[] the slot of each row) times kBW = 128 weight rows, in two halves
- * of 64. gate_up: half 0 = gate rows n0 .. n0+63, half 1 = the matching up
- * rows n_out + n0 .., so the thread holding gate column j also holds up
- * column j and the epilogue writes h = act(gate) * up with no exchange.
- * down: the 128 rows n0 .. n0+127 (y columns).
+ * sorted[] the slot of each row) times kBW weight rows, in two halves.
+ * gate_up: half 0 = gate rows n0 .., half 1 = the matching up rows
+ * n_out + n0 .., so the thread holding gate column j also holds up column j
+ * and the epilogue writes h = act(gate) * up with no exchange. down: the
+ * kBW rows n0 .. (y columns).
  *
  * Two orientations of the same shared tiles (both [row][k], k contiguous:
  * a weight row W[n][k] is at once an A row (row-major m x k) and a B column
  * (col-major k x n), so swapping the operands needs no transpose):
  *   BT = 64 (prefill, experts average >= 32 rows): tokens are the M side.
- *     4 warps as 2 x 2; warp (wm, wn) owns 32 rows x (32 gate + 32 up) or
- *     32 x (32 + 32) down columns: 2 m16 tiles x 8 n8 tiles = 16 mma per
- *     k16 for 6 ldmatrix.x4 (64 fp32 accumulators per thread). 3 stages
- *     (45 KiB of the 48 KiB static limit).
+ *     4 warps as 2 x 2 over kBW = 128 weight rows; warp (wm, wn) owns 32
+ *     rows x (32 gate + 32 up) or 32 x (32 + 32) down columns: 2 m16 tiles
+ *     x 8 n8 tiles = 16 mma per k16 for 6 ldmatrix.x4 (64 fp32 accumulators
+ *     per thread). 3 stages (45 KiB of the 48 KiB static limit).
  *   BT = 16 (decode: an expert gets a handful of rows): swap-AB, weights
  *     are the M side and the tokens the N side (n8 tiles, DeepGEMM's
  *     "masked" decode argument): an m16 tile of tokens would be mostly
- *     padding, while 16 weight rows are always real. Warp w owns gate rows
- *     16w.. and up rows 64 + 16w.. x 16 tokens; the second n8 tile of
- *     tokens is skipped (block-uniform) when the tile has <= 8 rows, so a
- *     1-row expert costs its weight read plus 2 mma per k16 per warp. 4
- *     stages: decode is a stream of weight bytes, and more bytes in flight
- *     per SM is what keeps HBM busy.
+ *     padding, while 16 weight rows are always real. One warp per block
+ *     over one m16 tile of kBW = 16 weight rows (8 gate + 8 up, or 16 down)
+ *     x 16 tokens: an eighth of the prefill block's columns, so a decode
+ *     step whose routed rows make few tiles still launches a wave (issue
+ *     14: DeepSeek-V3 gate_up at TP 8 had 8 routed tiles x 4 column blocks
+ *     = 32 working blocks on 132 SMs, now 8 x 32 = 256; Qwen3-30B-A3B
+ *     gate_up 8 x 12 -> 8 x 96). Gate row g and up row g + 8 share the
+ *     m16 tile, so the accumulators of gate column j and up column j are
+ *     in the same thread (C rows g and g + 8) and the epilogue needs no
+ *     exchange. 8 stages: decode is a stream of weight bytes, and the bytes
+ *     in flight per SM are what keep HBM busy (8 slabs x 16 rows x 64 bytes
+ *     = 8 KiB per block; 20 KiB of static shared memory, so several blocks
+ *     fit an SM). The second n8 tile of tokens is skipped (block-uniform)
+ *     when the tile has <= 8 rows, so a 1-row expert costs its weight read
+ *     plus 2 mma per k32 slab.
  * K (hidden for gate_up, ffn for down) must be a multiple of 8 (16-byte
- * cp.async chunks) and every matrix 16-byte aligned: the launcher sends
- * other shapes to the CUDA-core kernel. Rows past the tile's valid count,
- * weight rows past n_out and the k tail past K are zero-filled by cp.async
+ * cp.async chunks) and x / h 16-byte aligned: the launcher sends other
+ * shapes to the CUDA-core kernel. Rows past the tile's valid count, weight
+ * rows past n_out and the k tail past K are zero-filled by cp.async
  * (src_bytes = 0 with the matrix base as a harmless in-bounds address), so
  * padding contributes exact zeros and nothing is read out of bounds.
  *
- * Pipeline (one barrier per k-slab): wait for the oldest slab (this
- * thread's copies), barrier (everyone's copies visible, and everyone has
- * finished the ldmatrix of the slab read last iteration), then issue the
- * copy of slab kt + kStages - 1 into that freed slot, then multiply slot
- * kt % kStages. An empty group is committed when nothing is left to load
- * so that wait<kStages - 2> always means "slab kt has landed".
+ * Quantized experts (WQ::fp8, WQ::int4; moe.h qilin_moe_wq): the weights
+ * stay in the checkpoint's layout (FP8: e4m3 bytes [n, K]; INT4:
+ * compressed-tensors int32 words [n, K / 8], 8 nibbles along k, value =
+ * nibble - 8). The pipeline carries the raw slab (32 bytes or 16 bytes per
+ * weight row, as 4-byte cp.async words: row strides need only be 4-byte
+ * aligned, which any K % 8 == 0 gives); after the slab has landed, each
+ * thread converts the words it copied to dtype — w * scale in fp32, one
+ * rounding, as host/quant.c's dequantization to dtype — into one shared
+ * dtype tile, a barrier, and the same ldmatrix + mma.sync as dtype
+ * weights. FP8 scales are f32 per 128 x 128 block (row_off / col_off place
+ * a tensor-parallel slice that starts mid-block), INT4 scales bf16 per
+ * group of k (a multiple of 8, so a word has one scale). Not repacked
+ * (Marlin-style interleaving pays when the dequantized values go straight
+ * into mma fragments; here they pass through shared memory, where the
+ * checkpoint's row-major words give plain coalesced copies). Known gaps:
+ * the scale is folded into the weight before the multiply (as the bf16
+ * dequantize-at-load path did) instead of scaling fp32 partial sums per
+ * 128-k block as gemm_fp8.cu does; the 4-byte copies are 4x the cp.async
+ * instructions of 16-byte ones (a 16-byte variant for K % 32 == 0 is the
+ * next step); no native FP8 mma (sm_89+).
+ *
+ * Pipeline (one barrier per k-slab, two with quantized weights): wait for
+ * the oldest slab (this thread's copies), barrier (everyone's copies
+ * visible, and everyone has finished the ldmatrix of the slab read last
+ * iteration), then issue the copy of slab kt + kStages - 1 into that freed
+ * slot, [quantized: dequantize slab kt into the dtype tile, barrier,] then
+ * multiply slot kt % kStages. An empty group is committed when nothing is
+ * left to load so that wait<kStages - 2> always means "slab kt has landed".
  *
  * Where CUDA cores might still win: nowhere by design for 16-bit inputs
- * (decode is a weight stream either way, and this kernel keeps 3-4 slabs of
- * weights in flight where the CUDA-core kernel keeps one in registers), but
- * that is unmeasured until bench_moe_gemm runs on a GPU. Known gaps: on
- * sm_90a mma.sync reaches roughly two thirds of the wgmma peak (a wgmma +
- * TMA variant is the next step), and a decode GEMM with few tiles (Mixtral
- * down at 1 token: 2 tiles x 32 column blocks) leaves SMs idle where split-K
- * would not; the same holds for Qwen3-30B-A3B at batch 1 (96 / 128 blocks)
- * and DeepSeek-V3's gate_up at TP 8 (ffn 256 per rank: 8 tiles x 4 column
- * blocks = 32 blocks), both listed in tests/test_decode_fill.cpp. ptxas (sm_80 / sm_90a): 81 / 80 registers at BT = 16, 156 / 126
- * at BT = 64, no spills, 45 KiB static shared memory. */
+ * (decode is a weight stream either way), but that is unmeasured until
+ * bench_moe_gemm runs on a GPU. Known gaps: on sm_90a mma.sync reaches
+ * roughly two thirds of the wgmma peak (a wgmma + TMA variant is the next
+ * step); at batch 1 the grid is sized for the worst routing (top_k + 1
+ * tiles), so one tile's worth of column blocks exits at once. */
 #ifndef QILIN_MOE_GEMM_MMA_CUH
 #define QILIN_MOE_GEMM_MMA_CUH
 
@@ -85,20 +111,22 @@ constexpr int kFp8Block = 128;
  * permutation of 16 * {0..7}), so ldmatrix is conflict-free. */
 constexpr int kLd = kBK + 8;
 
-/* Decode (BT = 16, swap-AB) blocks are one warp over 16 gate + 16 up rows
- * (gate_up) or 32 rows (down): a quarter of the prefill block's columns,
- * so that a decode step with few routed tiles still launches a wave of
- * blocks (DeepSeek-V3's gate_up at TP 8: 9 tiles x 16 column blocks), with
- * 8 stages so that each block keeps 8 slabs of weights in flight. */
+/* Decode (BT = 16, swap-AB) blocks are one warp over one m16 tile of weight
+ * rows: 8 gate + 8 up rows (gate_up) or 16 rows (down), an eighth of the
+ * prefill block's columns, so that a decode step with few routed tiles
+ * still launches a wave of blocks (DeepSeek-V3's gate_up at TP 8: 8 routed
+ * tiles x 32 column blocks), with 8 stages so that each block keeps 8 slabs
+ * of weights in flight. */
 template <int BT> struct Cfg {
     static_assert(BT == 16 || BT == 64, "tile heights of moe_plan");
     static constexpr bool kSwap = BT == 16;
     static constexpr int kWarps = kSwap ? 1 : 4;
     static constexpr int kThreads = 32 * kWarps;
-    static constexpr int kBW = kSwap ? 32 : 128; /* weight rows per block */
+    static constexpr int kBW = kSwap ? 16 : 128; /* weight rows per block */
     static constexpr int kHalf = kBW / 2;
     static constexpr int kStages = kSwap ? 8 : 3;
-    static constexpr int kNT = kSwap ? 2 : 8; /* n8 tiles per warp; m16 tiles: always 2 */
+    static constexpr int kMT = kSwap ? 1 : 2; /* m16 tiles per warp */
+    static constexpr int kNT = kSwap ? 2 : 8; /* n8 tiles per warp */
 };
 
 /* Quantized weights: k elements per 32-bit word, words per row per slab. */
@@ -261,22 +289,18 @@ __device__ inline void load_b2(uint32_t b0[2], uint32_t b1[2], const T (*tile)[k
  * Prefill: A = tokens, B = weights. Decode (swap-AB): A = weights (m16
  * tile i = half i), B = tokens. */
 template <class T, int BT>
-__device__ inline void multiply_slab(float (&acc)[2][Cfg<BT>::kNT][4], const T (*xt)[kLd], const T (*wt)[kLd],
-                                     int valid) {
+__device__ inline void multiply_slab(float (&acc)[Cfg<BT>::kMT][Cfg<BT>::kNT][4], const T (*xt)[kLd],
+                                     const T (*wt)[kLd], int valid) {
     constexpr int kHalf = Cfg<BT>::kHalf;
     const int warp = threadIdx.x >> 5;
 #pragma unroll
     for (int kk = 0; kk < kBK; kk += 16) {
         uint32_t a[2][4], b[Cfg<BT>::kNT][2];
-        if constexpr (Cfg<BT>::kSwap) {
-#pragma unroll
-            for (int h = 0; h < 2; h++) load_a(a[h], wt + h * kHalf + warp * 16, kk);
+        if constexpr (Cfg<BT>::kSwap) { /* the block's 16 weight rows x 16 tokens */
+            load_a(a[0], wt, kk);
             load_b2(b[0], b[1], xt, kk);
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                mma_bf16_or_f16<T>(acc[h][0], a[h], b[0]);
-                if (valid > 8) mma_bf16_or_f16<T>(acc[h][1], a[h], b[1]); /* block-uniform */
-            }
+            mma_bf16_or_f16<T>(acc[0][0], a[0], b[0]);
+            if (valid > 8) mma_bf16_or_f16<T>(acc[0][1], a[0], b[1]); /* block-uniform */
         } else {
             const int wm = warp >> 1, wn = warp & 1;
             if (wm * 32 >= valid) return; /* warp-uniform: all its rows are padding */
@@ -294,20 +318,25 @@ __device__ inline void multiply_slab(float (&acc)[2][Cfg<BT>::kNT][4], const T (
 }
 
 /* Where accumulator element (i, j, e) sits: the tile row r (token) and the
- * weight row rr within the half-0 block of kHalf (its half-1 partner is the
- * element with i or j one half further, see pair_of). Layout of C: lane
- * (g, t) holds (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1). */
+ * weight row rr of the block (0 .. kBW-1; rows kHalf.. are half 1, the up
+ * rows of gate_up). Layout of C: lane (g, t) holds (g, 2t), (g, 2t+1),
+ * (g+8, 2t), (g+8, 2t+1). Decode: the m16 tile's rows are the weight rows,
+ * so gate row g (e = 0, 1) and its up partner g + 8 (e + 2) sit in the same
+ * thread; prefill: the up partner is n8 tile j + 4. */
 template <int BT> struct AccMap {
     int r, rr;
+    bool half1;
     __device__ AccMap(int i, int j, int e) {
         const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
         const int m = g + 8 * (e >> 1), n = 2 * t + (e & 1);
         if constexpr (Cfg<BT>::kSwap) {
-            rr = warp * 16 + m; /* + i * kHalf */
+            rr = m;
             r = 8 * j + n;
+            half1 = e >= 2;
         } else {
             r = (warp >> 1) * 32 + 16 * i + m;
-            rr = (warp & 1) * 32 + 8 * (j & 3) + n; /* + (j >> 2) * kHalf */
+            rr = (warp & 1) * 32 + 8 * (j & 3) + n + (j >> 2) * Cfg<BT>::kHalf;
+            half1 = j >= 4;
         }
         (void)i;
     }
@@ -315,43 +344,44 @@ template <int BT> struct AccMap {
 
 /* h[slot, n0 + c] = act(gate) * up (gate_up) or y[slot, n0 + c] (down). */
 template <class T, int BT, bool kGateUp>
-__device__ inline void store_tile(T *c, const float (&acc)[2][Cfg<BT>::kNT][4], const int *rows, int valid, int n0,
-                                  int n_out, qilin_act act) {
+__device__ inline void store_tile(T *c, const float (&acc)[Cfg<BT>::kMT][Cfg<BT>::kNT][4], const int *rows,
+                                  int valid, int n0, int n_out, qilin_act act) {
     constexpr bool kSwap = Cfg<BT>::kSwap;
-    constexpr int kHalf = Cfg<BT>::kHalf;
 #pragma unroll
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < Cfg<BT>::kMT; i++)
 #pragma unroll
         for (int j = 0; j < Cfg<BT>::kNT; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                const bool half1 = kSwap ? i == 1 : j >= 4;
-                if (kGateUp && half1) continue; /* consumed with its gate partner */
                 AccMap<BT> p(i, j, e);
-                const int col = n0 + p.rr + (half1 ? kHalf : 0);
-                if (p.r >= valid || (kGateUp ? n0 + p.rr : col) >= n_out) continue;
+                if (kGateUp && p.half1) continue; /* consumed with its gate partner */
+                const int col = n0 + p.rr;
+                if (p.r >= valid || col >= n_out) continue;
                 float v = acc[i][j][e];
-                if constexpr (kGateUp) v = act_apply(act, v) * (kSwap ? acc[1][j][e] : acc[i][j + 4][e]);
+                if constexpr (kGateUp)
+                    v = act_apply(act, v) * (kSwap ? acc[i][j][(e + 2) & 3] : acc[i][(j + 4) % Cfg<BT>::kNT][e]);
                 c[(size_t)rows[p.r] * n_out + col] = from_float<T>(v);
             }
 }
 
 /* C[slot, n0 + c] for the block's rows. kGateUp: a = x (row slot / top_k,
- * a_div = top_k), w = gate_up, C = h, kHalf columns per block; else a = h,
- * w = down, C = y, kBW columns per block. w: T (dense) or the quantized
- * bytes, experts back to back; qa: their scales (quantized). */
+ * a_div = top_k), w = gate_up, C = h, kHalf columns per column block; else
+ * a = h, w = down, C = y, kBW columns. w: T (dense) or the quantized bytes,
+ * experts back to back; qa: their scales (quantized). Block (tile, y) runs
+ * column blocks y, y + gridDim.y, ..: the launcher caps gridDim.y so that a
+ * decode grid of one-warp blocks stays a few thousand blocks (each then
+ * streams several column blocks' weights) while still filling the SMs. */
 template <class T, int BT, bool kGateUp, WQ Q = WQ::dense, Planted kBug = Planted::none>
 __global__ void __launch_bounds__(Cfg<BT>::kThreads)
     moe_gemm_mma_kernel(T *c, const T *a, const void *w, QuantArgs qa, const int2 *tiles, const int *sorted,
                         int a_div, int K, int n_out, qilin_act act) {
-    constexpr int S = Cfg<BT>::kStages;
+    constexpr int S = Cfg<BT>::kStages, kCols = kGateUp ? Cfg<BT>::kHalf : Cfg<BT>::kBW;
     constexpr bool kQ = Q != WQ::dense;
     __shared__ Smem<T, BT, Q> sm;
     const int2 info = tiles[blockIdx.x];
     if (info.x < 0) return; /* a tile past the used ones */
     const int expert = info.x, valid = info.y;
     const int *rows = sorted + (size_t)blockIdx.x * BT;
-    const int n0 = blockIdx.y * (kGateUp ? Cfg<BT>::kHalf : Cfg<BT>::kBW);
     const size_t rows_per_expert = kGateUp ? 2 * (size_t)n_out : (size_t)n_out;
     const size_t expert_bytes = rows_per_expert * (Q == WQ::dense ? K * sizeof(T) : Q == WQ::fp8 ? K : K / 2);
     const void *wexp = (const uint8_t *)w + (size_t)expert * expert_bytes;
@@ -359,37 +389,41 @@ __global__ void __launch_bounds__(Cfg<BT>::kThreads)
     const void *sexp = !kQ ? nullptr
                        : Q == WQ::fp8 ? (const void *)((const float *)qa.scale + expert * scale_elems)
                                       : (const void *)((const __nv_bfloat16 *)qa.scale + expert * scale_elems);
-    const SlabLoader<T, BT, kGateUp, Q> loader(a, wexp, sexp, qa, rows, valid, a_div, K, n0, n_out);
+    const int nk = (K + kBK - 1) / kBK, n_cb = (n_out + kCols - 1) / kCols;
 
-    float acc[2][Cfg<BT>::kNT][4] = {};
-    const int nk = (K + kBK - 1) / kBK;
-    for (int s = 0; s < S - 1; s++) {
-        if (s < nk) loader.load(sm, s, s * kBK);
-        cp_async_commit();
-    }
-    auto prefetch = [&](int kt) { /* slab kt + S - 1 into the slot of slab kt - 1 */
-        int next = kt + S - 1;
-        if (next < nk) loader.load(sm, next % S, next * kBK);
-        cp_async_commit();
-    };
-    for (int kt = 0; kt < nk; kt++) {
-        if constexpr (kBug != Planted::no_wait) cp_async_wait<S - 2>(); /* slab kt landed (this thread's part) */
-        if constexpr (kBug == Planted::no_war_barrier) {
-            prefetch(kt); /* BUG: overwrites a slot other warps may still be reading */
-            __syncthreads();
-        } else {
-            __syncthreads(); /* slab kt visible to all; slab kt - 1 read by all */
-            prefetch(kt);
+    for (int cb = blockIdx.y; cb < n_cb; cb += gridDim.y) {
+        const int n0 = cb * kCols;
+        const SlabLoader<T, BT, kGateUp, Q> loader(a, wexp, sexp, qa, rows, valid, a_div, K, n0, n_out);
+        float acc[Cfg<BT>::kMT][Cfg<BT>::kNT][4] = {};
+        for (int s = 0; s < S - 1; s++) {
+            if (s < nk) loader.load(sm, s, s * kBK);
+            cp_async_commit();
         }
-        if constexpr (kQ) {
-            loader.dequant(sm, kt % S, kt * kBK); /* sm.w[0]: every warp finished slab kt - 1 (barrier above) */
-            __syncthreads();
-            multiply_slab<T, BT>(acc, sm.x[kt % S], sm.w[0], valid);
-        } else {
-            multiply_slab<T, BT>(acc, sm.x[kt % S], sm.w[kt % S], valid);
+        auto prefetch = [&](int kt) { /* slab kt + S - 1 into the slot of slab kt - 1 */
+            int next = kt + S - 1;
+            if (next < nk) loader.load(sm, next % S, next * kBK);
+            cp_async_commit();
+        };
+        for (int kt = 0; kt < nk; kt++) {
+            if constexpr (kBug != Planted::no_wait) cp_async_wait<S - 2>(); /* slab kt landed (this thread's part) */
+            if constexpr (kBug == Planted::no_war_barrier) {
+                prefetch(kt); /* BUG: overwrites a slot other warps may still be reading */
+                __syncthreads();
+            } else {
+                __syncthreads(); /* slab kt visible to all; slab kt - 1 read by all */
+                prefetch(kt);
+            }
+            if constexpr (kQ) {
+                loader.dequant(sm, kt % S, kt * kBK); /* sm.w[0]: every warp finished slab kt - 1 (barrier above) */
+                __syncthreads();
+                multiply_slab<T, BT>(acc, sm.x[kt % S], sm.w[0], valid);
+            } else {
+                multiply_slab<T, BT>(acc, sm.x[kt % S], sm.w[kt % S], valid);
+            }
         }
+        store_tile<T, BT, kGateUp>(c, acc, rows, valid, n0, n_out, act);
+        __syncthreads(); /* the next column block's prologue refills slots the last slabs were read from */
     }
-    store_tile<T, BT, kGateUp>(c, acc, rows, valid, n0, n_out, act);
 }
 
 } // namespace moe_mma

@@ -695,6 +695,10 @@ std::vector<QuantCase> quant_cases() {
         {QILIN_BF16, 1, 8, 2, 96, 48, 96, 16, I4, 32},
         {QILIN_BF16, 70, 3, 2, 64, 32, 64, 32, I4, 32},
         {QILIN_F16, 9, 6, 3, 128, 24, 48, 24, I4, 8, Ids::bad},
+        /* decode tiles, 74 tile slots x 16 gate_up column blocks > the launcher's ~1024 decode blocks:
+         * blocks loop over column blocks; many experts with 1-4 rows, many with none */
+        {QILIN_BF16, 20, 64, 8, 64, 128, 128, 0, F8, 0},
+        {QILIN_BF16, 20, 64, 8, 64, 128, 256, 128, I4, 32},
     };
 }
 
@@ -799,13 +803,13 @@ TEST(MoeExpertsErrors, BadArgumentsNameTheProblem) {
  * change the result (NaN from the emulator's poisoned copies) under at least
  * one of seeds 1..8, while the production kernel matches the float64
  * reference under every one, for both tile heights (decode swap-AB 16,
- * prefill 64). K = 200: 7 slabs through 3 or 4 stages, so slots are reused.
- * The missing wait is caught under every seed (the copies land only at the
- * wait). The early overwrite needs one warp a whole slab ahead of another:
- * the 20-row prefill tile has two warps with only padding rows that race
- * ahead (caught under every seed); in the decode tile the four warps do the
- * same work and the schedule rarely separates them (1 of 16 seeds today),
- * so that bug is asserted over both tile heights together. */
+ * prefill 64). K = 200: 7 slabs through the prefill tile's 3 stages, so
+ * slots are reused. The missing wait is caught under every seed (the copies
+ * land only at the wait). The early overwrite needs one warp a whole slab
+ * ahead of another: the 20-row prefill tile has two warps with only padding
+ * rows that race ahead (caught under every seed); the decode tile is one
+ * warp (and 8 stages hold all 7 slabs), so there it cannot happen, and that
+ * bug is asserted over both tile heights together. */
 TEST(MoeMmaPlanted, PipelineBugsCaughtUnderSomeSeedCleanKernelPassesAll) {
 #if !defined(QILIN_SIM)
     GTEST_SKIP() << "emulator-only: these kernels are broken on purpose";
