@@ -422,6 +422,7 @@ __global__ void __launch_bounds__(Cfg<BT>::kThreads)
             }
         }
         store_tile<T, BT, kGateUp>(c, acc, rows, valid, n0, n_out, act);
+        if constexpr (!Cfg<BT>::kSwap) break; /* prefill: the grid has every column block (no loop state: no spills) */
         __syncthreads(); /* the next column block's prologue refills slots the last slabs were read from */
     }
 }
