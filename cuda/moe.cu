@@ -59,10 +59,15 @@
  * table. The CUDA-core kernel below stays for fp32 (exact fp32 FMA: no tf32,
  * so fp32 mode keeps matching the fp32 references), for widths that are not
  * multiples of 8 and for misaligned matrices (no 16-byte cp.async there).
- * Not here yet: wgmma with TMA and a warp-specialised pipeline on sm_90a,
- * FP8 e4m3 weights with 128x128 block scales dequantised in the main loop,
- * and split-K for decode with very few experts (Mixtral at 1 token: 2
- * tiles x 64-column blocks may not fill every SM). */
+ * Quantized experts (qilin_moe_wq: FP8 128 x 128 blocks, INT4 groups) run
+ * only on the tensor-core kernel, which dequantizes each k-slab in shared
+ * memory (moe_gemm_mma.cuh). Decode tiles are one-warp blocks over 8 gate
+ * + 8 up (or 16 down) weight rows, so a decode step fills the SMs by
+ * column blocks rather than split-K (no partial-sum workspace, no extra
+ * launch). Not here yet: wgmma with TMA and a warp-specialised pipeline on
+ * sm_90a, and split-K for a model whose routed tiles x column blocks stay
+ * under a wave (Mixtral at 1 token: 2 tiles x 1792 gate_up column blocks
+ * fills; none of the seed models underfills today). */
 #include <cmath>
 #include <cstring>
 
@@ -78,6 +83,7 @@ constexpr int kRouteWarps = 4;
 constexpr int kGemmThreads = 256;
 constexpr int kBK = 32;           /* k per shared-memory slab */
 constexpr int kBW = 128;          /* weight rows per block */
+constexpr int kFp8Block = 128;    /* FP8 experts: rows and columns per scale */
 
 
 /* An enum field as an int: a C caller may pass any int, and loading an
@@ -559,15 +565,47 @@ MoePlan moe_plan(int tokens, int top_k, int n_experts, int hidden, int ffn_dim, 
     return p;
 }
 
-/* The two grouped GEMMs on tensor cores (moe_gemm_mma.cu). */
+/* The two grouped GEMMs on tensor cores (moe_gemm_mma.cu), with the
+ * scale geometry of quantized experts (moe.h). */
 qilin_status launch_gemms_mma(const qilin_moe_experts_args *a, const MoePlan &p, const int2 *tiles,
                               const int *sorted, void *h, void *y, qilin_stream *stream) {
-    MoeGemmMmaArgs g = {h, a->x, a->gate_up, tiles, sorted, a->top_k, a->hidden, a->ffn_dim, p.max_tiles, p.bm,
-                        true, a->act};
+    const int wq = enum_code(&a->wq), H = a->hidden, F = a->ffn_dim, B = kFp8Block;
+    MoeGemmMmaArgs g = {h, a->x, a->gate_up, tiles, sorted, a->top_k, H, F, p.max_tiles, p.bm, true, a->act, wq, nullptr, 0, 0, 0, 0, 0};
+    g.scale = a->gate_up_scale;
+    if (wq == QILIN_MOE_W_FP8_BLOCK) {
+        g.row_off = a->gate_up_row_off, g.rb = (a->gate_up_row_off + F + B - 1) / B, g.kb = (H + B - 1) / B;
+    } else if (wq == QILIN_MOE_W_INT4_GROUP) {
+        g.group = a->group, g.kb = (H + a->group - 1) / a->group;
+    }
     qilin_status st = moe_gemm_mma(a->dtype, g, stream);
     if (st != QILIN_OK) return st;
-    g = {y, h, a->down, tiles, sorted, 1, a->ffn_dim, a->hidden, p.max_tiles, p.bm, false, a->act};
+    g = {y, h, a->down, tiles, sorted, 1, F, H, p.max_tiles, p.bm, false, a->act, wq, nullptr, 0, 0, 0, 0, 0};
+    g.scale = a->down_scale;
+    g.col_off = a->down_col_off;
+    if (wq == QILIN_MOE_W_FP8_BLOCK) {
+        g.rb = (H + B - 1) / B, g.kb = (a->down_col_off + F + B - 1) / B;
+    } else if (wq == QILIN_MOE_W_INT4_GROUP) {
+        g.group = a->group, g.kb = (a->down_col_off + F + a->group - 1) / a->group;
+    }
     return moe_gemm_mma(a->dtype, g, stream);
+}
+
+/* Quantized experts' own rules (moe.h); "" when they hold. */
+const char *quantized_experts_problem(const qilin_moe_experts_args *a, int wq) {
+    if (wq == QILIN_MOE_W_DENSE) return "";
+    if (!a->gate_up_scale || !a->down_scale) return "gate_up_scale and down_scale must be set";
+    if ((uintptr_t)a->gate_up % 4 || (uintptr_t)a->down % 4 || (uintptr_t)a->gate_up_scale % 4 ||
+        (uintptr_t)a->down_scale % 4)
+        return "quantized weights and scales must be 4-byte aligned";
+    if (a->down_col_off < 0 || a->down_col_off % 8) return "down_col_off must be a non-negative multiple of 8";
+    if (wq == QILIN_MOE_W_FP8_BLOCK) {
+        if (a->gate_up_row_off < 0 || a->gate_up_row_off >= kFp8Block || a->down_col_off >= kFp8Block)
+            return "gate_up_row_off and down_col_off must be in [0, 128)";
+        return "";
+    }
+    if (a->group < 8 || a->group % 8 || a->group > (1 << 20)) return "group must be a positive multiple of 8";
+    if (a->down_col_off >= a->group) return "down_col_off must be below group";
+    return "";
 }
 
 template <class T, int BM, bool kVec>
@@ -634,12 +672,20 @@ extern "C" qilin_status qilin_moe_experts(const qilin_moe_experts_args *a, qilin
     if ((long long)a->tokens * a->top_k > (1LL << 30))
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_moe_experts: tokens=%d x top_k=%d slots is too many",
                            a->tokens, a->top_k);
-    if ((a->ffn_dim + kBW / 2 - 1) / (kBW / 2) > 65535 || (a->hidden + kBW - 1) / kBW > 65535)
+    /* grid.y: column blocks of the finest kernel (the tensor-core decode tile: 8 gate_up, 16 down columns) */
+    if ((a->ffn_dim + 7) / 8 > 65535 || (a->hidden + 15) / 16 > 65535)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_moe_experts: hidden=%d or ffn_dim=%d is too large",
                            a->hidden, a->ffn_dim);
     int gemm = enum_code(&a->gemm);
     if (gemm != QILIN_MOE_GEMM_AUTO && gemm != QILIN_MOE_GEMM_CUDA_CORES && gemm != QILIN_MOE_GEMM_TENSOR_CORES)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_moe_experts: unknown gemm=%d", gemm);
+    int wq = enum_code(&a->wq);
+    if (wq != QILIN_MOE_W_DENSE && wq != QILIN_MOE_W_FP8_BLOCK && wq != QILIN_MOE_W_INT4_GROUP)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_moe_experts: unknown wq=%d", wq);
+    const char *qproblem = quantized_experts_problem(a, wq);
+    if (*qproblem)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_moe_experts: %s weights: %s",
+                           wq == QILIN_MOE_W_FP8_BLOCK ? "FP8" : "INT4", qproblem);
     int act = enum_code(&a->act);
     if (act != QILIN_ACT_SILU && act != QILIN_ACT_GELU_ERF && act != QILIN_ACT_GELU_TANH)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_moe_experts: unknown act=%d", act);
@@ -659,13 +705,21 @@ extern "C" qilin_status qilin_moe_experts(const qilin_moe_experts_args *a, qilin
         constexpr int V = Vec16<T>::n;
         uintptr_t bits = (uintptr_t)a->out | (uintptr_t)a->x | (uintptr_t)a->gate_up | (uintptr_t)a->down;
         bool vec = a->hidden % V == 0 && a->ffn_dim % V == 0 && bits % 16 == 0;
-        const void *ptrs[] = {a->x, a->gate_up, a->down, a->workspace}; /* what cp.async reads (out: the combine) */
-        bool mma_ok = moe_gemm_mma_supported(a->dtype, a->hidden, a->ffn_dim, ptrs, 4);
+        /* what cp.async reads 16 bytes at a time (out: the combine; quantized weights: 4-byte words) */
+        const void *ptrs[] = {a->x, a->workspace, a->gate_up, a->down};
+        bool mma_ok = moe_gemm_mma_supported(a->dtype, a->hidden, a->ffn_dim, ptrs, wq == QILIN_MOE_W_DENSE ? 4 : 2);
         if (gemm == QILIN_MOE_GEMM_TENSOR_CORES && !mma_ok)
             return qilin_error(QILIN_ERR_UNSUPPORTED,
                                "qilin_moe_experts: gemm=tensor cores needs bf16/f16, hidden=%d and ffn_dim=%d "
                                "multiples of 8 and 16-byte aligned matrices (dtype %s)",
                                a->hidden, a->ffn_dim, qilin_dtype_name(a->dtype));
+        if (wq != QILIN_MOE_W_DENSE && (!mma_ok || gemm == QILIN_MOE_GEMM_CUDA_CORES))
+            return qilin_error(QILIN_ERR_UNSUPPORTED,
+                               "qilin_moe_experts: %s experts run on tensor cores only: dtype bf16/f16 (got %s), "
+                               "hidden=%d and ffn_dim=%d multiples of 8, x and workspace 16-byte aligned, gemm not "
+                               "CUDA cores",
+                               wq == QILIN_MOE_W_FP8_BLOCK ? "FP8" : "INT4", qilin_dtype_name(a->dtype), a->hidden,
+                               a->ffn_dim);
         bool mma = mma_ok && gemm != QILIN_MOE_GEMM_CUDA_CORES;
         if (p.bm == 64)
             return vec ? launch_experts<T, 64, true>(a, p, mma, stream)

@@ -65,6 +65,20 @@ typedef enum qilin_moe_gemm {
     QILIN_MOE_GEMM_TENSOR_CORES,  /* force tensor cores; an unsupported shape is an error */
 } qilin_moe_gemm;
 
+/* How the routed experts' weights are stored (qilin_moe_experts_args.wq).
+ * Quantized weights are dequantized one k-slab at a time in shared memory
+ * (w * scale rounded once to dtype, as host/quant.c's dequantization to
+ * dtype) and multiplied on tensor cores; they never exist as a dtype copy
+ * in device memory. Layouts are the checkpoints' own, sliced along the
+ * expert intermediate dim (tensor parallelism) or whole (expert
+ * parallelism); nothing is repacked. */
+typedef enum qilin_moe_wq {
+    QILIN_MOE_W_DENSE = 0,       /* dtype, as the activations */
+    QILIN_MOE_W_FP8_BLOCK,       /* e4m3fn bytes (DeepSeek-V3 / Kimi K2 FP8), f32 scales per 128 x 128 block */
+    QILIN_MOE_W_INT4_GROUP,      /* compressed-tensors pack-quantized (Kimi K2-Thinking): little-endian int32
+                                    words of 8 nibbles along k, value = nibble - 8, one bf16 scale per group */
+} qilin_moe_wq;
+
 /* out[t, :] (+)= sum_j topk_weights[t, j] * E_{topk_ids[t, j]}(x[t, :]) with
  * E_e(x) = down_e(act(gate_e(x)) * up_e(x)). Expert weights are stacked:
  * gate_up [n_experts, 2 * ffn_dim, hidden] (rows [0, ffn_dim) the gate,
@@ -93,6 +107,22 @@ typedef struct qilin_moe_experts_args {
     void *workspace;              /* qilin_moe_experts_workspace bytes */
     size_t workspace_bytes;
     qilin_moe_gemm gemm;          /* AUTO (0) unless testing or benchmarking */
+    /* Quantized experts (wq != DENSE; tensor cores only: dtype bf16 or f16,
+     * hidden and ffn_dim multiples of 8, weights 4-byte aligned). gate_up and
+     * down then hold the quantized data in the shapes above (FP8: one byte
+     * per weight; INT4: [.., K / 8] int32 words), and
+     *   FP8:  gate_up_scale f32 [E, 2, ceil((gate_up_row_off + ffn_dim) / 128), ceil(hidden / 128)]
+     *         (gate blocks, then up blocks), down_scale f32
+     *         [E, ceil(hidden / 128), ceil((down_col_off + ffn_dim) / 128)];
+     *   INT4: gate_up_scale bf16 [E, 2 ffn_dim, ceil(hidden / group)], down_scale bf16
+     *         [E, hidden, ceil((down_col_off + ffn_dim) / group)].
+     * gate_up_row_off (FP8) / down_col_off: where this GPU's first ffn row /
+     * column sits in its 128-block or group when the tensor-parallel slice
+     * starts mid-block (0..127, or 0..group-1, a multiple of 8). */
+    qilin_moe_wq wq;
+    const void *gate_up_scale, *down_scale;
+    int gate_up_row_off, down_col_off;
+    int group;                    /* INT4: k per scale, a multiple of 8 */
 } qilin_moe_experts_args;
 qilin_status qilin_moe_experts(const qilin_moe_experts_args *args, qilin_stream *stream);
 size_t qilin_moe_experts_workspace(int tokens, int top_k, int n_experts, int hidden,

@@ -12,13 +12,16 @@
 struct MoeGemmMmaArgs {
     void *c;            /* [slots, n_out]: h (gate_up) or y (down), dtype */
     const void *a;      /* x [tokens, K] (row slot / a_div) or h [slots, K] */
-    const void *w;      /* gate_up [E, 2 n_out, K] or down [E, n_out, K] */
+    const void *w;      /* gate_up [E, 2 n_out, K] or down [E, n_out, K], in format wq */
     const int2 *tiles;  /* [max_tiles] (expert or -1, valid rows) */
     const int *sorted;  /* [max_tiles, bt] slot of each tile row */
     int a_div, K, n_out, max_tiles;
     int bt;             /* rows per tile: 16 (decode, swap-AB) or 64 (prefill) */
-    bool gate_up;       /* fused act(gate) * up epilogue, 64 columns per block */
+    bool gate_up;       /* fused act(gate) * up epilogue */
     qilin_act act;
+    int wq;             /* qilin_moe_wq: dense, FP8 block or INT4 group weights */
+    const void *scale;  /* quantized: per-expert scales (moe_gemm_mma.cuh QuantArgs) */
+    int row_off, col_off, group, rb, kb;
 };
 
 /* The shapes the tensor-core kernel takes: 16-bit dtype, K and n_out

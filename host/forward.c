@@ -130,8 +130,9 @@ static qilin_status check_options(const qilin_model_options *o) {
     return QILIN_OK;
 }
 
-/* The plan in the formats the forward pass uploads (qilin_upload_formats:
- * the activation dtype, FP8 projections kept FP8). */
+/* The plan in the formats the forward pass uploads (qilin_upload_formats_fe:
+ * the activation dtype, FP8 projections kept FP8, routed experts kept FP8 or
+ * INT4 when qilin_experts_stay_quantized). */
 static qilin_status make_plan(qilin_model *m) {
     qilin_plan_options po;
     qilin_plan_options_default(&po);
@@ -142,7 +143,9 @@ static qilin_status make_plan(qilin_model *m) {
     QILIN_TRY(qilin_weight_format_parse(fmt, &po.format));
     qilin_wfmt *formats = malloc((size_t)(m->desc->n_tensors > 0 ? m->desc->n_tensors : 1) * sizeof *formats);
     if (!formats) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_model_load: plan formats");
-    qilin_upload_formats(m->desc, m->opt.dtype, formats);
+    int expert_ffn = m->opt.ep ? m->desc->moe_ffn_dim : m->desc->moe_ffn_dim / (m->opt.tp > 0 ? m->opt.tp : 1);
+    qilin_upload_formats_fe(m->desc, m->opt.dtype, expert_ffn, formats);
+    if (m->desc->weight_group > 0) po.format.group = m->desc->weight_group; /* INT4 experts' scale bytes */
     po.tensor_formats = formats;
     qilin_status st = qilin_plan_create(m->desc, &po, &m->plan);
     if (st == QILIN_OK) m->plan->opt.tensor_formats = NULL; /* read while planning only; freed here */

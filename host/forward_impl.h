@@ -45,7 +45,12 @@ typedef struct layer {
     fp8_slot fp8[QILIN_SLOT_COUNT];
     void *gate_up;                /* dense gated MLP [2F, H] */
     void *shared_gate_up;         /* shared experts [2Fs, H] */
-    void *exp_gate_up, *exp_down; /* routed experts [E, 2Fe, H], [E, H, Fe] */
+    void *exp_gate_up, *exp_down; /* routed experts [E, 2Fe, H], [E, H, Fe] (dtype, or exp_wq's format) */
+    /* routed experts kept quantized (qilin_moe_experts' wq, scale layouts in cuda/moe.h): the format,
+     * scales, where this GPU's ffn slice starts in its FP8 block / INT4 group, the INT4 group */
+    int exp_wq;
+    void *exp_gate_up_scale, *exp_down_scale;
+    int exp_row_off, exp_col_off, exp_group;
     float *router_bias;           /* [E_total] fp32 (the router is replicated) */
     void *k_cache,
         *v_cache; /* GQA: [slots, ctx, nkv, hd(v)]; MLA: latent [slots, ctx, r], pe [slots, ctx, dr] */

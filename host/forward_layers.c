@@ -607,7 +607,13 @@ static qilin_status run_experts(shard *m, layer *L, void *out, const void *x, co
                                 .dtype = m->opt->dtype,
                                 .expert_counts = counts,
                                 .workspace = m->moe_ws,
-                                .workspace_bytes = m->moe_ws_bytes};
+                                .workspace_bytes = m->moe_ws_bytes,
+                                .wq = (qilin_moe_wq)L->exp_wq, /* kept FP8 / INT4 (forward_load.c) */
+                                .gate_up_scale = L->exp_gate_up_scale,
+                                .down_scale = L->exp_down_scale,
+                                .gate_up_row_off = L->exp_row_off,
+                                .down_col_off = L->exp_col_off,
+                                .group = L->exp_group};
     return qilin_moe_experts(&e, m->stream);
 }
 

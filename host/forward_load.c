@@ -18,6 +18,7 @@
 
 #include "cuda/device.h"
 #include "cuda/kernels.h"
+#include "cuda/moe.h"
 #include "host/forward_impl.h"
 #include "host/quant.h"
 
@@ -231,11 +232,124 @@ static qilin_status upload_fp8(shard *g, const quant_weight *w, const qilin_tens
     return st;
 }
 
+/* ---- routed experts kept FP8 / INT4 (cuda/moe.h qilin_moe_wq) -------------
+ * The plan (qilin_upload_formats_fe) says which: every per-expert tensor of
+ * the layer then arrives in that format and is copied as it is, this GPU's
+ * ffn rows (gate, up) or columns (down) of the checkpoint bytes plus the
+ * scale blocks / groups covering them, into [E, 2Fe, ..] and [E, H, ..]
+ * (FP8 bytes, or INT4 int32 words of 8 nibbles along k — the checkpoint's
+ * layout, not repacked: the kernel dequantizes a k-slab in shared memory,
+ * where any interleave would buy nothing). */
+
+static int wq_of_format(qilin_wfmt f) {
+    return f == QILIN_WFMT_FP8_BLOCK ? QILIN_MOE_W_FP8_BLOCK : f == QILIN_WFMT_INT4_GROUP ? QILIN_MOE_W_INT4_GROUP : 0;
+}
+
+/* Copies `rows` rows of `n` bytes from src (row stride ld) to dst (packed), on the host first. */
+static qilin_status copy_rows(shard *g, void *dst, const void *src, int64_t rows, size_t n, size_t ld,
+                              const char *name) {
+    if (qilin_device_dry_run() || rows * (int64_t)n == 0) return QILIN_OK;
+    size_t bytes = (size_t)rows * n;
+    unsigned char *h = malloc(bytes);
+    if (!h) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "no host memory to slice %s", name);
+    for (int64_t r = 0; r < rows; r++) memcpy(h + (size_t)r * n, (const unsigned char *)src + (size_t)r * ld, n);
+    qilin_status st = qilin_memcpy_h2d(dst, h, bytes, g->stream);
+    if (st == QILIN_OK) st = qilin_stream_synchronize(g->stream);
+    free(h);
+    return st;
+}
+
+/* The layer's quantized expert buffers (allocated with the first expert tensor) and their geometry. */
+static qilin_status alloc_quant_experts(shard *g, layer *L, int wq, int group, int row_off, int col_off,
+                                        const char *name) {
+    const int64_t E = g->E, F = g->Fe, H = g->desc->hidden, B = QUANT_FP8_BLOCK;
+    if (L->exp_gate_up) {
+        if (L->exp_wq != wq || L->exp_row_off != row_off || L->exp_col_off != col_off || L->exp_group != group)
+            return qilin_error(QILIN_ERR_FORMAT,
+                               "%s: tensor %s: its format or scale grid differs from the layer's other experts",
+                               g->desc->source, name);
+        return QILIN_OK;
+    }
+    L->exp_wq = wq, L->exp_row_off = row_off, L->exp_col_off = col_off, L->exp_group = group;
+    bool fp8 = wq == QILIN_MOE_W_FP8_BLOCK;
+    int64_t gu_bytes = fp8 ? E * 2 * F * H : E * 2 * F * (H / 2), dn_bytes = fp8 ? E * H * F : E * H * (F / 2);
+    int64_t gu_scales = fp8 ? E * 2 * ((row_off + F + B - 1) / B) * ((H + B - 1) / B)
+                            : E * 2 * F * ((H + group - 1) / group);
+    int64_t dn_scales = fp8 ? E * ((H + B - 1) / B) * ((col_off + F + B - 1) / B)
+                            : E * H * ((col_off + F + group - 1) / group);
+    size_t ss = fp8 ? 4 : 2;
+    QILIN_TRY(alloc_once(g, &L->exp_gate_up, gu_bytes, 1, name));
+    QILIN_TRY(alloc_once(g, &L->exp_down, dn_bytes, 1, name));
+    QILIN_TRY(alloc_once(g, &L->exp_gate_up_scale, gu_scales, ss, name));
+    return alloc_once(g, &L->exp_down_scale, dn_scales, ss, name);
+}
+
+static qilin_status upload_quant_expert(shard *g, const quant_weight *w, const qilin_tensor_spec *s,
+                                        const qilin_shard_slice *sl) {
+    const qilin_model_desc *d = g->desc;
+    const int wq = wq_of_format(sl->format), B = QUANT_FP8_BLOCK;
+    const bool fp8 = wq == QILIN_MOE_W_FP8_BLOCK, down = s->slot == QILIN_W_EXP_DOWN;
+    if ((fp8 && w->format != QILIN_WF_FP8_BLOCK) || (!fp8 && w->format != QILIN_WF_INT4_GROUP))
+        return qilin_error(QILIN_ERR_FORMAT, "%s: tensor %s is %s; the plan keeps this model's routed experts %s",
+                           d->source, w->name, qilin_wformat_name(w->format), fp8 ? "FP8" : "INT4");
+    QILIN_TRY(quant_check(w));
+    if (!fp8 && w->scale_dtype != QILIN_BF16)
+        return qilin_error(QILIN_ERR_UNSUPPORTED,
+                           "%s: tensor %s: INT4 group scales are %s; experts kept INT4 take bf16 scales", d->source,
+                           w->name, qilin_dtype_name(w->scale_dtype));
+    const int64_t R = w->rows, C = w->cols, F = g->Fe, H = d->hidden, group = fp8 ? 0 : w->group_size;
+    const int64_t r0 = sl->dim == 0 ? sl->start : 0, c0 = sl->dim == 1 ? sl->start : 0;
+    bool shape_ok = down ? R == H && (sl->dim == 1 ? sl->count : C) == F : C == H && (sl->dim == 0 ? sl->count : R) == F;
+    if (!shape_ok || sl->dim > 1 || (sl->dim >= 0 && sl->alloc_count != sl->count) || (!fp8 && group % 8))
+        return qilin_error(QILIN_ERR_FORMAT, "%s: expert tensor %s [%lld, %lld] does not slice to [%s] of %lld",
+                           d->source, w->name, (long long)R, (long long)C, down ? "hidden, ffn" : "ffn, hidden",
+                           (long long)F);
+    layer *L = &g->layers[s->layer];
+    /* this GPU's ffn slice starts at the same index in gate/up rows and down columns */
+    const int64_t ffn0 = down ? c0 : r0;
+    const int row_off = fp8 ? (int)(ffn0 % B) : 0, col_off = (int)(ffn0 % (fp8 ? B : group));
+    QILIN_TRY(alloc_quant_experts(g, L, wq, (int)group, row_off, col_off, w->name));
+    const size_t e = (size_t)(s->expert - g->e0), part = s->slot == QILIN_W_EXP_UP;
+    const unsigned char *data = w->data, *sc = w->scales;
+    if (fp8) {
+        const int64_t kb_src = (C + B - 1) / B;
+        if (!down) { /* rows r0 .. r0 + F of [R, H]: contiguous; scale block rows covering them, all columns */
+            int64_t rb = (row_off + F + B - 1) / B, kb = (H + B - 1) / B;
+            QILIN_TRY(copy_rows(g, (char *)L->exp_gate_up + (e * 2 + part) * (size_t)(F * H), data + r0 * C, 1,
+                                (size_t)(F * H), 0, w->name));
+            return copy_rows(g, (float *)L->exp_gate_up_scale + (e * 2 + part) * (size_t)(rb * kb),
+                             sc + (r0 / B) * kb_src * 4, rb, (size_t)kb * 4, (size_t)kb_src * 4, w->name);
+        }
+        int64_t rb = (H + B - 1) / B, cb = (col_off + F + B - 1) / B;
+        QILIN_TRY(copy_rows(g, (char *)L->exp_down + e * (size_t)(H * F), data + c0, H, (size_t)F, (size_t)C, w->name));
+        return copy_rows(g, (float *)L->exp_down_scale + e * (size_t)(rb * cb), sc + (c0 / B) * 4, rb, (size_t)cb * 4,
+                         (size_t)kb_src * 4, w->name);
+    }
+    const int64_t words_src = (C + 7) / 8, groups_src = C / group;
+    if (!down) {
+        int64_t kb = (H + group - 1) / group;
+        size_t row0 = e * 2 * (size_t)F + part * (size_t)F;
+        QILIN_TRY(copy_rows(g, (char *)L->exp_gate_up + row0 * (size_t)(H / 2), data + r0 * words_src * 4, 1,
+                            (size_t)(F * words_src * 4), 0, w->name));
+        return copy_rows(g, (uint16_t *)L->exp_gate_up_scale + row0 * (size_t)kb, sc + r0 * groups_src * 2, 1,
+                         (size_t)(F * kb * 2), 0, w->name);
+    }
+    if (c0 % 8)
+        return qilin_error(QILIN_ERR_FORMAT, "%s: INT4 tensor %s: slice starts at column %lld, inside a packed word",
+                           d->source, w->name, (long long)c0);
+    int64_t gd = (col_off + F + group - 1) / group;
+    QILIN_TRY(copy_rows(g, (char *)L->exp_down + e * (size_t)(H * (F / 2)), data + c0 / 2, H, (size_t)(F / 2),
+                        (size_t)words_src * 4, w->name));
+    return copy_rows(g, (uint16_t *)L->exp_down_scale + e * (size_t)(H * gd), sc + (c0 / group) * 2, H,
+                     (size_t)gd * 2, (size_t)groups_src * 2, w->name);
+}
+
 static qilin_status upload_tensor(shard *g, const qilin_bound_tensor *b, const qilin_shard_slice *sl) {
     const qilin_tensor_spec *s = &g->desc->tensors[b->spec];
     quant_weight w;
     QILIN_TRY(weight_of(g->desc, b, &w));
     if (stays_fp8(b, s)) return upload_fp8(g, &w, s, sl);
+    if (s->expert >= 0 && wq_of_format(sl->format)) return upload_quant_expert(g, &w, s, sl);
     void *dst = NULL;
     qilin_dtype dtype;
     QILIN_TRY(destination(g, s, sl, &dst, &dtype));
@@ -449,8 +563,9 @@ void shard_free(shard *g) {
         for (int l = 0; l < g->desc->n_layers; l++) {
             layer *L = &g->layers[l];
             for (int s = 0; s < QILIN_SLOT_COUNT; s++) qilin_free(L->w[s]), qilin_free(L->fp8[s].scale);
-            void *per_layer[] = {L->gate_up,     L->shared_gate_up, L->exp_gate_up, L->exp_down,
-                                 L->router_bias, L->k_cache,        L->v_cache};
+            void *per_layer[] = {L->gate_up,     L->shared_gate_up, L->exp_gate_up,       L->exp_down,
+                                 L->exp_gate_up_scale, L->exp_down_scale, L->router_bias, L->k_cache,
+                                 L->v_cache};
             for (size_t i = 0; i < sizeof per_layer / sizeof per_layer[0]; i++) qilin_free(per_layer[i]);
         }
     }

@@ -266,18 +266,32 @@ bool qilin_slot_stays_fp8(qilin_slot s) {
     }
 }
 
-void qilin_upload_formats(const qilin_model_desc *d, qilin_dtype dtype, qilin_wfmt *out) {
+bool qilin_experts_stay_quantized(const qilin_model_desc *d, qilin_dtype dtype, int expert_ffn) {
+    bool fp8 = strcmp(d->quant_method, "fp8") == 0;
+    bool int4 = strcmp(d->quant_method, "compressed-tensors") == 0 && d->weight_group > 0 && d->weight_group % 8 == 0;
+    return (fp8 || int4) && d->n_experts > 0 && (dtype == QILIN_BF16 || dtype == QILIN_F16) && d->hidden % 8 == 0 &&
+           expert_ffn > 0 && expert_ffn % 8 == 0;
+}
+
+void qilin_upload_formats_fe(const qilin_model_desc *d, qilin_dtype dtype, int expert_ffn, qilin_wfmt *out) {
     qilin_wfmt act = dtype == QILIN_F32   ? QILIN_WFMT_FP32
                      : dtype == QILIN_F16 ? QILIN_WFMT_FP16
                                           : QILIN_WFMT_BF16;
     bool fp8 = strcmp(d->quant_method, "fp8") == 0;
+    bool experts_q = qilin_experts_stay_quantized(d, dtype, expert_ffn);
     for (int i = 0; i < d->n_tensors; i++) {
         const qilin_tensor_spec *s = &d->tensors[i];
+        bool per_expert = s->n_dims == 2 && s->layer >= 0 && s->expert >= 0 && slot_is_routed(s->slot);
         out[i] = s->slot == QILIN_W_ROUTER_BIAS ? QILIN_WFMT_FP32
                  : fp8 && s->n_dims == 2 && s->layer >= 0 && qilin_slot_stays_fp8(s->slot)
                      ? QILIN_WFMT_FP8_BLOCK
-                     : act;
+                 : experts_q && per_expert ? (fp8 ? QILIN_WFMT_FP8_BLOCK : QILIN_WFMT_INT4_GROUP)
+                                           : act;
     }
+}
+
+void qilin_upload_formats(const qilin_model_desc *d, qilin_dtype dtype, qilin_wfmt *out) {
+    qilin_upload_formats_fe(d, dtype, d->moe_ffn_dim, out);
 }
 
 /* Blocks of size b that [start, start + count) touches. */

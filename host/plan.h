@@ -125,6 +125,21 @@ bool qilin_slot_stays_fp8(qilin_slot s);
  * qilin_plan_options.tensor_formats (with format's block 128 x 128). */
 void qilin_upload_formats(const qilin_model_desc *d, qilin_dtype dtype, qilin_wfmt *out);
 
+/* Whether the forward keeps the routed experts of desc's FP8 (quant_method
+ * "fp8") or INT4 (compressed-tensors, group a multiple of 8) checkpoint in
+ * that format on the device (qilin_moe_experts' quantized weights), when
+ * each GPU holds expert_ffn intermediate rows of every expert it holds
+ * (moe_ffn_dim / tp, or all of it under expert parallelism): activations
+ * bf16 or f16 (fp32 mode dequantizes them to fp32 at load, as before), and
+ * hidden and expert_ffn multiples of 8 (the tensor-core kernel's k chunks). */
+bool qilin_experts_stay_quantized(const qilin_model_desc *d, qilin_dtype dtype, int expert_ffn);
+
+/* qilin_upload_formats with the per-GPU expert width: the routed experts'
+ * per-expert tensors (not GGUF's stacked ones) in FP8_BLOCK or INT4_GROUP
+ * when qilin_experts_stay_quantized; qilin_upload_formats is this at
+ * expert_ffn = moe_ffn_dim. */
+void qilin_upload_formats_fe(const qilin_model_desc *d, qilin_dtype dtype, int expert_ffn, qilin_wfmt *out);
+
 /* Device bytes of a tensor of `shape` in format `f` restricted to [
  * start + count) along `dim` (dim = -1: the whole tensor), scales included.
  * Quantised formats apply to the last two dims ([out, in]); 1-D tensors are

@@ -12,9 +12,11 @@ namespace {
 template <int BT, moe_mma::Planted kBug>
 qilin_status launch(__nv_bfloat16 *h, const __nv_bfloat16 *x, const __nv_bfloat16 *w, const int2 *tiles,
                     const int *sorted, int K, int n_out) {
-    dim3 grid(1, (n_out + moe_mma::kHalf - 1) / moe_mma::kHalf), block(moe_mma::kThreads);
-    return QILIN_LAUNCH((moe_mma::moe_gemm_mma_kernel<__nv_bfloat16, BT, true, kBug>), grid, block, 0, nullptr, h,
-                        x, w, tiles, sorted, 1, K, n_out, QILIN_ACT_SILU);
+    using C = moe_mma::Cfg<BT>;
+    dim3 grid(1, (n_out + C::kHalf - 1) / C::kHalf), block(C::kThreads);
+    return QILIN_LAUNCH((moe_mma::moe_gemm_mma_kernel<__nv_bfloat16, BT, true, moe_mma::WQ::dense, kBug>), grid,
+                        block, 0, nullptr, h, x, (const void *)w, moe_mma::QuantArgs{}, tiles, sorted, 1, K, n_out,
+                        QILIN_ACT_SILU);
 }
 
 template <int BT>

@@ -13,8 +13,9 @@
  *     blocks == blocks_per_split x ceil(max_kv_len / 16);
  *   - GEMV: every warp of every block owns its own 2 rows (n / 2 blocks: DeepSeek's router);
  *   - MoE: active blocks = active tiles x column blocks (tiles past the used ones exit).
- * Those exceptions, and the MoE shapes that still need split-K, are listed in kKnownUnderfill
- * with the reason; a grid below one wave that is not listed fails.
+ * Those exceptions are listed in kKnownUnderfill (the MoE decode shapes fill a wave since its
+ * decode tile became a one-warp block of 16 weight rows) with the reason; a grid below one wave
+ * that is not listed fails.
  *
  * Cheap by construction: the grid is planned from the host-side bounds (max_kv_len, the
  * tile-table bound of the MoE), not from the data, so the caches hold at most 20 keys per sequence
@@ -87,9 +88,6 @@ const std::map<std::string, Underfill> kKnownUnderfill = {
      {false, "n = 128, k = 2048: 32 blocks of 4 rows (the in-block k split stops at 1024 k per warp); "
              "needs a k split across blocks; 512 KB of weights"}},
     {"gemv/dsv3_router", {true, "n = 256: 128 blocks of 2 rows; 3.7 MB of weights"}},
-    {"moe_gate_up/qwen3_30b_a3b/b1", {false, "8 experts x 12 column blocks; needs split-K over hidden 2048"}},
-    {"moe_down/qwen3_30b_a3b/b1", {false, "8 experts x 16 column blocks; needs split-K over ffn 768"}},
-    {"moe_gate_up/dsv3_tp8/b1", {false, "8 experts x 4 column blocks (ffn 256); needs split-K over hidden 7168"}},
 };
 
 void expect_wave(const std::string &name, long long blocks, long long most_possible) {

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "cuda/kernels.h"
+#include "host/quant.h"
 #include "tests/compare.h"
 #include "tests/dtype_io.h"
 #include "tests/moe_mma_planted.h"
@@ -532,6 +533,202 @@ std::vector<ExpertCase> expert_cases() {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, MoeExperts, testing::ValuesIn(expert_cases()), expert_name);
 
+/* ---- quantized experts (FP8 block, INT4 group) ------------------------------
+ * Each expert's gate, up ([Ft, H]) and down ([H, Ft]) are quantized as the
+ * checkpoints are (host/quant.c's quantizer: FP8 e4m3 with 128 x 128 block
+ * scales, INT4 compressed-tensors groups with bf16 scales) at a full width
+ * Ft, and the kernel gets the slice [off, off + F) of the ffn dim, as a
+ * tensor-parallel rank does (off not on the 128 / group grid: the scale
+ * lookups must honour gate_up_row_off / down_col_off). The reference is the
+ * float64 product of the same slices dequantized by host/quant.c to dtype
+ * (what the kernel multiplies after its in-shared-memory dequantization). */
+struct QuantCase {
+    qilin_dtype dtype;
+    int tokens, n_experts, top_k, hidden, ffn, full_ffn, off;
+    qilin_moe_wq wq;
+    int group; /* INT4 */
+    Ids ids = Ids::random;
+};
+
+std::string quant_name(const testing::TestParamInfo<QuantCase> &info) {
+    const QuantCase &c = info.param;
+    return std::string(c.wq == QILIN_MOE_W_FP8_BLOCK ? "fp8" : "int4") + "_" + qilin_dtype_name(c.dtype) + "_t" +
+           std::to_string(c.tokens) + "_e" + std::to_string(c.n_experts) + "_k" + std::to_string(c.top_k) + "_h" +
+           std::to_string(c.hidden) + "_f" + std::to_string(c.ffn) + "_of" + std::to_string(c.full_ffn) + "_at" +
+           std::to_string(c.off) + (c.ids == Ids::bad ? "_bad_ids" : "");
+}
+
+/* One quantized matrix [rows, cols] and its dequantization to dtype. */
+struct QMat {
+    quant_weight w{};
+    std::vector<unsigned char> data, scales, deq;
+};
+
+void quantize(QMat &m, qilin_wformat f, int64_t rows, int64_t cols, int group, double sd, std::mt19937 &rng,
+              qilin_dtype dt) {
+    std::normal_distribution<double> normal(0.0, sd);
+    std::vector<float> src((size_t)(rows * cols));
+    for (float &v : src) v = (float)normal(rng);
+    m.w = quant_weight{};
+    m.w.format = f, m.w.rows = rows, m.w.cols = cols, m.w.scale_dtype = QILIN_BF16, m.w.group_size = group;
+    size_t db = 0, sb = 0;
+    ASSERT_EQ(quant_sizes(&m.w, &db, &sb), QILIN_OK) << qilin_last_error();
+    m.data.assign(db, 0), m.scales.assign(sb, 0);
+    m.w.data_bytes = db, m.w.scale_bytes = sb;
+    ASSERT_EQ(quant_quantize(src.data(), &m.w, m.data.data(), m.scales.data()), QILIN_OK) << qilin_last_error();
+    m.deq.assign((size_t)(rows * cols) * qilin_dtype_size(dt), 0);
+    ASSERT_EQ(quant_dequantize(&m.w, 0, rows, dt, m.deq.data()), QILIN_OK) << qilin_last_error();
+}
+
+/* Appends rows [r0, r0 + n) x bytes [b0, b0 + nb) of a row-major matrix with row stride ld. */
+void append_block(std::vector<unsigned char> &out, const std::vector<unsigned char> &src, int64_t r0, int64_t n,
+                  int64_t b0, int64_t nb, int64_t ld) {
+    for (int64_t r = r0; r < r0 + n; r++)
+        out.insert(out.end(), src.begin() + (size_t)(r * ld + b0), src.begin() + (size_t)(r * ld + b0 + nb));
+}
+
+struct QuantExperts {
+    std::vector<unsigned char> gu, dn, gu_scale, dn_scale;
+    int row_off = 0, col_off = 0;
+};
+
+/* Builds the device layouts of moe.h from each expert's quantized gate, up
+ * and down, and writes the dequantized slices into d.gu / d.dn for the
+ * reference. */
+void make_quant_experts(const QuantCase &c, ExpertData &d, QuantExperts &q) {
+    const bool fp8 = c.wq == QILIN_MOE_W_FP8_BLOCK;
+    const qilin_wformat f = fp8 ? QILIN_WF_FP8_BLOCK : QILIN_WF_INT4_GROUP;
+    const int64_t E = c.n_experts, H = c.hidden, F = c.ffn, Ft = c.full_ffn, o = c.off, B = 128, G = c.group;
+    const size_t es = qilin_dtype_size(c.dtype);
+    std::mt19937 rng(7 + E + H * 3 + F);
+    q.row_off = fp8 ? (int)(o % B) : 0;
+    q.col_off = (int)(fp8 ? o % B : o % G);
+    const int64_t rb_gu = (q.row_off + F + B - 1) / B, kb_h = (H + B - 1) / B, cb_dn = (q.col_off + F + B - 1) / B;
+    const int64_t gd = fp8 ? 0 : (q.col_off + F + G - 1) / G;
+    d.gu.clear(), d.dn.clear();
+    for (int64_t e = 0; e < E; e++) {
+        QMat gate, up, down;
+        ASSERT_NO_FATAL_FAILURE(quantize(gate, f, Ft, H, G, 1.5 / std::sqrt((double)H), rng, c.dtype));
+        ASSERT_NO_FATAL_FAILURE(quantize(up, f, Ft, H, G, 1.5 / std::sqrt((double)H), rng, c.dtype));
+        ASSERT_NO_FATAL_FAILURE(quantize(down, f, H, Ft, G, 1.0 / std::sqrt((double)F), rng, c.dtype));
+        for (QMat *m : {&gate, &up}) { /* rows [o, o + F) */
+            append_block(d.gu, m->deq, o, F, 0, H * (int64_t)es, H * (int64_t)es);
+            if (fp8) {
+                append_block(q.gu, m->data, o, F, 0, H, H);
+                append_block(q.gu_scale, m->scales, o / B, rb_gu, 0, kb_h * 4, kb_h * 4);
+            } else {
+                append_block(q.gu, m->data, o, F, 0, H / 2, H / 2);
+                append_block(q.gu_scale, m->scales, o, F, 0, H / G * 2, H / G * 2);
+            }
+        }
+        append_block(d.dn, down.deq, 0, H, o * (int64_t)es, F * (int64_t)es, Ft * (int64_t)es);
+        if (fp8) {
+            const int64_t kb_ft = (Ft + B - 1) / B;
+            append_block(q.dn, down.data, 0, H, o, F, Ft);
+            append_block(q.dn_scale, down.scales, 0, kb_h, o / B * 4, cb_dn * 4, kb_ft * 4);
+        } else {
+            append_block(q.dn, down.data, 0, H, o / 2, F / 2, Ft / 2);
+            append_block(q.dn_scale, down.scales, 0, H, o / G * 2, gd * 2, Ft / G * 2);
+        }
+    }
+}
+
+class MoeQuantExperts : public testing::TestWithParam<QuantCase> {};
+
+/* Quantized experts against the float64 reference of the dequantized
+ * slices, into a poisoned output and workspace; expert counts and bad ids
+ * as for dtype weights. */
+TEST_P(MoeQuantExperts, MatchesFloat64ReferenceOfDequantizedWeights) {
+    QILIN_REQUIRE_DEVICES(1);
+    const QuantCase c = GetParam();
+    ExpertCase ec{c.dtype, c.tokens, c.n_experts, c.top_k, c.hidden, c.ffn, c.ids};
+    ExpertData d;
+    make_inputs(ec, d);
+    QuantExperts q;
+    ASSERT_NO_FATAL_FAILURE(make_quant_experts(c, d, q));
+    make_reference(ec, d);
+
+    const int T = c.tokens, E = c.n_experts, K = c.top_k, H = c.hidden, F = c.ffn, slots = T * K;
+    size_t ws = qilin_moe_experts_workspace(T, K, E, H, F, c.dtype);
+    DeviceBuffer<unsigned char> dx(d.x.size()), dout((size_t)T * H * d.es), dgu(q.gu.size()), ddn(q.dn.size()),
+        dgus(q.gu_scale.size()), ddns(q.dn_scale.size()), dws(ws);
+    DeviceBuffer<int> dids(slots), dcounts(E), dbad(1);
+    DeviceBuffer<float> dw(slots);
+    QILIN_ASSERT_OK(dx.upload(d.x));
+    QILIN_ASSERT_OK(dgu.upload(q.gu));
+    QILIN_ASSERT_OK(ddn.upload(q.dn));
+    QILIN_ASSERT_OK(dgus.upload(q.gu_scale));
+    QILIN_ASSERT_OK(ddns.upload(q.dn_scale));
+    QILIN_ASSERT_OK(dids.upload(d.ids));
+    QILIN_ASSERT_OK(dw.upload(d.w));
+    QILIN_ASSERT_OK(dws.poison());
+    QILIN_ASSERT_OK(dout.poison());
+    QILIN_ASSERT_OK(dcounts.poison());
+    QILIN_ASSERT_OK(qilin_memset(dbad.ptr, 0, sizeof(int), nullptr));
+    qilin_moe_experts_args a = {};
+    a.out = dout.ptr, a.x = dx.ptr, a.topk_ids = dids.ptr, a.topk_weights = dw.ptr;
+    a.gate_up = dgu.ptr, a.down = ddn.ptr, a.tokens = T, a.top_k = K, a.n_experts = E, a.hidden = H, a.ffn_dim = F;
+    a.act = QILIN_ACT_SILU, a.dtype = c.dtype, a.expert_counts = dcounts.ptr, a.bad_ids = dbad.ptr;
+    a.workspace = dws.ptr, a.workspace_bytes = ws;
+    a.wq = c.wq, a.gate_up_scale = dgus.ptr, a.down_scale = ddns.ptr;
+    a.gate_up_row_off = q.row_off, a.down_col_off = q.col_off, a.group = c.group;
+    QILIN_ASSERT_OK(qilin_moe_experts(&a, nullptr));
+    ExpertResult r;
+    std::vector<unsigned char> out = dout.download();
+    r.out.resize((size_t)T * H);
+    for (size_t i = 0; i < r.out.size(); i++) r.out[i] = value_of(out, i, c.dtype);
+    r.counts = dcounts.download();
+    r.counts.resize(E);
+    r.bad = dbad.download()[0];
+    expect_matches(ec, d, r, "quantized experts");
+}
+
+std::vector<QuantCase> quant_cases() {
+    const qilin_moe_wq F8 = QILIN_MOE_W_FP8_BLOCK, I4 = QILIN_MOE_W_INT4_GROUP;
+    return {
+        /* decode: 1 token, k = 2 of 8 experts (6 experts get no row); ffn slice mid-block */
+        {QILIN_BF16, 1, 8, 2, 136, 48, 192, 136, F8, 0},
+        /* prefill-size tiles, partial 128 blocks in both dims, uneven rows per expert */
+        {QILIN_BF16, 70, 3, 2, 200, 96, 256, 64, F8, 0}, /* rows 64..160: two scale block rows */
+        {QILIN_F16, 9, 6, 3, 64, 32, 32, 0, F8, 0, Ids::bad},
+        /* INT4: group 32, slice starting mid-group (col_off 16) */
+        {QILIN_BF16, 1, 8, 2, 96, 48, 96, 16, I4, 32},
+        {QILIN_BF16, 70, 3, 2, 64, 32, 64, 32, I4, 32},
+        {QILIN_F16, 9, 6, 3, 128, 24, 48, 24, I4, 8, Ids::bad},
+        /* decode tiles, 74 tile slots x 16 gate_up column blocks > the launcher's ~1024 decode blocks:
+         * blocks loop over column blocks; many experts with 1-4 rows, many with none */
+        {QILIN_BF16, 20, 64, 8, 64, 128, 128, 0, F8, 0},
+        {QILIN_BF16, 20, 64, 8, 64, 128, 256, 128, I4, 32},
+    };
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, MoeQuantExperts, testing::ValuesIn(quant_cases()), quant_name);
+
+/* Quantized experts are refused where no kernel takes them, with the reason. */
+TEST(MoeQuantExpertsEdge, RefusedOutsideTheTensorCoreKernel) {
+    QILIN_REQUIRE_DEVICES(1);
+    DeviceBuffer<unsigned char> buf(1 << 16);
+    qilin_moe_experts_args a = {};
+    a.out = a.workspace = buf.ptr;
+    a.x = a.gate_up = a.down = buf.ptr;
+    a.topk_ids = (const int *)buf.ptr, a.topk_weights = (const float *)buf.ptr;
+    a.tokens = 1, a.top_k = 1, a.n_experts = 2, a.hidden = 64, a.ffn_dim = 32, a.dtype = QILIN_F32;
+    a.workspace_bytes = 1 << 16;
+    a.wq = QILIN_MOE_W_FP8_BLOCK, a.gate_up_scale = a.down_scale = buf.ptr;
+    EXPECT_EQ(qilin_moe_experts(&a, nullptr), QILIN_ERR_UNSUPPORTED); /* fp32: CUDA cores only */
+    EXPECT_NE(std::string(qilin_last_error()).find("tensor cores"), std::string::npos) << qilin_last_error();
+    a.dtype = QILIN_BF16, a.down_scale = nullptr;
+    EXPECT_EQ(qilin_moe_experts(&a, nullptr), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(qilin_last_error()).find("down_scale"), std::string::npos) << qilin_last_error();
+    a.down_scale = buf.ptr, a.down_col_off = 128;
+    EXPECT_EQ(qilin_moe_experts(&a, nullptr), QILIN_ERR_INVALID_ARGUMENT);
+    a.down_col_off = 0, a.wq = QILIN_MOE_W_INT4_GROUP, a.group = 12;
+    EXPECT_EQ(qilin_moe_experts(&a, nullptr), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(qilin_last_error()).find("group"), std::string::npos) << qilin_last_error();
+    a.wq = (qilin_moe_wq)7;
+    EXPECT_EQ(qilin_moe_experts(&a, nullptr), QILIN_ERR_INVALID_ARGUMENT);
+}
+
 /* tokens = 0 still writes expert_counts (all zero). */
 TEST(MoeExpertsEdge, NoTokensZeroesCounts) {
     QILIN_REQUIRE_DEVICES(1);
@@ -606,13 +803,13 @@ TEST(MoeExpertsErrors, BadArgumentsNameTheProblem) {
  * change the result (NaN from the emulator's poisoned copies) under at least
  * one of seeds 1..8, while the production kernel matches the float64
  * reference under every one, for both tile heights (decode swap-AB 16,
- * prefill 64). K = 200: 7 slabs through 3 or 4 stages, so slots are reused.
- * The missing wait is caught under every seed (the copies land only at the
- * wait). The early overwrite needs one warp a whole slab ahead of another:
- * the 20-row prefill tile has two warps with only padding rows that race
- * ahead (caught under every seed); in the decode tile the four warps do the
- * same work and the schedule rarely separates them (1 of 16 seeds today),
- * so that bug is asserted over both tile heights together. */
+ * prefill 64). K = 200: 7 slabs through the prefill tile's 3 stages, so
+ * slots are reused. The missing wait is caught under every seed (the copies
+ * land only at the wait). The early overwrite needs one warp a whole slab
+ * ahead of another: the 20-row prefill tile has two warps with only padding
+ * rows that race ahead (caught under every seed); the decode tile is one
+ * warp (and 8 stages hold all 7 slabs), so there it cannot happen, and that
+ * bug is asserted over both tile heights together. */
 TEST(MoeMmaPlanted, PipelineBugsCaughtUnderSomeSeedCleanKernelPassesAll) {
 #if !defined(QILIN_SIM)
     GTEST_SKIP() << "emulator-only: these kernels are broken on purpose";

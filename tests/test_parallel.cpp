@@ -308,8 +308,10 @@ TEST_P(Parallel, AllocationMatchesPlan) {
     qilin_plan_options po;
     qilin_plan_options_default(&po);
     po.tp = o->tp, po.ep = o->ep, po.ep_all_to_all = o->ep_dispatch == QILIN_EP_ALL_TO_ALL;
-    std::vector<qilin_wfmt> formats(d->n_tensors); /* as uploaded: bf16, FP8 projections kept FP8 */
-    qilin_upload_formats(d, QILIN_BF16, formats.data());
+    /* as uploaded: bf16, FP8 projections kept FP8, routed experts kept FP8 / INT4 at this GPU's ffn width */
+    std::vector<qilin_wfmt> formats(d->n_tensors);
+    qilin_upload_formats_fe(d, QILIN_BF16, o->ep ? d->moe_ffn_dim : d->moe_ffn_dim / o->tp, formats.data());
+    if (d->weight_group > 0) po.format.group = d->weight_group;
     po.tensor_formats = formats.data();
     qilin_plan *p = nullptr;
     ASSERT_EQ(qilin_plan_create(d, &po, &p), QILIN_OK) << qilin_last_error();
@@ -384,11 +386,24 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, Parallel, testing::ValuesIn(pinned_cases()), 
 /* The planner splits every pinned case and refuses every other (fixture,
  * degree, mode) of the fixture list: EP only for MoE fixtures, and the
  * degrees left out above do not divide those fixtures' heads or experts. */
-/* The FP8 fixture's projections stay FP8 on the device: the weights the
- * forward uploads are what the plan counts in the upload formats, and
- * about half of what the same model costs dequantized to bf16. */
-TEST(Fp8Weights, UploadedBytesArePlannedAndAboutHalfOfBf16) {
+/* Quantized fixtures stay quantized on the device: llama_fp8's projections
+ * (FP8), deepseek_v3_fp8's projections and routed experts (FP8; kv_a/kv_b
+ * are dequantized), kimi_k2_int4's routed experts (INT4, the rest bf16 as
+ * its config's ignore list says). The weights the forward uploads are what
+ * the plan counts in the upload formats, and fewer bytes than the same
+ * model dequantized to bf16. */
+struct QuantFixture {
+    const char *name;
+    qilin_wfmt format;
+    int n_quantized; /* tensors uploaded in `format` */
+    int n_experts_quantized; /* of them, routed experts' */
+};
+
+class QuantWeights : public testing::TestWithParam<QuantFixture> {};
+
+TEST_P(QuantWeights, UploadedBytesArePlannedAndBelowBf16) {
     QILIN_REQUIRE_DEVICES(1);
+    const QuantFixture q = GetParam();
     qilin_model_options o;
     qilin_model_options_default(&o);
     o.dtype = QILIN_BF16;
@@ -396,29 +411,41 @@ TEST(Fp8Weights, UploadedBytesArePlannedAndAboutHalfOfBf16) {
     o.max_ctx = 64;
     o.max_batch_tokens = 64;
     qilin_model *m = nullptr;
-    ASSERT_EQ(qilin_model_load((models_dir() + "/llama_fp8").c_str(), &o, &m), QILIN_OK)
-        << qilin_last_error();
+    ASSERT_EQ(qilin_model_load((models_dir() + "/" + q.name).c_str(), &o, &m), QILIN_OK) << qilin_last_error();
     const qilin_model_desc *d = qilin_model_get_desc(m);
     std::vector<qilin_wfmt> formats(d->n_tensors);
-    qilin_upload_formats(d, QILIN_BF16, formats.data());
-    int n_fp8 = 0;
-    for (qilin_wfmt f : formats) n_fp8 += f == QILIN_WFMT_FP8_BLOCK;
-    EXPECT_EQ(n_fp8, 2 * 7) << "q, k, v, o, gate, up, down of 2 layers";
+    qilin_upload_formats_fe(d, QILIN_BF16, d->moe_ffn_dim, formats.data());
+    int n_q = 0, n_exp = 0;
+    for (int i = 0; i < d->n_tensors; i++) {
+        n_q += formats[i] == q.format;
+        n_exp += formats[i] == q.format && d->tensors[i].expert >= 0;
+    }
+    EXPECT_EQ(n_q, q.n_quantized);
+    EXPECT_EQ(n_exp, q.n_experts_quantized);
     qilin_plan_options po;
     qilin_plan_options_default(&po);
+    if (d->weight_group > 0) po.format.group = d->weight_group;
     qilin_plan *as_uploaded = nullptr, *as_bf16 = nullptr;
     ASSERT_EQ(qilin_plan_create(d, &po, &as_bf16), QILIN_OK) << qilin_last_error();
     po.tensor_formats = formats.data();
     ASSERT_EQ(qilin_plan_create(d, &po, &as_uploaded), QILIN_OK) << qilin_last_error();
     uint64_t got = qilin_model_weight_bytes(m, 0), bf16 = as_bf16->gpus[0].weight_bytes;
-    printf("llama_fp8 weights on the device: %" PRIu64 " bytes (dequantized to bf16: %" PRIu64 ", %.1f%%)\n",
-           got, bf16, 100.0 * (double)got / (double)bf16);
+    printf("%s weights on the device: %" PRIu64 " bytes (dequantized to bf16: %" PRIu64 ", %.1f%%)\n", q.name, got,
+           bf16, 100.0 * (double)got / (double)bf16);
     EXPECT_EQ(got, as_uploaded->gpus[0].weight_bytes);
     EXPECT_LT(got, bf16);
     qilin_plan_free(as_uploaded);
     qilin_plan_free(as_bf16);
     qilin_model_free(m);
 }
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, QuantWeights,
+                         /* deepseek_v3_fp8: q_a, q_b, o of 3 layers, the dense layer's gate/up/down, 2 MoE
+                          * layers' shared gate/up/down, and 2 x 8 experts x 3; kimi_k2_int4: the experts only */
+                         testing::Values(QuantFixture{"llama_fp8", QILIN_WFMT_FP8_BLOCK, 2 * 7, 0},
+                                         QuantFixture{"deepseek_v3_fp8", QILIN_WFMT_FP8_BLOCK, 66, 48},
+                                         QuantFixture{"kimi_k2_int4", QILIN_WFMT_INT4_GROUP, 48, 48}),
+                         [](const testing::TestParamInfo<QuantFixture> &i) { return std::string(i.param.name); });
 
 TEST(Plan, SplitsExactlyThePinnedCases) {
     EXPECT_EQ(list_fixtures(), kFixtureNames);
