@@ -89,6 +89,9 @@ struct Batch {
     /* The physical block and offset of sequence b's position t. */
     int phys(int b, int t) const { return c.block > 0 ? tables[(size_t)b * table_stride + t / c.block] : seq_slot[b]; }
     int offset(int t) const { return c.block > 0 ? t % c.block : t; }
+    /* Sequence b's row of kfull / vfull: its slot (slots may be shared by
+     * permuted cases, then both sides see the last write) or, paged, b. */
+    int logical(int b) const { return c.block > 0 ? b : seq_slot[b]; }
 
     explicit Batch(const Case &cs) : c(cs), es(qilin_dtype_size(cs.dtype)) {
         std::mt19937 rng(std::hash<std::string>()(cs.name) & 0xffffffu);
@@ -153,12 +156,12 @@ struct Batch {
                     for (int d = 0; d < hd; d++) {
                         const double v = normal(rng);
                         store(c.fused ? qkv : kn, knew(tok, g) + d, v, c.dtype);
-                        kfull[full_k(b, pos, g) + d] = rounded(v, c.dtype);
+                        kfull[full_k(logical(b), pos, g) + d] = rounded(v, c.dtype);
                     }
                     for (int d = 0; d < hv; d++) {
                         const double v = normal(rng);
                         store(c.fused ? qkv : vn, vnew(tok, g) + d, v, c.dtype);
-                        vfull[full_v(b, pos, g) + d] = rounded(v, c.dtype);
+                        vfull[full_v(logical(b), pos, g) + d] = rounded(v, c.dtype);
                     }
                 }
             }
@@ -180,11 +183,11 @@ struct Batch {
     /* Sequence b's history at position t. */
     void put_k(int b, int t, int g, int d, double v) {
         store(kc, kidx(phys(b, t), offset(t), g) + d, v, c.dtype);
-        kfull[full_k(b, t, g) + d] = rounded(v, c.dtype);
+        kfull[full_k(logical(b), t, g) + d] = rounded(v, c.dtype);
     }
     void put_v(int b, int t, int g, int d, double v) {
         store(vc, vidx(phys(b, t), offset(t), g) + d, v, c.dtype);
-        vfull[full_v(b, t, g) + d] = rounded(v, c.dtype);
+        vfull[full_v(logical(b), t, g) + d] = rounded(v, c.dtype);
     }
 
     /* Block tables over a shuffled pool with a few free (NaN) blocks; a
@@ -213,7 +216,7 @@ struct Batch {
         std::vector<double> out((size_t)tokens * c.n_heads * hv, 0.0);
         for (int b = 0; b < n_seqs; b++)
             for (int i = 0; i < c.seqs[b].n_q; i++) {
-                const int tok = q_start[b] + i, pos = c.seqs[b].kv_len - c.seqs[b].n_q + i, s = b;
+                const int tok = q_start[b] + i, pos = c.seqs[b].kv_len - c.seqs[b].n_q + i, s = logical(b);
                 const int lo = c.window > 0 ? std::max(0, pos - c.window + 1) : 0;
                 for (int h = 0; h < c.n_heads; h++) {
                     const int g = h / group;
