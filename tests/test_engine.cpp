@@ -658,3 +658,76 @@ TEST(SampleLast, RefusesRowsTheLastStepDidNotLeave) {
 }
 
 } // namespace
+
+namespace {
+
+/* MLA (latent + rope key; the naive prefill form walks runs of physically
+ * consecutive blocks, the absorbed form reads the table in the kernel) and
+ * a sliding window of 6 over blocks of 4: a prompt through a shuffled
+ * table with runs of 2, 1 and 2 blocks, then a decode step, give the logits
+ * of the contiguous slot; a second sequence sharing the first two blocks
+ * and computing only the rest gives the tail's logits. fp32. */
+struct PagedCase {
+    const char *fixture;
+    qilin_mla_mode mode;
+};
+
+class PagedForward : public testing::TestWithParam<PagedCase> {};
+
+TEST_P(PagedForward, ShuffledTablesGiveTheLogitsOfTheSlot) {
+    QILIN_REQUIRE_DEVICES(1);
+    qilin_model_options o;
+    qilin_model_options_default(&o);
+    o.dtype = QILIN_F32, o.max_seqs = 2, o.max_ctx = 32, o.max_batch_tokens = 32, o.kv_block_size = 4;
+    o.mla_mode = GetParam().mode;
+    o.kv_cache_tokens = 100; /* 25 blocks, more than the 2 slots' 16 */
+    qilin_model *m = nullptr;
+    QILIN_ASSERT_OK(qilin_model_load((golden::models_dir() + "/" + GetParam().fixture).c_str(), &o, &m));
+    const int V = (int)qilin_model_get_desc(m)->vocab, n = 19;
+    int pool = 0, bs = 0;
+    qilin_model_kv_pool(m, &pool, &bs);
+    EXPECT_EQ(pool, 25);
+    EXPECT_EQ(bs, 4);
+    std::vector<int> ids;
+    for (int i = 0; i < n + 1; i++) ids.push_back(1 + (i * 37) % (V - 1));
+    auto step = [&](const int *slot, const int *const *tables, int start, int len, const int *tok) {
+        std::vector<float> out((size_t)len * V, NAN);
+        qilin_batch b = {1, slot, &start, &len, tok, true, tables};
+        EXPECT_EQ(qilin_forward(m, &b, out.data()), QILIN_OK) << qilin_last_error();
+        return out;
+    };
+    auto max_diff = [&](const std::vector<float> &a, const float *b) {
+        double worst = 0;
+        for (size_t i = 0; i < a.size(); i++) worst = std::max(worst, (double)std::fabs(a[i] - b[i]));
+        return worst;
+    };
+    int slot = 1;
+    std::vector<float> want = step(&slot, nullptr, 0, n, ids.data());
+    std::vector<float> want_decode = step(&slot, nullptr, n, 1, ids.data() + n);
+    const int shuffled[6] = {17, 18, 2, 23, 24, 9}; /* runs {17, 18}, {2}, {23, 24}, then the decode's {9} */
+    const int *tables[1] = {shuffled};
+    std::vector<float> got = step(nullptr, tables, 0, n, ids.data());
+    std::vector<float> got_decode = step(nullptr, tables, n, 1, ids.data() + n);
+    const int shared[5] = {17, 18, 5, 6, 11}; /* shares positions 0 .. 7 */
+    tables[0] = shared;
+    std::vector<float> tail = step(nullptr, tables, 8, n - 8, ids.data() + 8);
+    double whole = max_diff(want, got.data()), dec = max_diff(want_decode, got_decode.data());
+    double part = max_diff(tail, want.data() + (size_t)8 * V);
+    printf("[ %s mode %d ] paged vs slot: prefill %.3g, decode %.3g, shared prefix + tail %.3g\n",
+           GetParam().fixture, (int)GetParam().mode, whole, dec, part);
+    EXPECT_LE(whole, 1e-4);
+    EXPECT_LE(dec, 1e-4);
+    EXPECT_LE(part, 1e-4);
+    qilin_model_free(m);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, PagedForward,
+                         testing::Values(PagedCase{"deepseek_v3", QILIN_MLA_AUTO},
+                                         PagedCase{"deepseek_v3", QILIN_MLA_ABSORBED},
+                                         PagedCase{"mistral_swa", QILIN_MLA_AUTO}),
+                         [](const testing::TestParamInfo<PagedCase> &i) {
+                             return std::string(i.param.fixture) +
+                                    (i.param.mode == QILIN_MLA_ABSORBED ? "_absorbed" : "_auto");
+                         });
+
+} // namespace
