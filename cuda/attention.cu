@@ -30,7 +30,17 @@
  *            take (dims not multiples of 16, unaligned) and fp32 stay here.
  * head_dim and head_dim_v are any multiples of 8 up to 256 (instantiated
  * for head_dim_v <= 128 and <= 256; unused value chunks are skipped).
- * Scores, softmax and accumulation are fp32; the output is rounded once. */
+ * Scores, softmax and accumulation are fp32; the output is rounded once.
+ *
+ * Paging: every kernel finds a key row through the sequence's block table
+ * (kv_row / cache_row: one table load, one division by the block size per
+ * row), so tiles may straddle blocks and any block size works; block_size 0
+ * (contiguous slots) is a block spanning 2^30 positions. With blocks that
+ * are a multiple of the 32-key tiles (the forward's defaults: 32 for GQA,
+ * 64 for MLA, FlashMLA's page) a tile's rows share one table entry, which
+ * the L1 serves after its first load; the row addresses are computed per row
+ * in both cases, so the cost over contiguous slots is that integer work,
+ * small beside the 16-byte loads it feeds (not measured on a GPU yet). */
 #include <cmath>
 
 #include "attention_decode.cuh"

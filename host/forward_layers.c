@@ -57,8 +57,8 @@
  * the same input and are plain weights share one launch (qilin_gemv_multi):
  * q, k, v; MLA's q_a (or q), latent and rope key.
  *
- * The step's index arrays (token ids, positions, slots, sequence starts,
- * ...) are one device block at fixed addresses, filled by one asynchronous
+ * The step's index arrays (token ids, positions, each token's KV block,
+ * sequence starts, block tables, ...) are one device block at fixed addresses, filled by one asynchronous
  * copy from a pinned staging buffer; nothing in a step synchronises the
  * stream except the all-to-all dispatch's count exchange. Decode steps are
  * replayed from captured graphs (the section at the end of this file). */
