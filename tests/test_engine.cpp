@@ -20,7 +20,10 @@
 // table gives the logits of the contiguous slot; a second sequence sharing
 // its first blocks and computing only the tail gives the tail's logits;
 // tables writing a block another sequence of the step uses, or naming a
-// block outside the pool, are refused.
+// block outside the pool, are refused. The same for DeepSeek-V3's MLA (naive
+// and absorbed forms) and a sliding window; the engine over MLA with
+// preemption and prefix hits gives each request's tokens alone; the pool's
+// size and block options resolve and refuse as forward.h says.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -721,6 +724,40 @@ TEST_P(PagedForward, ShuffledTablesGiveTheLogitsOfTheSlot) {
     qilin_model_free(m);
 }
 
+/* The pool's options: resolved defaults, a pool smaller than the slots
+ * (slots past it refused, those inside work), a block larger than the
+ * context refused. */
+TEST(PagedForwardOptions, PoolSizeAndBlockSize) {
+    QILIN_REQUIRE_DEVICES(1);
+    const std::string path = golden::models_dir() + "/stories260K";
+    qilin_model_options o;
+    qilin_model_options_default(&o);
+    o.dtype = QILIN_F32, o.max_seqs = 4, o.max_ctx = 16, o.max_batch_tokens = 16;
+    qilin_model *m = nullptr;
+    QILIN_ASSERT_OK(qilin_model_load(path.c_str(), &o, &m));
+    EXPECT_EQ(qilin_model_get_options(m)->kv_block_size, 16) << "32 halved until it divides max_ctx 16";
+    EXPECT_EQ(qilin_model_get_options(m)->kv_cache_tokens, 64) << "max_seqs x max_ctx";
+    qilin_model_free(m);
+    m = nullptr;
+    o.kv_block_size = 4, o.kv_cache_tokens = 30; /* 8 blocks: slots 0 and 1 */
+    QILIN_ASSERT_OK(qilin_model_load(path.c_str(), &o, &m));
+    EXPECT_EQ(qilin_model_get_options(m)->kv_cache_tokens, 32) << "rounded up to whole blocks";
+    int ids[3] = {1, 403, 407}, start = 0, n = 3, slot = 2;
+    std::vector<float> logits(3 * 512);
+    qilin_batch b = {1, &slot, &start, &n, ids, true, nullptr};
+    EXPECT_EQ(qilin_forward(m, &b, logits.data()), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(qilin_last_error()).find("its slot lies past kv_cache_tokens"), std::string::npos)
+        << qilin_last_error();
+    slot = 1;
+    QILIN_ASSERT_OK(qilin_forward(m, &b, logits.data()));
+    qilin_model_free(m);
+    m = nullptr;
+    o.kv_block_size = 32; /* more than the context */
+    EXPECT_EQ(qilin_model_load(path.c_str(), &o, &m), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(qilin_last_error()).find("kv_block_size 32 exceeds the context of 16"), std::string::npos)
+        << qilin_last_error();
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, PagedForward,
                          testing::Values(PagedCase{"deepseek_v3", QILIN_MLA_AUTO},
                                          PagedCase{"deepseek_v3", QILIN_MLA_ABSORBED},
@@ -729,5 +766,75 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, PagedForward,
                              return std::string(i.param.fixture) +
                                     (i.param.mode == QILIN_MLA_ABSORBED ? "_absorbed" : "_auto");
                          });
+
+} // namespace
+
+namespace {
+
+bool append_token(void *user, int, int token) {
+    static_cast<std::vector<int> *>(user)->push_back(token);
+    return true;
+}
+
+/* DeepSeek-V3's MLA through the engine: 6 greedy requests sharing a prefix,
+ * arriving at different steps, through 9 blocks of 4 (preemption, prefix
+ * hits over the latent cache, chunked prefill on the naive form and decode
+ * on the absorbed one): each gives its tokens alone, and the pool is whole
+ * afterwards. */
+TEST(EngineMla, RandomArrivalsMatchEachRequestAlone) {
+    QILIN_REQUIRE_DEVICES(1);
+    qilin_model_options mo;
+    qilin_model_options_default(&mo);
+    mo.dtype = QILIN_F32, mo.max_seqs = 4, mo.max_ctx = 32, mo.max_batch_tokens = 16, mo.kv_block_size = 4;
+    qilin_model *m = nullptr;
+    QILIN_ASSERT_OK(qilin_model_load((golden::models_dir() + "/deepseek_v3").c_str(), &mo, &m));
+    std::mt19937 rng(5);
+    std::vector<int> prefix;
+    for (int i = 0; i < 8; i++) prefix.push_back(1 + (int)(rng() % 255));
+    const int n_req = 6;
+    std::vector<std::vector<int>> prompts(n_req), alone(n_req), got(n_req);
+    std::vector<int> max_new(n_req), arrival(n_req);
+    qilin_sampling_params greedy{0, 0, 1, 0, 1, 0, 0};
+    for (int i = 0; i < n_req; i++) {
+        int len = 3 + (int)(rng() % 10);
+        for (int j = 0; j < len; j++) prompts[i].push_back(j < 8 && i % 3 != 2 ? prefix[j] : 1 + (int)(rng() % 255));
+        max_new[i] = 2 + (int)(rng() % 3), arrival[i] = (int)(rng() % 4);
+        const int *p[1] = {prompts[i].data()};
+        int l = len;
+        QILIN_ASSERT_OK(qilin_generate_stream(m, 1, p, &l, &greedy, max_new[i], append_token, &alone[i]));
+    }
+    qilin_engine_options o;
+    qilin_engine_options_default(&o);
+    o.num_blocks = 9, o.prefill_chunk = 5;
+    qilin_engine *e = nullptr;
+    QILIN_ASSERT_OK(qilin_engine_create(m, &o, &e));
+    std::vector<int64_t> ids(n_req, 0);
+    for (int step = 0; step < 500; step++) {
+        for (int i = 0; i < n_req; i++)
+            if (arrival[i] == step) {
+                qilin_engine_request r = {prompts[i].data(), (int)prompts[i].size(), greedy, max_new[i], nullptr, 0};
+                QILIN_ASSERT_OK(qilin_engine_add(e, &r, &ids[i]));
+            }
+        if (step > 4 && qilin_engine_idle(e)) break;
+        QILIN_ASSERT_OK(qilin_engine_step(e));
+    }
+    for (int i = 0; i < n_req; i++) {
+        const int *t = nullptr;
+        int n = 0;
+        qilin_engine_finish why;
+        QILIN_ASSERT_OK(qilin_engine_poll(e, ids[i], &t, &n, &why));
+        EXPECT_EQ(std::vector<int>(t, t + n), alone[i]) << "request " << i;
+    }
+    qilin_engine_stats s;
+    qilin_engine_get_stats(e, &s);
+    printf("[ engine mla ] %llu steps, %llu preemptions, prefix hits %llu of %llu, prefill %llu tokens\n",
+           (unsigned long long)s.steps, (unsigned long long)s.preemptions, (unsigned long long)s.prefix_hits,
+           (unsigned long long)s.prefix_lookups, (unsigned long long)s.prefill_tokens);
+    EXPECT_GT(s.preemptions, 0u) << "the pool was meant to force preemption";
+    EXPECT_GT(s.prefix_hits, 0u);
+    EXPECT_EQ(s.free_blocks, s.num_blocks) << "blocks leaked";
+    qilin_engine_free(e);
+    qilin_model_free(m);
+}
 
 } // namespace
