@@ -3,8 +3,10 @@
  *
  * qilin_kv_append: one block per new token copies its K and V rows (all KV
  * heads) into the cache in 16-byte groups; the copy is bitwise, so it is
- * templated on the element size only. Tokens whose slot or position is out of
- * range are skipped.
+ * templated on the element size only. The caller resolves each token's
+ * block (token_slot) from its sequence's block table; the kernel takes the
+ * offset in the block. Tokens whose slot or position is out of range are
+ * skipped.
  *
  * qilin_attention_prefill, bf16/f16: the tensor-core FlashAttention-2 kernel
  * of attention_prefill.cuh when every row is 16-byte aligned and the head
@@ -28,7 +30,17 @@
  *            take (dims not multiples of 16, unaligned) and fp32 stay here.
  * head_dim and head_dim_v are any multiples of 8 up to 256 (instantiated
  * for head_dim_v <= 128 and <= 256; unused value chunks are skipped).
- * Scores, softmax and accumulation are fp32; the output is rounded once. */
+ * Scores, softmax and accumulation are fp32; the output is rounded once.
+ *
+ * Paging: every kernel finds a key row through the sequence's block table
+ * (kv_row / cache_row: one table load, one division by the block size per
+ * row), so tiles may straddle blocks and any block size works; block_size 0
+ * (contiguous slots) is a block spanning 2^30 positions. With blocks that
+ * are a multiple of the 32-key tiles (the forward's defaults: 32 for GQA,
+ * 64 for MLA, FlashMLA's page) a tile's rows share one table entry, which
+ * the L1 serves after its first load; the row addresses are computed per row
+ * in both cases, so the cost over contiguous slots is that integer work,
+ * small beside the 16-byte loads it feeds (not measured on a GPU yet). */
 #include <cmath>
 
 #include "attention_decode.cuh"
@@ -53,14 +65,14 @@ using Decode16Shape256 = Shape<16, 32, 128, 8, 16, 256, 2>;
 
 /* Copies `dim` elements of one head row; groups of 16 bytes when kVec. */
 template <class E, bool kVec> __device__ inline void copy_head_rows(E *dst_base, const qilin_kv_layout &l, int slot,
-                                                                    int pos, const E *src, int64_t token_stride,
+                                                                    int off, const E *src, int64_t token_stride,
                                                                     int64_t head_stride, int t, int heads, int dim) {
     constexpr int V = kVec ? Vec16<E>::n : 1;
     const int gpr = dim / V;
     for (int idx = threadIdx.x; idx < heads * gpr; idx += blockDim.x) {
         const int g = idx / gpr, i = idx % gpr;
         const E *s = src + t * token_stride + g * head_stride;
-        E *d = dst_base + slot * l.slot_stride + (int64_t)pos * l.pos_stride + (int64_t)g * l.head_stride;
+        E *d = dst_base + (int64_t)slot * l.slot_stride + (int64_t)off * l.pos_stride + (int64_t)g * l.head_stride;
         alignas(16) E tmp[V]; /* read and written as Vec16 when kVec */
         load_elems<E, kVec>(tmp, s, i);
         store_elems<E, kVec>(d, tmp, i);
@@ -73,15 +85,16 @@ struct AppendParams {
     const void *k, *v;
     int64_t k_ts, k_hs, v_ts, v_hs;
     const int *token_slot, *positions;
-    int n_kv_heads, head_dim, head_dim_v, max_ctx;
+    int n_kv_heads, head_dim, head_dim_v, max_ctx, block_size; /* block_size: qilin_kv_block_span */
 };
 
 template <class E, bool kVec> __global__ void kv_append_kernel(const AppendParams p) {
     const int t = blockIdx.x, slot = p.token_slot[t], pos = p.positions[t];
     if (slot < 0 || pos < 0 || pos >= p.max_ctx) return;
-    copy_head_rows<E, kVec>((E *)p.k_cache, p.kl, slot, pos, (const E *)p.k, p.k_ts, p.k_hs, t, p.n_kv_heads,
+    const int off = pos % p.block_size; /* offset in its block */
+    copy_head_rows<E, kVec>((E *)p.k_cache, p.kl, slot, off, (const E *)p.k, p.k_ts, p.k_hs, t, p.n_kv_heads,
                             p.head_dim);
-    copy_head_rows<E, kVec>((E *)p.v_cache, p.vl, slot, pos, (const E *)p.v, p.v_ts, p.v_hs, t, p.n_kv_heads,
+    copy_head_rows<E, kVec>((E *)p.v_cache, p.vl, slot, off, (const E *)p.v, p.v_ts, p.v_hs, t, p.n_kv_heads,
                             p.head_dim_v);
 }
 
@@ -93,7 +106,8 @@ template <class E> static qilin_status launch_append(const qilin_kv_append_args 
     constexpr int V = Vec16<E>::n;
     AppendParams p = {a->k_cache, a->v_cache, a->k_layout, a->v_layout, a->k, a->v,
                       a->k_token_stride, a->k_head_stride, a->v_token_stride, a->v_head_stride,
-                      a->token_slot, a->positions, a->n_kv_heads, a->head_dim, a->head_dim_v, a->max_ctx};
+                      a->token_slot, a->positions, a->n_kv_heads, a->head_dim, a->head_dim_v, a->max_ctx,
+                      qilin_kv_block_span(a->block_size)};
     const uintptr_t ptrs = (uintptr_t)a->k_cache | (uintptr_t)a->v_cache | (uintptr_t)a->k | (uintptr_t)a->v;
     const int64_t strides = layout_bits(a->k_layout) | layout_bits(a->v_layout) | a->k_token_stride |
                             a->k_head_stride | a->v_token_stride | a->v_head_stride;
@@ -106,10 +120,12 @@ template <class E> static qilin_status launch_append(const qilin_kv_append_args 
 
 extern "C" qilin_status qilin_kv_append(const qilin_kv_append_args *a, qilin_stream *stream) {
     if (!a) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_kv_append: args is NULL");
-    if (a->tokens < 0 || a->n_kv_heads <= 0 || a->head_dim <= 0 || a->head_dim_v <= 0 || a->max_ctx <= 0)
+    if (a->tokens < 0 || a->n_kv_heads <= 0 || a->head_dim <= 0 || a->head_dim_v <= 0 || a->max_ctx <= 0 ||
+        a->block_size < 0)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
-                           "qilin_kv_append: bad shape tokens=%d n_kv_heads=%d head_dim=%d head_dim_v=%d max_ctx=%d",
-                           a->tokens, a->n_kv_heads, a->head_dim, a->head_dim_v, a->max_ctx);
+                           "qilin_kv_append: bad shape tokens=%d n_kv_heads=%d head_dim=%d head_dim_v=%d max_ctx=%d "
+                           "block_size=%d",
+                           a->tokens, a->n_kv_heads, a->head_dim, a->head_dim_v, a->max_ctx, a->block_size);
     if (a->tokens == 0) return QILIN_OK;
     if (!a->k_cache || !a->v_cache || !a->k || !a->v || !a->token_slot || !a->positions)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
@@ -147,6 +163,10 @@ static qilin_status check_attention(const qilin_attention_args *a, const char *w
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: scale must be finite, got %g", who, (double)a->scale);
     if (a->sliding_window < 0)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: sliding_window=%d must be >= 0", who, a->sliding_window);
+    if (a->block_size < 0 || (a->block_size > 0 && a->table_stride < (a->max_kv_len + a->block_size - 1) / a->block_size))
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "%s: block_size=%d must be >= 0 and table_stride=%d hold max_kv_len=%d positions", who,
+                           a->block_size, a->table_stride, a->max_kv_len);
     if (!layout_ok(a->k_layout) || !layout_ok(a->v_layout) || a->q_token_stride < 0 || a->q_head_stride < 0 ||
         a->out_token_stride < 0 || a->out_head_stride < 0)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: strides must be >= 0", who);
@@ -170,6 +190,8 @@ static TileParams tile_params(const qilin_attention_args *a) {
     p.out = a->out;
     p.out_ts = a->out_token_stride, p.out_hs = a->out_head_stride;
     p.q_start = a->q_start, p.kv_len = a->kv_len, p.seq_slot = a->seq_slot;
+    p.table_stride = qilin_kv_table_stride(a->table_stride, a->block_size);
+    p.block_size = qilin_kv_block_span(a->block_size);
     p.group = a->n_heads / a->n_kv_heads;
     p.n_heads = a->n_heads;
     p.window = a->sliding_window;

@@ -11,10 +11,20 @@
  * Scores s = (q . k) * scale in fp32, softmax in fp32 (online, tiled), output
  * sum_t p_t v_t rounded once to dtype.
  *
- * Cache layout of one layer: element d of KV head g at position t of slot s
- * is at cache + s*slot_stride + t*pos_stride + g*head_stride + d (elements).
- * seq_slot[b] names the slot of sequence b. q/out are [tokens, heads, dim]
- * with strides so that fused QKV outputs need no copy.
+ * Paged cache: one layer's cache is a pool of blocks of block_size
+ * positions. Position t of sequence b lives in block
+ *   blk = seq_slot[b * table_stride + t / block_size]   (its block table)
+ * at offset t % block_size; element d of KV head g there is at
+ *   cache + blk*slot_stride + (t % block_size)*pos_stride + g*head_stride + d
+ * (elements; slot_stride is the block stride). Tables may list blocks in any
+ * physical order, share them between sequences (a common prefix) and hold
+ * entries only for positions < kv_len[b]: nothing else is read. block_size 0
+ * is the contiguous special case: one block per sequence holds all its
+ * positions, seq_slot[b] names it (a "slot"), table_stride is ignored.
+ * Any block_size >= 1 works (a key tile may straddle blocks: each row looks
+ * its block up); multiples of the kernels' 32/64-key tiles keep one lookup
+ * per tile row group in one block. q/out are [tokens, heads, dim] with
+ * strides so that fused QKV outputs need no copy.
  *
  * head_dim and head_dim_v are multiples of 8 up to 256 (they may differ);
  * n_q(b) may be 0 (that sequence produces nothing); max_kv_len must bound
@@ -33,13 +43,23 @@
 extern "C" {
 #endif
 
+/* What the kernels use for a block_size argument: positions per block, or
+ * one block spanning every position (2^30) for the contiguous case 0; and
+ * the table stride, 1 in that case (the table is the slot array). */
+static inline int qilin_kv_block_span(int block_size) { return block_size > 0 ? block_size : 1 << 30; }
+static inline int qilin_kv_table_stride(int table_stride, int block_size) {
+    return block_size > 0 ? table_stride : 1;
+}
+
 typedef struct qilin_kv_layout {
     int64_t slot_stride, pos_stride, head_stride; /* elements */
 } qilin_kv_layout;
 
-/* Writes the K and V rows of new tokens into the cache: token t goes to slot
- * token_slot[t], position positions[t]; a token with a negative slot is
- * skipped too (padding). */
+/* Writes the K and V rows of new tokens into the cache: token t goes to
+ * block token_slot[t] at offset positions[t] % block_size (block_size 0: slot
+ * token_slot[t] at position positions[t]); the caller looks the block up in
+ * the sequence's table. A token with a negative slot or a position outside
+ * [0, max_ctx) is skipped (padding). */
 typedef struct qilin_kv_append_args {
     void *k_cache, *v_cache;
     qilin_kv_layout k_layout, v_layout;
@@ -51,6 +71,7 @@ typedef struct qilin_kv_append_args {
     const int *positions;         /* [tokens] int32, device */
     int tokens, n_kv_heads, head_dim, head_dim_v;
     int max_ctx;                  /* positions must be < max_ctx (checked on device: skipped) */
+    int block_size;               /* positions per block; 0 = one slot of max_ctx positions */
     qilin_dtype dtype;
 } qilin_kv_append_args;
 qilin_status qilin_kv_append(const qilin_kv_append_args *args, qilin_stream *stream);
@@ -64,7 +85,9 @@ typedef struct qilin_attention_args {
     qilin_kv_layout k_layout, v_layout;
     const int *q_start;           /* [n_seqs + 1] int32, device */
     const int *kv_len;            /* [n_seqs] int32, device */
-    const int *seq_slot;          /* [n_seqs] int32, device */
+    const int *seq_slot;          /* [n_seqs, table_stride] int32 block tables, device; [n_seqs] slots when
+                                     block_size is 0 */
+    int table_stride, block_size; /* entries per table row; positions per block (0 = contiguous slots) */
     int n_seqs, tokens;
     int max_q_len, max_kv_len;    /* host-side bounds over the batch: grid sizes */
     int n_heads, n_kv_heads, head_dim, head_dim_v;

@@ -123,7 +123,7 @@ __device__ inline void tc_load_queries(char *smem, const TcLayout &L, const Tile
 
 /* K (and V) of positions t0 .. t0 + n - 1 into a stage; rows n .. BK-1 zero. */
 template <class T, class S>
-__device__ inline void tc_load_kv_tile(char *stage, const TcLayout &L, const TileParams &p, int slot, int kvh, int t0,
+__device__ inline void tc_load_kv_tile(char *stage, const TcLayout &L, const TileParams &p, const int *table, int kvh, int t0,
                                     int n) {
     const int gk = (p.da + p.db) / 8, gv = p.va ? p.dv / 8 : 0, g = gk + gv;
     for (int idx = threadIdx.x; idx < S::BK * g; idx += S::THREADS) {
@@ -132,12 +132,12 @@ __device__ inline void tc_load_kv_tile(char *stage, const TcLayout &L, const Til
         char *dst;
         if (c >= gk) {
             const int d = (c - gk) * 8;
-            src = (const T *)attn::kv_row(p.va, p.va_l, slot, t, kvh, sizeof(T)) + d;
+            src = (const T *)attn::kv_row(p.va, p.va_l, table, p.block_size, t, kvh, sizeof(T)) + d;
             dst = stage + L.v_in_stage + (r * L.ldv + d) * 2;
         } else {
             const int d = c * 8;
-            src = d < p.da ? (const T *)attn::kv_row(p.ka, p.ka_l, slot, t, kvh, sizeof(T)) + d
-                           : (const T *)attn::kv_row(p.kb, p.kb_l, slot, t, kvh, sizeof(T)) + (d - p.da);
+            src = d < p.da ? (const T *)attn::kv_row(p.ka, p.ka_l, table, p.block_size, t, kvh, sizeof(T)) + d
+                           : (const T *)attn::kv_row(p.kb, p.kb_l, table, p.block_size, t, kvh, sizeof(T)) + (d - p.da);
             dst = stage + (r * L.ldk + d) * 2;
         }
         cp_async_cg16(dst, src, r < n ? 16 : 0);
@@ -333,14 +333,14 @@ __global__ void __launch_bounds__(S::THREADS, S::MIN_BLOCKS) attention_decode_tc
 
     const int dk = p.da + p.db;
     const TcLayout L = tc_layout<S>(dk, p.dv, p.va == nullptr);
-    const int slot = p.seq_slot[b];
+    const int *table = attn::seq_table(p, b);
     char *stages = smem + L.stage0;
 
     /* prologue: Q and the first STAGES tiles, one commit group per stage */
     tc_load_queries<T, S>(smem, L, p, q0, row0, rows, kvh);
     for (int s = 0; s < S::STAGES; s++) {
         const int t0 = lo + s * S::BK;
-        if (s < n_tiles) tc_load_kv_tile<T, S>(stages + s * L.stage_bytes, L, p, slot, kvh, t0, min(S::BK, hi - t0));
+        if (s < n_tiles) tc_load_kv_tile<T, S>(stages + s * L.stage_bytes, L, p, table, kvh, t0, min(S::BK, hi - t0));
         cp_async_commit();
     }
 
@@ -368,7 +368,7 @@ __global__ void __launch_bounds__(S::THREADS, S::MIN_BLOCKS) attention_decode_tc
         const int next = it + S::STAGES;
         if (next < n_tiles) {
             const int tn = lo + next * S::BK;
-            tc_load_kv_tile<T, S>(stage, L, p, slot, kvh, tn, min(S::BK, hi - tn));
+            tc_load_kv_tile<T, S>(stage, L, p, table, kvh, tn, min(S::BK, hi - tn));
         }
         cp_async_commit();
     }

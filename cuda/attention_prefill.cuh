@@ -63,11 +63,13 @@ enum class Plant { none, no_wait, no_barrier };
 struct Params {
     const void *q; /* query row (token t, head h) at q + t*q_ts + h*q_hs */
     int64_t q_ts, q_hs;
-    const void *k, *v; /* (slot s, position t, kv head g) at cache + s*slot + t*pos + g*head */
+    const void *k, *v; /* (position t of sequence b, kv head g) at cache + blk*slot + (t % bs)*pos + g*head,
+                          blk = seq_slot[b * table_stride + t / bs] */
     qilin_kv_layout kl, vl;
     void *out; /* [tokens, heads, dv] at out + t*out_ts + h*out_hs */
     int64_t out_ts, out_hs;
-    const int *q_start, *kv_len, *seq_slot;
+    const int *q_start, *kv_len, *seq_slot; /* seq_slot: the block tables */
+    int table_stride, block_size;
     int dk, dv;   /* actual head dims, multiples of 8 */
     int group;    /* query heads per KV head */
     int window;   /* 0 = none */
@@ -102,8 +104,10 @@ using BucketD128 = Bucket<128, 128, 64, 4>;
 using BucketD192 = Bucket<192, 128, 64, 4>; /* DeepSeek's naive MLA prefill: dk 192, dv 128 */
 using BucketD256 = Bucket<256, 256, 32, 4>;
 
-__device__ inline const void *cache_row(const void *base, const qilin_kv_layout &l, int slot, int t, int g) {
-    return (const uint16_t *)base + slot * l.slot_stride + (int64_t)t * l.pos_stride +
+__device__ inline const void *cache_row(const void *base, const qilin_kv_layout &l, const int *table, int bs, int t,
+                                        int g) {
+    const int blk = t / bs;
+    return (const uint16_t *)base + (int64_t)table[blk] * l.slot_stride + (int64_t)(t - blk * bs) * l.pos_stride +
            (int64_t)g * l.head_stride;
 }
 
@@ -125,21 +129,21 @@ __device__ inline void load_q(uint16_t *sq, const Params &p, int q0, int row0, i
 /* Key/value positions t0 .. t0+BN to one stage; positions >= hi and dims
  * past dk / dv are zero-filled. */
 template <class B>
-__device__ inline void load_kv(uint16_t *sk, uint16_t *sv, const Params &p, int slot, int kvh, int t0, int hi,
+__device__ inline void load_kv(uint16_t *sk, uint16_t *sv, const Params &p, const int *table, int kvh, int t0, int hi,
                                int dk16, int dv16) {
     constexpr int CK = B::DK / 8, CV = B::DV / 8;
     for (int idx = threadIdx.x; idx < B::BN * CK; idx += B::THREADS) {
         const int r = idx / CK, d = (idx % CK) * 8, t = t0 + r;
         if (d >= dk16) continue;
         const bool ok = t < hi && d < p.dk;
-        const void *src = ok ? (const void *)((const uint16_t *)cache_row(p.k, p.kl, slot, t, kvh) + d) : p.k;
+        const void *src = ok ? (const void *)((const uint16_t *)cache_row(p.k, p.kl, table, p.block_size, t, kvh) + d) : p.k;
         cp_async_cg16(sk + r * B::LDK + d, src, ok ? 16 : 0);
     }
     for (int idx = threadIdx.x; idx < B::BN * CV; idx += B::THREADS) {
         const int r = idx / CV, d = (idx % CV) * 8, t = t0 + r;
         if (d >= dv16) continue;
         const bool ok = t < hi && d < p.dv;
-        const void *src = ok ? (const void *)((const uint16_t *)cache_row(p.v, p.vl, slot, t, kvh) + d) : p.v;
+        const void *src = ok ? (const void *)((const uint16_t *)cache_row(p.v, p.vl, table, p.block_size, t, kvh) + d) : p.v;
         cp_async_cg16(sv + r * B::LDV + d, src, ok ? 16 : 0);
     }
 }
@@ -308,7 +312,7 @@ __global__ void __launch_bounds__(B::THREADS, 1) attention_prefill_mma_kernel(co
     const int hi = min(kv_len, pos0 + (row_end - 1) / p.group + 1);
     const int n_tiles = hi > lo ? (hi - lo + B::BN - 1) / B::BN : 0;
     const int dk16 = (p.dk + 15) / 16 * 16, dv16 = (p.dv + 15) / 16 * 16;
-    const int slot = p.seq_slot[b];
+    const int *table = p.seq_slot + (int64_t)b * p.table_stride;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
     /* visible keys [lim_lo, lim_hi) of the lane's rows, and of the warp */
@@ -338,7 +342,7 @@ __global__ void __launch_bounds__(B::THREADS, 1) attention_prefill_mma_kernel(co
             if (B::EXACT || kk * 16 < dk16) q_fragment<B>(qf[kk], sq, warp, kk * 16);
         __syncthreads(); /* sq is K's stage 0: every warp has its Q before tile 0 lands there */
     }
-    if (n_tiles > 0) load_kv<B>(sk, sv, p, slot, kvh, lo, hi, dk16, dv16);
+    if (n_tiles > 0) load_kv<B>(sk, sv, p, table, kvh, lo, hi, dk16, dv16);
     cp_async_commit();
 
     RowState<B> st;
@@ -350,7 +354,7 @@ __global__ void __launch_bounds__(B::THREADS, 1) attention_prefill_mma_kernel(co
     for (int j = 0; j < n_tiles; j++) {
         const int t0 = lo + j * B::BN, stage = j & 1;
         if (j + 1 < n_tiles)
-            load_kv<B>(sk + (stage ^ 1) * B::K_ELEMS, sv + (stage ^ 1) * B::V_ELEMS, p, slot, kvh, t0 + B::BN,
+            load_kv<B>(sk + (stage ^ 1) * B::K_ELEMS, sv + (stage ^ 1) * B::V_ELEMS, p, table, kvh, t0 + B::BN,
                        hi, dk16, dv16);
         cp_async_commit();
         if constexpr (kPlant != Plant::no_wait) cp_async_wait<1>(); /* tile j (and Q) landed */
@@ -391,6 +395,8 @@ inline Params make_params(const qilin_attention_args *a, int bm) {
     p.k = a->k_cache, p.v = a->v_cache, p.kl = a->k_layout, p.vl = a->v_layout;
     p.out = a->out, p.out_ts = a->out_token_stride, p.out_hs = a->out_head_stride;
     p.q_start = a->q_start, p.kv_len = a->kv_len, p.seq_slot = a->seq_slot;
+    p.table_stride = qilin_kv_table_stride(a->table_stride, a->block_size);
+    p.block_size = qilin_kv_block_span(a->block_size);
     p.dk = a->head_dim, p.dv = a->head_dim_v;
     p.group = a->n_heads / a->n_kv_heads;
     p.window = a->sliding_window;

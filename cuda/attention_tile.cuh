@@ -63,7 +63,8 @@ struct TileParams {
     /* query row (token t, head h) = qa[t*qa_ts + h*qa_hs + 0..da) ++ qb[t*qb_ts + h*qb_hs + 0..db) */
     const void *qa, *qb;
     int64_t qa_ts, qa_hs, qb_ts, qb_hs;
-    /* key (slot s, position t, kv head g) = ka[s, t, g][0..da) ++ kb[s, t, g][0..db) */
+    /* key (position t of sequence b, kv head g) = ka[blk, t % bs, g][0..da) ++ kb[blk, t % bs, g][0..db)
+     * with blk = seq_slot[b * table_stride + t / bs] (kv_row) */
     const void *ka, *kb;
     qilin_kv_layout ka_l, kb_l;
     /* value = va[s, t, g][0..dv), or the first dv key elements when va is NULL */
@@ -72,7 +73,8 @@ struct TileParams {
     int da, db, dv;
     void *out; /* [tokens, heads, dv] */
     int64_t out_ts, out_hs;
-    const int *q_start, *kv_len, *seq_slot;
+    const int *q_start, *kv_len, *seq_slot; /* seq_slot: the block tables, [n_seqs, table_stride] */
+    int table_stride, block_size;           /* block_size > 0 (a huge one: one block per sequence) */
     int group;      /* query heads per KV head: rows pack (token, head of the group) */
     int n_heads;    /* all query heads: the workspace record index */
     int window;     /* 0 = none */
@@ -153,9 +155,18 @@ template <class T> __device__ inline void store4(T *dst, float4 v, bool vec) {
     }
 }
 
-__device__ inline const void *kv_row(const void *base, const qilin_kv_layout &l, int slot, int t, int g,
-                                     size_t elem) {
-    int64_t off = slot * l.slot_stride + (int64_t)t * l.pos_stride + (int64_t)g * l.head_stride;
+/* Sequence b's block table: its position t lives in block table[t / block_size]. */
+__device__ inline const int *seq_table(const TileParams &p, int b) {
+    return p.seq_slot + (int64_t)b * p.table_stride;
+}
+
+/* Row of position t, KV head g, through the sequence's block table; a tile
+ * may straddle blocks, so every row looks its block up. */
+__device__ inline const void *kv_row(const void *base, const qilin_kv_layout &l, const int *table, int bs, int t,
+                                     int g, size_t elem) {
+    const int blk = t / bs;
+    int64_t off = (int64_t)table[blk] * l.slot_stride + (int64_t)(t - blk * bs) * l.pos_stride +
+                  (int64_t)g * l.head_stride;
     return (const char *)base + off * (int64_t)elem;
 }
 
@@ -181,7 +192,7 @@ __device__ inline void load_queries(float *sq, int ldq, const TileParams &p, int
 /* K (and V unless it aliases K) of positions t0 .. t0 + n - 1; the rest of
  * the tile is zero so masked keys contribute exactly nothing. */
 template <class T, class S>
-__device__ inline void load_kv_tile(float *smem, const SmemLayout &L, const TileParams &p, int slot, int kvh,
+__device__ inline void load_kv_tile(float *smem, const SmemLayout &L, const TileParams &p, const int *table, int kvh,
                                     int t0, int n) {
     constexpr int V = Vec16<T>::n;
     const int gk = (p.da + p.db) / V, gv = p.va ? p.dv / V : 0, g = gk + gv;
@@ -196,11 +207,11 @@ __device__ inline void load_kv_tile(float *smem, const SmemLayout &L, const Tile
         }
         const T *src;
         if (!is_k)
-            src = (const T *)kv_row(p.va, p.va_l, slot, t0 + r, kvh, sizeof(T)) + d;
+            src = (const T *)kv_row(p.va, p.va_l, table, p.block_size, t0 + r, kvh, sizeof(T)) + d;
         else if (d < p.da)
-            src = (const T *)kv_row(p.ka, p.ka_l, slot, t0 + r, kvh, sizeof(T)) + d;
+            src = (const T *)kv_row(p.ka, p.ka_l, table, p.block_size, t0 + r, kvh, sizeof(T)) + d;
         else
-            src = (const T *)kv_row(p.kb, p.kb_l, slot, t0 + r, kvh, sizeof(T)) + (d - p.da);
+            src = (const T *)kv_row(p.kb, p.kb_l, table, p.block_size, t0 + r, kvh, sizeof(T)) + (d - p.da);
         group_to_smem(dst, src, p.vec, 1.0f);
     }
 }
@@ -369,7 +380,7 @@ template <class T, class S> __global__ void __launch_bounds__(S::THREADS, S::MIN
     }
 
     const SmemLayout L = smem_layout<S>(p.da + p.db, p.dv, p.va == nullptr);
-    const int slot = p.seq_slot[b];
+    const int *table = seq_table(p, b);
     load_queries<T, S>(smem + L.q, L.ldq, p, q0, row0, rows, kvh);
 
     State<S> st;
@@ -383,7 +394,7 @@ template <class T, class S> __global__ void __launch_bounds__(S::THREADS, S::MIN
             for (int e = 0; e < 4; e++) st.acc[r][j][e] = 0.0f;
 
     for (int t0 = lo; t0 < hi; t0 += S::BK) {
-        load_kv_tile<T, S>(smem, L, p, slot, kvh, t0, min(S::BK, hi - t0));
+        load_kv_tile<T, S>(smem, L, p, table, kvh, t0, min(S::BK, hi - t0));
         __syncthreads();
         scores_softmax<S>(st, smem, L, p.da + p.db, t0, lim_lo, lim_hi);
         __syncthreads();

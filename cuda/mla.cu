@@ -52,6 +52,7 @@ extern "C" qilin_status qilin_mla_append(const qilin_mla_append_args *a, qilin_s
     k.v = a->k_pe, k.v_token_stride = a->pe_stride;
     k.token_slot = a->token_slot, k.positions = a->positions;
     k.tokens = a->tokens, k.n_kv_heads = 1, k.head_dim = a->r, k.head_dim_v = a->dr, k.max_ctx = a->max_ctx;
+    k.block_size = a->block_size;
     k.dtype = a->dtype;
     qilin_status st = qilin_kv_append(&k, stream);
     if (st != QILIN_OK) return qilin_error_context(st, "qilin_mla_append");
@@ -79,6 +80,10 @@ static qilin_status check_mla(const qilin_mla_attention_args *a) {
         a->out_head_stride < 0 || a->q_lat_token_stride < 0 || a->q_lat_head_stride < 0 || a->q_pe_token_stride < 0 ||
         a->q_pe_head_stride < 0)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: strides must be >= 0", who);
+    if (a->block_size < 0 || (a->block_size > 0 && a->table_stride < (a->max_kv_len + a->block_size - 1) / a->block_size))
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "%s: block_size=%d must be >= 0 and table_stride=%d hold max_kv_len=%d positions", who,
+                           a->block_size, a->table_stride, a->max_kv_len);
     if (a->dtype != QILIN_F32 && a->dtype != QILIN_BF16 && a->dtype != QILIN_F16)
         return qilin_error(QILIN_ERR_UNSUPPORTED, "%s: dtype %s is not supported (f32, bf16, f16)", who,
                            qilin_dtype_name(a->dtype));
@@ -101,6 +106,8 @@ static TileParams mla_params(const qilin_mla_attention_args *a) {
     p.da = a->r, p.db = a->dr, p.dv = a->r;
     p.out = a->out, p.out_ts = a->out_token_stride, p.out_hs = a->out_head_stride;
     p.q_start = a->q_start, p.kv_len = a->kv_len, p.seq_slot = a->seq_slot;
+    p.table_stride = qilin_kv_table_stride(a->table_stride, a->block_size);
+    p.block_size = qilin_kv_block_span(a->block_size);
     p.group = a->n_heads, p.n_heads = a->n_heads;
     p.window = 0;
     p.qscale = a->scale * attn::kLog2e;

@@ -4,7 +4,7 @@
  * The cache of one layer holds, per position, the normalised latent c (r =
  * kv_lora_rank values) and the rotated shared rope key k_pe (dr values), in
  * two arrays with the qilin_kv_layout convention of attention.h (head_stride
- * unused: one "KV head").
+ * unused: one "KV head"), paged through block tables the same way.
  *
  * Absorbed form (decode; also correct for any n_q): the caller has computed
  * q_lat[t, h] = W_UK[h]^T q_nope[t, h] (r values) and the rotated q_pe; the
@@ -34,8 +34,9 @@ typedef struct qilin_mla_append_args {
     const void *latent;           /* [tokens, r], row stride latent_stride */
     const void *k_pe;             /* [tokens, dr], row stride pe_stride */
     int64_t latent_stride, pe_stride;
-    const int *token_slot, *positions; /* [tokens] int32, device */
+    const int *token_slot, *positions; /* [tokens] int32, device: block (or slot) and position */
     int tokens, r, dr, max_ctx;
+    int block_size;               /* as in qilin_kv_append_args: 0 = slots of max_ctx positions */
     qilin_dtype dtype;
 } qilin_mla_append_args;
 qilin_status qilin_mla_append(const qilin_mla_append_args *args, qilin_stream *stream);
@@ -49,7 +50,8 @@ typedef struct qilin_mla_attention_args {
     int64_t q_pe_token_stride, q_pe_head_stride;
     const void *latent_cache, *pe_cache;
     qilin_kv_layout latent_layout, pe_layout;
-    const int *q_start, *kv_len, *seq_slot; /* as in qilin_attention_args */
+    const int *q_start, *kv_len, *seq_slot; /* as in qilin_attention_args: block tables */
+    int table_stride, block_size; /* as in qilin_attention_args (FlashMLA pages: 64 positions) */
     int n_seqs, tokens, max_q_len, max_kv_len;
     int n_heads, r, dr;
     float scale;                  /* (dn + dr)^-1/2 * mscale^2 (YaRN) */

@@ -93,14 +93,46 @@ static qilin_status load_weights(qilin_model *m, const char *path) {
     return st;
 }
 
+/* The KV pool's block size and token count (forward.h has the defaults):
+ * the default block is the kernels' key tile (32; MLA 64, FlashMLA's page)
+ * halved until it divides max_ctx, so that slot s's identity table is the
+ * old contiguous slot and the default pool holds max_seqs × max_ctx
+ * positions exactly. */
+static qilin_status resolve_kv_pool(const qilin_model_desc *d, qilin_model_options *o) {
+    if (o->kv_block_size == 0) {
+        o->kv_block_size = d->kv_lora_rank > 0 ? 64 : 32;
+        while (o->max_ctx % o->kv_block_size != 0) o->kv_block_size /= 2;
+    }
+    if (o->kv_block_size > o->max_ctx)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "qilin_model_load: kv_block_size %d exceeds the context of %d positions",
+                           o->kv_block_size, o->max_ctx);
+    int64_t bs = o->kv_block_size, per_slot = (o->max_ctx + bs - 1) / bs;
+    if (o->kv_cache_tokens == 0) o->kv_cache_tokens = (int64_t)o->max_seqs * per_slot * bs;
+    int64_t blocks = (o->kv_cache_tokens + bs - 1) / bs;
+    if (blocks > INT32_MAX)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_model_load: kv_cache_tokens %lld: %lld blocks of %d",
+                           (long long)o->kv_cache_tokens, (long long)blocks, o->kv_block_size);
+    o->kv_cache_tokens = blocks * bs;
+    return QILIN_OK;
+}
+
+void qilin_model_kv_pool(const qilin_model *m, int *num_blocks, int *block_size) {
+    *block_size = m->opt.kv_block_size;
+    *num_blocks = (int)(m->opt.kv_cache_tokens / m->opt.kv_block_size);
+}
+
 static qilin_status check_options(const qilin_model_options *o) {
     if (o->dtype != QILIN_F32 && o->dtype != QILIN_BF16 && o->dtype != QILIN_F16)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_model_load: dtype %s: use f32, bf16 or f16",
                            qilin_dtype_name(o->dtype));
-    if (o->max_seqs < 1 || o->max_batch_tokens < 1 || o->max_ctx < 0)
+    if (o->max_seqs < 1 || o->max_batch_tokens < 1 || o->max_ctx < 0 || o->kv_block_size < 0 ||
+        o->kv_cache_tokens < 0)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
-                           "qilin_model_load: max_seqs %d, max_batch_tokens %d, max_ctx %d", o->max_seqs,
-                           o->max_batch_tokens, o->max_ctx);
+                           "qilin_model_load: max_seqs %d, max_batch_tokens %d, max_ctx %d, kv_block_size %d, "
+                           "kv_cache_tokens %lld",
+                           o->max_seqs, o->max_batch_tokens, o->max_ctx, o->kv_block_size,
+                           (long long)o->kv_cache_tokens);
     if (o->ep_dispatch != QILIN_EP_REPLICATED && o->ep_dispatch != QILIN_EP_ALL_TO_ALL)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_model_load: unknown ep_dispatch %d",
                            (int)o->ep_dispatch);
@@ -209,6 +241,12 @@ qilin_status qilin_model_load(const char *path, const qilin_model_options *optio
         free(m);
         return st;
     }
+    st = resolve_kv_pool(d, &opt);
+    if (st != QILIN_OK) {
+        qilin_model_desc_free(m->desc);
+        free(m);
+        return st;
+    }
     m->opt = opt;
     m->n = opt.tp / opt.nodes;
     m->first_rank = opt.node_rank * m->n;
@@ -247,6 +285,50 @@ void qilin_model_free(qilin_model *m) {
 
 static void step_free(step *s) {
     free(s->kv_len), free(s->pos), free(s->tslot), free(s->q_start), free(s->single), free(s->last);
+    free(s->tables);
+}
+
+/* Block j of sequence i: its table's entry, or slot i's identity block. */
+static int64_t batch_block(const qilin_model *m, const qilin_batch *b, int i, int j) {
+    if (b->blocks) return b->blocks[i][j];
+    int per_slot = (m->opt.max_ctx + m->opt.kv_block_size - 1) / m->opt.kv_block_size;
+    return (int64_t)b->slot[i] * per_slot + j;
+}
+
+/* Every block a sequence uses is in the pool; a block that new tokens are
+ * written to is used by no other sequence of the batch (nor twice by its
+ * own): owner[] marks each written block with its sequence + 1. */
+static qilin_status check_tables(const qilin_model *m, const qilin_batch *b, int *owner) {
+    int bs = m->opt.kv_block_size;
+    int64_t n_blocks = m->opt.kv_cache_tokens / bs;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < b->n_seqs; i++) {
+            int first_written = b->start_pos[i] / bs, used = (b->start_pos[i] + b->n_tokens[i] + bs - 1) / bs;
+            for (int j = 0; j < used; j++) {
+                int64_t blk = batch_block(m, b, i, j);
+                bool written = j >= first_written;
+                if (blk < 0 || blk >= n_blocks)
+                    return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                                       "qilin_forward: sequence %d: block %lld (table entry %d) outside the KV pool "
+                                       "of %lld blocks%s",
+                                       i, (long long)blk, j, (long long)n_blocks,
+                                       b->blocks ? "" : " (its slot lies past kv_cache_tokens)");
+                if (pass == 0 && written) {
+                    if (owner[blk])
+                        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                                           "qilin_forward: sequence %d writes block %lld, which sequence %d "
+                                           "writes too",
+                                           i, (long long)blk, owner[blk] - 1);
+                    owner[blk] = i + 1;
+                }
+                if (pass == 1 && !written && owner[blk])
+                    return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                                       "qilin_forward: sequence %d reads block %lld, which sequence %d writes in "
+                                       "the same step",
+                                       i, (long long)blk, owner[blk] - 1);
+            }
+        }
+    return QILIN_OK;
 }
 
 /* Checks the batch against the model's limits, on the calling thread
@@ -257,19 +339,23 @@ static qilin_status check_batch(const qilin_model *m, const qilin_batch *b) {
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
                            "qilin_forward: %d sequences; this model was loaded for 1 to %d", b->n_seqs,
                            o->max_seqs);
+    if (b->blocks && o->nodes > 1)
+        return qilin_error(QILIN_ERR_UNSUPPORTED,
+                           "qilin_forward: block tables are not sent to other nodes yet (%d nodes): use slots",
+                           o->nodes);
+    if (!b->blocks && !b->slot)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_forward: the batch has neither slots nor block tables");
     int T = 0;
     for (int i = 0; i < b->n_seqs; i++) {
-        int n = b->n_tokens[i], start = b->start_pos[i], slot = b->slot[i];
+        int n = b->n_tokens[i], start = b->start_pos[i];
         if (n < 1)
             return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_forward: sequence %d has %d new tokens", i,
                                n);
-        if (slot < 0 || slot >= o->max_seqs)
+        if (b->blocks && !b->blocks[i])
+            return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_forward: sequence %d has no block table", i);
+        if (!b->blocks && (b->slot[i] < 0 || b->slot[i] >= o->max_seqs))
             return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
-                               "qilin_forward: sequence %d: slot %d outside [0, %d)", i, slot, o->max_seqs);
-        for (int j = 0; j < i; j++)
-            if (b->slot[j] == slot)
-                return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
-                                   "qilin_forward: sequences %d and %d share slot %d", j, i, slot);
+                               "qilin_forward: sequence %d: slot %d outside [0, %d)", i, b->slot[i], o->max_seqs);
         if (start < 0 || (int64_t)start + n > o->max_ctx)
             return qilin_error(
                 QILIN_ERR_INVALID_ARGUMENT,
@@ -286,7 +372,11 @@ static qilin_status check_batch(const qilin_model *m, const qilin_batch *b) {
             return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
                                "qilin_forward: token %d has id %d; the vocabulary has %d ids", t,
                                b->tokens[t], m->desc->vocab);
-    return QILIN_OK;
+    int *owner = calloc((size_t)(o->kv_cache_tokens / o->kv_block_size), sizeof(int));
+    if (!owner) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_forward: host memory");
+    qilin_status st = check_tables(m, b, owner);
+    free(owner);
+    return st;
 }
 
 /* The step's host-side index arrays, shared read-only by the workers. */
@@ -298,7 +388,10 @@ static qilin_status prepare_step(const qilin_model *m, const qilin_batch *b, ste
     s->kv_len = malloc((size_t)S * sizeof(int)), s->q_start = malloc((size_t)(S + 1) * sizeof(int));
     s->single = malloc((size_t)S * 4 * sizeof(int)), s->last = malloc((size_t)S * sizeof(int));
     s->pos = malloc((size_t)s->T * sizeof(int)), s->tslot = malloc((size_t)s->T * sizeof(int));
-    if (!s->kv_len || !s->q_start || !s->single || !s->last || !s->pos || !s->tslot) {
+    s->block_size = m->opt.kv_block_size;
+    s->table_stride = (m->opt.max_ctx + s->block_size - 1) / s->block_size;
+    s->tables = malloc((size_t)S * (size_t)s->table_stride * sizeof(int));
+    if (!s->kv_len || !s->q_start || !s->single || !s->last || !s->pos || !s->tslot || !s->tables) {
         step_free(s);
         return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_forward: host memory");
     }
@@ -311,7 +404,12 @@ static qilin_status prepare_step(const qilin_model *m, const qilin_batch *b, ste
         s->q_start[i] = t;
         int *one = s->single + 4 * i; /* {q_start[2], kv_len, slot} of a one-sequence launch */
         one[0] = 0, one[1] = n, one[2] = s->kv_len[i], one[3] = 0;
-        for (int j = 0; j < n; j++, t++) s->pos[t] = b->start_pos[i] + j, s->tslot[t] = b->slot[i];
+        int *table = s->tables + (size_t)i * s->table_stride, used = (s->kv_len[i] + s->block_size - 1) / s->block_size;
+        for (int j = 0; j < s->table_stride; j++) table[j] = j < used ? (int)batch_block(m, b, i, j) : -1;
+        for (int j = 0; j < n; j++, t++) {
+            s->pos[t] = b->start_pos[i] + j;
+            s->tslot[t] = table[s->pos[t] / s->block_size]; /* the block kv_append writes */
+        }
         s->q_start[i + 1] = t;
         s->last[i] = t - 1;
     }

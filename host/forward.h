@@ -2,8 +2,16 @@
  *
  * qilin_model_load reads a checkpoint (config.json + safetensors), uploads
  * the weights in the activation dtype (bf16 by default; f32 for checking
- * numerics against references), and allocates a contiguous KV cache of
- * max_seqs slots × max_ctx positions per layer. qilin_forward runs one step
+ * numerics against references), and allocates each layer's KV cache as a
+ * pool of blocks of kv_block_size positions (kv_cache_tokens in all, by
+ * default max_seqs × max_ctx). A sequence's KV lives in the blocks its block
+ * table lists (qilin_batch.blocks), in any order, possibly shared with other
+ * sequences for a common prefix; the attention kernels read through the
+ * tables. Without tables, sequence slot s is the identity table of blocks
+ * s·B .. s·B + B − 1 (B = ceil(max_ctx / kv_block_size)), which with the
+ * default sizes is exactly the old contiguous slot. With tp > 1 every GPU
+ * holds its KV heads' share of every block (MLA: the whole latent).
+ * qilin_forward runs one step
  * over a batch of sequences, each with its own number of new tokens (a
  * prefill, a chunk of one, or one decode token) appended at its own
  * position, and returns fp32 logits. The sequence of launches per
@@ -86,6 +94,13 @@ typedef struct qilin_model_options {
     int layers;              /* > 0: keep the first `layers` layers only (qilin_model_desc_keep_layers) */
     bool no_graphs;          /* run every decode step eagerly instead of replaying a captured graph
                                 (also QILIN_NO_GRAPHS=1 in the environment); forward_layers.c */
+    /* The paged KV cache (resolved at load: qilin_model_get_options shows the values used). */
+    int kv_block_size;       /* positions per KV block; 0 = 64 for MLA (FlashMLA's page: two 32-key
+                                tiles), 32 otherwise (the decode kernels' key tile), halved until it
+                                divides max_ctx so the default pool is exactly max_seqs × max_ctx */
+    int64_t kv_cache_tokens; /* positions in each layer's pool, rounded up to whole blocks; 0 =
+                                max_seqs × max_ctx. Memory: kv_cache_tokens × the plan's KV bytes per
+                                token (qilin_plan_memory's kv_tokens is what fits) */
 } qilin_model_options;
 
 /* Defaults for every field: fills *o. */
@@ -128,17 +143,27 @@ void qilin_model_forward_stats(const qilin_model *m, qilin_forward_stats *out);
  * QILIN_ERR_INVALID_ARGUMENT. */
 qilin_status qilin_model_expert_counts(qilin_model *m, int layer, int *counts);
 
-/* One step. Sequence i owns KV slot slot[i] (distinct within the batch), has
- * start_pos[i] tokens already cached there and appends n_tokens[i] >= 1 new
- * ones; tokens holds the new ids of all sequences back to back. logits
- * receives fp32 rows (host memory): every new token of every sequence in
- * order when all_logits, else one row per sequence (its last token). */
+/* One step. Sequence i has start_pos[i] tokens already cached and appends
+ * n_tokens[i] >= 1 new ones; tokens holds the new ids of all sequences back
+ * to back. Its KV: with blocks set, blocks[i] is its block table (pool
+ * indices, position p in block blocks[i][p / kv_block_size]) covering
+ * positions 0 .. start_pos[i] + n_tokens[i] - 1; the blocks its new tokens
+ * are written to must appear in no other sequence's table of the batch
+ * (blocks only read may be shared). Without blocks, slot[i] (distinct within
+ * the batch) names its identity table (above). logits receives fp32 rows
+ * (host memory): every new token of every sequence in order when
+ * all_logits, else one row per sequence (its last token). Block tables are
+ * not sent to other nodes yet: with nodes > 1 use slots. */
 typedef struct qilin_batch {
     int n_seqs;
     const int *slot, *start_pos, *n_tokens;
     const int *tokens;
     bool all_logits;
+    const int *const *blocks; /* NULL: slots */
 } qilin_batch;
+
+/* The KV pool the model allocated: blocks per layer and positions per block. */
+void qilin_model_kv_pool(const qilin_model *m, int *num_blocks, int *block_size);
 
 qilin_status qilin_forward(qilin_model *m, const qilin_batch *batch, float *logits);
 

@@ -53,7 +53,7 @@ typedef struct layer {
     int exp_row_off, exp_col_off, exp_group;
     float *router_bias;           /* [E_total] fp32 (the router is replicated) */
     void *k_cache,
-        *v_cache; /* GQA: [slots, ctx, nkv, hd(v)]; MLA: latent [slots, ctx, r], pe [slots, ctx, dr] */
+        *v_cache; /* GQA: [blocks, block_size, nkv, hd(v)]; MLA: latent [blocks, block_size, r], pe [.., dr] */
 } layer;
 
 typedef struct shard {
@@ -76,7 +76,9 @@ typedef struct shard {
     layer *layers;
     float *inv_freq;
     float cos_sin_scale;
-    qilin_kv_layout k_layout, v_layout, latent_layout, pe_layout;
+    qilin_kv_layout k_layout, v_layout, latent_layout, pe_layout; /* slot_stride: one block */
+    int kv_block_size, table_stride; /* positions per block; table entries per sequence (max_ctx's blocks) */
+    int64_t kv_blocks;               /* blocks in each layer's pool */
 
     /* per-step buffers, sized for max_batch_tokens rows */
     qilin_workspace_plan ws; /* buffer sizes (plan_workspace.c) */
@@ -92,6 +94,7 @@ typedef struct shard {
      * fixed offsets, filled each step from one pinned staging buffer
      * (step_host, same layout) by one asynchronous copy (step_buffers_*). */
     int *d_tokens, *d_positions, *d_token_slot, *d_q_start, *d_kv_len, *d_seq_slot, *d_rows;
+    /* d_seq_slot: the block tables [max_seqs, table_stride]; d_token_slot: each token's block */
     int *d_single; /* [max_seqs][4]: {0, n_q, kv_len, 0} for one-sequence launches */
     int *d_iota;   /* [max_batch_tokens] 0, 1, ... (rank 0 with several GPUs) */
     int *step_dev, *step_host;
@@ -146,6 +149,8 @@ typedef struct step {
     bool decode; /* every sequence has one new token */
     const qilin_batch *b;
     int *kv_len, *pos, *tslot, *q_start, *single, *last; /* last: each sequence's last row */
+    int *tables; /* [n_seqs, table_stride]: each sequence's blocks (-1 past its last) */
+    int table_stride, block_size;
 } step;
 
 /* forward_load.c */

@@ -57,8 +57,8 @@
  * the same input and are plain weights share one launch (qilin_gemv_multi):
  * q, k, v; MLA's q_a (or q), latent and rope key.
  *
- * The step's index arrays (token ids, positions, slots, sequence starts,
- * ...) are one device block at fixed addresses, filled by one asynchronous
+ * The step's index arrays (token ids, positions, each token's KV block,
+ * sequence starts, block tables, ...) are one device block at fixed addresses, filled by one asynchronous
  * copy from a pinned staging buffer; nothing in a step synchronises the
  * stream except the all-to-all dispatch's count exchange. Decode steps are
  * replayed from captured graphs (the section at the end of this file). */
@@ -299,6 +299,7 @@ static qilin_status gqa_attention(shard *m, int l, const step *s) {
                                .head_dim = hd,
                                .head_dim_v = hdv,
                                .max_ctx = m->opt->max_ctx,
+                               .block_size = m->kv_block_size,
                                .dtype = m->opt->dtype};
     QILIN_TRY(qilin_kv_append(&ap, m->stream));
     void *o = m->B3;
@@ -315,6 +316,8 @@ static qilin_status gqa_attention(shard *m, int l, const step *s) {
                               .q_start = m->d_q_start,
                               .kv_len = m->d_kv_len,
                               .seq_slot = m->d_seq_slot,
+                              .table_stride = m->table_stride,
+                              .block_size = m->kv_block_size,
                               .n_seqs = s->n_seqs,
                               .tokens = T,
                               .max_q_len = s->max_q,
@@ -363,30 +366,51 @@ static qilin_status per_head_gemm(shard *m, void *c, int64_t ldc, int64_t stride
     return qilin_gemm(m->blas, &g, m->stream);
 }
 
-/* Naive MLA for sequence b (rows q_row .. q_row + n_q of q): up-project its
- * cached latents with kv_b, assemble per-head keys [k_nope ; k_pe], run the
- * ordinary attention kernel with head_dim dn + dr, head_dim_v dv. */
-static qilin_status mla_naive_seq(shard *m, layer *L, const step *s, int b, int q_row, const void *q,
-                                  void *o) {
+/* Positions [p0, p0 + n) of a sequence, held by consecutive physical
+ * blocks from `block` on: up-projects their latents with kv_b into rows p0..
+ * of mla_kvb and assembles their per-head keys [k_nope ; k_pe] in mla_k. */
+static qilin_status mla_naive_run(shard *m, layer *L, int block, int p0, int n) {
     const qilin_model_desc *d = m->desc;
     int nh = m->nh, dn = d->qk_nope_dim, dr = d->qk_rope_dim, dv = d->v_head_dim, r = d->kv_lora_rank;
-    int slot = s->b->slot[b], kv_len = s->kv_len[b], n_q = s->b->n_tokens[b];
     size_t es = m->es;
-    const void *latent = slot_ptr(L->k_cache, (int64_t)slot * m->latent_layout.slot_stride, es);
-    const void *pe = slot_ptr(L->v_cache, (int64_t)slot * m->pe_layout.slot_stride, es);
     int kvw = nh * (dn + dv);
-    QILIN_TRY(linear(m, m->mla_kvb, kvw, latent, r, L->w[QILIN_W_KV_B], NULL, kv_len, kvw, r, false));
-    qilin_mla_expand_k_args e = {.k = m->mla_k,
-                                 .kv = m->mla_kvb,
+    const void *latent = slot_ptr(L->k_cache, (int64_t)block * m->latent_layout.slot_stride, es);
+    const void *pe = slot_ptr(L->v_cache, (int64_t)block * m->pe_layout.slot_stride, es);
+    void *kvb = slot_ptr(m->mla_kvb, (int64_t)p0 * kvw, es);
+    QILIN_TRY(linear(m, kvb, kvw, latent, r, L->w[QILIN_W_KV_B], NULL, n, kvw, r, false));
+    qilin_mla_expand_k_args e = {.k = slot_ptr(m->mla_k, (int64_t)p0 * nh * (dn + dr), es),
+                                 .kv = kvb,
                                  .k_pe = pe,
                                  .pe_stride = dr,
-                                 .n = kv_len,
+                                 .n = n,
                                  .n_heads = nh,
                                  .dn = dn,
                                  .dv = dv,
                                  .dr = dr,
                                  .dtype = m->opt->dtype};
-    QILIN_TRY(qilin_mla_expand_k(&e, m->stream));
+    return qilin_mla_expand_k(&e, m->stream);
+}
+
+/* Naive MLA for sequence b (rows q_row .. q_row + n_q of q): up-project its
+ * cached latents with kv_b, assemble per-head keys [k_nope ; k_pe], run the
+ * ordinary attention kernel with head_dim dn + dr, head_dim_v dv. The
+ * latents are read one run of physically consecutive blocks at a time (a
+ * slot's identity table is one run: one GEMM, as before paging). */
+static qilin_status mla_naive_seq(shard *m, layer *L, const step *s, int b, int q_row, const void *q,
+                                  void *o) {
+    const qilin_model_desc *d = m->desc;
+    int nh = m->nh, dn = d->qk_nope_dim, dr = d->qk_rope_dim, dv = d->v_head_dim;
+    int kv_len = s->kv_len[b], n_q = s->b->n_tokens[b], bs = s->block_size;
+    size_t es = m->es;
+    int kvw = nh * (dn + dv);
+    const int *table = s->tables + (size_t)b * s->table_stride;
+    for (int j = 0; j * bs < kv_len;) {
+        int run = 1;
+        while ((j + run) * bs < kv_len && table[j + run] == table[j] + run) run++;
+        int p0 = j * bs, end = (j + run) * bs < kv_len ? (j + run) * bs : kv_len;
+        QILIN_TRY(mla_naive_run(m, L, table[j], p0, end - p0));
+        j += run;
+    }
     int64_t q_ts = (int64_t)nh * (dn + dr);
     int *one = m->d_single + 4 * b; /* {0, n_q, kv_len, 0}: q_start[2], kv_len, slot */
     qilin_attention_args a = {.out = slot_ptr(o, (int64_t)q_row * nh * dv, es),
@@ -481,6 +505,7 @@ static qilin_status mla_attention(shard *m, int l, const step *s) {
                                 .r = r,
                                 .dr = dr,
                                 .max_ctx = m->opt->max_ctx,
+                                .block_size = m->kv_block_size,
                                 .dtype = m->opt->dtype};
     QILIN_TRY(qilin_mla_append(&ap, m->stream));
 
@@ -508,6 +533,8 @@ static qilin_status mla_attention(shard *m, int l, const step *s) {
                                       .q_start = m->d_q_start,
                                       .kv_len = m->d_kv_len,
                                       .seq_slot = m->d_seq_slot,
+                                      .table_stride = m->table_stride,
+                                      .block_size = m->kv_block_size,
                                       .n_seqs = s->n_seqs,
                                       .tokens = T,
                                       .max_q_len = s->max_q,
@@ -782,39 +809,40 @@ static qilin_status layer_forward(shard *m, int l, const step *s) {
 /* ---- the step's index arrays ------------------------------------------- */
 
 /* Regions of the step block, in ints, each at a fixed offset sized for the
- * largest step (max_seqs S, max_batch_tokens T): the device pointers never
- * move, so a captured step reads the next step's values from the same
- * addresses. The per-sequence regions come first and the per-token ones
- * last, so a small step copies a short prefix (step_copy_ints). */
-enum { STEP_Q_START, STEP_KV_LEN, STEP_SEQ_SLOT, STEP_SINGLE, STEP_ROWS, STEP_TOKENS, STEP_POSITIONS,
-       STEP_TOKEN_SLOT, STEP_REGIONS };
+ * largest step (max_seqs S, max_batch_tokens T, table rows of W entries):
+ * the device pointers never move, so a captured step reads the next step's
+ * values from the same addresses. The per-sequence and per-token regions
+ * come first and the block tables (S rows of W) last, so a small step copies
+ * a prefix that ends with its own sequences' rows (upload_step). */
+enum { STEP_Q_START, STEP_KV_LEN, STEP_SINGLE, STEP_ROWS, STEP_TOKENS, STEP_POSITIONS, STEP_TOKEN_SLOT,
+       STEP_SEQ_SLOT, STEP_REGIONS };
 
-static size_t step_region_ints(int region, int T, int S) {
+static size_t step_region_ints(int region, int T, int S, int W) {
     switch (region) {
     case STEP_Q_START: return (size_t)S + 1;
     case STEP_SINGLE: return (size_t)S * 4;
     case STEP_KV_LEN:
-    case STEP_SEQ_SLOT:
     case STEP_ROWS: return (size_t)S;
+    case STEP_SEQ_SLOT: return (size_t)S * (size_t)W;
     default: return (size_t)T;
     }
 }
 
-/* Offset of `region` in the block laid out for S sequences, T tokens; each
- * region starts on a 16-int (64-byte) boundary. */
-static size_t step_offset(int region, int T, int S) {
+/* Offset of `region` in the block laid out for S sequences, T tokens, table
+ * rows of W; each region starts on a 16-int (64-byte) boundary. */
+static size_t step_offset(int region, int T, int S, int W) {
     size_t off = 0;
-    for (int r = 0; r < region; r++) off += (step_region_ints(r, T, S) + 15) / 16 * 16;
+    for (int r = 0; r < region; r++) off += (step_region_ints(r, T, S, W) + 15) / 16 * 16;
     return off;
 }
 
 static int *step_region(int *block, int region, const shard *g) {
-    return block + step_offset(region, g->opt->max_batch_tokens, g->opt->max_seqs);
+    return block + step_offset(region, g->opt->max_batch_tokens, g->opt->max_seqs, g->table_stride);
 }
 
 qilin_status step_buffers_alloc(shard *g) {
     int T = g->opt->max_batch_tokens, S = g->opt->max_seqs;
-    size_t bytes = step_offset(STEP_REGIONS, T, S) * sizeof(int);
+    size_t bytes = step_offset(STEP_REGIONS, T, S, g->table_stride) * sizeof(int);
     QILIN_TRY(shard_alloc(g, (void **)&g->step_dev, bytes, "step index arrays"));
     QILIN_TRY(qilin_host_alloc_pinned((void **)&g->step_host, bytes));
     QILIN_TRY(qilin_event_create(&g->step_copied));
@@ -851,8 +879,7 @@ static void put_ints(int *dst, const int *src, size_t n) {
 static void put_padding(shard *m, int *h, int S, int P, bool last_rows) {
     for (int i = S; i < P; i++) {
         step_region(h, STEP_Q_START, m)[i + 1] = i + 1;
-        step_region(h, STEP_KV_LEN, m)[i] = 0;
-        step_region(h, STEP_SEQ_SLOT, m)[i] = 0;
+        step_region(h, STEP_KV_LEN, m)[i] = 0; /* reads no table entry */
         int *one = step_region(h, STEP_SINGLE, m) + 4 * i;
         one[0] = 0, one[1] = 1, one[2] = 0, one[3] = 0;
         if (last_rows) step_region(h, STEP_ROWS, m)[i] = i;
@@ -878,7 +905,7 @@ static qilin_status upload_step(shard *m, const step *s, int padded_to) {
     int *h = m->step_host;
     put_ints(step_region(h, STEP_Q_START, m), s->q_start, (size_t)S + 1);
     put_ints(step_region(h, STEP_KV_LEN, m), s->kv_len, (size_t)S);
-    put_ints(step_region(h, STEP_SEQ_SLOT, m), b->slot, (size_t)S);
+    put_ints(step_region(h, STEP_SEQ_SLOT, m), s->tables, (size_t)S * (size_t)s->table_stride);
     put_ints(step_region(h, STEP_SINGLE, m), s->single, (size_t)S * 4);
     if (!b->all_logits) put_ints(step_region(h, STEP_ROWS, m), s->last, (size_t)S);
     int *ids = step_region(h, STEP_TOKENS, m);
@@ -889,8 +916,9 @@ static qilin_status upload_step(shard *m, const step *s, int padded_to) {
         put_padding(m, h, S, padded_to, !b->all_logits);
         T = padded_to;
     }
-    /* the used prefix: everything up to the end of this step's token slots */
-    size_t ints = (size_t)(step_region(h, STEP_TOKEN_SLOT, m) - h) + (size_t)T;
+    /* the used prefix: everything up to the end of this step's table rows
+     * (padding sequences read none: kv_len 0) */
+    size_t ints = (size_t)(step_region(h, STEP_SEQ_SLOT, m) - h) + (size_t)S * (size_t)s->table_stride;
     QILIN_TRY(qilin_memcpy_h2d(m->step_dev, h, ints * sizeof(int), m->stream));
     QILIN_TRY(qilin_event_record(m->step_copied, m->stream));
     m->step_copy_pending = true;

@@ -388,25 +388,29 @@ static qilin_status load_weights(shard *g, const qilin_plan *plan, const qilin_b
 
 /* ---- buffers: sizes from qilin_plan_workspace ---------------------------- */
 
+/* Each layer's KV pool: kv_blocks blocks of kv_block_size positions
+ * (forward.h), this GPU's KV heads of every block (MLA: the whole latent,
+ * shared by all heads, on every GPU). With the default sizes, slot s's
+ * identity table is the old contiguous slot s. */
 static qilin_status alloc_cache(shard *g) {
     const qilin_model_desc *d = g->desc;
-    size_t slots = (size_t)g->opt->max_seqs, ctx = (size_t)g->opt->max_ctx, es = g->es;
-    if (d->attn == QILIN_ATTN_MLA) { /* the latent is shared by all heads: every GPU caches all of it */
+    size_t blocks = (size_t)g->kv_blocks, bs = (size_t)g->kv_block_size, es = g->es;
+    if (d->attn == QILIN_ATTN_MLA) {
         size_t r = (size_t)d->kv_lora_rank, dr = (size_t)d->qk_rope_dim;
-        g->latent_layout = (qilin_kv_layout){(int64_t)(ctx * r), (int64_t)r, 0};
-        g->pe_layout = (qilin_kv_layout){(int64_t)(ctx * dr), (int64_t)dr, 0};
+        g->latent_layout = (qilin_kv_layout){(int64_t)(bs * r), (int64_t)r, 0};
+        g->pe_layout = (qilin_kv_layout){(int64_t)(bs * dr), (int64_t)dr, 0};
         for (int l = 0; l < d->n_layers; l++) {
-            QILIN_TRY(shard_alloc(g, &g->layers[l].k_cache, slots * ctx * r * es, "MLA latent cache"));
-            QILIN_TRY(shard_alloc(g, &g->layers[l].v_cache, slots * ctx * dr * es, "MLA rope-key cache"));
+            QILIN_TRY(shard_alloc(g, &g->layers[l].k_cache, blocks * bs * r * es, "MLA latent cache"));
+            QILIN_TRY(shard_alloc(g, &g->layers[l].v_cache, blocks * bs * dr * es, "MLA rope-key cache"));
         }
         return QILIN_OK;
     }
     size_t nkv = (size_t)g->nkv, hd = (size_t)d->head_dim, hdv = (size_t)d->head_dim_v;
-    g->k_layout = (qilin_kv_layout){(int64_t)(ctx * nkv * hd), (int64_t)(nkv * hd), (int64_t)hd};
-    g->v_layout = (qilin_kv_layout){(int64_t)(ctx * nkv * hdv), (int64_t)(nkv * hdv), (int64_t)hdv};
+    g->k_layout = (qilin_kv_layout){(int64_t)(bs * nkv * hd), (int64_t)(nkv * hd), (int64_t)hd};
+    g->v_layout = (qilin_kv_layout){(int64_t)(bs * nkv * hdv), (int64_t)(nkv * hdv), (int64_t)hdv};
     for (int l = 0; l < d->n_layers; l++) {
-        QILIN_TRY(shard_alloc(g, &g->layers[l].k_cache, slots * ctx * nkv * hd * es, "K cache"));
-        QILIN_TRY(shard_alloc(g, &g->layers[l].v_cache, slots * ctx * nkv * hdv * es, "V cache"));
+        QILIN_TRY(shard_alloc(g, &g->layers[l].k_cache, blocks * bs * nkv * hd * es, "K cache"));
+        QILIN_TRY(shard_alloc(g, &g->layers[l].v_cache, blocks * bs * nkv * hdv * es, "V cache"));
     }
     return QILIN_OK;
 }
@@ -493,6 +497,10 @@ static qilin_status alloc_attention(shard *g) {
 static qilin_status alloc_buffers(shard *g) {
     const qilin_model_desc *d = g->desc;
     int T = g->opt->max_batch_tokens, S = g->opt->max_seqs;
+    /* the pool's shape first: the step buffers hold block tables */
+    g->kv_block_size = g->opt->kv_block_size;
+    g->table_stride = (g->opt->max_ctx + g->kv_block_size - 1) / g->kv_block_size;
+    g->kv_blocks = g->opt->kv_cache_tokens / g->kv_block_size;
     g->width = g->ws.width;
     size_t es = g->es, row = (size_t)g->width * es;
     QILIN_TRY(shard_alloc(g, &g->R, (size_t)T * d->hidden * es, "residual stream"));

@@ -8,8 +8,8 @@
  *      prefilled, while the step's token budget (max_num_batched_tokens)
  *      lasts;
  *   2. then waiting requests, first come first served, admitted while a
- *      sequence (max_num_seqs, and a KV slot of the model) and the budget
- *      remain, each with its first prompt chunk.
+ *      sequence (max_num_seqs) and the budget remain, each with its first
+ *      prompt chunk after its prefix-cache hit.
  * So long prompts are prefilled in chunks interleaved with other sequences'
  * decodes, and requests join and leave the batch at any step. Every
  * sequence whose computed tokens reach its last one samples its next token
@@ -18,27 +18,22 @@
  * penalty over prompt + generated ids), so in fp32 greedy a request gives
  * the tokens it gives alone through qilin_generate_stream.
  *
- * KV memory is accounted in blocks of block_size positions by a block
- * manager (engine/kv_blocks.h): each sequence holds blocks for the
- * positions it has computed or is about to compute; full blocks are keyed by
- * their tokens and shared between sequences with a common prefix (prefix
- * caching, hit rate in the stats); released ones stay cached until the pool
- * needs them (LRU). When a running sequence needs a block and the pool is
- * empty, the most recently admitted running sequence is preempted: its
- * blocks are released and it goes back to the waiting queue (at its arrival
- * place) to be recomputed from its prompt and the tokens it already
- * generated, so the oldest sequences always finish. A request that could
- * never fit (more blocks than the whole pool, or more positions than the
- * model's context) is refused when added.
- *
- * TODAY THE BLOCKS ARE ACCOUNTING ONLY. The attention kernels still read
- * each sequence's KV from its contiguous slot of the model (max_seqs slots
- * of max_ctx positions, host/forward.h): a sequence takes a slot when
- * admitted and computes every one of its tokens there, prefix-cache hits
- * included (they are counted, and shared in the pool's accounting, but not
- * skipped). Device paging (block tables read by the kernels, the pool
- * sized from GPU memory, hits that skip their prefill) comes later; this
- * scheduler and block manager are what it will use.
+ * KV memory is the model's paged KV pool (host/forward.h: kv_block_size,
+ * kv_cache_tokens), managed in blocks by a block manager
+ * (engine/kv_blocks.h): each sequence holds a block table for the positions
+ * it has computed or is about to compute, and qilin_forward's attention
+ * kernels read and write its KV through that table. Full blocks are keyed
+ * by their tokens and shared between sequences with a common prefix (prefix
+ * caching, hit rate in the stats): a sequence admitted with a hit skips the
+ * prefill of the shared blocks (prefill_tokens counts only what was
+ * computed); released blocks stay cached until the pool needs them (LRU).
+ * When a running sequence needs a block and the pool is empty, the most
+ * recently admitted running sequence is preempted: its blocks are released
+ * and it goes back to the waiting queue (at its arrival place) to be
+ * recomputed from its prompt and the tokens it already generated (less
+ * whatever of it is still cached), so the oldest sequences always finish. A
+ * request that could never fit (more blocks than the whole pool, or more
+ * positions than the model's context) is refused when added.
  *
  * Thread safety: one thread at a time per engine, and the model is the
  * engine's while it exists (no qilin_forward or qilin_generate on it
@@ -98,8 +93,8 @@ typedef struct qilin_engine_options {
     int max_num_seqs;           /* sequences running at once; 0 = the model's max_seqs (its KV slots), the most */
     int max_num_batched_tokens; /* new tokens per step; 0 = the model's max_batch_tokens, the most */
     int prefill_chunk;          /* most prompt tokens of one sequence per step; 0 = max_num_batched_tokens */
-    int block_size;             /* positions per KV block, at most max_ctx; 0 = 16 (or max_ctx when smaller) */
-    int num_blocks;             /* the pool; 0 = max_num_seqs * ceil(max_ctx / block_size) (the model's slots) */
+    int block_size;             /* 0 or the model's kv_block_size (the pool's blocks are the model's) */
+    int num_blocks;             /* blocks 0 .. num_blocks - 1 of the model's pool; 0 = all of them */
     bool no_prefix_caching;     /* key no blocks */
     qilin_engine_token_fn on_token; /* may be NULL: then poll */
     qilin_engine_logprobs_fn on_logprobs; /* may be NULL; only requests with logprobs set call it */
@@ -134,7 +129,7 @@ enum { QILIN_MAX_TOP_LOGPROBS = 20 };
  * than the whole pool holds. */
 qilin_status qilin_engine_add(qilin_engine *e, const qilin_engine_request *r, int64_t *id);
 
-/* Ends a waiting or running request now (its blocks and slot are freed);
+/* Ends a waiting or running request now (its blocks are freed);
  * its tokens so far stay readable by qilin_engine_poll. An unknown or
  * released id is QILIN_ERR_INVALID_ARGUMENT; a finished one is left as it is
  * (QILIN_OK). */

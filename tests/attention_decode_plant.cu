@@ -13,6 +13,8 @@ qilin_status attention_decode_planted(const qilin_attention_args *a, DecodePlant
     p.da = a->head_dim, p.dv = a->head_dim_v;
     p.out = a->out, p.out_ts = a->out_token_stride, p.out_hs = a->out_head_stride;
     p.q_start = a->q_start, p.kv_len = a->kv_len, p.seq_slot = a->seq_slot;
+    p.table_stride = qilin_kv_table_stride(a->table_stride, a->block_size);
+    p.block_size = qilin_kv_block_span(a->block_size);
     p.group = a->n_heads / a->n_kv_heads, p.n_heads = a->n_heads;
     p.window = a->sliding_window;
     p.qscale = a->scale * attn::kLog2e;

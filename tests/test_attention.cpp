@@ -9,9 +9,17 @@
  * 4, 7, 16; head dims 40..256 with head_dim != head_dim_v; odd lengths;
  * sequences with no new tokens; seq_slot permutations; head-major cache
  * layouts; misaligned strides (the element path); sliding windows; split-KV
- * decode over 3000 positions; decode == prefill for n_q = 1. */
+ * decode over 3000 positions; decode == prefill for n_q = 1.
+ *
+ * Paged cases (Case::block > 0): the cache is a pool of blocks of `block`
+ * positions; each sequence's block table lists its blocks in shuffled
+ * physical order, and the pool has free blocks that belong to no sequence;
+ * every unwritten block and position holds NaN, so a table lookup that lands
+ * anywhere but the sequence's own positions gives NaN. Block sizes 7 and 16
+ * make key tiles (32 or 64 keys) straddle blocks; 64 is MLA's page. */
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -48,6 +56,7 @@ struct Case {
     int pad = 0;             /* extra elements per fused row (odd: the element path) */
     bool permute = false;    /* seq_slot[b] is not b */
     bool head_major = false; /* cache [slot, head, pos, dim] instead of [slot, pos, head, dim] */
+    int block = 0;           /* > 0: paged cache, blocks of this many positions */
 };
 
 void PrintTo(const Case &c, std::ostream *os) { *os << c.name; }
@@ -72,7 +81,17 @@ struct Batch {
     std::vector<unsigned char> kn, vn;  /* new K/V when !fused: [tokens, kv heads, dim] */
     int width = 0;
     qilin_kv_layout kl{}, vl{};
-    std::vector<double> kfull, vfull;   /* [slot, pos, head, dim] as stored, new tokens included */
+    std::vector<double> kfull, vfull;   /* [sequence, pos, head, dim] as stored, new tokens included */
+    int rows_per = 0, n_phys = 0;       /* positions per physical block (max_ctx for slots), blocks */
+    int table_stride = 0;               /* paged: entries per table row */
+    std::vector<int> tables;            /* paged: [n_seqs, table_stride] physical blocks */
+
+    /* The physical block and offset of sequence b's position t. */
+    int phys(int b, int t) const { return c.block > 0 ? tables[(size_t)b * table_stride + t / c.block] : seq_slot[b]; }
+    int offset(int t) const { return c.block > 0 ? t % c.block : t; }
+    /* Sequence b's row of kfull / vfull: its slot (slots may be shared by
+     * permuted cases, then both sides see the last write) or, paged, b. */
+    int logical(int b) const { return c.block > 0 ? b : seq_slot[b]; }
 
     explicit Batch(const Case &cs) : c(cs), es(qilin_dtype_size(cs.dtype)) {
         std::mt19937 rng(std::hash<std::string>()(cs.name) & 0xffffffu);
@@ -91,31 +110,33 @@ struct Batch {
         slots = n_seqs + 1;
         max_ctx = max_kv + 3;
         for (int b = 0; b < n_seqs; b++) seq_slot.push_back(c.permute ? (b * 3 + 1) % slots : b);
+        rows_per = max_ctx, n_phys = slots;
+        if (c.block > 0) make_tables(rng);
         const int nkv = c.n_kv_heads, hd = c.head_dim, hv = c.head_dim_v;
         if (c.head_major) {
-            kl = {(int64_t)nkv * max_ctx * hd, hd, (int64_t)max_ctx * hd};
-            vl = {(int64_t)nkv * max_ctx * hv, hv, (int64_t)max_ctx * hv};
+            kl = {(int64_t)nkv * rows_per * hd, hd, (int64_t)rows_per * hd};
+            vl = {(int64_t)nkv * rows_per * hv, hv, (int64_t)rows_per * hv};
         } else {
-            kl = {(int64_t)max_ctx * nkv * hd, (int64_t)nkv * hd, hd};
-            vl = {(int64_t)max_ctx * nkv * hv, (int64_t)nkv * hv, hv};
+            kl = {(int64_t)rows_per * nkv * hd, (int64_t)nkv * hd, hd};
+            vl = {(int64_t)rows_per * nkv * hv, (int64_t)nkv * hv, hv};
         }
-        kc.assign((size_t)slots * max_ctx * nkv * hd * es, 0);
-        vc.assign((size_t)slots * max_ctx * nkv * hv * es, 0);
+        kc.assign((size_t)n_phys * rows_per * nkv * hd * es, 0);
+        vc.assign((size_t)n_phys * rows_per * nkv * hv * es, 0);
         kfull.assign((size_t)slots * max_ctx * nkv * hd, NAN);
         vfull.assign((size_t)slots * max_ctx * nkv * hv, NAN);
-        for (int s = 0; s < slots; s++)
-            for (int t = 0; t < max_ctx; t++)
+        for (int s = 0; s < n_phys; s++)
+            for (int t = 0; t < rows_per; t++)
                 for (int g = 0; g < nkv; g++) {
                     for (int d = 0; d < hd; d++) store(kc, kidx(s, t, g) + d, NAN, c.dtype);
                     for (int d = 0; d < hv; d++) store(vc, vidx(s, t, g) + d, NAN, c.dtype);
                 }
         /* history: positions before the new tokens */
         for (int b = 0; b < n_seqs; b++) {
-            const int s = seq_slot[b], hist = c.seqs[b].kv_len - c.seqs[b].n_q;
+            const int hist = c.seqs[b].kv_len - c.seqs[b].n_q;
             for (int t = 0; t < hist; t++)
                 for (int g = 0; g < nkv; g++) {
-                    for (int d = 0; d < hd; d++) put_k(s, t, g, d, normal(rng));
-                    for (int d = 0; d < hv; d++) put_v(s, t, g, d, normal(rng));
+                    for (int d = 0; d < hd; d++) put_k(b, t, g, d, normal(rng));
+                    for (int d = 0; d < hv; d++) put_v(b, t, g, d, normal(rng));
                 }
         }
         /* new tokens: q, k, v rows */
@@ -126,7 +147,7 @@ struct Batch {
         for (int b = 0; b < n_seqs; b++)
             for (int i = 0; i < c.seqs[b].n_q; i++) {
                 const int tok = q_start[b] + i, pos = c.seqs[b].kv_len - c.seqs[b].n_q + i;
-                token_slot.push_back(seq_slot[b]);
+                token_slot.push_back(phys(b, pos));
                 positions.push_back(pos);
                 for (int h = 0; h < c.n_heads; h++)
                     for (int d = 0; d < hd; d++)
@@ -135,12 +156,12 @@ struct Batch {
                     for (int d = 0; d < hd; d++) {
                         const double v = normal(rng);
                         store(c.fused ? qkv : kn, knew(tok, g) + d, v, c.dtype);
-                        kfull[full_k(seq_slot[b], pos, g) + d] = rounded(v, c.dtype);
+                        kfull[full_k(logical(b), pos, g) + d] = rounded(v, c.dtype);
                     }
                     for (int d = 0; d < hv; d++) {
                         const double v = normal(rng);
                         store(c.fused ? qkv : vn, vnew(tok, g) + d, v, c.dtype);
-                        vfull[full_v(seq_slot[b], pos, g) + d] = rounded(v, c.dtype);
+                        vfull[full_v(logical(b), pos, g) + d] = rounded(v, c.dtype);
                     }
                 }
             }
@@ -159,13 +180,34 @@ struct Batch {
         return c.fused ? (size_t)tok * width + c.n_heads * c.head_dim + c.n_kv_heads * c.head_dim + g * c.head_dim_v
                        : ((size_t)tok * c.n_kv_heads + g) * c.head_dim_v;
     }
-    void put_k(int s, int t, int g, int d, double v) {
-        store(kc, kidx(s, t, g) + d, v, c.dtype);
-        kfull[full_k(s, t, g) + d] = rounded(v, c.dtype);
+    /* Sequence b's history at position t. */
+    void put_k(int b, int t, int g, int d, double v) {
+        store(kc, kidx(phys(b, t), offset(t), g) + d, v, c.dtype);
+        kfull[full_k(logical(b), t, g) + d] = rounded(v, c.dtype);
     }
-    void put_v(int s, int t, int g, int d, double v) {
-        store(vc, vidx(s, t, g) + d, v, c.dtype);
-        vfull[full_v(s, t, g) + d] = rounded(v, c.dtype);
+    void put_v(int b, int t, int g, int d, double v) {
+        store(vc, vidx(phys(b, t), offset(t), g) + d, v, c.dtype);
+        vfull[full_v(logical(b), t, g) + d] = rounded(v, c.dtype);
+    }
+
+    /* Block tables over a shuffled pool with a few free (NaN) blocks; a
+     * sequence with kv_len 0 still gets one block, and table entries past
+     * a sequence's blocks are -1 (never read). */
+    void make_tables(std::mt19937 &rng) {
+        const int bs = c.block;
+        table_stride = (max_kv + bs - 1) / bs;
+        std::vector<int> need;
+        for (const Seq &s : c.seqs) need.push_back(std::max(1, (s.kv_len + bs - 1) / bs));
+        int used = 0;
+        for (int n : need) used += n;
+        n_phys = used + 3; /* free blocks, never in a table */
+        rows_per = bs;
+        std::vector<int> order(n_phys);
+        for (int i = 0; i < n_phys; i++) order[i] = i;
+        std::shuffle(order.begin(), order.end(), rng);
+        tables.assign((size_t)n_seqs * table_stride, -1);
+        for (int b = 0, k = 0; b < n_seqs; b++)
+            for (int j = 0; j < need[b] && j < table_stride; j++) tables[(size_t)b * table_stride + j] = order[k++];
     }
 
     /* float64 attention of every new token, [tokens, heads, head_dim_v] */
@@ -174,7 +216,7 @@ struct Batch {
         std::vector<double> out((size_t)tokens * c.n_heads * hv, 0.0);
         for (int b = 0; b < n_seqs; b++)
             for (int i = 0; i < c.seqs[b].n_q; i++) {
-                const int tok = q_start[b] + i, pos = c.seqs[b].kv_len - c.seqs[b].n_q + i, s = seq_slot[b];
+                const int tok = q_start[b] + i, pos = c.seqs[b].kv_len - c.seqs[b].n_q + i, s = logical(b);
                 const int lo = c.window > 0 ? std::max(0, pos - c.window + 1) : 0;
                 for (int h = 0; h < c.n_heads; h++) {
                     const int g = h / group;
@@ -209,7 +251,8 @@ struct DeviceBatch {
 
     explicit DeviceBatch(const Batch &b)
         : h(b), kc(b.kc.size()), vc(b.vc.size()), qkv(b.qkv.size()), kn(b.kn.size()), vn(b.vn.size()),
-          q_start(b.q_start.size()), kv_len(b.kv_len.size() + 1), seq_slot(b.seq_slot.size() + 1),
+          q_start(b.q_start.size()), kv_len(b.kv_len.size() + 1),
+          seq_slot((b.c.block > 0 ? b.tables.size() : b.seq_slot.size()) + 1),
           token_slot(b.token_slot.size() + 1), positions(b.positions.size() + 1) {
         out_stride = b.c.n_heads * b.c.head_dim_v + (b.c.fused ? 8 : 0);
     }
@@ -222,7 +265,7 @@ struct DeviceBatch {
         QILIN_TRY(vn.upload(h.vn));
         QILIN_TRY(q_start.upload(h.q_start));
         QILIN_TRY(kv_len.upload(h.kv_len));
-        QILIN_TRY(seq_slot.upload(h.seq_slot));
+        QILIN_TRY(seq_slot.upload(h.c.block > 0 ? h.tables : h.seq_slot));
         QILIN_TRY(token_slot.upload(h.token_slot));
         QILIN_TRY(positions.upload(h.positions));
         const Case &c = h.c;
@@ -240,7 +283,7 @@ struct DeviceBatch {
         a.k_head_stride = c.head_dim, a.v_head_stride = c.head_dim_v;
         a.token_slot = token_slot.ptr, a.positions = positions.ptr;
         a.tokens = h.tokens, a.n_kv_heads = c.n_kv_heads, a.head_dim = c.head_dim, a.head_dim_v = c.head_dim_v;
-        a.max_ctx = h.max_ctx, a.dtype = c.dtype;
+        a.max_ctx = h.max_ctx, a.dtype = c.dtype, a.block_size = c.block;
         return qilin_kv_append(&a, nullptr);
     }
 
@@ -251,6 +294,7 @@ struct DeviceBatch {
         a.q = qkv.ptr, a.q_token_stride = h.width, a.q_head_stride = c.head_dim;
         a.k_cache = kc.ptr, a.v_cache = vc.ptr, a.k_layout = h.kl, a.v_layout = h.vl;
         a.q_start = q_start.ptr, a.kv_len = kv_len.ptr, a.seq_slot = seq_slot.ptr;
+        a.table_stride = h.table_stride, a.block_size = c.block;
         a.n_seqs = h.n_seqs, a.tokens = h.tokens, a.max_q_len = h.max_q, a.max_kv_len = h.max_kv;
         a.n_heads = c.n_heads, a.n_kv_heads = c.n_kv_heads, a.head_dim = c.head_dim, a.head_dim_v = c.head_dim_v;
         a.scale = (float)scale, a.sliding_window = c.window, a.dtype = c.dtype;
@@ -354,6 +398,15 @@ std::vector<Case> prefill_cases() {
     Case w1{"f16_gqa28x4_d64_window1_fused", QILIN_F16, 28, 4, 64, 64, small};
     w1.window = 1, w1.fused = true;
     v.push_back(w1);
+    /* paged: odd blocks (tiles straddle them), 16, a window across blocks */
+    for (int bs : {7, 16}) {
+        Case f{"f32_gqa8x2_d64_paged" + std::to_string(bs), QILIN_F32, 8, 2, 64, 64, mixed};
+        f.block = bs;
+        v.push_back(f);
+    }
+    Case pw{"f32_gqa6x2_d24_paged5_window16_headmajor", QILIN_F32, 6, 2, 24, 16, mixed};
+    pw.block = 5, pw.window = 16, pw.head_major = true;
+    v.push_back(pw);
     return v;
 }
 
@@ -400,6 +453,15 @@ std::vector<Case> decode_cases() {
     Case lw{"bf16_long2000_window100_gqa4x1_d64", QILIN_BF16, 4, 1, 64, 64, {{1, 2000}, {1, 50}}};
     lw.window = 100;
     v.push_back(lw);
+    /* paged: split-KV chunks and tiles across odd blocks, a window over them */
+    for (qilin_dtype t : {QILIN_F32, QILIN_BF16}) {
+        Case p{std::string(qilin_dtype_name(t)) + "_mha4_d64_paged7", t, 4, 4, 64, 64, batch};
+        p.block = 7;
+        v.push_back(p);
+    }
+    Case pl{"f32_long1000_gqa8x2_d64_paged32_window100", QILIN_F32, 8, 2, 64, 64, {{1, 1000}, {1, 40}}};
+    pl.block = 32, pl.window = 100;
+    v.push_back(pl);
     return v;
 }
 
@@ -435,6 +497,9 @@ std::vector<Case> tensor_core_decode_cases() {
             v.push_back(g8);
             v.push_back(Case{tag + "_mqa8_d64_v128", t, 8, 1, 64, 128, {{1, 65}, {1, 7}, {1, 1}}});
         }
+    Case p{"bf16_gqa4_d128_paged13_window50", QILIN_BF16, 8, 2, 128, 128, {{1, 7}, {1, 290}, {1, 1}}};
+    p.block = 13, p.window = 50;
+    v.push_back(p);
     return v;
 }
 
@@ -631,6 +696,14 @@ std::vector<Case> prefill_mma_cases() {
     v.push_back(Case{"bf16_gqa2x1_d128_v64_window50", QILIN_BF16, 2, 1, 128, 64, small});
     v.back().window = 50;
     v.push_back(Case{"bf16_gqa2x2_d64_v256", QILIN_BF16, 2, 2, 64, 256, small});
+    for (int bs : {16, 64}) { /* 64-key tiles over 16-position blocks; one block per tile */
+        Case p{"bf16_gqa8x2_d128_paged" + std::to_string(bs), QILIN_BF16, 8, 2, 128, 128, mixed};
+        p.block = bs;
+        v.push_back(p);
+    }
+    Case pw{"f16_gqa4x1_d64_paged9_window33", QILIN_F16, 4, 1, 64, 64, mixed};
+    pw.block = 9, pw.window = 33;
+    v.push_back(pw);
     return v;
 }
 

@@ -66,7 +66,7 @@ struct ModelRun {
     void Decode(const std::vector<int> &seqs) {
         std::vector<int> slot, start, n_tok, tokens;
         for (int s : seqs) slot.push_back(s), start.push_back(pos[s]), n_tok.push_back(1), tokens.push_back(next[s]);
-        qilin_batch b = {(int)seqs.size(), slot.data(), start.data(), n_tok.data(), tokens.data(), false};
+        qilin_batch b = {(int)seqs.size(), slot.data(), start.data(), n_tok.data(), tokens.data(), false, nullptr};
         logits.assign(seqs.size() * (size_t)vocab, 0.0f);
 #ifdef QILIN_SIM
         unsigned long long before = qsim_launch_count();
@@ -101,7 +101,7 @@ TEST_P(DecodeGraphs, ReplayEqualsEagerAcrossBatchSizesAndKvBuckets) {
         slot.push_back(s), start.push_back(0), n_tok.push_back(58 + s);
         for (int t = 0; t < 58 + s; t++) tokens.push_back(p[t % p.size()]);
     }
-    qilin_batch prefill = {kSeqs, slot.data(), start.data(), n_tok.data(), tokens.data(), false};
+    qilin_batch prefill = {kSeqs, slot.data(), start.data(), n_tok.data(), tokens.data(), false, nullptr};
     for (ModelRun *r : {&graph, &eager}) {
         r->logits.assign(kSeqs * (size_t)g.vocab, 0.0f);
         ASSERT_EQ(qilin_forward(r->m, &prefill, r->logits.data()), QILIN_OK) << qilin_last_error();
@@ -171,12 +171,12 @@ TEST(DecodeGraphs, TensorParallelDecodeStaysEager) {
     qilin_model *m = Load("llama", true, 2);
     ASSERT_NE(m, nullptr);
     int slot = 0, start = 0, n = 3, toks[3] = {1, 2, 3};
-    qilin_batch prefill = {1, &slot, &start, &n, toks, false};
+    qilin_batch prefill = {1, &slot, &start, &n, toks, false, nullptr};
     std::vector<float> logits(qilin_model_get_desc(m)->vocab);
     ASSERT_EQ(qilin_forward(m, &prefill, logits.data()), QILIN_OK) << qilin_last_error();
     int one = 1, tok = 4;
     start = 3;
-    qilin_batch decode = {1, &slot, &start, &one, &tok, false};
+    qilin_batch decode = {1, &slot, &start, &one, &tok, false, nullptr};
     ASSERT_EQ(qilin_forward(m, &decode, logits.data()), QILIN_OK) << qilin_last_error();
     qilin_forward_stats st;
     qilin_model_forward_stats(m, &st);

@@ -12,7 +12,18 @@
 // request run alone through qilin_generate_stream; cancelled ones hold a
 // prefix of them; chunk sizes 1, 7 and 64 give the same tokens; the pool is
 // whole again afterwards; decode replayed from graphs gives the tokens of
-// eager decode.
+// eager decode. The model's KV pool is paged (blocks of 4 positions): the
+// engine's block tables are what the kernels read, so a prefix-cache hit
+// skips the prefill of the shared blocks (and gives the tokens of a miss).
+//
+// Paged forward (qilin_batch.blocks): a prompt through a shuffled block
+// table gives the logits of the contiguous slot; a second sequence sharing
+// its first blocks and computing only the tail gives the tail's logits;
+// tables writing a block another sequence of the step uses, or naming a
+// block outside the pool, are refused. The same for DeepSeek-V3's MLA (naive
+// and absorbed forms) and a sliding window; the engine over MLA with
+// preemption and prefix hits gives each request's tokens alone; the pool's
+// size and block options resolve and refuse as forward.h says.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -199,6 +210,7 @@ class Engine : public testing::Test {
         o.max_seqs = 8;
         o.max_ctx = 48;
         o.max_batch_tokens = 64;
+        o.kv_block_size = 4; /* 96 blocks; tables of 12 */
         if (qilin_model_load((golden::models_dir() + "/stories260K").c_str(), &o, &model_) != QILIN_OK) {
             model_ = nullptr;
             return;
@@ -438,11 +450,18 @@ TEST_F(Engine, GraphReplayGivesTheTokensOfEagerDecode) {
 TEST_F(Engine, RefusesWhatCanNeverRun) {
     qilin_engine_options o;
     qilin_engine_options_default(&o);
-    o.max_num_seqs = 9; /* the model has 8 slots */
+    o.max_num_seqs = 9; /* the model steps 8 sequences at most */
     qilin_engine *e = nullptr;
     EXPECT_EQ(qilin_engine_create(model_, &o, &e), QILIN_ERR_INVALID_ARGUMENT);
-    EXPECT_NE(std::string(qilin_last_error()).find("8 KV slots"), std::string::npos) << qilin_last_error();
+    EXPECT_NE(std::string(qilin_last_error()).find("8 sequences per step"), std::string::npos) << qilin_last_error();
     o.max_num_seqs = 0;
+    o.block_size = 16; /* the pool's blocks are the model's: 4 positions */
+    EXPECT_EQ(qilin_engine_create(model_, &o, &e), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(qilin_last_error()).find("96 blocks of 4 positions"), std::string::npos)
+        << qilin_last_error();
+    o.block_size = 0, o.num_blocks = 97;
+    EXPECT_EQ(qilin_engine_create(model_, &o, &e), QILIN_ERR_INVALID_ARGUMENT);
+    o.num_blocks = 0;
     o.max_num_batched_tokens = 65;
     EXPECT_EQ(qilin_engine_create(model_, &o, &e), QILIN_ERR_INVALID_ARGUMENT);
     o.max_num_batched_tokens = 0;
@@ -495,6 +514,116 @@ TEST_F(Engine, RefusesWhatCanNeverRun) {
     qilin_engine_free(e);
 }
 
+/* A second request whose prompt starts with the first one's (a chat turn):
+ * its 4 full blocks of the shared 18 tokens are found in the prefix cache
+ * and not computed again (prefill_tokens grows by the 5 unmatched tokens
+ * only), and it gives the tokens it gives alone — also with prefix caching
+ * off, where all 21 are computed. */
+TEST_F(Engine, PrefixHitSkipsItsPrefillAndGivesTheTokensOfAMiss) {
+    std::vector<Req> reqs(2);
+    for (int i = 0; i < 18; i++) reqs[0].prompt.push_back(3 + 29 * i);
+    reqs[1].prompt = reqs[0].prompt;
+    for (int x : {77, 5, 300}) reqs[1].prompt.push_back(x);
+    reqs[0].max_new = reqs[1].max_new = 5;
+    reqs[1].arrival = 1000; /* after the first has finished */
+    for (Req &r : reqs) r.alone = alone(r);
+    for (bool caching : {true, false}) {
+        SCOPED_TRACE(caching ? "prefix caching" : "no prefix caching");
+        qilin_engine_options o;
+        qilin_engine_options_default(&o);
+        o.no_prefix_caching = !caching;
+        qilin_engine *e = nullptr;
+        QILIN_ASSERT_OK(qilin_engine_create(model_, &o, &e));
+        qilin_engine_stats before, after;
+        std::vector<std::vector<int>> got;
+        for (const Req &q : reqs) {
+            qilin_engine_get_stats(e, &before);
+            qilin_engine_request r = {q.prompt.data(), (int)q.prompt.size(), q.params, q.max_new, nullptr, 0, false, 0};
+            int64_t id = 0;
+            QILIN_ASSERT_OK(qilin_engine_add(e, &r, &id));
+            QILIN_ASSERT_OK(qilin_engine_run(e));
+            qilin_engine_get_stats(e, &after);
+            const int *t = nullptr;
+            int n = 0;
+            qilin_engine_finish why;
+            QILIN_ASSERT_OK(qilin_engine_poll(e, id, &t, &n, &why));
+            got.emplace_back(t, t + n);
+            QILIN_ASSERT_OK(qilin_engine_release(e, id));
+        }
+        for (size_t i = 0; i < 2; i++) EXPECT_EQ(got[i], reqs[i].alone) << "request " << i;
+        const uint64_t second_prefill = after.prefill_tokens - before.prefill_tokens;
+        printf("[ prefix ] caching %d: second request computed %llu of 21 prompt tokens, hits %llu\n", caching,
+               (unsigned long long)second_prefill, (unsigned long long)(after.prefix_hits - before.prefix_hits));
+        EXPECT_EQ(second_prefill, caching ? 5u : 21u);
+        EXPECT_EQ(after.prefix_hits - before.prefix_hits, caching ? 4u : 0u);
+        EXPECT_EQ(after.free_blocks, after.num_blocks);
+        qilin_engine_free(e);
+    }
+}
+
+/* qilin_forward through block tables (stories260K, fp32, blocks of 4). */
+TEST_F(Engine, PagedForwardMatchesTheContiguousSlot) {
+    const int V = 512, n = 19;
+    std::vector<int> prompt;
+    for (int i = 0; i < n; i++) prompt.push_back(1 + (i * 131) % 511);
+    int slot = 0, start = 0, len = n;
+    qilin_batch contiguous = {1, &slot, &start, &len, prompt.data(), true, nullptr};
+    std::vector<float> want((size_t)n * V), got((size_t)n * V, NAN);
+    QILIN_ASSERT_OK(qilin_forward(model_, &contiguous, want.data()));
+    /* the whole prompt through 5 blocks in shuffled physical order */
+    const int shuffled[5] = {50, 13, 77, 3, 91};
+    const int *tables[2] = {shuffled, nullptr};
+    qilin_batch paged = {1, nullptr, &start, &len, prompt.data(), true, tables};
+    QILIN_ASSERT_OK(qilin_forward(model_, &paged, got.data()));
+    auto max_diff = [&](size_t row0, size_t rows, const float *g) {
+        double worst = 0;
+        for (size_t i = 0; i < rows * V; i++) worst = std::max(worst, (double)std::fabs(g[i] - want[row0 * V + i]));
+        return worst;
+    };
+    double whole = max_diff(0, n, got.data());
+    /* the tail only, sharing the first 3 blocks (12 positions) read-only */
+    const int shared_tail[5] = {50, 13, 77, 20, 60};
+    tables[0] = shared_tail;
+    int tail_start = 12, tail_len = n - 12;
+    qilin_batch tail = {1, nullptr, &tail_start, &tail_len, prompt.data() + 12, true, tables};
+    std::vector<float> tail_logits((size_t)tail_len * V, NAN);
+    QILIN_ASSERT_OK(qilin_forward(model_, &tail, tail_logits.data()));
+    double part = max_diff(12, tail_len, tail_logits.data());
+    printf("[ paged ] shuffled table vs slot: max |diff| %.3g; shared prefix + tail: %.3g\n", whole, part);
+    EXPECT_LE(whole, 1e-4);
+    EXPECT_LE(part, 1e-4);
+
+    /* refused: a block written by one sequence and read by another; twice
+     * written; outside the pool (96 blocks) */
+    const int reader[4] = {50, 13, 77, 20}, writer[2] = {20, 21};
+    int starts[2] = {12, 0}, lens[2] = {1, 5}, ids[6] = {1, 2, 3, 4, 5, 6};
+    const int *pair[2] = {reader, writer};
+    starts[0] = 15, lens[0] = 1; /* reads blocks 50, 13, 77 and writes 20; the other sequence writes 20 too */
+    qilin_batch clash = {2, nullptr, starts, lens, ids, false, pair};
+    EXPECT_EQ(qilin_forward(model_, &clash, nullptr), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(qilin_last_error()).find("writes block 20, which sequence 0 writes too"), std::string::npos)
+        << qilin_last_error();
+    starts[0] = 12, lens[0] = 1; /* reads 50, 13, 77; writes 20 */
+    const int writer_of_13[2] = {13, 22};
+    pair[1] = writer_of_13; /* writes 13 and 22, which sequence 0 reads (13) */
+    EXPECT_EQ(qilin_forward(model_, &clash, nullptr), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(qilin_last_error()).find("reads block 13, which sequence 1 writes"), std::string::npos)
+        << qilin_last_error();
+    const int outside[1] = {96};
+    tables[0] = outside;
+    int one = 1;
+    qilin_batch bad = {1, nullptr, &start, &one, ids, false, tables};
+    EXPECT_EQ(qilin_forward(model_, &bad, nullptr), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(qilin_last_error()).find("block 96 (table entry 0) outside the KV pool of 96 blocks"),
+              std::string::npos)
+        << qilin_last_error();
+    /* the refusals disturbed nothing: the tail again gives the same logits */
+    tables[0] = shared_tail;
+    std::vector<float> again((size_t)tail_len * V, NAN);
+    QILIN_ASSERT_OK(qilin_forward(model_, &tail, again.data()));
+    EXPECT_LE(max_diff(12, tail_len, again.data()), 1e-4);
+}
+
 } // namespace
 
 namespace {
@@ -512,7 +641,7 @@ TEST(SampleLast, RefusesRowsTheLastStepDidNotLeave) {
     qilin_sampling_params greedy[2] = {{0, 0, 1, 0, 1, 0, 0, 0, 0}, {0, 0, 1, 0, 1, 0, 0, 0, 0}};
     int ids[2] = {-1, -1}, slot = 0, start = 0, n = 3, tokens[3] = {1, 403, 407};
     EXPECT_EQ(qilin_sample_last(m, 1, greedy, nullptr, nullptr, ids), QILIN_ERR_INVALID_ARGUMENT); /* no step yet */
-    qilin_batch b = {1, &slot, &start, &n, tokens, true};
+    qilin_batch b = {1, &slot, &start, &n, tokens, true, nullptr};
     std::vector<float> logits(3 * 512);
     QILIN_ASSERT_OK(qilin_forward(m, &b, logits.data()));
     EXPECT_EQ(qilin_sample_last(m, 1, greedy, nullptr, nullptr, ids), QILIN_ERR_INVALID_ARGUMENT); /* all_logits */
@@ -529,6 +658,183 @@ TEST(SampleLast, RefusesRowsTheLastStepDidNotLeave) {
     QILIN_ASSERT_OK(qilin_sample_last(m, 1, greedy, nullptr, nullptr, ids));
     int argmax = (int)(std::max_element(logits.begin(), logits.begin() + 512) - logits.begin());
     EXPECT_EQ(ids[0], argmax);
+    qilin_model_free(m);
+}
+
+} // namespace
+
+namespace {
+
+/* MLA (latent + rope key; the naive prefill form walks runs of physically
+ * consecutive blocks, the absorbed form reads the table in the kernel) and
+ * a sliding window of 6 over blocks of 4: a prompt through a shuffled
+ * table with runs of 2, 1 and 2 blocks, then a decode step, give the logits
+ * of the contiguous slot; a second sequence sharing the first two blocks
+ * and computing only the rest gives the tail's logits. fp32. */
+struct PagedCase {
+    const char *fixture;
+    qilin_mla_mode mode;
+};
+
+class PagedForward : public testing::TestWithParam<PagedCase> {};
+
+TEST_P(PagedForward, ShuffledTablesGiveTheLogitsOfTheSlot) {
+    QILIN_REQUIRE_DEVICES(1);
+    qilin_model_options o;
+    qilin_model_options_default(&o);
+    o.dtype = QILIN_F32, o.max_seqs = 2, o.max_ctx = 32, o.max_batch_tokens = 32, o.kv_block_size = 4;
+    o.mla_mode = GetParam().mode;
+    o.kv_cache_tokens = 100; /* 25 blocks, more than the 2 slots' 16 */
+    qilin_model *m = nullptr;
+    QILIN_ASSERT_OK(qilin_model_load((golden::models_dir() + "/" + GetParam().fixture).c_str(), &o, &m));
+    const int V = (int)qilin_model_get_desc(m)->vocab, n = 19;
+    int pool = 0, bs = 0;
+    qilin_model_kv_pool(m, &pool, &bs);
+    EXPECT_EQ(pool, 25);
+    EXPECT_EQ(bs, 4);
+    std::vector<int> ids;
+    for (int i = 0; i < n + 1; i++) ids.push_back(1 + (i * 37) % (V - 1));
+    auto step = [&](const int *slot, const int *const *tables, int start, int len, const int *tok) {
+        std::vector<float> out((size_t)len * V, NAN);
+        qilin_batch b = {1, slot, &start, &len, tok, true, tables};
+        EXPECT_EQ(qilin_forward(m, &b, out.data()), QILIN_OK) << qilin_last_error();
+        return out;
+    };
+    auto max_diff = [&](const std::vector<float> &a, const float *b) {
+        double worst = 0;
+        for (size_t i = 0; i < a.size(); i++) worst = std::max(worst, (double)std::fabs(a[i] - b[i]));
+        return worst;
+    };
+    int slot = 1;
+    std::vector<float> want = step(&slot, nullptr, 0, n, ids.data());
+    std::vector<float> want_decode = step(&slot, nullptr, n, 1, ids.data() + n);
+    const int shuffled[6] = {17, 18, 2, 23, 24, 9}; /* runs {17, 18}, {2}, {23, 24}, then the decode's {9} */
+    const int *tables[1] = {shuffled};
+    std::vector<float> got = step(nullptr, tables, 0, n, ids.data());
+    std::vector<float> got_decode = step(nullptr, tables, n, 1, ids.data() + n);
+    const int shared[5] = {17, 18, 5, 6, 11}; /* shares positions 0 .. 7 */
+    tables[0] = shared;
+    std::vector<float> tail = step(nullptr, tables, 8, n - 8, ids.data() + 8);
+    double whole = max_diff(want, got.data()), dec = max_diff(want_decode, got_decode.data());
+    double part = max_diff(tail, want.data() + (size_t)8 * V);
+    printf("[ %s mode %d ] paged vs slot: prefill %.3g, decode %.3g, shared prefix + tail %.3g\n",
+           GetParam().fixture, (int)GetParam().mode, whole, dec, part);
+    EXPECT_LE(whole, 1e-4);
+    EXPECT_LE(dec, 1e-4);
+    EXPECT_LE(part, 1e-4);
+    qilin_model_free(m);
+}
+
+/* The pool's options: resolved defaults, a pool smaller than the slots
+ * (slots past it refused, those inside work), a block larger than the
+ * context refused. */
+TEST(PagedForwardOptions, PoolSizeAndBlockSize) {
+    QILIN_REQUIRE_DEVICES(1);
+    const std::string path = golden::models_dir() + "/stories260K";
+    qilin_model_options o;
+    qilin_model_options_default(&o);
+    o.dtype = QILIN_F32, o.max_seqs = 4, o.max_ctx = 16, o.max_batch_tokens = 16;
+    qilin_model *m = nullptr;
+    QILIN_ASSERT_OK(qilin_model_load(path.c_str(), &o, &m));
+    EXPECT_EQ(qilin_model_get_options(m)->kv_block_size, 16) << "32 halved until it divides max_ctx 16";
+    EXPECT_EQ(qilin_model_get_options(m)->kv_cache_tokens, 64) << "max_seqs x max_ctx";
+    qilin_model_free(m);
+    m = nullptr;
+    o.kv_block_size = 4, o.kv_cache_tokens = 30; /* 8 blocks: slots 0 and 1 */
+    QILIN_ASSERT_OK(qilin_model_load(path.c_str(), &o, &m));
+    EXPECT_EQ(qilin_model_get_options(m)->kv_cache_tokens, 32) << "rounded up to whole blocks";
+    int ids[3] = {1, 403, 407}, start = 0, n = 3, slot = 2;
+    std::vector<float> logits(3 * 512);
+    qilin_batch b = {1, &slot, &start, &n, ids, true, nullptr};
+    EXPECT_EQ(qilin_forward(m, &b, logits.data()), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(qilin_last_error()).find("its slot lies past kv_cache_tokens"), std::string::npos)
+        << qilin_last_error();
+    slot = 1;
+    QILIN_ASSERT_OK(qilin_forward(m, &b, logits.data()));
+    qilin_model_free(m);
+    m = nullptr;
+    o.kv_block_size = 32; /* more than the context */
+    EXPECT_EQ(qilin_model_load(path.c_str(), &o, &m), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(qilin_last_error()).find("kv_block_size 32 exceeds the context of 16"), std::string::npos)
+        << qilin_last_error();
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, PagedForward,
+                         testing::Values(PagedCase{"deepseek_v3", QILIN_MLA_AUTO},
+                                         PagedCase{"deepseek_v3", QILIN_MLA_ABSORBED},
+                                         PagedCase{"mistral_swa", QILIN_MLA_AUTO}),
+                         [](const testing::TestParamInfo<PagedCase> &i) {
+                             return std::string(i.param.fixture) +
+                                    (i.param.mode == QILIN_MLA_ABSORBED ? "_absorbed" : "_auto");
+                         });
+
+} // namespace
+
+namespace {
+
+bool append_token(void *user, int, int token) {
+    static_cast<std::vector<int> *>(user)->push_back(token);
+    return true;
+}
+
+/* DeepSeek-V3's MLA through the engine: 6 greedy requests sharing a prefix,
+ * arriving at different steps, through 9 blocks of 4 (preemption, prefix
+ * hits over the latent cache, chunked prefill on the naive form and decode
+ * on the absorbed one): each gives its tokens alone, and the pool is whole
+ * afterwards. */
+TEST(EngineMla, RandomArrivalsMatchEachRequestAlone) {
+    QILIN_REQUIRE_DEVICES(1);
+    qilin_model_options mo;
+    qilin_model_options_default(&mo);
+    mo.dtype = QILIN_F32, mo.max_seqs = 4, mo.max_ctx = 32, mo.max_batch_tokens = 16, mo.kv_block_size = 4;
+    qilin_model *m = nullptr;
+    QILIN_ASSERT_OK(qilin_model_load((golden::models_dir() + "/deepseek_v3").c_str(), &mo, &m));
+    std::mt19937 rng(5);
+    std::vector<int> prefix;
+    for (int i = 0; i < 8; i++) prefix.push_back(1 + (int)(rng() % 255));
+    const int n_req = 6;
+    std::vector<std::vector<int>> prompts(n_req), alone(n_req), got(n_req);
+    std::vector<int> max_new(n_req), arrival(n_req);
+    qilin_sampling_params greedy{0, 0, 1, 0, 1, 0, 0, 0, 0};
+    for (int i = 0; i < n_req; i++) {
+        int len = 3 + (int)(rng() % 10);
+        for (int j = 0; j < len; j++) prompts[i].push_back(j < 8 && i % 3 != 2 ? prefix[j] : 1 + (int)(rng() % 255));
+        max_new[i] = 2 + (int)(rng() % 3), arrival[i] = (int)(rng() % 4);
+        const int *p[1] = {prompts[i].data()};
+        int l = len;
+        QILIN_ASSERT_OK(qilin_generate_stream(m, 1, p, &l, &greedy, max_new[i], append_token, &alone[i]));
+    }
+    qilin_engine_options o;
+    qilin_engine_options_default(&o);
+    o.num_blocks = 9, o.prefill_chunk = 5;
+    qilin_engine *e = nullptr;
+    QILIN_ASSERT_OK(qilin_engine_create(m, &o, &e));
+    std::vector<int64_t> ids(n_req, 0);
+    for (int step = 0; step < 500; step++) {
+        for (int i = 0; i < n_req; i++)
+            if (arrival[i] == step) {
+                qilin_engine_request r = {prompts[i].data(), (int)prompts[i].size(), greedy, max_new[i], nullptr, 0, false, 0};
+                QILIN_ASSERT_OK(qilin_engine_add(e, &r, &ids[i]));
+            }
+        if (step > 4 && qilin_engine_idle(e)) break;
+        QILIN_ASSERT_OK(qilin_engine_step(e));
+    }
+    for (int i = 0; i < n_req; i++) {
+        const int *t = nullptr;
+        int n = 0;
+        qilin_engine_finish why;
+        QILIN_ASSERT_OK(qilin_engine_poll(e, ids[i], &t, &n, &why));
+        EXPECT_EQ(std::vector<int>(t, t + n), alone[i]) << "request " << i;
+    }
+    qilin_engine_stats s;
+    qilin_engine_get_stats(e, &s);
+    printf("[ engine mla ] %llu steps, %llu preemptions, prefix hits %llu of %llu, prefill %llu tokens\n",
+           (unsigned long long)s.steps, (unsigned long long)s.preemptions, (unsigned long long)s.prefix_hits,
+           (unsigned long long)s.prefix_lookups, (unsigned long long)s.prefill_tokens);
+    EXPECT_GT(s.preemptions, 0u) << "the pool was meant to force preemption";
+    EXPECT_GT(s.prefix_hits, 0u);
+    EXPECT_EQ(s.free_blocks, s.num_blocks) << "blocks leaked";
+    qilin_engine_free(e);
     qilin_model_free(m);
 }
 

@@ -92,7 +92,7 @@ TEST(EngineLogprobs, EqualLogSoftmaxOfForwardLogits) {
         all.insert(all.end(), got.tokens[id].begin(), got.tokens[id].end());
         int n = (int)all.size() - 1, slot = 0, start = 0;
         std::vector<float> logits((size_t)n * vocab);
-        qilin_batch b{1, &slot, &start, &n, all.data(), true};
+        qilin_batch b{1, &slot, &start, &n, all.data(), true, nullptr};
         ASSERT_EQ(qilin_forward(m, &b, logits.data()), QILIN_OK) << qilin_last_error();
         for (int t = 0; t < n_new; t++) {
             int pos = (int)prompt.size() - 1 + t, token = got.tokens[id][t];

@@ -61,7 +61,7 @@ class Forward : public testing::TestWithParam<std::string> {
         int n = (int)ids.size(), done = 0;
         for (int c = 0; c < chunks; c++) {
             int take = c == chunks - 1 ? n - done : n / chunks;
-            qilin_batch b = {1, &slot, &done, &take, ids.data() + done, true};
+            qilin_batch b = {1, &slot, &done, &take, ids.data() + done, true, nullptr};
             EXPECT_EQ(qilin_forward(m, &b, out.data() + (size_t)done * g_.vocab), QILIN_OK) << qilin_last_error();
             done += take;
         }
@@ -137,7 +137,7 @@ TEST_P(Forward, ChunkedPrefillAndBatchMatch) {
         tokens.insert(tokens.end(), g_.prompts[p].begin(), g_.prompts[p].end());
     }
     std::vector<float> out(tokens.size() * (size_t)g_.vocab);
-    qilin_batch b = {(int)slots.size(), slots.data(), starts.data(), counts.data(), tokens.data(), true};
+    qilin_batch b = {(int)slots.size(), slots.data(), starts.data(), counts.data(), tokens.data(), true, nullptr};
     ASSERT_EQ(qilin_forward(m, &b, out.data()), QILIN_OK) << qilin_last_error();
     size_t row = 0;
     for (int p = last; p >= 0; p--) {
@@ -258,7 +258,7 @@ TEST(ForwardErrors, BadInputsAreRejectedWithoutHarm) {
     std::vector<float> out(16 * (size_t)vocab);
     int slot = 0, start = 0, n = 3;
     int bad_ids[3] = {1, vocab, 2};
-    qilin_batch b = {1, &slot, &start, &n, bad_ids, true};
+    qilin_batch b = {1, &slot, &start, &n, bad_ids, true, nullptr};
     EXPECT_EQ(qilin_forward(m, &b, out.data()), QILIN_ERR_INVALID_ARGUMENT);
     EXPECT_NE(std::string(qilin_last_error()).find("token 1 has id"), std::string::npos) << qilin_last_error();
     int ok_ids[3] = {1, 2, 3};
@@ -455,7 +455,7 @@ TEST_P(DecodeSteps, EveryRowMatchesTransformers) {
     qilin_model *m = load_fp32(GetParam(), 1, len, prefill);
     ASSERT_NE(m, nullptr);
     int slot = 0, start = 0, n = prefill;
-    qilin_batch b = {1, &slot, &start, &n, prompt.data(), false};
+    qilin_batch b = {1, &slot, &start, &n, prompt.data(), false, nullptr};
     ASSERT_EQ(qilin_forward(m, &b, row.data()), QILIN_OK) << qilin_last_error();
     double worst = 0;
     for (int r = 0; r < rows; r++) {
@@ -585,7 +585,7 @@ TEST(SampledGeneration, FrequenciesMatchTheFilteredSoftmax) {
     std::vector<int> prompt = {1, 45};
     std::vector<float> all(2 * (size_t)vocab);
     int slot = 0, start = 0, n = 2;
-    qilin_batch b = {1, &slot, &start, &n, prompt.data(), true};
+    qilin_batch b = {1, &slot, &start, &n, prompt.data(), true, nullptr};
     ASSERT_EQ(qilin_forward(m, &b, all.data()), QILIN_OK) << qilin_last_error();
     std::vector<float> logits(all.begin() + vocab, all.end());
     const std::vector<SampledCase> cases = {

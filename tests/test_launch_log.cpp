@@ -52,11 +52,11 @@ TEST(LaunchLog, OneLinePerLaunchOfAStories260KForward) {
     const int prompt[5] = {1, 403, 407, 261, 378}, slot = 0;
     std::vector<float> logits((size_t)vocab);
     int pos = 0, n = 5;
-    qilin_batch prefill = {1, &slot, &pos, &n, prompt, false};
+    qilin_batch prefill = {1, &slot, &pos, &n, prompt, false, nullptr};
     ASSERT_EQ(qilin_forward(m, &prefill, logits.data()), QILIN_OK) << qilin_last_error();
     for (int s = 0; s < 3; s++) {
         int p = 5 + s, one = 1, token = 300 + s;
-        qilin_batch decode = {1, &slot, &p, &one, &token, false};
+        qilin_batch decode = {1, &slot, &p, &one, &token, false, nullptr};
         ASSERT_EQ(qilin_forward(m, &decode, logits.data()), QILIN_OK) << qilin_last_error();
     }
     qilin_model_free(m);

@@ -306,12 +306,12 @@ std::vector<Launch> decode_step(const ModelCase &m, int layers, int batch) {
     if (batch == 1) {
         std::vector<int> prompt(ctx, 1);
         int slot = 0, start = 0, n = ctx;
-        qilin_batch b = {1, &slot, &start, &n, prompt.data(), false};
+        qilin_batch b = {1, &slot, &start, &n, prompt.data(), false, nullptr};
         EXPECT_EQ(qilin_forward(model, &b, logits.data()), QILIN_OK) << qilin_last_error();
     }
     std::vector<int> slot(batch), start(batch, ctx), n(batch, 1), tokens(batch, 1);
     for (int i = 0; i < batch; i++) slot[i] = i;
-    qilin_batch b = {batch, slot.data(), start.data(), n.data(), tokens.data(), false};
+    qilin_batch b = {batch, slot.data(), start.data(), n.data(), tokens.data(), false, nullptr};
     EXPECT_EQ(qilin_forward(model, &b, logits.data()), QILIN_OK) << qilin_last_error();
     long long step = qilin_launch_log_step();
     qilin_model_free(model);

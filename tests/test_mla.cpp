@@ -16,6 +16,7 @@
  * (1) with the float64 naive form is the proof that the absorption is right. */
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -42,6 +43,7 @@ struct Case {
     bool permute = false;  /* seq_slot[b] is not b */
     bool combined = false; /* latent and k_pe interleaved in one [slot, pos, r + dr] buffer */
     bool no_workspace = false; /* no split-KV: one block per row tile over the whole sequence */
+    int block = 0;             /* > 0: paged caches (blocks of this many positions, shuffled, NaN free blocks) */
 };
 
 void PrintTo(const Case &c, std::ostream *os) { *os << c.name; }
@@ -66,6 +68,27 @@ struct Batch {
     std::vector<double> lat, pe;         /* [slot, pos, r] and [slot, pos, dr], NaN where unset */
     std::mt19937 rng;
     std::normal_distribution<double> normal{0.0, 1.0};
+    int rows_per = 0, n_phys = 0, table_stride = 0; /* positions per physical block, blocks, table row */
+    std::vector<int> tables;                        /* paged: [n_seqs, table_stride] */
+
+    int phys(int b, int t) const { return c.block > 0 ? tables[(size_t)b * table_stride + t / c.block] : seq_slot[b]; }
+    int offset(int t) const { return c.block > 0 ? t % c.block : t; }
+
+    /* Shuffled tables over a pool with 3 blocks no table names (NaN). */
+    void make_tables() {
+        const int bs = c.block;
+        table_stride = (max_kv + bs - 1) / bs;
+        int used = 0;
+        for (const Seq &s : c.seqs) used += std::max(1, (s.kv_len + bs - 1) / bs);
+        n_phys = used + 3, rows_per = bs;
+        std::vector<int> order(n_phys);
+        for (int i = 0; i < n_phys; i++) order[i] = i;
+        std::shuffle(order.begin(), order.end(), rng);
+        tables.assign((size_t)n_seqs * table_stride, -1);
+        for (int b = 0, k = 0; b < n_seqs; b++)
+            for (int j = 0; j < std::max(1, (c.seqs[b].kv_len + bs - 1) / bs); j++)
+                tables[(size_t)b * table_stride + j] = order[k++];
+    }
 
     explicit Batch(const Case &cs) : c(cs), es(qilin_dtype_size(cs.dtype)), rng(std::hash<std::string>()(cs.name) & 0xffffffu) {
         n_seqs = (int)c.seqs.size();
@@ -80,31 +103,33 @@ struct Batch {
         max_ctx = max_kv + 3;
         for (int b = 0; b < n_seqs; b++) seq_slot.push_back(c.permute ? (b * 3 + 1) % slots : b);
         const int r = c.r, dr = c.dr;
-        const size_t rows = (size_t)slots * max_ctx;
+        rows_per = max_ctx, n_phys = slots;
+        if (c.block > 0) make_tables();
+        const size_t rows = (size_t)n_phys * rows_per, logical = (size_t)slots * max_ctx;
         if (c.combined) {
-            ll = {(int64_t)max_ctx * (r + dr), r + dr, 0};
+            ll = {(int64_t)rows_per * (r + dr), r + dr, 0};
             pl = ll;
             pe_offset = r;
         } else {
-            ll = {(int64_t)max_ctx * r, r, 0};
-            pl = {(int64_t)max_ctx * dr, dr, 0};
+            ll = {(int64_t)rows_per * r, r, 0};
+            pl = {(int64_t)rows_per * dr, dr, 0};
             pe_offset = rows * r;
         }
         cache.assign(rows * (r + dr) * es, 0);
-        lat.assign(rows * r, NAN);
-        pe.assign(rows * dr, NAN);
+        lat.assign(logical * r, NAN);
+        pe.assign(logical * dr, NAN);
         for (size_t i = 0; i < rows * (r + dr); i++) store(cache, i, NAN, c.dtype);
         for (int b = 0; b < n_seqs; b++)
-            for (int t = 0; t < c.seqs[b].kv_len - c.seqs[b].n_q; t++) set_position(seq_slot[b], t, nullptr, 0);
+            for (int t = 0; t < c.seqs[b].kv_len - c.seqs[b].n_q; t++) set_position(b, t, nullptr, 0);
         kva.assign((size_t)tokens * (r + dr) * es, 0);
         q_lat.assign((size_t)tokens * c.n_heads * r * es, 0);
         q_pe.assign((size_t)tokens * c.n_heads * (dr + 8) * es, 0);
         for (int b = 0; b < n_seqs; b++)
             for (int i = 0; i < c.seqs[b].n_q; i++) {
                 const int tok = q_start[b] + i;
-                token_slot.push_back(seq_slot[b]);
                 positions.push_back(c.seqs[b].kv_len - c.seqs[b].n_q + i);
-                set_position(seq_slot[b], positions.back(), &kva, (size_t)tok * (r + dr));
+                token_slot.push_back(phys(b, positions.back()));
+                set_position(b, positions.back(), &kva, (size_t)tok * (r + dr));
                 for (int h = 0; h < c.n_heads; h++) {
                     for (int d = 0; d < r; d++) store(q_lat, ((size_t)tok * c.n_heads + h) * r + d, normal(rng), c.dtype);
                     for (int d = 0; d < dr; d++)
@@ -116,18 +141,20 @@ struct Batch {
     size_t lat_idx(int s, int t) const { return s * ll.slot_stride + t * ll.pos_stride; }
     size_t pe_idx(int s, int t) const { return pe_offset + s * pl.slot_stride + t * pl.pos_stride; }
 
-    /* Random c and k_pe for (slot, pos): into the cache (history) or into
-     * `dst` at element `at` (new tokens, appended by the kernel). */
-    void set_position(int s, int t, std::vector<unsigned char> *dst, size_t at) {
-        const size_t row = (size_t)s * max_ctx + t;
+    /* Random c and k_pe for sequence b's position t: into the cache
+     * (history) or into `dst` at element `at` (new tokens, appended by the
+     * kernel). */
+    void set_position(int b, int t, std::vector<unsigned char> *dst, size_t at) {
+        const size_t row = (size_t)seq_slot[b] * max_ctx + t;
+        const int s = phys(b, t), o = offset(t);
         for (int d = 0; d < c.r; d++) {
             const double v = normal(rng);
-            store(dst ? *dst : cache, dst ? at + d : lat_idx(s, t) + d, v, c.dtype);
+            store(dst ? *dst : cache, dst ? at + d : lat_idx(s, o) + d, v, c.dtype);
             lat[row * c.r + d] = rounded(v, c.dtype);
         }
         for (int d = 0; d < c.dr; d++) {
             const double v = normal(rng);
-            store(dst ? *dst : cache, dst ? at + c.r + d : pe_idx(s, t) + d, v, c.dtype);
+            store(dst ? *dst : cache, dst ? at + c.r + d : pe_idx(s, o) + d, v, c.dtype);
             pe[row * c.dr + d] = rounded(v, c.dtype);
         }
     }
@@ -179,7 +206,8 @@ struct DeviceBatch {
         : h(b), cache(b.cache.size()), kva(b.kva.size()), q_lat(b.q_lat.size()), q_pe(b.q_pe.size()),
           out((size_t)b.tokens * b.c.n_heads * b.c.r * b.es),
           ws(qilin_mla_attention_workspace(b.tokens, b.c.n_heads, b.c.r, b.max_kv)), q_start(b.q_start.size()),
-          kv_len(b.kv_len.size() + 1), seq_slot(b.seq_slot.size() + 1), token_slot(b.token_slot.size() + 1),
+          kv_len(b.kv_len.size() + 1),
+          seq_slot((b.c.block > 0 ? b.tables.size() : b.seq_slot.size()) + 1), token_slot(b.token_slot.size() + 1),
           positions(b.positions.size() + 1), ws_bytes(qilin_mla_attention_workspace(b.tokens, b.c.n_heads, b.c.r, b.max_kv)) {}
 
     void *latent_cache() const { return cache.ptr; }
@@ -192,7 +220,7 @@ struct DeviceBatch {
         QILIN_TRY(q_pe.upload(h.q_pe));
         QILIN_TRY(q_start.upload(h.q_start));
         QILIN_TRY(kv_len.upload(h.kv_len));
-        QILIN_TRY(seq_slot.upload(h.seq_slot));
+        QILIN_TRY(seq_slot.upload(h.c.block > 0 ? h.tables : h.seq_slot));
         QILIN_TRY(token_slot.upload(h.token_slot));
         QILIN_TRY(positions.upload(h.positions));
         qilin_mla_append_args a = {};
@@ -202,6 +230,7 @@ struct DeviceBatch {
         a.latent_stride = a.pe_stride = h.c.r + h.c.dr;
         a.token_slot = token_slot.ptr, a.positions = positions.ptr;
         a.tokens = h.tokens, a.r = h.c.r, a.dr = h.c.dr, a.max_ctx = h.max_ctx, a.dtype = h.c.dtype;
+        a.block_size = h.c.block;
         return qilin_mla_append(&a, nullptr);
     }
 
@@ -215,6 +244,7 @@ struct DeviceBatch {
         a.q_pe = q_pe.ptr, a.q_pe_token_stride = (int64_t)c.n_heads * (c.dr + 8), a.q_pe_head_stride = c.dr + 8;
         a.latent_cache = latent_cache(), a.pe_cache = pe_cache(), a.latent_layout = h.ll, a.pe_layout = h.pl;
         a.q_start = q_start.ptr, a.kv_len = kv_len.ptr, a.seq_slot = seq_slot.ptr;
+        a.table_stride = h.table_stride, a.block_size = c.block;
         a.n_seqs = h.n_seqs, a.tokens = h.tokens, a.max_q_len = h.max_q, a.max_kv_len = h.max_kv;
         a.n_heads = c.n_heads, a.r = c.r, a.dr = c.dr, a.scale = (float)scale, a.dtype = c.dtype;
         if (!c.no_workspace) a.workspace = ws_bytes ? ws.ptr : nullptr, a.workspace_bytes = ws_bytes;
@@ -288,6 +318,19 @@ std::vector<Case> cases() {
             v.push_back(nows);
             v.push_back(Case{"tc_" + tag + "_h7_r48_dr16_chunked", t, 7, 48, 16, {{2, 9}, {1, 1}, {5, 40}}});
         }
+    /* paged caches: 64-position pages (FlashMLA's), odd 7-position blocks
+     * that every 32-key tile straddles, split decode over shuffled blocks;
+     * fp32 (CUDA cores) and bf16 (tensor cores) */
+    for (qilin_dtype t : {QILIN_F32, QILIN_BF16})
+        for (int bs : {7, 64}) {
+            Case p{std::string(qilin_dtype_name(t)) + "_h16_r64_dr16_paged" + std::to_string(bs), t, 16, 64, 16,
+                   {{1, 40}, {3, 150}, {0, 10}, {17, 17}, {1, 700}}};
+            p.block = bs, p.combined = bs == 7;
+            v.push_back(p);
+        }
+    Case pr{"bf16_h16_r512_dr64_paged64_realsize", QILIN_BF16, 16, 512, 64, {{1, 300}, {1, 1}, {2, 65}}};
+    pr.block = 64;
+    v.push_back(pr);
     return v;
 }
 

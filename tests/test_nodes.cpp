@@ -119,7 +119,7 @@ TEST_P(Nodes, Fp32LogitsAndGreedyMatch) {
         const std::vector<int> &ids = g.prompts[p];
         std::vector<float> out(ids.size() * (size_t)g.vocab);
         int slot = 0, start = 0, n = (int)ids.size();
-        qilin_batch b = {1, &slot, &start, &n, ids.data(), true};
+        qilin_batch b = {1, &slot, &start, &n, ids.data(), true, nullptr};
         ASSERT_EQ(qilin_forward(m, &b, out.data()), QILIN_OK) << qilin_last_error();
         double err = rel_error(out.data(), g.logits[p].data(), out.size());
         printf("[ %s tp%d%s, 2 nodes ] fp32 prompt %zu: max|diff|/max|ref| = %.3g\n", c.fixture.c_str(), c.tp,
@@ -187,7 +187,7 @@ TEST(NodesErrors, NodeThatLeavesFailsTheStep) {
     ASSERT_EQ(st, QILIN_OK) << qilin_last_error();
     int slot = 0, start = 0, n = 3, ids[3] = {1, 5, 7};
     std::vector<float> out(3 * 256);
-    qilin_batch b = {1, &slot, &start, &n, ids, true};
+    qilin_batch b = {1, &slot, &start, &n, ids, true, nullptr};
     EXPECT_NE(qilin_forward(m, &b, out.data()), QILIN_OK);
     std::string msg = qilin_last_error();
     printf("[ nodes ] node 0's step after node 1 left: %s\n", msg.c_str());

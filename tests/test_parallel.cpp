@@ -126,7 +126,7 @@ class Parallel : public testing::TestWithParam<Case> {
         const std::vector<int> &ids = g_.prompts[p];
         std::vector<float> out(ids.size() * (size_t)g_.vocab);
         int start = 0, n = (int)ids.size();
-        qilin_batch b = {1, &slot, &start, &n, ids.data(), true};
+        qilin_batch b = {1, &slot, &start, &n, ids.data(), true, nullptr};
         EXPECT_EQ(qilin_forward(m, &b, out.data()), QILIN_OK) << qilin_last_error();
         return out;
     }
@@ -153,7 +153,7 @@ TEST_P(Parallel, Fp32LogitsAndGreedyMatch) {
         tokens.insert(tokens.end(), g_.prompts[p].begin(), g_.prompts[p].end());
     }
     std::vector<float> out(tokens.size() * (size_t)g_.vocab);
-    qilin_batch b = {(int)slots.size(), slots.data(), starts.data(), counts.data(), tokens.data(), true};
+    qilin_batch b = {(int)slots.size(), slots.data(), starts.data(), counts.data(), tokens.data(), true, nullptr};
     ASSERT_EQ(qilin_forward(m, &b, out.data()), QILIN_OK) << qilin_last_error();
     for (int p = (int)g_.prompts.size() - 1, row = 0; p >= 0; p--) {
         size_t n = g_.prompts[p].size() * (size_t)g_.vocab;
@@ -539,7 +539,7 @@ TEST(ParallelVocab, PaddedVocabularySlices) {
                 want.insert(want.end(), g.logits[p].begin() + r * g.vocab,
                             g.logits[p].begin() + r * g.vocab + V);
             int slot = 0, start = 0, n = (int)ids.size();
-            qilin_batch b = {1, &slot, &start, &n, ids.data(), true};
+            qilin_batch b = {1, &slot, &start, &n, ids.data(), true, nullptr};
             ASSERT_EQ(qilin_forward(m, &b, got.data()), QILIN_OK) << qilin_last_error();
             double err = rel_error(got.data(), want.data(), got.size());
             printf("[ gpt_neox, vocab %d, tp%d ] fp32 prompt %zu: %.3g\n", V, tp, p, err);

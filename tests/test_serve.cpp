@@ -654,7 +654,7 @@ std::vector<std::vector<double>> reference_logprobs(qilin_model *m, const std::v
     all.insert(all.end(), gen.begin(), gen.end());
     int n = (int)all.size() - 1, slot = 0, start = 0, vocab = qilin_model_get_desc(m)->vocab;
     std::vector<float> logits((size_t)n * vocab);
-    qilin_batch b{1, &slot, &start, &n, all.data(), true};
+    qilin_batch b{1, &slot, &start, &n, all.data(), true, nullptr};
     EXPECT_EQ(qilin_forward(m, &b, logits.data()), QILIN_OK) << qilin_last_error();
     std::vector<std::vector<double>> out;
     for (size_t t = 0; t < gen.size(); t++) {
@@ -807,7 +807,7 @@ std::vector<int> penalised_greedy(qilin_model *m, const std::vector<int> &prompt
     for (int t = 0; t < n; t++) {
         int len = (int)all.size(), slot = 0, start = 0;
         std::vector<float> logits((size_t)len * vocab);
-        qilin_batch b{1, &slot, &start, &len, all.data(), true};
+        qilin_batch b{1, &slot, &start, &len, all.data(), true, nullptr};
         EXPECT_EQ(qilin_forward(m, &b, logits.data()), QILIN_OK) << qilin_last_error();
         float *row = &logits[(size_t)(len - 1) * vocab];
         std::vector<int> count(vocab, 0);

@@ -1,11 +1,13 @@
 /* engine.c — continuous batching over qilin_forward (engine.h has the
  * contract): requests, the scheduler, one step, sampling and delivery.
  *
- * A request is waiting (queued, arrival order, no slot, no blocks), running
- * (a KV slot of the model and a block table; tokens[0 .. n_computed) are in
- * its slot) or done (finished or cancelled, kept for polling). tokens holds
+ * A request is waiting (queued, arrival order, no blocks), running (a block
+ * table of the model's KV pool; the KV of tokens[0 .. n_computed) is in its
+ * blocks) or done (finished or cancelled, kept for polling). tokens holds
  * the prompt then the generated ids, so a preempted request is recomputed
- * from tokens alone, and the same array is its repetition-penalty history. */
+ * from tokens alone, and the same array is its repetition-penalty history.
+ * The pool's block indices are the model's: qilin_forward reads and writes
+ * each sequence's KV through the table the engine passes. */
 #include "runtime/engine.h"
 
 #include <stdlib.h>
@@ -13,19 +15,16 @@
 
 #include "runtime/engine/kv_blocks.h"
 
-enum { DEFAULT_BLOCK_SIZE = 16 };
-
 typedef struct request {
     int64_t id;
     int *tokens; /* prompt then generated ids; room for prompt_len + max_new */
     int prompt_len, n_tokens;
-    int n_computed; /* positions whose KV the slot holds */
+    int n_computed; /* positions whose KV its blocks hold */
     qilin_sampling_params params;
     int max_new;
     int *stop, n_stop;
     bool logprobs;
     int top_logprobs;
-    int slot; /* -1 unless running */
     qilin_kv_table table;
     bool running, done;
     qilin_engine_finish finished;
@@ -49,11 +48,11 @@ struct qilin_engine {
     int n_waiting;
     request **running; /* admission order: the last is preempted first */
     int n_running;
-    int *free_slots, n_free_slots;
     int64_t next_id;
     /* step buffers, sized at create */
     entry *entries, *ordered;
-    int *slot, *start, *n_new, *batch_tokens;
+    const int **tables;
+    int *start, *n_new, *batch_tokens;
     qilin_sampling_params *params;
     int *sampled, *history, *history_start, *output_start;
     float *host_logits; /* [max_num_seqs, vocab], allocated when a request first asks for logprobs */
@@ -74,46 +73,47 @@ void qilin_engine_options_default(qilin_engine_options *o) { memset(o, 0, sizeof
 
 /* ---- create / free ------------------------------------------------------ */
 
-static qilin_status resolve_options(const qilin_model_options *mo, qilin_engine_options *o) {
+static qilin_status resolve_options(const qilin_model *m, qilin_engine_options *o) {
+    const qilin_model_options *mo = qilin_model_get_options(m);
+    int pool_blocks = 0, pool_block_size = 0;
+    qilin_model_kv_pool(m, &pool_blocks, &pool_block_size);
     if (o->max_num_seqs == 0) o->max_num_seqs = mo->max_seqs;
     if (o->max_num_batched_tokens == 0) o->max_num_batched_tokens = mo->max_batch_tokens;
     if (o->prefill_chunk == 0) o->prefill_chunk = o->max_num_batched_tokens;
-    if (o->block_size == 0) o->block_size = mo->max_ctx < DEFAULT_BLOCK_SIZE ? mo->max_ctx : DEFAULT_BLOCK_SIZE;
+    if (o->block_size == 0) o->block_size = pool_block_size;
+    if (o->num_blocks == 0) o->num_blocks = pool_blocks;
     if (o->max_num_seqs < 1 || o->max_num_seqs > mo->max_seqs)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
-                           "qilin_engine_create: max_num_seqs %d: the model was loaded with %d KV slots (use 1 .. %d)",
+                           "qilin_engine_create: max_num_seqs %d: the model was loaded for %d sequences per step "
+                           "(max_seqs; use 1 .. %d)",
                            o->max_num_seqs, mo->max_seqs, mo->max_seqs);
+    if (o->block_size != pool_block_size || o->num_blocks < 1 || o->num_blocks > pool_blocks)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "qilin_engine_create: block_size %d, num_blocks %d: the model's KV pool has %d blocks of "
+                           "%d positions (kv_block_size, kv_cache_tokens): use that block size and 1 .. %d blocks",
+                           o->block_size, o->num_blocks, pool_blocks, pool_block_size, pool_blocks);
     if (o->max_num_batched_tokens < 1 || o->max_num_batched_tokens > mo->max_batch_tokens)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
                            "qilin_engine_create: max_num_batched_tokens %d: the model was loaded for %d tokens per "
                            "step (use 1 .. %d)",
                            o->max_num_batched_tokens, mo->max_batch_tokens, mo->max_batch_tokens);
-    if (o->prefill_chunk < 1 || o->block_size < 1 || o->block_size > mo->max_ctx || o->num_blocks < 0)
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
-                           "qilin_engine_create: prefill_chunk %d, block_size %d, num_blocks %d: need a chunk >= 1, "
-                           "a block of 1 .. %d (the context) positions, blocks >= 0",
-                           o->prefill_chunk, o->block_size, o->num_blocks, mo->max_ctx);
-    if (o->num_blocks == 0) {
-        int64_t per_seq = (mo->max_ctx + o->block_size - 1) / o->block_size;
-        o->num_blocks = (int)((int64_t)o->max_num_seqs * per_seq);
-    }
+    if (o->prefill_chunk < 1)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_engine_create: prefill_chunk %d: need >= 1",
+                           o->prefill_chunk);
     return QILIN_OK;
 }
 
 static qilin_status alloc_buffers(qilin_engine *e) {
-    int S = e->opt.max_num_seqs, T = e->opt.max_num_batched_tokens, slots = qilin_model_get_options(e->m)->max_seqs;
-    e->free_slots = malloc((size_t)slots * sizeof(int));
+    int S = e->opt.max_num_seqs, T = e->opt.max_num_batched_tokens;
     e->entries = malloc((size_t)S * sizeof(entry)), e->ordered = malloc((size_t)S * sizeof(entry));
-    e->slot = malloc((size_t)S * sizeof(int)), e->start = malloc((size_t)S * sizeof(int));
+    e->tables = malloc((size_t)S * sizeof(int *)), e->start = malloc((size_t)S * sizeof(int));
     e->n_new = malloc((size_t)S * sizeof(int)), e->batch_tokens = malloc((size_t)T * sizeof(int));
     e->params = malloc((size_t)S * sizeof(qilin_sampling_params)), e->sampled = malloc((size_t)S * sizeof(int));
     e->history = malloc((size_t)S * (size_t)e->max_ctx * sizeof(int));
     e->history_start = malloc((size_t)(S + 1) * sizeof(int)), e->output_start = malloc((size_t)S * sizeof(int));
-    if (!e->free_slots || !e->entries || !e->ordered || !e->slot || !e->start || !e->n_new || !e->batch_tokens ||
+    if (!e->entries || !e->ordered || !e->tables || !e->start || !e->n_new || !e->batch_tokens ||
         !e->params || !e->sampled || !e->history || !e->history_start || !e->output_start)
         return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_engine_create: step buffers for %d sequences", S);
-    for (int i = 0; i < slots; i++) e->free_slots[i] = slots - 1 - i; /* slot 0 is taken first */
-    e->n_free_slots = slots;
     return QILIN_OK;
 }
 
@@ -124,7 +124,7 @@ qilin_status qilin_engine_create(qilin_model *m, const qilin_engine_options *opt
     if (options) o = *options;
     else qilin_engine_options_default(&o);
     const qilin_model_options *mo = qilin_model_get_options(m);
-    QILIN_TRY(resolve_options(mo, &o));
+    QILIN_TRY(resolve_options(m, &o));
     qilin_engine *e = calloc(1, sizeof *e);
     if (!e) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_engine_create");
     e->m = m, e->opt = o, e->next_id = 1;
@@ -151,8 +151,8 @@ void qilin_engine_free(qilin_engine *e) {
         if (e->pool) qilin_kv_table_release(e->pool, &e->reqs[i]->table);
         request_free(e->reqs[i]);
     }
-    free(e->reqs), free(e->waiting), free(e->running), free(e->free_slots);
-    free(e->entries), free(e->ordered), free(e->slot), free(e->start), free(e->n_new), free(e->batch_tokens);
+    free(e->reqs), free(e->waiting), free(e->running);
+    free(e->entries), free(e->ordered), free(e->tables), free(e->start), free(e->n_new), free(e->batch_tokens);
     free(e->params), free(e->sampled), free(e->history), free(e->history_start), free(e->host_logits);
     free(e->output_start);
     qilin_kv_pool_free(e->pool);
@@ -231,7 +231,7 @@ static request *request_new(const qilin_engine_request *in, int64_t id) {
     memcpy(r->tokens, in->prompt, (size_t)in->prompt_len * sizeof(int));
     if (in->n_stop_ids > 0) memcpy(r->stop, in->stop_ids, (size_t)in->n_stop_ids * sizeof(int));
     r->id = id, r->prompt_len = r->n_tokens = in->prompt_len, r->n_stop = in->n_stop_ids;
-    r->params = in->params, r->max_new = in->max_new_tokens, r->slot = -1;
+    r->params = in->params, r->max_new = in->max_new_tokens;
     r->logprobs = in->logprobs, r->top_logprobs = in->top_logprobs;
     return r;
 }
@@ -269,11 +269,11 @@ static void remove_ptr(request **arr, int *n, const request *r) {
         }
 }
 
-/* Gives back a running request's slot and blocks; its KV is forgotten. */
+/* Gives back a running request's blocks (its full keyed blocks stay cached
+ * for a later prefix hit, its own re-admission included). */
 static void stop_running(qilin_engine *e, request *r) {
     qilin_kv_table_release(e->pool, &r->table);
-    e->free_slots[e->n_free_slots++] = r->slot;
-    r->slot = -1, r->running = false, r->n_computed = 0;
+    r->running = false, r->n_computed = 0;
     remove_ptr(e->running, &e->n_running, r);
 }
 
@@ -365,23 +365,31 @@ static qilin_status schedule_running(qilin_engine *e, int *n_entries, int *budge
     return QILIN_OK;
 }
 
-/* Waiting requests, first come first served, while a sequence, a slot, the
- * budget and blocks for their first chunk remain. The block check counts
- * no prefix hit, so the match and the growth after it cannot fail. */
+/* Waiting requests, first come first served, while a sequence, the budget
+ * and blocks for their first chunk remain. A prefix hit shares the cached
+ * blocks of the prompt's longest keyed prefix and skips their prefill: the
+ * first chunk starts after them. Sharing a cached block takes it out of the
+ * free count, so the growth after a match can still fail: then the match is
+ * undone and admission stops for this step. */
 static qilin_status admit_waiting(qilin_engine *e, int *n_entries, int *budget) {
-    while (e->n_waiting > 0 && e->n_running < e->opt.max_num_seqs && e->n_free_slots > 0 && *budget > 0) {
+    while (e->n_waiting > 0 && e->n_running < e->opt.max_num_seqs && *budget > 0) {
         request *r = e->waiting[0];
-        int n = chunk_for(e, r, *budget);
         qilin_kv_stats k;
         qilin_kv_pool_stats(e->pool, &k);
-        if (qilin_kv_blocks_for(e->pool, n) > k.free_blocks) break;
+        if (qilin_kv_blocks_for(e->pool, chunk_for(e, r, *budget)) > k.free_blocks) break;
         int matched = 0;
         bool grown = false;
         QILIN_TRY(qilin_kv_table_match(e->pool, &r->table, r->tokens, r->n_tokens, &matched));
-        QILIN_TRY(qilin_kv_table_grow(e->pool, &r->table, n, &grown));
-        if (!grown) return qilin_error(QILIN_ERR_INTERNAL, "qilin_engine: request %lld: blocks vanished", (long long)r->id);
+        r->n_computed = matched;
+        int n = chunk_for(e, r, *budget);
+        QILIN_TRY(qilin_kv_table_grow(e->pool, &r->table, matched + n, &grown));
+        if (!grown) {
+            qilin_kv_table_release(e->pool, &r->table);
+            r->n_computed = 0;
+            break;
+        }
         remove_ptr(e->waiting, &e->n_waiting, r);
-        r->running = true, r->n_computed = 0, r->slot = e->free_slots[--e->n_free_slots];
+        r->running = true;
         e->running[e->n_running++] = r;
         e->entries[(*n_entries)++] = (entry){.r = r, .n_new = n};
         *budget -= n;
@@ -404,12 +412,12 @@ static int build_batch(qilin_engine *e, int n_entries, qilin_batch *b) {
         }
     for (int i = 0, t = 0; i < n_entries; i++) {
         const entry *en = &e->ordered[i];
-        e->slot[i] = en->r->slot, e->start[i] = en->r->n_computed, e->n_new[i] = en->n_new;
+        e->tables[i] = en->r->table.blocks, e->start[i] = en->r->n_computed, e->n_new[i] = en->n_new;
         memcpy(e->batch_tokens + t, en->r->tokens + en->r->n_computed, (size_t)en->n_new * sizeof(int));
         t += en->n_new;
     }
-    *b = (qilin_batch){.n_seqs = n_entries, .slot = e->slot, .start_pos = e->start, .n_tokens = e->n_new,
-                       .tokens = e->batch_tokens};
+    *b = (qilin_batch){.n_seqs = n_entries, .start_pos = e->start, .n_tokens = e->n_new,
+                       .tokens = e->batch_tokens, .blocks = e->tables};
     return rows;
 }
 

@@ -16,8 +16,9 @@
  * block's tokens and the previous key too, so only a 64-bit collision of
  * the previous key could give a wrong hit.
  *
- * The tables are the accounting that device paging will use; today the
- * kernels still keep each sequence's KV in a contiguous slot (engine.h).
+ * Block indices are those of the model's KV pool (host/forward.h): the
+ * engine passes each sequence's table to qilin_forward, whose kernels read
+ * and write the sequence's KV through it (engine.h).
  *
  * Not thread safe: one pool per engine, used by the engine's thread. */
 #ifndef QILIN_RUNTIME_ENGINE_KV_BLOCKS_H
