@@ -131,6 +131,11 @@ static qilin_status linear(shard *m, void *y, int64_t ldy, const void *x, int64_
     return qilin_add_bias(&b, m->stream);
 }
 
+/* Whether layer L's weight `slot` stays quantized on the device (FP8 or
+ * GGUF blocks): such a weight goes through linear_slot one matrix at a
+ * time, never the fused or stacked plain-weight launches. */
+static bool kept_quantized(const layer *L, int slot) { return L->fp8[slot].scale || L->gguf[slot].on; }
+
 /* linear() on layer L's weight `slot`: straight from the FP8 bytes and
  * block scales when the weight was kept FP8 (forward_load.c's stays_fp8):
  * the FP8 GEMV for up to QILIN_GEMV_MAX_M rows when the slice starts on the
@@ -139,8 +144,15 @@ static qilin_status linear(shard *m, void *y, int64_t ldy, const void *x, int64_
 static qilin_status linear_slot(shard *m, const layer *L, int slot, void *y, int64_t ldy, const void *x,
                                 int64_t ldx, const void *bias, int rows, int out, int in) {
     const fp8_slot *f = &L->fp8[slot];
-    if (!f->scale) return linear(m, y, ldy, x, ldx, L->w[slot], bias, rows, out, in, false);
+    const gguf_slot *q = &L->gguf[slot];
     qilin_dtype dt = m->opt->dtype;
+    if (q->on) { /* GGUF blocks as stored (forward_load.c's stays_gguf) */
+        qilin_gemm_gguf_args g = {.y = y, .x = x, .w = L->w[slot], .bias = bias, .m = rows, .n = out, .k = in,
+                                  .ldx = ldx, .ldw = q->ldw, .ldy = ldy, .format = q->format, .dtype = dt,
+                                  .y_dtype = dt};
+        return rows <= QILIN_GEMV_MAX_M ? qilin_gemv_gguf(&g, m->stream) : qilin_gemm_gguf(&g, m->stream);
+    }
+    if (!f->scale) return linear(m, y, ldy, x, ldx, L->w[slot], bias, rows, out, in, false);
     if (rows <= QILIN_GEMV_MAX_M && f->row_off == 0 && f->col_off == 0) {
         qilin_gemv_fp8_args g = {.y = y,
                                  .x = x,
@@ -237,7 +249,7 @@ static qilin_status rope(shard *m, const step *s, void *q, int64_t q_ts, int64_t
 static qilin_status qkv_projections(shard *m, layer *L, void *q, void *k, void *v, int T) {
     int H = m->desc->hidden, nq = m->nh * m->desc->head_dim, nk = m->nkv * m->desc->head_dim,
         nv = m->nkv * m->desc->head_dim_v;
-    bool fp8 = L->fp8[QILIN_W_Q].scale || L->fp8[QILIN_W_K].scale || L->fp8[QILIN_W_V].scale;
+    bool fp8 = kept_quantized(L, QILIN_W_Q) || kept_quantized(L, QILIN_W_K) || kept_quantized(L, QILIN_W_V);
     if (T > QILIN_GEMV_MAX_M || fp8) {
         QILIN_TRY(linear_slot(m, L, QILIN_W_Q, q, nq, m->N, H, L->w[QILIN_W_Q_BIAS], T, nq, H));
         QILIN_TRY(linear_slot(m, L, QILIN_W_K, k, nk, m->N, H, L->w[QILIN_W_K_BIAS], T, nk, H));
@@ -431,7 +443,7 @@ static qilin_status mla_input_projections(shard *m, layer *L, void *c, void *k_p
     int nq = lora ? d->q_lora_rank : m->nh * (d->qk_nope_dim + dr);
     const void *w_kv_a = L->w[QILIN_W_KV_A], *w_pe = slot_ptr((void *)w_kv_a, (int64_t)r * H, m->es);
     /* kv_a is never kept FP8 (plan.h's qilin_slot_stays_fp8); q / q_a may be */
-    if (T > QILIN_GEMV_MAX_M || L->fp8[q_slot].scale || L->fp8[QILIN_W_KV_A].scale) {
+    if (T > QILIN_GEMV_MAX_M || kept_quantized(L, q_slot) || kept_quantized(L, QILIN_W_KV_A)) {
         QILIN_TRY(linear_slot(m, L, q_slot, q_out, nq, m->N, H, NULL, T, nq, H));
         QILIN_TRY(linear(m, c, r, m->N, H, w_kv_a, NULL, T, r, H, false));
         return linear(m, k_pe, dr, m->N, H, w_pe, NULL, T, dr, H, false);
@@ -539,11 +551,11 @@ static qilin_status gated_mlp(shard *m, const layer *L, bool shared, void *out, 
     int H = m->desc->hidden;
     int gate = shared ? QILIN_W_SHARED_GATE : QILIN_W_GATE, up = shared ? QILIN_W_SHARED_UP : QILIN_W_UP;
     int down = shared ? QILIN_W_SHARED_DOWN : QILIN_W_DOWN;
-    if (!L->fp8[gate].scale != !L->fp8[up].scale)
+    if (!L->fp8[gate].scale != !L->fp8[up].scale || L->gguf[gate].on != L->gguf[up].on)
         return qilin_error(QILIN_ERR_UNSUPPORTED,
-                           "%s: gate and up projections stored in different formats (one FP8)",
+                           "%s: gate and up projections stored in different formats (one FP8 or GGUF-quantized)",
                            m->desc->source);
-    if (L->fp8[gate].scale) {
+    if (kept_quantized(L, gate)) {
         QILIN_TRY(linear_slot(m, L, gate, m->B1, 2 * F, x, H, NULL, T, F, H));
         QILIN_TRY(linear_slot(m, L, up, slot_ptr(m->B1, F, m->es), 2 * F, x, H, NULL, T, F, H));
     } else {
@@ -715,7 +727,7 @@ static qilin_status moe(shard *m, int l, void *out, const void *x, int T) {
         }
         QILIN_TRY(run_experts(m, L, out, x, ids, m->topk_w, T, d->top_k, m->expert_counts + (size_t)l * m->E));
     }
-    if (!L->shared_gate_up && !L->fp8[QILIN_W_SHARED_GATE].scale) return QILIN_OK;
+    if (!L->shared_gate_up && !kept_quantized(L, QILIN_W_SHARED_GATE)) return QILIN_OK;
     void *shared = m->B3;
     QILIN_TRY(gated_mlp(m, L, true, shared, x, T, m->Fs));
     if (L->w[QILIN_W_SHARED_EXPERT_GATE]) { /* Qwen2-MoE: out += sigmoid(x . w_g) * shared */
