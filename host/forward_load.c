@@ -304,7 +304,7 @@ static qilin_status upload_gguf(shard *g, const quant_weight *w, const qilin_bou
         return qilin_error(QILIN_ERR_UNSUPPORTED,
                            "%s: GGUF tensor %s (%s, %lld-weight blocks): GPU %d's columns [%lld, %lld) of %lld split "
                            "a block; use a --tp whose column slices are whole blocks",
-                           src, w->name, qilin_wformat_name(w->format), (long long)B, g->rank, (long long)c0,
+                           src, w->name, qilin_wdtype_name(b->dtype), (long long)B, g->rank, (long long)c0,
                            (long long)(c0 + nc), (long long)C);
     layer *L = &g->layers[s->layer];
     if (L->w[s->slot]) return qilin_error(QILIN_ERR_FORMAT, "%s: GGUF tensor %s is bound twice", src, w->name);
