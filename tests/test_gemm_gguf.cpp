@@ -11,7 +11,10 @@
  * A second test checks the device decoding itself: random bytes (every bit
  * pattern of quants, scales and mins; finite fp16 d / dmin) run through the
  * f32 GEMM with x = identity, so y[i, r] = W[r, i] — compared with
- * host/quant.c's decoding weight by weight. */
+ * host/quant.c's decoding weight by weight. A third compares both decoders
+ * with known values: tests/fixtures/gguf/blocks.gguf holds random blocks of
+ * each format and gguf-py's dequantization of them
+ * (scripts/make_gguf_model_fixtures.py). */
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -21,6 +24,7 @@
 #include <vector>
 
 #include "cuda/kernels.h"
+#include "host/gguf.h"
 #include "host/quant.h"
 #include "tests/compare.h"
 #include "tests/dtype_io.h"
@@ -227,6 +231,71 @@ TEST(GemmGgufDecode, RandomBlocksDecodeAsTheHostDoes) {
             }
         EXPECT_EQ(bad, 0);
     }
+}
+
+/* y = I W^T through the f32 GEMM: every weight of w as the device decodes it, [k, n]. */
+std::vector<float> device_decode(qilin_gguf_format f, const uint8_t *bytes, size_t nbytes, int n, int k) {
+    std::vector<float> eye((size_t)k * k, 0.0f);
+    for (int i = 0; i < k; i++) eye[(size_t)i * k + i] = 1.0f;
+    DeviceBuffer<float> dx(eye.size()), dy((size_t)k * n);
+    DeviceBuffer<uint8_t> dw(nbytes);
+    EXPECT_EQ(dx.upload(eye), QILIN_OK);
+    EXPECT_EQ(dw.upload(std::vector<uint8_t>(bytes, bytes + nbytes)), QILIN_OK);
+    EXPECT_EQ(dy.poison(), QILIN_OK);
+    qilin_gemm_gguf_args a = {};
+    a.y = dy.ptr;
+    a.x = dx.ptr;
+    a.w = dw.ptr;
+    a.m = k;
+    a.n = n;
+    a.k = k;
+    a.ldx = k;
+    a.ldw = (int64_t)(nbytes / n);
+    a.ldy = n;
+    a.format = f;
+    a.dtype = a.y_dtype = QILIN_F32;
+    EXPECT_EQ(qilin_gemm_gguf(&a, nullptr), QILIN_OK) << qilin_last_error();
+    return dy.download();
+}
+
+/* host/quant.c and the device both decode gguf-py's known values: the
+ * host exactly (the same fp32 operations in the same order), the device
+ * within an ulp of the largest weight (it may fuse a multiply-add). */
+TEST(GemmGgufDecode, KnownValuesFromGgufPy) {
+    QILIN_REQUIRE_DEVICES(1);
+    gguf_file *file = nullptr;
+    const std::string path = std::string(QILIN_SOURCE_DIR) + "/tests/fixtures/gguf/blocks.gguf";
+    ASSERT_EQ(gguf_open(path.c_str(), &file), QILIN_OK) << qilin_last_error();
+    const char *names[] = {"q8_0", "q4_0", "q4_k", "q5_k", "q6_k"};
+    for (int i = 0; i < 5; i++) {
+        SCOPED_TRACE(names[i]);
+        const gguf_tensor *t = gguf_find_tensor(file, names[i]);
+        const gguf_tensor *ref = gguf_find_tensor(file, (std::string(names[i]) + ".f32").c_str());
+        ASSERT_TRUE(t && ref && ref->type == GGUF_DT_F32);
+        quant_weight w;
+        QILIN_ASSERT_OK(quant_weight_from_gguf(t, &w));
+        ASSERT_EQ(w.format, kFormats[i].host);
+        ASSERT_EQ((size_t)(w.rows * w.cols) * 4, ref->nbytes);
+        std::vector<float> want((size_t)(w.rows * w.cols)), host(want.size());
+        std::memcpy(want.data(), ref->data, ref->nbytes);
+        QILIN_ASSERT_OK(quant_dequantize(&w, 0, w.rows, QILIN_F32, host.data()));
+        float wmax = 0.0f;
+        int host_bad = 0, dev_bad = 0;
+        for (float v : want) wmax = std::fmax(wmax, std::fabs(v));
+        std::vector<float> dev = device_decode(kFormats[i].dev, (const uint8_t *)t->data, t->nbytes, (int)w.rows,
+                                               (int)w.cols);
+        for (int64_t r = 0; r < w.rows; r++)
+            for (int64_t c = 0; c < w.cols; c++) {
+                const float v = want[(size_t)(r * w.cols + c)], h = host[(size_t)(r * w.cols + c)],
+                            d = dev[(size_t)(c * w.rows + r)];
+                if (h != v && host_bad++ < 3) ADD_FAILURE() << "host W[" << r << "][" << c << "] = " << h << ", gguf-py " << v;
+                if (!(std::fabs(d - v) <= 1e-6f * wmax) && dev_bad++ < 3)
+                    ADD_FAILURE() << "device W[" << r << "][" << c << "] = " << d << ", gguf-py " << v;
+            }
+        printf("%s: %lld x %lld weights, host mismatches %d, device mismatches %d (max |w| %g)\n", names[i],
+               (long long)w.rows, (long long)w.cols, host_bad, dev_bad, wmax);
+    }
+    gguf_close(file);
 }
 
 TEST(GemmGgufErrors, BadArgumentsNameTheProblem) {
