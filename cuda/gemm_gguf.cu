@@ -25,7 +25,11 @@
  * a cp.async pipeline of the raw blocks is the next step.
  *
  * f32 activations (the fp32 reference mode): CUDA cores, 32 x 32 tiles with
- * W decoded to f32 (exactly host/quant.c's values), exact fp32 FMA. */
+ * W decoded to f32 (exactly host/quant.c's values), exact fp32 FMA.
+ *
+ * Embedding lookup on a GGUF table (a quantized token_embd stays in its
+ * blocks too): one block of threads per token, 16 weights per thread per
+ * step, decoded and stored in the activation dtype. */
 #include "common.cuh"
 #include "gemm_gguf.h"
 #include "gemv.h"
@@ -249,7 +253,47 @@ qilin_status check_args(const char *op, const qilin_gemm_gguf_args *a, int max_m
     return QILIN_OK;
 }
 
+/* ---- embedding ------------------------------------------------------------ */
+
+template <class O>
+__global__ void embedding_gguf_kernel(O *out, const uint8_t *table, const int *ids, qilin_gguf_format f, int dim,
+                                      int vocab, int64_t ldw) {
+    const int t = blockIdx.x, id = ids[t];
+    const bool valid = id >= 0 && id < vocab;
+    O *dst = out + (size_t)t * dim;
+    for (int c = threadIdx.x * 16; c < dim; c += blockDim.x * 16) {
+        float v[16];
+        if (valid)
+            gguf_row_decode16(f, table + (size_t)id * ldw, c, v);
+        else
+#pragma unroll
+            for (int e = 0; e < 16; e++) v[e] = 0.0f;
+#pragma unroll
+        for (int e = 0; e < 16; e++) dst[c + e] = from_float<O>(v[e]);
+    }
+}
+
 } // namespace
+
+extern "C" qilin_status qilin_embedding_gguf(const qilin_embedding_gguf_args *a, qilin_stream *stream) {
+    if (!a || !a->out || !a->table || !a->ids)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_embedding_gguf: out, table and ids must be set");
+    const int be = gguf_block_elems(a->format);
+    if (be == 0)
+        return qilin_error(QILIN_ERR_UNSUPPORTED, "qilin_embedding_gguf: unknown GGUF format %d", (int)a->format);
+    if (a->tokens < 0 || a->dim < 1 || a->dim % be || a->vocab < 0 ||
+        a->ldw < (int64_t)(a->dim / be) * gguf_block_bytes(a->format))
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "qilin_embedding_gguf: tokens=%d dim=%d (a multiple of %s's %d) vocab=%d ldw=%lld",
+                           a->tokens, a->dim, qilin_gguf_format_name(a->format), be, a->vocab, (long long)a->ldw);
+    if (a->tokens == 0) return QILIN_OK;
+    const int threads = a->dim / 16 < 128 ? (a->dim / 16 + 31) / 32 * 32 : 128;
+    return with_dtype("qilin_embedding_gguf", a->out_dtype, [&](auto tag) {
+        using O = typename decltype(tag)::type;
+        return QILIN_LAUNCH(embedding_gguf_kernel<O>, dim3(a->tokens), dim3(threads), 0, stream, (O *)a->out,
+                            a->table, a->ids, a->format, a->dim, a->vocab, a->ldw);
+    });
+}
 
 extern "C" qilin_status qilin_gemv_gguf(const qilin_gemm_gguf_args *a, qilin_stream *stream) {
     bool done;

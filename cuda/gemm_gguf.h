@@ -54,6 +54,22 @@ qilin_status qilin_gemv_gguf(const qilin_gemm_gguf_args *args, qilin_stream *str
  * f32 on CUDA cores in fp32 (no tf32). */
 qilin_status qilin_gemm_gguf(const qilin_gemm_gguf_args *args, qilin_stream *stream);
 
+/* Embedding rows from a GGUF block table (a quantized token_embd, which a
+ * tied model also multiplies as its lm_head through qilin_gemm_gguf):
+ *   out[t, :] = row ids[t] of the table, decoded
+ * An id outside [0, vocab) gives a zero row (a vocab-parallel GPU's ids are
+ * local: the rows other GPUs own are zeros here and summed in). */
+typedef struct qilin_embedding_gguf_args {
+    void *out;            /* [tokens, dim] in out_dtype */
+    const uint8_t *table; /* [vocab, dim / B blocks], row stride ldw bytes */
+    const int *ids;       /* [tokens] int32, device */
+    int tokens, dim, vocab; /* dim a multiple of the block size B */
+    int64_t ldw;          /* bytes */
+    qilin_gguf_format format;
+    qilin_dtype out_dtype; /* f32, bf16 or f16 */
+} qilin_embedding_gguf_args;
+qilin_status qilin_embedding_gguf(const qilin_embedding_gguf_args *args, qilin_stream *stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -79,6 +79,7 @@ typedef struct shard {
     int64_t v0, nv, Vp; /* vocab rows [v0, v0 + nv), Vp allocated (padded) */
 
     void *global[QILIN_W_LAYER_FIRST]; /* embed, final norm (+bias), lm_head (+bias) */
+    gguf_slot gguf_global[QILIN_W_LAYER_FIRST]; /* embed / lm_head kept in GGUF blocks (vocab rows) */
     float *lm_head_bias_f32; /* GPT-J's lm_head bias again in fp32, for the GEMM path's fp32 logits */
     layer *layers;
     float *inv_freq;

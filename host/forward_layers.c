@@ -131,6 +131,17 @@ static qilin_status linear(shard *m, void *y, int64_t ldy, const void *x, int64_
     return qilin_add_bias(&b, m->stream);
 }
 
+/* y = x W^T (+ bias) from GGUF blocks: the GEMV for up to QILIN_GEMV_MAX_M
+ * rows, the GEMM beyond; y in the activation dtype or fp32 (logits). */
+static qilin_status linear_gguf(shard *m, const gguf_slot *q, const void *w, void *y, int64_t ldy, const void *x,
+                                int64_t ldx, const void *bias, int rows, int out, int in, bool y_f32) {
+    qilin_dtype dt = m->opt->dtype;
+    qilin_gemm_gguf_args g = {.y = y, .x = x, .w = w, .bias = bias, .m = rows, .n = out, .k = in, .ldx = ldx,
+                              .ldw = q->ldw, .ldy = ldy, .format = q->format, .dtype = dt,
+                              .y_dtype = y_f32 ? QILIN_F32 : dt};
+    return rows <= QILIN_GEMV_MAX_M ? qilin_gemv_gguf(&g, m->stream) : qilin_gemm_gguf(&g, m->stream);
+}
+
 /* Whether layer L's weight `slot` stays quantized on the device (FP8 or
  * GGUF blocks): such a weight goes through linear_slot one matrix at a
  * time, never the fused or stacked plain-weight launches. */
@@ -144,14 +155,9 @@ static bool kept_quantized(const layer *L, int slot) { return L->fp8[slot].scale
 static qilin_status linear_slot(shard *m, const layer *L, int slot, void *y, int64_t ldy, const void *x,
                                 int64_t ldx, const void *bias, int rows, int out, int in) {
     const fp8_slot *f = &L->fp8[slot];
-    const gguf_slot *q = &L->gguf[slot];
     qilin_dtype dt = m->opt->dtype;
-    if (q->on) { /* GGUF blocks as stored (forward_load.c's stays_gguf) */
-        qilin_gemm_gguf_args g = {.y = y, .x = x, .w = L->w[slot], .bias = bias, .m = rows, .n = out, .k = in,
-                                  .ldx = ldx, .ldw = q->ldw, .ldy = ldy, .format = q->format, .dtype = dt,
-                                  .y_dtype = dt};
-        return rows <= QILIN_GEMV_MAX_M ? qilin_gemv_gguf(&g, m->stream) : qilin_gemm_gguf(&g, m->stream);
-    }
+    if (L->gguf[slot].on) /* GGUF blocks as stored (forward_load.c's stays_gguf) */
+        return linear_gguf(m, &L->gguf[slot], L->w[slot], y, ldy, x, ldx, bias, rows, out, in, false);
     if (!f->scale) return linear(m, y, ldy, x, ldx, L->w[slot], bias, rows, out, in, false);
     if (rows <= QILIN_GEMV_MAX_M && f->row_off == 0 && f->col_off == 0) {
         qilin_gemv_fp8_args g = {.y = y,
@@ -910,8 +916,13 @@ static qilin_status lm_head(shard *m, const void *x, int rows) {
     const qilin_model_desc *d = m->desc;
     int H = d->hidden;
     const void *w = m->global[QILIN_W_LM_HEAD], *bias = m->global[QILIN_W_LM_HEAD_BIAS];
+    const gguf_slot *q = &m->gguf_global[QILIN_W_LM_HEAD];
+    if (q->on && m->n_ranks == 1) return linear_gguf(m, q, w, m->logits, d->vocab, x, H, bias, rows, d->vocab, H, true);
     if (m->n_ranks == 1) return linear(m, m->logits, d->vocab, x, H, w, bias, rows, d->vocab, H, true);
-    QILIN_TRY(linear(m, m->logits_local, m->Vp, x, H, w, bias, rows, (int)m->Vp, H, true));
+    if (q->on)
+        QILIN_TRY(linear_gguf(m, q, w, m->logits_local, m->Vp, x, H, bias, rows, (int)m->Vp, H, true));
+    else
+        QILIN_TRY(linear(m, m->logits_local, m->Vp, x, H, w, bias, rows, (int)m->Vp, H, true));
     m->stats.all_gather++;
     size_t count = (size_t)rows * (size_t)m->Vp;
     QILIN_TRY(qilin_comm_all_gather(m->comm, m->logits_local, m->logits_all, count, QILIN_F32, m->stream));
@@ -946,7 +957,11 @@ static qilin_status step_body(shard *m, const step *s) {
                               .vocab = (int)m->nv,
                               .dtype = m->opt->dtype,
                               .out_dtype = m->opt->dtype};
-    QILIN_TRY(qilin_embedding(&e, m->stream));
+    const gguf_slot *q = &m->gguf_global[QILIN_W_EMBED];
+    qilin_embedding_gguf_args eq = {.out = m->R, .table = m->global[QILIN_W_EMBED], .ids = m->d_tokens, .tokens = T,
+                                    .dim = H, .vocab = (int)m->nv, .ldw = q->ldw, .format = q->format,
+                                    .out_dtype = m->opt->dtype};
+    QILIN_TRY(q->on ? qilin_embedding_gguf(&eq, m->stream) : qilin_embedding(&e, m->stream));
     QILIN_TRY(all_reduce(m, m->R, (size_t)T * H)); /* vocab-parallel embedding: each row from its owner */
     for (int l = 0; l < d->n_layers; l++) {
         qilin_status st = layer_forward(m, l, s);

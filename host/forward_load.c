@@ -256,11 +256,21 @@ static qilin_status upload_fp8(shard *g, const quant_weight *w, const qilin_tens
 }
 
 /* The GGUF-quantized tensors that stay in their blocks on the device: the
- * same 2-D projections as stays_fp8. Embedding, lm_head, GPT-NeoX's fused
- * qkv and the stacked experts are dequantized at load (upload_slice). */
+ * same 2-D projections as stays_fp8 (and gguf_vocab_table's embedding and
+ * lm_head). GPT-NeoX's fused qkv, MLA's kv_a and the stacked experts are
+ * dequantized at load (upload_slice, upload_stacked_experts). */
 static bool stays_gguf(const qilin_bound_tensor *b, const qilin_tensor_spec *s) {
     return b->quant == QILIN_WQ_NONE && gguf_format_of(b->dtype, NULL, NULL) && s->layer >= 0 &&
            s->n_dims == 2 && qilin_slot_stays_fp8(s->slot);
+}
+
+/* A GGUF-quantized token_embd or output matrix stays in its blocks too:
+ * the lookup decodes the rows it needs (qilin_embedding_gguf) and the
+ * lm_head multiplies from the blocks. Its vocab rows are split by the plan,
+ * never its columns. */
+static bool gguf_vocab_table(const qilin_bound_tensor *b, const qilin_tensor_spec *s) {
+    return b->quant == QILIN_WQ_NONE && gguf_format_of(b->dtype, NULL, NULL) && s->layer < 0 && s->n_dims == 2 &&
+           (s->slot == QILIN_W_EMBED || s->slot == QILIN_W_LM_HEAD);
 }
 
 /* Every block's fp16 scale (d, and dmin for Q4_K / Q5_K) must be finite: a
@@ -285,40 +295,43 @@ static qilin_status check_gguf_scales(const quant_weight *w, const char *where) 
 }
 
 /* Uploads this GPU's slice of GGUF matrix w ([R, C] weights, C / B blocks a
- * row) as stored: rows [r0, r0 + nr) x block columns covering [c0, c0 +
- * nc). A column slice must start and end on the block grid: a block's 32 or
- * 256 weights share scales and cannot be split between GPUs. */
+ * row) as stored into *dst (allocated here, alloc_rows rows: a vocab slice's
+ * padding rows are zero bytes, which decode to 0): rows [r0, r0 + nr) x the
+ * block columns covering [c0, c0 + nc). A column slice must start and end
+ * on the block grid: a block's 32 or 256 weights share scales and cannot be
+ * split between GPUs. */
 static qilin_status upload_gguf(shard *g, const quant_weight *w, const qilin_bound_tensor *b,
-                                const qilin_tensor_spec *s, const qilin_shard_slice *sl) {
+                                const qilin_shard_slice *sl, void **dst, gguf_slot *q) {
     const char *src = g->desc->source;
     QILIN_TRY(quant_check(w));
     QILIN_TRY(check_gguf_scales(w, src));
     size_t bb = 0;
     const int64_t B = qilin_wformat_block(w->format, &bb), R = w->rows, C = w->cols, row_bytes = C / B * (int64_t)bb;
-    if (sl->dim > 1 || (sl->dim >= 0 && sl->alloc_count != sl->count))
+    const bool vocab = sl->dim == 0 && sl->split == QILIN_SPLIT_VOCAB;
+    if (sl->dim > 1 || (sl->dim >= 0 && !vocab && sl->alloc_count != sl->count))
         return qilin_error(QILIN_ERR_UNSUPPORTED, "%s: GGUF tensor %s: split along dim %d (%lld of %lld allocated)",
                            src, w->name, sl->dim, (long long)sl->count, (long long)sl->alloc_count);
     const int64_t r0 = sl->dim == 0 ? sl->start : 0, nr = sl->dim == 0 ? sl->count : R;
     const int64_t c0 = sl->dim == 1 ? sl->start : 0, nc = sl->dim == 1 ? sl->count : C;
+    const int64_t alloc_rows = vocab ? sl->alloc_count : nr;
     if (c0 % B || nc % B)
         return qilin_error(QILIN_ERR_UNSUPPORTED,
                            "%s: GGUF tensor %s (%s, %lld-weight blocks): GPU %d's columns [%lld, %lld) of %lld split "
                            "a block; use a --tp whose column slices are whole blocks",
                            src, w->name, qilin_wdtype_name(b->dtype), (long long)B, g->rank, (long long)c0,
                            (long long)(c0 + nc), (long long)C);
-    layer *L = &g->layers[s->layer];
-    if (L->w[s->slot]) return qilin_error(QILIN_ERR_FORMAT, "%s: GGUF tensor %s is bound twice", src, w->name);
+    if (*dst) return qilin_error(QILIN_ERR_FORMAT, "%s: GGUF tensor %s is bound twice", src, w->name);
     const int64_t ldw = nc / B * (int64_t)bb, off = c0 / B * (int64_t)bb;
-    const size_t bytes = (size_t)(nr * ldw);
-    QILIN_TRY(shard_alloc(g, &L->w[s->slot], bytes, w->name));
-    L->gguf[s->slot] = (gguf_slot){.on = true, .ldw = ldw};
-    gguf_format_of(b->dtype, &L->gguf[s->slot].format, NULL);
+    const size_t bytes = (size_t)(alloc_rows * ldw);
+    QILIN_TRY(shard_alloc(g, dst, bytes, w->name));
+    *q = (gguf_slot){.on = true, .ldw = ldw};
+    gguf_format_of(b->dtype, &q->format, NULL);
     if (qilin_device_dry_run()) return QILIN_OK; /* nothing filled to copy (device.h) */
-    uint8_t *h = malloc(bytes ? bytes : 1);
+    uint8_t *h = calloc(bytes ? bytes : 1, 1);
     if (!h) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "no host memory to slice %s", w->name);
     for (int64_t r = 0; r < nr; r++)
         memcpy(h + r * ldw, (const uint8_t *)w->data + (r0 + r) * row_bytes + off, (size_t)ldw);
-    qilin_status st = qilin_memcpy_h2d(L->w[s->slot], h, bytes, g->stream);
+    qilin_status st = qilin_memcpy_h2d(*dst, h, bytes, g->stream);
     if (st == QILIN_OK) st = qilin_stream_synchronize(g->stream);
     free(h);
     return st;
@@ -372,7 +385,11 @@ static qilin_status upload_tensor(shard *g, const qilin_bound_tensor *b, const q
     quant_weight w;
     QILIN_TRY(weight_of(g->desc, b, &w));
     if (stays_fp8(b, s)) return upload_fp8(g, &w, s, sl);
-    if (stays_gguf(b, s)) return upload_gguf(g, &w, b, s, sl);
+    if (stays_gguf(b, s)) {
+        layer *L = &g->layers[s->layer];
+        return upload_gguf(g, &w, b, sl, &L->w[s->slot], &L->gguf[s->slot]);
+    }
+    if (gguf_vocab_table(b, s)) return upload_gguf(g, &w, b, sl, &g->global[s->slot], &g->gguf_global[s->slot]);
     if (b->quant == QILIN_WQ_NONE && gguf_format_of(b->dtype, NULL, NULL))
         QILIN_TRY(check_gguf_scales(&w, g->desc->source)); /* dequantized below */
     if (is_stacked_expert(s)) return upload_stacked_experts(g, &w, s, sl);
@@ -406,7 +423,10 @@ static qilin_status load_weights(shard *g, const qilin_plan *plan, const qilin_b
                     total ? 100.0 * (double)done / (double)total : 100.0);
     }
     if (progress) fprintf(stderr, "\n");
-    if (d->tied_embeddings) g->global[QILIN_W_LM_HEAD] = g->global[QILIN_W_EMBED];
+    if (d->tied_embeddings) {
+        g->global[QILIN_W_LM_HEAD] = g->global[QILIN_W_EMBED];
+        g->gguf_global[QILIN_W_LM_HEAD] = g->gguf_global[QILIN_W_EMBED];
+    }
     if (!g->global[QILIN_W_EMBED] || !g->global[QILIN_W_LM_HEAD])
         return qilin_error(QILIN_ERR_FORMAT, "%s: no embedding or lm_head weights", where);
     return QILIN_OK;

@@ -4,9 +4,10 @@
   qwen2-q8_0.gguf    tests/fixtures/models/qwen2 (3 layers, hidden 64) with every matrix Q8_0, the
                      embedding and output included; norms and biases F32 (as llama.cpp stores them).
   qwen2-q4_k.gguf    a fresh random Qwen2 (1 layer, hidden 256, ffn 256, vocab 512: K-quants need rows
-                     of 256) holding the stories260K tokenizer, mixed as a Q4_K_M file is: attn_q,
-                     attn_output, ffn_gate Q4_K; attn_k Q4_0; attn_v, ffn_up Q5_K; ffn_down and
-                     token_embd (tied output) Q6_K. `qilin run` can generate text from it.
+                     of 256) holding the stories260K tokenizer, formats mixed: attn_q, ffn_gate Q4_K;
+                     attn_k, attn_v Q5_K; ffn_up and token_embd (tied output) Q6_K; attn_output Q4_0
+                     and ffn_down Q8_0 (row-parallel: at --tp 2 their 128-column halves are whole
+                     32-weight blocks). `qilin run` can generate text from it.
   qwen2moe-q8_0.gguf tests/fixtures/models/qwen2_moe (8 experts, top 4, a gated shared expert) with
                      the matrices Q8_0, the routed experts as GGUF stacks (ffn_{gate,up,down}_exps),
                      the routers (ffn_gate_inp, ffn_gate_inp_shexp) F32.
@@ -15,7 +16,8 @@ Q8_0 and Q4_0 come from gguf-py's quantizer; gguf-py has no K-quant quantizer, s
 Q6_K are quantized here (the simple scheme host/quant.h documents, not llama.cpp's search). Every
 quantized tensor is then DEQUANTIZED WITH GGUF-PY (an implementation independent of qilin's) and the
 goldens come from transformers in fp32 holding those dequantized weights: NAME.json (prompts, vocab)
-and NAME.logitsK.f32 (raw float32 [len(prompt K), vocab], every position). So a runtime that reads
+and NAME.logitsK.f32 (raw float32 [len(prompt K), vocab], every position); hf_bf16_error: per prompt,
+max|diff|/max|ref| of transformers' own bf16 run against them. So a runtime that reads
 the blocks as llama.cpp defines them matches the goldens to fp32 rounding.
 
 Also blocks.gguf: two rows of random bytes in each of Q8_0, Q4_0, Q4_K, Q5_K, Q6_K (fp16 scales
@@ -26,7 +28,7 @@ Needs torch, transformers, numpy and gguf (pip install gguf; made with gguf 0.19
   python3 scripts/make_gguf_model_fixtures.py
 """
 
-import json
+import copy
 import os
 import sys
 
@@ -210,14 +212,18 @@ def write_model(name, model, cfg, moe, qtype_of, prompts, tokenizer=None):
     if cfg.tie_word_embeddings:
         sd["lm_head.weight"] = sd["model.embed_tokens.weight"]
     model.load_state_dict(sd)
-    files = []
+    files, ref = [], []
     for k, ids in enumerate(prompts):
         f = f"{name}.logits{k}.f32"
-        fc.write_logits(os.path.join(OUT, f), fc.full_logits(model, ids))
+        ref.append(fc.full_logits(model, ids))
+        fc.write_logits(os.path.join(OUT, f), ref[-1])
         files.append(f)
+    # transformers itself in bf16 on the same weights: the scale of a careful bf16 run's error
+    model16 = copy.deepcopy(model).to(torch.bfloat16)
+    hf_bf16 = [float((fc.full_logits(model16, ids) - r).abs().max() / r.abs().max()) for ids, r in zip(prompts, ref)]
     fc.write_json(os.path.join(OUT, name + ".json"), {
         "gguf": name + ".gguf", "prompts": prompts, "logits_files": files, "vocab": cfg.vocab_size,
-        "quantized": counts, **fc.versions(),
+        "hf_bf16_error": hf_bf16, "quantized": counts, **fc.versions(),
         "notes": "goldens: transformers fp32 on gguf-py's dequantization of the stored blocks"})
     print(f"{name}.gguf: {os.path.getsize(path)} bytes, {counts}")
 
@@ -278,8 +284,10 @@ def main():
     write_model("qwen2-q8_0", load_fixture("qwen2"), load_fixture("qwen2").config, False,
                 lambda n: Q.Q8_0, [short, longer])
 
-    mix = {"attn_q": Q.Q4_K, "attn_output": Q.Q4_K, "ffn_gate": Q.Q4_K, "attn_k": Q.Q4_0,
-           "attn_v": Q.Q5_K, "ffn_up": Q.Q5_K, "ffn_down": Q.Q6_K, "token_embd": Q.Q6_K}
+    # the row-parallel matrices (attn_output, ffn_down: their input columns split at --tp 2 into
+    # 128, half a K-quant block) take 32-weight formats, so the file also runs at --tp 2
+    mix = {"attn_q": Q.Q4_K, "ffn_gate": Q.Q4_K, "attn_k": Q.Q5_K, "attn_v": Q.Q5_K, "ffn_up": Q.Q6_K,
+           "token_embd": Q.Q6_K, "attn_output": Q.Q4_0, "ffn_down": Q.Q8_0}
     torch.manual_seed(15)
     cfg = transformers.Qwen2Config(vocab_size=512, hidden_size=256, intermediate_size=256, num_hidden_layers=1,
                                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,

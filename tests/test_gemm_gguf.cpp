@@ -298,6 +298,56 @@ TEST(GemmGgufDecode, KnownValuesFromGgufPy) {
     gguf_close(file);
 }
 
+/* Embedding rows from a GGUF table: each row as host/quant.c decodes it (f32
+ * out: within an ulp of the row's largest weight; bf16: that rounded), ids
+ * outside [0, vocab) zero rows, output row padding untouched. */
+TEST(EmbeddingGguf, RowsAreTheDecodedTableRows) {
+    QILIN_REQUIRE_DEVICES(1);
+    for (const Format &f : kFormats)
+        for (qilin_dtype t : {QILIN_F32, QILIN_BF16}) {
+            SCOPED_TRACE(std::string(qilin_gguf_format_name(f.dev)) + " " + qilin_dtype_name(t));
+            const int vocab = 11, dim = f.dev >= QILIN_GGUF_Q4_K ? 512 : 96;
+            std::mt19937 rng(5 + (int)f.dev);
+            Weight w = make_weight(f, vocab, dim, 3, rng);
+            const std::vector<int> ids = {3, 0, 10, -1, 11, 3, 7};
+            const int T = (int)ids.size();
+            DeviceBuffer<int> did(ids.size());
+            DeviceBuffer<uint8_t> dw(w.bytes.size());
+            DeviceBuffer<unsigned char> dout((size_t)T * dim * qilin_dtype_size(t));
+            QILIN_ASSERT_OK(did.upload(ids));
+            QILIN_ASSERT_OK(dw.upload(w.bytes));
+            QILIN_ASSERT_OK(dout.poison());
+            qilin_embedding_gguf_args a = {};
+            a.out = dout.ptr;
+            a.table = dw.ptr;
+            a.ids = did.ptr;
+            a.tokens = T;
+            a.dim = dim;
+            a.vocab = vocab;
+            a.ldw = w.ldw;
+            a.format = f.dev;
+            a.out_dtype = t;
+            QILIN_ASSERT_OK(qilin_embedding_gguf(&a, nullptr));
+            std::vector<unsigned char> got = dout.download(), rounded(qilin_dtype_size(t));
+            int bad = 0;
+            for (int i = 0; i < T; i++) {
+                const bool valid = ids[i] >= 0 && ids[i] < vocab;
+                float rmax = 0.0f;
+                for (int c = 0; valid && c < dim; c++) rmax = std::fmax(rmax, std::fabs(w.deq[(size_t)ids[i] * dim + c]));
+                for (int c = 0; c < dim; c++) {
+                    double want = valid ? w.deq[(size_t)ids[i] * dim + c] : 0.0;
+                    store(rounded, 0, want, t);
+                    want = value_of(rounded, 0, t);
+                    const double g = value_of(got, (size_t)i * dim + c, t);
+                    const double tol = t == QILIN_F32 ? 1e-6 * rmax : std::fabs(want) / 128;
+                    if (!(std::fabs(g - want) <= tol) && bad++ < 3)
+                        ADD_FAILURE() << "token " << i << " (id " << ids[i] << ") col " << c << ": " << g << " want " << want;
+                }
+            }
+            EXPECT_EQ(bad, 0);
+        }
+}
+
 TEST(GemmGgufErrors, BadArgumentsNameTheProblem) {
     float buf[64];
     uint8_t wbuf[64];
