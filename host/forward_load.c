@@ -4,9 +4,11 @@
  * Every weight goes through the host. FP8 block-scaled projections that the
  * forward multiplies through linear_slot (stays_fp8) are uploaded as they
  * are: this GPU's rows or columns of the e4m3 bytes and the block scales
- * covering them (upload_fp8). Everything else is dequantised to the
- * activation dtype, the plan's slice of it (rows, columns
- * or whole experts) is packed, and the packed block is copied to the device.
+ * covering them (upload_fp8); GGUF block-quantized projections, token_embd
+ * and output likewise keep their blocks (upload_gguf). Everything else is
+ * dequantised to the activation dtype, the plan's slice of it (rows,
+ * columns or whole experts) is packed, and the packed block is copied to the
+ * device (GGUF expert stacks: upload_stacked_experts).
  * Gate and up projections of each gated MLP are stacked into one [2F, H]
  * matrix per GPU (its F rows of each), and the routed experts of a layer into
  * [E, 2Fe, H] and [E, H, Fe] for qilin_moe_experts. Vocab slices are padded
