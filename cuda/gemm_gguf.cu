@@ -38,11 +38,16 @@
 
 extern "C" const char *qilin_gguf_format_name(qilin_gguf_format f) {
     switch (f) {
-    case QILIN_GGUF_Q8_0: return "Q8_0";
-    case QILIN_GGUF_Q4_0: return "Q4_0";
-    case QILIN_GGUF_Q4_K: return "Q4_K";
-    case QILIN_GGUF_Q5_K: return "Q5_K";
-    case QILIN_GGUF_Q6_K: return "Q6_K";
+    case QILIN_GGUF_Q8_0:
+        return "Q8_0";
+    case QILIN_GGUF_Q4_0:
+        return "Q4_0";
+    case QILIN_GGUF_Q4_K:
+        return "Q4_K";
+    case QILIN_GGUF_Q5_K:
+        return "Q5_K";
+    case QILIN_GGUF_Q6_K:
+        return "Q6_K";
     }
     return "?";
 }
@@ -62,8 +67,8 @@ constexpr int kGemvWarps = 8;
 
 template <class T, int M>
 __global__ void __launch_bounds__(kGemvWarps * 32)
-    gemv_gguf_kernel(void *y, const T *x, const uint8_t *w, const T *bias, qilin_gguf_format f, int m, int n, int k,
-                     int64_t ldx, int64_t ldw, int64_t ldy, bool y_f32) {
+    gemv_gguf_kernel(void *y, const T *x, const uint8_t *w, const T *bias, qilin_gguf_format f, int m, int n,
+                     int k, int64_t ldx, int64_t ldw, int64_t ldy, bool y_f32) {
     const int lane = threadIdx.x & 31, row = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
     if (row >= n) return; /* warp-uniform; no block-wide barrier below */
     const uint8_t *wrow = w + (size_t)row * ldw;
@@ -93,10 +98,11 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 
 template <class T, int M> qilin_status launch_gemv_gguf(const qilin_gemm_gguf_args *a, qilin_stream *stream) {
     dim3 grid((a->n + kGemvWarps - 1) / kGemvWarps), block(kGemvWarps * 32);
-    const long long bytes = (long long)a->n * (a->k / gguf_block_elems(a->format)) * gguf_block_bytes(a->format) +
-                            (long long)a->m * a->k * (long long)sizeof(T);
-    return QILIN_LAUNCH_BYTES(bytes, (gemv_gguf_kernel<T, M>), grid, block, 0, stream, a->y, (const T *)a->x, a->w,
-                              (const T *)a->bias, a->format, a->m, a->n, a->k, a->ldx, a->ldw, a->ldy,
+    const long long bytes =
+        (long long)a->n * (a->k / gguf_block_elems(a->format)) * gguf_block_bytes(a->format) +
+        (long long)a->m * a->k * (long long)sizeof(T);
+    return QILIN_LAUNCH_BYTES(bytes, (gemv_gguf_kernel<T, M>), grid, block, 0, stream, a->y, (const T *)a->x,
+                              a->w, (const T *)a->bias, a->format, a->m, a->n, a->k, a->ldx, a->ldw, a->ldy,
                               a->y_dtype == QILIN_F32);
 }
 
@@ -113,8 +119,8 @@ template <class T> struct alignas(16) Tiles {
 
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    gemm_gguf_mma_kernel(void *y, const T *x, const uint8_t *w, const T *bias, qilin_gguf_format f, int m, int n,
-                         int k, int64_t ldx, int64_t ldw, int64_t ldy, bool y_f32) {
+    gemm_gguf_mma_kernel(void *y, const T *x, const uint8_t *w, const T *bias, qilin_gguf_format f, int m,
+                         int n, int k, int64_t ldx, int64_t ldw, int64_t ldy, bool y_f32) {
     __shared__ Tiles<T> sm;
     const int m0 = blockIdx.y * kBM, n0 = blockIdx.x * kBN;
     const int warp = threadIdx.x >> 5, wm = warp >> 1, wn = warp & 1;
@@ -175,8 +181,8 @@ __global__ void __launch_bounds__(kThreads)
 constexpr int kFT = 32, kFThreads = 256, kFRows = kFT * kFT / kFThreads; /* 4 rows per thread */
 
 __global__ void __launch_bounds__(kFThreads)
-    gemm_gguf_f32_kernel(float *y, const float *x, const uint8_t *w, const float *bias, qilin_gguf_format f, int m,
-                         int n, int k, int64_t ldx, int64_t ldw, int64_t ldy) {
+    gemm_gguf_f32_kernel(float *y, const float *x, const uint8_t *w, const float *bias, qilin_gguf_format f,
+                         int m, int n, int k, int64_t ldx, int64_t ldw, int64_t ldy) {
     __shared__ float xs[kFT][kFT + 1], wt[kFT][kFT + 1];
     const int tx = threadIdx.x % kFT, ty = threadIdx.x / kFT;
     const int m0 = blockIdx.y * kFT, n0 = blockIdx.x * kFT;
@@ -218,8 +224,8 @@ template <class T> qilin_status launch_gemm_gguf(const qilin_gemm_gguf_args *a, 
     const T *x = (const T *)a->x, *bias = (const T *)a->bias;
     if constexpr (std::is_same<T, float>::value) {
         dim3 grid((a->n + kFT - 1) / kFT, (a->m + kFT - 1) / kFT);
-        return QILIN_LAUNCH(gemm_gguf_f32_kernel, grid, dim3(kFThreads), 0, stream, (float *)a->y, x, a->w, bias,
-                            a->format, a->m, a->n, a->k, a->ldx, a->ldw, a->ldy);
+        return QILIN_LAUNCH(gemm_gguf_f32_kernel, grid, dim3(kFThreads), 0, stream, (float *)a->y, x, a->w,
+                            bias, a->format, a->m, a->n, a->k, a->ldx, a->ldw, a->ldy);
     } else {
         dim3 grid((a->n + kBN - 1) / kBN, (a->m + kBM - 1) / kBM);
         return QILIN_LAUNCH((gemm_gguf_mma_kernel<T>), grid, dim3(kThreads), 0, stream, a->y, x, a->w, bias,
@@ -230,22 +236,22 @@ template <class T> qilin_status launch_gemm_gguf(const qilin_gemm_gguf_args *a, 
 /* What both launchers check; *done when there is nothing to compute. */
 qilin_status check_args(const char *op, const qilin_gemm_gguf_args *a, int max_m, bool *done) {
     *done = false;
-    if (!a || !a->y || !a->x || !a->w) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: y, x and w must be set", op);
+    if (!a || !a->y || !a->x || !a->w)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: y, x and w must be set", op);
     const int be = gguf_block_elems(a->format);
-    if (be == 0)
-        return qilin_error(QILIN_ERR_UNSUPPORTED, "%s: unknown GGUF format %d", op, (int)a->format);
+    if (be == 0) return qilin_error(QILIN_ERR_UNSUPPORTED, "%s: unknown GGUF format %d", op, (int)a->format);
     if (a->m < 0 || a->m > max_m || a->n < 0 || a->k < 1)
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: bad shape m=%d (at most %d) n=%d k=%d", op, a->m, max_m,
-                           a->n, a->k);
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: bad shape m=%d (at most %d) n=%d k=%d", op, a->m,
+                           max_m, a->n, a->k);
     if (a->k % be != 0)
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: k=%d is not a multiple of %s's %d-weight block", op,
-                           a->k, qilin_gguf_format_name(a->format), be);
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: k=%d is not a multiple of %s's %d-weight block",
+                           op, a->k, qilin_gguf_format_name(a->format), be);
     const int64_t row_bytes = (int64_t)(a->k / be) * gguf_block_bytes(a->format);
     if (a->ldx < a->k || a->ldw < row_bytes || a->ldy < a->n)
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
-                           "%s: strides ldx=%lld must be >= k=%d, ldw=%lld bytes >= a row's %lld, ldy=%lld >= n=%d",
-                           op, (long long)a->ldx, a->k, (long long)a->ldw, (long long)row_bytes, (long long)a->ldy,
-                           a->n);
+        return qilin_error(
+            QILIN_ERR_INVALID_ARGUMENT,
+            "%s: strides ldx=%lld must be >= k=%d, ldw=%lld bytes >= a row's %lld, ldy=%lld >= n=%d", op,
+            (long long)a->ldx, a->k, (long long)a->ldw, (long long)row_bytes, (long long)a->ldy, a->n);
     if (a->y_dtype != a->dtype && a->y_dtype != QILIN_F32)
         return qilin_error(QILIN_ERR_UNSUPPORTED, "%s: y_dtype %s with dtype %s (same dtype, or f32)", op,
                            qilin_dtype_name(a->y_dtype), qilin_dtype_name(a->dtype));
@@ -256,8 +262,8 @@ qilin_status check_args(const char *op, const qilin_gemm_gguf_args *a, int max_m
 /* ---- embedding ------------------------------------------------------------ */
 
 template <class O>
-__global__ void embedding_gguf_kernel(O *out, const uint8_t *table, const int *ids, qilin_gguf_format f, int dim,
-                                      int vocab, int64_t ldw) {
+__global__ void embedding_gguf_kernel(O *out, const uint8_t *table, const int *ids, qilin_gguf_format f,
+                                      int dim, int vocab, int64_t ldw) {
     const int t = blockIdx.x, id = ids[t];
     const bool valid = id >= 0 && id < vocab;
     O *dst = out + (size_t)t * dim;
@@ -277,15 +283,18 @@ __global__ void embedding_gguf_kernel(O *out, const uint8_t *table, const int *i
 
 extern "C" qilin_status qilin_embedding_gguf(const qilin_embedding_gguf_args *a, qilin_stream *stream) {
     if (!a || !a->out || !a->table || !a->ids)
-        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_embedding_gguf: out, table and ids must be set");
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "qilin_embedding_gguf: out, table and ids must be set");
     const int be = gguf_block_elems(a->format);
     if (be == 0)
-        return qilin_error(QILIN_ERR_UNSUPPORTED, "qilin_embedding_gguf: unknown GGUF format %d", (int)a->format);
+        return qilin_error(QILIN_ERR_UNSUPPORTED, "qilin_embedding_gguf: unknown GGUF format %d",
+                           (int)a->format);
     if (a->tokens < 0 || a->dim < 1 || a->dim % be || a->vocab < 0 ||
         a->ldw < (int64_t)(a->dim / be) * gguf_block_bytes(a->format))
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
                            "qilin_embedding_gguf: tokens=%d dim=%d (a multiple of %s's %d) vocab=%d ldw=%lld",
-                           a->tokens, a->dim, qilin_gguf_format_name(a->format), be, a->vocab, (long long)a->ldw);
+                           a->tokens, a->dim, qilin_gguf_format_name(a->format), be, a->vocab,
+                           (long long)a->ldw);
     if (a->tokens == 0) return QILIN_OK;
     const int threads = a->dim / 16 < 128 ? (a->dim / 16 + 31) / 32 * 32 : 128;
     return with_dtype("qilin_embedding_gguf", a->out_dtype, [&](auto tag) {

@@ -43,8 +43,8 @@ typedef struct qilin_gemm_gguf_args {
     int m, n, k;           /* k a multiple of the block size B */
     int64_t ldx, ldw, ldy; /* ldx, ldy elements; ldw bytes >= (k / B) * block bytes */
     qilin_gguf_format format;
-    qilin_dtype dtype;     /* activations: f32, bf16 or f16 */
-    qilin_dtype y_dtype;   /* dtype, or f32; set it: f32 is the enum's zero */
+    qilin_dtype dtype;   /* activations: f32, bf16 or f16 */
+    qilin_dtype y_dtype; /* dtype, or f32; set it: f32 is the enum's zero */
 } qilin_gemm_gguf_args;
 
 /* m <= QILIN_GEMV_MAX_M: one warp per weight row, CUDA cores, W read once. */
@@ -60,11 +60,11 @@ qilin_status qilin_gemm_gguf(const qilin_gemm_gguf_args *args, qilin_stream *str
  * An id outside [0, vocab) gives a zero row (a vocab-parallel GPU's ids are
  * local: the rows other GPUs own are zeros here and summed in). */
 typedef struct qilin_embedding_gguf_args {
-    void *out;            /* [tokens, dim] in out_dtype */
-    const uint8_t *table; /* [vocab, dim / B blocks], row stride ldw bytes */
-    const int *ids;       /* [tokens] int32, device */
+    void *out;              /* [tokens, dim] in out_dtype */
+    const uint8_t *table;   /* [vocab, dim / B blocks], row stride ldw bytes */
+    const int *ids;         /* [tokens] int32, device */
     int tokens, dim, vocab; /* dim a multiple of the block size B */
-    int64_t ldw;          /* bytes */
+    int64_t ldw;            /* bytes */
     qilin_gguf_format format;
     qilin_dtype out_dtype; /* f32, bf16 or f16 */
 } qilin_embedding_gguf_args;

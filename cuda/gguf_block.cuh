@@ -103,11 +103,16 @@ __host__ __device__ inline int gguf_block_elems(qilin_gguf_format f) {
 }
 __host__ __device__ inline int gguf_block_bytes(qilin_gguf_format f) {
     switch (f) {
-    case QILIN_GGUF_Q8_0: return 34;
-    case QILIN_GGUF_Q4_0: return 18;
-    case QILIN_GGUF_Q4_K: return 144;
-    case QILIN_GGUF_Q5_K: return 176;
-    case QILIN_GGUF_Q6_K: return 210;
+    case QILIN_GGUF_Q8_0:
+        return 34;
+    case QILIN_GGUF_Q4_0:
+        return 18;
+    case QILIN_GGUF_Q4_K:
+        return 144;
+    case QILIN_GGUF_Q5_K:
+        return 176;
+    case QILIN_GGUF_Q6_K:
+        return 210;
     }
     return 0;
 }

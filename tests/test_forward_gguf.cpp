@@ -59,7 +59,8 @@ bool read_golden(const std::string &name, GgufGolden *g) {
     g->vocab = (int)json_integer_value(json_object_get(root, "vocab"));
     json_t *prompts = json_object_get(root, "prompts"), *files = json_object_get(root, "logits_files");
     json_t *hf = json_object_get(root, "hf_bf16_error");
-    for (size_t p = 0; p < json_array_size(hf); p++) g->hf_bf16.push_back(json_number_value(json_array_get(hf, p)));
+    for (size_t p = 0; p < json_array_size(hf); p++)
+        g->hf_bf16.push_back(json_number_value(json_array_get(hf, p)));
     for (size_t p = 0; p < json_array_size(prompts); p++) {
         g->prompts.push_back(golden::int_array(json_array_get(prompts, p)));
         std::ifstream in(gguf_dir() + json_string_value(json_array_get(files, p)), std::ios::binary);
@@ -84,7 +85,8 @@ qilin_status load(const std::string &path, qilin_dtype dtype, int tp, qilin_mode
 }
 
 /* Logits of ids[0 .. n) in steps of the given sizes (slot 0). */
-std::vector<float> run(qilin_model *m, const std::vector<int> &ids, const std::vector<int> &steps, int vocab) {
+std::vector<float> run(qilin_model *m, const std::vector<int> &ids, const std::vector<int> &steps,
+                       int vocab) {
     std::vector<float> out(ids.size() * (size_t)vocab);
     int done = 0, slot = 0;
     for (int take : steps) {
@@ -110,7 +112,8 @@ TEST_P(ForwardGguf, Fp32LogitsMatchTransformersOnDequantizedWeights) {
         const int n = (int)g_.prompts[p].size();
         std::vector<float> got = run(m, g_.prompts[p], {n}, g_.vocab);
         double err = rel_error(got.data(), g_.logits[p].data(), got.size());
-        printf("[ %s ] fp32 prompt %zu (%d tokens): max|diff|/max|ref| = %.3g\n", GetParam().c_str(), p, n, err);
+        printf("[ %s ] fp32 prompt %zu (%d tokens): max|diff|/max|ref| = %.3g\n", GetParam().c_str(), p, n,
+               err);
         EXPECT_LE(err, kFp32Tolerance) << "prompt " << p;
     }
     /* prefill 20, then decode steps of one token (the GEMV path at m = 1) */
@@ -150,7 +153,8 @@ TEST_P(ForwardGguf, DeviceWeightBytesAreTheBlocksAsStored) {
     for (int64_t i = 0; i < gguf_tensor_count(f); i++) {
         const gguf_tensor *t = gguf_tensor_at(f, i);
         const std::string name = t->name;
-        const bool kept = t->n_dims == 2 && t->type != GGUF_DT_F32 && name.find("ffn_gate_inp") == std::string::npos;
+        const bool kept =
+            t->n_dims == 2 && t->type != GGUF_DT_F32 && name.find("ffn_gate_inp") == std::string::npos;
         int64_t numel = 1;
         for (int d = 0; d < GGUF_MAX_DIMS; d++) numel *= t->ne[d];
         want += kept ? t->nbytes : (uint64_t)numel * 2; /* bf16 */
@@ -199,7 +203,8 @@ void expect_load_error(const std::string &path, int tp, qilin_status want, std::
     qilin_model *m = nullptr;
     EXPECT_EQ(load(path, QILIN_F32, tp, &m), want) << path;
     const std::string msg = qilin_last_error();
-    for (const std::string &p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+    for (const std::string &p : parts)
+        EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
     qilin_model_free(m);
 }
 
@@ -215,8 +220,8 @@ TEST(ForwardGgufErrors, CorruptBlocksAreRefusedNamingTheTensor) {
         size_t at; /* bytes into the tensor's data */
         uint16_t bits;
         const char *what;
-    } plants[] = {{"blk.0.attn_output.weight", 18, 0x7c00, "scale d"}, /* Q4_0 block 1 */
-                  {"blk.0.attn_q.weight", 144 + 2, 0x7e00, "dmin"},     /* Q4_K block 1 */
+    } plants[] = {{"blk.0.attn_output.weight", 18, 0x7c00, "scale d"},      /* Q4_0 block 1 */
+                  {"blk.0.attn_q.weight", 144 + 2, 0x7e00, "dmin"},         /* Q4_K block 1 */
                   {"token_embd.weight", 210 * 3 + 208, 0xfc00, "scale d"}}; /* Q6_K block 3 */
     for (const Plant &p : plants) {
         std::vector<char> bad = good;
@@ -229,7 +234,8 @@ TEST(ForwardGgufErrors, CorruptBlocksAreRefusedNamingTheTensor) {
     }
     /* a file cut inside the last tensor's blocks */
     std::vector<char> cut(good.begin(), good.end() - 100);
-    expect_load_error(write_copy("truncated.gguf", cut), 1, QILIN_ERR_FORMAT, {"truncated.gguf", "blk.0.ffn_down.weight", "past end of file"});
+    expect_load_error(write_copy("truncated.gguf", cut), 1, QILIN_ERR_FORMAT,
+                      {"truncated.gguf", "blk.0.ffn_down.weight", "past end of file"});
 }
 
 /* qwen2-q4_k over 2 GPUs: the K-quant projections split by rows, attn_output

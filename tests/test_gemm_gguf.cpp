@@ -56,8 +56,8 @@ struct Case {
 std::string case_name(const testing::TestParamInfo<Case> &info) {
     const Case &c = info.param;
     std::string s = std::string(qilin_gguf_format_name(c.fmt.dev)) + (c.gemv ? "_gemv_" : "_gemm_") +
-                    qilin_dtype_name(c.dtype) + "_m" + std::to_string(c.m) + "_n" + std::to_string(c.n) + "_k" +
-                    std::to_string(c.k);
+                    qilin_dtype_name(c.dtype) + "_m" + std::to_string(c.m) + "_n" + std::to_string(c.n) +
+                    "_k" + std::to_string(c.k);
     if (c.bias) s += "_bias";
     if (c.y_f32) s += "_yf32";
     if (c.pad) s += "_pad" + std::to_string(c.pad);
@@ -181,7 +181,8 @@ TEST(GemmGgufDecode, RandomBlocksDecodeAsTheHostDoes) {
         std::vector<uint8_t> bytes((size_t)n * (k / be) * bb);
         for (auto &v : bytes) v = (uint8_t)rng();
         /* d / dmin: finite fp16 of moderate size (exponent 5..20); Q6_K's d is last */
-        const int d_at = f.host == QILIN_WF_Q6_K ? 208 : 0, n_d = f.dev >= QILIN_GGUF_Q4_K && f.dev != QILIN_GGUF_Q6_K ? 2 : 1;
+        const int d_at = f.host == QILIN_WF_Q6_K ? 208 : 0,
+                  n_d = f.dev >= QILIN_GGUF_Q4_K && f.dev != QILIN_GGUF_Q6_K ? 2 : 1;
         for (size_t blk = 0; blk < bytes.size() / bb; blk++)
             for (int j = 0; j < n_d; j++) {
                 uint16_t h = (uint16_t)((rng() & 0x83ffu) | (5 + rng() % 16) << 10);
@@ -282,13 +283,14 @@ TEST(GemmGgufDecode, KnownValuesFromGgufPy) {
         float wmax = 0.0f;
         int host_bad = 0, dev_bad = 0;
         for (float v : want) wmax = std::fmax(wmax, std::fabs(v));
-        std::vector<float> dev = device_decode(kFormats[i].dev, (const uint8_t *)t->data, t->nbytes, (int)w.rows,
-                                               (int)w.cols);
+        std::vector<float> dev =
+            device_decode(kFormats[i].dev, (const uint8_t *)t->data, t->nbytes, (int)w.rows, (int)w.cols);
         for (int64_t r = 0; r < w.rows; r++)
             for (int64_t c = 0; c < w.cols; c++) {
                 const float v = want[(size_t)(r * w.cols + c)], h = host[(size_t)(r * w.cols + c)],
                             d = dev[(size_t)(c * w.rows + r)];
-                if (h != v && host_bad++ < 3) ADD_FAILURE() << "host W[" << r << "][" << c << "] = " << h << ", gguf-py " << v;
+                if (h != v && host_bad++ < 3)
+                    ADD_FAILURE() << "host W[" << r << "][" << c << "] = " << h << ", gguf-py " << v;
                 if (!(std::fabs(d - v) <= 1e-6f * wmax) && dev_bad++ < 3)
                     ADD_FAILURE() << "device W[" << r << "][" << c << "] = " << d << ", gguf-py " << v;
             }
@@ -333,7 +335,8 @@ TEST(EmbeddingGguf, RowsAreTheDecodedTableRows) {
             for (int i = 0; i < T; i++) {
                 const bool valid = ids[i] >= 0 && ids[i] < vocab;
                 float rmax = 0.0f;
-                for (int c = 0; valid && c < dim; c++) rmax = std::fmax(rmax, std::fabs(w.deq[(size_t)ids[i] * dim + c]));
+                for (int c = 0; valid && c < dim; c++)
+                    rmax = std::fmax(rmax, std::fabs(w.deq[(size_t)ids[i] * dim + c]));
                 for (int c = 0; c < dim; c++) {
                     double want = valid ? w.deq[(size_t)ids[i] * dim + c] : 0.0;
                     store(rounded, 0, want, t);
@@ -341,7 +344,8 @@ TEST(EmbeddingGguf, RowsAreTheDecodedTableRows) {
                     const double g = value_of(got, (size_t)i * dim + c, t);
                     const double tol = t == QILIN_F32 ? 1e-6 * rmax : std::fabs(want) / 128;
                     if (!(std::fabs(g - want) <= tol) && bad++ < 3)
-                        ADD_FAILURE() << "token " << i << " (id " << ids[i] << ") col " << c << ": " << g << " want " << want;
+                        ADD_FAILURE() << "token " << i << " (id " << ids[i] << ") col " << c << ": " << g
+                                      << " want " << want;
                 }
             }
             EXPECT_EQ(bad, 0);
