@@ -133,11 +133,22 @@ static qilin_status linear(shard *m, void *y, int64_t ldy, const void *x, int64_
 
 /* y = x W^T (+ bias) from GGUF blocks: the GEMV for up to QILIN_GEMV_MAX_M
  * rows, the GEMM beyond; y in the activation dtype or fp32 (logits). */
-static qilin_status linear_gguf(shard *m, const gguf_slot *q, const void *w, void *y, int64_t ldy, const void *x,
-                                int64_t ldx, const void *bias, int rows, int out, int in, bool y_f32) {
+static qilin_status linear_gguf(shard *m, const gguf_slot *q, const void *w, void *y, int64_t ldy,
+                                const void *x, int64_t ldx, const void *bias, int rows, int out, int in,
+                                bool y_f32) {
     qilin_dtype dt = m->opt->dtype;
-    qilin_gemm_gguf_args g = {.y = y, .x = x, .w = w, .bias = bias, .m = rows, .n = out, .k = in, .ldx = ldx,
-                              .ldw = q->ldw, .ldy = ldy, .format = q->format, .dtype = dt,
+    qilin_gemm_gguf_args g = {.y = y,
+                              .x = x,
+                              .w = w,
+                              .bias = bias,
+                              .m = rows,
+                              .n = out,
+                              .k = in,
+                              .ldx = ldx,
+                              .ldw = q->ldw,
+                              .ldy = ldy,
+                              .format = q->format,
+                              .dtype = dt,
                               .y_dtype = y_f32 ? QILIN_F32 : dt};
     return rows <= QILIN_GEMV_MAX_M ? qilin_gemv_gguf(&g, m->stream) : qilin_gemm_gguf(&g, m->stream);
 }
@@ -558,9 +569,10 @@ static qilin_status gated_mlp(shard *m, const layer *L, bool shared, void *out, 
     int gate = shared ? QILIN_W_SHARED_GATE : QILIN_W_GATE, up = shared ? QILIN_W_SHARED_UP : QILIN_W_UP;
     int down = shared ? QILIN_W_SHARED_DOWN : QILIN_W_DOWN;
     if (!L->fp8[gate].scale != !L->fp8[up].scale || L->gguf[gate].on != L->gguf[up].on)
-        return qilin_error(QILIN_ERR_UNSUPPORTED,
-                           "%s: gate and up projections stored in different formats (one FP8 or GGUF-quantized)",
-                           m->desc->source);
+        return qilin_error(
+            QILIN_ERR_UNSUPPORTED,
+            "%s: gate and up projections stored in different formats (one FP8 or GGUF-quantized)",
+            m->desc->source);
     if (kept_quantized(L, gate)) {
         QILIN_TRY(linear_slot(m, L, gate, m->B1, 2 * F, x, H, NULL, T, F, H));
         QILIN_TRY(linear_slot(m, L, up, slot_ptr(m->B1, F, m->es), 2 * F, x, H, NULL, T, F, H));
@@ -917,7 +929,8 @@ static qilin_status lm_head(shard *m, const void *x, int rows) {
     int H = d->hidden;
     const void *w = m->global[QILIN_W_LM_HEAD], *bias = m->global[QILIN_W_LM_HEAD_BIAS];
     const gguf_slot *q = &m->gguf_global[QILIN_W_LM_HEAD];
-    if (q->on && m->n_ranks == 1) return linear_gguf(m, q, w, m->logits, d->vocab, x, H, bias, rows, d->vocab, H, true);
+    if (q->on && m->n_ranks == 1)
+        return linear_gguf(m, q, w, m->logits, d->vocab, x, H, bias, rows, d->vocab, H, true);
     if (m->n_ranks == 1) return linear(m, m->logits, d->vocab, x, H, w, bias, rows, d->vocab, H, true);
     if (q->on)
         QILIN_TRY(linear_gguf(m, q, w, m->logits_local, m->Vp, x, H, bias, rows, (int)m->Vp, H, true));
@@ -958,8 +971,14 @@ static qilin_status step_body(shard *m, const step *s) {
                               .dtype = m->opt->dtype,
                               .out_dtype = m->opt->dtype};
     const gguf_slot *q = &m->gguf_global[QILIN_W_EMBED];
-    qilin_embedding_gguf_args eq = {.out = m->R, .table = m->global[QILIN_W_EMBED], .ids = m->d_tokens, .tokens = T,
-                                    .dim = H, .vocab = (int)m->nv, .ldw = q->ldw, .format = q->format,
+    qilin_embedding_gguf_args eq = {.out = m->R,
+                                    .table = m->global[QILIN_W_EMBED],
+                                    .ids = m->d_tokens,
+                                    .tokens = T,
+                                    .dim = H,
+                                    .vocab = (int)m->nv,
+                                    .ldw = q->ldw,
+                                    .format = q->format,
                                     .out_dtype = m->opt->dtype};
     QILIN_TRY(q->on ? qilin_embedding_gguf(&eq, m->stream) : qilin_embedding(&e, m->stream));
     QILIN_TRY(all_reduce(m, m->R, (size_t)T * H)); /* vocab-parallel embedding: each row from its owner */

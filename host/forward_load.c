@@ -159,11 +159,11 @@ static qilin_status weight_of(const qilin_model_desc *d, const qilin_bound_tenso
     } else if (b->quant == QILIN_WQ_NONE && b->dtype == QILIN_WDT_BF16) {
         w->format = QILIN_WF_BF16;
     } else {
-        return qilin_error(
-            QILIN_ERR_UNSUPPORTED,
-            "%s: tensor %s is %s; the forward pass loads F32, F16, BF16, FP8 block-scaled, INT4 group and GGUF "
-            "Q8_0/Q4_0/Q4_K/Q5_K/Q6_K weights",
-            b->file, b->name, qilin_wdtype_name(b->dtype));
+        return qilin_error(QILIN_ERR_UNSUPPORTED,
+                           "%s: tensor %s is %s; the forward pass loads F32, F16, BF16, FP8 block-scaled, "
+                           "INT4 group and GGUF "
+                           "Q8_0/Q4_0/Q4_K/Q5_K/Q6_K weights",
+                           b->file, b->name, qilin_wdtype_name(b->dtype));
     }
     if (n != numel(s))
         return qilin_error(QILIN_ERR_FORMAT,
@@ -271,8 +271,8 @@ static bool stays_gguf(const qilin_bound_tensor *b, const qilin_tensor_spec *s) 
  * lm_head multiplies from the blocks. Its vocab rows are split by the plan,
  * never its columns. */
 static bool gguf_vocab_table(const qilin_bound_tensor *b, const qilin_tensor_spec *s) {
-    return b->quant == QILIN_WQ_NONE && gguf_format_of(b->dtype, NULL, NULL) && s->layer < 0 && s->n_dims == 2 &&
-           (s->slot == QILIN_W_EMBED || s->slot == QILIN_W_LM_HEAD);
+    return b->quant == QILIN_WQ_NONE && gguf_format_of(b->dtype, NULL, NULL) && s->layer < 0 &&
+           s->n_dims == 2 && (s->slot == QILIN_W_EMBED || s->slot == QILIN_W_LM_HEAD);
 }
 
 /* Every block's fp16 scale (d, and dmin for Q4_K / Q5_K) must be finite: a
@@ -287,11 +287,12 @@ static qilin_status check_gguf_scales(const quant_weight *w, const char *where) 
         for (int j = 0; j < n; j++) {
             const uint8_t *p = (const uint8_t *)w->data + (size_t)i * bb + at + 2 * j;
             if (((p[0] | p[1] << 8) & 0x7c00) == 0x7c00)
-                return qilin_error(QILIN_ERR_FORMAT,
-                                   "%s: tensor %s (%s): row %lld block %lld has a non-finite %s (fp16 bits 0x%04x): "
-                                   "corrupt block data",
-                                   where, w->name, qilin_wformat_name(w->format), (long long)(i / (w->cols / be)),
-                                   (long long)(i % (w->cols / be)), j ? "dmin" : "scale d", p[0] | p[1] << 8);
+                return qilin_error(
+                    QILIN_ERR_FORMAT,
+                    "%s: tensor %s (%s): row %lld block %lld has a non-finite %s (fp16 bits 0x%04x): "
+                    "corrupt block data",
+                    where, w->name, qilin_wformat_name(w->format), (long long)(i / (w->cols / be)),
+                    (long long)(i % (w->cols / be)), j ? "dmin" : "scale d", p[0] | p[1] << 8);
         }
     return QILIN_OK;
 }
@@ -308,20 +309,23 @@ static qilin_status upload_gguf(shard *g, const quant_weight *w, const qilin_bou
     QILIN_TRY(quant_check(w));
     QILIN_TRY(check_gguf_scales(w, src));
     size_t bb = 0;
-    const int64_t B = qilin_wformat_block(w->format, &bb), R = w->rows, C = w->cols, row_bytes = C / B * (int64_t)bb;
+    const int64_t B = qilin_wformat_block(w->format, &bb), R = w->rows, C = w->cols,
+                  row_bytes = C / B * (int64_t)bb;
     const bool vocab = sl->dim == 0 && sl->split == QILIN_SPLIT_VOCAB;
     if (sl->dim > 1 || (sl->dim >= 0 && !vocab && sl->alloc_count != sl->count))
-        return qilin_error(QILIN_ERR_UNSUPPORTED, "%s: GGUF tensor %s: split along dim %d (%lld of %lld allocated)",
-                           src, w->name, sl->dim, (long long)sl->count, (long long)sl->alloc_count);
+        return qilin_error(QILIN_ERR_UNSUPPORTED,
+                           "%s: GGUF tensor %s: split along dim %d (%lld of %lld allocated)", src, w->name,
+                           sl->dim, (long long)sl->count, (long long)sl->alloc_count);
     const int64_t r0 = sl->dim == 0 ? sl->start : 0, nr = sl->dim == 0 ? sl->count : R;
     const int64_t c0 = sl->dim == 1 ? sl->start : 0, nc = sl->dim == 1 ? sl->count : C;
     const int64_t alloc_rows = vocab ? sl->alloc_count : nr;
     if (c0 % B || nc % B)
-        return qilin_error(QILIN_ERR_UNSUPPORTED,
-                           "%s: GGUF tensor %s (%s, %lld-weight blocks): GPU %d's columns [%lld, %lld) of %lld split "
-                           "a block; use a --tp whose column slices are whole blocks",
-                           src, w->name, qilin_wdtype_name(b->dtype), (long long)B, g->rank, (long long)c0,
-                           (long long)(c0 + nc), (long long)C);
+        return qilin_error(
+            QILIN_ERR_UNSUPPORTED,
+            "%s: GGUF tensor %s (%s, %lld-weight blocks): GPU %d's columns [%lld, %lld) of %lld split "
+            "a block; use a --tp whose column slices are whole blocks",
+            src, w->name, qilin_wdtype_name(b->dtype), (long long)B, g->rank, (long long)c0,
+            (long long)(c0 + nc), (long long)C);
     if (*dst) return qilin_error(QILIN_ERR_FORMAT, "%s: GGUF tensor %s is bound twice", src, w->name);
     const int64_t ldw = nc / B * (int64_t)bb, off = c0 / B * (int64_t)bb;
     const size_t bytes = (size_t)(alloc_rows * ldw);
@@ -369,8 +373,9 @@ static qilin_status upload_stacked_experts(shard *g, const quant_weight *w, cons
             pack_slice(packed, tmp, s, sl, es);
     }
     for (size_t e = 0; st == QILIN_OK && e < E; e++) {
-        char *dst = s->slot == QILIN_W_EXP_DOWN ? (char *)L->exp_down + e * per
-                                                : (char *)L->exp_gate_up + (2 * e + (s->slot == QILIN_W_EXP_UP)) * per;
+        char *dst = s->slot == QILIN_W_EXP_DOWN
+                        ? (char *)L->exp_down + e * per
+                        : (char *)L->exp_gate_up + (2 * e + (s->slot == QILIN_W_EXP_UP)) * per;
         st = qilin_memcpy_h2d(dst, (char *)packed + e * per, per, g->stream);
     }
     if (st == QILIN_OK) st = qilin_stream_synchronize(g->stream);
@@ -379,7 +384,8 @@ static qilin_status upload_stacked_experts(shard *g, const quant_weight *w, cons
 }
 
 static bool is_stacked_expert(const qilin_tensor_spec *s) {
-    return s->expert < 0 && (s->slot == QILIN_W_EXP_GATE || s->slot == QILIN_W_EXP_UP || s->slot == QILIN_W_EXP_DOWN);
+    return s->expert < 0 &&
+           (s->slot == QILIN_W_EXP_GATE || s->slot == QILIN_W_EXP_UP || s->slot == QILIN_W_EXP_DOWN);
 }
 
 static qilin_status upload_tensor(shard *g, const qilin_bound_tensor *b, const qilin_shard_slice *sl) {
@@ -391,7 +397,8 @@ static qilin_status upload_tensor(shard *g, const qilin_bound_tensor *b, const q
         layer *L = &g->layers[s->layer];
         return upload_gguf(g, &w, b, sl, &L->w[s->slot], &L->gguf[s->slot]);
     }
-    if (gguf_vocab_table(b, s)) return upload_gguf(g, &w, b, sl, &g->global[s->slot], &g->gguf_global[s->slot]);
+    if (gguf_vocab_table(b, s))
+        return upload_gguf(g, &w, b, sl, &g->global[s->slot], &g->gguf_global[s->slot]);
     if (b->quant == QILIN_WQ_NONE && gguf_format_of(b->dtype, NULL, NULL))
         QILIN_TRY(check_gguf_scales(&w, g->desc->source)); /* dequantized below */
     if (is_stacked_expert(s)) return upload_stacked_experts(g, &w, s, sl);
