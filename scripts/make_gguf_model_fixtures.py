@@ -10,7 +10,8 @@
                      32-weight blocks). `qilin run` can generate text from it.
   qwen2moe-q8_0.gguf tests/fixtures/models/qwen2_moe (8 experts, top 4, a gated shared expert) with
                      the matrices Q8_0, the routed experts as GGUF stacks (ffn_{gate,up,down}_exps),
-                     the routers (ffn_gate_inp, ffn_gate_inp_shexp) F32.
+                     the routers (ffn_gate_inp, ffn_gate_inp_shexp) and ffn_down_shexp F32 (so
+                     that --tp 2 splits only whole blocks).
 
 Q8_0 and Q4_0 come from gguf-py's quantizer; gguf-py has no K-quant quantizer, so Q4_K, Q5_K and
 Q6_K are quantized here (the simple scheme host/quant.h documents, not llama.cpp's search). Every
@@ -306,7 +307,10 @@ def main():
                 tokenizer=stories_tokenizer)
 
     moe = load_fixture("qwen2_moe")
-    write_model("qwen2moe-q8_0", moe, moe.config, True, lambda n: Q.Q8_0, [short, longer])
+    # ffn_down_shexp stays F32 (its 96 input columns split in two are 1.5 Q8_0 blocks), so the
+    # file also runs at --tp 2, with and without --ep
+    write_model("qwen2moe-q8_0", moe, moe.config, True, lambda n: None if "ffn_down_shexp" in n else Q.Q8_0,
+                [short, longer])
 
 
 if __name__ == "__main__":

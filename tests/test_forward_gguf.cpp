@@ -20,7 +20,8 @@
  * corrupt block data (a non-finite fp16 scale) and a truncated file are
  * refused with messages naming the tensor; a tensor-parallel split that
  * would cut a block is refused naming the tensor and the block size; the
- * Q4_K-mix file at tensor parallelism 2 matches the same goldens. */
+ * Q4_K-mix and the MoE file at tensor parallelism 2 (the MoE also with
+ * expert parallelism) match the same goldens. */
 #include <gtest/gtest.h>
 #include <jansson.h>
 
@@ -238,22 +239,39 @@ TEST(ForwardGgufErrors, CorruptBlocksAreRefusedNamingTheTensor) {
                       {"truncated.gguf", "blk.0.ffn_down.weight", "past end of file"});
 }
 
-/* qwen2-q4_k over 2 GPUs: the K-quant projections split by rows, attn_output
- * (Q4_0) and ffn_down (Q8_0) by whole 32-weight blocks of columns, the Q6_K
- * embedding / tied lm_head by vocab rows. */
-TEST(ForwardGgufParallel, Tp2Fp32LogitsMatchTransformers) {
-    QILIN_REQUIRE_DEVICES(2);
+/* Over 2 GPUs. qwen2-q4_k: the K-quant projections split by rows,
+ * attn_output (Q4_0) and ffn_down (Q8_0) by whole 32-weight blocks of
+ * columns, the Q6_K embedding / tied lm_head by vocab rows. qwen2moe-q8_0:
+ * the dequantized expert stacks split by their intermediate size, or (ep)
+ * whole experts per GPU. */
+void expect_tp2_matches(const char *name, bool ep) {
     GgufGolden g;
-    ASSERT_TRUE(read_golden("qwen2-q4_k", &g));
+    ASSERT_TRUE(read_golden(name, &g));
+    qilin_model_options o;
+    qilin_model_options_default(&o);
+    o.dtype = QILIN_F32;
+    o.tp = 2;
+    o.ep = ep;
+    o.max_seqs = 2;
+    o.max_ctx = 64;
+    o.max_batch_tokens = 64;
     qilin_model *m = nullptr;
-    ASSERT_EQ(load(gguf_dir() + "qwen2-q4_k.gguf", QILIN_F32, 2, &m), QILIN_OK) << qilin_last_error();
+    ASSERT_EQ(qilin_model_load((gguf_dir() + name + ".gguf").c_str(), &o, &m), QILIN_OK)
+        << qilin_last_error();
     for (size_t p = 0; p < g.prompts.size(); p++) {
         std::vector<float> got = run(m, g.prompts[p], {(int)g.prompts[p].size()}, g.vocab);
         double err = rel_error(got.data(), g.logits[p].data(), got.size());
-        printf("[ qwen2-q4_k tp 2 ] fp32 prompt %zu: max|diff|/max|ref| = %.3g\n", p, err);
+        printf("[ %s tp 2%s ] fp32 prompt %zu: max|diff|/max|ref| = %.3g\n", name, ep ? " ep" : "", p, err);
         EXPECT_LE(err, kFp32Tolerance) << "prompt " << p;
     }
     qilin_model_free(m);
+}
+
+TEST(ForwardGgufParallel, Tp2Fp32LogitsMatchTransformers) {
+    QILIN_REQUIRE_DEVICES(2);
+    expect_tp2_matches("qwen2-q4_k", false);
+    expect_tp2_matches("qwen2moe-q8_0", false);
+    expect_tp2_matches("qwen2moe-q8_0", true);
 }
 
 TEST(ForwardGgufErrors, TensorParallelSplitInsideABlockIsRefused) {
