@@ -16,6 +16,7 @@
 #include "attention.h"
 #include "elementwise.h"
 #include "gemv.h"
+#include "gemm_gguf.h"
 #include "gemm_quant.h"
 #include "gemv_quant.h"
 #include "mla.h"

@@ -25,6 +25,7 @@
 #include "cuda/attention.h"
 #include "cuda/blas.h"
 #include "cuda/comm.h"
+#include "cuda/gemm_gguf.h"
 #include "host/checkpoint.h"
 #include "host/forward.h"
 #include "host/plan.h"
@@ -40,9 +41,20 @@ typedef struct fp8_slot {
     int64_t ld_scale;
 } fp8_slot;
 
+/* A linear layer kept in its GGUF block format (w[slot] holds this GPU's
+ * rows x whole blocks, as the file stores them, ldw bytes per row). on
+ * false: not GGUF-quantized. */
+typedef struct gguf_slot {
+    bool on;
+    qilin_gguf_format format;
+    int64_t ldw;
+} gguf_slot;
+
 typedef struct layer {
-    void *w[QILIN_SLOT_COUNT]; /* device pointers, activation dtype (or e4m3, fp8[slot]); NULL when absent */
+    void *w[QILIN_SLOT_COUNT]; /* device pointers, activation dtype (or e4m3, fp8[slot]; GGUF blocks,
+                                  gguf[slot]); NULL when absent */
     fp8_slot fp8[QILIN_SLOT_COUNT];
+    gguf_slot gguf[QILIN_SLOT_COUNT];
     void *gate_up;                /* dense gated MLP [2F, H] */
     void *shared_gate_up;         /* shared experts [2Fs, H] */
     void *exp_gate_up, *exp_down; /* routed experts [E, 2Fe, H], [E, H, Fe] (dtype, or exp_wq's format) */
@@ -72,6 +84,7 @@ typedef struct shard {
     int64_t v0, nv, Vp; /* vocab rows [v0, v0 + nv), Vp allocated (padded) */
 
     void *global[QILIN_W_LAYER_FIRST]; /* embed, final norm (+bias), lm_head (+bias) */
+    gguf_slot gguf_global[QILIN_W_LAYER_FIRST]; /* embed / lm_head kept in GGUF blocks (vocab rows) */
     float *lm_head_bias_f32; /* GPT-J's lm_head bias again in fp32, for the GEMM path's fp32 logits */
     layer *layers;
     float *inv_freq;

@@ -131,6 +131,33 @@ static qilin_status linear(shard *m, void *y, int64_t ldy, const void *x, int64_
     return qilin_add_bias(&b, m->stream);
 }
 
+/* y = x W^T (+ bias) from GGUF blocks: the GEMV for up to QILIN_GEMV_MAX_M
+ * rows, the GEMM beyond; y in the activation dtype or fp32 (logits). */
+static qilin_status linear_gguf(shard *m, const gguf_slot *q, const void *w, void *y, int64_t ldy,
+                                const void *x, int64_t ldx, const void *bias, int rows, int out, int in,
+                                bool y_f32) {
+    qilin_dtype dt = m->opt->dtype;
+    qilin_gemm_gguf_args g = {.y = y,
+                              .x = x,
+                              .w = w,
+                              .bias = bias,
+                              .m = rows,
+                              .n = out,
+                              .k = in,
+                              .ldx = ldx,
+                              .ldw = q->ldw,
+                              .ldy = ldy,
+                              .format = q->format,
+                              .dtype = dt,
+                              .y_dtype = y_f32 ? QILIN_F32 : dt};
+    return rows <= QILIN_GEMV_MAX_M ? qilin_gemv_gguf(&g, m->stream) : qilin_gemm_gguf(&g, m->stream);
+}
+
+/* Whether layer L's weight `slot` stays quantized on the device (FP8 or
+ * GGUF blocks): such a weight goes through linear_slot one matrix at a
+ * time, never the fused or stacked plain-weight launches. */
+static bool kept_quantized(const layer *L, int slot) { return L->fp8[slot].scale || L->gguf[slot].on; }
+
 /* linear() on layer L's weight `slot`: straight from the FP8 bytes and
  * block scales when the weight was kept FP8 (forward_load.c's stays_fp8):
  * the FP8 GEMV for up to QILIN_GEMV_MAX_M rows when the slice starts on the
@@ -139,8 +166,10 @@ static qilin_status linear(shard *m, void *y, int64_t ldy, const void *x, int64_
 static qilin_status linear_slot(shard *m, const layer *L, int slot, void *y, int64_t ldy, const void *x,
                                 int64_t ldx, const void *bias, int rows, int out, int in) {
     const fp8_slot *f = &L->fp8[slot];
-    if (!f->scale) return linear(m, y, ldy, x, ldx, L->w[slot], bias, rows, out, in, false);
     qilin_dtype dt = m->opt->dtype;
+    if (L->gguf[slot].on) /* GGUF blocks as stored (forward_load.c's stays_gguf) */
+        return linear_gguf(m, &L->gguf[slot], L->w[slot], y, ldy, x, ldx, bias, rows, out, in, false);
+    if (!f->scale) return linear(m, y, ldy, x, ldx, L->w[slot], bias, rows, out, in, false);
     if (rows <= QILIN_GEMV_MAX_M && f->row_off == 0 && f->col_off == 0) {
         qilin_gemv_fp8_args g = {.y = y,
                                  .x = x,
@@ -237,7 +266,7 @@ static qilin_status rope(shard *m, const step *s, void *q, int64_t q_ts, int64_t
 static qilin_status qkv_projections(shard *m, layer *L, void *q, void *k, void *v, int T) {
     int H = m->desc->hidden, nq = m->nh * m->desc->head_dim, nk = m->nkv * m->desc->head_dim,
         nv = m->nkv * m->desc->head_dim_v;
-    bool fp8 = L->fp8[QILIN_W_Q].scale || L->fp8[QILIN_W_K].scale || L->fp8[QILIN_W_V].scale;
+    bool fp8 = kept_quantized(L, QILIN_W_Q) || kept_quantized(L, QILIN_W_K) || kept_quantized(L, QILIN_W_V);
     if (T > QILIN_GEMV_MAX_M || fp8) {
         QILIN_TRY(linear_slot(m, L, QILIN_W_Q, q, nq, m->N, H, L->w[QILIN_W_Q_BIAS], T, nq, H));
         QILIN_TRY(linear_slot(m, L, QILIN_W_K, k, nk, m->N, H, L->w[QILIN_W_K_BIAS], T, nk, H));
@@ -455,7 +484,7 @@ static qilin_status mla_input_projections(shard *m, layer *L, void *c, void *k_p
     int nq = lora ? d->q_lora_rank : m->nh * (d->qk_nope_dim + dr);
     const void *w_kv_a = L->w[QILIN_W_KV_A], *w_pe = slot_ptr((void *)w_kv_a, (int64_t)r * H, m->es);
     /* kv_a is never kept FP8 (plan.h's qilin_slot_stays_fp8); q / q_a may be */
-    if (T > QILIN_GEMV_MAX_M || L->fp8[q_slot].scale || L->fp8[QILIN_W_KV_A].scale) {
+    if (T > QILIN_GEMV_MAX_M || kept_quantized(L, q_slot) || kept_quantized(L, QILIN_W_KV_A)) {
         QILIN_TRY(linear_slot(m, L, q_slot, q_out, nq, m->N, H, NULL, T, nq, H));
         QILIN_TRY(linear(m, c, r, m->N, H, w_kv_a, NULL, T, r, H, false));
         return linear(m, k_pe, dr, m->N, H, w_pe, NULL, T, dr, H, false);
@@ -566,11 +595,12 @@ static qilin_status gated_mlp(shard *m, const layer *L, bool shared, void *out, 
     int H = m->desc->hidden;
     int gate = shared ? QILIN_W_SHARED_GATE : QILIN_W_GATE, up = shared ? QILIN_W_SHARED_UP : QILIN_W_UP;
     int down = shared ? QILIN_W_SHARED_DOWN : QILIN_W_DOWN;
-    if (!L->fp8[gate].scale != !L->fp8[up].scale)
-        return qilin_error(QILIN_ERR_UNSUPPORTED,
-                           "%s: gate and up projections stored in different formats (one FP8)",
-                           m->desc->source);
-    if (L->fp8[gate].scale) {
+    if (!L->fp8[gate].scale != !L->fp8[up].scale || L->gguf[gate].on != L->gguf[up].on)
+        return qilin_error(
+            QILIN_ERR_UNSUPPORTED,
+            "%s: gate and up projections stored in different formats (one FP8 or GGUF-quantized)",
+            m->desc->source);
+    if (kept_quantized(L, gate)) {
         QILIN_TRY(linear_slot(m, L, gate, m->B1, 2 * F, x, H, NULL, T, F, H));
         QILIN_TRY(linear_slot(m, L, up, slot_ptr(m->B1, F, m->es), 2 * F, x, H, NULL, T, F, H));
     } else {
@@ -748,7 +778,7 @@ static qilin_status moe(shard *m, int l, void *out, const void *x, int T) {
         }
         QILIN_TRY(run_experts(m, L, out, x, ids, m->topk_w, T, d->top_k, m->expert_counts + (size_t)l * m->E));
     }
-    if (!L->shared_gate_up && !L->fp8[QILIN_W_SHARED_GATE].scale) return QILIN_OK;
+    if (!L->shared_gate_up && !kept_quantized(L, QILIN_W_SHARED_GATE)) return QILIN_OK;
     void *shared = m->B3;
     QILIN_TRY(gated_mlp(m, L, true, shared, x, T, m->Fs));
     if (L->w[QILIN_W_SHARED_EXPERT_GATE]) { /* Qwen2-MoE: out += sigmoid(x . w_g) * shared */
@@ -932,8 +962,14 @@ static qilin_status lm_head(shard *m, const void *x, int rows) {
     const qilin_model_desc *d = m->desc;
     int H = d->hidden;
     const void *w = m->global[QILIN_W_LM_HEAD], *bias = m->global[QILIN_W_LM_HEAD_BIAS];
+    const gguf_slot *q = &m->gguf_global[QILIN_W_LM_HEAD];
+    if (q->on && m->n_ranks == 1)
+        return linear_gguf(m, q, w, m->logits, d->vocab, x, H, bias, rows, d->vocab, H, true);
     if (m->n_ranks == 1) return linear(m, m->logits, d->vocab, x, H, w, bias, rows, d->vocab, H, true);
-    QILIN_TRY(linear(m, m->logits_local, m->Vp, x, H, w, bias, rows, (int)m->Vp, H, true));
+    if (q->on)
+        QILIN_TRY(linear_gguf(m, q, w, m->logits_local, m->Vp, x, H, bias, rows, (int)m->Vp, H, true));
+    else
+        QILIN_TRY(linear(m, m->logits_local, m->Vp, x, H, w, bias, rows, (int)m->Vp, H, true));
     m->stats.all_gather++;
     size_t count = (size_t)rows * (size_t)m->Vp;
     QILIN_TRY(qilin_comm_all_gather(m->comm, m->logits_local, m->logits_all, count, QILIN_F32, m->stream));
@@ -968,7 +1004,17 @@ static qilin_status step_body(shard *m, const step *s) {
                               .vocab = (int)m->nv,
                               .dtype = m->opt->dtype,
                               .out_dtype = m->opt->dtype};
-    QILIN_TRY(qilin_embedding(&e, m->stream));
+    const gguf_slot *q = &m->gguf_global[QILIN_W_EMBED];
+    qilin_embedding_gguf_args eq = {.out = m->R,
+                                    .table = m->global[QILIN_W_EMBED],
+                                    .ids = m->d_tokens,
+                                    .tokens = T,
+                                    .dim = H,
+                                    .vocab = (int)m->nv,
+                                    .ldw = q->ldw,
+                                    .format = q->format,
+                                    .out_dtype = m->opt->dtype};
+    QILIN_TRY(q->on ? qilin_embedding_gguf(&eq, m->stream) : qilin_embedding(&e, m->stream));
     QILIN_TRY(all_reduce(m, m->R, (size_t)T * H)); /* vocab-parallel embedding: each row from its owner */
     for (int l = 0; l < d->n_layers; l++) {
         qilin_status st = layer_forward(m, l, s);

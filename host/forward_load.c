@@ -4,9 +4,11 @@
  * Every weight goes through the host. FP8 block-scaled projections that the
  * forward multiplies through linear_slot (stays_fp8) are uploaded as they
  * are: this GPU's rows or columns of the e4m3 bytes and the block scales
- * covering them (upload_fp8). Everything else is dequantised to the
- * activation dtype, the plan's slice of it (rows, columns
- * or whole experts) is packed, and the packed block is copied to the device.
+ * covering them (upload_fp8); GGUF block-quantized projections, token_embd
+ * and output likewise keep their blocks (upload_gguf). Everything else is
+ * dequantised to the activation dtype, the plan's slice of it (rows,
+ * columns or whole experts) is packed, and the packed block is copied to the
+ * device (GGUF expert stacks: upload_stacked_experts).
  * Gate and up projections of each gated MLP are stacked into one [2F, H]
  * matrix per GPU (its F rows of each), and the routed experts of a layer into
  * [E, 2Fe, H] and [E, H, Fe] for qilin_moe_experts. Vocab slices are padded
@@ -77,9 +79,8 @@ static qilin_status destination(shard *g, const qilin_tensor_spec *s, const qili
     case QILIN_W_EXP_GATE:
     case QILIN_W_EXP_UP:
     case QILIN_W_EXP_DOWN: {
-        if (s->expert < 0)
-            return qilin_error(QILIN_ERR_UNSUPPORTED,
-                               "%s: tensor %s: stacked (GGUF) experts are not loaded by the forward pass yet",
+        if (s->expert < 0) /* stacked (GGUF) experts go through upload_stacked_experts */
+            return qilin_error(QILIN_ERR_INTERNAL, "%s: tensor %s: stacked experts reached destination()",
                                d->source, s->name);
         size_t F = (size_t)g->Fe, E = (size_t)g->E, e = (size_t)(s->expert - g->e0);
         QILIN_TRY(alloc_once(g, &L->exp_gate_up, (int64_t)(E * 2 * F * H), es, what));
@@ -101,6 +102,28 @@ static qilin_status destination(shard *g, const qilin_tensor_spec *s, const qili
     QILIN_TRY(alloc_once(g, &L->w[s->slot], slice_numel(s, sl), es, what));
     *dst = L->w[s->slot];
     return QILIN_OK;
+}
+
+/* The GGUF block formats the device multiplies from as stored
+ * (cuda/gemm_gguf.h) and host/quant.c dequantizes: true and both formats
+ * (either pointer may be NULL) for Q8_0, Q4_0, Q4_K, Q5_K and Q6_K. */
+static bool gguf_format_of(qilin_wdtype t, qilin_gguf_format *dev, qilin_wformat *host) {
+    static const struct {
+        qilin_wdtype wdt;
+        qilin_gguf_format dev;
+        qilin_wformat host;
+    } map[] = {{QILIN_WDT_Q8_0, QILIN_GGUF_Q8_0, QILIN_WF_Q8_0},
+               {QILIN_WDT_Q4_0, QILIN_GGUF_Q4_0, QILIN_WF_Q4_0},
+               {QILIN_WDT_Q4_K, QILIN_GGUF_Q4_K, QILIN_WF_Q4_K},
+               {QILIN_WDT_Q5_K, QILIN_GGUF_Q5_K, QILIN_WF_Q5_K},
+               {QILIN_WDT_Q6_K, QILIN_GGUF_Q6_K, QILIN_WF_Q6_K}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (map[i].wdt == t) {
+            if (dev) *dev = map[i].dev;
+            if (host) *host = map[i].host;
+            return true;
+        }
+    return false;
 }
 
 /* The bound tensor b as a quant_weight: F32/F16/BF16, FP8 with the 128x128
@@ -128,6 +151,8 @@ static qilin_status weight_of(const qilin_model_desc *d, const qilin_bound_tenso
         w->format = QILIN_WF_INT4_GROUP, w->scales = b->scale, w->scale_bytes = b->scale_nbytes;
         w->scale_dtype = sd, w->group_size = b->block[1];
         w->cols = s->shape[s->n_dims - 1], w->rows = numel(s) / (w->cols ? w->cols : 1), n = numel(s);
+    } else if (b->quant == QILIN_WQ_NONE && gguf_format_of(b->dtype, NULL, &w->format)) {
+        /* GGUF blocks: shape is the logical [.., cols] in weights, nbytes the blocks' */
     } else if (b->quant == QILIN_WQ_NONE && b->dtype == QILIN_WDT_F32) {
         w->format = QILIN_WF_F32;
     } else if (b->quant == QILIN_WQ_NONE && b->dtype == QILIN_WDT_F16) {
@@ -135,10 +160,11 @@ static qilin_status weight_of(const qilin_model_desc *d, const qilin_bound_tenso
     } else if (b->quant == QILIN_WQ_NONE && b->dtype == QILIN_WDT_BF16) {
         w->format = QILIN_WF_BF16;
     } else {
-        return qilin_error(
-            QILIN_ERR_UNSUPPORTED,
-            "%s: tensor %s is %s; the forward pass loads F32, F16, BF16, FP8 block-scaled and INT4 group weights",
-            b->file, b->name, qilin_wdtype_name(b->dtype));
+        return qilin_error(QILIN_ERR_UNSUPPORTED,
+                           "%s: tensor %s is %s; the forward pass loads F32, F16, BF16, FP8 block-scaled, "
+                           "INT4 group and GGUF "
+                           "Q8_0/Q4_0/Q4_K/Q5_K/Q6_K weights",
+                           b->file, b->name, qilin_wdtype_name(b->dtype));
     }
     if (n != numel(s))
         return qilin_error(QILIN_ERR_FORMAT,
@@ -259,6 +285,92 @@ static qilin_status copy_rows(shard *g, void *dst, const void *src, int64_t rows
     return st;
 }
 
+/* The GGUF-quantized tensors that stay in their blocks on the device: the
+ * same 2-D projections as stays_fp8 (and gguf_vocab_table's embedding and
+ * lm_head). GPT-NeoX's fused qkv, MLA's kv_a and the stacked experts are
+ * dequantized at load (upload_slice, upload_stacked_experts). */
+static bool stays_gguf(const qilin_bound_tensor *b, const qilin_tensor_spec *s) {
+    return b->quant == QILIN_WQ_NONE && gguf_format_of(b->dtype, NULL, NULL) && s->layer >= 0 &&
+           s->n_dims == 2 && qilin_slot_stays_fp8(s->slot);
+}
+
+/* A GGUF-quantized token_embd or output matrix stays in its blocks too:
+ * the lookup decodes the rows it needs (qilin_embedding_gguf) and the
+ * lm_head multiplies from the blocks. Its vocab rows are split by the plan,
+ * never its columns. */
+static bool gguf_vocab_table(const qilin_bound_tensor *b, const qilin_tensor_spec *s) {
+    return b->quant == QILIN_WQ_NONE && gguf_format_of(b->dtype, NULL, NULL) && s->layer < 0 &&
+           s->n_dims == 2 && (s->slot == QILIN_W_EMBED || s->slot == QILIN_W_LM_HEAD);
+}
+
+/* Every block's fp16 scale (d, and dmin for Q4_K / Q5_K) must be finite: a
+ * NaN or infinite scale is corrupt data, not a weight, and is refused
+ * naming the tensor, row and block. */
+static qilin_status check_gguf_scales(const quant_weight *w, const char *where) {
+    size_t bb = 0;
+    const int64_t be = qilin_wformat_block(w->format, &bb), nb = w->rows * (w->cols / be);
+    const int at = w->format == QILIN_WF_Q6_K ? 208 : 0;
+    const int n = w->format == QILIN_WF_Q4_K || w->format == QILIN_WF_Q5_K ? 2 : 1;
+    for (int64_t i = 0; i < nb; i++)
+        for (int j = 0; j < n; j++) {
+            const uint8_t *p = (const uint8_t *)w->data + (size_t)i * bb + at + 2 * j;
+            if (((p[0] | p[1] << 8) & 0x7c00) == 0x7c00)
+                return qilin_error(
+                    QILIN_ERR_FORMAT,
+                    "%s: tensor %s (%s): row %lld block %lld has a non-finite %s (fp16 bits 0x%04x): "
+                    "corrupt block data",
+                    where, w->name, qilin_wformat_name(w->format), (long long)(i / (w->cols / be)),
+                    (long long)(i % (w->cols / be)), j ? "dmin" : "scale d", p[0] | p[1] << 8);
+        }
+    return QILIN_OK;
+}
+
+/* Uploads this GPU's slice of GGUF matrix w ([R, C] weights, C / B blocks a
+ * row) as stored into *dst (allocated here, alloc_rows rows: a vocab slice's
+ * padding rows are zero bytes, which decode to 0): rows [r0, r0 + nr) x the
+ * block columns covering [c0, c0 + nc). A column slice must start and end
+ * on the block grid: a block's 32 or 256 weights share scales and cannot be
+ * split between GPUs. */
+static qilin_status upload_gguf(shard *g, const quant_weight *w, const qilin_bound_tensor *b,
+                                const qilin_shard_slice *sl, void **dst, gguf_slot *q) {
+    const char *src = g->desc->source;
+    QILIN_TRY(quant_check(w));
+    QILIN_TRY(check_gguf_scales(w, src));
+    size_t bb = 0;
+    const int64_t B = qilin_wformat_block(w->format, &bb), R = w->rows, C = w->cols,
+                  row_bytes = C / B * (int64_t)bb;
+    const bool vocab = sl->dim == 0 && sl->split == QILIN_SPLIT_VOCAB;
+    if (sl->dim > 1 || (sl->dim >= 0 && !vocab && sl->alloc_count != sl->count))
+        return qilin_error(QILIN_ERR_UNSUPPORTED,
+                           "%s: GGUF tensor %s: split along dim %d (%lld of %lld allocated)", src, w->name,
+                           sl->dim, (long long)sl->count, (long long)sl->alloc_count);
+    const int64_t r0 = sl->dim == 0 ? sl->start : 0, nr = sl->dim == 0 ? sl->count : R;
+    const int64_t c0 = sl->dim == 1 ? sl->start : 0, nc = sl->dim == 1 ? sl->count : C;
+    const int64_t alloc_rows = vocab ? sl->alloc_count : nr;
+    if (c0 % B || nc % B)
+        return qilin_error(
+            QILIN_ERR_UNSUPPORTED,
+            "%s: GGUF tensor %s (%s, %lld-weight blocks): GPU %d's columns [%lld, %lld) of %lld split "
+            "a block; use a --tp whose column slices are whole blocks",
+            src, w->name, qilin_wdtype_name(b->dtype), (long long)B, g->rank, (long long)c0,
+            (long long)(c0 + nc), (long long)C);
+    if (*dst) return qilin_error(QILIN_ERR_FORMAT, "%s: GGUF tensor %s is bound twice", src, w->name);
+    const int64_t ldw = nc / B * (int64_t)bb, off = c0 / B * (int64_t)bb;
+    const size_t bytes = (size_t)(alloc_rows * ldw);
+    QILIN_TRY(shard_alloc(g, dst, bytes, w->name));
+    *q = (gguf_slot){.on = true, .ldw = ldw};
+    gguf_format_of(b->dtype, &q->format, NULL);
+    if (qilin_device_dry_run()) return QILIN_OK; /* nothing filled to copy (device.h) */
+    uint8_t *h = calloc(bytes ? bytes : 1, 1);
+    if (!h) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "no host memory to slice %s", w->name);
+    for (int64_t r = 0; r < nr; r++)
+        memcpy(h + r * ldw, (const uint8_t *)w->data + (r0 + r) * row_bytes + off, (size_t)ldw);
+    qilin_status st = qilin_memcpy_h2d(*dst, h, bytes, g->stream);
+    if (st == QILIN_OK) st = qilin_stream_synchronize(g->stream);
+    free(h);
+    return st;
+}
+
 /* The layer's quantized expert buffers (allocated with the first expert tensor) and their geometry. */
 static qilin_status alloc_quant_experts(shard *g, layer *L, int wq, int group, int row_off, int col_off,
                                         const char *name) {
@@ -344,12 +456,66 @@ static qilin_status upload_quant_expert(shard *g, const quant_weight *w, const q
                      (size_t)gd * 2, (size_t)groups_src * 2, w->name);
 }
 
+/* A GGUF stacked expert tensor (ffn_gate_exps / ffn_up_exps [E, Fe, H],
+ * ffn_down_exps [E, H, Fe]): dequantized on the host to the activation
+ * dtype — there are no grouped GGUF expert kernels yet, so routed experts of
+ * a quantized GGUF take bf16 (or the activation dtype's) memory — then this
+ * GPU's slice (its experts with ep, its Fe rows / columns of every expert
+ * with tp) is packed and scattered into the per-layer expert buffers the MoE
+ * kernels read ([E, 2Fe, H] gate-then-up per expert, [E, H, Fe]). */
+static qilin_status upload_stacked_experts(shard *g, const quant_weight *w, const qilin_tensor_spec *s,
+                                           const qilin_shard_slice *sl) {
+    const qilin_model_desc *d = g->desc;
+    const size_t es = g->es, F = (size_t)g->Fe, E = (size_t)g->E, H = (size_t)d->hidden;
+    if (s->n_dims != 3 || (sl->dim >= 0 && sl->alloc_count != sl->count))
+        return qilin_error(QILIN_ERR_UNSUPPORTED, "%s: stacked expert tensor %s: %d-D, split %lld of %lld",
+                           d->source, s->name, s->n_dims, (long long)sl->count, (long long)sl->alloc_count);
+    layer *L = &g->layers[s->layer];
+    QILIN_TRY(alloc_once(g, &L->exp_gate_up, (int64_t)(E * 2 * F * H), es, s->name));
+    QILIN_TRY(alloc_once(g, &L->exp_down, (int64_t)(E * H * F), es, s->name));
+    if (qilin_device_dry_run()) return QILIN_OK;
+    const size_t per = F * H * es, full = (size_t)(w->rows * w->cols) * es;
+    void *tmp = malloc(full ? full : 1), *packed = malloc(E * per + 1);
+    qilin_status st = QILIN_OK;
+    if (!tmp || !packed) st = qilin_error(QILIN_ERR_OUT_OF_MEMORY, "no host memory to convert %s", w->name);
+    if (st == QILIN_OK) st = quant_dequantize(w, 0, w->rows, g->opt->dtype, tmp);
+    if (st == QILIN_OK) {
+        if (sl->dim < 0)
+            memcpy(packed, tmp, E * per);
+        else
+            pack_slice(packed, tmp, s, sl, es);
+    }
+    for (size_t e = 0; st == QILIN_OK && e < E; e++) {
+        char *dst = s->slot == QILIN_W_EXP_DOWN
+                        ? (char *)L->exp_down + e * per
+                        : (char *)L->exp_gate_up + (2 * e + (s->slot == QILIN_W_EXP_UP)) * per;
+        st = qilin_memcpy_h2d(dst, (char *)packed + e * per, per, g->stream);
+    }
+    if (st == QILIN_OK) st = qilin_stream_synchronize(g->stream);
+    free(tmp), free(packed);
+    return st;
+}
+
+static bool is_stacked_expert(const qilin_tensor_spec *s) {
+    return s->expert < 0 &&
+           (s->slot == QILIN_W_EXP_GATE || s->slot == QILIN_W_EXP_UP || s->slot == QILIN_W_EXP_DOWN);
+}
+
 static qilin_status upload_tensor(shard *g, const qilin_bound_tensor *b, const qilin_shard_slice *sl) {
     const qilin_tensor_spec *s = &g->desc->tensors[b->spec];
     quant_weight w;
     QILIN_TRY(weight_of(g->desc, b, &w));
     if (stays_fp8(b, s)) return upload_fp8(g, &w, s, sl);
     if (s->expert >= 0 && wq_of_format(sl->format)) return upload_quant_expert(g, &w, s, sl);
+    if (stays_gguf(b, s)) {
+        layer *L = &g->layers[s->layer];
+        return upload_gguf(g, &w, b, sl, &L->w[s->slot], &L->gguf[s->slot]);
+    }
+    if (gguf_vocab_table(b, s))
+        return upload_gguf(g, &w, b, sl, &g->global[s->slot], &g->gguf_global[s->slot]);
+    if (b->quant == QILIN_WQ_NONE && gguf_format_of(b->dtype, NULL, NULL))
+        QILIN_TRY(check_gguf_scales(&w, g->desc->source)); /* dequantized below */
+    if (is_stacked_expert(s)) return upload_stacked_experts(g, &w, s, sl);
     void *dst = NULL;
     qilin_dtype dtype;
     QILIN_TRY(destination(g, s, sl, &dst, &dtype));
@@ -380,7 +546,10 @@ static qilin_status load_weights(shard *g, const qilin_plan *plan, const qilin_b
                     total ? 100.0 * (double)done / (double)total : 100.0);
     }
     if (progress) fprintf(stderr, "\n");
-    if (d->tied_embeddings) g->global[QILIN_W_LM_HEAD] = g->global[QILIN_W_EMBED];
+    if (d->tied_embeddings) {
+        g->global[QILIN_W_LM_HEAD] = g->global[QILIN_W_EMBED];
+        g->gguf_global[QILIN_W_LM_HEAD] = g->gguf_global[QILIN_W_EMBED];
+    }
     if (!g->global[QILIN_W_EMBED] || !g->global[QILIN_W_LM_HEAD])
         return qilin_error(QILIN_ERR_FORMAT, "%s: no embedding or lm_head weights", where);
     return QILIN_OK;
