@@ -346,7 +346,7 @@ static qilin_status step_shard(int rank, void *ctx) {
     char why[512];
     snprintf(why, sizeof why, "rank %d failed: %s", m->shards[rank].rank, qilin_last_error());
     atomic_store(&m->broken, 1);
-    for (int r = 0; r < m->n; r++) qilin_comm_abort(m->comms[r], why);
+    for (int r = 0; r < m->n; r++) qilin_comm_request_abort(m->comms[r], why);
     return qilin_error(st, "%s", why);
 }
 

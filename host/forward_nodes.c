@@ -58,7 +58,7 @@ static void on_peer_failure(void *user, const char *message) {
     qilin_model *m = user;
     snprintf(m->peer_failure, sizeof m->peer_failure, "%s", message);
     atomic_store(&m->peer_failed, 1);
-    for (int r = 0; r < m->n; r++) qilin_comm_abort(m->comms[r], message);
+    for (int r = 0; r < m->n; r++) qilin_comm_request_abort(m->comms[r], message);
 }
 
 /* Node 0's message after the bootstrap. */
