@@ -639,7 +639,7 @@ static qilin_status moe_all_to_all(shard *m, int l, void *out, const void *x, in
     /* The chunk size is a launch and collective argument, so the matrix comes
      * to the host: one stream synchronisation per MoE layer in this mode. */
     QILIN_TRY(qilin_memcpy_d2h(m->a2a_matrix_host, m->a2a_matrix, (size_t)n * n * sizeof(int), m->stream));
-    QILIN_TRY(qilin_stream_synchronize(m->stream));
+    QILIN_TRY(qilin_comm_wait(m->comm, m->stream)); /* a poll with a deadline: a peer may never arrive */
     int C = 0;
     for (int i = 0; i < n * n; i++) C = m->a2a_matrix_host[i] > C ? m->a2a_matrix_host[i] : C;
     if (C > m->ws.ep_chunk)
