@@ -49,7 +49,7 @@ struct qilin_comm {
     char requested[256];
     /* Owner only: set once, when the owner calls ncclCommAbort. */
     atomic_int aborted;
-    char reason[256];
+    char reason[512];
 };
 
 static _Atomic double init_timeout_s = QILIN_COMM_TIMEOUT_DEFAULT_S;
