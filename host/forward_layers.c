@@ -811,7 +811,7 @@ qilin_status step_buffers_alloc(shard *g) {
     size_t bytes = step_offset(STEP_REGIONS, T, S) * sizeof(int);
     QILIN_TRY(shard_alloc(g, (void **)&g->step_dev, bytes, "step index arrays"));
     QILIN_TRY(qilin_host_alloc_pinned((void **)&g->step_host, bytes));
-    QILIN_TRY(qilin_event_create(&g->step_copied));
+    QILIN_TRY(qilin_event_create_untimed(&g->step_copied)); /* orders only */
     g->d_q_start = step_region(g->step_dev, STEP_Q_START, g);
     g->d_kv_len = step_region(g->step_dev, STEP_KV_LEN, g);
     g->d_seq_slot = step_region(g->step_dev, STEP_SEQ_SLOT, g);
