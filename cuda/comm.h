@@ -50,13 +50,47 @@ qilin_status qilin_comm_init_ranks(const qilin_comm_id *id, int world, int first
 
 qilin_status qilin_comm_destroy(qilin_comm *comm); /* NULL is a no-op */
 
-/* Ends this rank's communication because a peer failed (a process died, a
- * rank's step failed): from any thread, operations in progress and later
- * ones fail with QILIN_ERR_COMM and `reason` instead of waiting for the
- * peer forever. The handle must still be destroyed. NCCL: ncclCommAbort
- * (an operation entering NCCL at the very moment of the abort may still use
- * the freed NCCL communicator: abort only when the rank is stuck waiting). */
-void qilin_comm_abort(qilin_comm *comm, const char *reason);
+/* Faults end in errors within a deadline, never in hangs or double frees.
+ *
+ * Ownership: the first thread that issues an operation, waits or aborts on a
+ * communicator owns it (NCCL forbids using one communicator from several
+ * threads at once); an operation issued from another thread while the owner
+ * is inside one fails with QILIN_ERR_COMM.
+ *
+ * qilin_comm_request_abort: any thread (a failing peer's worker, a cluster
+ * watcher) asks the owner to stop: it only sets a shared flag with `reason`
+ * (the first reason wins) and wakes the owner if it is stuck waiting. The
+ * owner's next operation or qilin_comm_wait fails with QILIN_ERR_COMM naming
+ * the reason, and aborts the communicator itself, once.
+ *
+ * qilin_comm_abort: the owner ends the communicator (NCCL: ncclCommAbort);
+ * later operations fail with `reason`. From another thread, or a second time,
+ * it is an error and touches nothing. The handle must still be destroyed.
+ *
+ * qilin_comm_wait: the owner waits for the work issued to `stream` (which
+ * includes this communicator's collectives) by polling the stream, the
+ * communicator's asynchronous error (ncclCommGetAsyncError) and the abort
+ * flag, for at most the communicator's timeout. A failure aborts the
+ * communicator (once) and returns QILIN_ERR_COMM naming this rank and why.
+ *
+ * qilin_comm_set_timeout: the deadline, in seconds, of every wait on this
+ * communicator (qilin_comm_wait, and the sim's rendezvous); set by the owner
+ * before use. Start-up (qilin_comm_init_*) takes its deadline from
+ * qilin_comm_set_init_timeout (process-wide, default QILIN_COMM_TIMEOUT_DEFAULT_S). */
+#define QILIN_COMM_TIMEOUT_DEFAULT_S 600.0
+void qilin_comm_request_abort(qilin_comm *comm, const char *reason);
+qilin_status qilin_comm_abort(qilin_comm *comm, const char *reason);
+qilin_status qilin_comm_wait(qilin_comm *comm, qilin_stream *stream);
+qilin_status qilin_comm_set_timeout(qilin_comm *comm, double seconds);
+qilin_status qilin_comm_set_init_timeout(double seconds);
+
+/* Test hooks (sim build only; the cuda build returns QILIN_ERR_UNSUPPORTED):
+ * inject an asynchronous error into one communicator (its owner's next
+ * operation or wait fails with `message`, as after ncclCommGetAsyncError), or
+ * make a rank vanish: it stops arriving at collectives without destroying
+ * its communicator, so its peers wait until their deadline. */
+qilin_status qilin_comm_sim_inject_error(qilin_comm *comm, const char *message);
+qilin_status qilin_comm_sim_vanish(qilin_comm *comm);
 int qilin_comm_rank(const qilin_comm *comm);
 int qilin_comm_size(const qilin_comm *comm);
 

@@ -99,6 +99,10 @@ void *qilin_stream_native(qilin_stream *stream);
 int qilin_stream_device(qilin_stream *stream);
 
 qilin_status qilin_event_create(qilin_event **event);
+/* An event that only orders work or is waited on (cudaEventDisableTiming: no
+ * timestamp is taken, so recording and waiting cost less);
+ * qilin_event_elapsed_ms refuses it. */
+qilin_status qilin_event_create_untimed(qilin_event **event);
 qilin_status qilin_event_destroy(qilin_event *event); /* NULL is a no-op */
 qilin_status qilin_event_record(qilin_event *event, qilin_stream *stream);
 qilin_status qilin_event_synchronize(qilin_event *event);

@@ -15,6 +15,7 @@
 #include <cuda_runtime_api.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -603,22 +604,30 @@ struct qilin_event {
     cudaEvent_t e;
     int device;
     int recorded; /* tracked here so both builds report an unrecorded event the same way */
+    bool untimed; /* qilin_event_create_untimed: no timestamps */
 };
 
-qilin_status qilin_event_create(qilin_event **event) {
-    if (event == NULL) return INVALID("qilin_event_create: event is NULL");
+static qilin_status event_create(qilin_event **event, bool timing, const char *op) {
+    if (event == NULL) return INVALID("%s: event is NULL", op);
     *event = NULL;
     qilin_event *ev = calloc(1, sizeof *ev);
-    if (ev == NULL) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_event_create: out of host memory");
+    if (ev == NULL) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "%s: out of host memory", op);
+    ev->untimed = !timing;
     cudaError_t err = cudaGetDevice(&ev->device);
-    if (err == cudaSuccess) err = cudaEventCreate(&ev->e); /* timing enabled */
+    if (err == cudaSuccess) err = cudaEventCreateWithFlags(&ev->e, timing ? cudaEventDefault : cudaEventDisableTiming);
     if (err != cudaSuccess) {
         int device = ev->device;
         free(ev);
-        return CUDA_FAIL(err, "cudaEventCreate(&e)", "device %d", device);
+        return CUDA_FAIL(err, "cudaEventCreateWithFlags(&e)", "device %d", device);
     }
     *event = ev;
     return QILIN_OK;
+}
+
+qilin_status qilin_event_create(qilin_event **event) { return event_create(event, true, "qilin_event_create"); }
+
+qilin_status qilin_event_create_untimed(qilin_event **event) {
+    return event_create(event, false, "qilin_event_create_untimed");
 }
 
 qilin_status qilin_event_destroy(qilin_event *event) {
@@ -653,6 +662,9 @@ qilin_status qilin_event_elapsed_ms(qilin_event *start, qilin_event *stop, float
     if (!start->recorded || !stop->recorded)
         return INVALID("qilin_event_elapsed_ms: the %s event was never recorded",
                        start->recorded ? "stop" : "start");
+    if (start->untimed || stop->untimed)
+        return INVALID("qilin_event_elapsed_ms: the %s event was made by qilin_event_create_untimed (no timestamps)",
+                       start->untimed ? "start" : "stop");
     CUDA_TRY(cudaEventElapsedTime(ms, start->e, stop->e), "device %d", start->device);
     return QILIN_OK;
 }

@@ -133,6 +133,10 @@ static qilin_status check_options(const qilin_model_options *o) {
                            "kv_cache_tokens %lld",
                            o->max_seqs, o->max_batch_tokens, o->max_ctx, o->kv_block_size,
                            (long long)o->kv_cache_tokens);
+    if (!(o->comm_timeout_s >= 0 && o->comm_timeout_s <= 1e7))
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "qilin_model_load: comm_timeout_s %g: seconds in (0, 1e7], or 0 for the default",
+                           o->comm_timeout_s);
     if (o->ep_dispatch != QILIN_EP_REPLICATED && o->ep_dispatch != QILIN_EP_ALL_TO_ALL)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_model_load: unknown ep_dispatch %d",
                            (int)o->ep_dispatch);
@@ -200,9 +204,12 @@ static qilin_status start_workers(qilin_model *m) {
         m->shards[r] = (shard){
             .rank = m->first_rank + r, .n_ranks = m->opt.tp, .device = devices[r], .desc = m->desc, .opt = &m->opt};
     }
+    double timeout_s = m->opt.comm_timeout_s > 0 ? m->opt.comm_timeout_s : QILIN_COMM_TIMEOUT_DEFAULT_S;
+    if (st == QILIN_OK && m->opt.tp > 1) st = qilin_comm_set_init_timeout(timeout_s); /* start-up's deadline */
     if (st == QILIN_OK && m->opt.nodes > 1) st = nodes_start(m, devices);
     else if (st == QILIN_OK && n > 1) st = qilin_comm_init_all(n, devices, m->comms);
     for (int r = 0; st == QILIN_OK && r < n; r++) m->shards[r].comm = m->comms[r];
+    for (int r = 0; st == QILIN_OK && m->opt.tp > 1 && r < n; r++) st = qilin_comm_set_timeout(m->comms[r], timeout_s);
     if (st == QILIN_OK) st = qilin_workers_create(n, &m->workers);
     free(devices);
     return st;
@@ -428,12 +435,18 @@ typedef struct step_job {
     float *host_logits;
 } step_job;
 
+/* With several GPUs every rank waits for its step through the comm layer: a
+ * poll over the stream, NCCL's asynchronous error and the abort flag, with
+ * the --comm-timeout deadline, so a peer that never arrives is an error. */
 static qilin_status step_on_shard(const step_job *j, shard *g) {
     QILIN_TRY(shard_step(g, &j->s));
-    if (g->rank != 0 || !j->host_logits) return QILIN_OK;
-    size_t bytes = (size_t)j->s.rows * (size_t)j->m->desc->vocab * sizeof(float);
-    QILIN_TRY(qilin_memcpy_d2h(j->host_logits, g->logits, bytes, g->stream));
-    return qilin_stream_synchronize(g->stream);
+    bool copy = g->rank == 0 && j->host_logits;
+    if (copy) {
+        size_t bytes = (size_t)j->s.rows * (size_t)j->m->desc->vocab * sizeof(float);
+        QILIN_TRY(qilin_memcpy_d2h(j->host_logits, g->logits, bytes, g->stream));
+    }
+    if (g->comm) return qilin_comm_wait(g->comm, g->stream);
+    return copy ? qilin_stream_synchronize(g->stream) : QILIN_OK;
 }
 
 /* A rank that fails mid-step would leave the others waiting in their next
@@ -447,7 +460,7 @@ static qilin_status step_shard(int rank, void *ctx) {
     char why[512];
     snprintf(why, sizeof why, "rank %d failed: %s", m->shards[rank].rank, qilin_last_error());
     atomic_store(&m->broken, 1);
-    for (int r = 0; r < m->n; r++) qilin_comm_abort(m->comms[r], why);
+    for (int r = 0; r < m->n; r++) qilin_comm_request_abort(m->comms[r], why);
     return qilin_error(st, "%s", why);
 }
 

@@ -92,6 +92,9 @@ typedef struct qilin_model_options {
     bool random_weights;
     uint64_t random_seed;
     int layers;              /* > 0: keep the first `layers` layers only (qilin_model_desc_keep_layers) */
+    double comm_timeout_s;   /* with tp > 1: the deadline of every wait on a collective and of the
+                                communicators' start-up, in seconds; 0 = QILIN_COMM_TIMEOUT_DEFAULT_S
+                                (600). A peer that never arrives fails the step instead of hanging */
     bool no_graphs;          /* run every decode step eagerly instead of replaying a captured graph
                                 (also QILIN_NO_GRAPHS=1 in the environment); forward_layers.c */
     /* The paged KV cache (resolved at load: qilin_model_get_options shows the values used). */

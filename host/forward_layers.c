@@ -702,7 +702,7 @@ static qilin_status moe_all_to_all(shard *m, int l, void *out, const void *x, in
     /* The chunk size is a launch and collective argument, so the matrix comes
      * to the host: one stream synchronisation per MoE layer in this mode. */
     QILIN_TRY(qilin_memcpy_d2h(m->a2a_matrix_host, m->a2a_matrix, (size_t)n * n * sizeof(int), m->stream));
-    QILIN_TRY(qilin_stream_synchronize(m->stream));
+    QILIN_TRY(qilin_comm_wait(m->comm, m->stream)); /* a poll with a deadline: a peer may never arrive */
     int C = 0;
     for (int i = 0; i < n * n; i++) C = m->a2a_matrix_host[i] > C ? m->a2a_matrix_host[i] : C;
     if (C > m->ws.ep_chunk)
@@ -875,7 +875,7 @@ qilin_status step_buffers_alloc(shard *g) {
     size_t bytes = step_offset(STEP_REGIONS, T, S, g->table_stride) * sizeof(int);
     QILIN_TRY(shard_alloc(g, (void **)&g->step_dev, bytes, "step index arrays"));
     QILIN_TRY(qilin_host_alloc_pinned((void **)&g->step_host, bytes));
-    QILIN_TRY(qilin_event_create(&g->step_copied));
+    QILIN_TRY(qilin_event_create_untimed(&g->step_copied)); /* orders only */
     g->d_q_start = step_region(g->step_dev, STEP_Q_START, g);
     g->d_kv_len = step_region(g->step_dev, STEP_KV_LEN, g);
     g->d_seq_slot = step_region(g->step_dev, STEP_SEQ_SLOT, g);

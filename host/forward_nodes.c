@@ -58,7 +58,7 @@ static void on_peer_failure(void *user, const char *message) {
     qilin_model *m = user;
     snprintf(m->peer_failure, sizeof m->peer_failure, "%s", message);
     atomic_store(&m->peer_failed, 1);
-    for (int r = 0; r < m->n; r++) qilin_comm_abort(m->comms[r], message);
+    for (int r = 0; r < m->n; r++) qilin_comm_request_abort(m->comms[r], message);
 }
 
 /* Node 0's message after the bootstrap. */
@@ -115,7 +115,7 @@ static qilin_status ready_shard(int rank, void *ctx) {
     shard *g = &((qilin_model *)ctx)->shards[rank];
     QILIN_TRY(qilin_memset(g->d_single, 0, sizeof(int), g->stream));
     QILIN_TRY(qilin_comm_all_reduce_sum(g->comm, g->d_single, g->d_single, 1, QILIN_I32, g->stream));
-    return qilin_stream_synchronize(g->stream);
+    return qilin_comm_wait(g->comm, g->stream);
 }
 
 qilin_status nodes_ready(qilin_model *m) {

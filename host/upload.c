@@ -134,7 +134,7 @@ static qilin_status setup(device_res *r, const qilin_upload_options *o, int devi
     qilin_status s = qilin_stream_create(&r->stream);
     for (int i = 0; s == QILIN_OK && i < n; i++) {
         s = qilin_host_alloc_pinned(&r->buf[i], o->staging_bytes);
-        if (s == QILIN_OK) s = qilin_event_create(&r->ev[i]);
+        if (s == QILIN_OK) s = qilin_event_create_untimed(&r->ev[i]); /* orders only */
     }
     if (s != QILIN_OK) {
         release(r);

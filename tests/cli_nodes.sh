@@ -33,18 +33,19 @@ wait_follower() {
 }
 
 "$qilin" logits --model "$fixtures/llama" --ids 1,5,7,9 --dtype f32 --tp 2 --out "$dir/one.bin"
-"$qilin" logits --model "$fixtures/llama" --dtype f32 --tp 2 --nodes 2 --node-rank 1 \
-    --coordinator 127.0.0.1:$port1 &
+# Each process its own GPU (--device): NCCL refuses two ranks on one GPU.
+"$qilin" logits --model "$fixtures/llama" --dtype f32 --tp 2 --nodes 2 --node-rank 1 --device 1 \
+    --coordinator 127.0.0.1:$port1 --comm-timeout 120 &
 follower=$!
-"$qilin" logits --model "$fixtures/llama" --ids 1,5,7,9 --dtype f32 --tp 2 --nodes 2 --node-rank 0 \
-    --coordinator 127.0.0.1:$port1 --out "$dir/nodes.bin"
+"$qilin" logits --model "$fixtures/llama" --ids 1,5,7,9 --dtype f32 --tp 2 --nodes 2 --node-rank 0 --device 0 \
+    --comm-timeout 120 --coordinator 127.0.0.1:$port1 --out "$dir/nodes.bin"
 wait_follower logits
 cmp "$dir/one.bin" "$dir/nodes.bin"
 echo "logits over 2 processes: identical to one process with --tp 2"
 
-"$qilin" run --model "$stories" --tp 2 --nodes 2 --node-rank 1 --coordinator 127.0.0.1:$port2 &
+"$qilin" run --model "$stories" --tp 2 --nodes 2 --node-rank 1 --device 1 --coordinator 127.0.0.1:$port2 &
 follower=$!
-"$qilin" run --model "$stories" -p "Once upon a time" -n 24 --tp 2 --nodes 2 --node-rank 0 \
+"$qilin" run --model "$stories" -p "Once upon a time" -n 24 --tp 2 --nodes 2 --node-rank 0 --device 0 \
     --coordinator 127.0.0.1:$port2 >"$dir/story.txt"
 wait_follower run
 cat "$dir/story.txt"

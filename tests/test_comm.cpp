@@ -616,7 +616,7 @@ TEST(CommSim, AbortEndsAWaitBetweenProcesses) {
     QILIN_ASSERT_OK(qilin_malloc(&a.ptr, 64, "a"));
     std::thread watchdog([&] {
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
-        qilin_comm_abort(comms[0], "node 1 reported a failure");
+        qilin_comm_request_abort(comms[0], "node 1 reported a failure");
     });
     EXPECT_EQ(qilin_comm_all_reduce_sum(comms[0], a.ptr, a.ptr, 4, QILIN_F32, nullptr), QILIN_ERR_COMM);
     EXPECT_TRUE(names("node 1 reported a failure")) << qilin_last_error();

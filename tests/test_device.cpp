@@ -548,6 +548,27 @@ TEST(Device, EventErrors) {
     QILIN_ASSERT_OK(qilin_event_destroy(nullptr));
 }
 
+/* An untimed event orders and is waited on like any other, but has no
+ * timestamps: elapsed time with it is refused, naming it (as CUDA refuses). */
+TEST(Device, UntimedEventOrdersButIsNotTimed) {
+    QILIN_REQUIRE_DEVICES(1);
+    QILIN_ASSERT_OK(qilin_device_set(0));
+    qilin_event *timed = nullptr, *untimed = nullptr;
+    QILIN_ASSERT_OK(qilin_event_create(&timed));
+    QILIN_ASSERT_OK(qilin_event_create_untimed(&untimed));
+    QILIN_ASSERT_OK(qilin_event_record(timed, nullptr));
+    QILIN_ASSERT_OK(qilin_event_record(untimed, nullptr));
+    QILIN_ASSERT_OK(qilin_event_synchronize(untimed));
+    float ms = 0.0f;
+    EXPECT_FAILS(qilin_event_elapsed_ms(timed, untimed, &ms), QILIN_ERR_INVALID_ARGUMENT, "stop",
+                 "qilin_event_create_untimed");
+    EXPECT_FAILS(qilin_event_elapsed_ms(untimed, timed, &ms), QILIN_ERR_INVALID_ARGUMENT, "start",
+                 "qilin_event_create_untimed");
+    EXPECT_FAILS(qilin_event_create_untimed(nullptr), QILIN_ERR_INVALID_ARGUMENT, "qilin_event_create_untimed");
+    QILIN_ASSERT_OK(qilin_event_destroy(timed));
+    QILIN_ASSERT_OK(qilin_event_destroy(untimed));
+}
+
 /* ---- pinned memory, bandwidth, launches ---------------------------------- */
 
 TEST(Device, PinnedMemoryRoundTrip) {

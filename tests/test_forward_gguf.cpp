@@ -91,7 +91,7 @@ std::vector<float> run(qilin_model *m, const std::vector<int> &ids, const std::v
     std::vector<float> out(ids.size() * (size_t)vocab);
     int done = 0, slot = 0;
     for (int take : steps) {
-        qilin_batch b = {1, &slot, &done, &take, ids.data() + done, true};
+        qilin_batch b = {1, &slot, &done, &take, ids.data() + done, true, nullptr};
         EXPECT_EQ(qilin_forward(m, &b, out.data() + (size_t)done * vocab), QILIN_OK) << qilin_last_error();
         done += take;
     }

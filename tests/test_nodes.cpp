@@ -209,6 +209,12 @@ TEST(NodesErrors, OptionsAreChecked) {
     EXPECT_EQ(qilin_model_load(dir.c_str(), &o, &m), QILIN_ERR_INVALID_ARGUMENT);
     EXPECT_NE(std::string(qilin_last_error()).find("tp 3 must split evenly"), std::string::npos)
         << qilin_last_error();
+    for (double bad : {-1.0, 1e8}) { /* the deadline of waits on collectives (issue 19) */
+        o = node_options(2, false, 0, "127.0.0.1:1");
+        o.comm_timeout_s = bad;
+        EXPECT_EQ(qilin_model_load(dir.c_str(), &o, &m), QILIN_ERR_INVALID_ARGUMENT) << bad;
+        EXPECT_NE(std::string(qilin_last_error()).find("comm_timeout_s"), std::string::npos) << qilin_last_error();
+    }
     qilin_model_options one;
     qilin_model_options_default(&one);
     one.dtype = QILIN_F32, one.max_ctx = 16;

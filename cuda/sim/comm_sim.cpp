@@ -44,6 +44,7 @@
  * seconds (default 300, read at init) fails. Both mark the clique broken, and
  * every later call on any of its ranks fails with the same message, like a
  * communicator NCCL has aborted. */
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -54,6 +55,7 @@
 #include <mutex>
 #include <new>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <cuda_bf16.h>
@@ -129,10 +131,19 @@ bool is_local(const Clique &c, int rank) { return rank >= c.first && rank < c.fi
 
 } // namespace
 
+/* Per rank. Fields after `device` are read and written under clique->mu,
+ * except `busy`, which is claimed by compare-and-swap. */
 struct qilin_comm {
     std::shared_ptr<Clique> clique;
     int rank;
     int device;
+    double timeout_s;
+    std::atomic<int> busy{0};   /* 1 while a thread is inside an operation */
+    std::thread::id owner{};     /* the thread of the last operation; none at first */
+    std::string requested;       /* qilin_comm_request_abort's reason; empty when none */
+    std::string injected;        /* qilin_comm_sim_inject_error's message */
+    bool aborted = false, vanished = false;
+    qilin_comm(std::shared_ptr<Clique> c, int r, int d, double t) : clique(std::move(c)), rank(r), device(d), timeout_s(t) {}
 };
 
 namespace {
@@ -397,8 +408,8 @@ void complete(Clique &c) {
 
 /* ---- waiting --------------------------------------------------------- */
 
-Clock::time_point deadline(const Clique &c) {
-    auto d = std::chrono::duration<double>(c.timeout_s);
+Clock::time_point deadline(double timeout_s) {
+    auto d = std::chrono::duration<double>(timeout_s);
     return Clock::now() + std::chrono::duration_cast<Clock::duration>(d);
 }
 
@@ -426,13 +437,18 @@ qilin_status fail_broken(const Clique &c, const char *op, int rank) {
 qilin_status wait_collective(qilin_comm *comm, std::unique_lock<std::mutex> &lock, const char *op) {
     Clique &c = *comm->clique;
     const uint64_t gen = c.generation;
-    auto until = deadline(c);
-    bool done = c.cv.wait_until(
-        lock, until, [&] { return c.generation != gen || !c.broken.empty() || vanished_peer(c) >= 0; });
+    auto until = deadline(comm->timeout_s);
+    bool done = c.cv.wait_until(lock, until, [&] {
+        return c.generation != gen || !c.broken.empty() || vanished_peer(c) >= 0 || !comm->requested.empty();
+    });
     if (c.generation != gen) {
         int i = local(c, comm->rank);
         if (c.result[i] == QILIN_OK) return QILIN_OK;
         return qilin_error(c.result[i], "%s", c.result_msg[i].c_str());
+    }
+    if (c.broken.empty() && !comm->requested.empty()) {
+        c.broken = "rank " + std::to_string(comm->rank) + " aborted: " + comm->requested;
+        c.cv.notify_all();
     }
     if (c.broken.empty()) {
         int gone = vanished_peer(c);
@@ -442,9 +458,9 @@ qilin_status wait_collective(qilin_comm *comm, std::unique_lock<std::mutex> &loc
                           gone, comm->rank, op);
         else
             std::snprintf(buf, sizeof buf,
-                          "rank %d waited %.3g s (QILIN_SIM_COMM_TIMEOUT_S) in %s; rank(s) %s "
+                          "rank %d waited %.3g s (comm timeout: qilin_comm_set_timeout or QILIN_SIM_COMM_TIMEOUT_S) in %s; rank(s) %s "
                           "never called it",
-                          comm->rank, c.timeout_s, op, missing_ranks(c).c_str());
+                          comm->rank, comm->timeout_s, op, missing_ranks(c).c_str());
         c.broken = buf;
         c.cv.notify_all();
     }
@@ -467,10 +483,59 @@ qilin_status collective(qilin_comm *comm, const Post &post) {
     return wait_collective(comm, lock, op);
 }
 
-/* Checks shared by every operation; fills the site for later messages. */
-qilin_status check_call(const char *op, const qilin_comm *comm, qilin_dtype dtype, qilin_stream *stream,
-                        qilin_comm_site *s) {
+/* ---- ownership and faults (comm.h) --------------------------------------- */
+
+/* Ends the communicator on behalf of its owner; once. Under c.mu. */
+void abort_locked(qilin_comm *comm, const std::string &reason) {
+    Clique &c = *comm->clique;
+    comm->aborted = true;
+    if (c.broken.empty()) c.broken = "rank " + std::to_string(comm->rank) + " aborted: " + reason;
+    c.cv.notify_all();
+}
+
+/* A pending fault of this rank (injected error, requested abort, earlier
+ * abort, vanished) as an error; the owner aborts on the first one. Under c.mu. */
+qilin_status pending_fault(qilin_comm *comm, const char *op) {
+    Clique &c = *comm->clique;
+    const int size = c.size;
+    if (comm->vanished)
+        return qilin_error(QILIN_ERR_COMM, "%s (rank %d of %d): the rank vanished (test hook)", op, comm->rank, size);
+    std::string why;
+    if (!comm->injected.empty()) why = "asynchronous error: " + comm->injected;
+    else if (!comm->requested.empty()) why = "aborted on request: " + comm->requested;
+    if (why.empty()) return QILIN_OK;
+    if (!comm->aborted) abort_locked(comm, why);
+    return qilin_error(QILIN_ERR_COMM, "%s (rank %d of %d): %s", op, comm->rank, size, why.c_str());
+}
+
+/* Marks the calling thread inside an operation on `comm` (and its owner);
+ * an operation already in progress on another thread is an error, as NCCL
+ * forbids it. Releases on destruction. */
+struct Use {
+    qilin_comm *comm = nullptr;
+    ~Use() {
+        if (comm) comm->busy.store(0);
+    }
+    qilin_status claim(qilin_comm *c, const char *op) {
+        int expected = 0;
+        if (!c->busy.compare_exchange_strong(expected, 1))
+            return qilin_error(QILIN_ERR_COMM,
+                               "%s (rank %d of %d): issued while another thread is inside an operation on this "
+                               "communicator (one thread per communicator)",
+                               op, c->rank, c->clique->size);
+        comm = c;
+        std::lock_guard<std::mutex> lock(c->clique->mu);
+        c->owner = std::this_thread::get_id();
+        return pending_fault(c, op);
+    }
+};
+
+/* Checks shared by every operation; fills the site for later messages and
+ * claims the communicator for the calling thread (released with `use`). */
+qilin_status check_call(const char *op, qilin_comm *comm, qilin_dtype dtype, qilin_stream *stream,
+                        qilin_comm_site *s, Use &use) {
     if (comm == nullptr) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: comm = NULL", op);
+    QILIN_TRY(use.claim(comm, op));
     *s = site(op, comm);
     QILIN_TRY(qilin_comm_check_dtype(*s, dtype));
     QILIN_TRY(qilin_comm_check_stream(*s, comm->device, stream));
@@ -514,12 +579,17 @@ qilin_status do_recv(const DeferredRecv &r) {
     Clique &c = *comm->clique;
     std::unique_lock<std::mutex> lock(c.mu);
     std::deque<Message> &box = c.mailbox[(size_t)local(c, r.peer) * c.nlocal + local(c, comm->rank)];
-    bool ready = c.cv.wait_until(
-        lock, deadline(c), [&] { return !box.empty() || !c.broken.empty() || c.destroyed[local(c, r.peer)]; });
+    bool ready = c.cv.wait_until(lock, deadline(comm->timeout_s), [&] {
+        return !box.empty() || !c.broken.empty() || c.destroyed[local(c, r.peer)] || !comm->requested.empty();
+    });
     if (!box.empty()) {
         Message m = std::move(box.front());
         box.pop_front();
         return take_message(comm, m, r);
+    }
+    if (c.broken.empty() && !comm->requested.empty()) {
+        c.broken = "rank " + std::to_string(comm->rank) + " aborted: " + comm->requested;
+        c.cv.notify_all();
     }
     if (c.broken.empty()) {
         char buf[512];
@@ -530,18 +600,20 @@ qilin_status do_recv(const DeferredRecv &r) {
                           r.peer, comm->rank);
         else
             std::snprintf(buf, sizeof buf,
-                          "rank %d waited %.3g s (QILIN_SIM_COMM_TIMEOUT_S) to receive from "
+                          "rank %d waited %.3g s (comm timeout: qilin_comm_set_timeout or QILIN_SIM_COMM_TIMEOUT_S) to receive from "
                           "rank %d, which never sent",
-                          comm->rank, c.timeout_s, r.peer);
+                          comm->rank, comm->timeout_s, r.peer);
         c.broken = buf;
         c.cv.notify_all();
     }
     return fail_broken(c, "recv", comm->rank);
 }
 
+std::atomic<double> init_timeout_s{QILIN_COMM_TIMEOUT_DEFAULT_S};
+
 qilin_status read_timeout(double *out) {
     const char *env = std::getenv("QILIN_SIM_COMM_TIMEOUT_S");
-    *out = 300.0;
+    *out = init_timeout_s.load();
     if (env == nullptr || env[0] == '\0') return QILIN_OK;
     char *end = nullptr;
     double v = std::strtod(env, &end);
@@ -596,7 +668,7 @@ qilin_status init_clique(const qilin_comm_id *id, int world, int first, int nloc
                 return qilin_error(QILIN_ERR_COMM, "%s (ranks %d..%d of %d): %s", op, first, first + nlocal - 1,
                                    world, err.c_str());
         }
-        for (int i = 0; i < nlocal; i++) comms[i] = new qilin_comm{clique, first + i, devices[i]};
+        for (int i = 0; i < nlocal; i++) comms[i] = new qilin_comm(clique, first + i, devices[i], timeout_s);
     } catch (const std::bad_alloc &) {
         for (int i = 0; i < nlocal; i++) {
             delete comms[i];
@@ -629,14 +701,84 @@ qilin_status qilin_comm_init_ranks(const qilin_comm_id *id, int world, int first
     return init_clique(id, world, first_rank, nlocal, devices, comms, "comm_init_ranks");
 }
 
-void qilin_comm_abort(qilin_comm *comm, const char *reason) {
+void qilin_comm_request_abort(qilin_comm *comm, const char *reason) {
     if (comm == nullptr) return;
     Clique &c = *comm->clique;
-    std::string why = "rank " + std::to_string(comm->rank) + " aborted: " + (reason ? reason : "no reason given");
-    if (c.net) c.net->shut(why); /* first, without the lock: an exchange may hold it while it waits */
+    std::string why = reason ? reason : "no reason given";
+    /* first, without the lock: an exchange between processes may hold it
+     * while it waits; the other processes then fail at once */
+    if (c.net) c.net->shut("rank " + std::to_string(comm->rank) + " aborted: " + why);
     std::lock_guard<std::mutex> lock(c.mu);
-    if (c.broken.empty()) c.broken = why;
+    if (comm->requested.empty()) comm->requested = why;
     c.cv.notify_all();
+}
+
+qilin_status qilin_comm_abort(qilin_comm *comm, const char *reason) {
+    if (comm == nullptr) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "comm_abort: comm = NULL");
+    Clique &c = *comm->clique;
+    std::string why = reason ? reason : "no reason given";
+    std::lock_guard<std::mutex> lock(c.mu);
+    if (comm->owner != std::thread::id() && comm->owner != std::this_thread::get_id())
+        return qilin_error(QILIN_ERR_COMM,
+                           "comm_abort (rank %d of %d): called from a thread that does not own the communicator "
+                           "(use qilin_comm_request_abort)",
+                           comm->rank, c.size);
+    if (comm->aborted)
+        return qilin_error(QILIN_ERR_COMM, "comm_abort (rank %d of %d): the communicator was already aborted",
+                           comm->rank, c.size);
+    comm->owner = std::this_thread::get_id();
+    if (c.net) c.net->shut("rank " + std::to_string(comm->rank) + " aborted: " + why);
+    abort_locked(comm, why);
+    return QILIN_OK;
+}
+
+/* Collectives finish inside their call in the sim, so waiting is the
+ * stream's work plus a check for faults that arrived meanwhile. */
+qilin_status qilin_comm_wait(qilin_comm *comm, qilin_stream *stream) {
+    if (comm == nullptr) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "comm_wait: comm = NULL");
+    Use use;
+    QILIN_TRY(use.claim(comm, "comm_wait"));
+    QILIN_TRY(qilin_stream_synchronize(stream));
+    Clique &c = *comm->clique;
+    std::lock_guard<std::mutex> lock(c.mu);
+    QILIN_TRY(pending_fault(comm, "comm_wait"));
+    if (!c.broken.empty()) {
+        if (!comm->aborted) abort_locked(comm, c.broken);
+        return fail_broken(c, "comm_wait", comm->rank);
+    }
+    return QILIN_OK;
+}
+
+qilin_status qilin_comm_set_timeout(qilin_comm *comm, double seconds) {
+    if (comm == nullptr) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "comm_set_timeout: comm = NULL");
+    if (!(seconds > 0.0) || seconds > 1e7)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "comm_set_timeout (rank %d): %g s is not in (0, 1e7]",
+                           comm->rank, seconds);
+    std::lock_guard<std::mutex> lock(comm->clique->mu);
+    comm->timeout_s = seconds;
+    return QILIN_OK;
+}
+
+qilin_status qilin_comm_set_init_timeout(double seconds) {
+    if (!(seconds > 0.0) || seconds > 1e7)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "comm_set_init_timeout: %g s is not in (0, 1e7]", seconds);
+    init_timeout_s.store(seconds);
+    return QILIN_OK;
+}
+
+qilin_status qilin_comm_sim_inject_error(qilin_comm *comm, const char *message) {
+    if (comm == nullptr) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "comm_sim_inject_error: comm = NULL");
+    std::lock_guard<std::mutex> lock(comm->clique->mu);
+    comm->injected = message ? message : "injected error";
+    comm->clique->cv.notify_all();
+    return QILIN_OK;
+}
+
+qilin_status qilin_comm_sim_vanish(qilin_comm *comm) {
+    if (comm == nullptr) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "comm_sim_vanish: comm = NULL");
+    std::lock_guard<std::mutex> lock(comm->clique->mu);
+    comm->vanished = true;
+    return QILIN_OK;
 }
 
 qilin_status qilin_comm_destroy(qilin_comm *comm) {
@@ -658,7 +800,8 @@ int qilin_comm_size(const qilin_comm *comm) { return comm ? comm->clique->size :
 qilin_status qilin_comm_all_reduce_sum(qilin_comm *comm, const void *send, void *recv, size_t count,
                                        qilin_dtype dtype, qilin_stream *stream) {
     qilin_comm_site s;
-    QILIN_TRY(check_call("all_reduce_sum", comm, dtype, stream, &s));
+    Use use;
+    QILIN_TRY(check_call("all_reduce_sum", comm, dtype, stream, &s, use));
     QILIN_TRY(qilin_comm_check_buffer(s, "send", send, count, 1, dtype));
     QILIN_TRY(qilin_comm_check_buffer(s, "recv", recv, count, 1, dtype));
     return collective(comm, Post{Op::AllReduce, count, dtype, -1, send, recv});
@@ -667,7 +810,8 @@ qilin_status qilin_comm_all_reduce_sum(qilin_comm *comm, const void *send, void 
 qilin_status qilin_comm_all_gather(qilin_comm *comm, const void *send, void *recv, size_t count,
                                    qilin_dtype dtype, qilin_stream *stream) {
     qilin_comm_site s;
-    QILIN_TRY(check_call("all_gather", comm, dtype, stream, &s));
+    Use use;
+    QILIN_TRY(check_call("all_gather", comm, dtype, stream, &s, use));
     QILIN_TRY(qilin_comm_check_buffer(s, "send", send, count, 1, dtype));
     QILIN_TRY(qilin_comm_check_buffer(s, "recv", recv, count, (size_t)s.size, dtype));
     return collective(comm, Post{Op::AllGather, count, dtype, -1, send, recv});
@@ -676,7 +820,8 @@ qilin_status qilin_comm_all_gather(qilin_comm *comm, const void *send, void *rec
 qilin_status qilin_comm_reduce_scatter_sum(qilin_comm *comm, const void *send, void *recv, size_t recv_count,
                                            qilin_dtype dtype, qilin_stream *stream) {
     qilin_comm_site s;
-    QILIN_TRY(check_call("reduce_scatter_sum", comm, dtype, stream, &s));
+    Use use;
+    QILIN_TRY(check_call("reduce_scatter_sum", comm, dtype, stream, &s, use));
     QILIN_TRY(qilin_comm_check_buffer(s, "send", send, recv_count, (size_t)s.size, dtype));
     QILIN_TRY(qilin_comm_check_buffer(s, "recv", recv, recv_count, 1, dtype));
     return collective(comm, Post{Op::ReduceScatter, recv_count, dtype, -1, send, recv});
@@ -685,7 +830,8 @@ qilin_status qilin_comm_reduce_scatter_sum(qilin_comm *comm, const void *send, v
 qilin_status qilin_comm_broadcast(qilin_comm *comm, const void *send, void *recv, size_t count,
                                   qilin_dtype dtype, int root, qilin_stream *stream) {
     qilin_comm_site s;
-    QILIN_TRY(check_call("broadcast", comm, dtype, stream, &s));
+    Use use;
+    QILIN_TRY(check_call("broadcast", comm, dtype, stream, &s, use));
     QILIN_TRY(qilin_comm_check_rank(s, "root", root));
     if (comm->rank == root) QILIN_TRY(qilin_comm_check_buffer(s, "send", send, count, 1, dtype));
     QILIN_TRY(qilin_comm_check_buffer(s, "recv", recv, count, 1, dtype));
@@ -695,7 +841,8 @@ qilin_status qilin_comm_broadcast(qilin_comm *comm, const void *send, void *recv
 qilin_status qilin_comm_all_to_all(qilin_comm *comm, const void *send, void *recv, size_t count,
                                    qilin_dtype dtype, qilin_stream *stream) {
     qilin_comm_site s;
-    QILIN_TRY(check_call("all_to_all", comm, dtype, stream, &s));
+    Use use;
+    QILIN_TRY(check_call("all_to_all", comm, dtype, stream, &s, use));
     QILIN_TRY(qilin_comm_check_buffer(s, "send", send, count, (size_t)s.size, dtype));
     QILIN_TRY(qilin_comm_check_buffer(s, "recv", recv, count, (size_t)s.size, dtype));
     size_t bytes = count * qilin_dtype_size(dtype) * (size_t)s.size;
@@ -706,7 +853,8 @@ qilin_status qilin_comm_all_to_all(qilin_comm *comm, const void *send, void *rec
 qilin_status qilin_comm_send(qilin_comm *comm, const void *buf, size_t count, qilin_dtype dtype, int peer,
                              qilin_stream *stream) {
     qilin_comm_site s;
-    QILIN_TRY(check_call("send", comm, dtype, stream, &s));
+    Use use;
+    QILIN_TRY(check_call("send", comm, dtype, stream, &s, use));
     QILIN_TRY(qilin_comm_check_rank(s, "peer", peer));
     QILIN_TRY(qilin_comm_check_buffer(s, "buf", buf, count, 1, dtype));
     QILIN_TRY(check_local_peer(comm, "send", peer));
@@ -734,7 +882,8 @@ qilin_status qilin_comm_send(qilin_comm *comm, const void *buf, size_t count, qi
 qilin_status qilin_comm_recv(qilin_comm *comm, void *buf, size_t count, qilin_dtype dtype, int peer,
                              qilin_stream *stream) {
     qilin_comm_site s;
-    QILIN_TRY(check_call("recv", comm, dtype, stream, &s));
+    Use use;
+    QILIN_TRY(check_call("recv", comm, dtype, stream, &s, use));
     QILIN_TRY(qilin_comm_check_rank(s, "peer", peer));
     QILIN_TRY(qilin_comm_check_buffer(s, "buf", buf, count, 1, dtype));
     QILIN_TRY(check_local_peer(comm, "recv", peer));

@@ -186,7 +186,8 @@ bool accept_all(int lfd, const IdFields &id, int world, int nlocal, double timeo
     if (covered < world) return false;
     std::sort(joined.begin(), joined.end());
     g.fds.clear();
-    for (auto &j : joined) g.fds.push_back(j.second);
+    for (auto &j : joined) g.fds.push_back(j.second), g.firsts.push_back(j.first);
+    g.world = world;
     std::vector<unsigned char> ok = {'O', 'K'};
     for (int fd : g.fds)
         if (!send_frame(fd, ok, until, nullptr, "welcoming the processes", err)) return false;
@@ -300,7 +301,9 @@ bool exchange(Group &g, const std::vector<unsigned char> &mine, std::vector<unsi
     std::vector<unsigned char> b;
     for (size_t p = 0; p < g.fds.size(); p++) {
         if (!recv_frame(g.fds[p], b, until, &g.stop, "waiting for another process's ranks", err)) {
-            err += " (process " + std::to_string(p + 1) + " of " + std::to_string(g.fds.size() + 1) + ")";
+            int last = (p + 1 < g.firsts.size() ? g.firsts[p + 1] : g.world) - 1;
+            err += " (process " + std::to_string(p + 1) + " of " + std::to_string(g.fds.size() + 1) + ", holding rank " +
+                   std::to_string(g.firsts[p]) + " to rank " + std::to_string(last) + ")";
             return false;
         }
         all.insert(all.end(), b.begin(), b.end());

@@ -30,6 +30,8 @@ bool make_id(qilin_comm_id *id, std::string &err);
 struct Group {
     bool hub = false;
     std::vector<int> fds; /* hub: one per other process, by first rank; others: the hub */
+    std::vector<int> firsts; /* hub: the first rank of fds[i]'s process (messages name its ranks) */
+    int world = 0;
     std::atomic<bool> stop{false};
     ~Group();
     /* Wakes every blocked transfer (abort, failure): peers see the close.

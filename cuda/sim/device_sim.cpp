@@ -87,6 +87,7 @@ struct qilin_event {
     const void *stream_key;
     uint64_t count;
     std::shared_ptr<EventStamp> stamp;
+    bool untimed = false; /* qilin_event_create_untimed: elapsed_ms refuses it, as CUDA does */
 };
 
 namespace {
@@ -763,17 +764,25 @@ extern "C" int qilin_stream_device(qilin_stream *stream) {
 
 /* ---- events -------------------------------------------------------------- */
 
-extern "C" qilin_status qilin_event_create(qilin_event **event) {
-    if (event == nullptr) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_event_create: event is NULL");
+static qilin_status event_create(qilin_event **event, bool timing, const char *op) {
+    if (event == nullptr) return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: event is NULL", op);
     *event = nullptr;
-    QILIN_TRY(check_config("qilin_event_create"));
-    auto *e = new (std::nothrow) qilin_event{current_device, false, nullptr, 0, nullptr};
-    if (e == nullptr) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_event_create: out of host memory");
+    QILIN_TRY(check_config(op));
+    auto *e = new (std::nothrow) qilin_event{current_device, false, nullptr, 0, nullptr, !timing};
+    if (e == nullptr) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "%s: out of host memory", op);
     State &s = state();
     std::lock_guard<std::mutex> lock(s.mu);
     s.events.insert(e);
     *event = e;
     return QILIN_OK;
+}
+
+extern "C" qilin_status qilin_event_create(qilin_event **event) {
+    return event_create(event, true, "qilin_event_create");
+}
+
+extern "C" qilin_status qilin_event_create_untimed(qilin_event **event) {
+    return event_create(event, false, "qilin_event_create_untimed");
 }
 
 extern "C" qilin_status qilin_event_destroy(qilin_event *event) {
@@ -841,6 +850,10 @@ extern "C" qilin_status qilin_event_elapsed_ms(qilin_event *start, qilin_event *
     if (!start->recorded || !stop->recorded)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: the %s event was never recorded", op,
                            start->recorded ? "stop" : "start");
+    if (start->untimed || stop->untimed)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "%s: the %s event was made by qilin_event_create_untimed (no timestamps)", op,
+                           start->untimed ? "start" : "stop");
     /* cudaEventElapsedTime fails with cudaErrorNotReady before both completed. */
     if (!start->stamp->done.load(std::memory_order_acquire) || !stop->stamp->done.load(std::memory_order_acquire))
         return qilin_error(QILIN_ERR_DEVICE,

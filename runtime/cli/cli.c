@@ -187,6 +187,9 @@ void cli_report_gpus(const char *cmd, const struct qilin_model *m) {
 
 int cli_node_flag(const char *cmd, const char *flag, const char *value, struct qilin_model_options *opt) {
     if (!strcmp(flag, "--coordinator")) return opt->coordinator = value, 1;
+    if (!strcmp(flag, "--comm-timeout"))
+        return cli_double(cmd, flag, value, 0.001, 1e7, &opt->comm_timeout_s) ? -1 : 1;
+    if (!strcmp(flag, "--device")) return cli_int(cmd, flag, value, 0, CLI_MAX_GPUS - 1, &opt->device) ? -1 : 1;
     if (!strcmp(flag, "--nodes")) return cli_int(cmd, flag, value, 1, CLI_MAX_GPUS, &opt->nodes) ? -1 : 1;
     if (!strcmp(flag, "--node-rank"))
         return cli_int(cmd, flag, value, 0, CLI_MAX_GPUS - 1, &opt->node_rank) ? -1 : 1;

@@ -53,7 +53,9 @@ int cli_parse_ids(const char *cmd, const char *s, qilin_ids *out);
  * holds there (weights, KV cache, step buffers). `m` is a qilin_model *. */
 struct qilin_model;
 void cli_report_gpus(const char *cmd, const struct qilin_model *m);
-/* --nodes N, --node-rank R, --coordinator HOST:PORT into *opt (a
+/* --nodes N, --node-rank R, --coordinator HOST:PORT, --device N (the first
+ * GPU this process uses) and --comm-timeout SECONDS (the deadline of every
+ * wait on a collective, tp > 1) into *opt (a
  * qilin_model_options *): 1 when `flag` is one of them, 0 when not, -1 (after
  * a message) on a bad value. */
 struct qilin_model_options;

@@ -22,6 +22,7 @@ static int usage(FILE *to) {
     fprintf(to, "usage: qilin logits --model DIR --ids 1,2,3 --out FILE [--dtype float32|bfloat16|float16]\n"
                 "                    [--tp N] [--ep [--ep-dispatch replicated|all-to-all]]\n"
                 "                    [--nodes N --node-rank R --coordinator HOST:PORT]\n"
+                "                    [--device N] [--comm-timeout SECONDS]\n"
                 "                    [--random-weights [--weights-seed S]] [--layers N]\n" CLI_WEIGHTS_USAGE);
     return to == stdout ? 0 : 2;
 }
@@ -68,6 +69,7 @@ static int parse_flag(logits_args *a, const char *f, const char *v) {
 static int parse(int argc, char **argv, logits_args *a) {
     static const char *const valued[] = {"--model", "--ids",   "--out",  "--tp",          "--dtype",
                                          "--ep-dispatch", "--nodes", "--node-rank", "--coordinator",
+                                         "--comm-timeout", "--device",
                                          "--layers", "--weights-seed"};
     memset(a, 0, sizeof *a);
     qilin_model_options_default(&a->opt);

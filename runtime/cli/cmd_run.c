@@ -72,7 +72,11 @@ static int usage(FILE *to) {
             "                 [--dtype float32|bfloat16|float16] [--max-ctx N] [--ignore-eos] [--tp N] [--ep]\n"
             "                 [--ep-dispatch replicated|all-to-all]\n"
             "                 [--nodes N --node-rank R --coordinator HOST:PORT]\n"
+            "                 [--device N] [--comm-timeout SECONDS]\n"
             "                 [--random-weights [--weights-seed S]] [--layers N]\n" CLI_WEIGHTS_USAGE
+            "  --device   the first GPU this process uses (it uses device .. device + tp / nodes - 1); default 0\n"
+            "  --comm-timeout  seconds a wait on a collective may take before the step fails (tp > 1);\n"
+            "             default 600\n"
             "  -n N       new tokens at most: -n, else generation_config.json's max_new_tokens, else 256\n"
             "             (--chat: 1024, --ids: 16); the context caps it\n"
             "  --max-ctx  context tokens, at most the model's max_position_embeddings; default: prompt + N\n"
@@ -151,6 +155,7 @@ static bool takes_value(const char *f) {
     static const char *const valued[] = {
         "--model", "-p",   "--prompt",      "--ids",      "--system",     "--chat-template", "--think",
         "--template-kwargs", "--stop", "--dtype", "--nodes", "--node-rank", "--coordinator", "--ep-dispatch",
+        "--comm-timeout", "--device",
         "-n", "--max-ctx", "--tp", "--seed", "--temperature", "--top-k", "--top-p", "--min-p",
         "--repetition-penalty", "--layers", "--weights-seed"};
     for (size_t i = 0; i < sizeof valued / sizeof *valued; i++)
