@@ -133,6 +133,15 @@ static qilin_status check_options(const qilin_model_options *o) {
                            "kv_cache_tokens %lld",
                            o->max_seqs, o->max_batch_tokens, o->max_ctx, o->kv_block_size,
                            (long long)o->kv_cache_tokens);
+    if (!(o->gpu_memory_utilization >= 0 && o->gpu_memory_utilization <= 1))
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "qilin_model_load: gpu_memory_utilization %g: a fraction in (0, 1], or 0 for off",
+                           o->gpu_memory_utilization);
+    if (o->gpu_memory_utilization > 0 && o->kv_cache_tokens > 0)
+        return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
+                           "qilin_model_load: kv_cache_tokens %lld and gpu_memory_utilization %g both size the "
+                           "KV pool; give one",
+                           (long long)o->kv_cache_tokens, o->gpu_memory_utilization);
     if (!(o->comm_timeout_s >= 0 && o->comm_timeout_s <= 1e7))
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
                            "qilin_model_load: comm_timeout_s %g: seconds in (0, 1e7], or 0 for the default",
@@ -187,6 +196,33 @@ static qilin_status make_plan(qilin_model *m) {
     if (st == QILIN_OK) m->plan->opt.tensor_formats = NULL; /* read while planning only; freed here */
     free(formats);
     return st;
+}
+
+/* gpu_memory_utilization: the pool becomes every whole block of KV tokens
+ * the memory plan fits in that fraction of the first GPU's memory (all
+ * GPUs of a model are alike), after the weights as uploaded, the step
+ * buffers qilin_plan_workspace gives for these options and the plan's
+ * reserve; at least one max_ctx sequence must fit. */
+static qilin_status size_kv_from_memory(qilin_model *m) {
+    qilin_model_options *o = &m->opt;
+    qilin_device_props props;
+    QILIN_TRY(qilin_device_get_props(o->device, &props));
+    qilin_memory_options mo;
+    qilin_memory_options_default(&mo);
+    mo.gpu_mem_bytes = props.total_mem_bytes, mo.util = o->gpu_memory_utilization;
+    mo.max_batch_tokens = o->max_batch_tokens, mo.max_batch_seqs = o->max_seqs, mo.max_ctx = o->max_ctx;
+    mo.kv_elem_bytes = mo.act_elem_bytes = (int)qilin_dtype_size(o->dtype);
+    mo.min_kv_tokens = o->max_ctx;
+    qilin_memory_plan mp;
+    qilin_status st = qilin_plan_memory(m->plan, &mo, &mp);
+    if (st != QILIN_OK)
+        return qilin_error_context(st, "qilin_model_load: gpu_memory_utilization %g of %s (%.2f GiB)",
+                                   o->gpu_memory_utilization, props.name,
+                                   (double)props.total_mem_bytes / (1u << 30));
+    int64_t bs = o->kv_block_size, blocks = mp.kv_tokens / bs;
+    if (blocks > INT32_MAX) blocks = INT32_MAX;
+    o->kv_cache_tokens = blocks * bs;
+    return QILIN_OK;
 }
 
 /* Shards, communicators (more than one GPU) and worker threads; with
@@ -258,6 +294,7 @@ qilin_status qilin_model_load(const char *path, const qilin_model_options *optio
     m->n = opt.tp / opt.nodes;
     m->first_rank = opt.node_rank * m->n;
     st = make_plan(m);
+    if (st == QILIN_OK && opt.gpu_memory_utilization > 0) st = size_kv_from_memory(m);
     if (st == QILIN_OK) st = start_workers(m);
     if (st == QILIN_OK) st = load_weights(m, path);
     if (st == QILIN_OK && opt.nodes > 1) st = nodes_ready(m);

@@ -104,6 +104,11 @@ typedef struct qilin_model_options {
     int64_t kv_cache_tokens; /* positions in each layer's pool, rounded up to whole blocks; 0 =
                                 max_seqs × max_ctx. Memory: kv_cache_tokens × the plan's KV bytes per
                                 token (qilin_plan_memory's kv_tokens is what fits) */
+    double gpu_memory_utilization; /* vLLM's: 0 = off (kv_cache_tokens sizes the pool); in (0, 1]: the
+                                pool takes every KV token the memory plan (qilin_plan_memory) fits in
+                                this fraction of the first GPU's memory after weights, step buffers and
+                                the reserve — refused when not even one max_ctx sequence fits, and
+                                together with kv_cache_tokens */
 } qilin_model_options;
 
 /* Defaults for every field: fills *o. */

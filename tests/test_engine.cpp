@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/device.h"
 #include "host/forward.h"
 #include "runtime/engine.h"
 #include "runtime/engine/kv_blocks.h"
@@ -757,6 +758,55 @@ TEST(PagedForwardOptions, PoolSizeAndBlockSize) {
     EXPECT_EQ(qilin_model_load(path.c_str(), &o, &m), QILIN_ERR_INVALID_ARGUMENT);
     EXPECT_NE(std::string(qilin_last_error()).find("kv_block_size 32 exceeds the context of 16"), std::string::npos)
         << qilin_last_error();
+}
+
+/* gpu_memory_utilization sizes the pool from the device's memory: the
+ * model then holds (weights + step buffers + KV) what the memory plan
+ * allows in that fraction less the plan's 1 GiB reserve, to within 1 % (the
+ * block tables are not in the plan); too small a fraction for one max_ctx
+ * sequence, a fraction outside (0, 1] and a fraction beside
+ * kv_cache_tokens are refused. 1.5 % of an 80 GiB GPU leaves ~0.2 GiB of
+ * KV: cheap in the sim, harmless on a GPU. */
+TEST(PagedForwardOptions, GpuMemoryUtilizationSizesThePool) {
+    QILIN_REQUIRE_DEVICES(1);
+    const std::string path = golden::models_dir() + "/stories260K";
+    qilin_model_options o;
+    qilin_model_options_default(&o);
+    o.dtype = QILIN_F32, o.max_seqs = 2, o.max_ctx = 64, o.max_batch_tokens = 16;
+    qilin_device_props props;
+    QILIN_ASSERT_OK(qilin_device_get_props(0, &props));
+    o.gpu_memory_utilization = (1.2 * (1u << 30)) / (double)props.total_mem_bytes;
+    if (o.gpu_memory_utilization > 1) GTEST_SKIP() << "a GPU under 1.2 GiB";
+    qilin_model *m = nullptr;
+    QILIN_ASSERT_OK(qilin_model_load(path.c_str(), &o, &m));
+    const qilin_model_options *got = qilin_model_get_options(m);
+    const double budget = o.gpu_memory_utilization * (double)props.total_mem_bytes, reserve = 1u << 30;
+    const double used = (double)qilin_model_gpu_bytes(m, 0);
+    EXPECT_EQ(got->kv_cache_tokens % got->kv_block_size, 0);
+    EXPECT_GT(got->kv_cache_tokens, 64 * 1000) << "~0.2 GiB of a 5-layer model's KV: far more than max_seqs x max_ctx";
+    EXPECT_LE(used + reserve, budget * 1.01) << "the pool overshoots the budget";
+    EXPECT_GE(used + reserve, budget * 0.99) << "the pool leaves memory unused";
+    int ids[3] = {1, 403, 407}, start = 0, n = 3, slot = 1;
+    std::vector<float> logits(3 * 512);
+    qilin_batch b = {1, &slot, &start, &n, ids, true, nullptr};
+    QILIN_ASSERT_OK(qilin_forward(m, &b, logits.data()));
+    qilin_model_free(m);
+    m = nullptr;
+
+    o.gpu_memory_utilization = (0.5 * (1u << 30)) / (double)props.total_mem_bytes; /* under the reserve */
+    EXPECT_EQ(qilin_model_load(path.c_str(), &o, &m), QILIN_ERR_OUT_OF_MEMORY);
+    EXPECT_NE(std::string(qilin_last_error()).find("gpu_memory_utilization"), std::string::npos)
+        << qilin_last_error();
+    o.gpu_memory_utilization = 1.5;
+    EXPECT_EQ(qilin_model_load(path.c_str(), &o, &m), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(qilin_last_error()).find("gpu_memory_utilization 1.5: a fraction in (0, 1]"),
+              std::string::npos)
+        << qilin_last_error();
+    o.gpu_memory_utilization = 0.5, o.kv_cache_tokens = 4096;
+    EXPECT_EQ(qilin_model_load(path.c_str(), &o, &m), QILIN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(qilin_last_error()).find("both size the KV pool"), std::string::npos)
+        << qilin_last_error();
+    EXPECT_EQ(m, nullptr);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, PagedForward,

@@ -6,9 +6,12 @@
  *               [--max-num-seqs N] [--max-num-batched-tokens N] [--max-model-len N]
  *               [--tensor-parallel-size N | --tp N] [--dtype float32|bfloat16|float16]
  *               [--max-waiting N] [--grace-seconds S] [--tool-call-parser NAME]
+ *               [--gpu-memory-utilization F | --kv-cache-tokens N]
  *
- * Engine flags are spelled as vLLM spells them. The model gets
- * --max-num-seqs KV slots of --max-model-len positions each. SIGINT or
+ * Engine flags are spelled as vLLM spells them. The paged KV cache holds
+ * --kv-cache-tokens positions, or what --gpu-memory-utilization of the
+ * GPU leaves (host/forward.h), by default --max-num-seqs × --max-model-len;
+ * the engine's sequences share its blocks. SIGINT or
  * SIGTERM: stop accepting, let in-flight requests finish for --grace-seconds,
  * cancel the rest, exit 0. The flags are checked (host, port, ...) before
  * the model loads. */
@@ -40,9 +43,13 @@ static int usage(FILE *to) {
             "                   [--served-model-name NAME] [--chat-template FILE]\n"
             "                   [--max-num-seqs N] [--max-num-batched-tokens N] [--max-model-len N]\n"
             "                   [--tensor-parallel-size N | --tp N] [--dtype float32|bfloat16|float16]\n"
-            "                   [--max-waiting N] [--grace-seconds S] [--gpu-memory-utilization F]\n"
+            "                   [--max-waiting N] [--grace-seconds S]\n"
+            "                   [--gpu-memory-utilization F | --kv-cache-tokens N]\n"
             "                   [--tool-call-parser auto|hermes|deepseek|kimi_k2|llama3|mistral|none]\n"
-            "  --max-num-seqs        sequences running at once = KV slots of the model (default 8)\n"
+            "  --max-num-seqs        sequences in one step (default 8)\n"
+            "  --gpu-memory-utilization  the paged KV cache takes what the memory plan fits in this fraction\n"
+            "                        of the GPU's memory after weights and step buffers (as vLLM)\n"
+            "  --kv-cache-tokens     or: the paged KV cache's positions (default: max-num-seqs x max-model-len)\n"
             "  --max-model-len       context per sequence (default min(max_position_embeddings, %d))\n"
             "  --max-waiting         requests queued beyond the running ones before 429 (default 256)\n"
             "  --grace-seconds       at SIGINT/SIGTERM, how long in-flight requests may finish (default 5)\n"
@@ -70,11 +77,14 @@ static int flag(serve_args *a, const char *f, const char *v) {
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
         if (!strcmp(f, ints[i])) return cli_int("serve", f, v, lo[i], hi[i], idest[i]);
     if (!strcmp(f, "--grace-seconds")) return cli_double("serve", f, v, 0, 86400, &a->grace);
-    if (!strcmp(f, "--gpu-memory-utilization")) { /* vLLM's; said, not silently dropped */
-        double u = 0;
-        if (cli_double("serve", f, v, 0.01, 1, &u)) return -1;
-        fprintf(stderr, "qilin serve: --gpu-memory-utilization %s: not used yet; the KV cache is --max-num-seqs "
-                        "slots of --max-model-len positions\n", v);
+    if (!strcmp(f, "--gpu-memory-utilization"))
+        return cli_double("serve", f, v, 0.01, 1, &a->opt.gpu_memory_utilization);
+    if (!strcmp(f, "--kv-cache-tokens")) {
+        uint64_t n = 0;
+        if (cli_u64("serve", f, v, &n)) return -1;
+        if (n < 1 || n > ((uint64_t)1 << 40))
+            return fprintf(stderr, "qilin serve: --kv-cache-tokens %s: must be from 1 to 2^40\n", v), -1;
+        a->opt.kv_cache_tokens = (int64_t)n;
         return 0;
     }
     if (!strcmp(f, "--dtype")) {
@@ -148,9 +158,12 @@ int qilin_cmd_serve(int argc, char **argv) {
     if (st != QILIN_OK) {
         rc = cli_fail("serve", st);
     } else {
-        fprintf(stderr, "qilin serve: %s on http://%s:%d (%d sequences of %d tokens); Ctrl-C stops\n",
-                a.so.model_name, a.so.host ? a.so.host : "127.0.0.1", qilin_server_port(s),
-                qilin_model_get_options(m)->max_seqs, qilin_model_get_options(m)->max_ctx);
+        const qilin_model_options *mo = qilin_model_get_options(m);
+        fprintf(stderr,
+                "qilin serve: %s on http://%s:%d (up to %d sequences of %d tokens; KV cache %lld positions in "
+                "blocks of %d); Ctrl-C stops\n",
+                a.so.model_name, a.so.host ? a.so.host : "127.0.0.1", qilin_server_port(s), mo->max_seqs,
+                mo->max_ctx, (long long)mo->kv_cache_tokens, mo->kv_block_size);
         int sig = wait_for_signal(&set);
         fprintf(stderr, "qilin serve: %s: stopping (in-flight requests get %g s)\n",
                 sig == SIGINT ? "SIGINT" : "SIGTERM", a.grace);
