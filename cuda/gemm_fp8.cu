@@ -2,7 +2,8 @@
  * (gemm_quant.h): W stays e4m3 in device memory and is dequantized one
  * shared-memory tile at a time, never as a whole bf16 copy.
  *
- * bf16 / f16 activations (sm_80+): a block computes a 64 x 64 tile of y
+ * bf16 / f16 activations (sm_80+; the tiles of gemm_tile.cuh, shared with
+ * gemm_gguf.cu): a block computes a 64 x 64 tile of y
  * (64 rows of x times 64 weight rows) with 4 warps as 2 x 2, each 32 x 32 =
  * 2 m16 tiles x 4 n8 tiles of mma.sync m16n8k16 with fp32 accumulators.
  * Per k-slab of 32 columns the block stages x[64][32] as is and W[64][32]
@@ -34,18 +35,11 @@
 #include "common.cuh"
 #include "fp8_decode.cuh"
 #include "gemm_quant.h"
-#include "moe_gemm_mma.cuh"
+#include "gemm_tile.cuh"
 
 namespace {
 
-constexpr int kThreads = 128, kBM = 64, kBN = 64, kBK = 32;
-constexpr int kLd = moe_mma::kLd; /* 40: the fragment loaders' row stride */
-static_assert(kBK + 8 == kLd, "slab width and padded row stride");
-
-template <class T> struct alignas(16) Tiles {
-    T x[kBM][kLd];
-    T w[kBN][kLd];
-};
+using namespace gemm_tile;
 
 /* The dequantized weight W[r, c] (0 outside [n, k]). */
 __device__ inline float fp8_weight(const uint8_t *w, const float *ws, int r, int c, int n, int k, int64_t ldw,
@@ -53,13 +47,6 @@ __device__ inline float fp8_weight(const uint8_t *w, const float *ws, int r, int
     if (r >= n || c >= k) return 0.0f;
     float scale = ws[(size_t)((r + roff) / 128) * lds + (c + coff) / 128];
     return fp8_e4m3_to_float(w[(size_t)r * ldw + c]) * scale;
-}
-
-template <class T> __device__ inline void store_y(void *y, int64_t ldy, bool y_f32, int r, int c, float v) {
-    if (y_f32)
-        static_cast<float *>(y)[(size_t)r * ldy + c] = v;
-    else
-        static_cast<T *>(y)[(size_t)r * ldy + c] = from_float<T>(v);
 }
 
 /* acc += part * (the block scale of each accumulator's weight row, block column kb); part = 0. */
@@ -110,42 +97,12 @@ __global__ void __launch_bounds__(kThreads)
                 from_float<T>(n0 + r < n && in_k ? fp8_e4m3_to_float(w[(size_t)(n0 + r) * ldw + lc]) : 0.0f);
         }
         __syncthreads();
-        if (busy) {
-#pragma unroll
-            for (int kk = 0; kk < kBK; kk += 16) {
-                uint32_t a[2][4], b[4][2];
-#pragma unroll
-                for (int i = 0; i < 2; i++) moe_mma::load_a(a[i], &sm.x[wm * 32 + i * 16], kk);
-#pragma unroll
-                for (int j = 0; j < 4; j += 2) moe_mma::load_b2(b[j], b[j + 1], &sm.w[wn * 32 + 8 * j], kk);
-#pragma unroll
-                for (int i = 0; i < 2; i++)
-#pragma unroll
-                    for (int j = 0; j < 4; j++) moe_mma::mma_bf16_or_f16<T>(part[i][j], a[i], b[j]);
-            }
-        }
+        if (busy) mma_slab(part, sm, wm, wn);
         __syncthreads(); /* the slab is consumed before the next one is staged */
     }
     flush_block(acc, part, ws, lds, kb_cur, n0, n, roff);
-    /* C fragment: lane (g, t) holds rows g, g + 8 x columns 2t, 2t + 1 of each 16 x 8 tile */
-    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int r = m0 + wm * 32 + 16 * i + g + 8 * (e >> 1),
-                          c = n0 + wn * 32 + 8 * j + 2 * t + (e & 1);
-                if (r >= m || c >= n) continue;
-                float v = acc[i][j][e];
-                if (bias) v += to_float(bias[c]);
-                store_y<T>(y, ldy, y_f32, r, c, v);
-            }
+    store_acc(acc, y, ldy, y_f32, bias, m0, n0, wm, wn, m, n);
 }
-
-constexpr int kFT = 32, kFThreads = 256,
-              kFRows = kFT * kFT / kFThreads; /* f32: 32 x 32 tile, 4 rows per thread */
 
 __global__ void __launch_bounds__(kFThreads)
     gemm_fp8_f32_kernel(float *y, const float *x, const uint8_t *w, const float *ws, const float *bias, int m,
@@ -163,19 +120,10 @@ __global__ void __launch_bounds__(kFThreads)
             wt[r][tx] = fp8_weight(w, ws, n0 + r, gc, n, k, ldw, lds, roff, coff);
         }
         __syncthreads();
-#pragma unroll 8
-        for (int c = 0; c < kFT; c++) {
-            const float wv = wt[tx][c];
-#pragma unroll
-            for (int q = 0; q < kFRows; q++) acc[q] = fmaf(xs[ty + q * (kFThreads / kFT)][c], wv, acc[q]);
-        }
+        fma_slab32(acc, xs, wt, tx, ty);
         __syncthreads();
     }
-#pragma unroll
-    for (int q = 0; q < kFRows; q++) {
-        const int r = m0 + ty + q * (kFThreads / kFT), c = n0 + tx;
-        if (r < m && c < n) y[(size_t)r * ldy + c] = acc[q] + (bias ? bias[c] : 0.0f);
-    }
+    store_acc32(acc, y, ldy, bias, m0, n0, tx, ty, m, n);
 }
 
 template <class T> qilin_status launch_gemm_fp8(const qilin_gemm_fp8_args *a, qilin_stream *stream) {

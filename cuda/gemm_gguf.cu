@@ -13,9 +13,10 @@
  * the row's bytes. Not done yet: k-splitting over warps for short grids and
  * 16-byte loads of the quants (gemv_quant.cu's FP8 GEMV does both).
  *
- * GEMM (prefill, bf16 / f16 activations): gemm_fp8.cu's tiling — a block
- * computes 64 x 64 of y with 4 warps as 2 x 2, each 32 x 32 = 2 m16 tiles x
- * 4 n8 tiles of mma.sync m16n8k16, fp32 accumulators. Per k-slab of 32
+ * GEMM (prefill, bf16 / f16 activations): gemm_tile.cuh's tiling, shared
+ * with gemm_fp8.cu — a block computes 64 x 64 of y with 4 warps as 2 x 2,
+ * each 32 x 32 = 2 m16 tiles x 4 n8 tiles of mma.sync m16n8k16, fp32
+ * accumulators. Per k-slab of 32
  * columns (exactly one group, so one block's scale context) the block stages
  * x[64][32] as is and W[64][32] decoded to fp32 and rounded once to the
  * activation dtype (two threads per row, 16 weights each) in padded shared
@@ -33,8 +34,8 @@
 #include "common.cuh"
 #include "gemm_gguf.h"
 #include "gemv.h"
+#include "gemm_tile.cuh"
 #include "gguf_block.cuh"
-#include "moe_gemm_mma.cuh"
 
 extern "C" const char *qilin_gguf_format_name(qilin_gguf_format f) {
     switch (f) {
@@ -54,12 +55,7 @@ extern "C" const char *qilin_gguf_format_name(qilin_gguf_format f) {
 
 namespace {
 
-template <class T> __device__ inline void store_y(void *y, int64_t ldy, bool y_f32, int r, int c, float v) {
-    if (y_f32)
-        static_cast<float *>(y)[(size_t)r * ldy + c] = v;
-    else
-        static_cast<T *>(y)[(size_t)r * ldy + c] = from_float<T>(v);
-}
+using namespace gemm_tile;
 
 /* ---- GEMV ---------------------------------------------------------------- */
 
@@ -108,15 +104,6 @@ template <class T, int M> qilin_status launch_gemv_gguf(const qilin_gemm_gguf_ar
 
 /* ---- GEMM, tensor cores (bf16 / f16) -------------------------------------- */
 
-constexpr int kThreads = 128, kBM = 64, kBN = 64, kBK = 32;
-constexpr int kLd = moe_mma::kLd; /* 40: the fragment loaders' row stride */
-static_assert(kBK + 8 == kLd, "slab width and padded row stride");
-
-template <class T> struct alignas(16) Tiles {
-    T x[kBM][kLd];
-    T w[kBN][kLd];
-};
-
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     gemm_gguf_mma_kernel(void *y, const T *x, const uint8_t *w, const T *bias, qilin_gguf_format f, int m,
@@ -143,42 +130,13 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int e = 0; e < 16; e++) sm.w[wr][16 * wh + e] = from_float<T>(wv[e]);
         __syncthreads();
-        if (busy) {
-#pragma unroll
-            for (int kk = 0; kk < kBK; kk += 16) {
-                uint32_t a[2][4], b[4][2];
-#pragma unroll
-                for (int i = 0; i < 2; i++) moe_mma::load_a(a[i], &sm.x[wm * 32 + i * 16], kk);
-#pragma unroll
-                for (int j = 0; j < 4; j += 2) moe_mma::load_b2(b[j], b[j + 1], &sm.w[wn * 32 + 8 * j], kk);
-#pragma unroll
-                for (int i = 0; i < 2; i++)
-#pragma unroll
-                    for (int j = 0; j < 4; j++) moe_mma::mma_bf16_or_f16<T>(acc[i][j], a[i], b[j]);
-            }
-        }
+        if (busy) mma_slab(acc, sm, wm, wn);
         __syncthreads(); /* the slab is consumed before the next one is staged */
     }
-    /* C fragment: lane (g, t) holds rows g, g + 8 x columns 2t, 2t + 1 of each 16 x 8 tile */
-    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int r = m0 + wm * 32 + 16 * i + g + 8 * (e >> 1),
-                          c = n0 + wn * 32 + 8 * j + 2 * t + (e & 1);
-                if (r >= m || c >= n) continue;
-                float v = acc[i][j][e];
-                if (bias) v += to_float(bias[c]);
-                store_y<T>(y, ldy, y_f32, r, c, v);
-            }
+    store_acc(acc, y, ldy, y_f32, bias, m0, n0, wm, wn, m, n);
 }
 
 /* ---- GEMM, f32 ------------------------------------------------------------ */
-
-constexpr int kFT = 32, kFThreads = 256, kFRows = kFT * kFT / kFThreads; /* 4 rows per thread */
 
 __global__ void __launch_bounds__(kFThreads)
     gemm_gguf_f32_kernel(float *y, const float *x, const uint8_t *w, const float *bias, qilin_gguf_format f,
@@ -205,19 +163,10 @@ __global__ void __launch_bounds__(kFThreads)
             for (int e = 0; e < 16; e++) wt[r][16 * h + e] = wv[e];
         }
         __syncthreads();
-#pragma unroll 8
-        for (int c = 0; c < kFT; c++) {
-            const float wv = wt[tx][c];
-#pragma unroll
-            for (int q = 0; q < kFRows; q++) acc[q] = fmaf(xs[ty + q * (kFThreads / kFT)][c], wv, acc[q]);
-        }
+        fma_slab32(acc, xs, wt, tx, ty);
         __syncthreads();
     }
-#pragma unroll
-    for (int q = 0; q < kFRows; q++) {
-        const int r = m0 + ty + q * (kFThreads / kFT), c = n0 + tx;
-        if (r < m && c < n) y[(size_t)r * ldy + c] = acc[q] + (bias ? bias[c] : 0.0f);
-    }
+    store_acc32(acc, y, ldy, bias, m0, n0, tx, ty, m, n);
 }
 
 template <class T> qilin_status launch_gemm_gguf(const qilin_gemm_gguf_args *a, qilin_stream *stream) {
