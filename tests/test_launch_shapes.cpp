@@ -139,6 +139,45 @@ TEST(DryRun, HugeAllocationCostsNoResidentMemory) {
 
 /* ---- random weights in the release's format -------------------------------- */
 
+/* Every seed family's random checkpoint (4 layers kept: dense and MoE
+ * layers alike) holds exactly the parameters qilin inspect counts for that
+ * config, each tensor in the bytes its stored format takes (INT4: 8 weights
+ * a packed int32 word; FP8: 1 byte; the rest bf16 or fp32). Not filled. */
+TEST(RandomWeights, EverySeedFamilyHasTheParametersInspectCounts) {
+    const char *configs[] = {"DeepSeek-V2-Lite",    "DeepSeek-V3",  "Kimi-K2-Instruct", "Llama-3.1-8B-Instruct",
+                             "Mixtral-8x7B-v0.1",   "Qwen2-1.5B-Instruct", "Qwen2.5-7B-Instruct",
+                             "Qwen3-235B-A22B",     "Qwen3-30B-A3B", "Qwen3-8B"};
+    for (const char *name : configs) {
+        SCOPED_TRACE(name);
+        std::string config = std::string(QILIN_SOURCE_DIR) + "/tests/fixtures/configs/" + name + ".config.json";
+        qilin_model_desc *d = nullptr;
+        ASSERT_EQ(qilin_model_desc_load(config.c_str(), &d), QILIN_OK) << qilin_last_error();
+        ASSERT_EQ(qilin_model_desc_keep_layers(d, d->n_layers < 4 ? d->n_layers : 4), QILIN_OK);
+        qilin_param_counts want;
+        qilin_model_param_counts(d, &want);
+        qilin_checkpoint *c = nullptr;
+        ASSERT_EQ(qilin_checkpoint_random(d, 1, false, &c), QILIN_OK) << qilin_last_error();
+        qilin_bound_model *b = nullptr;
+        ASSERT_EQ(qilin_model_bind(d, c, &b), QILIN_OK) << qilin_last_error();
+        int64_t got = 0;
+        for (int i = 0; i < b->n_tensors; i++) {
+            const qilin_bound_tensor &t = b->tensors[i];
+            if (!t.data) continue; /* an absent optional spec */
+            int64_t stored = 1;
+            for (int k = 0; k < t.n_dims; k++) stored *= t.shape[k];
+            const bool int4 = t.quant == QILIN_WQ_INT4_GROUP;
+            const size_t elem = int4 ? 4 : t.dtype == QILIN_WDT_F8_E4M3 ? 1 : t.dtype == QILIN_WDT_F32 ? 4 : 2;
+            EXPECT_EQ(t.nbytes, (size_t)stored * elem) << t.name;
+            got += int4 ? stored * 8 : stored;
+        }
+        EXPECT_EQ(got, want.total) << "parameters in the random checkpoint vs qilin inspect's count";
+        EXPECT_EQ(b->n_ignored, 0);
+        qilin_bound_model_free(b);
+        qilin_checkpoint_close(c);
+        qilin_model_desc_free(d);
+    }
+}
+
 /* DeepSeek-V3's config says fp8: its linear weights come as F8_E4M3 with 128 x 128 block
  * scales and bind as FP8; embedding, router and norms stay BF16; every spec is bound and
  * nothing is left over. --layers 4 keeps 3 dense + 1 MoE layer. Not filled (dry-run size). */
