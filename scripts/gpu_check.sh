@@ -13,8 +13,8 @@
 #   build_tests     120  everything else (the GPU test suite)
 #   bench_stories    20  qilin bench on stories260K (a real checkpoint; the quick sanity check)
 #   ctest           100  the cuda build's ctest, -j 8, 60 s per test, sass checks left out (CPU-only)
-#   kernels          60  bench_linear, bench_gemv_quant, bench_decode_attention, bench_moe_gemm,
-#                        bench_attention, bench_load (at most 20 s each)
+#   kernels          75  bench/run_kernels.sh: bench_linear, bench_gemv_quant, bench_gemm_quant,
+#                        bench_decode_attention, bench_attention, bench_moe_gemm, bench_load (20 s each)
 #   bench_qwen3     120  qilin bench, random-weight Qwen3-30B-A3B bf16, --qwen-layers (default 48: all)
 #   bench_deepseek  100  qilin bench, random-weight DeepSeek-V3 FP8, --deepseek-layers (default 4:
 #                        the 3 dense layers and one MoE layer)
@@ -137,7 +137,7 @@ if [ $build = 1 ]; then
     else
         stage configure 30 cmake --preset cuda -B "$build_dir" -DQILIN_CUDA_ARCHS="$arch" "${commit_define[@]}"
     fi
-    benches="bench_linear bench_gemv_quant bench_decode_attention bench_moe_gemm bench_attention bench_load"
+    benches="bench_linear bench_gemv_quant bench_gemm_quant bench_decode_attention bench_moe_gemm bench_attention bench_load"
     stage build_core 180 cmake --build "$build_dir" -j "$jobs" --target qilin $benches
     stage build_tests 120 cmake --build "$build_dir" -j "$jobs" -- -k 0
     tests_built=$?
@@ -175,23 +175,9 @@ else
 fi
 
 # Kernel benchmarks, one after another inside the stage's limit (bench/README.md says what each reports).
-kernels() {
-    local reps=$1 each=$2 b
-    for b in bench_linear bench_gemv_quant bench_decode_attention bench_moe_gemm bench_attention bench_load; do
-        local args="--reps $reps"
-        [ $b = bench_load ] && args=$([ $sim = 1 ] && echo "16M --reps 1" || echo "1G --reps 3")
-        if [ ! -x "$build_dir/bench/$b" ]; then echo "### $b: SKIPPED (not built)"; continue; fi
-        echo "### $b $args"
-        timeout --kill-after=2 "$each" stdbuf -oL "$build_dir/bench/$b" $args 2>&1 # lines survive a timeout
-        local rc=$?
-        [ $rc -eq 124 ] && echo "### $b: TIMED OUT after $each s"
-        [ $rc -ne 0 ] && [ $rc -ne 124 ] && echo "### $b: FAILED (exit $rc)"
-    done
-    return 0
-}
-export -f kernels
-export sim build_dir
-if [ $sim = 1 ]; then stage kernels 40 bash -c 'kernels 1 15'; else stage kernels 60 bash -c 'kernels 5 20'; fi
+runner=$(dirname "$0")/../bench/run_kernels.sh
+if [ $sim = 1 ]; then stage kernels 50 "$runner" "$build_dir" --reps 1 --each 15 --sim
+else stage kernels 75 "$runner" "$build_dir" --reps 5 --each 20; fi
 
 qwen=$fixtures/configs/Qwen3-30B-A3B.config.json ds=$fixtures/configs/DeepSeek-V3.config.json
 if [ $sim = 1 ]; then
