@@ -7,6 +7,7 @@
 #   bench_decode_attention  paged split-KV decode attention (GQA) and absorbed MLA
 #   bench_attention     prefill attention on tensor cores
 #   bench_moe_gemm      the MoE grouped GEMMs (align, gate_up + SwiGLU, down, combine)
+#   bench_small_ops     RMSNorm + residual and the device sampler (greedy, top-p) at model widths
 #   bench_load          the checkpoint upload engine vs the page cache
 # Each prints µs, GB/s, TFLOP/s and % of the measured bandwidth or the datasheet peak
 # (bench/README.md), after checking its kernel against a reference. A benchmark that is not
@@ -27,7 +28,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ -d "$build_dir/bench" ] || { echo "run_kernels.sh: $build_dir/bench: no such directory" >&2; exit 2; }
-for b in bench_linear bench_gemv_quant bench_gemm_quant bench_decode_attention bench_attention bench_moe_gemm \
+for b in bench_linear bench_gemv_quant bench_gemm_quant bench_decode_attention bench_attention bench_moe_gemm bench_small_ops \
     bench_load; do
     args="--reps $reps"
     [ $b = bench_load ] && args=$([ $sim = 1 ] && echo "16M --reps 1" || echo "1G --reps 3")

@@ -14,7 +14,8 @@
 #   bench_stories    20  qilin bench on stories260K (a real checkpoint; the quick sanity check)
 #   ctest           100  the cuda build's ctest, -j 8, 60 s per test, sass checks left out (CPU-only)
 #   kernels          75  bench/run_kernels.sh: bench_linear, bench_gemv_quant, bench_gemm_quant,
-#                        bench_decode_attention, bench_attention, bench_moe_gemm, bench_load (20 s each)
+#                        bench_decode_attention, bench_attention, bench_moe_gemm, bench_small_ops,
+#                        bench_load (20 s each)
 #   bench_qwen3     120  qilin bench, random-weight Qwen3-30B-A3B bf16, --qwen-layers (default 48: all)
 #   bench_deepseek  100  qilin bench, random-weight DeepSeek-V3 FP8, --deepseek-layers (default 4:
 #                        the 3 dense layers and one MoE layer)
@@ -137,7 +138,7 @@ if [ $build = 1 ]; then
     else
         stage configure 30 cmake --preset cuda -B "$build_dir" -DQILIN_CUDA_ARCHS="$arch" "${commit_define[@]}"
     fi
-    benches="bench_linear bench_gemv_quant bench_gemm_quant bench_decode_attention bench_moe_gemm bench_attention bench_load"
+    benches="bench_linear bench_gemv_quant bench_gemm_quant bench_decode_attention bench_moe_gemm bench_attention bench_small_ops bench_load"
     stage build_core 180 cmake --build "$build_dir" -j "$jobs" --target qilin $benches
     stage build_tests 120 cmake --build "$build_dir" -j "$jobs" -- -k 0
     tests_built=$?
