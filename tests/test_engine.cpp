@@ -132,6 +132,29 @@ TEST_F(KvBlocks, FullBlocksAreSharedByPrefix) {
     qilin_kv_table_release(pool_, &e);
 }
 
+/* An admission that matched and then could not grow is undone: the shared
+ * blocks' references and the match's lookups and hits go back, so the retry
+ * at a later step is counted once. */
+TEST_F(KvBlocks, UnmatchTakesTheMatchBackOutOfTheStats) {
+    make(8, 4);
+    std::vector<int> prompt = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13};
+    qilin_kv_table a{}, b{};
+    ASSERT_TRUE(grow(&a, 13));
+    qilin_kv_table_commit(pool_, &a, prompt.data(), 13);
+    const qilin_kv_stats before = stats();
+    EXPECT_EQ(match(&b, prompt), 12);
+    EXPECT_EQ(stats().hits, before.hits + 3);
+    EXPECT_EQ(stats().lookups, before.lookups + 3);
+    qilin_kv_table_unmatch(pool_, &b);
+    EXPECT_EQ(stats().hits, before.hits);
+    EXPECT_EQ(stats().lookups, before.lookups);
+    for (int i = 0; i < 3; i++) EXPECT_EQ(qilin_kv_block_ref(pool_, a.blocks[i]), 1);
+    EXPECT_EQ(b.n_blocks, 0);
+    EXPECT_EQ(match(&b, prompt), 12); /* the retry */
+    EXPECT_EQ(stats().hits, before.hits + 3);
+    for (qilin_kv_table *t : {&a, &b}) qilin_kv_table_release(pool_, t);
+}
+
 TEST_F(KvBlocks, DuplicateBlockStaysPrivate) {
     make(4, 2);
     std::vector<int> prompt = {5, 6, 7};

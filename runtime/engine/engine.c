@@ -384,7 +384,7 @@ static qilin_status admit_waiting(qilin_engine *e, int *n_entries, int *budget) 
         int n = chunk_for(e, r, *budget);
         QILIN_TRY(qilin_kv_table_grow(e->pool, &r->table, matched + n, &grown));
         if (!grown) {
-            qilin_kv_table_release(e->pool, &r->table);
+            qilin_kv_table_unmatch(e->pool, &r->table);
             r->n_computed = 0;
             break;
         }

@@ -180,6 +180,7 @@ qilin_status qilin_kv_table_match(qilin_kv_pool *p, qilin_kv_table *t, const int
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
                            "qilin_kv_table_match: the table already holds %d blocks; match before growing",
                            t->n_blocks);
+    t->match_lookups = t->match_hits = 0;
     if (!p->caching || n < 2) return QILIN_OK;
     int bs = p->block_size, eligible = (n - 1) / bs;
     QILIN_TRY(reserve(t, eligible));
@@ -197,6 +198,7 @@ qilin_status qilin_kv_table_match(qilin_kv_pool *p, qilin_kv_table *t, const int
         parent = key;
         p->hits++;
     }
+    t->match_lookups = eligible, t->match_hits = t->n_blocks;
     *matched = t->n_blocks * bs;
     return QILIN_OK;
 }
@@ -237,4 +239,10 @@ void qilin_kv_table_release(qilin_kv_pool *p, qilin_kv_table *t) {
     }
     free(t->blocks);
     memset(t, 0, sizeof *t);
+}
+
+void qilin_kv_table_unmatch(qilin_kv_pool *p, qilin_kv_table *t) {
+    p->lookups -= (uint64_t)t->match_lookups, p->hits -= (uint64_t)t->match_hits;
+    t->match_lookups = t->match_hits = 0;
+    qilin_kv_table_release(p, t);
 }

@@ -41,6 +41,7 @@ typedef struct qilin_kv_table {
     int n_blocks, cap;
     int n_keyed;    /* blocks[0 .. n_keyed) are entered in the prefix table (or were found there) */
     uint64_t last_key; /* key of blocks[n_keyed - 1] (0 when n_keyed is 0) */
+    int match_lookups, match_hits; /* what the last qilin_kv_table_match counted in the stats */
 } qilin_kv_table;
 
 typedef struct qilin_kv_stats {
@@ -80,6 +81,11 @@ void qilin_kv_table_commit(qilin_kv_pool *p, qilin_kv_table *t, const int *token
 
 /* Drops t's references, tail first; frees t's array. */
 void qilin_kv_table_release(qilin_kv_pool *p, qilin_kv_table *t);
+
+/* Undoes an admission that matched and then could not grow: releases t
+ * like qilin_kv_table_release and takes its match's lookups and hits back
+ * out of the stats, so a request retried at a later step counts once. */
+void qilin_kv_table_unmatch(qilin_kv_pool *p, qilin_kv_table *t);
 
 #ifdef __cplusplus
 }
