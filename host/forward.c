@@ -383,10 +383,6 @@ static qilin_status check_batch(const qilin_model *m, const qilin_batch *b) {
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
                            "qilin_forward: %d sequences; this model was loaded for 1 to %d", b->n_seqs,
                            o->max_seqs);
-    if (b->blocks && o->nodes > 1)
-        return qilin_error(QILIN_ERR_UNSUPPORTED,
-                           "qilin_forward: block tables are not sent to other nodes yet (%d nodes): use slots",
-                           o->nodes);
     if (!b->blocks && !b->slot)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "qilin_forward: the batch has neither slots nor block tables");
     int T = 0;

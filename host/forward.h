@@ -160,8 +160,9 @@ qilin_status qilin_model_expert_counts(qilin_model *m, int layer, int *counts);
  * (blocks only read may be shared). Without blocks, slot[i] (distinct within
  * the batch) names its identity table (above). logits receives fp32 rows
  * (host memory): every new token of every sequence in order when
- * all_logits, else one row per sequence (its last token). Block tables are
- * not sent to other nodes yet: with nodes > 1 use slots. */
+ * all_logits, else one row per sequence (its last token). With nodes > 1
+ * the tables travel to the other nodes with the step (their pools are node
+ * 0's: same block size and tokens). */
 typedef struct qilin_batch {
     int n_seqs;
     const int *slot, *start_pos, *n_tokens;

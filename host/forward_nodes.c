@@ -8,7 +8,8 @@
  *   1. cluster bootstrap over TCP (cluster.h): every node's configuration
  *      text (architecture, sizes, tp, ep, dtype) must equal node 0's;
  *   2. node 0 makes the communicator's unique id and sends it with its
- *      step limits (max_seqs, max_ctx, max_batch_tokens, MLA mode), which
+ *      step limits (max_seqs, max_ctx, max_batch_tokens, MLA mode) and its
+ *      KV pool (block size and tokens), which
  *      the followers adopt — node 0's caller chooses them (`qilin run`
  *      sizes the context from the prompt), and every node must allocate the
  *      same buffers or they would disagree inside a collective; every node
@@ -19,7 +20,7 @@
  *      fails with that node's message instead of waiting.
  *
  * Then node 0 is the model the caller drives: every step's batch (ids,
- * positions, slots) is sent to the followers before node 0's workers start,
+ * positions, slots or block tables) is sent to the followers before node 0's workers start,
  * and the followers (qilin_model_follow) run the same step on their shards.
  * Logits and sampling stay on global rank 0; nothing flows back.
  *
@@ -30,6 +31,7 @@
  * a multi-node model is final: the nodes no longer agree on the KV cache, so
  * later calls are refused. */
 #define _POSIX_C_SOURCE 200809L /* nanosleep */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,7 +66,8 @@ static void on_peer_failure(void *user, const char *message) {
 /* Node 0's message after the bootstrap. */
 typedef struct start_msg {
     qilin_comm_id id;
-    int32_t max_seqs, max_ctx, max_batch_tokens, mla_mode;
+    int32_t max_seqs, max_ctx, max_batch_tokens, mla_mode, kv_block_size;
+    int64_t kv_cache_tokens; /* node 0's KV pool: block tables index the same pool everywhere */
 } start_msg;
 
 static qilin_status share_comm_id(qilin_model *m, qilin_comm_id *id) {
@@ -72,7 +75,9 @@ static qilin_status share_comm_id(qilin_model *m, qilin_comm_id *id) {
     start_msg s = {.max_seqs = o->max_seqs,
                    .max_ctx = o->max_ctx,
                    .max_batch_tokens = o->max_batch_tokens,
-                   .mla_mode = (int32_t)o->mla_mode};
+                   .mla_mode = (int32_t)o->mla_mode,
+                   .kv_block_size = o->kv_block_size,
+                   .kv_cache_tokens = o->kv_cache_tokens};
     if (o->node_rank == 0) {
         QILIN_TRY(qilin_comm_get_unique_id(&s.id));
         *id = s.id;
@@ -88,6 +93,7 @@ static qilin_status share_comm_id(qilin_model *m, qilin_comm_id *id) {
         *id = s.id;
         o->max_seqs = s.max_seqs, o->max_ctx = s.max_ctx, o->max_batch_tokens = s.max_batch_tokens;
         o->mla_mode = (qilin_mla_mode)s.mla_mode;
+        o->kv_block_size = s.kv_block_size, o->kv_cache_tokens = s.kv_cache_tokens;
     }
     free(data);
     if (!ok)
@@ -140,39 +146,71 @@ qilin_status nodes_explain(qilin_model *m, qilin_status st) {
     return qilin_error(st, "node %d: %s", m->opt.node_rank, mine);
 }
 
-/* The batch as int32s: n_seqs, all_logits, T, slot[n], start_pos[n],
- * n_tokens[n], tokens[T]. */
+/* Table entries sequence i of a step uses: its blocks up to its last new position. */
+static int used_blocks(int start_pos, int n_tokens, int block_size) {
+    return (start_pos + n_tokens + block_size - 1) / block_size;
+}
+
+/* The batch as int32s: n_seqs, all_logits, T, has_tables, slot[n] (0s with
+ * tables), start_pos[n], n_tokens[n], tokens[T], then with tables each
+ * sequence's used entries (used_blocks) back to back. */
 qilin_status nodes_send_step(qilin_model *m, const qilin_batch *b) {
-    int n = b->n_seqs, T = 0;
-    for (int i = 0; i < n; i++) T += b->n_tokens[i];
-    size_t count = 3 + 3 * (size_t)n + (size_t)T;
-    int *msg = malloc(count * sizeof *msg);
+    int n = b->n_seqs, T = 0, bs = m->opt.kv_block_size;
+    size_t table_entries = 0;
+    for (int i = 0; i < n; i++) {
+        T += b->n_tokens[i];
+        if (b->blocks) table_entries += (size_t)used_blocks(b->start_pos[i], b->n_tokens[i], bs);
+    }
+    size_t count = 4 + 3 * (size_t)n + (size_t)T + table_entries;
+    int *msg = calloc(count, sizeof *msg);
     if (!msg) return qilin_error(QILIN_ERR_OUT_OF_MEMORY, "qilin_forward: host memory for the step message");
-    msg[0] = n, msg[1] = b->all_logits, msg[2] = T;
-    memcpy(msg + 3, b->slot, (size_t)n * sizeof(int));
-    memcpy(msg + 3 + n, b->start_pos, (size_t)n * sizeof(int));
-    memcpy(msg + 3 + 2 * n, b->n_tokens, (size_t)n * sizeof(int));
-    memcpy(msg + 3 + 3 * n, b->tokens, (size_t)T * sizeof(int));
+    msg[0] = n, msg[1] = b->all_logits, msg[2] = T, msg[3] = b->blocks != NULL;
+    if (!b->blocks) memcpy(msg + 4, b->slot, (size_t)n * sizeof(int));
+    memcpy(msg + 4 + n, b->start_pos, (size_t)n * sizeof(int));
+    memcpy(msg + 4 + 2 * n, b->n_tokens, (size_t)n * sizeof(int));
+    memcpy(msg + 4 + 3 * n, b->tokens, (size_t)T * sizeof(int));
+    int *at = msg + 4 + 3 * n + T;
+    for (int i = 0; b->blocks && i < n; i++) {
+        int used = used_blocks(b->start_pos[i], b->n_tokens[i], bs);
+        memcpy(at, b->blocks[i], (size_t)used * sizeof(int));
+        at += used;
+    }
     qilin_status st = qilin_cluster_send_all(m->cluster, MSG_STEP, msg, count * sizeof *msg);
     free(msg);
     return st;
 }
 
-/* A follower's view of a step message; false when it is malformed. */
-static bool parse_step(const int *msg, size_t bytes, qilin_batch *b) {
+/* A follower's view of a step message; false when it is malformed. With
+ * tables, *tables receives the per-sequence pointers into msg (free it). */
+static bool parse_step(const int *msg, size_t bytes, int block_size, qilin_batch *b, const int ***tables) {
+    *tables = NULL;
     size_t count = bytes / sizeof(int);
-    if (bytes % sizeof(int) || count < 3 || msg[0] < 1 || msg[2] < 1) return false;
+    if (bytes % sizeof(int) || count < 4 || msg[0] < 1 || msg[2] < 1 || (msg[3] != 0 && msg[3] != 1)) return false;
     int n = msg[0], T = msg[2];
-    if (count != 3 + 3 * (size_t)n + (size_t)T) return false;
+    if (count < 4 + 3 * (size_t)n + (size_t)T) return false;
     *b = (qilin_batch){.n_seqs = n,
                        .all_logits = msg[1] != 0,
-                       .slot = msg + 3,
-                       .start_pos = msg + 3 + n,
-                       .n_tokens = msg + 3 + 2 * n,
-                       .tokens = msg + 3 + 3 * n};
-    int sum = 0;
-    for (int i = 0; i < n; i++) sum += b->n_tokens[i] > 0 ? b->n_tokens[i] : 0;
-    return sum == T;
+                       .slot = msg + 4,
+                       .start_pos = msg + 4 + n,
+                       .n_tokens = msg + 4 + 2 * n,
+                       .tokens = msg + 4 + 3 * n};
+    int64_t sum = 0, entries = 0;
+    for (int i = 0; i < n; i++) {
+        if (b->n_tokens[i] < 1 || b->start_pos[i] < 0 || b->start_pos[i] > INT32_MAX - b->n_tokens[i]) return false;
+        sum += b->n_tokens[i];
+        if (msg[3]) entries += used_blocks(b->start_pos[i], b->n_tokens[i], block_size);
+    }
+    if (sum != T || count != 4 + 3 * (size_t)n + (size_t)T + (size_t)entries) return false;
+    if (!msg[3]) return true;
+    *tables = malloc((size_t)n * sizeof **tables);
+    if (!*tables) return false;
+    const int *at = msg + 4 + 3 * n + T;
+    for (int i = 0; i < n; i++) {
+        (*tables)[i] = at;
+        at += used_blocks(b->start_pos[i], b->n_tokens[i], block_size);
+    }
+    b->blocks = *tables;
+    return true;
 }
 
 /* One message from node 0: a step (run), the end (*done), or an error. */
@@ -182,10 +220,11 @@ static qilin_status follow_one(qilin_model *m, bool *done) {
     size_t bytes = 0;
     QILIN_TRY(qilin_cluster_recv(m->cluster, &type, &data, &bytes));
     qilin_batch b;
+    const int **tables = NULL;
     qilin_status st = QILIN_OK;
     if (type == MSG_END) {
         *done = true;
-    } else if (type != MSG_STEP || !parse_step(data, bytes, &b)) {
+    } else if (type != MSG_STEP || !parse_step(data, bytes, m->opt.kv_block_size, &b, &tables)) {
         st = qilin_error(QILIN_ERR_COMM, "node %d: malformed message from node 0 (type %u, %zu bytes)",
                          m->opt.node_rank, type, bytes);
     } else {
@@ -193,6 +232,7 @@ static qilin_status follow_one(qilin_model *m, bool *done) {
         st = forward_run_step(m, &b, NULL);
         qilin_cluster_arm(m->cluster, 0);
     }
+    free(tables);
     free(data);
     return st;
 }

@@ -145,6 +145,45 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, Nodes, testing::ValuesIn(list_cases()),
                              return i.param.fixture + "_tp" + std::to_string(i.param.tp) + mode(i.param);
                          });
 
+/* Block tables travel with the step: node 0 runs a prompt in two chunks
+ * through a table of its pool's blocks in reverse order, with a pool (8-token
+ * blocks, 40 of them) that node 1 was not started with — node 1 adopts node
+ * 0's — and both chunks' logits equal the golden's rows. */
+TEST(NodesPaged, ShuffledTablesTravelToTheFollower) {
+    QILIN_REQUIRE_DEVICES(2);
+    std::string dir = models_dir() + "/llama", why;
+    Golden g;
+    ASSERT_TRUE(load_golden(dir, &g, &why)) << why;
+    ReservedPort port;
+    std::string coordinator = port.address();
+    Follower node1;
+    node1.start(dir, node_options(2, false, 1, coordinator.c_str()));
+    qilin_model_options o = node_options(2, false, 0, coordinator.c_str());
+    o.kv_block_size = 8, o.kv_cache_tokens = 320;
+    qilin_model *m = nullptr;
+    qilin_status st = qilin_model_load(dir.c_str(), &o, &m);
+    if (st != QILIN_OK) node1.join();
+    ASSERT_EQ(st, QILIN_OK) << qilin_last_error() << " / node 1: " << node1.message;
+    const std::vector<int> &ids = g.prompts[0];
+    const int len = (int)ids.size(), half = len / 2;
+    ASSERT_GE(half, 1);
+    std::vector<int> table;
+    for (int j = 0; j < (len + 7) / 8; j++) table.push_back(39 - j);
+    const int *tables[1] = {table.data()};
+    for (int chunk = 0; chunk < 2; chunk++) {
+        int start = chunk ? half : 0, n = chunk ? len - half : half, slot = 0;
+        std::vector<float> out((size_t)n * g.vocab);
+        qilin_batch b = {1, &slot, &start, &n, ids.data() + start, true, tables};
+        ASSERT_EQ(qilin_forward(m, &b, out.data()), QILIN_OK) << qilin_last_error();
+        double err = rel_error(out.data(), g.logits[0].data() + (size_t)start * g.vocab, out.size());
+        EXPECT_LE(err, kFp32Tolerance) << "chunk " << chunk;
+    }
+    qilin_model_free(m);
+    node1.join();
+    EXPECT_EQ(node1.load, QILIN_OK) << node1.message;
+    EXPECT_EQ(node1.follow, QILIN_OK) << node1.message;
+}
+
 /* Node 1 started with bf16, node 0 with f32: both refuse, showing both settings. */
 TEST(NodesErrors, DifferentSettingsAreRefused) {
     QILIN_REQUIRE_DEVICES(2);
