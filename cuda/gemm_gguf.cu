@@ -31,6 +31,8 @@
  * Embedding lookup on a GGUF table (a quantized token_embd stays in its
  * blocks too): one block of threads per token, 16 weights per thread per
  * step, decoded and stored in the activation dtype. */
+#include <cstring>
+
 #include "common.cuh"
 #include "gemm_gguf.h"
 #include "gemv.h"
@@ -183,12 +185,29 @@ template <class T> qilin_status launch_gemm_gguf(const qilin_gemm_gguf_args *a, 
 }
 
 /* What both launchers check; *done when there is nothing to compute. */
+/* Whether *f names a format, read as the int a C caller may have put there
+ * (loading an enum outside its range is undefined in C++: UBSan's
+ * -fsanitize=enum stops at it before any check could run). */
+bool format_known(const qilin_gguf_format *f) {
+    static_assert(sizeof(qilin_gguf_format) == sizeof(int), "the format is an int in C");
+    int raw;
+    std::memcpy(&raw, f, sizeof raw);
+    return raw >= QILIN_GGUF_Q8_0 && raw <= QILIN_GGUF_Q6_K;
+}
+
+int format_int(const qilin_gguf_format *f) {
+    int raw;
+    std::memcpy(&raw, f, sizeof raw);
+    return raw;
+}
+
 qilin_status check_args(const char *op, const qilin_gemm_gguf_args *a, int max_m, bool *done) {
     *done = false;
     if (!a || !a->y || !a->x || !a->w)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: y, x and w must be set", op);
+    if (!format_known(&a->format))
+        return qilin_error(QILIN_ERR_UNSUPPORTED, "%s: unknown GGUF format %d", op, format_int(&a->format));
     const int be = gguf_block_elems(a->format);
-    if (be == 0) return qilin_error(QILIN_ERR_UNSUPPORTED, "%s: unknown GGUF format %d", op, (int)a->format);
     if (a->m < 0 || a->m > max_m || a->n < 0 || a->k < 1)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT, "%s: bad shape m=%d (at most %d) n=%d k=%d", op, a->m,
                            max_m, a->n, a->k);
@@ -234,10 +253,10 @@ extern "C" qilin_status qilin_embedding_gguf(const qilin_embedding_gguf_args *a,
     if (!a || !a->out || !a->table || !a->ids)
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
                            "qilin_embedding_gguf: out, table and ids must be set");
-    const int be = gguf_block_elems(a->format);
-    if (be == 0)
+    if (!format_known(&a->format))
         return qilin_error(QILIN_ERR_UNSUPPORTED, "qilin_embedding_gguf: unknown GGUF format %d",
-                           (int)a->format);
+                           format_int(&a->format));
+    const int be = gguf_block_elems(a->format);
     if (a->tokens < 0 || a->dim < 1 || a->dim % be || a->vocab < 0 ||
         a->ldw < (int64_t)(a->dim / be) * gguf_block_bytes(a->format))
         return qilin_error(QILIN_ERR_INVALID_ARGUMENT,
