@@ -58,11 +58,19 @@ class Stub(BaseHTTPRequestHandler):
             Stub.in_flight += 1
             Stub.peak = max(Stub.peak, Stub.in_flight)
             Stub.served += 1
+        self.counted = True
         try:
             self.stream(body)
         finally:
-            with Stub.lock:
+            self.uncount()
+
+    def uncount(self):
+        """The request leaves the in-flight count before its [DONE] goes out: a client that has
+        read [DONE] may send its next request before this thread runs again."""
+        with Stub.lock:
+            if self.counted:
                 Stub.in_flight -= 1
+                self.counted = False
 
     def stream(self, body):
         chat = self.path.endswith("/chat/completions")
@@ -83,6 +91,7 @@ class Stub(BaseHTTPRequestHandler):
             event({"choices": [choice]})
         if (body.get("stream_options") or {}).get("include_usage"):
             event({"choices": [], "usage": {"prompt_tokens": n_in, "completion_tokens": body["max_tokens"]}})
+        self.uncount()
         event(b"[DONE]")
         self.wfile.write(b"0\r\n\r\n")
 
