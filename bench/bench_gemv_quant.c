@@ -141,16 +141,11 @@ static int check_agree(bench_device *b, run *r) {
     r->use_q = 0;
     ok = ok && launch(r, b->stream) == QILIN_OK && qilin_memcpy_d2h(c, r->y, count * 2, b->stream) == QILIN_OK;
     ok = ok && qilin_stream_synchronize(b->stream) == QILIN_OK;
-    double ss = 0.0;
-    for (size_t i = 0; ok && i < count; i++) ss += (double)bench_bf16_to_float(c[i]) * bench_bf16_to_float(c[i]);
-    const double rms = sqrt(ss / (double)(count ? count : 1));
-    for (size_t i = 0; ok && i < count; i++) {
-        float x = bench_bf16_to_float(a[i]), y = bench_bf16_to_float(c[i]);
-        if (!(fabs((double)x - y) <= 0.02 * (rms + fabs((double)y)))) {
-            fprintf(stderr, "bench_gemv_quant: quantized and bf16 GEMV disagree at m %d n %d k %d, element %zu: %g vs %g\n",
-                    r->m, r->n, r->k, i, x, y);
-            ok = 0;
-        }
+    size_t bad = 0;
+    if (ok && !bench_bf16_agree(a, c, count, &bad)) {
+        fprintf(stderr, "bench_gemv_quant: quantized and bf16 GEMV disagree at m %d n %d k %d, element %zu: %g vs %g\n",
+                r->m, r->n, r->k, bad, bench_bf16_to_float(a[bad]), bench_bf16_to_float(c[bad]));
+        ok = 0;
     }
     free(a), free(c);
     return ok;

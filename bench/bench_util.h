@@ -5,6 +5,7 @@
 #ifndef QILIN_BENCH_UTIL_H
 #define QILIN_BENCH_UTIL_H
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +87,20 @@ static inline float bench_bf16_to_float(uint16_t h) {
     float f;
     memcpy(&f, &u, 4);
     return f;
+}
+
+/* Whether bf16 results got[] agree with want[] (a reference path's) within
+ * 2 % of want's RMS plus |want| per element: the bound the quantized
+ * benchmarks check before timing. 0 with *bad at the first element outside. */
+static inline int bench_bf16_agree(const uint16_t *got, const uint16_t *want, size_t count, size_t *bad) {
+    double ss = 0.0;
+    for (size_t i = 0; i < count; i++) ss += (double)bench_bf16_to_float(want[i]) * bench_bf16_to_float(want[i]);
+    const double rms = sqrt(ss / (double)(count ? count : 1));
+    for (size_t i = 0; i < count; i++) {
+        double x = bench_bf16_to_float(got[i]), y = bench_bf16_to_float(want[i]);
+        if (!(fabs(x - y) <= 0.02 * (rms + fabs(y)))) return *bad = i, 0;
+    }
+    return 1;
 }
 
 /* xorshift64: the benchmarks' seeded random stream (*s must not be 0). */
